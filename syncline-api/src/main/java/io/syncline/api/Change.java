@@ -1,0 +1,52 @@
+package io.syncline.api;
+
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * One captured row change, as it travels from a source outbox to a target table.
+ *
+ * <p>Rows are maps from column name to a canonical value (see {@code docs/protocol.md}): {@code null},
+ * {@link Long}/{@link Integer}/{@link java.math.BigInteger}, {@link java.math.BigDecimal}, {@link String},
+ * {@link Boolean}, or a {@link Map}/{@link java.util.List} for JSON columns. Dates, times, binary and
+ * UUIDs are strings in their canonical text form. Instances are immutable and thread-safe as long as
+ * the maps handed in are not modified afterwards.
+ */
+public sealed interface Change {
+
+    /** The source table name, unqualified. */
+    String table();
+
+    /** A new row. */
+    record Insert(String table, Map<String, Object> newRow) implements Change {
+        public Insert {
+            Objects.requireNonNull(table, "table");
+            Objects.requireNonNull(newRow, "newRow");
+        }
+    }
+
+    /** A changed row; {@code oldRow} carries the previous values, including the old primary key. */
+    record Update(String table, Map<String, Object> oldRow, Map<String, Object> newRow) implements Change {
+        public Update {
+            Objects.requireNonNull(table, "table");
+            Objects.requireNonNull(oldRow, "oldRow");
+            Objects.requireNonNull(newRow, "newRow");
+        }
+    }
+
+    /** A removed row; {@code oldRow} carries its last values. */
+    record Delete(String table, Map<String, Object> oldRow) implements Change {
+        public Delete {
+            Objects.requireNonNull(table, "table");
+            Objects.requireNonNull(oldRow, "oldRow");
+        }
+    }
+
+    /** A row sent by an initial load or re-sync: applied as an upsert. */
+    record Reload(String table, Map<String, Object> newRow) implements Change {
+        public Reload {
+            Objects.requireNonNull(table, "table");
+            Objects.requireNonNull(newRow, "newRow");
+        }
+    }
+}

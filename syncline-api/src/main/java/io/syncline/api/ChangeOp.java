@@ -1,0 +1,33 @@
+package io.syncline.api;
+
+/** The one-letter operation codes used in outbox rows and on the wire. */
+public enum ChangeOp {
+    INSERT('I'), UPDATE('U'), DELETE('D'), RELOAD('R');
+
+    private final char code;
+
+    ChangeOp(char code) {
+        this.code = code;
+    }
+
+    /** The single-character code stored in the outbox and written on the wire. */
+    public char code() {
+        return code;
+    }
+
+    /**
+     * Parses an operation code.
+     *
+     * @throws IllegalArgumentException naming the code when it is not one of I, U, D, R
+     */
+    public static ChangeOp ofCode(String code) {
+        if (code != null && code.length() == 1) {
+            for (ChangeOp op : values()) {
+                if (op.code == code.charAt(0)) {
+                    return op;
+                }
+            }
+        }
+        throw new IllegalArgumentException("unknown change operation code '" + code + "' (expected I, U, D or R)");
+    }
+}

@@ -1,0 +1,367 @@
+package io.syncline.engine.apply;
+
+import io.syncline.api.BadBatchException;
+import io.syncline.api.BatchHeader;
+import io.syncline.api.BatchId;
+import io.syncline.api.Change;
+import io.syncline.api.ChannelSpec;
+import io.syncline.api.RetriableSyncException;
+import io.syncline.api.SyncException.Stage;
+import io.syncline.api.TableSpec;
+import io.syncline.engine.codec.CanonicalReader;
+import io.syncline.engine.dialect.Dialect;
+import io.syncline.engine.schema.ColumnMeta;
+import io.syncline.engine.schema.SchemaReader;
+import io.syncline.engine.schema.TableMeta;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Clock;
+import java.time.OffsetDateTime;
+import java.time.ZoneOffset;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.stream.Collectors;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/*
+ * Applies one batch at the target, exactly once, in one transaction.
+ *
+ * The transaction first locks the ledger row (sync_incoming) of the batch's source and channel. If the
+ * batch's number is not above the ledger's, it is a retry of something already applied: nothing is done
+ * and the ledger's number is returned as the acknowledgement. If it is not exactly the next number, the
+ * batch is out of order and refused (the sender resends from the acknowledged number). Otherwise every
+ * change is applied in order (JDBC batches of consecutive statements of the same shape) and the ledger is
+ * advanced in the same transaction. A failure anywhere, including a truncated or malformed stream from
+ * the iterator, rolls the whole batch back. Because the ledger advance and the changes commit together,
+ * a crash before commit leaves neither, and a crash after commit leaves both: exactly once.
+ *
+ * Thread-safe: concurrent applies of the same source and channel serialize on the ledger row lock.
+ */
+public final class BatchApplier {
+    private static final Logger LOG = LoggerFactory.getLogger(BatchApplier.class);
+    private static final int JDBC_BATCH = 1000;
+    private final Dialect dialect;
+    private final Clock clock;
+    private final Map<String, TableMeta> metaCache = new ConcurrentHashMap<>();
+
+    public BatchApplier(Dialect dialect, Clock clock) {
+        this.dialect = dialect;
+        this.clock = clock;
+    }
+
+    /**
+     * Applies {@code changes} (consumed fully) as batch {@code header} of {@code channel}, then commits.
+     *
+     * @throws BadBatchException          when the batch is out of order or its content cannot be applied; nothing applied
+     * @throws RetriableSyncException     when the database failed; nothing applied, the sender should retry later
+     */
+    public ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes) {
+        BatchId id = header.id();
+        boolean tagged = false;
+        try {
+            long last = lockLedger(c, id);
+            if (id.sequence() <= last) {
+                c.rollback();
+                LOG.debug("batch {} already applied (ledger at {}), acknowledging again", id, last);
+                return new ApplyOutcome.Duplicate(id, last);
+            }
+            if (id.sequence() != last + 1) {
+                c.rollback();
+                throw new BadBatchException(Stage.APPLY, "batch " + id + " is out of order: expected batch " + (last + 1)
+                        + " of source '" + id.source() + "' channel '" + id.channel() + "'");
+            }
+            dialect.beginApply(c, id.source());
+            tagged = true;
+            long count;
+            try (Writer w = new Writer(c, id, channel)) {
+                while (changes.hasNext()) {
+                    w.apply(changes.next());
+                }
+                w.flush();
+                count = w.count;
+            }
+            try (PreparedStatement ps = c.prepareStatement("UPDATE sync_incoming SET last_batch = ?, rows_applied = rows_applied + ?, "
+                    + "applied_at = ? WHERE source = ? AND channel = ?")) {
+                ps.setLong(1, id.sequence());
+                ps.setLong(2, count);
+                ps.setObject(3, OffsetDateTime.ofInstant(clock.instant(), ZoneOffset.UTC));
+                ps.setString(4, id.source());
+                ps.setString(5, id.channel());
+                ps.executeUpdate();
+            }
+            CrashPoints.hit("apply-before-commit");
+            c.commit();
+            CrashPoints.hit("apply-after-commit");
+            return new ApplyOutcome.Applied(id, count);
+        } catch (SQLException e) {
+            rollbackQuietly(c);
+            metaCache.clear();
+            throw new RetriableSyncException(Stage.APPLY, "applying batch " + id + " failed: " + e.getMessage()
+                    + " (SQLState " + e.getSQLState() + "); nothing was applied, the batch will be retried", e);
+        } catch (RuntimeException e) {
+            rollbackQuietly(c);
+            if (e instanceof BadBatchException || e instanceof RetriableSyncException) {
+                throw e;
+            }
+            throw new BadBatchException(Stage.APPLY, "batch " + id + " cannot be applied: " + e.getMessage(), e);
+        } finally {
+            if (tagged) {
+                try {
+                    dialect.endApply(c);
+                } catch (SQLException e) {
+                    LOG.warn("could not clear origin tag after batch {}: {}", id, e.getMessage());
+                }
+            }
+        }
+    }
+
+    /** The last batch applied for this source and channel (0 if none), read without locking. */
+    public static long lastApplied(Connection c, String source, String channel) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT last_batch FROM sync_incoming WHERE source = ? AND channel = ?")) {
+            ps.setString(1, source);
+            ps.setString(2, channel);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() ? rs.getLong(1) : 0;
+            }
+        }
+    }
+
+    private long lockLedger(Connection c, BatchId id) throws SQLException {
+        for (int attempt = 0; attempt < 2; attempt++) {
+            try (PreparedStatement ps = c.prepareStatement(
+                    "SELECT last_batch FROM sync_incoming WHERE source = ? AND channel = ? FOR UPDATE")) {
+                ps.setString(1, id.source());
+                ps.setString(2, id.channel());
+                try (ResultSet rs = ps.executeQuery()) {
+                    if (rs.next()) {
+                        return rs.getLong(1);
+                    }
+                }
+            }
+            try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_incoming (source, channel, last_batch, rows_applied, "
+                    + "applied_at) VALUES (?, ?, 0, 0, ?)")) {
+                ps.setString(1, id.source());
+                ps.setString(2, id.channel());
+                ps.setObject(3, OffsetDateTime.ofInstant(clock.instant(), ZoneOffset.UTC));
+                ps.executeUpdate();
+            }
+        }
+        throw new SQLException("ledger row for " + id.source() + "/" + id.channel() + " vanished");
+    }
+
+    private static void rollbackQuietly(Connection c) {
+        try {
+            c.rollback();
+        } catch (SQLException e) {
+            LOG.warn("rollback failed: {}", e.getMessage());
+        }
+    }
+
+    private TableMeta target(Connection c, String table) throws SQLException {
+        String key = table.toLowerCase(Locale.ROOT);
+        TableMeta meta = metaCache.get(key);
+        if (meta == null) {
+            meta = SchemaReader.tryRead(c, table);
+            if (meta == null) {
+                throw new BadBatchException(Stage.APPLY, "target table '" + table + "' does not exist");
+            }
+            if (meta.primaryKey().isEmpty()) {
+                throw new BadBatchException(Stage.APPLY, "target table '" + table + "' has no primary key");
+            }
+            metaCache.put(key, meta);
+        }
+        return meta;
+    }
+
+    /** Applies changes of one batch with JDBC batching, keeping the order of statements. Not thread-safe. */
+    private final class Writer implements AutoCloseable {
+        private final Connection c;
+        private final BatchId id;
+        private final ChannelSpec channel;
+        private final Map<String, PreparedStatement> statements = new HashMap<>();
+        private PreparedStatement open;
+        private int openCount;
+        long count;
+
+        Writer(Connection c, BatchId id, ChannelSpec channel) {
+            this.c = c;
+            this.id = id;
+            this.channel = channel;
+        }
+
+        void apply(Change change) throws SQLException {
+            TableSpec spec = channel.table(change.table());
+            if (spec == null) {
+                throw new BadBatchException(Stage.APPLY, "table '" + change.table() + "' is not in channel '" + channel.name() + "'");
+            }
+            TableMeta t = target(c, spec.target());
+            count++;
+            switch (change) {
+                case Change.Insert ins -> upsert(t, withHubColumn(spec, ins.newRow()));
+                case Change.Reload r -> upsert(t, withHubColumn(spec, r.newRow()));
+                case Change.Update u -> {
+                    Map<String, Object> oldRow = withHubColumn(spec, u.oldRow());
+                    Map<String, Object> newRow = withHubColumn(spec, u.newRow());
+                    if (samePrimaryKey(t, oldRow, newRow)) {
+                        upsert(t, newRow);
+                    } else {
+                        changeKey(t, oldRow, newRow);
+                    }
+                }
+                case Change.Delete d -> delete(t, withHubColumn(spec, d.oldRow()));
+            }
+        }
+
+        private Map<String, Object> withHubColumn(TableSpec spec, Map<String, Object> row) {
+            if (spec.hubColumn() == null) {
+                return row;
+            }
+            Map<String, Object> copy = new LinkedHashMap<>(row);
+            copy.put(spec.hubColumn().toLowerCase(Locale.ROOT), id.source());
+            return copy;
+        }
+
+        private boolean samePrimaryKey(TableMeta t, Map<String, Object> a, Map<String, Object> b) {
+            for (ColumnMeta col : t.primaryKey()) {
+                if (!Objects.equals(a.get(col.key()), b.get(col.key()))) {
+                    return false;
+                }
+            }
+            return true;
+        }
+
+        private List<ColumnMeta> columns(TableMeta t, Map<String, Object> row) {
+            Map<String, ColumnMeta> byKey = t.byKey();
+            List<ColumnMeta> cols = new ArrayList<>(row.size());
+            for (String k : row.keySet()) {
+                ColumnMeta col = byKey.get(k.toLowerCase(Locale.ROOT));
+                if (col == null) {
+                    throw new BadBatchException(Stage.APPLY, "column '" + k + "' of table '" + t.name() + "' does not exist at the target");
+                }
+                cols.add(col);
+            }
+            for (ColumnMeta pk : t.primaryKey()) {
+                if (!row.containsKey(pk.key())) {
+                    throw new BadBatchException(Stage.APPLY, "row for table '" + t.name() + "' lacks primary-key column '" + pk.key() + "'");
+                }
+            }
+            return cols;
+        }
+
+        private void upsert(TableMeta t, Map<String, Object> row) throws SQLException {
+            List<ColumnMeta> cols = columns(t, row);
+            PreparedStatement ps = batched(dialect.upsertSql(t, cols));
+            int i = 1;
+            for (ColumnMeta col : cols) {
+                bind(ps, i++, t, col, row.get(rowKey(row, col)));
+            }
+            add(ps);
+        }
+
+        private void delete(TableMeta t, Map<String, Object> oldRow) throws SQLException {
+            columns(t, oldRow);
+            PreparedStatement ps = batched("DELETE FROM " + dialect.quote(t.name()) + " WHERE " + keyPredicate(t));
+            bindKey(ps, 1, t, oldRow);
+            add(ps);
+        }
+
+        private void changeKey(TableMeta t, Map<String, Object> oldRow, Map<String, Object> newRow) throws SQLException {
+            flush();
+            List<ColumnMeta> cols = columns(t, newRow);
+            String set = cols.stream().map(col -> dialect.quote(col.name()) + " = " + dialect.placeholder(col))
+                    .collect(Collectors.joining(", "));
+            PreparedStatement ps = statement("UPDATE " + dialect.quote(t.name()) + " SET " + set + " WHERE " + keyPredicate(t));
+            int i = 1;
+            for (ColumnMeta col : cols) {
+                bind(ps, i++, t, col, newRow.get(rowKey(newRow, col)));
+            }
+            bindKey(ps, i, t, oldRow);
+            if (ps.executeUpdate() == 0) {
+                upsert(t, newRow);
+            }
+        }
+
+        private String keyPredicate(TableMeta t) {
+            return t.primaryKey().stream().map(col -> dialect.quote(col.name()) + " = " + dialect.placeholder(col))
+                    .collect(Collectors.joining(" AND "));
+        }
+
+        private void bindKey(PreparedStatement ps, int from, TableMeta t, Map<String, Object> row) throws SQLException {
+            int i = from;
+            for (ColumnMeta col : t.primaryKey()) {
+                bind(ps, i++, t, col, row.get(col.key()));
+            }
+        }
+
+        private String rowKey(Map<String, Object> row, ColumnMeta col) {
+            return row.containsKey(col.key()) ? col.key() : col.name();
+        }
+
+        private void bind(PreparedStatement ps, int index, TableMeta t, ColumnMeta col, Object value) throws SQLException {
+            try {
+                CanonicalReader.bind(ps, index, col, value);
+            } catch (IllegalArgumentException e) {
+                throw new BadBatchException(Stage.APPLY, "table '" + t.name() + "': " + e.getMessage(), e);
+            }
+        }
+
+        private PreparedStatement statement(String sql) throws SQLException {
+            PreparedStatement ps = statements.get(sql);
+            if (ps == null) {
+                ps = c.prepareStatement(sql);
+                statements.put(sql, ps);
+            }
+            return ps;
+        }
+
+        private PreparedStatement batched(String sql) throws SQLException {
+            PreparedStatement ps = statement(sql);
+            if (ps != open) {
+                flush();
+                open = ps;
+            }
+            return ps;
+        }
+
+        private void add(PreparedStatement ps) throws SQLException {
+            ps.addBatch();
+            if (++openCount >= JDBC_BATCH) {
+                flush();
+                open = ps;
+            }
+        }
+
+        void flush() throws SQLException {
+            if (open != null && openCount > 0) {
+                open.executeBatch();
+            }
+            openCount = 0;
+            open = null;
+        }
+
+        @Override
+        public void close() throws SQLException {
+            SQLException first = null;
+            for (PreparedStatement ps : statements.values()) {
+                try {
+                    ps.close();
+                } catch (SQLException e) {
+                    first = first == null ? e : first;
+                }
+            }
+            if (first != null) {
+                throw first;
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+package io.syncline.engine.capture;
+
+import io.syncline.api.ChannelSpec;
+import io.syncline.api.SyncException;
+import io.syncline.api.TableSpec;
+import io.syncline.engine.dialect.Dialect;
+import io.syncline.engine.load.InitialLoadState;
+import io.syncline.engine.schema.SchemaReader;
+import io.syncline.engine.schema.SyncSchema;
+import io.syncline.engine.schema.TableMeta;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Clock;
+import java.time.OffsetDateTime;
+import java.time.ZoneOffset;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Installs and upgrades capture triggers for the tables of the channels a node sends. A trigger is
+ * (re)installed when the table's schema signature differs from the one recorded in
+ * {@code sync_trigger_hist}, so adding a column upgrades capture at the next start or config refresh.
+ * Not thread-safe: one installer per node, called from its lifecycle thread.
+ */
+public final class CaptureInstaller {
+    private static final Logger LOG = LoggerFactory.getLogger(CaptureInstaller.class);
+    private final Dialect dialect;
+    private final Clock clock;
+
+    public CaptureInstaller(Dialect dialect, Clock clock) {
+        this.dialect = dialect;
+        this.clock = clock;
+    }
+
+    /**
+     * Ensures capture on every table of {@code channels}, in one transaction.
+     *
+     * @return tables whose capture was newly installed; an initial load of each is recorded as pending in the same transaction
+     * @throws SyncException (CONFIG) naming every table that is missing or has no primary key
+     */
+    public List<String> install(Connection c, List<ChannelSpec> channels) throws SQLException {
+        SyncSchema.install(c, dialect);
+        List<String> problems = new ArrayList<>();
+        List<TableMeta> metas = new ArrayList<>();
+        List<String> channelOf = new ArrayList<>();
+        for (ChannelSpec ch : channels) {
+            for (TableSpec t : ch.tables()) {
+                TableMeta meta = SchemaReader.tryRead(c, t.name());
+                if (meta == null) {
+                    problems.add("table '" + t.name() + "' (channel '" + ch.name() + "') does not exist");
+                } else if (meta.primaryKey().isEmpty()) {
+                    problems.add("table '" + t.name() + "' (channel '" + ch.name() + "') has no primary key");
+                } else {
+                    metas.add(meta);
+                    channelOf.add(ch.name());
+                }
+            }
+        }
+        if (!problems.isEmpty()) {
+            c.rollback();
+            throw new SyncException(SyncException.Stage.CONFIG, "cannot capture: " + String.join("; ", problems)
+                    + ". Syncline needs every synced table to exist and have a primary key.");
+        }
+        List<String> fresh = new ArrayList<>();
+        for (int i = 0; i < metas.size(); i++) {
+            TableMeta meta = metas.get(i);
+            String channel = channelOf.get(i);
+            String signature = channel + "#" + meta.signature();
+            String installed = installedSignature(c, meta.name());
+            if (signature.equals(installed)) {
+                continue;
+            }
+            recordSignature(c, meta.name(), channel, signature, installed != null);
+            dialect.installCapture(c, channel, meta);
+            LOG.info("capture {} on table {} (channel {})", installed == null ? "installed" : "upgraded", meta.name(), channel);
+            if (installed == null) {
+                String table = meta.name().toLowerCase(Locale.ROOT);
+                SyncSchema.putState(c, InitialLoadState.key(channel, table), InitialLoadState.START);
+                fresh.add(table);
+            }
+        }
+        c.commit();
+        return fresh;
+    }
+
+    private static String installedSignature(Connection c, String table) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT signature FROM sync_trigger_hist WHERE table_name = ?")) {
+            ps.setString(1, table);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() ? rs.getString(1) : null;
+            }
+        }
+    }
+
+    private void recordSignature(Connection c, String table, String channel, String signature, boolean exists) throws SQLException {
+        String sql = exists
+                ? "UPDATE sync_trigger_hist SET channel = ?, signature = ?, installed_at = ? WHERE table_name = ?"
+                : "INSERT INTO sync_trigger_hist (channel, signature, installed_at, table_name) VALUES (?, ?, ?, ?)";
+        try (PreparedStatement ps = c.prepareStatement(sql)) {
+            ps.setString(1, channel);
+            ps.setString(2, signature);
+            ps.setObject(3, OffsetDateTime.ofInstant(clock.instant(), ZoneOffset.UTC));
+            ps.setString(4, table);
+            ps.executeUpdate();
+        }
+    }
+}

@@ -1,0 +1,140 @@
+package io.syncline.engine.codec;
+
+import com.fasterxml.jackson.core.JsonGenerator;
+import io.syncline.engine.schema.ColumnMeta;
+import io.syncline.engine.schema.ValueKind;
+import java.io.IOException;
+import java.io.StringWriter;
+import java.io.UncheckedIOException;
+import java.math.BigDecimal;
+import java.math.BigInteger;
+import java.nio.charset.StandardCharsets;
+import java.sql.Clob;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.LocalDate;
+import java.time.LocalDateTime;
+import java.time.LocalTime;
+import java.time.OffsetDateTime;
+import java.time.ZoneOffset;
+import java.time.ZonedDateTime;
+import java.util.Base64;
+import java.util.List;
+
+/**
+ * Turns JDBC values into canonical JSON values (docs/protocol.md, "Values"). Used by the H2 capture
+ * trigger, the initial load and the verification checksum, so that every path produces the same form.
+ * Stateless and thread-safe.
+ */
+public final class CanonicalWriter {
+    private CanonicalWriter() {
+    }
+
+    /** Writes one row (columns in order) as a JSON object. With {@code normalize}, instants are written in UTC (for checksums). */
+    public static String row(List<ColumnMeta> columns, Object[] values, boolean normalize) {
+        try {
+            StringWriter w = new StringWriter(64 + columns.size() * 16);
+            try (JsonGenerator g = Json.FACTORY.createGenerator(w)) {
+                g.writeStartObject();
+                for (int i = 0; i < columns.size(); i++) {
+                    ColumnMeta c = columns.get(i);
+                    g.writeFieldName(c.key());
+                    value(g, c, values[i], normalize);
+                }
+                g.writeEndObject();
+            }
+            return w.toString();
+        } catch (IOException | SQLException e) {
+            throw new IllegalStateException("cannot encode row: " + e.getMessage(), e);
+        }
+    }
+
+    /** Reads the current row of {@code rs} (whose columns are {@code columns}, in order) into canonical JSON. */
+    public static String row(List<ColumnMeta> columns, ResultSet rs, boolean normalize) throws SQLException {
+        Object[] values = new Object[columns.size()];
+        for (int i = 0; i < values.length; i++) {
+            values[i] = read(rs, i + 1, columns.get(i));
+        }
+        return row(columns, values, normalize);
+    }
+
+    /** Reads one JDBC column in the Java type that best keeps its value. */
+    public static Object read(ResultSet rs, int index, ColumnMeta c) throws SQLException {
+        Object v = switch (c.kind()) {
+            case DATE -> rs.getObject(index, LocalDate.class);
+            case TIME -> rs.getObject(index, LocalTime.class);
+            case TIMESTAMP -> rs.getObject(index, LocalDateTime.class);
+            case TIMESTAMPTZ -> rs.getObject(index, OffsetDateTime.class);
+            case BINARY -> rs.getBytes(index);
+            case TEXT, JSON -> rs.getString(index);
+            default -> rs.getObject(index);
+        };
+        return rs.wasNull() ? null : v;
+    }
+
+    static void value(JsonGenerator g, ColumnMeta c, Object v, boolean normalize) throws IOException, SQLException {
+        if (v == null) {
+            g.writeNull();
+            return;
+        }
+        ValueKind kind = c.kind();
+        if (kind == ValueKind.JSON) {
+            String text = v instanceof byte[] b ? new String(b, StandardCharsets.UTF_8) : String.valueOf(v);
+            if (normalize) {
+                g.writeTree(Json.MAPPER.readTree(text));
+            } else {
+                g.writeRawValue(text);
+            }
+            return;
+        }
+        switch (v) {
+            case Integer i -> g.writeNumber(i);
+            case Long l -> g.writeNumber(l);
+            case Short s -> g.writeNumber(s);
+            case Byte b -> g.writeNumber(b);
+            case BigInteger b -> g.writeNumber(b);
+            case BigDecimal d -> g.writeNumber(d);
+            case Double d -> {
+                if (d.isNaN() || d.isInfinite()) {
+                    g.writeString(d.toString());
+                } else {
+                    g.writeNumber(d);
+                }
+            }
+            case Float f -> {
+                if (f.isNaN() || f.isInfinite()) {
+                    g.writeString(f.toString());
+                } else {
+                    g.writeNumber(f);
+                }
+            }
+            case Boolean b -> g.writeBoolean(b);
+            case String s -> g.writeString(s);
+            case byte[] b -> g.writeString(Base64.getEncoder().encodeToString(b));
+            case java.sql.Date d -> g.writeString(d.toLocalDate().toString());
+            case java.sql.Time t -> g.writeString(t.toLocalTime().toString());
+            case java.sql.Timestamp t -> g.writeString(t.toLocalDateTime().toString());
+            case LocalDate d -> g.writeString(d.toString());
+            case LocalTime t -> g.writeString(t.toString());
+            case LocalDateTime t -> g.writeString(t.toString());
+            case OffsetDateTime t -> g.writeString((normalize ? t.withOffsetSameInstant(ZoneOffset.UTC) : t).toString());
+            case ZonedDateTime t -> g.writeString((normalize ? t.toOffsetDateTime().withOffsetSameInstant(ZoneOffset.UTC)
+                    : t.toOffsetDateTime()).toString());
+            case Clob clob -> g.writeString(clob.getSubString(1, (int) clob.length()));
+            default -> g.writeString(v.toString());
+        }
+    }
+
+    /** Encodes a single value for tests and diagnostics. */
+    static String valueText(ColumnMeta c, Object v) {
+        try {
+            StringWriter w = new StringWriter();
+            try (JsonGenerator g = Json.FACTORY.createGenerator(w)) {
+                value(g, c, v, false);
+            }
+            return w.toString();
+        } catch (IOException | SQLException e) {
+            throw new UncheckedIOException(new IOException(e));
+        }
+    }
+}

@@ -1,0 +1,101 @@
+package io.syncline.engine.dialect;
+
+import io.syncline.engine.dialect.h2.H2Dialect;
+import io.syncline.engine.dialect.postgres.PostgresDialect;
+import io.syncline.engine.outbox.SealedBatch;
+import io.syncline.engine.schema.ColumnMeta;
+import io.syncline.engine.schema.TableMeta;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.SQLException;
+import java.time.Instant;
+import java.util.List;
+import java.util.Locale;
+import java.util.Optional;
+
+/**
+ * Everything that differs between databases. The engine talks only to this interface; adding MariaDB
+ * or SQLite means one new package with a class per role ({@code MariaDbDialect}, {@code MariaDbCaptureTrigger})
+ * and no change to the engine.
+ *
+ * <p>The outbox strategy is the heart of it: {@link #sealBatch} must never skip a change whose
+ * transaction commits late (the "data gap" problem) and must order changes so that two changes to the
+ * same row appear in commit order. Implementations are stateless and thread-safe.
+ */
+public interface Dialect {
+
+    /** A short name for logs: {@code postgres}, {@code h2}. */
+    String name();
+
+    /** Quotes an identifier exactly as stored in the catalog. */
+    default String quote(String identifier) {
+        return '"' + identifier.replace("\"", "\"\"") + '"';
+    }
+
+    /** A column type for unbounded text in Syncline's own tables. */
+    String textType();
+
+    /** Creates the outbox table and its indexes if they do not exist. Runs in the caller's transaction. */
+    void installOutbox(Connection c) throws SQLException;
+
+    /** Creates or replaces the capture trigger of {@code table} in {@code channel}. Runs in the caller's transaction. */
+    void installCapture(Connection c, String channel, TableMeta table) throws SQLException;
+
+    /** Removes capture from {@code table}. */
+    void dropCapture(Connection c, TableMeta table) throws SQLException;
+
+    /**
+     * Closes the next batch of {@code channel}: everything committed since the previous batch and not yet in one.
+     * Runs in the caller's transaction, which uses {@link #sealIsolation()}; the caller records the batch and commits.
+     *
+     * @return the sealed batch, or empty when nothing new was committed
+     */
+    Optional<SealedBatch> sealBatch(Connection c, String channel, long sequence, Instant now) throws SQLException;
+
+    /** The isolation level of the transaction that calls {@link #sealBatch}. */
+    default int sealIsolation() {
+        return Connection.TRANSACTION_READ_COMMITTED;
+    }
+
+    /**
+     * SQL selecting a sealed batch's rows in apply order, with columns
+     * {@code op, table_name, old_row, new_row, captured_at}; parameters are bound by {@link #bindBatchRows}.
+     * Rows whose origin equals the destination are left out (they came from it).
+     */
+    String batchRowsSql();
+
+    /** Binds the parameters of {@link #batchRowsSql()}. */
+    void bindBatchRows(PreparedStatement ps, SealedBatch batch, String destination) throws SQLException;
+
+    /** Deletes the outbox rows of every batch of {@code channel} up to and including {@code upTo}. */
+    int purge(Connection c, SealedBatch upTo) throws SQLException;
+
+    /** Tags the current transaction's writes with {@code origin}, so capture records where they came from. */
+    void beginApply(Connection c, String origin) throws SQLException;
+
+    /** Clears the tag set by {@link #beginApply}. */
+    void endApply(Connection c) throws SQLException;
+
+    /** An insert-or-update statement for {@code columns} of {@code table}, keyed on its primary key. */
+    String upsertSql(TableMeta table, List<ColumnMeta> columns);
+
+    /** The parameter placeholder for a column (some types need a cast). */
+    default String placeholder(ColumnMeta column) {
+        return "?";
+    }
+
+    /** Row-lock clause used by the initial load so that a concurrent update cannot be overtaken. */
+    String loadLockClause();
+
+    /** Picks the dialect from the connection's database product name. */
+    static Dialect of(Connection c) throws SQLException {
+        String product = c.getMetaData().getDatabaseProductName().toLowerCase(Locale.ROOT);
+        if (product.contains("postgres")) {
+            return new PostgresDialect();
+        }
+        if (product.contains("h2")) {
+            return new H2Dialect();
+        }
+        throw new IllegalArgumentException("unsupported database '" + product + "': Syncline supports PostgreSQL and H2");
+    }
+}

@@ -1,0 +1,219 @@
+package io.syncline.engine.outbox;
+
+import io.syncline.engine.dialect.Dialect;
+import io.syncline.engine.schema.SyncSchema;
+import java.io.IOException;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Clock;
+import java.time.Instant;
+import java.time.OffsetDateTime;
+import java.time.ZoneOffset;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+
+/*
+ * The source side of the pipeline after capture: seal outbox rows into numbered batches, read a batch
+ * back (any number of times, identically), record acknowledgements and purge what was acknowledged.
+ *
+ * Batch numbers per channel start at 1 and are contiguous; the next number lives in sync_state and is
+ * advanced in the same transaction that records the batch, so a crash can neither skip nor reuse one.
+ * Purge runs in the transaction that records the acknowledgement: the outbox holds exactly the
+ * unacknowledged batches plus rows not yet sealed. Instances are stateless and thread-safe; callers
+ * serialize seal() per channel (one sync thread per node does it).
+ */
+public final class OutboxStore {
+    private static final String NEXT_SEQ = "batch.next.";
+    private final Dialect dialect;
+    private final Clock clock;
+
+    public OutboxStore(Dialect dialect, Clock clock) {
+        this.dialect = dialect;
+        this.clock = clock;
+    }
+
+    public Dialect dialect() {
+        return dialect;
+    }
+
+    /** Seals everything committed and not yet sealed in {@code channel} into the next batch. Commits. */
+    public Optional<SealedBatch> seal(Connection c, String channel) throws SQLException {
+        int isolation = c.getTransactionIsolation();
+        boolean changeIsolation = isolation != dialect.sealIsolation();
+        if (changeIsolation) {
+            c.setTransactionIsolation(dialect.sealIsolation());
+        }
+        try {
+            String next = SyncSchema.getState(c, NEXT_SEQ + channel);
+            long seq = next == null ? 1 : Long.parseLong(next);
+            Optional<SealedBatch> sealed = dialect.sealBatch(c, channel, seq, clock.instant());
+            if (sealed.isPresent()) {
+                SealedBatch b = sealed.get();
+                try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_batch (channel, batch_seq, snap_from, snap_to, "
+                        + "row_count, sealed_at, first_captured) VALUES (?, ?, ?, ?, ?, ?, ?)")) {
+                    ps.setString(1, channel);
+                    ps.setLong(2, seq);
+                    ps.setString(3, b.from());
+                    ps.setString(4, b.to());
+                    ps.setLong(5, b.rowCount());
+                    ps.setObject(6, utc(b.sealedAt()));
+                    ps.setObject(7, b.firstCaptured() == null ? null : utc(b.firstCaptured()));
+                    ps.executeUpdate();
+                }
+                SyncSchema.putState(c, NEXT_SEQ + channel, Long.toString(seq + 1));
+            }
+            c.commit();
+            return sealed;
+        } catch (SQLException | RuntimeException e) {
+            c.rollback();
+            throw e;
+        } finally {
+            if (changeIsolation) {
+                c.setTransactionIsolation(isolation);
+            }
+        }
+    }
+
+    /** Sealed batches of {@code channel} not yet acknowledged by {@code destination}, oldest first, at most {@code limit}. */
+    public List<SealedBatch> unacknowledged(Connection c, String destination, String channel, int limit) throws SQLException {
+        long acked = acknowledged(c, destination, channel);
+        List<SealedBatch> out = new ArrayList<>();
+        try (PreparedStatement ps = c.prepareStatement("SELECT batch_seq, snap_from, snap_to, row_count, sealed_at, first_captured "
+                + "FROM sync_batch WHERE channel = ? AND batch_seq > ? ORDER BY batch_seq")) {
+            ps.setString(1, channel);
+            ps.setLong(2, acked);
+            ps.setMaxRows(limit);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    OffsetDateTime first = rs.getObject(6, OffsetDateTime.class);
+                    out.add(new SealedBatch(channel, rs.getLong(1), rs.getString(2), rs.getString(3), rs.getLong(4),
+                            rs.getObject(5, OffsetDateTime.class).toInstant(), first == null ? null : first.toInstant()));
+                }
+            }
+        }
+        c.commit();
+        return out;
+    }
+
+    /** Streams a batch's rows in apply order. Uses a cursor, so memory stays flat for any batch size. */
+    public void stream(Connection c, SealedBatch batch, String destination, OutboxRowSink sink) throws SQLException, IOException {
+        try (PreparedStatement ps = c.prepareStatement(dialect.batchRowsSql())) {
+            ps.setFetchSize(1000);
+            dialect.bindBatchRows(ps, batch, destination);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    OffsetDateTime captured = rs.getObject(5, OffsetDateTime.class);
+                    sink.accept(rs.getString(1), rs.getString(2), rs.getString(3), rs.getString(4),
+                            captured == null ? null : captured.toInstant());
+                }
+            }
+        } finally {
+            c.commit();
+        }
+    }
+
+    /** The highest batch of {@code channel} that {@code destination} acknowledged (0 if none). */
+    public long acknowledged(Connection c, String destination, String channel) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT acked_batch FROM sync_ack WHERE destination = ? AND channel = ?")) {
+            ps.setString(1, destination);
+            ps.setString(2, channel);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() ? rs.getLong(1) : 0;
+            }
+        }
+    }
+
+    /**
+     * Records that {@code destination} applied every batch of {@code channel} up to {@code upTo}, then purges
+     * those batches from the outbox, in one transaction. Acknowledgements never move backwards.
+     *
+     * @return outbox rows purged
+     */
+    public int acknowledge(Connection c, String destination, String channel, long upTo) throws SQLException {
+        try {
+            long previous = acknowledged(c, destination, channel);
+            if (upTo <= previous) {
+                c.commit();
+                return 0;
+            }
+            String sql = previous == 0 && !ackRowExists(c, destination, channel)
+                    ? "INSERT INTO sync_ack (acked_batch, acked_at, destination, channel) VALUES (?, ?, ?, ?)"
+                    : "UPDATE sync_ack SET acked_batch = ?, acked_at = ? WHERE destination = ? AND channel = ?";
+            try (PreparedStatement ps = c.prepareStatement(sql)) {
+                ps.setLong(1, upTo);
+                ps.setObject(2, utc(clock.instant()));
+                ps.setString(3, destination);
+                ps.setString(4, channel);
+                ps.executeUpdate();
+            }
+            int purged = 0;
+            SealedBatch last = batch(c, channel, upTo);
+            if (last != null) {
+                purged = dialect.purge(c, last);
+            }
+            try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_batch WHERE channel = ? AND batch_seq <= ?")) {
+                ps.setString(1, channel);
+                ps.setLong(2, upTo);
+                ps.executeUpdate();
+            }
+            c.commit();
+            return purged;
+        } catch (SQLException | RuntimeException e) {
+            c.rollback();
+            throw e;
+        }
+    }
+
+    /** Rows and age of what is sealed but not acknowledged by {@code destination}. */
+    public Backlog backlog(Connection c, String destination, String channel) throws SQLException {
+        long acked = acknowledged(c, destination, channel);
+        try (PreparedStatement ps = c.prepareStatement("SELECT COALESCE(SUM(row_count), 0), MIN(first_captured), COUNT(*) "
+                + "FROM sync_batch WHERE channel = ? AND batch_seq > ?")) {
+            ps.setString(1, channel);
+            ps.setLong(2, acked);
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                OffsetDateTime oldest = rs.getObject(2, OffsetDateTime.class);
+                Backlog b = new Backlog(rs.getLong(1), rs.getLong(3), oldest == null ? null : oldest.toInstant());
+                c.commit();
+                return b;
+            }
+        }
+    }
+
+    /** What a source still has to deliver on one channel. */
+    public record Backlog(long rows, long batches, Instant oldestCaptured) {
+    }
+
+    private static boolean ackRowExists(Connection c, String destination, String channel) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT 1 FROM sync_ack WHERE destination = ? AND channel = ?")) {
+            ps.setString(1, destination);
+            ps.setString(2, channel);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next();
+            }
+        }
+    }
+
+    private static SealedBatch batch(Connection c, String channel, long seq) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT snap_from, snap_to, row_count, sealed_at FROM sync_batch "
+                + "WHERE channel = ? AND batch_seq = ?")) {
+            ps.setString(1, channel);
+            ps.setLong(2, seq);
+            try (ResultSet rs = ps.executeQuery()) {
+                if (!rs.next()) {
+                    return null;
+                }
+                return new SealedBatch(channel, seq, rs.getString(1), rs.getString(2), rs.getLong(3),
+                        rs.getObject(4, OffsetDateTime.class).toInstant(), null);
+            }
+        }
+    }
+
+    private static OffsetDateTime utc(Instant i) {
+        return OffsetDateTime.ofInstant(i, ZoneOffset.UTC);
+    }
+}

@@ -1,0 +1,19 @@
+package io.syncline.engine.outbox;
+
+import java.time.Instant;
+
+/**
+ * A closed batch in a source's outbox: which rows belong to it is fixed forever (by a snapshot pair on
+ * PostgreSQL, by a claim number on H2), so it can be re-read identically for every retry until acknowledged.
+ *
+ * @param channel       channel name
+ * @param sequence      1, 2, 3, ... per channel
+ * @param from          dialect-specific lower bound (PostgreSQL: the previous snapshot), may be null
+ * @param to            dialect-specific upper bound (PostgreSQL: this batch's snapshot), may be null
+ * @param rowCount      outbox rows in the batch
+ * @param sealedAt      when it was closed
+ * @param firstCaptured capture time of its oldest row
+ */
+public record SealedBatch(String channel, long sequence, String from, String to, long rowCount, Instant sealedAt,
+                          Instant firstCaptured) {
+}

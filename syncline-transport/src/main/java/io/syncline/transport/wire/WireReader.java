@@ -1,0 +1,225 @@
+package io.syncline.transport.wire;
+
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.JsonToken;
+import com.fasterxml.jackson.core.type.TypeReference;
+import io.syncline.api.BadBatchException;
+import io.syncline.api.BatchHeader;
+import io.syncline.api.BatchId;
+import io.syncline.api.Change;
+import io.syncline.api.ChangeOp;
+import io.syncline.api.SyncException.Stage;
+import java.io.Closeable;
+import java.io.EOFException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.time.Instant;
+import java.time.format.DateTimeParseException;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.NoSuchElementException;
+import java.util.zip.GZIPInputStream;
+import java.util.zip.ZipException;
+
+/**
+ * Reads a batch stream written by {@link WireWriter}, one change at a time. Every defect (not gzip, not
+ * JSON, wrong version, missing fields, a count that does not match, a stream that ends early) surfaces as
+ * a {@link BadBatchException} that says what was wrong, so the applier rolls back the whole batch.
+ * Not thread-safe.
+ */
+public final class WireReader implements Closeable {
+    private static final TypeReference<LinkedHashMap<String, Object>> ROW = new TypeReference<>() {
+    };
+    private final JsonParser parser;
+    private BatchHeader current;
+    private boolean done;
+
+    public WireReader(InputStream in) {
+        try {
+            this.parser = WireFormat.MAPPER.getFactory().createParser(new GZIPInputStream(in, 1 << 16));
+            Map<String, Object> preamble = readObject("preamble");
+            if (preamble == null) {
+                throw bad("empty batch stream");
+            }
+            if (!WireFormat.NAME.equals(preamble.get("format"))) {
+                throw bad("not a Syncline batch stream (format is " + preamble.get("format") + ")");
+            }
+            Object version = preamble.get("version");
+            if (!(version instanceof Number n) || n.intValue() != WireFormat.VERSION) {
+                throw bad("unsupported wire format version " + version + " (this node speaks version " + WireFormat.VERSION + ")");
+            }
+        } catch (ZipException e) {
+            throw bad("batch stream is not gzip-compressed: " + e.getMessage());
+        } catch (EOFException e) {
+            throw bad("batch stream is truncated (ends inside the preamble)");
+        } catch (JsonProcessingException e) {
+            throw bad("malformed batch stream: " + e.getOriginalMessage());
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** The next batch's header, or null after the final marker. The previous batch's changes must be fully read. */
+    public BatchHeader nextBatch() {
+        if (current != null) {
+            throw new IllegalStateException("changes of batch " + current.id() + " not fully read");
+        }
+        if (done) {
+            return null;
+        }
+        Map<String, Object> obj = readObjectOrTruncated("batch header");
+        if (Boolean.TRUE.equals(obj.get("done"))) {
+            done = true;
+            return null;
+        }
+        if (!(obj.get("batch") instanceof Map<?, ?> b)) {
+            throw bad("expected a batch header, got " + obj.keySet());
+        }
+        try {
+            Object seq = b.get("seq");
+            if (!(seq instanceof Number n)) {
+                throw bad("batch header lacks a numeric 'seq'");
+            }
+            Object first = b.get("firstCaptured");
+            current = new BatchHeader(new BatchId(str(b, "source"), str(b, "channel"), n.longValue()),
+                    Instant.parse(str(b, "sealedAt")), first == null ? null : Instant.parse(first.toString()));
+            return current;
+        } catch (IllegalArgumentException | DateTimeParseException e) {
+            throw bad("bad batch header: " + e.getMessage());
+        }
+    }
+
+    /** The changes of the batch returned by the last {@link #nextBatch()}; the iterator verifies the end marker. */
+    public Iterator<Change> changes() {
+        if (current == null) {
+            throw new IllegalStateException("no batch started");
+        }
+        return new Iterator<>() {
+            private Change next;
+            private long count;
+            private boolean ended;
+
+            @Override
+            public boolean hasNext() {
+                if (next == null && !ended) {
+                    advance();
+                }
+                return next != null;
+            }
+
+            @Override
+            public Change next() {
+                if (!hasNext()) {
+                    throw new NoSuchElementException();
+                }
+                Change c = next;
+                next = null;
+                return c;
+            }
+
+            private void advance() {
+                Map<String, Object> obj = readObjectOrTruncated("change of batch " + current.id());
+                if (obj.get("end") instanceof Map<?, ?> end) {
+                    Object n = end.get("changes");
+                    if (!(n instanceof Number num) || num.longValue() != count) {
+                        throw bad("batch " + current.id() + " end marker says " + n + " changes but " + count + " were sent");
+                    }
+                    Object seq = end.get("seq");
+                    if (!(seq instanceof Number s) || s.longValue() != current.id().sequence()) {
+                        throw bad("batch " + current.id() + " end marker names batch " + seq);
+                    }
+                    ended = true;
+                    current = null;
+                    return;
+                }
+                next = toChange(obj);
+                count++;
+            }
+        };
+    }
+
+    @SuppressWarnings("unchecked")
+    private Change toChange(Map<String, Object> obj) {
+        Object op = obj.get("op");
+        Object table = obj.get("t");
+        if (!(op instanceof String o) || !(table instanceof String t)) {
+            throw bad("change in batch " + current.id() + " lacks 'op' or 't': " + obj.keySet());
+        }
+        Object oldRow = obj.get("o");
+        Object newRow = obj.get("n");
+        if (oldRow != null && !(oldRow instanceof Map) || newRow != null && !(newRow instanceof Map)) {
+            throw bad("change in batch " + current.id() + " has a row that is not a JSON object");
+        }
+        Map<String, Object> oldMap = (Map<String, Object>) oldRow;
+        Map<String, Object> newMap = (Map<String, Object>) newRow;
+        try {
+            return switch (ChangeOp.ofCode(o)) {
+                case INSERT -> new Change.Insert(t, require(newMap, "n", o));
+                case UPDATE -> new Change.Update(t, require(oldMap, "o", o), require(newMap, "n", o));
+                case DELETE -> new Change.Delete(t, require(oldMap, "o", o));
+                case RELOAD -> new Change.Reload(t, require(newMap, "n", o));
+            };
+        } catch (IllegalArgumentException e) {
+            throw bad("bad change in batch " + current.id() + ": " + e.getMessage());
+        }
+    }
+
+    private Map<String, Object> require(Map<String, Object> row, String field, String op) {
+        if (row == null) {
+            throw bad("change '" + op + "' in batch " + current.id() + " lacks row '" + field + "'");
+        }
+        return row;
+    }
+
+    private static String str(Map<?, ?> m, String key) {
+        Object v = m.get(key);
+        if (!(v instanceof String s)) {
+            throw new IllegalArgumentException("missing '" + key + "'");
+        }
+        return s;
+    }
+
+    private Map<String, Object> readObjectOrTruncated(String what) {
+        Map<String, Object> obj = readObject(what);
+        if (obj == null) {
+            throw bad("batch stream is truncated: it ends where a " + what + " was expected");
+        }
+        return obj;
+    }
+
+    private Map<String, Object> readObject(String what) {
+        try {
+            JsonToken t = parser.nextToken();
+            if (t == null) {
+                return null;
+            }
+            if (t != JsonToken.START_OBJECT) {
+                throw bad("malformed batch stream: expected an object for the " + what + ", got " + t);
+            }
+            return WireFormat.MAPPER.readValue(parser, ROW);
+        } catch (EOFException e) {
+            throw bad("batch stream is truncated while reading a " + what + ": " + e.getMessage());
+        } catch (ZipException e) {
+            throw bad("batch stream is corrupt (gzip): " + e.getMessage());
+        } catch (JsonProcessingException e) {
+            if (e.getOriginalMessage() != null && e.getOriginalMessage().contains("end-of-input")) {
+                throw bad("batch stream is truncated while reading a " + what);
+            }
+            throw bad("malformed batch stream while reading a " + what + ": " + e.getOriginalMessage());
+        } catch (IOException e) {
+            throw new UncheckedIOException("reading batch stream: " + e.getMessage(), e);
+        }
+    }
+
+    private static BadBatchException bad(String message) {
+        return new BadBatchException(Stage.TRANSPORT, message);
+    }
+
+    @Override
+    public void close() throws IOException {
+        parser.close();
+    }
+}

@@ -1,0 +1,111 @@
+package io.syncline.transport.wire;
+
+import com.fasterxml.jackson.core.JsonGenerator;
+import io.syncline.api.BatchHeader;
+import java.io.Closeable;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.time.Instant;
+import java.util.zip.Deflater;
+import java.util.zip.GZIPOutputStream;
+
+/**
+ * Writes a batch stream. Rows are copied as raw canonical JSON text from the outbox, never parsed, so the
+ * writer's memory does not depend on batch size. Not thread-safe; one writer per HTTP exchange.
+ */
+public final class WireWriter implements Closeable {
+    private final GZIPOutputStream gzip;
+    private final JsonGenerator json;
+    private long inBatch = -1;
+    private long seq;
+
+    public WireWriter(OutputStream out) throws IOException {
+        this.gzip = new GZIPOutputStream(out, 1 << 16) {
+            {
+                def.setLevel(Deflater.BEST_SPEED);
+            }
+        };
+        this.json = WireFormat.MAPPER.getFactory().createGenerator(gzip);
+        json.setRootValueSeparator(null);
+        json.writeStartObject();
+        json.writeStringField("format", WireFormat.NAME);
+        json.writeNumberField("version", WireFormat.VERSION);
+        json.writeEndObject();
+        json.writeRaw('\n');
+    }
+
+    /** Starts a batch. */
+    public void beginBatch(BatchHeader h) throws IOException {
+        if (inBatch >= 0) {
+            throw new IllegalStateException("batch " + seq + " not ended");
+        }
+        json.writeStartObject();
+        json.writeObjectFieldStart("batch");
+        json.writeStringField("source", h.id().source());
+        json.writeStringField("channel", h.id().channel());
+        json.writeNumberField("seq", h.id().sequence());
+        json.writeStringField("sealedAt", h.sealedAt().toString());
+        if (h.firstCaptured() != null) {
+            json.writeStringField("firstCaptured", h.firstCaptured().toString());
+        }
+        json.writeEndObject();
+        json.writeEndObject();
+        json.writeRaw('\n');
+        inBatch = 0;
+        seq = h.id().sequence();
+    }
+
+    /**
+     * Writes one change. {@code oldRow} and {@code newRow} are canonical JSON objects as text (or null).
+     */
+    public void change(String op, String table, String oldRow, String newRow) throws IOException {
+        if (inBatch < 0) {
+            throw new IllegalStateException("change outside a batch");
+        }
+        json.writeStartObject();
+        json.writeStringField("op", op);
+        json.writeStringField("t", table);
+        if (oldRow != null) {
+            json.writeFieldName("o");
+            json.writeRawValue(oldRow);
+        }
+        if (newRow != null) {
+            json.writeFieldName("n");
+            json.writeRawValue(newRow);
+        }
+        json.writeEndObject();
+        json.writeRaw('\n');
+        inBatch++;
+    }
+
+    /** Ends the current batch with its change count, which the reader verifies. */
+    public void endBatch() throws IOException {
+        json.writeStartObject();
+        json.writeObjectFieldStart("end");
+        json.writeNumberField("seq", seq);
+        json.writeNumberField("changes", inBatch);
+        json.writeEndObject();
+        json.writeEndObject();
+        json.writeRaw('\n');
+        inBatch = -1;
+        json.flush();
+    }
+
+    /** Flushes what was written so far through the compressor to the stream (for streaming responses). */
+    public void flush() throws IOException {
+        json.flush();
+        gzip.flush();
+    }
+
+    /** Writes the final marker and finishes the gzip stream; does not close the underlying stream. */
+    @Override
+    public void close() throws IOException {
+        json.writeStartObject();
+        json.writeBooleanField("done", true);
+        json.writeStringField("at", Instant.now().toString());
+        json.writeEndObject();
+        json.writeRaw('\n');
+        json.close();
+        gzip.finish();
+    }
+}
