@@ -40,7 +40,8 @@ public final class SyncSchema {
             s.execute("CREATE TABLE IF NOT EXISTS sync_trigger_hist (table_name VARCHAR(128) PRIMARY KEY, "
                     + "channel VARCHAR(64) NOT NULL, signature " + text + " NOT NULL, installed_at TIMESTAMP WITH TIME ZONE NOT NULL)");
             s.execute("CREATE TABLE IF NOT EXISTS sync_node (node_id VARCHAR(64) PRIMARY KEY, secret_hash VARCHAR(128) NOT NULL, "
-                    + "listen_url VARCHAR(500), registered_at TIMESTAMP WITH TIME ZONE NOT NULL)");
+                    + "listen_url VARCHAR(500), pull_token VARCHAR(128), incarnation VARCHAR(64), "
+                    + "registered_at TIMESTAMP WITH TIME ZONE NOT NULL)");
         }
         d.installOutbox(c);
     }

@@ -1,0 +1,52 @@
+package io.syncline.node;
+
+import com.zaxxer.hikari.HikariConfig;
+import com.zaxxer.hikari.HikariDataSource;
+import io.syncline.api.RetriableSyncException;
+import io.syncline.api.SyncException.Stage;
+import io.syncline.engine.dialect.Dialect;
+import io.syncline.node.config.NodeConfig;
+import java.sql.Connection;
+import java.sql.SQLException;
+
+/** A node's connection pool (HikariCP, autocommit off) and its dialect. Thread-safe. */
+final class Database implements AutoCloseable {
+    private final HikariDataSource pool;
+    private final Dialect dialect;
+
+    Database(NodeConfig cfg) {
+        HikariConfig hc = new HikariConfig();
+        hc.setPoolName("syncline-" + cfg.nodeId());
+        hc.setJdbcUrl(cfg.databaseUrl());
+        hc.setUsername(cfg.databaseUser());
+        hc.setPassword(cfg.databasePassword());
+        hc.setMaximumPoolSize(cfg.poolSize());
+        hc.setMinimumIdle(1);
+        hc.setAutoCommit(false);
+        hc.setInitializationFailTimeout(-1);
+        if (cfg.databaseUrl().startsWith("jdbc:postgresql:")) {
+            hc.addDataSourceProperty("reWriteBatchedInserts", "true");
+        }
+        this.pool = new HikariDataSource(hc);
+        try (Connection c = pool.getConnection()) {
+            this.dialect = Dialect.of(c);
+        } catch (SQLException e) {
+            pool.close();
+            throw new RetriableSyncException(Stage.CONFIG, "cannot connect to database " + cfg.databaseUrl() + " (database.url): "
+                    + e.getMessage(), e);
+        }
+    }
+
+    Connection connection() throws SQLException {
+        return pool.getConnection();
+    }
+
+    Dialect dialect() {
+        return dialect;
+    }
+
+    @Override
+    public void close() {
+        pool.close();
+    }
+}

@@ -1,0 +1,514 @@
+package io.syncline.node;
+
+import com.fasterxml.jackson.core.type.TypeReference;
+import com.sun.net.httpserver.HttpExchange;
+import io.syncline.api.BadBatchException;
+import io.syncline.api.BatchHeader;
+import io.syncline.api.Change;
+import io.syncline.api.ChannelSpec;
+import io.syncline.api.Names;
+import io.syncline.api.NodeRole;
+import io.syncline.api.RetriableSyncException;
+import io.syncline.api.SyncException;
+import io.syncline.engine.apply.ApplyOutcome;
+import io.syncline.engine.apply.BatchApplier;
+import io.syncline.engine.schema.SyncSchema;
+import io.syncline.node.config.NodeConfig;
+import io.syncline.node.config.SiteSchedule;
+import io.syncline.transport.http.Headers;
+import io.syncline.transport.http.HttpEndpoint;
+import io.syncline.transport.http.HttpError;
+import io.syncline.transport.wire.WireFormat;
+import io.syncline.transport.wire.WireReader;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.net.HttpURLConnection;
+import java.net.URI;
+import java.net.URLEncoder;
+import java.nio.charset.StandardCharsets;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.OffsetDateTime;
+import java.time.ZoneOffset;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import org.slf4j.MDC;
+
+/*
+ * The hub: registers sites, hands them their configuration, and applies their batches.
+ *
+ * Batches arrive two ways. Push sites POST a batch stream to /v1/batches; the hub applies each batch as it
+ * reads it and answers with the acknowledgement (the highest batch applied) per channel. Pull sites are
+ * visited by the hub's scheduler, one task per site at the site's own interval (the "central scheduler per
+ * location"): GET <site>/v1/pull?channel=..&ack=N, where N is the hub's ledger, which both acknowledges
+ * what was applied and asks for what follows. Either way, BatchApplier's ledger makes every apply
+ * exactly-once, so retries, duplicates and crashes at any point are safe.
+ *
+ * Threads: HTTP workers (syncline-hub-http-N) apply pushed batches; pull workers (syncline-hub-pull-N)
+ * apply pulled ones. Work for one site never waits for another site's failure: every exchange has its own
+ * connection and timeout, and an error is recorded against that site only.
+ */
+public final class HubNode implements NodeControl {
+    private static final Logger LOG = LoggerFactory.getLogger(HubNode.class);
+    private static final TypeReference<Map<String, Object>> MAP = new TypeReference<>() {
+    };
+
+    private final NodeConfig cfg;
+    private final Clock clock;
+    private final Database db;
+    private final BatchApplier applier;
+    private final Map<String, ChannelSpec> channels = new LinkedHashMap<>();
+    private final String configHash;
+    private final Map<String, SiteState> sites = new ConcurrentHashMap<>();
+    private final Map<String, ScheduledFuture<?>> pullTasks = new ConcurrentHashMap<>();
+    private final ScheduledExecutorService pullScheduler;
+    private final HttpEndpoint http;
+
+    /** Live state of one registered site. Fields are written by exchange threads and read by status(). */
+    private static final class SiteState {
+        final String id;
+        volatile SiteSchedule schedule;
+        volatile String secretHash;
+        volatile String pullUrl;
+        volatile String pullToken;
+        volatile Instant lastContact;
+        volatile Backlog reported = Backlog.NONE;
+        volatile Instant reportedAt;
+        volatile String lastError;
+        final Object pullLock = new Object();
+
+        SiteState(String id) {
+            this.id = id;
+        }
+    }
+
+    private HubNode(NodeConfig cfg, Clock clock) throws IOException, SQLException {
+        this.cfg = cfg;
+        this.clock = clock;
+        for (ChannelSpec ch : cfg.channels()) {
+            channels.put(ch.name(), ch);
+        }
+        this.configHash = Secrets.sha256(WireFormat.MAPPER.writeValueAsString(cfg.channels())).substring(0, 16);
+        this.db = new Database(cfg);
+        try (Connection c = db.connection()) {
+            SyncSchema.install(c, db.dialect());
+            c.commit();
+        }
+        this.applier = new BatchApplier(db.dialect(), clock);
+        AtomicInteger n = new AtomicInteger();
+        this.pullScheduler = Executors.newScheduledThreadPool(4, r -> {
+            Thread t = new Thread(r, "syncline-hub-pull-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        });
+        this.http = new HttpEndpoint("hub", cfg.httpHost(), cfg.httpPort(), cfg.httpThreads());
+        http.route("/v1/register", "POST", this::handleRegister);
+        http.route("/v1/batches", "POST", this::handleBatches);
+        http.route("/v1/status", "GET", this::handleStatus);
+        http.route("/v1/health", "GET", ex -> HttpEndpoint.sendJson(ex, 200, Map.of("node", cfg.nodeId(), "role", "hub")));
+        loadSites();
+        http.start();
+    }
+
+    /**
+     * Starts a hub: opens its database (creating Syncline's tables), loads registered sites, starts the HTTP
+     * listener and the pull schedule.
+     */
+    public static HubNode start(NodeConfig cfg, Clock clock) {
+        try {
+            HubNode hub = new HubNode(cfg, clock);
+            LOG.info("hub {} started with channels {} on port {}", cfg.nodeId(), hub.channels.keySet(), hub.port());
+            return hub;
+        } catch (IOException | SQLException e) {
+            throw new SyncException(SyncException.Stage.CONFIG, "hub " + cfg.nodeId() + " could not start: " + e.getMessage(), e);
+        }
+    }
+
+    /** The HTTP port the hub listens on. */
+    public int port() {
+        return http.port();
+    }
+
+    /** Base URL of the hub's listener. */
+    public String url() {
+        return "http://" + http.host() + ":" + http.port();
+    }
+
+    private void loadSites() throws SQLException {
+        try (Connection c = db.connection();
+             PreparedStatement ps = c.prepareStatement("SELECT node_id, secret_hash, listen_url, pull_token FROM sync_node");
+             ResultSet rs = ps.executeQuery()) {
+            while (rs.next()) {
+                SiteState s = new SiteState(rs.getString(1));
+                s.secretHash = rs.getString(2);
+                s.schedule = cfg.schedule(s.id);
+                s.pullUrl = s.schedule.url() != null ? s.schedule.url() : rs.getString(3);
+                s.pullToken = rs.getString(4);
+                sites.put(s.id, s);
+                schedulePull(s);
+            }
+            c.commit();
+        }
+    }
+
+    // ---- registration ----------------------------------------------------------------------------
+
+    private void handleRegister(HttpExchange ex) throws IOException {
+        Registration.Request r;
+        try {
+            r = WireFormat.MAPPER.readValue(HttpEndpoint.readSmallBody(ex), Registration.Request.class);
+        } catch (IOException e) {
+            throw new HttpError(400, "registration request is not valid JSON: " + e.getMessage());
+        }
+        if (r.node() == null || !Names.isValid(r.node())) {
+            throw new HttpError(400, "registration request: 'node' is missing or not a valid node id: " + r.node());
+        }
+        if (!Secrets.matches(r.token(), cfg.enrollmentToken())) {
+            LOG.warn("hub {}: registration of node {} from {} refused: wrong enrollment token", cfg.nodeId(), r.node(),
+                    ex.getRemoteAddress());
+            throw new HttpError(401, "enrollment token rejected for node '" + r.node() + "'");
+        }
+        if (r.node().equals(cfg.nodeId())) {
+            throw new HttpError(400, "node id '" + r.node() + "' is the hub's own id");
+        }
+        SiteSchedule schedule = cfg.schedule(r.node());
+        String pullUrl = schedule.url() != null ? schedule.url() : r.listenUrl();
+        if (schedule.mode() == SiteSchedule.Mode.PULL && pullUrl == null) {
+            throw new HttpError(400, "site '" + r.node() + "' is configured for pull mode (sites." + r.node()
+                    + ".mode) but advertises no listener URL and sites." + r.node() + ".url is not set");
+        }
+        String secret = Secrets.newToken();
+        try (Connection c = db.connection()) {
+            register(c, r, Secrets.sha256(secret), pullUrl);
+        } catch (SQLException e) {
+            throw new HttpError(503, "registration failed, try again: " + e.getMessage());
+        }
+        SiteState s = sites.computeIfAbsent(r.node(), SiteState::new);
+        s.secretHash = Secrets.sha256(secret);
+        s.schedule = schedule;
+        s.pullUrl = pullUrl;
+        s.pullToken = r.pullToken();
+        s.lastContact = clock.instant();
+        schedulePull(s);
+        LOG.info("hub {}: site {} registered ({} mode, every {} ms)", cfg.nodeId(), r.node(),
+                schedule.mode().name().toLowerCase(), schedule.interval().toMillis());
+        HttpEndpoint.sendJson(ex, 200, new Registration.Response(cfg.nodeId(), r.node(), secret,
+                schedule.mode().name().toLowerCase(), schedule.interval().toMillis(), cfg.maxBatchesPerExchange(),
+                List.copyOf(channels.values()), configHash));
+    }
+
+    private void register(Connection c, Registration.Request r, String secretHash, String pullUrl) throws SQLException {
+        try {
+            String incarnation = null;
+            boolean exists = false;
+            try (PreparedStatement ps = c.prepareStatement("SELECT incarnation FROM sync_node WHERE node_id = ? FOR UPDATE")) {
+                ps.setString(1, r.node());
+                try (ResultSet rs = ps.executeQuery()) {
+                    if (rs.next()) {
+                        exists = true;
+                        incarnation = rs.getString(1);
+                    }
+                }
+            }
+            if (exists && incarnation != null && !incarnation.equals(r.incarnation())) {
+                LOG.warn("hub {}: site {} registered with a new database (incarnation {} replaces {}); its batch numbering restarts "
+                        + "and its tables are loaded again", cfg.nodeId(), r.node(), r.incarnation(), incarnation);
+                try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_incoming WHERE source = ?")) {
+                    ps.setString(1, r.node());
+                    ps.executeUpdate();
+                }
+            }
+            String sql = exists
+                    ? "UPDATE sync_node SET secret_hash = ?, listen_url = ?, pull_token = ?, incarnation = ?, registered_at = ? WHERE node_id = ?"
+                    : "INSERT INTO sync_node (secret_hash, listen_url, pull_token, incarnation, registered_at, node_id) VALUES (?, ?, ?, ?, ?, ?)";
+            try (PreparedStatement ps = c.prepareStatement(sql)) {
+                ps.setString(1, secretHash);
+                ps.setString(2, pullUrl);
+                ps.setString(3, r.pullToken());
+                ps.setString(4, r.incarnation());
+                ps.setObject(5, OffsetDateTime.ofInstant(clock.instant(), ZoneOffset.UTC));
+                ps.setString(6, r.node());
+                ps.executeUpdate();
+            }
+            c.commit();
+        } catch (SQLException e) {
+            c.rollback();
+            throw e;
+        }
+    }
+
+    private SiteState authenticate(HttpExchange ex) {
+        String node = ex.getRequestHeaders().getFirst(Headers.NODE);
+        SiteState s = node == null ? null : sites.get(node);
+        if (s == null) {
+            LOG.warn("hub {}: request from unknown node '{}' at {} refused", cfg.nodeId(), node, ex.getRemoteAddress());
+            throw new HttpError(401, node == null ? "missing " + Headers.NODE + " header"
+                    : "unknown node '" + node + "': register first (POST /v1/register)");
+        }
+        String token = Secrets.bearer(ex.getRequestHeaders().getFirst("Authorization"));
+        if (token == null || !Secrets.matches(Secrets.sha256(token), s.secretHash)) {
+            LOG.warn("hub {}: request from node '{}' at {} refused: wrong credentials", cfg.nodeId(), node, ex.getRemoteAddress());
+            throw new HttpError(401, "wrong credentials for node '" + node + "': register again");
+        }
+        return s;
+    }
+
+    // ---- push ------------------------------------------------------------------------------------
+
+    private void handleBatches(HttpExchange ex) throws IOException {
+        SiteState s = authenticate(ex);
+        Backlog reported = Backlog.parse(ex.getRequestHeaders().getFirst(Headers.BACKLOG));
+        Map<String, Long> acks = new LinkedHashMap<>();
+        long applied;
+        try (WireReader reader = new WireReader(ex.getRequestBody())) {
+            applied = receive(s, reader, acks).changes();
+        } catch (BadBatchException e) {
+            s.lastError = e.getMessage();
+            LOG.warn("hub {}: site {}: batch refused: {}", cfg.nodeId(), s.id, e.getMessage());
+            throw new HttpError(e.getMessage().contains("out of order") ? 409 : 400, e.getMessage(), Map.of("acks", acks));
+        } catch (RetriableSyncException e) {
+            s.lastError = e.getMessage();
+            LOG.warn("hub {}: site {}: {}", cfg.nodeId(), s.id, e.getMessage());
+            throw new HttpError(503, e.getMessage(), Map.of("acks", acks));
+        } catch (UncheckedIOException e) {
+            s.lastError = "connection lost while receiving: " + e.getMessage();
+            LOG.warn("hub {}: site {}: connection lost while receiving batches: {}", cfg.nodeId(), s.id, e.getMessage());
+            throw e.getCause();
+        }
+        contact(s, reported, applied);
+        ex.getResponseHeaders().set(Headers.CONFIG, configHash);
+        HttpEndpoint.sendJson(ex, 200, Map.of("acks", acks, "config", configHash));
+    }
+
+    /** Batches and changes taken from one stream. */
+    private record Received(int batches, long changes) {
+    }
+
+    /** Applies every batch of a stream from site {@code s}; fills {@code acks}. */
+    private Received receive(SiteState s, WireReader reader, Map<String, Long> acks) {
+        long applied = 0;
+        int batches = 0;
+        BatchHeader h;
+        while ((h = reader.nextBatch()) != null) {
+            try (MDC.MDCCloseable m1 = MDC.putCloseable("node", cfg.nodeId()); MDC.MDCCloseable m2 = MDC.putCloseable("batch", h.id().toString())) {
+                if (!h.id().source().equals(s.id)) {
+                    throw new BadBatchException(SyncException.Stage.TRANSPORT, "batch " + h.id() + " names source '" + h.id().source()
+                            + "' but was sent by node '" + s.id + "'");
+                }
+                ChannelSpec ch = channels.get(h.id().channel());
+                if (ch == null) {
+                    throw new BadBatchException(SyncException.Stage.TRANSPORT, "batch " + h.id() + " is for unknown channel '"
+                            + h.id().channel() + "' (the hub has " + channels.keySet() + ")");
+                }
+                Iterator<Change> changes = reader.changes();
+                ApplyOutcome outcome;
+                try (Connection c = db.connection()) {
+                    outcome = applier.apply(c, h, ch, changes);
+                } catch (SQLException e) {
+                    throw new RetriableSyncException(SyncException.Stage.APPLY, "no database connection: " + e.getMessage(), e);
+                }
+                while (changes.hasNext()) {
+                    changes.next();
+                }
+                if (outcome instanceof ApplyOutcome.Applied a) {
+                    applied += a.changes();
+                    LOG.debug("applied batch {} ({} changes)", h.id(), a.changes());
+                }
+                acks.put(ch.name(), outcome.lastApplied());
+                batches++;
+            }
+        }
+        return new Received(batches, applied);
+    }
+
+    private void contact(SiteState s, Backlog reported, long appliedNow) {
+        s.lastContact = clock.instant();
+        s.lastError = null;
+        if (reported != null) {
+            long left = Math.max(0, reported.rows() - appliedNow);
+            s.reported = left == 0 ? Backlog.NONE : new Backlog(left, reported.batches(), reported.oldestAgeMs());
+            s.reportedAt = clock.instant();
+        }
+    }
+
+    // ---- pull ------------------------------------------------------------------------------------
+
+    private void schedulePull(SiteState s) {
+        ScheduledFuture<?> old = pullTasks.remove(s.id);
+        if (old != null) {
+            old.cancel(false);
+        }
+        if (s.schedule.mode() != SiteSchedule.Mode.PULL) {
+            return;
+        }
+        long every = Math.max(10, s.schedule.interval().toMillis());
+        pullTasks.put(s.id, pullScheduler.scheduleWithFixedDelay(() -> pullSafely(s), 0, every, TimeUnit.MILLISECONDS));
+    }
+
+    private void pullSafely(SiteState s) {
+        try {
+            pull(s);
+        } catch (RuntimeException | IOException | SQLException e) {
+            String msg = e.getMessage();
+            if (!java.util.Objects.equals(msg, s.lastError)) {
+                LOG.warn("hub {}: pull from site {} failed: {}", cfg.nodeId(), s.id, msg);
+            }
+            s.lastError = msg;
+        }
+    }
+
+    /** One exchange with a pull-mode site: every channel, until the site has nothing more. */
+    private void pull(SiteState s) throws IOException, SQLException {
+        synchronized (s.pullLock) {
+            if (s.pullUrl == null) {
+                throw new IllegalStateException("site " + s.id + " has no listener URL");
+            }
+            Backlog total = Backlog.NONE;
+            long applied = 0;
+            for (ChannelSpec ch : channels.values()) {
+                for (int round = 0; round < 1000; round++) {
+                    long last;
+                    try (Connection c = db.connection()) {
+                        last = BatchApplier.lastApplied(c, s.id, ch.name());
+                        c.commit();
+                    }
+                    URI uri = URI.create(s.pullUrl + "/v1/pull?channel=" + URLEncoder.encode(ch.name(), StandardCharsets.UTF_8)
+                            + "&ack=" + last + "&max=" + cfg.maxBatchesPerExchange());
+                    HttpURLConnection conn = (HttpURLConnection) uri.toURL().openConnection();
+                    conn.setConnectTimeout(5000);
+                    conn.setReadTimeout((int) Math.min(Integer.MAX_VALUE, cfg.readTimeout().toMillis()));
+                    conn.setRequestProperty("Authorization", "Bearer " + s.pullToken);
+                    conn.setRequestProperty(Headers.NODE, cfg.nodeId());
+                    conn.setRequestProperty(Headers.CONFIG, configHash);
+                    try {
+                        int code = conn.getResponseCode();
+                        if (code != 200) {
+                            throw new IOException("site " + s.id + " answered " + code + ": " + errorBody(conn));
+                        }
+                        Backlog b = Backlog.parse(conn.getHeaderField(Headers.BACKLOG));
+                        if (round == 0 && b != null) {
+                            total = total.plus(b);
+                        }
+                        Map<String, Long> acks = new LinkedHashMap<>();
+                        Received got;
+                        try (InputStream in = conn.getInputStream(); WireReader reader = new WireReader(in)) {
+                            got = receive(s, reader, acks);
+                        }
+                        applied += got.changes();
+                        if (got.batches() < cfg.maxBatchesPerExchange()) {
+                            break;
+                        }
+                    } finally {
+                        conn.disconnect();
+                    }
+                }
+            }
+            contact(s, total, applied);
+        }
+    }
+
+    private static String errorBody(HttpURLConnection conn) {
+        try (InputStream err = conn.getErrorStream()) {
+            return err == null ? "" : new String(err.readNBytes(4096), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            return "";
+        }
+    }
+
+    // ---- status ----------------------------------------------------------------------------------
+
+    private void handleStatus(HttpExchange ex) throws IOException {
+        String token = Secrets.bearer(ex.getRequestHeaders().getFirst("Authorization"));
+        if (!Secrets.matches(token, cfg.enrollmentToken())) {
+            throw new HttpError(401, "status needs 'Authorization: Bearer <enrollment token>'");
+        }
+        HttpEndpoint.sendJson(ex, 200, status());
+    }
+
+    @Override
+    public NodeStatus status() {
+        Instant now = clock.instant();
+        Map<String, Map<String, Long>> batches = new LinkedHashMap<>();
+        Map<String, Long> rows = new LinkedHashMap<>();
+        try (Connection c = db.connection();
+             PreparedStatement ps = c.prepareStatement("SELECT source, channel, last_batch, rows_applied FROM sync_incoming");
+             ResultSet rs = ps.executeQuery()) {
+            while (rs.next()) {
+                batches.computeIfAbsent(rs.getString(1), k -> new LinkedHashMap<>()).put(rs.getString(2), rs.getLong(3));
+                rows.merge(rs.getString(1), rs.getLong(4), Long::sum);
+            }
+            c.commit();
+        } catch (SQLException e) {
+            throw new RetriableSyncException(SyncException.Stage.APPLY, "cannot read status: " + e.getMessage(), e);
+        }
+        List<NodeStatus.SiteStatus> out = new ArrayList<>();
+        for (SiteState s : sites.values()) {
+            Backlog b = s.reported;
+            long lag = b.rows() == 0 || s.reportedAt == null ? 0
+                    : b.oldestAgeMs() + Duration.between(s.reportedAt, now).toMillis();
+            long staleAfter = 3 * s.schedule.interval().toMillis() + 5000;
+            String state = s.lastContact == null ? "NEVER"
+                    : Duration.between(s.lastContact, now).toMillis() > staleAfter ? "OFFLINE"
+                    : lag > staleAfter ? "LAGGING" : "ONLINE";
+            out.add(new NodeStatus.SiteStatus(s.id, s.schedule.mode().name().toLowerCase(), state, s.lastContact, b.rows(), lag,
+                    batches.getOrDefault(s.id, Map.of()), rows.getOrDefault(s.id, 0L), s.lastError));
+        }
+        out.sort(Comparator.comparing(NodeStatus.SiteStatus::site));
+        return new NodeStatus(cfg.nodeId(), "hub", now, out, Map.of());
+    }
+
+    /** Parses a status document served by {@code GET /v1/status}. */
+    static Map<String, Object> parseStatus(String json) throws IOException {
+        return WireFormat.MAPPER.readValue(json, MAP);
+    }
+
+    @Override
+    public String nodeId() {
+        return cfg.nodeId();
+    }
+
+    @Override
+    public NodeRole role() {
+        return NodeRole.HUB;
+    }
+
+    @Override
+    public void syncNow() {
+        for (SiteState s : sites.values()) {
+            if (s.schedule.mode() == SiteSchedule.Mode.PULL) {
+                pullScheduler.execute(() -> pullSafely(s));
+            }
+        }
+    }
+
+    @Override
+    public void close() {
+        pullScheduler.shutdownNow();
+        try {
+            pullScheduler.awaitTermination(10, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        http.close();
+        db.close();
+        LOG.info("hub {} stopped", cfg.nodeId());
+    }
+}

@@ -1,0 +1,34 @@
+package io.syncline.node;
+
+import java.time.Instant;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A node's status, as served by {@code GET /v1/status} and printed by {@code syncline status}.
+ *
+ * @param node    node id
+ * @param role    "hub" or "site"
+ * @param at      when the status was taken
+ * @param sites   on the hub: one entry per registered site; on a site: empty
+ * @param backlog on a site: rows and batches not yet acknowledged by the hub, per channel; on the hub: empty
+ */
+public record NodeStatus(String node, String role, Instant at, List<SiteStatus> sites, Map<String, Long> backlog) {
+
+    /**
+     * What the hub knows of one site.
+     *
+     * @param site          site id
+     * @param mode          push or pull
+     * @param state         ONLINE (exchanged within three intervals), OFFLINE (no exchange for longer), NEVER (no exchange since hub start)
+     * @param lastContact   last successful exchange, null if none since the hub started
+     * @param pendingChanges changes captured at the site and not yet applied at the hub, as the site last reported
+     * @param lagMillis     age of the oldest change not yet applied at the hub (0 when nothing is pending)
+     * @param lastBatches   last batch applied per channel
+     * @param rowsApplied   changes applied at the hub from this site, all channels
+     * @param lastError     last exchange error, or null
+     */
+    public record SiteStatus(String site, String mode, String state, Instant lastContact, long pendingChanges, long lagMillis,
+                             Map<String, Long> lastBatches, long rowsApplied, String lastError) {
+    }
+}

@@ -1,0 +1,533 @@
+package io.syncline.node;
+
+import com.sun.net.httpserver.HttpExchange;
+import io.syncline.api.BatchHeader;
+import io.syncline.api.BatchId;
+import io.syncline.api.ChannelSpec;
+import io.syncline.api.NodeRole;
+import io.syncline.api.SyncException;
+import io.syncline.api.TableSpec;
+import io.syncline.engine.apply.CrashPoints;
+import io.syncline.engine.capture.CaptureInstaller;
+import io.syncline.engine.load.InitialLoadState;
+import io.syncline.engine.load.InitialLoader;
+import io.syncline.engine.outbox.OutboxStore;
+import io.syncline.engine.outbox.SealedBatch;
+import io.syncline.engine.schema.SyncSchema;
+import io.syncline.node.config.NodeConfig;
+import io.syncline.transport.http.Headers;
+import io.syncline.transport.http.HttpEndpoint;
+import io.syncline.transport.http.HttpError;
+import io.syncline.transport.wire.WireFormat;
+import io.syncline.transport.wire.WireWriter;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.HttpURLConnection;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.sql.Connection;
+import java.sql.SQLException;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.ReentrantLock;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/*
+ * A site: captures its tables' changes into its outbox and delivers them to the hub.
+ *
+ * At start the site registers with the hub (enrollment token in, credentials and channel configuration
+ * out), installs or upgrades capture triggers, and records an initial load for every newly captured table.
+ * The registration is stored in sync_state, so a site whose hub is down still starts and keeps capturing.
+ *
+ * One thread (syncline-site-<id>) ticks every capture.interval: seal newly committed changes into batches,
+ * copy a bounded slice of any pending initial load, and in push mode send unacknowledged batches to the hub
+ * (at the hub's interval, or at once again while a backlog remains). In pull mode a listener serves
+ * GET /v1/pull to the hub instead. Sealing is serialized per channel by a lock, because the tick thread and
+ * the listener both seal.
+ */
+public final class SiteNode implements NodeControl {
+    private static final Logger LOG = LoggerFactory.getLogger(SiteNode.class);
+    private static final String REGISTRATION = "registration";
+    private static final String INCARNATION = "incarnation";
+    private static final String PULL_TOKEN = "pull.token";
+
+    private final NodeConfig cfg;
+    private final Clock clock;
+    private final Database db;
+    private final OutboxStore outbox;
+    private final InitialLoader loader;
+    private final ScheduledExecutorService ticker;
+    private final Map<String, ReentrantLock> sealLocks = new ConcurrentHashMap<>();
+    private final String incarnation;
+    private final String pullToken;
+    private volatile Registration.Response registration;
+    private volatile boolean reregister;
+    private volatile HttpEndpoint listener;
+    private volatile Instant nextPush = Instant.EPOCH;
+    private volatile Instant nextRegistration = Instant.EPOCH;
+    private volatile Duration registrationBackoff = Duration.ofMillis(500);
+    private volatile String lastError;
+    private volatile Instant lastContact;
+
+    private SiteNode(NodeConfig cfg, Clock clock) throws SQLException, IOException {
+        this.cfg = cfg;
+        this.clock = clock;
+        this.db = new Database(cfg);
+        this.outbox = new OutboxStore(db.dialect(), clock);
+        this.loader = new InitialLoader(db.dialect(), cfg.loadChunkSize());
+        try (Connection c = db.connection()) {
+            SyncSchema.install(c, db.dialect());
+            this.incarnation = stateOrNew(c, INCARNATION);
+            this.pullToken = stateOrNew(c, PULL_TOKEN);
+            String stored = SyncSchema.getState(c, REGISTRATION);
+            c.commit();
+            if (stored != null) {
+                registration = WireFormat.MAPPER.readValue(stored, Registration.Response.class);
+            }
+        }
+        this.ticker = Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "syncline-site-" + cfg.nodeId());
+            t.setDaemon(true);
+            return t;
+        });
+        startListener();
+        tryRegister();
+        if (registration != null) {
+            installCapture();
+        }
+        long every = Math.max(10, cfg.captureInterval().toMillis());
+        ticker.scheduleWithFixedDelay(this::tick, 0, every, TimeUnit.MILLISECONDS);
+    }
+
+    /** Starts a site: opens its database, registers with the hub (or uses the stored registration), starts syncing. */
+    public static SiteNode start(NodeConfig cfg, Clock clock) {
+        try {
+            return new SiteNode(cfg, clock);
+        } catch (SQLException | IOException e) {
+            throw new SyncException(SyncException.Stage.CONFIG, "site " + cfg.nodeId() + " could not start: " + e.getMessage(), e);
+        }
+    }
+
+    private static String stateOrNew(Connection c, String key) throws SQLException {
+        String v = SyncSchema.getState(c, key);
+        if (v == null) {
+            v = Secrets.newToken();
+            SyncSchema.putState(c, key, v);
+        }
+        return v;
+    }
+
+    private void startListener() throws IOException {
+        HttpEndpoint ep = new HttpEndpoint("site-" + cfg.nodeId(), cfg.httpHost(), cfg.httpPort(), 4);
+        ep.route("/v1/pull", "GET", this::handlePull);
+        ep.route("/v1/status", "GET", ex -> HttpEndpoint.sendJson(ex, 200, status()));
+        ep.start();
+        listener = ep;
+    }
+
+    private String listenUrl() {
+        HttpEndpoint ep = listener;
+        return cfg.advertisedUrl().orElse(ep == null ? null : "http://" + ep.host() + ":" + ep.port());
+    }
+
+    // ---- registration ----------------------------------------------------------------------------
+
+    private void tryRegister() {
+        Instant now = clock.instant();
+        if (now.isBefore(nextRegistration)) {
+            return;
+        }
+        try {
+            Registration.Response r = register();
+            boolean changed = registration == null || !r.configHash().equals(registration.configHash());
+            try (Connection c = db.connection()) {
+                SyncSchema.putState(c, REGISTRATION, WireFormat.MAPPER.writeValueAsString(r));
+                c.commit();
+            }
+            registration = r;
+            reregister = false;
+            registrationBackoff = Duration.ofMillis(500);
+            lastContact = clock.instant();
+            LOG.info("site {} registered with hub {} ({} mode, channels {})", cfg.nodeId(), r.hub(), r.mode(),
+                    r.channels().stream().map(ChannelSpec::name).toList());
+            if (changed) {
+                installCapture();
+            }
+        } catch (IOException | SQLException | RuntimeException e) {
+            lastError = "registration failed: " + e.getMessage();
+            nextRegistration = now.plus(registrationBackoff);
+            registrationBackoff = registrationBackoff.multipliedBy(2).compareTo(Duration.ofSeconds(30)) > 0
+                    ? Duration.ofSeconds(30) : registrationBackoff.multipliedBy(2);
+            LOG.warn("site {}: {} (retrying in {} ms{})", cfg.nodeId(), lastError, registrationBackoff.toMillis(),
+                    registration != null ? "; capturing with the stored configuration meanwhile" : "");
+        }
+    }
+
+    private Registration.Response register() throws IOException {
+        HttpURLConnection conn = (HttpURLConnection) URI.create(cfg.hubUrl() + "/v1/register").toURL().openConnection();
+        try {
+            conn.setConnectTimeout(5000);
+            conn.setReadTimeout(30_000);
+            conn.setDoOutput(true);
+            conn.setRequestMethod("POST");
+            conn.setRequestProperty("Content-Type", "application/json");
+            byte[] body = WireFormat.MAPPER.writeValueAsBytes(
+                    new Registration.Request(cfg.nodeId(), cfg.hubToken(), listenUrl(), pullToken, incarnation));
+            try (OutputStream out = conn.getOutputStream()) {
+                out.write(body);
+            }
+            int code = conn.getResponseCode();
+            if (code != 200) {
+                throw new IOException("hub " + cfg.hubUrl() + " refused registration (" + code + "): " + errorBody(conn));
+            }
+            try (InputStream in = conn.getInputStream()) {
+                return WireFormat.MAPPER.readValue(in, Registration.Response.class);
+            }
+        } finally {
+            conn.disconnect();
+        }
+    }
+
+    private void installCapture() {
+        try (Connection c = db.connection()) {
+            new CaptureInstaller(db.dialect(), clock).install(c, registration.channels());
+        } catch (SQLException e) {
+            throw new SyncException(SyncException.Stage.CAPTURE, "site " + cfg.nodeId() + ": cannot install capture: " + e.getMessage(), e);
+        }
+    }
+
+    // ---- the tick --------------------------------------------------------------------------------
+
+    private void tick() {
+        try {
+            if (registration == null || reregister) {
+                tryRegister();
+                if (registration == null) {
+                    return;
+                }
+            }
+            Registration.Response r = registration;
+            sealAll(r);
+            long loadUntil = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(200);
+            try (Connection c = db.connection()) {
+                for (ChannelSpec ch : r.channels()) {
+                    while (System.nanoTime() < loadUntil && loader.step(c, ch)) {
+                        // copy chunks for at most 200 ms per tick, so capture and sending keep going
+                    }
+                }
+            }
+            if ("push".equals(r.mode()) && !clock.instant().isBefore(nextPush)) {
+                boolean more = push(r);
+                nextPush = more ? Instant.EPOCH : clock.instant().plusMillis(r.intervalMillis());
+            }
+        } catch (Exception e) {
+            String msg = e.getMessage();
+            if (!java.util.Objects.equals(msg, lastError)) {
+                LOG.warn("site {}: {}", cfg.nodeId(), msg);
+            }
+            lastError = msg;
+            nextPush = clock.instant().plusMillis(registration == null ? 1000 : registration.intervalMillis());
+        }
+    }
+
+    private void sealAll(Registration.Response r) throws SQLException {
+        for (ChannelSpec ch : r.channels()) {
+            seal(ch.name());
+        }
+    }
+
+    private void seal(String channel) throws SQLException {
+        ReentrantLock lock = sealLocks.computeIfAbsent(channel, k -> new ReentrantLock());
+        lock.lock();
+        try (Connection c = db.connection()) {
+            outbox.seal(c, channel);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private Backlog backlog(Connection c, Registration.Response r) throws SQLException {
+        Backlog total = Backlog.NONE;
+        Instant now = clock.instant();
+        for (ChannelSpec ch : r.channels()) {
+            OutboxStore.Backlog b = outbox.backlog(c, r.hub(), ch.name());
+            long age = b.oldestCaptured() == null ? 0 : Math.max(0, Duration.between(b.oldestCaptured(), now).toMillis());
+            total = total.plus(new Backlog(b.rows(), b.batches(), age));
+        }
+        return total;
+    }
+
+    /** Sends unacknowledged batches to the hub; returns true when more are waiting. */
+    private boolean push(Registration.Response r) throws IOException, SQLException {
+        boolean full = false;
+        HttpURLConnection conn = (HttpURLConnection) URI.create(cfg.hubUrl() + "/v1/batches").toURL().openConnection();
+        try (Connection c = db.connection()) {
+            Backlog backlog = backlog(c, r);
+            conn.setConnectTimeout(5000);
+            conn.setReadTimeout((int) Math.min(Integer.MAX_VALUE, cfg.readTimeout().toMillis()));
+            conn.setDoOutput(true);
+            conn.setRequestMethod("POST");
+            conn.setChunkedStreamingMode(1 << 16);
+            conn.setRequestProperty("Content-Type", WireFormat.CONTENT_TYPE);
+            conn.setRequestProperty("Content-Encoding", WireFormat.CONTENT_ENCODING);
+            conn.setRequestProperty("Authorization", "Bearer " + r.secret());
+            conn.setRequestProperty(Headers.NODE, cfg.nodeId());
+            conn.setRequestProperty(Headers.BACKLOG, backlog.header());
+            try (OutputStream out = conn.getOutputStream(); WireWriter w = new WireWriter(out)) {
+                int room = r.maxBatches();
+                for (ChannelSpec ch : r.channels()) {
+                    List<SealedBatch> batches = outbox.unacknowledged(c, r.hub(), ch.name(), room);
+                    room -= batches.size();
+                    full |= room <= 0;
+                    for (SealedBatch b : batches) {
+                        writeBatch(c, w, b, r.hub());
+                    }
+                    if (room <= 0) {
+                        break;
+                    }
+                }
+            }
+            int code = conn.getResponseCode();
+            Map<String, Object> body = readJson(code == 200 ? conn.getInputStream() : conn.getErrorStream());
+            recordAcks(c, r, body.get("acks"));
+            if (code == 401) {
+                reregister = true;
+                throw new IOException("hub refused our credentials: " + body.get("error") + " (registering again)");
+            }
+            if (code != 200) {
+                throw new IOException("hub answered " + code + ": " + body.get("error"));
+            }
+            Object config = body.get("config");
+            if (config != null && !config.equals(r.configHash())) {
+                LOG.info("site {}: hub configuration changed, registering again", cfg.nodeId());
+                reregister = true;
+            }
+            lastContact = clock.instant();
+            lastError = null;
+            return full;
+        } finally {
+            conn.disconnect();
+        }
+    }
+
+    private void writeBatch(Connection c, WireWriter w, SealedBatch b, String destination) throws SQLException, IOException {
+        w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), b.channel(), b.sequence()), b.sealedAt(), b.firstCaptured()));
+        int[] n = {0};
+        outbox.stream(c, b, destination, (op, table, oldRow, newRow, captured) -> {
+            w.change(op, table, oldRow, newRow);
+            if (++n[0] == 100) {
+                w.flush();
+                CrashPoints.hit("send-mid-batch");
+            }
+        });
+        w.endBatch();
+    }
+
+    private void recordAcks(Connection c, Registration.Response r, Object acks) throws SQLException {
+        if (!(acks instanceof Map<?, ?> m)) {
+            return;
+        }
+        for (Map.Entry<?, ?> e : m.entrySet()) {
+            if (e.getValue() instanceof Number n && r.channels().stream().anyMatch(ch -> ch.name().equals(e.getKey()))) {
+                acknowledge(c, r, e.getKey().toString(), n.longValue());
+            }
+        }
+    }
+
+    private void acknowledge(Connection c, Registration.Response r, String channel, long upTo) throws SQLException {
+        int purged = outbox.acknowledge(c, r.hub(), channel, upTo);
+        if (purged > 0) {
+            LOG.debug("site {}: hub acknowledged {} up to batch {}; purged {} outbox rows", cfg.nodeId(), channel, upTo, purged);
+        }
+    }
+
+    private static Map<String, Object> readJson(InputStream in) throws IOException {
+        if (in == null) {
+            return Map.of();
+        }
+        try (in) {
+            byte[] bytes = in.readNBytes(1 << 20);
+            if (bytes.length == 0) {
+                return Map.of();
+            }
+            try {
+                return WireFormat.MAPPER.readValue(bytes, new com.fasterxml.jackson.core.type.TypeReference<Map<String, Object>>() {
+                });
+            } catch (IOException e) {
+                return Map.of("error", new String(bytes, StandardCharsets.UTF_8));
+            }
+        }
+    }
+
+    private static String errorBody(HttpURLConnection conn) {
+        try (InputStream err = conn.getErrorStream()) {
+            return err == null ? "" : new String(err.readNBytes(4096), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            return "";
+        }
+    }
+
+    // ---- pull listener ---------------------------------------------------------------------------
+
+    private void handlePull(HttpExchange ex) throws IOException {
+        Registration.Response r = registration;
+        if (r == null) {
+            throw new HttpError(503, "site " + cfg.nodeId() + " is not registered yet");
+        }
+        String token = Secrets.bearer(ex.getRequestHeaders().getFirst("Authorization"));
+        if (!Secrets.matches(token, pullToken)) {
+            LOG.warn("site {}: pull from {} refused: wrong credentials", cfg.nodeId(), ex.getRemoteAddress());
+            throw new HttpError(401, "wrong credentials for pulling from site '" + cfg.nodeId() + "'");
+        }
+        Map<String, String> q = query(ex.getRequestURI().getRawQuery());
+        String channel = q.get("channel");
+        if (channel == null || r.channels().stream().noneMatch(ch -> ch.name().equals(channel))) {
+            throw new HttpError(400, "unknown or missing channel '" + channel + "'");
+        }
+        long ack;
+        int max;
+        try {
+            ack = Long.parseLong(q.getOrDefault("ack", "0"));
+            max = Math.max(1, Math.min(1000, Integer.parseInt(q.getOrDefault("max", String.valueOf(r.maxBatches())))));
+        } catch (NumberFormatException e) {
+            throw new HttpError(400, "'ack' and 'max' must be whole numbers: " + e.getMessage());
+        }
+        String config = ex.getRequestHeaders().getFirst(Headers.CONFIG);
+        if (config != null && !config.equals(r.configHash())) {
+            reregister = true;
+        }
+        try (Connection c = db.connection()) {
+            if (ack > 0) {
+                acknowledge(c, r, channel, ack);
+            }
+            seal(channel);
+            List<SealedBatch> batches = outbox.unacknowledged(c, r.hub(), channel, max);
+            ex.getResponseHeaders().set(Headers.BACKLOG, backlog(c, r).header());
+            ex.getResponseHeaders().set("Content-Type", WireFormat.CONTENT_TYPE);
+            ex.sendResponseHeaders(200, 0);
+            try (OutputStream out = ex.getResponseBody(); WireWriter w = new WireWriter(out)) {
+                for (SealedBatch b : batches) {
+                    writeBatch(c, w, b, r.hub());
+                }
+            }
+            lastContact = clock.instant();
+        } catch (SQLException e) {
+            throw new HttpError(503, "site " + cfg.nodeId() + ": database error: " + e.getMessage());
+        }
+    }
+
+    private static Map<String, String> query(String raw) {
+        Map<String, String> m = new LinkedHashMap<>();
+        if (raw == null) {
+            return m;
+        }
+        for (String part : raw.split("&")) {
+            int i = part.indexOf('=');
+            if (i > 0) {
+                m.put(java.net.URLDecoder.decode(part.substring(0, i), StandardCharsets.UTF_8),
+                        java.net.URLDecoder.decode(part.substring(i + 1), StandardCharsets.UTF_8));
+            }
+        }
+        return m;
+    }
+
+    // ---- control ---------------------------------------------------------------------------------
+
+    @Override
+    public String nodeId() {
+        return cfg.nodeId();
+    }
+
+    @Override
+    public NodeRole role() {
+        return NodeRole.SITE;
+    }
+
+    @Override
+    public NodeStatus status() {
+        Registration.Response r = registration;
+        Map<String, Long> backlog = new LinkedHashMap<>();
+        if (r != null) {
+            try (Connection c = db.connection()) {
+                for (ChannelSpec ch : r.channels()) {
+                    backlog.put(ch.name(), outbox.backlog(c, r.hub(), ch.name()).rows());
+                }
+            } catch (SQLException e) {
+                throw new SyncException(SyncException.Stage.BATCH, "cannot read backlog: " + e.getMessage(), e);
+            }
+        }
+        return new NodeStatus(cfg.nodeId(), "site", clock.instant(), List.of(), backlog);
+    }
+
+    /**
+     * True when every change committed so far has been sealed, sent and acknowledged by the hub, and no initial
+     * load is pending. Seals first, so a change committed before the call is never missed.
+     */
+    public boolean isDrained() {
+        Registration.Response r = registration;
+        if (r == null) {
+            return false;
+        }
+        try {
+            sealAll(r);
+            try (Connection c = db.connection()) {
+                for (ChannelSpec ch : r.channels()) {
+                    if (outbox.backlog(c, r.hub(), ch.name()).batches() > 0) {
+                        return false;
+                    }
+                    for (TableSpec t : ch.tables()) {
+                        String v = SyncSchema.getState(c, InitialLoadState.key(ch.name(), t.name().toLowerCase(Locale.ROOT)));
+                        if (v != null && !v.equals(InitialLoadState.DONE)) {
+                            return false;
+                        }
+                    }
+                }
+                c.commit();
+                return true;
+            }
+        } catch (SQLException e) {
+            return false;
+        }
+    }
+
+    /** The URL of this site's pull listener. */
+    public String listenerUrl() {
+        return listenUrl();
+    }
+
+    @Override
+    public void syncNow() {
+        nextPush = Instant.EPOCH;
+        ticker.execute(this::tick);
+    }
+
+    @Override
+    public void close() {
+        ticker.shutdown();
+        try {
+            if (!ticker.awaitTermination(10, TimeUnit.SECONDS)) {
+                ticker.shutdownNow();
+            }
+        } catch (InterruptedException e) {
+            ticker.shutdownNow();
+            Thread.currentThread().interrupt();
+        }
+        HttpEndpoint ep = listener;
+        if (ep != null) {
+            ep.close();
+        }
+        db.close();
+        LOG.info("site {} stopped", cfg.nodeId());
+    }
+}

@@ -1,0 +1,62 @@
+package io.syncline.node.config;
+
+import io.syncline.node.config.ConfigKey.Role;
+import io.syncline.node.config.ConfigKey.Type;
+import java.util.List;
+import java.util.Set;
+
+/** Every configuration key Syncline reads. The only place keys are defined. */
+public final class ConfigDef {
+    private static final Set<Role> BOTH = Set.of(Role.HUB, Role.SITE);
+    private static final Set<Role> HUB = Set.of(Role.HUB);
+    private static final Set<Role> SITE = Set.of(Role.SITE);
+
+    public static final List<ConfigKey> KEYS = List.of(
+            new ConfigKey("node.id", Type.NAME, null, true, BOTH,
+                    "This node's id: letters, digits, '_' or '-'. Sites are known to the hub by it; it fills the hub column of aggregated tables."),
+            new ConfigKey("database.url", Type.STRING, null, true, BOTH,
+                    "JDBC URL of this node's database (PostgreSQL or H2). Syncline creates its own tables, all named sync_*, in it."),
+            new ConfigKey("database.user", Type.STRING, "", false, BOTH, "Database user."),
+            new ConfigKey("database.password", Type.SECRET, "", false, BOTH,
+                    "Database password. Write ${ENV_VAR} to take it from the environment."),
+            new ConfigKey("database.poolSize", Type.INT, "8", false, BOTH, "Maximum connections in the node's pool (HikariCP)."),
+            new ConfigKey("http.host", Type.HOST, "127.0.0.1", false, BOTH,
+                    "Address the node's HTTP listener binds to. The hub always listens; a site listens only when the hub pulls from it."),
+            new ConfigKey("http.port", Type.PORT, "0", false, BOTH, "Port of the HTTP listener; 0 picks a free port (it is logged)."),
+            new ConfigKey("http.advertisedUrl", Type.URL, null, false, SITE,
+                    "URL the hub uses to reach this site's listener, when it differs from http://host:port (NAT, proxy)."),
+            new ConfigKey("http.threads", Type.INT, "16", false, HUB, "Threads serving HTTP requests on the hub."),
+            new ConfigKey("transport.readTimeout", Type.DURATION, "10m", false, BOTH,
+                    "How long a node waits for its peer during one exchange; must exceed the time to apply the largest batch."),
+            new ConfigKey("transport.maxBatchesPerExchange", Type.INT, "20", false, BOTH,
+                    "Most batches sent in one push request or one pull response."),
+            new ConfigKey("enrollment.token", Type.SECRET, null, true, HUB,
+                    "Shared secret a site must present to register. Write ${SYNCLINE_ENROLLMENT_TOKEN} to take it from the environment."),
+            new ConfigKey("sync.mode", Type.ENUM_MODE, "push", false, HUB,
+                    "Default way sites exchange batches: 'push' (the site sends to the hub; works behind NAT) or 'pull' (the hub fetches from the site's listener)."),
+            new ConfigKey("sync.interval", Type.DURATION, "1s", false, HUB, "Default time between two exchanges with a site."),
+            new ConfigKey("sites", Type.MAP, null, false, HUB, "Per-site overrides, keyed by site id."),
+            new ConfigKey("sites.*.mode", Type.ENUM_MODE, null, false, HUB, "'push' or 'pull' for this site."),
+            new ConfigKey("sites.*.interval", Type.DURATION, null, false, HUB, "Exchange interval for this site: the hub's schedule for this location."),
+            new ConfigKey("sites.*.url", Type.URL, null, false, HUB, "Listener URL of this site for pull mode, overriding what the site advertises."),
+            new ConfigKey("channels", Type.LIST, null, true, HUB, "The channels: groups of tables that sync together as one ordered stream."),
+            new ConfigKey("channels[].name", Type.NAME, null, true, HUB, "Channel name."),
+            new ConfigKey("channels[].direction", Type.ENUM_DIRECTION, "site-to-hub", false, HUB,
+                    "Which way changes flow. Only 'site-to-hub' exists so far."),
+            new ConfigKey("channels[].tables", Type.LIST, null, true, HUB, "Tables of the channel, applied in source commit order."),
+            new ConfigKey("channels[].tables[].name", Type.NAME, null, true, HUB, "Table name at the site."),
+            new ConfigKey("channels[].tables[].target", Type.NAME, null, false, HUB, "Table name at the hub, if different."),
+            new ConfigKey("channels[].tables[].hubColumn", Type.NAME, null, false, HUB,
+                    "Column of the hub table that the hub fills with the source site's id. It must be part of the hub table's "
+                            + "primary key; identical site tables then fold into one hub table."),
+            new ConfigKey("hub.url", Type.URL, null, true, SITE, "Base URL of the hub, e.g. http://hq.example.com:8080."),
+            new ConfigKey("hub.token", Type.SECRET, null, true, SITE,
+                    "The hub's enrollment token. Write ${SYNCLINE_ENROLLMENT_TOKEN} to take it from the environment."),
+            new ConfigKey("capture.interval", Type.DURATION, "250ms", false, SITE,
+                    "How often the site seals newly committed changes into batches."),
+            new ConfigKey("load.chunkSize", Type.INT, "5000", false, SITE, "Rows per initial-load chunk (one transaction each).")
+    );
+
+    private ConfigDef() {
+    }
+}

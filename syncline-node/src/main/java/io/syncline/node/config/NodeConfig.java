@@ -1,0 +1,454 @@
+package io.syncline.node.config;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.databind.node.TextNode;
+import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
+import io.syncline.api.ChannelSpec;
+import io.syncline.api.Names;
+import io.syncline.api.TableSpec;
+import io.syncline.node.config.ConfigKey.Role;
+import java.io.IOException;
+import java.net.URI;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * A node's validated configuration. Built once at start by {@link #parse}; every problem found is reported
+ * together, each naming its key; after that the object is immutable and thread-safe.
+ */
+public final class NodeConfig {
+    private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
+    private static final Pattern ENV = Pattern.compile("\\$\\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?}");
+    private static final Map<String, ConfigKey> BY_PATH = new LinkedHashMap<>();
+
+    static {
+        for (ConfigKey k : ConfigDef.KEYS) {
+            BY_PATH.put(k.path(), k);
+        }
+    }
+
+    private final Role role;
+    private final JsonNode root;
+
+    private NodeConfig(Role role, JsonNode root) {
+        this.role = role;
+        this.root = root;
+    }
+
+    /** Reads and validates a YAML file. */
+    public static NodeConfig load(Path file, Role role, Map<String, String> env) {
+        try {
+            return parse(Files.readString(file), role, env);
+        } catch (IOException e) {
+            throw new ConfigException("cannot read configuration file " + file + ": " + e.getMessage());
+        }
+    }
+
+    /**
+     * Parses and validates YAML text for a node of {@code role}; {@code ${VAR}} and {@code ${VAR:-default}}
+     * are replaced from {@code env}.
+     *
+     * @throws ConfigException listing every problem, each naming its key
+     */
+    public static NodeConfig parse(String yaml, Role role, Map<String, String> env) {
+        JsonNode root;
+        try {
+            root = YAML.readTree(yaml);
+        } catch (IOException e) {
+            throw new ConfigException("configuration is not valid YAML: " + e.getMessage());
+        }
+        if (root == null || !root.isObject()) {
+            throw new ConfigException("configuration must be a YAML mapping of keys (node, database, ...)");
+        }
+        List<String> problems = new ArrayList<>();
+        walk(root, "", "", role, env, problems);
+        checkRequired(root, role, problems);
+        if (problems.isEmpty()) {
+            NodeConfig cfg = new NodeConfig(role, root);
+            try {
+                if (role == Role.HUB) {
+                    cfg.channels();
+                }
+            } catch (IllegalArgumentException e) {
+                problems.add("channels: " + e.getMessage());
+            }
+            if (problems.isEmpty()) {
+                return cfg;
+            }
+        }
+        throw new ConfigException("invalid " + role.name().toLowerCase(Locale.ROOT) + " configuration:\n  - "
+                + String.join("\n  - ", problems));
+    }
+
+    private static void walk(JsonNode node, String path, String pattern, Role role, Map<String, String> env, List<String> problems) {
+        if (node.isObject()) {
+            Iterator<Map.Entry<String, JsonNode>> it = node.fields();
+            List<Map.Entry<String, JsonNode>> replace = new ArrayList<>();
+            while (it.hasNext()) {
+                Map.Entry<String, JsonNode> e = it.next();
+                String childPath = path.isEmpty() ? e.getKey() : path + "." + e.getKey();
+                String childPattern = pattern.equals("sites") ? pattern + ".*" : pattern.isEmpty() ? e.getKey() : pattern + "." + e.getKey();
+                if (pattern.equals("sites") && !Names.isValid(e.getKey())) {
+                    problems.add(childPath + ": '" + e.getKey() + "' is not a valid site id");
+                }
+                ConfigKey key = BY_PATH.get(childPattern);
+                boolean container = e.getValue().isObject() || e.getValue().isArray();
+                if (key == null && !(container && isPrefix(childPattern))) {
+                    problems.add(childPath + ": unknown key" + suggestion(childPattern));
+                    continue;
+                }
+                if (key != null && !key.roles().contains(role)) {
+                    problems.add(childPath + ": is a " + key.roles().iterator().next().name().toLowerCase(Locale.ROOT)
+                            + " setting; a " + role.name().toLowerCase(Locale.ROOT) + " does not read it");
+                    continue;
+                }
+                if (key != null && !container) {
+                    JsonNode value = e.getValue();
+                    if (value.isTextual()) {
+                        String substituted = substitute(childPath, value.asText(), env, problems);
+                        if (substituted != null) {
+                            replace.add(Map.entry(e.getKey(), TextNode.valueOf(substituted)));
+                            value = TextNode.valueOf(substituted);
+                        }
+                    }
+                    check(key, childPath, value, problems);
+                } else {
+                    walk(e.getValue(), childPath, childPattern, role, env, problems);
+                }
+            }
+            for (Map.Entry<String, JsonNode> r : replace) {
+                ((ObjectNode) node).set(r.getKey(), r.getValue());
+            }
+        } else if (node.isArray()) {
+            for (int i = 0; i < node.size(); i++) {
+                walk(node.get(i), path + "[" + i + "]", pattern + "[]", role, env, problems);
+            }
+        }
+    }
+
+    private static boolean isPrefix(String pattern) {
+        return BY_PATH.keySet().stream().anyMatch(p -> p.startsWith(pattern + ".") || p.startsWith(pattern + "[]"));
+    }
+
+    private static String suggestion(String pattern) {
+        String leaf = pattern.substring(pattern.lastIndexOf('.') + 1).toLowerCase(Locale.ROOT);
+        return BY_PATH.keySet().stream()
+                .filter(p -> p.substring(p.lastIndexOf('.') + 1).toLowerCase(Locale.ROOT).equals(leaf))
+                .findFirst().map(p -> " (did you mean '" + p + "'?)").orElse("");
+    }
+
+    private static String substitute(String path, String text, Map<String, String> env, List<String> problems) {
+        Matcher m = ENV.matcher(text);
+        StringBuilder sb = new StringBuilder();
+        boolean any = false;
+        while (m.find()) {
+            any = true;
+            String value = env.get(m.group(1));
+            if (value == null) {
+                value = m.group(2);
+            }
+            if (value == null) {
+                problems.add(path + ": environment variable " + m.group(1) + " is not set");
+                value = "";
+            }
+            m.appendReplacement(sb, Matcher.quoteReplacement(value));
+        }
+        m.appendTail(sb);
+        return any ? sb.toString() : null;
+    }
+
+    private static void check(ConfigKey key, String path, JsonNode v, List<String> problems) {
+        String text = v.asText();
+        try {
+            switch (key.type()) {
+                case INT -> {
+                    if (!v.canConvertToInt() && !text.matches("-?\\d+") || Integer.parseInt(text) < 0) {
+                        problems.add(path + ": expected a non-negative whole number, got '" + text + "'");
+                    }
+                }
+                case PORT -> {
+                    int p = Integer.parseInt(text);
+                    if (p < 0 || p > 65535) {
+                        problems.add(path + ": port must be 0..65535, got " + text);
+                    }
+                }
+                case DURATION -> parseDuration(text);
+                case URL -> {
+                    URI u = URI.create(text);
+                    if (!"http".equals(u.getScheme()) && !"https".equals(u.getScheme()) || u.getHost() == null) {
+                        problems.add(path + ": expected an http:// or https:// URL, got '" + text + "'");
+                    }
+                }
+                case ENUM_MODE -> {
+                    if (!text.equals("push") && !text.equals("pull")) {
+                        problems.add(path + ": expected 'push' or 'pull', got '" + text + "'");
+                    }
+                }
+                case ENUM_DIRECTION -> {
+                    if (!text.equals("site-to-hub")) {
+                        problems.add(path + ": expected 'site-to-hub', got '" + text + "'");
+                    }
+                }
+                case NAME -> {
+                    if (!Names.isValid(text)) {
+                        problems.add(path + ": '" + text + "' is not a valid name (letters, digits, '_' or '-', starting with a letter)");
+                    }
+                }
+                case LIST, MAP -> problems.add(path + ": expected a " + (key.type() == ConfigKey.Type.LIST ? "list" : "mapping"));
+                default -> {
+                    if (!v.isValueNode()) {
+                        problems.add(path + ": expected a value");
+                    }
+                }
+            }
+        } catch (IllegalArgumentException e) {
+            problems.add(path + ": " + e.getMessage());
+        }
+    }
+
+    private static void checkRequired(JsonNode root, Role role, List<String> problems) {
+        for (ConfigKey k : ConfigDef.KEYS) {
+            if (!k.required() || !k.roles().contains(role)) {
+                continue;
+            }
+            for (String parentPath : expand(root, parentPattern(k.path()))) {
+                JsonNode parent = parentPath.isEmpty() ? root : at(root, parentPath);
+                if (parent == null) {
+                    continue;
+                }
+                String leaf = k.path().substring(k.path().lastIndexOf('.') + 1);
+                String full = parentPath.isEmpty() ? k.path() : parentPath + "." + leaf;
+                if (parentPath.isEmpty()) {
+                    if (at(root, k.path()) == null) {
+                        problems.add(k.path() + ": required, missing (" + k.doc() + ")");
+                    }
+                } else if (parent.get(leaf) == null || parent.get(leaf).isNull()) {
+                    problems.add(full + ": required, missing");
+                }
+            }
+        }
+    }
+
+    private static String parentPattern(String path) {
+        return path.contains("[]") ? path.substring(0, path.lastIndexOf('.')) : "";
+    }
+
+    /** Concrete paths matching a pattern with [] (lists only). */
+    private static List<String> expand(JsonNode root, String pattern) {
+        List<String> out = new ArrayList<>();
+        if (pattern.isEmpty()) {
+            out.add("");
+            return out;
+        }
+        int i = pattern.indexOf("[]");
+        if (i < 0) {
+            out.add(pattern);
+            return out;
+        }
+        String head = pattern.substring(0, i);
+        JsonNode list = at(root, head);
+        if (list == null || !list.isArray()) {
+            return out;
+        }
+        String rest = pattern.substring(i + 2);
+        for (int n = 0; n < list.size(); n++) {
+            for (String tail : expandFrom(list.get(n), rest)) {
+                out.add(head + "[" + n + "]" + tail);
+            }
+        }
+        return out;
+    }
+
+    private static List<String> expandFrom(JsonNode node, String rest) {
+        List<String> out = new ArrayList<>();
+        if (rest.isEmpty()) {
+            out.add("");
+            return out;
+        }
+        int i = rest.indexOf("[]");
+        if (i < 0) {
+            out.add(rest);
+            return out;
+        }
+        String head = rest.substring(0, i);
+        JsonNode list = at(node, head.startsWith(".") ? head.substring(1) : head);
+        if (list == null || !list.isArray()) {
+            return out;
+        }
+        for (int n = 0; n < list.size(); n++) {
+            for (String tail : expandFrom(list.get(n), rest.substring(i + 2))) {
+                out.add(head + "[" + n + "]" + tail);
+            }
+        }
+        return out;
+    }
+
+    private static JsonNode at(JsonNode root, String path) {
+        JsonNode n = root;
+        for (String part : path.split("\\.")) {
+            if (n == null) {
+                return null;
+            }
+            Matcher m = Pattern.compile("([^\\[]+)((?:\\[\\d+])*)").matcher(part);
+            if (!m.matches()) {
+                return null;
+            }
+            n = n.get(m.group(1));
+            Matcher idx = Pattern.compile("\\[(\\d+)]").matcher(m.group(2));
+            while (n != null && idx.find()) {
+                n = n.get(Integer.parseInt(idx.group(1)));
+            }
+        }
+        return n;
+    }
+
+    // ---- typed access -------------------------------------------------------------------------
+
+    private String raw(String path) {
+        JsonNode n = at(root, path);
+        if (n != null && !n.isNull()) {
+            return n.asText();
+        }
+        ConfigKey k = BY_PATH.get(path);
+        return k == null ? null : k.defaultValue();
+    }
+
+    public Role role() {
+        return role;
+    }
+
+    public String nodeId() {
+        return raw("node.id");
+    }
+
+    public String databaseUrl() {
+        return raw("database.url");
+    }
+
+    public String databaseUser() {
+        return raw("database.user");
+    }
+
+    public String databasePassword() {
+        return raw("database.password");
+    }
+
+    public int poolSize() {
+        return Integer.parseInt(raw("database.poolSize"));
+    }
+
+    public String httpHost() {
+        return raw("http.host");
+    }
+
+    public int httpPort() {
+        return Integer.parseInt(raw("http.port"));
+    }
+
+    public int httpThreads() {
+        return Integer.parseInt(raw("http.threads"));
+    }
+
+    public Optional<String> advertisedUrl() {
+        return Optional.ofNullable(raw("http.advertisedUrl"));
+    }
+
+    public Duration readTimeout() {
+        return parseDuration(raw("transport.readTimeout"));
+    }
+
+    public int maxBatchesPerExchange() {
+        return Math.max(1, Integer.parseInt(raw("transport.maxBatchesPerExchange")));
+    }
+
+    public String enrollmentToken() {
+        return raw("enrollment.token");
+    }
+
+    public String hubUrl() {
+        return raw("hub.url");
+    }
+
+    public String hubToken() {
+        return raw("hub.token");
+    }
+
+    public Duration captureInterval() {
+        return parseDuration(raw("capture.interval"));
+    }
+
+    public int loadChunkSize() {
+        return Math.max(1, Integer.parseInt(raw("load.chunkSize")));
+    }
+
+    /** The exchange settings for a site: per-site override, else the hub's defaults. */
+    public SiteSchedule schedule(String siteId) {
+        JsonNode s = at(root, "sites");
+        JsonNode site = s == null ? null : s.get(siteId);
+        String mode = site != null && site.hasNonNull("mode") ? site.get("mode").asText() : raw("sync.mode");
+        String interval = site != null && site.hasNonNull("interval") ? site.get("interval").asText() : raw("sync.interval");
+        String url = site != null && site.hasNonNull("url") ? site.get("url").asText() : null;
+        return new SiteSchedule(mode.equals("pull") ? SiteSchedule.Mode.PULL : SiteSchedule.Mode.PUSH, parseDuration(interval), url);
+    }
+
+    /** The hub's channels. */
+    public List<ChannelSpec> channels() {
+        List<ChannelSpec> out = new ArrayList<>();
+        JsonNode list = at(root, "channels");
+        if (list == null) {
+            return out;
+        }
+        for (JsonNode ch : list) {
+            List<TableSpec> tables = new ArrayList<>();
+            for (JsonNode t : ch.path("tables")) {
+                tables.add(new TableSpec(t.path("name").asText(), t.hasNonNull("target") ? t.get("target").asText() : null,
+                        t.hasNonNull("hubColumn") ? t.get("hubColumn").asText() : null));
+            }
+            out.add(new ChannelSpec(ch.path("name").asText(), ChannelSpec.Direction.SITE_TO_HUB, tables));
+        }
+        if (out.stream().map(ChannelSpec::name).distinct().count() != out.size()) {
+            throw new IllegalArgumentException("two channels have the same name");
+        }
+        List<String> tables = out.stream().flatMap(c -> c.tables().stream()).map(t -> t.name().toLowerCase(Locale.ROOT)).toList();
+        if (tables.stream().distinct().count() != tables.size()) {
+            throw new IllegalArgumentException("a table is in more than one channel");
+        }
+        return out;
+    }
+
+    /**
+     * Parses {@code 250ms}, {@code 5s}, {@code 2m}, {@code 1h} or an ISO-8601 duration.
+     *
+     * @throws IllegalArgumentException naming the text when it is none of those
+     */
+    public static Duration parseDuration(String text) {
+        Matcher m = Pattern.compile("(\\d+)\\s*(ms|s|m|h|d)").matcher(text.trim());
+        if (m.matches()) {
+            long n = Long.parseLong(m.group(1));
+            return switch (m.group(2)) {
+                case "ms" -> Duration.ofMillis(n);
+                case "s" -> Duration.ofSeconds(n);
+                case "m" -> Duration.ofMinutes(n);
+                case "h" -> Duration.ofHours(n);
+                default -> Duration.ofDays(n);
+            };
+        }
+        try {
+            return Duration.parse(text);
+        } catch (RuntimeException e) {
+            throw new IllegalArgumentException("expected a duration such as 500ms, 5s, 2m or 1h, got '" + text + "'");
+        }
+    }
+}

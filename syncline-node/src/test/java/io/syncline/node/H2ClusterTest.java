@@ -1,0 +1,82 @@
+package io.syncline.node;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import io.syncline.engine.dialect.h2.H2Dialect;
+import io.syncline.engine.verify.TableChecksum;
+import io.syncline.node.config.ConfigKey.Role;
+import io.syncline.node.config.NodeConfig;
+import java.nio.file.Path;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class H2ClusterTest {
+    @TempDir
+    Path dir;
+
+    private String url(String name) {
+        return "jdbc:h2:" + dir.resolve(name).toAbsolutePath() + ";DB_CLOSE_DELAY=0";
+    }
+
+    private void exec(String url, String... sql) throws SQLException {
+        try (Connection c = DriverManager.getConnection(url); Statement s = c.createStatement()) {
+            for (String q : sql) {
+                s.execute(q);
+            }
+        }
+    }
+
+    @Test
+    void shouldDeliverSiteChangesToHubInPushAndPullMode() throws Exception {
+        exec(url("hub"), "CREATE TABLE product (site_id VARCHAR(64), id INT, name VARCHAR(100), price DECIMAL(10,2), PRIMARY KEY (site_id, id))");
+        exec(url("s1"), "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100), price DECIMAL(10,2))",
+                "INSERT INTO product VALUES (1, 'existing', 1.00)");
+        exec(url("s2"), "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100), price DECIMAL(10,2))");
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hub}
+                database: {url: "%s"}
+                enrollment: {token: "${TOKEN}"}
+                sync: {interval: 200ms}
+                sites: {s2: {mode: pull, interval: 200ms}}
+                channels:
+                  - name: products
+                    tables: [{name: product, hubColumn: site_id}]
+                """.formatted(url("hub")), Role.HUB, Map.of("TOKEN", "secret-token"));
+        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
+            SiteNode s1 = SiteNode.start(site("s1", hub.url()), Clock.systemUTC());
+            SiteNode s2 = SiteNode.start(site("s2", hub.url()), Clock.systemUTC());
+            try (s1; s2) {
+                exec(url("s1"), "INSERT INTO product VALUES (2, 'two', 2.50)", "UPDATE product SET price = 3.75 WHERE id = 1");
+                exec(url("s2"), "INSERT INTO product VALUES (1, 'other one', 9.99)", "INSERT INTO product VALUES (2, 'gone', 1)",
+                        "DELETE FROM product WHERE id = 2", "UPDATE product SET id = 5 WHERE id = 1");
+                await().atMost(Duration.ofSeconds(20)).until(() -> s1.isDrained() && s2.isDrained());
+                for (String s : new String[] {"s1", "s2"}) {
+                    try (Connection site = DriverManager.getConnection(url(s)); Connection h = DriverManager.getConnection(url("hub"))) {
+                        var a = TableChecksum.of(site, new H2Dialect(), "product");
+                        var b = TableChecksum.of(h, new H2Dialect(), "product", "site_id", s);
+                        assertThat(b).as("site %s", s).isEqualTo(a);
+                        assertThat(a.rows()).isGreaterThan(0);
+                    }
+                }
+                assertThat(hub.status().sites()).extracting(NodeStatus.SiteStatus::state).containsOnly("ONLINE");
+            }
+        }
+    }
+
+    private NodeConfig site(String id, String hubUrl) {
+        return NodeConfig.parse("""
+                node: {id: %s}
+                database: {url: "%s"}
+                hub: {url: "%s", token: secret-token}
+                capture: {interval: 100ms}
+                """.formatted(id, url(id), hubUrl), Role.SITE, Map.of());
+    }
+}
