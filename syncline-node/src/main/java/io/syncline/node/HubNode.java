@@ -360,7 +360,7 @@ public final class HubNode implements NodeControl {
             return;
         }
         long every = Math.max(10, s.schedule.interval().toMillis());
-        pullTasks.put(s.id, pullScheduler.scheduleWithFixedDelay(() -> pullSafely(s), 0, every, TimeUnit.MILLISECONDS));
+        pullTasks.put(s.id, pullScheduler.scheduleWithFixedDelay(() -> pullSafely(s), every, every, TimeUnit.MILLISECONDS));
     }
 
     private void pullSafely(SiteState s) {

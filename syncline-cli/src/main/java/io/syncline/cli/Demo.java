@@ -1,0 +1,319 @@
+package io.syncline.cli;
+
+import io.syncline.engine.dialect.h2.H2Dialect;
+import io.syncline.engine.verify.TableChecksum;
+import io.syncline.node.HubNode;
+import io.syncline.node.NodeStatus;
+import io.syncline.node.SiteNode;
+import io.syncline.node.config.ConfigKey.Role;
+import io.syncline.node.config.NodeConfig;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.math.BigDecimal;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.LocalDateTime;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.stream.Stream;
+
+/*
+ * The reference scenario in one process: a hub and N sites, each on its own H2 database file, sites
+ * alternating between push mode and pull mode. Every site starts with a few products (sent by the initial
+ * load) and runs a product-management workload: new products, price and stock changes, deletions. The
+ * hub folds every site's product table into one table keyed by (site_id, id).
+ */
+final class Demo {
+    private static final String TOKEN = "demo-enrollment-token";
+    private static final int INITIAL_PRODUCTS = 40;
+
+    private final Path root;
+    private final int siteCount;
+    private final Duration duration;
+    private final int rate;
+    private final PrintStream out;
+    private final AtomicLong committed = new AtomicLong();
+    private final AtomicLong failed = new AtomicLong();
+
+    Demo(Path root, int siteCount, Duration duration, int rate, PrintStream out) {
+        this.root = root;
+        this.siteCount = siteCount;
+        this.duration = duration;
+        this.rate = rate;
+        this.out = out;
+    }
+
+    private String url(String name) {
+        return "jdbc:h2:" + root.resolve(name).toAbsolutePath() + ";LOCK_TIMEOUT=10000";
+    }
+
+    private static String siteId(int i) {
+        return String.format("site-%02d", i);
+    }
+
+    boolean run() throws Exception {
+        out.printf("Syncline demo: hub + %d sites on H2 in %s; workload %s at %d tx/s per site%n", siteCount, root, duration, rate);
+        createSchemas();
+        StringBuilder overrides = new StringBuilder();
+        for (int i = 1; i <= siteCount; i++) {
+            if (i % 2 == 1) {
+                overrides.append("  ").append(siteId(i)).append(": {mode: pull, interval: 500ms}\n");
+            }
+        }
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hq}
+                database: {url: "%s", poolSize: 16}
+                http: {threads: 24}
+                enrollment: {token: "%s"}
+                sync: {mode: push, interval: 500ms}
+                sites:
+                %s
+                channels:
+                  - name: products
+                    tables: [{name: product, hubColumn: site_id}]
+                """.formatted(url("hub"), TOKEN, overrides.isEmpty() ? "  {}" : overrides.toString().stripTrailing()),
+                Role.HUB, Map.of());
+        long start = System.nanoTime();
+        List<SiteNode> sites = new ArrayList<>();
+        ScheduledExecutorService workload = Executors.newScheduledThreadPool(4, daemon("syncline-demo-workload"));
+        ScheduledExecutorService progress = Executors.newSingleThreadScheduledExecutor(daemon("syncline-demo-progress"));
+        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
+            out.printf("hub hq listening on %s%n", hub.url());
+            for (int i = 1; i <= siteCount; i++) {
+                sites.add(SiteNode.start(NodeConfig.parse("""
+                        node: {id: %s}
+                        database: {url: "%s", poolSize: 3}
+                        hub: {url: "%s", token: "%s"}
+                        capture: {interval: 200ms}
+                        """.formatted(siteId(i), url(siteId(i)), hub.url(), TOKEN), Role.SITE, Map.of()), Clock.systemUTC()));
+            }
+            out.printf("%d sites started (odd sites pulled by the hub, even sites push) in %d ms%n", siteCount,
+                    (System.nanoTime() - start) / 1_000_000);
+            long period = Math.max(1, 1000 / rate);
+            for (int i = 1; i <= siteCount; i++) {
+                SiteWorkload w = new SiteWorkload(url(siteId(i)), i);
+                workload.scheduleAtFixedRate(w::step, (i * 37L) % period, period, TimeUnit.MILLISECONDS);
+            }
+            long t0 = System.nanoTime();
+            progress.scheduleAtFixedRate(() -> printProgress(hub, t0), 5, 5, TimeUnit.SECONDS);
+            Thread.sleep(duration.toMillis());
+            workload.shutdown();
+            if (!workload.awaitTermination(30, TimeUnit.SECONDS)) {
+                workload.shutdownNow();
+            }
+            out.printf("workload stopped after %s: %d transactions committed at the sites (%d refused by the database); draining...%n",
+                    duration, committed.get(), failed.get());
+            long drainStart = System.nanoTime();
+            hub.syncNow();
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
+            List<SiteNode> waiting = new ArrayList<>(sites);
+            while (!waiting.isEmpty() && System.nanoTime() < deadline) {
+                waiting.removeIf(SiteNode::isDrained);
+                if (!waiting.isEmpty()) {
+                    Thread.sleep(200);
+                }
+            }
+            progress.shutdownNow();
+            if (!waiting.isEmpty()) {
+                out.printf("WARNING: %d sites did not drain within 180 s: %s%n", waiting.size(),
+                        waiting.stream().map(SiteNode::nodeId).toList());
+            } else {
+                out.printf("all sites drained in %d ms%n", (System.nanoTime() - drainStart) / 1_000_000);
+            }
+            printProgress(hub, t0);
+            closeAll(sites);
+            return compare();
+        } finally {
+            workload.shutdownNow();
+            progress.shutdownNow();
+            closeAll(sites);
+        }
+    }
+
+    private static void closeAll(List<SiteNode> sites) {
+        for (SiteNode s : sites) {
+            s.close();
+        }
+        sites.clear();
+    }
+
+    private void printProgress(HubNode hub, long t0) {
+        try {
+            NodeStatus st = hub.status();
+            long applied = st.sites().stream().mapToLong(NodeStatus.SiteStatus::rowsApplied).sum();
+            long pending = st.sites().stream().mapToLong(NodeStatus.SiteStatus::pendingChanges).sum();
+            NodeStatus.SiteStatus worst = st.sites().stream().max(Comparator.comparingLong(NodeStatus.SiteStatus::lagMillis)).orElse(null);
+            long online = st.sites().stream().filter(s -> s.state().equals("ONLINE")).count();
+            out.printf("[%4ds] committed at sites %7d | applied at hub %7d | pending %6d | worst lag %5d ms%s | online %d/%d%n",
+                    (System.nanoTime() - t0) / 1_000_000_000L, committed.get(), applied, pending,
+                    worst == null ? 0 : worst.lagMillis(), worst == null || worst.lagMillis() == 0 ? "" : " (" + worst.site() + ")",
+                    online, siteCount);
+        } catch (RuntimeException e) {
+            out.println("progress unavailable: " + e.getMessage());
+        }
+    }
+
+    private void createSchemas() throws SQLException {
+        try (Connection c = DriverManager.getConnection(url("hub")); Statement s = c.createStatement()) {
+            s.execute("CREATE TABLE IF NOT EXISTS product (site_id VARCHAR(64) NOT NULL, id BIGINT NOT NULL, sku VARCHAR(32) NOT NULL, "
+                    + "name VARCHAR(200) NOT NULL, price DECIMAL(12,2) NOT NULL, stock INT NOT NULL, updated_at TIMESTAMP NOT NULL, "
+                    + "PRIMARY KEY (site_id, id))");
+        }
+        for (int i = 1; i <= siteCount; i++) {
+            try (Connection c = DriverManager.getConnection(url(siteId(i))); Statement s = c.createStatement()) {
+                s.execute("CREATE TABLE IF NOT EXISTS product (id BIGINT PRIMARY KEY, sku VARCHAR(32) NOT NULL, name VARCHAR(200) NOT NULL, "
+                        + "price DECIMAL(12,2) NOT NULL, stock INT NOT NULL, updated_at TIMESTAMP NOT NULL)");
+                try (PreparedStatement ps = c.prepareStatement("MERGE INTO product KEY (id) VALUES (?, ?, ?, ?, ?, ?)")) {
+                    for (int p = 1; p <= INITIAL_PRODUCTS; p++) {
+                        ps.setLong(1, p);
+                        ps.setString(2, "SKU-" + i + "-" + p);
+                        ps.setString(3, "Product " + p + " of " + siteId(i));
+                        ps.setBigDecimal(4, BigDecimal.valueOf(100 + p * 7L, 2));
+                        ps.setInt(5, p * 3);
+                        ps.setObject(6, LocalDateTime.of(2026, 1, 1, 9, 0));
+                        ps.addBatch();
+                    }
+                    ps.executeBatch();
+                }
+            }
+        }
+    }
+
+    /** One site's product-management workload. Each step is one transaction; steps of one site never overlap. */
+    private final class SiteWorkload {
+        private final String url;
+        private final SplittableRandom random;
+        private final AtomicInteger nextId = new AtomicInteger(INITIAL_PRODUCTS);
+        private Connection connection;
+
+        SiteWorkload(String url, int seed) {
+            this.url = url;
+            this.random = new SplittableRandom(seed);
+        }
+
+        synchronized void step() {
+            try {
+                if (connection == null) {
+                    connection = DriverManager.getConnection(url);
+                    connection.setAutoCommit(false);
+                }
+                int dice = random.nextInt(100);
+                if (dice < 40) {
+                    update("UPDATE product SET price = price + ?, updated_at = ? WHERE id = ?", BigDecimal.valueOf(random.nextInt(-50, 80), 2));
+                } else if (dice < 70) {
+                    update("UPDATE product SET stock = GREATEST(0, stock + ?), updated_at = ? WHERE id = ?", random.nextInt(-5, 10));
+                } else if (dice < 90) {
+                    int id = nextId.incrementAndGet();
+                    try (PreparedStatement ps = connection.prepareStatement("INSERT INTO product VALUES (?, ?, ?, ?, ?, ?)")) {
+                        ps.setLong(1, id);
+                        ps.setString(2, "NEW-" + id);
+                        ps.setString(3, "New product " + id + " \u00e9t\u00e9 \u2603");
+                        ps.setBigDecimal(4, BigDecimal.valueOf(random.nextInt(100, 100_000), 2));
+                        ps.setInt(5, random.nextInt(0, 100));
+                        ps.setObject(6, LocalDateTime.now().withNano(0));
+                        ps.executeUpdate();
+                    }
+                } else {
+                    try (PreparedStatement ps = connection.prepareStatement("DELETE FROM product WHERE id = ?")) {
+                        ps.setLong(1, randomId());
+                        ps.executeUpdate();
+                    }
+                }
+                connection.commit();
+                committed.incrementAndGet();
+            } catch (SQLException e) {
+                failed.incrementAndGet();
+                try {
+                    if (connection != null) {
+                        connection.rollback();
+                    }
+                } catch (SQLException ignored) {
+                    connection = null;
+                }
+            }
+        }
+
+        private long randomId() {
+            return 1 + random.nextInt(nextId.get());
+        }
+
+        private void update(String sql, Object delta) throws SQLException {
+            try (PreparedStatement ps = connection.prepareStatement(sql)) {
+                ps.setObject(1, delta);
+                ps.setObject(2, LocalDateTime.now().withNano(0));
+                ps.setLong(3, randomId());
+                ps.executeUpdate();
+            }
+        }
+    }
+
+    private boolean compare() throws SQLException {
+        out.println();
+        out.printf("%-9s %10s %10s  %-12s  %-12s  %s%n", "site", "rows@site", "rows@hub", "sum@site", "sum@hub", "match");
+        int mismatches = 0;
+        long totalRows = 0;
+        H2Dialect dialect = new H2Dialect();
+        try (Connection hub = DriverManager.getConnection(url("hub"))) {
+            for (int i = 1; i <= siteCount; i++) {
+                String id = siteId(i);
+                TableChecksum.Result atSite;
+                try (Connection site = DriverManager.getConnection(url(id))) {
+                    atSite = TableChecksum.of(site, dialect, "product");
+                }
+                TableChecksum.Result atHub = TableChecksum.of(hub, dialect, "product", "site_id", id);
+                boolean match = atSite.equals(atHub);
+                mismatches += match ? 0 : 1;
+                totalRows += atSite.rows();
+                out.printf("%-9s %10d %10d  %-12s  %-12s  %s%n", id, atSite.rows(), atHub.rows(), atSite.shortSha(), atHub.shortSha(),
+                        match ? "yes" : "NO");
+            }
+            long hubRows;
+            try (Statement s = hub.createStatement(); ResultSet rs = s.executeQuery("SELECT COUNT(*) FROM product")) {
+                rs.next();
+                hubRows = rs.getLong(1);
+            }
+            out.printf("%nhub table holds %d rows; the sites hold %d. %s%n", hubRows, totalRows,
+                    mismatches == 0 && hubRows == totalRows ? "Every site matches the hub." : mismatches + " sites DO NOT match.");
+            return mismatches == 0 && hubRows == totalRows;
+        }
+    }
+
+    private static java.util.concurrent.ThreadFactory daemon(String name) {
+        AtomicInteger n = new AtomicInteger();
+        return r -> {
+            Thread t = new Thread(r, name + "-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        };
+    }
+
+    static void deleteTree(Path root) {
+        try (Stream<Path> paths = Files.walk(root)) {
+            paths.sorted(Comparator.reverseOrder()).forEach(p -> {
+                try {
+                    Files.deleteIfExists(p);
+                } catch (IOException ignored) {
+                    // best effort clean-up of a temporary folder
+                }
+            });
+        } catch (IOException ignored) {
+            // nothing to clean
+        }
+    }
+}
