@@ -49,6 +49,8 @@ final class Demo {
     private final int rate;
     private final PrintStream out;
     private final AtomicLong committed = new AtomicLong();
+    /** Rows changed by the workload plus rows sent by the initial loads: what the hub must end up having applied. */
+    private final AtomicLong captured = new AtomicLong();
     private final AtomicLong failed = new AtomicLong();
 
     Demo(Path root, int siteCount, Duration duration, int rate, PrintStream out) {
@@ -70,6 +72,7 @@ final class Demo {
     boolean run() throws Exception {
         out.printf("Syncline demo: hub + %d sites on H2 in %s; workload %s at %d tx/s per site%n", siteCount, root, duration, rate);
         createSchemas();
+        captured.set((long) INITIAL_PRODUCTS * siteCount);
         StringBuilder overrides = new StringBuilder();
         for (int i = 1; i <= siteCount; i++) {
             if (i % 2 == 1) {
@@ -93,7 +96,8 @@ final class Demo {
         List<SiteNode> sites = new ArrayList<>();
         ScheduledExecutorService workload = Executors.newScheduledThreadPool(4, daemon("syncline-demo-workload"));
         ScheduledExecutorService progress = Executors.newSingleThreadScheduledExecutor(daemon("syncline-demo-progress"));
-        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
+        HubNode hub = HubNode.start(hubCfg, Clock.systemUTC());
+        try {
             out.printf("hub hq listening on %s%n", hub.url());
             for (int i = 1; i <= siteCount; i++) {
                 sites.add(SiteNode.start(NodeConfig.parse("""
@@ -137,13 +141,13 @@ final class Demo {
                 out.printf("all sites drained in %d ms%n", (System.nanoTime() - drainStart) / 1_000_000);
             }
             printProgress(hub, t0);
-            closeAll(sites);
-            return compare();
         } finally {
             workload.shutdownNow();
             progress.shutdownNow();
+            hub.close();
             closeAll(sites);
         }
+        return compare();
     }
 
     private static void closeAll(List<SiteNode> sites) {
@@ -160,8 +164,8 @@ final class Demo {
             long pending = st.sites().stream().mapToLong(NodeStatus.SiteStatus::pendingChanges).sum();
             NodeStatus.SiteStatus worst = st.sites().stream().max(Comparator.comparingLong(NodeStatus.SiteStatus::lagMillis)).orElse(null);
             long online = st.sites().stream().filter(s -> s.state().equals("ONLINE")).count();
-            out.printf("[%4ds] committed at sites %7d | applied at hub %7d | pending %6d | worst lag %5d ms%s | online %d/%d%n",
-                    (System.nanoTime() - t0) / 1_000_000_000L, committed.get(), applied, pending,
+            out.printf("[%4ds] captured at sites %7d | applied at hub %7d | pending %6d | worst lag %5d ms%s | online %d/%d%n",
+                    (System.nanoTime() - t0) / 1_000_000_000L, captured.get() , applied, pending,
                     worst == null ? 0 : worst.lagMillis(), worst == null || worst.lagMillis() == 0 ? "" : " (" + worst.site() + ")",
                     online, siteCount);
         } catch (RuntimeException e) {
@@ -214,10 +218,12 @@ final class Demo {
                     connection.setAutoCommit(false);
                 }
                 int dice = random.nextInt(100);
+                int changed;
                 if (dice < 40) {
-                    update("UPDATE product SET price = price + ?, updated_at = ? WHERE id = ?", BigDecimal.valueOf(random.nextInt(-50, 80), 2));
+                    changed = update("UPDATE product SET price = price + ?, updated_at = ? WHERE id = ?",
+                            BigDecimal.valueOf(random.nextInt(-50, 80), 2));
                 } else if (dice < 70) {
-                    update("UPDATE product SET stock = GREATEST(0, stock + ?), updated_at = ? WHERE id = ?", random.nextInt(-5, 10));
+                    changed = update("UPDATE product SET stock = GREATEST(0, stock + ?), updated_at = ? WHERE id = ?", random.nextInt(-5, 10));
                 } else if (dice < 90) {
                     int id = nextId.incrementAndGet();
                     try (PreparedStatement ps = connection.prepareStatement("INSERT INTO product VALUES (?, ?, ?, ?, ?, ?)")) {
@@ -227,16 +233,17 @@ final class Demo {
                         ps.setBigDecimal(4, BigDecimal.valueOf(random.nextInt(100, 100_000), 2));
                         ps.setInt(5, random.nextInt(0, 100));
                         ps.setObject(6, LocalDateTime.now().withNano(0));
-                        ps.executeUpdate();
+                        changed = ps.executeUpdate();
                     }
                 } else {
                     try (PreparedStatement ps = connection.prepareStatement("DELETE FROM product WHERE id = ?")) {
                         ps.setLong(1, randomId());
-                        ps.executeUpdate();
+                        changed = ps.executeUpdate();
                     }
                 }
                 connection.commit();
                 committed.incrementAndGet();
+                captured.addAndGet(changed);
             } catch (SQLException e) {
                 failed.incrementAndGet();
                 try {
@@ -253,12 +260,12 @@ final class Demo {
             return 1 + random.nextInt(nextId.get());
         }
 
-        private void update(String sql, Object delta) throws SQLException {
+        private int update(String sql, Object delta) throws SQLException {
             try (PreparedStatement ps = connection.prepareStatement(sql)) {
                 ps.setObject(1, delta);
                 ps.setObject(2, LocalDateTime.now().withNano(0));
                 ps.setLong(3, randomId());
-                ps.executeUpdate();
+                return ps.executeUpdate();
             }
         }
     }

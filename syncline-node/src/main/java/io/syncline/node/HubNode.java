@@ -367,7 +367,9 @@ public final class HubNode implements NodeControl {
         try {
             pull(s);
         } catch (RuntimeException | IOException | SQLException e) {
-            String msg = e.getMessage();
+            String msg = e instanceof java.net.ConnectException || e instanceof java.net.SocketTimeoutException
+                    ? "cannot reach site listener " + s.pullUrl + ": " + e.getMessage()
+                    : e.getMessage();
             if (!java.util.Objects.equals(msg, s.lastError)) {
                 LOG.warn("hub {}: pull from site {} failed: {}", cfg.nodeId(), s.id, msg);
             }

@@ -232,7 +232,9 @@ public final class SiteNode implements NodeControl {
                 nextPush = more ? Instant.EPOCH : clock.instant().plusMillis(r.intervalMillis());
             }
         } catch (Exception e) {
-            String msg = e.getMessage();
+            String msg = e instanceof java.net.ConnectException || e instanceof java.net.SocketTimeoutException
+                    ? "cannot reach hub at " + cfg.hubUrl() + ": " + e.getMessage()
+                    : e.getMessage();
             if (!java.util.Objects.equals(msg, lastError)) {
                 LOG.warn("site {}: {}", cfg.nodeId(), msg);
             }

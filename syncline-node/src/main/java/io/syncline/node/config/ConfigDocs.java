@@ -15,7 +15,7 @@ public final class ConfigDocs {
         sb.append("|---|---|---|---|---|---|\n");
         for (ConfigKey k : ConfigDef.KEYS) {
             sb.append("| `").append(k.path()).append("` | ").append(k.type().name().toLowerCase(Locale.ROOT).replace("enum_", ""))
-                    .append(" | ").append(k.defaultValue() == null ? "" : "`" + k.defaultValue() + "`")
+                    .append(" | ").append(k.defaultValue() == null || k.defaultValue().isEmpty() ? "" : "`" + k.defaultValue() + "`")
                     .append(" | ").append(k.required() ? "yes" : "")
                     .append(" | ").append(k.roles().stream().map(r -> r.name().toLowerCase(Locale.ROOT)).sorted().collect(Collectors.joining(", ")))
                     .append(" | ").append(k.doc().replace("|", "\\|")).append(" |\n");

@@ -142,11 +142,36 @@ public final class NodeConfig {
         return BY_PATH.keySet().stream().anyMatch(p -> p.startsWith(pattern + ".") || p.startsWith(pattern + "[]"));
     }
 
+    /** The defined key closest to a mistyped one (edit distance at most 2), as " (did you mean 'x'?)", or "". */
     private static String suggestion(String pattern) {
-        String leaf = pattern.substring(pattern.lastIndexOf('.') + 1).toLowerCase(Locale.ROOT);
-        return BY_PATH.keySet().stream()
-                .filter(p -> p.substring(p.lastIndexOf('.') + 1).toLowerCase(Locale.ROOT).equals(leaf))
-                .findFirst().map(p -> " (did you mean '" + p + "'?)").orElse("");
+        String best = null;
+        int bestDistance = 3;
+        for (String candidate : BY_PATH.keySet()) {
+            int d = distance(pattern.toLowerCase(Locale.ROOT), candidate.toLowerCase(Locale.ROOT));
+            if (d < bestDistance) {
+                bestDistance = d;
+                best = candidate;
+            }
+        }
+        return best == null ? "" : " (did you mean '" + best + "'?)";
+    }
+
+    private static int distance(String a, String b) {
+        int[] prev = new int[b.length() + 1];
+        int[] cur = new int[b.length() + 1];
+        for (int j = 0; j <= b.length(); j++) {
+            prev[j] = j;
+        }
+        for (int i = 1; i <= a.length(); i++) {
+            cur[0] = i;
+            for (int j = 1; j <= b.length(); j++) {
+                cur[j] = Math.min(Math.min(cur[j - 1] + 1, prev[j] + 1), prev[j - 1] + (a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1));
+            }
+            int[] t = prev;
+            prev = cur;
+            cur = t;
+        }
+        return prev[b.length()];
     }
 
     private static String substitute(String path, String text, Map<String, String> env, List<String> problems) {
