@@ -1,5 +1,6 @@
 package io.syncline.cli;
 
+import io.syncline.api.SyncException;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -14,7 +15,17 @@ public final class Main implements Runnable {
 
     /** Runs the command line and returns the exit code (for tests). */
     public static int run(String... args) {
-        return new CommandLine(new Main()).setCaseInsensitiveEnumValuesAllowed(true).execute(args);
+        return new CommandLine(new Main())
+                .setCaseInsensitiveEnumValuesAllowed(true)
+                .setExecutionExceptionHandler((e, cmd, parsed) -> {
+                    if (e instanceof SyncException) {
+                        // Expected failures (bad configuration, unreachable database) get their message, not a stack trace.
+                        cmd.getErr().println("syncline " + cmd.getCommandName() + ": " + e.getMessage());
+                        return 2;
+                    }
+                    throw e;
+                })
+                .execute(args);
     }
 
     @Override
