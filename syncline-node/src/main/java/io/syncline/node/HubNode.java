@@ -178,6 +178,9 @@ public final class HubNode implements NodeControl {
         } catch (IOException e) {
             throw new HttpError(400, "registration request is not valid JSON: " + e.getMessage());
         }
+        if (r == null) {
+            throw new HttpError(400, "registration request is empty (JSON null): expected {node, token, listenUrl, pullToken, incarnation}");
+        }
         if (r.node() == null || !Names.isValid(r.node())) {
             throw new HttpError(400, "registration request: 'node' is missing or not a valid node id: " + r.node());
         }

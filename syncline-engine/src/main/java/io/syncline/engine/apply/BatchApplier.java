@@ -248,6 +248,10 @@ public final class BatchApplier {
                 if (col == null) {
                     throw new BadBatchException(Stage.APPLY, "column '" + k + "' of table '" + t.name() + "' does not exist at the target");
                 }
+                if (cols.contains(col)) {
+                    throw new BadBatchException(Stage.APPLY, "row for table '" + t.name() + "' names column '" + col.key()
+                            + "' twice (keys differ only in case, or the row sets the hub column the hub fills itself)");
+                }
                 cols.add(col);
             }
             for (ColumnMeta pk : t.primaryKey()) {

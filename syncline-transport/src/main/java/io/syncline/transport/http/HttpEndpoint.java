@@ -49,7 +49,8 @@ public final class HttpEndpoint implements AutoCloseable {
     /** Registers a handler for an exact path. */
     public void route(String path, String method, Handler handler) {
         server.createContext(path, exchange -> {
-            try (exchange) {
+            // not try-with-resources: the exchange must stay open until the catch clauses have sent the error response
+            try {
                 if (!exchange.getRequestURI().getPath().equals(path)) {
                     throw new HttpError(404, "no such endpoint: " + exchange.getRequestURI().getPath());
                 }
@@ -64,6 +65,8 @@ public final class HttpEndpoint implements AutoCloseable {
                 sendError(exchange, 500, "internal error: " + e, Map.of());
             } catch (IOException e) {
                 LOG.debug("{}: {} {}: connection problem: {}", name, exchange.getRequestMethod(), path, e.toString());
+            } finally {
+                exchange.close();
             }
         });
     }
