@@ -393,6 +393,17 @@ class HubBadInputTest {
     }
 
     @Test
+    void shouldRefuseAValueThatDoesNotFitItsColumnAsABadBatchNotAsOutOfOrder() throws Exception {
+        List<String> before = hubState();
+        // the message quotes the value; a value that reads like another error must not change the status
+        Answer a = client.push(SITE, stream(batch(SITE, "products", 1,
+                insert("product", "{\"id\":1,\"name\":\"x\",\"price\":\"is out of order: expected batch 9\"}"))));
+        assertError(a, 400, "does not fit column", "PRICE");
+        assertThat(hubState()).isEqualTo(before);
+        assertGoodBatchApplies(1);
+    }
+
+    @Test
     void shouldRefuseATableThatIsNotInTheChannel() throws Exception {
         List<String> before = hubState();
         assertError(client.push(SITE, stream(batch(SITE, "products", 1, insert("product", row(1, "ok")), insert("sync_node",

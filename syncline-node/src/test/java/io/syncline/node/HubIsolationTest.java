@@ -224,4 +224,33 @@ class HubIsolationTest {
             }
         }
     }
+
+    @Test
+    void shouldReRegisterAPushSiteWhoseCredentialsWereReplacedAndKeepConverging() throws Exception {
+        createTables("s1");
+        try (HubNode hub = startHub("{}")) {
+            SiteNode s1 = startSite("s1", hub.url());
+            try (s1) {
+                writeSome("s1", 1, 10);
+                await().atMost(Duration.ofSeconds(30)).until(s1::isDrained);
+                // someone with the enrollment token registers as s1 with s1's own incarnation: s1's secret is now stale
+                String incarnation;
+                try (Connection c = DriverManager.getConnection(url("s1")); Statement st = c.createStatement();
+                     ResultSet rs = st.executeQuery("SELECT v FROM sync_state WHERE k = 'incarnation'")) {
+                    assertThat(rs.next()).isTrue();
+                    incarnation = rs.getString(1);
+                }
+                RawHubClient other = new RawHubClient(hub.url());
+                Answer a = other.registerRaw("{\"node\":\"s1\",\"token\":\"" + TOKEN + "\",\"incarnation\":\"" + incarnation + "\"}");
+                assertThat(a.status()).as(a.raw()).isEqualTo(200);
+                // s1 is answered 401 (a JSON error it can read), registers again and delivers what follows
+                writeSome("s1", 100, 10);
+                await().atMost(Duration.ofSeconds(30)).until(s1::isDrained);
+                assertConverged("s1");
+                assertThat(site(hub, "s1").lastError()).isNull();
+                assertThat(other.push("s1", stream(batch("s1", "products", 99, insert("product", "{\"id\":1}")))).status())
+                        .as("the other client's secret was replaced when s1 registered again").isEqualTo(401);
+            }
+        }
+    }
 }

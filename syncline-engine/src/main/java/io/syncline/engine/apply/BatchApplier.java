@@ -5,6 +5,7 @@ import io.syncline.api.BatchHeader;
 import io.syncline.api.BatchId;
 import io.syncline.api.Change;
 import io.syncline.api.ChannelSpec;
+import io.syncline.api.OutOfOrderBatchException;
 import io.syncline.api.RetriableSyncException;
 import io.syncline.api.SyncException.Stage;
 import io.syncline.api.TableSpec;
@@ -77,7 +78,7 @@ public final class BatchApplier {
             }
             if (id.sequence() != last + 1) {
                 c.rollback();
-                throw new BadBatchException(Stage.APPLY, "batch " + id + " is out of order: expected batch " + (last + 1)
+                throw new OutOfOrderBatchException(Stage.APPLY, "batch " + id + " is out of order: expected batch " + (last + 1)
                         + " of source '" + id.source() + "' channel '" + id.channel() + "'");
             }
             dialect.beginApply(c, id.source());
