@@ -8,6 +8,7 @@ import io.syncline.api.Change;
 import io.syncline.api.ChannelSpec;
 import io.syncline.api.Names;
 import io.syncline.api.NodeRole;
+import io.syncline.api.OutOfOrderBatchException;
 import io.syncline.api.RetriableSyncException;
 import io.syncline.api.SyncException;
 import io.syncline.engine.apply.ApplyOutcome;
@@ -178,6 +179,9 @@ public final class HubNode implements NodeControl {
         } catch (IOException e) {
             throw new HttpError(400, "registration request is not valid JSON: " + e.getMessage());
         }
+        if (r == null) {
+            throw new HttpError(400, "registration request is empty (JSON null): expected {node, token, listenUrl, pullToken, incarnation}");
+        }
         if (r.node() == null || !Names.isValid(r.node())) {
             throw new HttpError(400, "registration request: 'node' is missing or not a valid node id: " + r.node());
         }
@@ -283,7 +287,7 @@ public final class HubNode implements NodeControl {
         } catch (BadBatchException e) {
             s.lastError = e.getMessage();
             LOG.warn("hub {}: site {}: batch refused: {}", cfg.nodeId(), s.id, e.getMessage());
-            throw new HttpError(e.getMessage().contains("out of order") ? 409 : 400, e.getMessage(), Map.of("acks", acks));
+            throw new HttpError(e instanceof OutOfOrderBatchException ? 409 : 400, e.getMessage(), Map.of("acks", acks));
         } catch (RetriableSyncException e) {
             s.lastError = e.getMessage();
             LOG.warn("hub {}: site {}: {}", cfg.nodeId(), s.id, e.getMessage());

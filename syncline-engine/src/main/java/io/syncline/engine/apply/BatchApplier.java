@@ -5,6 +5,7 @@ import io.syncline.api.BatchHeader;
 import io.syncline.api.BatchId;
 import io.syncline.api.Change;
 import io.syncline.api.ChannelSpec;
+import io.syncline.api.OutOfOrderBatchException;
 import io.syncline.api.RetriableSyncException;
 import io.syncline.api.SyncException.Stage;
 import io.syncline.api.TableSpec;
@@ -77,7 +78,7 @@ public final class BatchApplier {
             }
             if (id.sequence() != last + 1) {
                 c.rollback();
-                throw new BadBatchException(Stage.APPLY, "batch " + id + " is out of order: expected batch " + (last + 1)
+                throw new OutOfOrderBatchException(Stage.APPLY, "batch " + id + " is out of order: expected batch " + (last + 1)
                         + " of source '" + id.source() + "' channel '" + id.channel() + "'");
             }
             dialect.beginApply(c, id.source());
@@ -247,6 +248,10 @@ public final class BatchApplier {
                 ColumnMeta col = byKey.get(k.toLowerCase(Locale.ROOT));
                 if (col == null) {
                     throw new BadBatchException(Stage.APPLY, "column '" + k + "' of table '" + t.name() + "' does not exist at the target");
+                }
+                if (cols.contains(col)) {
+                    throw new BadBatchException(Stage.APPLY, "row for table '" + t.name() + "' names column '" + col.key()
+                            + "' twice (keys differ only in case, or the row sets the hub column the hub fills itself)");
                 }
                 cols.add(col);
             }

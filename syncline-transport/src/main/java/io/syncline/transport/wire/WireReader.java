@@ -48,7 +48,7 @@ public final class WireReader implements Closeable {
                 throw bad("not a Syncline batch stream (format is " + preamble.get("format") + ")");
             }
             Object version = preamble.get("version");
-            if (!(version instanceof Number n) || n.intValue() != WireFormat.VERSION) {
+            if (!(version instanceof Integer n) || n != WireFormat.VERSION) {
                 throw bad("unsupported wire format version " + version + " (this node speaks version " + WireFormat.VERSION + ")");
             }
         } catch (ZipException e) {
@@ -73,6 +73,7 @@ public final class WireReader implements Closeable {
         Map<String, Object> obj = readObjectOrTruncated("batch header");
         if (Boolean.TRUE.equals(obj.get("done"))) {
             done = true;
+            requireEnd();
             return null;
         }
         if (!(obj.get("batch") instanceof Map<?, ?> b)) {
@@ -135,6 +136,10 @@ public final class WireReader implements Closeable {
                     current = null;
                     return;
                 }
+                if (obj.containsKey("batch") || obj.containsKey("done")) {
+                    throw bad("batch " + current.id() + " has no end marker: after " + count + " changes the stream goes on with "
+                            + (obj.containsKey("batch") ? "the next batch header" : "the final marker"));
+                }
                 next = toChange(obj);
                 count++;
             }
@@ -180,6 +185,27 @@ public final class WireReader implements Closeable {
             throw new IllegalArgumentException("missing '" + key + "'");
         }
         return s;
+    }
+
+    /**
+     * After the final marker: reads to the end of the stream, so the gzip trailer (CRC and length) is verified and a
+     * stream cut or corrupted after the last batch is not taken as complete.
+     */
+    private void requireEnd() {
+        try {
+            JsonToken t = parser.nextToken();
+            if (t != null) {
+                throw bad("malformed batch stream: unexpected " + t + " after the final marker");
+            }
+        } catch (EOFException e) {
+            throw bad("batch stream is truncated after the final marker: " + e.getMessage());
+        } catch (ZipException e) {
+            throw bad("batch stream is corrupt (gzip): " + e.getMessage());
+        } catch (JsonProcessingException e) {
+            throw bad("malformed batch stream after the final marker: " + e.getOriginalMessage());
+        } catch (IOException e) {
+            throw new UncheckedIOException("reading batch stream: " + e.getMessage(), e);
+        }
     }
 
     private Map<String, Object> readObjectOrTruncated(String what) {
