@@ -1,0 +1,178 @@
+package io.syncline.node;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import io.syncline.engine.dialect.postgres.PostgresDialect;
+import io.syncline.engine.verify.TableChecksum;
+import io.syncline.node.config.ConfigKey.Role;
+import io.syncline.node.config.NodeConfig;
+import io.zonky.test.db.postgres.embedded.EmbeddedPostgres;
+import java.math.BigDecimal;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A hub and three sites, each on its own real PostgreSQL database, over real HTTP: two push sites and one pull
+ * site, overlapping keys folded into one hub table, existing rows at registration, every change kind and every
+ * value type of the canonical format.
+ */
+class PostgresClusterTest {
+    private static final String TYPES_TABLE = """
+            CREATE TABLE item (
+              id BIGINT PRIMARY KEY, small SMALLINT, num INT, amount NUMERIC(30,10), price NUMERIC(12,2), label TEXT,
+              note VARCHAR(50), flag BOOLEAN, day DATE, at_time TIME, local_ts TIMESTAMP, zoned_ts TIMESTAMPTZ, blob BYTEA,
+              uid UUID, doc JSONB, raw JSON)""";
+    private static EmbeddedPostgres pg;
+
+    @BeforeAll
+    static void startPostgres() throws Exception {
+        pg = EmbeddedPostgres.builder().start();
+        for (String db : List.of("hq", "s1", "s2", "s3")) {
+            exec("postgres", "CREATE DATABASE " + db);
+        }
+    }
+
+    @AfterAll
+    static void stopPostgres() throws Exception {
+        pg.close();
+    }
+
+    private static String url(String db) {
+        return pg.getJdbcUrl("postgres", db);
+    }
+
+    private static void exec(String db, String... sql) throws SQLException {
+        try (Connection c = DriverManager.getConnection(url(db)); Statement s = c.createStatement()) {
+            for (String q : sql) {
+                s.execute(q);
+            }
+        }
+    }
+
+    @Test
+    void shouldConvergeThreeSitesIntoOneHubTableWithEveryTypeAndChangeKind() throws Exception {
+        exec("hq", TYPES_TABLE.replace("id BIGINT PRIMARY KEY,", "site_id VARCHAR(64) NOT NULL, id BIGINT NOT NULL,")
+                .replace("raw JSON)", "raw JSON, PRIMARY KEY (site_id, id))"));
+        for (String s : List.of("s1", "s2", "s3")) {
+            exec(s, TYPES_TABLE);
+        }
+        // s1 already holds data when it registers: it must arrive through the initial load.
+        try (Connection c = DriverManager.getConnection(url("s1"))) {
+            insertRows(c, 1, 3000);
+        }
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hq}
+                database: {url: "%s", user: postgres}
+                enrollment: {token: tok}
+                sync: {interval: 200ms}
+                sites: {s3: {mode: pull, interval: 200ms}}
+                channels:
+                  - name: items
+                    tables: [{name: item, hubColumn: site_id}]
+                """.formatted(url("hq")), Role.HUB, Map.of());
+        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
+            List<SiteNode> sites = new ArrayList<>();
+            for (String s : List.of("s1", "s2", "s3")) {
+                sites.add(SiteNode.start(NodeConfig.parse("""
+                        node: {id: %s}
+                        database: {url: "%s", user: postgres, poolSize: 3}
+                        hub: {url: "%s", token: tok}
+                        capture: {interval: 100ms}
+                        load: {chunkSize: 700}
+                        """.formatted(s, url(s), hub.url()), Role.SITE, Map.of()), Clock.systemUTC()));
+            }
+            try {
+                for (String s : List.of("s1", "s2", "s3")) {
+                    try (Connection c = DriverManager.getConnection(url(s))) {
+                        c.setAutoCommit(false);
+                        insertRows(c, 5001, 5200); // the same keys at every site: folded by site_id at the hub
+                        c.commit();
+                        try (Statement st = c.createStatement()) {
+                            st.executeUpdate("UPDATE item SET price = price * 2, label = label || ' ✓', doc = jsonb_set(doc, '{n}', '99') "
+                                    + "WHERE id % 3 = 0");
+                            st.executeUpdate("DELETE FROM item WHERE id % 7 = 0");
+                            st.executeUpdate("UPDATE item SET id = id + 100000 WHERE id % 11 = 0");       // primary-key changes
+                            st.executeUpdate("UPDATE item SET note = '' WHERE id % 13 = 0");              // empty string, not NULL
+                            st.executeUpdate("UPDATE item SET note = NULL, blob = NULL WHERE id % 17 = 0");
+                            st.executeUpdate("INSERT INTO item (id, label) VALUES (99, 'deleted then re-inserted')");
+                            st.executeUpdate("DELETE FROM item WHERE id = 99");
+                            st.executeUpdate("INSERT INTO item (id, label) VALUES (99, 'back again')");
+                        }
+                        c.commit();
+                    }
+                }
+                await().atMost(Duration.ofSeconds(60)).until(() -> sites.stream().allMatch(SiteNode::isDrained));
+                try (Connection h = DriverManager.getConnection(url("hq"))) {
+                    for (String s : List.of("s1", "s2", "s3")) {
+                        try (Connection c = DriverManager.getConnection(url(s))) {
+                            TableChecksum.Result atSite = TableChecksum.of(c, new PostgresDialect(), "item");
+                            TableChecksum.Result atHub = TableChecksum.of(h, new PostgresDialect(), "item", "site_id", s);
+                            assertThat(atHub).as("site %s", s).isEqualTo(atSite);
+                        }
+                    }
+                    assertThat(count(h, "SELECT count(*) FROM item WHERE site_id = 's1'")).isGreaterThan(3000);
+                    assertThat(count(h, "SELECT count(*) FROM item WHERE id = 5001")).as("overlapping key at three sites").isEqualTo(3);
+                    try (PreparedStatement ps = h.prepareStatement("SELECT amount, note, zoned_ts FROM item WHERE site_id = 's2' AND id = 5013");
+                         ResultSet rs = ps.executeQuery()) {
+                        assertThat(rs.next()).isTrue();
+                        assertThat(rs.getBigDecimal(1)).isEqualByComparingTo(new BigDecimal("12345678901234567890.0123456789").add(BigDecimal.valueOf(5013)));
+                        assertThat(rs.getString(2)).isEmpty();
+                    }
+                }
+                assertThat(hub.status().sites()).allSatisfy(st -> {
+                    assertThat(st.state()).isEqualTo("ONLINE");
+                    assertThat(st.pendingChanges()).isZero();
+                });
+            } finally {
+                for (SiteNode s : sites) {
+                    s.close();
+                }
+            }
+        }
+    }
+
+    private static long count(Connection c, String sql) throws SQLException {
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
+            rs.next();
+            return rs.getLong(1);
+        }
+    }
+
+    private static void insertRows(Connection c, int from, int to) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("INSERT INTO item VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS jsonb), CAST(? AS json))")) {
+            for (int i = from; i <= to; i++) {
+                ps.setLong(1, i);
+                ps.setShort(2, (short) (i % 30000));
+                ps.setInt(3, -i);
+                ps.setBigDecimal(4, new BigDecimal("12345678901234567890.0123456789").add(BigDecimal.valueOf(i)));
+                ps.setBigDecimal(5, new BigDecimal("0.10").add(BigDecimal.valueOf(i, 2)));
+                ps.setString(6, "Produit n°" + i + " 日本語 e\u0301 🚀");
+                ps.setString(7, i % 5 == 0 ? "" : i % 5 == 1 ? null : "note " + i);
+                ps.setBoolean(8, i % 2 == 0);
+                ps.setObject(9, java.time.LocalDate.of(2020, 1, 1).plusDays(i % 1000));
+                ps.setObject(10, java.time.LocalTime.of(i % 24, i % 60, i % 60, (i % 1000) * 1000));
+                ps.setObject(11, java.time.LocalDateTime.of(2026, 3, 29, 2, 30).plusMinutes(i));
+                ps.setObject(12, java.time.OffsetDateTime.of(2026, 10, 25, 1, 30, 0, 123456000, java.time.ZoneOffset.ofHoursMinutes(5, 30)).plusSeconds(i));
+                ps.setBytes(13, new byte[] {0, 1, (byte) 255, (byte) i, 0});
+                ps.setObject(14, java.util.UUID.nameUUIDFromBytes(("u" + i).getBytes()));
+                ps.setString(15, "{\"n\": " + i + ", \"tags\": [\"a\", \"ü\"], \"nested\": {\"x\": null}}");
+                ps.setString(16, "{\"b\":  1, \"a\": [1.50, 2]}");
+                ps.addBatch();
+            }
+            ps.executeBatch();
+        }
+    }
+}
