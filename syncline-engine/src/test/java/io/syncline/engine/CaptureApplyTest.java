@@ -174,6 +174,33 @@ class CaptureApplyTest extends DbTestBase {
         }
     }
 
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldCaptureMixedCaseColumnsUnderLowerCaseKeys(TestDb.Kind kind) throws Exception {
+        TestDb source = newDb(kind);
+        TestDb target = newDb(kind);
+        String ddl = "CREATE TABLE item (\"Id\" INT PRIMARY KEY, \"Name\" VARCHAR(50), \"Data\" "
+                + (kind == TestDb.Kind.POSTGRES ? "BYTEA" : "VARBINARY(50)") + ", \"Doc\" " + (kind == TestDb.Kind.POSTGRES ? "JSON" : "JSON") + ")";
+        source.exec(ddl);
+        target.exec(ddl);
+        try (Connection src = source.open(); Connection tgt = target.open()) {
+            installer(source).install(src, List.of(CHANNEL));
+            SyncSchema.install(tgt, target.dialect());
+            tgt.commit();
+            String doc = kind == TestDb.Kind.POSTGRES ? "'{\"z\": 1, \"a\": 2}'" : "JSON '{\"z\": 1, \"a\": 2}'";
+            String bytes = kind == TestDb.Kind.POSTGRES ? "'\\x0001ff'" : "X'0001ff'";
+            run(src, "INSERT INTO item VALUES (1, 'one', " + bytes + ", " + doc + ")", "INSERT INTO item VALUES (2, 'two', NULL, NULL)");
+            run(src, "UPDATE item SET \"Id\" = 3 WHERE \"Id\" = 1", "DELETE FROM item WHERE \"Id\" = 2");
+            SealedBatch batch = Pipe.seal(source, src, "ch").orElseThrow();
+            List<Change> changes = Pipe.read(source, src, batch, "hub");
+            assertThat(((Change.Insert) changes.get(0)).newRow()).containsOnlyKeys("id", "name", "data", "doc");
+            assertThat(((Change.Insert) changes.get(0)).newRow().get("doc").toString()).isEqualTo("{z=1, a=2}"); // key order kept
+            assertThat(Pipe.apply(target, tgt, "site1", CHANNEL, batch.sequence(), changes)).isInstanceOf(ApplyOutcome.Applied.class);
+            assertSameTable(source, src, target, tgt, "item");
+            assertThat(Rows.of(tgt, target.dialect(), "item")).hasSize(1);
+        }
+    }
+
     private static String signature(Connection c) throws Exception {
         try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT signature FROM sync_trigger_hist")) {
             assertThat(rs.next()).isTrue();
