@@ -32,7 +32,7 @@ class BatchApplierTest extends DbTestBase {
         return m;
     }
 
-    private TestDb target(TestDb.Kind kind, Connection[] holder) throws Exception {
+    private TestDb target(TestDb.Kind kind) throws Exception {
         TestDb db = newDb(kind);
         db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100), qty INT)");
         return db;
@@ -54,7 +54,7 @@ class BatchApplierTest extends DbTestBase {
     @ParameterizedTest
     @EnumSource(TestDb.Kind.class)
     void shouldApplyEachBatchExactlyOnceAndInOrder(TestDb.Kind kind) throws Exception {
-        TestDb db = target(kind, null);
+        TestDb db = target(kind);
         try (Connection c = db.open()) {
             SyncSchema.install(c, db.dialect());
             c.commit();
@@ -88,7 +88,7 @@ class BatchApplierTest extends DbTestBase {
     @ParameterizedTest
     @EnumSource(TestDb.Kind.class)
     void shouldRollBackWholeBatchWhenAChangeNamesUnknownColumn(TestDb.Kind kind) throws Exception {
-        TestDb db = target(kind, null);
+        TestDb db = target(kind);
         try (Connection c = db.open()) {
             SyncSchema.install(c, db.dialect());
             c.commit();
@@ -121,7 +121,7 @@ class BatchApplierTest extends DbTestBase {
     @ParameterizedTest
     @EnumSource(TestDb.Kind.class)
     void shouldLeaveNothingAppliedWhenTheStreamBreaksMidway(TestDb.Kind kind) throws Exception {
-        TestDb db = target(kind, null);
+        TestDb db = target(kind);
         try (Connection c = db.open()) {
             SyncSchema.install(c, db.dialect());
             c.commit();
