@@ -1,6 +1,9 @@
 package io.syncline.engine.codec;
 
 import com.fasterxml.jackson.core.JsonGenerator;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.syncline.engine.schema.ColumnMeta;
 import io.syncline.engine.schema.ValueKind;
 import java.io.IOException;
@@ -20,6 +23,9 @@ import java.time.ZoneOffset;
 import java.time.ZonedDateTime;
 import java.util.Base64;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.stream.Collectors;
 
 /**
  * Turns JDBC values into canonical JSON values (docs/protocol.md, "Values"). Used by the H2 capture
@@ -81,7 +87,7 @@ public final class CanonicalWriter {
         if (kind == ValueKind.JSON) {
             String text = v instanceof byte[] b ? new String(b, StandardCharsets.UTF_8) : String.valueOf(v);
             if (normalize) {
-                g.writeTree(Json.MAPPER.readTree(text));
+                g.writeTree(sortKeys(Json.MAPPER.readTree(text)));
             } else {
                 g.writeRawValue(text);
             }
@@ -123,6 +129,25 @@ public final class CanonicalWriter {
             case Clob clob -> g.writeString(clob.getSubString(1, (int) clob.length()));
             default -> g.writeString(v.toString());
         }
+    }
+
+    /**
+     * JSON with object keys in sorted order, recursively: jsonb (PostgreSQL) reorders keys while json and H2's
+     * JSON keep them, so normalized (checksum) form must not depend on key order.
+     */
+    private static JsonNode sortKeys(JsonNode node) {
+        if (node.isObject()) {
+            ObjectNode sorted = Json.MAPPER.createObjectNode();
+            new TreeMap<>(node.properties().stream().collect(Collectors.toMap(Map.Entry::getKey, Map.Entry::getValue)))
+                    .forEach((k, v) -> sorted.set(k, sortKeys(v)));
+            return sorted;
+        }
+        if (node.isArray()) {
+            ArrayNode sorted = Json.MAPPER.createArrayNode();
+            node.forEach(v -> sorted.add(sortKeys(v)));
+            return sorted;
+        }
+        return node;
     }
 
     /** Encodes a single value for tests and diagnostics. */

@@ -61,6 +61,7 @@ public final class InitialLoader {
             copyChunk(c, channel.name(), t, key, Json.parseRow(state));
             return true;
         }
+        c.commit(); // end the read-only transaction of the state reads: the caller may change isolation next
         return false;
     }
 

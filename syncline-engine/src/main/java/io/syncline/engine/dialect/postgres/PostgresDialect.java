@@ -81,16 +81,24 @@ public final class PostgresDialect implements Dialect {
         }
     }
 
-    /** row_to_json, except that binary columns are base64 (the canonical form) instead of PostgreSQL's hex. */
+    /**
+     * row_to_json, except that keys are the canonical lower-case column keys (row_to_json keeps the catalog's case
+     * of quoted names) and binary columns are base64 (the canonical form) instead of PostgreSQL's hex. Built from a
+     * subselect rather than by patching a jsonb, so json columns keep their text (jsonb would reorder their keys).
+     */
     private String encode(TableMeta t, String rec) {
-        List<ColumnMeta> binary = t.columns().stream().filter(col -> col.kind() == ValueKind.BINARY).toList();
-        if (binary.isEmpty()) {
+        boolean plain = t.columns().stream().allMatch(col -> col.kind() != ValueKind.BINARY && col.name().equals(col.key()));
+        if (plain) {
             return "row_to_json(" + rec + ")::text";
         }
-        String patch = binary.stream()
-                .map(col -> "'" + col.key() + "', translate(encode(" + rec + "." + quote(col.name()) + ", 'base64'), E'\\n', '')")
+        String columns = t.columns().stream()
+                .map(col -> {
+                    String value = rec + "." + quote(col.name());
+                    String expr = col.kind() == ValueKind.BINARY ? "translate(encode(" + value + ", 'base64'), E'\\n', '')" : value;
+                    return expr + " AS " + quote(col.key());
+                })
                 .collect(Collectors.joining(", "));
-        return "(to_jsonb(" + rec + ") || jsonb_build_object(" + patch + "))::text";
+        return "(SELECT row_to_json(r)::text FROM (SELECT " + columns + ") r)";
     }
 
     @Override
