@@ -107,8 +107,14 @@ public final class BatchApplier {
         } catch (SQLException e) {
             rollbackQuietly(c);
             metaCache.clear();
-            throw new RetriableSyncException(Stage.APPLY, "applying batch " + id + " failed: " + e.getMessage()
-                    + " (SQLState " + e.getSQLState() + "); nothing was applied, the batch will be retried", e);
+            String state = e.getSQLState() == null ? "" : e.getSQLState();
+            String cause = abbreviate(e.getNextException() != null ? e.getNextException().getMessage() : e.getMessage());
+            if (state.startsWith("22") || state.startsWith("23")) {
+                throw new BadBatchException(Stage.APPLY, "batch " + id + " does not fit the target: " + cause + " (SQLState " + state
+                        + "); nothing was applied, the sender keeps the batch", e);
+            }
+            throw new RetriableSyncException(Stage.APPLY, "applying batch " + id + " failed: " + cause
+                    + " (SQLState " + state + "); nothing was applied, the batch will be retried", e);
         } catch (RuntimeException e) {
             rollbackQuietly(c);
             if (e instanceof BadBatchException || e instanceof RetriableSyncException) {
@@ -160,6 +166,14 @@ public final class BatchApplier {
         throw new SQLException("ledger row for " + id.source() + "/" + id.channel() + " vanished");
     }
 
+    /** Database messages can quote whole statements; keep logs readable. */
+    private static String abbreviate(String message) {
+        if (message == null) {
+            return "";
+        }
+        return message.length() <= 400 ? message : message.substring(0, 400) + "...";
+    }
+
     private static void rollbackQuietly(Connection c) {
         try {
             c.rollback();
@@ -192,6 +206,12 @@ public final class BatchApplier {
         private final Map<String, PreparedStatement> statements = new HashMap<>();
         private PreparedStatement open;
         private int openCount;
+        /*
+         * Primary keys already in the open JDBC batch. PostgreSQL's driver rewrites a batch of upserts into one
+         * multi-row INSERT ... ON CONFLICT, which refuses to touch the same row twice; so a repeated key flushes
+         * the batch first. Bounded by JDBC_BATCH.
+         */
+        private final java.util.Set<List<Object>> openKeys = new java.util.HashSet<>();
         long count;
 
         Writer(Connection c, BatchId id, ChannelSpec channel) {
@@ -266,6 +286,15 @@ public final class BatchApplier {
         private void upsert(TableMeta t, Map<String, Object> row) throws SQLException {
             List<ColumnMeta> cols = columns(t, row);
             PreparedStatement ps = batched(dialect.upsertSql(t, cols));
+            List<Object> key = new ArrayList<>(t.primaryKey().size());
+            for (ColumnMeta col : t.primaryKey()) {
+                key.add(row.get(col.key()));
+            }
+            if (!openKeys.add(key)) {
+                flush();
+                open = ps;
+                openKeys.add(key);
+            }
             int i = 1;
             for (ColumnMeta col : cols) {
                 bind(ps, i++, t, col, row.get(rowKey(row, col)));
@@ -352,6 +381,7 @@ public final class BatchApplier {
             }
             openCount = 0;
             open = null;
+            openKeys.clear();
         }
 
         @Override
