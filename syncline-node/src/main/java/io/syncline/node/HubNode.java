@@ -19,6 +19,7 @@ import io.syncline.node.config.SiteSchedule;
 import io.syncline.transport.http.Headers;
 import io.syncline.transport.http.HttpEndpoint;
 import io.syncline.transport.http.HttpError;
+import io.syncline.transport.http.Responses;
 import io.syncline.transport.wire.WireFormat;
 import io.syncline.transport.wire.WireReader;
 import java.io.IOException;
@@ -407,7 +408,7 @@ public final class HubNode implements NodeControl {
                     try {
                         int code = conn.getResponseCode();
                         if (code != 200) {
-                            throw new IOException("site " + s.id + " answered " + code + ": " + errorBody(conn));
+                            throw new IOException("site " + s.id + " answered " + code + ": " + Responses.errorBody(conn));
                         }
                         Backlog b = Backlog.parse(conn.getHeaderField(Headers.BACKLOG));
                         if (round == 0 && b != null) {
@@ -431,13 +432,6 @@ public final class HubNode implements NodeControl {
         }
     }
 
-    private static String errorBody(HttpURLConnection conn) {
-        try (InputStream err = conn.getErrorStream()) {
-            return err == null ? "" : new String(err.readNBytes(4096), StandardCharsets.UTF_8);
-        } catch (IOException e) {
-            return "";
-        }
-    }
 
     // ---- status ----------------------------------------------------------------------------------
 

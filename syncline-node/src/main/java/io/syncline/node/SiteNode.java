@@ -18,6 +18,7 @@ import io.syncline.node.config.NodeConfig;
 import io.syncline.transport.http.Headers;
 import io.syncline.transport.http.HttpEndpoint;
 import io.syncline.transport.http.HttpError;
+import io.syncline.transport.http.Responses;
 import io.syncline.transport.wire.WireFormat;
 import io.syncline.transport.wire.WireWriter;
 import java.io.IOException;
@@ -131,7 +132,6 @@ public final class SiteNode implements NodeControl {
     private void startListener() throws IOException {
         HttpEndpoint ep = new HttpEndpoint("site-" + cfg.nodeId(), cfg.httpHost(), cfg.httpPort(), 4);
         ep.route("/v1/pull", "GET", this::handlePull);
-        ep.route("/v1/status", "GET", ex -> HttpEndpoint.sendJson(ex, 200, status()));
         ep.start();
         listener = ep;
     }
@@ -189,7 +189,7 @@ public final class SiteNode implements NodeControl {
             }
             int code = conn.getResponseCode();
             if (code != 200) {
-                throw new IOException("hub " + cfg.hubUrl() + " refused registration (" + code + "): " + errorBody(conn));
+                throw new IOException("hub " + cfg.hubUrl() + " refused registration (" + code + "): " + Responses.errorBody(conn));
             }
             try (InputStream in = conn.getInputStream()) {
                 return WireFormat.MAPPER.readValue(in, Registration.Response.class);
@@ -372,13 +372,6 @@ public final class SiteNode implements NodeControl {
         }
     }
 
-    private static String errorBody(HttpURLConnection conn) {
-        try (InputStream err = conn.getErrorStream()) {
-            return err == null ? "" : new String(err.readNBytes(4096), StandardCharsets.UTF_8);
-        } catch (IOException e) {
-            return "";
-        }
-    }
 
     // ---- pull listener ---------------------------------------------------------------------------
 
