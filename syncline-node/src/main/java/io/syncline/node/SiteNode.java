@@ -404,7 +404,12 @@ public final class SiteNode implements NodeControl {
         }
         try (Connection c = db.connection()) {
             if (ack > 0) {
-                acknowledge(c, r, channel, ack);
+                try {
+                    acknowledge(c, r, channel, ack);
+                } catch (IllegalArgumentException e) {
+                    LOG.warn("site {}: {}", cfg.nodeId(), e.getMessage());
+                    throw new HttpError(400, e.getMessage());
+                }
             }
             seal(channel);
             List<SealedBatch> batches = outbox.unacknowledged(c, r.hub(), channel, max);

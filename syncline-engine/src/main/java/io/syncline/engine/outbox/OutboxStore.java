@@ -130,6 +130,7 @@ public final class OutboxStore {
      * Records that {@code destination} applied every batch of {@code channel} up to {@code upTo}, then purges
      * those batches from the outbox, in one transaction. Acknowledgements never move backwards.
      *
+     * @throws IllegalArgumentException when {@code upTo} is beyond the last sealed batch (nothing is changed)
      * @return outbox rows purged
      */
     public int acknowledge(Connection c, String destination, String channel, long upTo) throws SQLException {
@@ -138,6 +139,13 @@ public final class OutboxStore {
             if (upTo <= previous) {
                 c.commit();
                 return 0;
+            }
+            String next = SyncSchema.getState(c, NEXT_SEQ + channel);
+            long lastSealed = next == null ? 0 : Long.parseLong(next) - 1;
+            if (upTo > lastSealed) {
+                // Purging on such an acknowledgement would delete batches the destination never had.
+                throw new IllegalArgumentException(destination + " acknowledged batch " + upTo + " of channel '" + channel
+                        + "', but only " + lastSealed + " have been sealed here; ignoring it");
             }
             String sql = previous == 0 && !ackRowExists(c, destination, channel)
                     ? "INSERT INTO sync_ack (acked_batch, acked_at, destination, channel) VALUES (?, ?, ?, ?)"
