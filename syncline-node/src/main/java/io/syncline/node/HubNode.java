@@ -13,7 +13,9 @@ import io.syncline.api.RetriableSyncException;
 import io.syncline.api.SyncException;
 import io.syncline.engine.apply.ApplyOutcome;
 import io.syncline.engine.apply.BatchApplier;
+import io.syncline.engine.schema.SchemaReader;
 import io.syncline.engine.schema.SyncSchema;
+import io.syncline.engine.schema.TableMeta;
 import io.syncline.node.config.NodeConfig;
 import io.syncline.node.config.SiteSchedule;
 import io.syncline.transport.http.Headers;
@@ -113,6 +115,10 @@ public final class HubNode implements NodeControl {
         try (Connection c = db.connection()) {
             SyncSchema.install(c, db.dialect());
             c.commit();
+            checkTargetTables(c);
+        } catch (SyncException | SQLException e) {
+            db.close();
+            throw e;
         }
         this.applier = new BatchApplier(db.dialect(), clock);
         AtomicInteger n = new AtomicInteger();
@@ -128,6 +134,29 @@ public final class HubNode implements NodeControl {
         http.route("/v1/health", "GET", ex -> HttpEndpoint.sendJson(ex, 200, Map.of("node", cfg.nodeId(), "role", "hub")));
         loadSites();
         http.start();
+    }
+
+    /** Every target table must exist, have a primary key, and hold its hub column in that key. */
+    private void checkTargetTables(Connection c) throws SQLException {
+        List<String> problems = new ArrayList<>();
+        for (ChannelSpec ch : channels.values()) {
+            for (var t : ch.tables()) {
+                TableMeta meta = SchemaReader.tryRead(c, t.target());
+                String where = "table '" + t.target() + "' (channel '" + ch.name() + "')";
+                if (meta == null) {
+                    problems.add(where + " does not exist in the hub database");
+                } else if (meta.primaryKey().isEmpty()) {
+                    problems.add(where + " has no primary key");
+                } else if (t.hubColumn() != null && meta.primaryKey().stream().noneMatch(col -> col.key().equalsIgnoreCase(t.hubColumn()))) {
+                    problems.add(where + ": hubColumn '" + t.hubColumn() + "' must be part of its primary key");
+                }
+            }
+        }
+        c.commit();
+        if (!problems.isEmpty()) {
+            throw new SyncException(SyncException.Stage.CONFIG, "hub " + cfg.nodeId() + " cannot apply its channels: "
+                    + String.join("; ", problems));
+        }
     }
 
     /**

@@ -71,6 +71,25 @@ class H2ClusterTest {
         }
     }
 
+    @Test
+    void shouldRefuseToStartWhenHubTablesAreMissingOrHaveNoUsableKey() throws Exception {
+        exec(url("hub2"), "CREATE TABLE nokey (id INT, name VARCHAR(10))",
+                "CREATE TABLE product (site_id VARCHAR(64), id INT, PRIMARY KEY (id))");
+        NodeConfig cfg = NodeConfig.parse("""
+                node: {id: hub}
+                database: {url: "%s"}
+                enrollment: {token: t}
+                channels:
+                  - name: products
+                    tables: [{name: product, hubColumn: site_id}, {name: nokey}, {name: missing}]
+                """.formatted(url("hub2")), Role.HUB, Map.of());
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> HubNode.start(cfg, Clock.systemUTC()))
+                .isInstanceOf(io.syncline.api.SyncException.class)
+                .hasMessageContaining("table 'product' (channel 'products'): hubColumn 'site_id' must be part of its primary key")
+                .hasMessageContaining("table 'nokey' (channel 'products') has no primary key")
+                .hasMessageContaining("table 'missing' (channel 'products') does not exist in the hub database");
+    }
+
     private NodeConfig site(String id, String hubUrl) {
         return NodeConfig.parse("""
                 node: {id: %s}
