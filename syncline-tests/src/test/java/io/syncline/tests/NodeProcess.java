@@ -186,7 +186,7 @@ public final class NodeProcess {
             if (Files.exists(log)) {
                 List<String> all = List.of(new String(Files.readAllBytes(log), StandardCharsets.UTF_8).split("\n"));
                 for (String l : all.subList(Math.max(0, all.size() - lines), all.size())) {
-                    sb.append(l).append('\n');
+                    sb.append(l.length() > 1000 ? l.substring(0, 1000) + " ...(" + l.length() + " chars)" : l).append('\n');
                 }
             }
         } catch (IOException | UncheckedIOException e) {

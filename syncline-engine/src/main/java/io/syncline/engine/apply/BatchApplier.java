@@ -22,12 +22,14 @@ import java.time.OffsetDateTime;
 import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.stream.Collectors;
 import org.slf4j.Logger;
@@ -189,6 +191,8 @@ public final class BatchApplier {
         private final BatchId id;
         private final ChannelSpec channel;
         private final Map<String, PreparedStatement> statements = new HashMap<>();
+        /** Primary keys of the upserts in the open JDBC batch (see upsert). */
+        private final Set<List<Object>> openKeys = new HashSet<>();
         private PreparedStatement open;
         private int openCount;
         long count;
@@ -261,6 +265,17 @@ public final class BatchApplier {
         private void upsert(TableMeta t, Map<String, Object> row) throws SQLException {
             List<ColumnMeta> cols = columns(t, row);
             PreparedStatement ps = batched(dialect.upsertSql(t, cols));
+            List<Object> key = new ArrayList<>(t.primaryKey().size());
+            for (ColumnMeta pk : t.primaryKey()) {
+                key.add(row.get(rowKey(row, pk)));
+            }
+            if (!openKeys.add(key)) {
+                // The same row twice in one JDBC batch: PostgreSQL's driver rewrites the batch into one multi-row
+                // INSERT .. ON CONFLICT, which fails with "cannot affect row a second time". Run what is open first.
+                flush();
+                open = ps;
+                openKeys.add(key);
+            }
             int i = 1;
             for (ColumnMeta col : cols) {
                 bind(ps, i++, t, col, row.get(rowKey(row, col)));
@@ -347,6 +362,7 @@ public final class BatchApplier {
             }
             openCount = 0;
             open = null;
+            openKeys.clear();
         }
 
         @Override
