@@ -172,4 +172,30 @@ class CrashRecoveryIT {
         assertThat(b.rows()).isGreaterThan(1000);
         assertThat(Db.queryLong(hubDb, "SELECT count(*) FROM item")).isEqualTo(a.rows() + b.rows());
     }
+
+    /**
+     * A pull-mode site whose listener port is picked anew at each start (http.port 0, the default) restarts while
+     * the hub is down: the hub must learn its new listener URL once it is back, and pull again.
+     */
+    @Test
+    void pullSiteRestartedWhileHubIsDownIsPulledAgain() throws Exception {
+        String hubDb = pg.createDatabase("hub");
+        String siteDb = pg.createDatabase("s1");
+        Db.exec(hubDb, Db.HUB_ITEM);
+        Db.exec(siteDb, Db.SITE_ITEM);
+        NodeProcess hub = cluster.hub("hub", hubDb, ITEM_CHANNEL + pullSites("pull", "s1")).startAndAwait();
+        NodeProcess site = cluster.site("s1", siteDb, hub, "http: {host: 127.0.0.1, port: 0}\n").startAndAwait();
+        Db.awaitLoaded(siteDb, CHANNEL, "item", Duration.ofSeconds(30));
+        Db.exec(siteDb, "INSERT INTO item (id, name, qty) SELECT g, 'before', 1 FROM generate_series(1, 100) g");
+        Db.awaitConverged(siteDb, hubDb, "s1", "item", CONVERGE, hub, site);
+
+        hub.kill();
+        site.kill();
+        site.start(Map.of()).awaitReady();
+        Db.exec(siteDb, "INSERT INTO item (id, name, qty) SELECT g, 'while the hub was down', 2 FROM generate_series(101, 200) g");
+        hub.start(Map.of()).awaitReady();
+
+        TableChecksum.Result sum = Db.awaitConverged(siteDb, hubDb, "s1", "item", Duration.ofSeconds(45), hub, site);
+        assertThat(sum.rows()).isEqualTo(200);
+    }
 }

@@ -68,15 +68,18 @@ public final class ProcessCluster implements BeforeEachCallback, AfterEachCallba
         return p;
     }
 
-    /** A site (not started) of {@code hub} with its listener on a fixed free port; {@code yaml} is added to its configuration. */
+    /**
+     * A site (not started) of {@code hub} with its listener on a fixed free port, unless {@code yaml} has its own
+     * {@code http:} line; {@code yaml} is added to its configuration.
+     */
     public NodeProcess site(String id, String databaseUrl, NodeProcess hub, String yaml, String... jvmOptions) {
+        String http = yaml.lines().anyMatch(l -> l.startsWith("http:")) ? "" : "http: {host: 127.0.0.1, port: " + PgServer.freePort() + "}\n";
         String cfg = """
                 node: {id: %s}
                 database: {url: "%s", poolSize: 4}
-                http: {host: 127.0.0.1, port: %d}
                 hub: {url: "%s", token: %s}
                 capture: {interval: 100ms}
-                """.formatted(id, databaseUrl, PgServer.freePort(), hub.hubUrlHint, TOKEN) + yaml;
+                """.formatted(id, databaseUrl, hub.hubUrlHint, TOKEN) + http + yaml;
         return node("site", id, cfg, jvmOptions);
     }
 
