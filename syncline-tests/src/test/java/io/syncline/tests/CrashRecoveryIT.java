@@ -198,4 +198,31 @@ class CrashRecoveryIT {
         TableChecksum.Result sum = Db.awaitConverged(siteDb, hubDb, "s1", "item", Duration.ofSeconds(45), hub, site);
         assertThat(sum.rows()).isEqualTo(200);
     }
+
+    /**
+     * The hub applied and acknowledged, but the site halts before it records the acknowledgement: after a restart it
+     * sends the same batches again, and the hub's ledger turns them into no-ops.
+     */
+    @ParameterizedTest(name = "site halts before recording the ack, {0} mode")
+    @ValueSource(strings = {"push", "pull"})
+    void siteHaltedBeforeRecordingAckResendsAsNoOp(String mode) throws Exception {
+        String hubDb = pg.createDatabase("hub");
+        String siteDb = pg.createDatabase("s1");
+        Db.exec(hubDb, Db.HUB_ITEM);
+        Db.exec(siteDb, Db.SITE_ITEM);
+        NodeProcess hub = cluster.hub("hub", hubDb, ITEM_CHANNEL + pullSites(mode, "s1")).startAndAwait();
+        NodeProcess site = cluster.site("s1", siteDb, hub, "").start(Map.of("SYNCLINE_CRASH_AT", "ack-before-commit")).awaitReady();
+        Db.awaitLoaded(siteDb, CHANNEL, "item", Duration.ofSeconds(30));
+
+        int changes = writeSomeChanges(siteDb);
+
+        assertThat(site.awaitExit(Duration.ofSeconds(60))).as("site exit code").isEqualTo(137);
+        assertThat(site.outputSinceStart()).contains("SYNCLINE_CRASH_AT: halting at ack-before-commit");
+        assertThat(Db.ledger(hubDb, "s1")[0]).as("batches the hub applied").isPositive();
+        assertThat(Db.outboxRows(siteDb)).as("outbox rows kept: the ack was not recorded").isPositive();
+
+        site.start(Map.of()).awaitReady();
+        Db.awaitConverged(siteDb, hubDb, "s1", "item", CONVERGE, hub, site);
+        assertThat(Db.ledger(hubDb, "s1")[1]).as("changes applied by the hub (exactly once)").isEqualTo(changes);
+    }
 }
