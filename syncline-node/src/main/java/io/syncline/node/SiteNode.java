@@ -166,6 +166,9 @@ public final class SiteNode implements NodeControl {
             }
         } catch (IOException | SQLException | RuntimeException e) {
             lastError = "registration failed: " + e.getMessage();
+            // Keep trying (with backoff) even when a stored registration lets us go on: the hub must learn this
+            // start's listener URL, or a pull-mode site with a new port is never pulled again.
+            reregister = true;
             nextRegistration = now.plus(registrationBackoff);
             registrationBackoff = registrationBackoff.multipliedBy(2).compareTo(Duration.ofSeconds(30)) > 0
                     ? Duration.ofSeconds(30) : registrationBackoff.multipliedBy(2);

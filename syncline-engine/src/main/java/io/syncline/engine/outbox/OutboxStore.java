@@ -167,6 +167,7 @@ public final class OutboxStore {
                 ps.setLong(2, upTo);
                 ps.executeUpdate();
             }
+            io.syncline.engine.apply.CrashPoints.hit("ack-before-commit");
             c.commit();
             return purged;
         } catch (SQLException | RuntimeException e) {
