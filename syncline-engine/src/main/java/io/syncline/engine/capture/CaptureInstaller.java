@@ -70,7 +70,7 @@ public final class CaptureInstaller {
         for (int i = 0; i < metas.size(); i++) {
             TableMeta meta = metas.get(i);
             String channel = channelOf.get(i);
-            String signature = channel + "#" + meta.signature();
+            String signature = channel + "#" + dialect.captureVersion() + "#" + meta.signature();
             String installed = installedSignature(c, meta.name());
             if (signature.equals(installed)) {
                 continue;

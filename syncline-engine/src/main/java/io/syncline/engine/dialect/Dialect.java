@@ -41,6 +41,11 @@ public interface Dialect {
     /** Creates or replaces the capture trigger of {@code table} in {@code channel}. Runs in the caller's transaction. */
     void installCapture(Connection c, String channel, TableMeta table) throws SQLException;
 
+    /** A version of the capture this dialect installs; a change reinstalls capture on every table at the next start. */
+    default String captureVersion() {
+        return "1";
+    }
+
     /** Removes capture from {@code table}. */
     void dropCapture(Connection c, TableMeta table) throws SQLException;
 

@@ -49,35 +49,71 @@ public final class PostgresDialect implements Dialect {
     public void installOutbox(Connection c) throws SQLException {
         try (Statement s = c.createStatement()) {
             s.execute("CREATE TABLE IF NOT EXISTS sync_outbox ("
-                    + "seq BIGSERIAL PRIMARY KEY, "
+                    + "seq BIGSERIAL NOT NULL, "
                     + "txid xid8 NOT NULL DEFAULT pg_current_xact_id(), "
                     + "channel VARCHAR(64) NOT NULL, table_name VARCHAR(128) NOT NULL, op CHAR(1) NOT NULL, "
                     + "old_row TEXT, new_row TEXT, origin VARCHAR(64), "
                     + "captured_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now())");
+            // The only index: batches are found by transaction id. seq needs none (it orders rows within a batch).
             s.execute("CREATE INDEX IF NOT EXISTS sync_outbox_txid ON sync_outbox (txid)");
         }
     }
 
     @Override
+    public String captureVersion() {
+        return "pg-statement-3";
+    }
+
+    /*
+     * Capture is set-based: three statement-level AFTER triggers with transition tables, one INSERT ... SELECT
+     * into the outbox per statement instead of one PL/pgSQL call and one single-row INSERT per row (which cost
+     * the writer about twice as much).
+     *
+     * An UPDATE statement's old and new rows are paired by primary key. Keys present before and after are
+     * updates. If the statement moved keys, a single moved row (the usual UPDATE ... SET id = ... WHERE id = ...)
+     * is still one update from its old key to its new key, so it stays an UPDATE at the target (foreign keys with
+     * ON UPDATE CASCADE keep working). When one statement moves several keys at once, PostgreSQL does not say
+     * which old row became which new row, so the moved rows are captured as deletes of the old keys followed by
+     * inserts of the new keys: the same end state, with every key correct. Deletes come first within the
+     * statement so that keys freed by it are free at the target before they are reused.
+     */
+    @Override
     public void installCapture(Connection c, String channel, TableMeta t) throws SQLException {
-        String fn = quote("sync_cap_" + t.name());
+        String table = quote(t.name());
         String lit = "'" + channel + "', '" + t.name().toLowerCase(java.util.Locale.ROOT).replace("'", "''") + "'";
-        String body = "DECLARE o varchar := NULLIF(current_setting('syncline.origin', true), ''); BEGIN "
-                + "IF TG_OP = 'INSERT' THEN "
-                + "INSERT INTO sync_outbox (channel, table_name, op, new_row, origin) VALUES (" + lit + ", 'I', "
-                + encode(t, "NEW") + ", o); "
-                + "ELSIF TG_OP = 'UPDATE' THEN "
-                + "INSERT INTO sync_outbox (channel, table_name, op, old_row, new_row, origin) VALUES (" + lit + ", 'U', "
-                + encode(t, "OLD") + ", " + encode(t, "NEW") + ", o); "
-                + "ELSE "
-                + "INSERT INTO sync_outbox (channel, table_name, op, old_row, origin) VALUES (" + lit + ", 'D', "
-                + encode(t, "OLD") + ", o); "
-                + "END IF; RETURN NULL; END";
+        String origin = "NULLIF(current_setting('syncline.origin', true), '')";
+        String join = t.primaryKey().stream().map(col -> "o." + quote(col.name()) + " = n." + quote(col.name()))
+                .collect(Collectors.joining(" AND "));
+        String oldOnly = "(SELECT * FROM sync_old o WHERE NOT EXISTS (SELECT 1 FROM sync_new n WHERE " + join + "))";
+        String newOnly = "(SELECT * FROM sync_new n WHERE NOT EXISTS (SELECT 1 FROM sync_old o WHERE " + join + "))";
+        String head = "INSERT INTO sync_outbox (channel, table_name, op, old_row, new_row, origin) SELECT " + lit + ", ";
+        String updates = head + "'U', " + encode(t, "o") + ", " + encode(t, "n") + ", " + origin
+                + " FROM sync_old o JOIN sync_new n ON " + join;
+        String insert = "INSERT INTO sync_outbox (channel, table_name, op, new_row, origin) SELECT " + lit + ", 'I', "
+                + encode(t, "n") + ", " + origin + " FROM sync_new n";
+        String delete = "INSERT INTO sync_outbox (channel, table_name, op, old_row, origin) SELECT " + lit + ", 'D', "
+                + encode(t, "o") + ", " + origin + " FROM sync_old o";
+        String update = "DECLARE moved_old bigint; moved_new bigint; BEGIN "
+                + "SELECT count(*) INTO moved_old FROM " + oldOnly + " o; "
+                + "IF moved_old = 0 THEN " + updates + "; RETURN NULL; END IF; "
+                + "SELECT count(*) INTO moved_new FROM " + newOnly + " n; "
+                + "IF moved_old = 1 AND moved_new = 1 THEN "
+                + head + "'U', " + encode(t, "o") + ", " + encode(t, "n") + ", " + origin + " FROM " + oldOnly + " o, " + newOnly + " n; "
+                + updates + "; RETURN NULL; END IF; "
+                + head + "'D', " + encode(t, "o") + ", NULL, " + origin + " FROM " + oldOnly + " o; "
+                + updates + "; "
+                + head + "'I', NULL, " + encode(t, "n") + ", " + origin + " FROM " + newOnly + " n; "
+                + "RETURN NULL; END";
         try (Statement s = c.createStatement()) {
-            s.execute("CREATE OR REPLACE FUNCTION " + fn + "() RETURNS trigger LANGUAGE plpgsql AS $syncline$" + body + "$syncline$");
-            s.execute("DROP TRIGGER IF EXISTS sync_capture ON " + quote(t.name()));
-            s.execute("CREATE TRIGGER sync_capture AFTER INSERT OR UPDATE OR DELETE ON " + quote(t.name())
-                    + " FOR EACH ROW EXECUTE FUNCTION " + fn + "()");
+            dropCapture(c, t);
+            for (String[] kind : new String[][] {{"ins", "INSERT", "NEW TABLE AS sync_new", "BEGIN " + insert + "; RETURN NULL; END"},
+                    {"upd", "UPDATE", "OLD TABLE AS sync_old NEW TABLE AS sync_new", update},
+                    {"del", "DELETE", "OLD TABLE AS sync_old", "BEGIN " + delete + "; RETURN NULL; END"}}) {
+                String fn = quote("sync_cap_" + kind[0] + "_" + t.name());
+                s.execute("CREATE OR REPLACE FUNCTION " + fn + "() RETURNS trigger LANGUAGE plpgsql AS $syncline$" + kind[3] + "$syncline$");
+                s.execute("CREATE TRIGGER " + quote("sync_capture_" + kind[0]) + " AFTER " + kind[1] + " ON " + table
+                        + " REFERENCING " + kind[2] + " FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "()");
+            }
         }
     }
 
@@ -106,6 +142,10 @@ public final class PostgresDialect implements Dialect {
         try (Statement s = c.createStatement()) {
             s.execute("DROP TRIGGER IF EXISTS sync_capture ON " + quote(t.name()));
             s.execute("DROP FUNCTION IF EXISTS " + quote("sync_cap_" + t.name()) + "()");
+            for (String kind : new String[] {"ins", "upd", "del"}) {
+                s.execute("DROP TRIGGER IF EXISTS " + quote("sync_capture_" + kind) + " ON " + quote(t.name()));
+                s.execute("DROP FUNCTION IF EXISTS " + quote("sync_cap_" + kind + "_" + t.name()) + "()");
+            }
         }
     }
 
