@@ -198,12 +198,17 @@ public final class BatchApplier {
         return meta;
     }
 
+    private record UpsertKey(String table, List<ColumnMeta> columns) {
+    }
+
     /** Applies changes of one batch with JDBC batching, keeping the order of statements. Not thread-safe. */
     private final class Writer implements AutoCloseable {
         private final Connection c;
         private final BatchId id;
         private final ChannelSpec channel;
         private final Map<String, PreparedStatement> statements = new HashMap<>();
+        /** Upsert SQL by table and column list: built once per batch, not once per row. */
+        private final Map<UpsertKey, String> upsertSql = new HashMap<>();
         private PreparedStatement open;
         private int openCount;
         /*
@@ -285,7 +290,7 @@ public final class BatchApplier {
 
         private void upsert(TableMeta t, Map<String, Object> row) throws SQLException {
             List<ColumnMeta> cols = columns(t, row);
-            PreparedStatement ps = batched(dialect.upsertSql(t, cols));
+            PreparedStatement ps = batched(upsertSql.computeIfAbsent(new UpsertKey(t.name(), cols), k -> dialect.upsertSql(t, cols)));
             List<Object> key = new ArrayList<>(t.primaryKey().size());
             for (ColumnMeta col : t.primaryKey()) {
                 key.add(row.get(col.key()));
