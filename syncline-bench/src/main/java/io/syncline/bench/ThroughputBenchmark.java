@@ -1,0 +1,341 @@
+package io.syncline.bench;
+
+import io.syncline.api.ChannelSpec;
+import io.syncline.api.TableSpec;
+import io.syncline.engine.capture.CaptureInstaller;
+import io.syncline.engine.dialect.postgres.PostgresDialect;
+import io.syncline.engine.schema.SyncSchema;
+import io.syncline.engine.verify.TableChecksum;
+import io.syncline.node.HubNode;
+import io.syncline.node.SiteNode;
+import io.syncline.node.config.ConfigKey.Role;
+import io.syncline.node.config.NodeConfig;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.sql.Connection;
+import java.sql.SQLException;
+import java.time.Clock;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+/*
+ * Throughput benchmark (run it with bench/throughput; options below).
+ *
+ * 1. Replication: the same writer workload on a source PostgreSQL, timed from the first write until the
+ *    target table equals the source table, through
+ *      - Syncline: a site node on one embedded PostgreSQL pushing to a hub node on another (HTTP on loopback);
+ *      - native logical replication: a publication on one embedded PostgreSQL, a subscription on another.
+ *    Rounds alternate the order (S,N then N,S ...) because the machine is noisy; the median is reported.
+ *    "Converged" is polled cheaply (count, sums, max timestamp) and then confirmed by TableChecksum.
+ * 2. Capture cost: the writer workload alone on one PostgreSQL, with and without Syncline's capture trigger,
+ *    alternating, median of each.
+ */
+public final class ThroughputBenchmark {
+    private static final String TOKEN = "bench-token";
+
+    private final Workload workload;
+    private final int rounds;
+    private final int captureRuns;
+    private final long timeoutMillis;
+    private final String only;
+    private final String syncInterval;
+    private final String captureInterval;
+    private final int maxBatches;
+    private String pgVersion = "?";
+
+    private ThroughputBenchmark(Map<String, String> o) {
+        this.workload = new Workload(Integer.parseInt(o.getOrDefault("rows", "200000")), Integer.parseInt(o.getOrDefault("insert-tx", "1000")),
+                Integer.parseInt(o.getOrDefault("update-txs", "10")));
+        this.rounds = Integer.parseInt(o.getOrDefault("rounds", "2"));
+        this.captureRuns = Integer.parseInt(o.getOrDefault("capture-runs", "3"));
+        this.timeoutMillis = TimeUnit.SECONDS.toMillis(Long.parseLong(o.getOrDefault("timeout", "900")));
+        this.only = o.getOrDefault("only", "all");
+        this.syncInterval = o.getOrDefault("sync-interval", "50ms");
+        this.captureInterval = o.getOrDefault("capture-interval", "50ms");
+        this.maxBatches = Integer.parseInt(o.getOrDefault("max-batches", "1000"));
+    }
+
+    public static void main(String[] args) throws Exception {
+        Map<String, String> opts = new java.util.LinkedHashMap<>();
+        for (String a : args) {
+            if (a.equals("-h") || a.equals("--help")) {
+                System.out.println("""
+                        usage: bench/throughput [--rows=200000] [--insert-tx=1000] [--update-txs=10] [--rounds=2] [--capture-runs=3]
+                                                [--only=all|replication|syncline|native|capture] [--timeout=900 (s)]
+                                                [--sync-interval=50ms] [--capture-interval=50ms] [--max-batches=1000]""");
+                return;
+            }
+            if (!a.startsWith("--") || !a.contains("=")) {
+                System.err.println("unknown argument '" + a + "' (use --name=value; --help lists them)");
+                System.exit(2);
+            }
+            opts.put(a.substring(2, a.indexOf('=')), a.substring(a.indexOf('=') + 1));
+        }
+        new ThroughputBenchmark(opts).run();
+        System.exit(0);
+    }
+
+    /** One replication measurement. */
+    record Rep(String system, int round, double writerSeconds, double totalSeconds, long changes) {
+        double rate() {
+            return changes / totalSeconds;
+        }
+
+        double lag() {
+            return totalSeconds - writerSeconds;
+        }
+    }
+
+    /** One capture-cost measurement. */
+    record Cap(boolean capture, int run, Workload.Timing t, long changes) {
+        double rate() {
+            return changes / t.total();
+        }
+    }
+
+    private void run() throws Exception {
+        Locale.setDefault(Locale.ROOT);
+        System.out.printf("Workload: %,d inserts in %,d-row transactions, then %,d updates in %d transactions = %,d changes%n",
+                workload.rows(), workload.insertTx(), workload.rows(), workload.updateTxs(), workload.changes());
+        List<Rep> reps = new ArrayList<>();
+        boolean syncline = only.equals("all") || only.equals("replication") || only.equals("syncline");
+        boolean nativeRep = only.equals("all") || only.equals("replication") || only.equals("native");
+        for (int r = 1; r <= rounds && (syncline || nativeRep); r++) {
+            boolean synclineFirst = r % 2 == 1;
+            for (int k = 0; k < 2; k++) {
+                boolean s = (k == 0) == synclineFirst;
+                if (s && syncline) {
+                    reps.add(syncline(r));
+                } else if (!s && nativeRep) {
+                    reps.add(nativeReplication(r));
+                }
+                System.out.printf("  %s%n", describe(reps.get(reps.size() - 1)));
+            }
+        }
+        List<Cap> caps = new ArrayList<>();
+        if (only.equals("all") || only.equals("capture")) {
+            caps = captureCost();
+        }
+        report(reps, caps);
+    }
+
+    private static String describe(Rep r) {
+        return String.format("%-9s round %d: %7.2f s total (writer %6.2f s, lag after writer %6.2f s) = %,9.0f changes/s",
+                r.system(), r.round(), r.totalSeconds(), r.writerSeconds(), r.lag(), r.rate());
+    }
+
+    // ---- Syncline ---------------------------------------------------------------------------------
+
+    private Rep syncline(int round) throws Exception {
+        try (Pg site = Pg.start("site", Map.of()); Pg hub = Pg.start("hub", Map.of())) {
+            pgVersion = site.scalar("SHOW server_version");
+            site.exec(Workload.TABLE_DDL);
+            hub.exec(Workload.TABLE_DDL);
+            NodeConfig hubCfg = NodeConfig.parse("""
+                    node: {id: hub}
+                    database: {url: "%s", user: postgres}
+                    enrollment: {token: %s}
+                    sync: {mode: push, interval: %s}
+                    transport: {maxBatchesPerExchange: %d}
+                    channels:
+                      - name: bench
+                        tables: [{name: item}]
+                    """.formatted(hub.url(), TOKEN, syncInterval, maxBatches), Role.HUB, Map.of());
+            try (HubNode hubNode = HubNode.start(hubCfg, Clock.systemUTC())) {
+                NodeConfig siteCfg = NodeConfig.parse("""
+                        node: {id: site1}
+                        database: {url: "%s", user: postgres}
+                        hub: {url: "%s", token: %s}
+                        capture: {interval: %s}
+                        transport: {maxBatchesPerExchange: %d}
+                        """.formatted(site.url(), hubNode.url(), TOKEN, captureInterval, maxBatches), Role.SITE, Map.of());
+                try (SiteNode siteNode = SiteNode.start(siteCfg, Clock.systemUTC())) {
+                    long until = System.currentTimeMillis() + 60_000;
+                    while (!siteNode.isDrained()) {
+                        if (System.currentTimeMillis() > until) {
+                            throw new IllegalStateException("site did not finish its (empty) initial load within 60 s");
+                        }
+                        Thread.sleep(50);
+                    }
+                    site.exec("CHECKPOINT");
+                    hub.exec("CHECKPOINT");
+                    return measure("Syncline", round, site, hub);
+                }
+            }
+        }
+    }
+
+    // ---- native logical replication ---------------------------------------------------------------
+
+    private Rep nativeReplication(int round) throws Exception {
+        try (Pg pub = Pg.start("publisher", Map.of("wal_level", "logical")); Pg sub = Pg.start("subscriber", Map.of())) {
+            pgVersion = pub.scalar("SHOW server_version");
+            pub.exec(Workload.TABLE_DDL, "CREATE PUBLICATION bench_pub FOR TABLE item");
+            sub.exec(Workload.TABLE_DDL, "CREATE SUBSCRIPTION bench_sub CONNECTION 'host=127.0.0.1 port=" + pub.port()
+                    + " user=postgres dbname=postgres' PUBLICATION bench_pub WITH (copy_data = false)");
+            long until = System.currentTimeMillis() + 60_000;
+            while (!"t".equals(pub.scalar("SELECT bool_or(active) FROM pg_replication_slots WHERE slot_name = 'bench_sub'"))
+                    || sub.scalar("SELECT pid FROM pg_stat_subscription WHERE subname = 'bench_sub' AND relid IS NULL") == null) {
+                if (System.currentTimeMillis() > until) {
+                    throw new IllegalStateException("the subscription's apply worker did not start within 60 s");
+                }
+                Thread.sleep(50);
+            }
+            pub.exec("CHECKPOINT");
+            sub.exec("CHECKPOINT");
+            try {
+                return measure("native", round, pub, sub);
+            } finally {
+                sub.exec("DROP SUBSCRIPTION bench_sub");
+            }
+        }
+    }
+
+    /** Runs the workload on {@code source}, then polls {@code target} until it equals the source; verifies with checksums. */
+    private Rep measure(String system, int round, Pg source, Pg target) throws Exception {
+        long t0 = System.nanoTime();
+        Workload.Timing w;
+        try (Connection c = source.writer()) {
+            w = workload.run(c);
+        }
+        long writerDone = System.nanoTime();
+        String expected;
+        try (Connection c = source.plain()) {
+            expected = Workload.fingerprint(c);
+        }
+        long deadline = System.currentTimeMillis() + timeoutMillis;
+        String got;
+        try (Connection c = target.plain()) {
+            while (!(got = Workload.fingerprint(c)).equals(expected)) {
+                if (System.currentTimeMillis() > deadline) {
+                    throw new IllegalStateException(system + ": target did not converge within " + timeoutMillis / 1000 + " s: source "
+                            + expected + ", target " + got);
+                }
+                Thread.sleep(20);
+            }
+        }
+        long t1 = System.nanoTime();
+        PostgresDialect d = new PostgresDialect();
+        try (Connection a = source.plain(); Connection b = target.plain()) {
+            TableChecksum.Result x = TableChecksum.of(a, d, "item");
+            TableChecksum.Result y = TableChecksum.of(b, d, "item");
+            if (!x.equals(y)) {
+                throw new IllegalStateException(system + ": fingerprints matched but checksums differ: source " + x + ", target " + y);
+            }
+        }
+        return new Rep(system, round, (writerDone - t0) / 1e9, (t1 - t0) / 1e9, workload.changes());
+    }
+
+    // ---- capture cost -----------------------------------------------------------------------------
+
+    private List<Cap> captureCost() throws Exception {
+        List<Cap> out = new ArrayList<>();
+        PostgresDialect d = new PostgresDialect();
+        List<ChannelSpec> channels = List.of(new ChannelSpec("bench", ChannelSpec.Direction.SITE_TO_HUB, List.of(TableSpec.of("item"))));
+        try (Pg pg = Pg.start("capture", Map.of())) {
+            pgVersion = pg.scalar("SHOW server_version");
+            try (Connection c = pg.writer()) {
+                SyncSchema.install(c, d);
+                c.commit();
+            }
+            for (int r = 1; r <= captureRuns; r++) {
+                for (int k = 0; k < 2; k++) {
+                    boolean on = (k == 0) == (r % 2 == 0);
+                    pg.exec("DROP TABLE IF EXISTS item", Workload.TABLE_DDL, "TRUNCATE sync_outbox", "DELETE FROM sync_trigger_hist");
+                    if (on) {
+                        try (Connection c = pg.writer()) {
+                            new CaptureInstaller(d, Clock.systemUTC()).install(c, channels);
+                        }
+                    }
+                    pg.exec("VACUUM ANALYZE", "CHECKPOINT");
+                    Workload.Timing t;
+                    try (Connection c = pg.writer()) {
+                        t = workload.run(c);
+                    }
+                    Cap cap = new Cap(on, r, t, workload.changes());
+                    out.add(cap);
+                    System.out.printf("  capture %-3s run %d: inserts %6.2f s, updates %6.2f s, total %6.2f s = %,9.0f changes/s%n",
+                            on ? "on" : "off", r, t.insertSeconds(), t.updateSeconds(), t.total(), cap.rate());
+                }
+            }
+        }
+        return out;
+    }
+    // ---- report -----------------------------------------------------------------------------------
+
+    private static double median(List<Double> xs) {
+        double[] a = xs.stream().mapToDouble(Double::doubleValue).sorted().toArray();
+        if (a.length == 0) {
+            return Double.NaN;
+        }
+        return a.length % 2 == 1 ? a[a.length / 2] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2;
+    }
+
+    private void report(List<Rep> reps, List<Cap> caps) {
+        System.out.println();
+        System.out.println("## Results");
+        System.out.println();
+        System.out.printf("Machine: %d cores (%s), %s; Java %s (%s); PostgreSQL %s (embedded, zonky binaries)%n",
+                Runtime.getRuntime().availableProcessors(), cpuModel(), System.getProperty("os.name") + " " + System.getProperty("os.version"),
+                System.getProperty("java.runtime.version"), System.getProperty("java.vm.vendor"), pgVersion);
+        System.out.printf("Workload: %,d inserts in %,d-row transactions, then %,d updates in %d transactions = %,d changes%n",
+                workload.rows(), workload.insertTx(), workload.rows(), workload.updateTxs(), workload.changes());
+        if (!reps.isEmpty()) {
+            System.out.println();
+            System.out.println("Replication, first write to target converged (median of " + rounds + " rounds):");
+            System.out.println();
+            System.out.println("| system | round | writer s | lag after writer s | total s | changes/s |");
+            System.out.println("|---|---:|---:|---:|---:|---:|");
+            for (Rep r : reps) {
+                System.out.printf("| %s | %d | %.2f | %.2f | %.2f | %,.0f |%n", r.system(), r.round(), r.writerSeconds(), r.lag(),
+                        r.totalSeconds(), r.rate());
+            }
+            double s = median(reps.stream().filter(r -> r.system().equals("Syncline")).map(Rep::rate).toList());
+            double n = median(reps.stream().filter(r -> r.system().equals("native")).map(Rep::rate).toList());
+            System.out.println();
+            if (!Double.isNaN(s)) {
+                System.out.printf("Syncline (site PG -> hub PG over HTTP), median: %,.0f changes/s%n", s);
+            }
+            if (!Double.isNaN(n)) {
+                System.out.printf("Native logical replication, median:            %,.0f changes/s%n", n);
+            }
+            if (!Double.isNaN(s) && !Double.isNaN(n)) {
+                System.out.printf("Ratio Syncline / native: %.2f  (goal >= 1.00: %s)%n", s / n, s >= n ? "MET" : "NOT MET");
+            }
+        }
+        if (!caps.isEmpty()) {
+            double off = median(caps.stream().filter(c -> !c.capture()).map(Cap::rate).toList());
+            double on = median(caps.stream().filter(Cap::capture).map(Cap::rate).toList());
+            double offIns = median(caps.stream().filter(c -> !c.capture()).map(c -> workload.rows() / c.t().insertSeconds()).toList());
+            double onIns = median(caps.stream().filter(Cap::capture).map(c -> workload.rows() / c.t().insertSeconds()).toList());
+            double offUpd = median(caps.stream().filter(c -> !c.capture()).map(c -> workload.rows() / c.t().updateSeconds()).toList());
+            double onUpd = median(caps.stream().filter(Cap::capture).map(c -> workload.rows() / c.t().updateSeconds()).toList());
+            System.out.println();
+            System.out.println("Site writer throughput, capture off vs on (same instance, alternating, median of " + captureRuns + " runs each):");
+            System.out.println();
+            System.out.println("| capture | inserts/s | updates/s | all changes/s |");
+            System.out.println("|---|---:|---:|---:|");
+            System.out.printf("| off | %,.0f | %,.0f | %,.0f |%n", offIns, offUpd, off);
+            System.out.printf("| on | %,.0f | %,.0f | %,.0f |%n", onIns, onUpd, on);
+            System.out.println();
+            System.out.printf("Capture cost to the writer: throughput -%.1f%% (inserts -%.1f%%, updates -%.1f%%); "
+                    + "the writer takes %.2fx as long. Goal <= 30%%: %s%n",
+                    100 * (1 - on / off), 100 * (1 - onIns / offIns), 100 * (1 - onUpd / offUpd), off / on,
+                    1 - on / off <= 0.30 ? "MET" : "NOT MET");
+        }
+    }
+
+    private static String cpuModel() {
+        try {
+            return Files.readAllLines(Path.of("/proc/cpuinfo")).stream().filter(l -> l.startsWith("model name"))
+                    .map(l -> l.substring(l.indexOf(':') + 1).trim()).findFirst().orElse("unknown CPU");
+        } catch (IOException e) {
+            return "unknown CPU";
+        }
+    }
+}
