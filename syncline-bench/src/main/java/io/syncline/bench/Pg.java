@@ -24,6 +24,9 @@ final class Pg implements AutoCloseable {
     static Pg start(String name, Map<String, String> config) throws IOException {
         EmbeddedPostgres.Builder b = EmbeddedPostgres.builder().setPGStartupWait(Duration.ofSeconds(60));
         config.forEach(b::setServerConfig);
+        // -Dbench.pg.log_min_duration_statement=100 etc. apply to every instance (for profiling; shown with -Dbench.pglog=INFO).
+        System.getProperties().stringPropertyNames().stream().filter(k -> k.startsWith("bench.pg."))
+                .forEach(k -> b.setServerConfig(k.substring("bench.pg.".length()), System.getProperty(k)));
         return new Pg(name, b.start());
     }
 

@@ -38,7 +38,8 @@ import java.util.concurrent.TimeUnit;
 public final class ThroughputBenchmark {
     private static final String TOKEN = "bench-token";
 
-    private final Workload workload;
+    private Workload workload;
+    private final int warmupRows;
     private final int rounds;
     private final int captureRuns;
     private final long timeoutMillis;
@@ -46,18 +47,21 @@ public final class ThroughputBenchmark {
     private final String syncInterval;
     private final String captureInterval;
     private final int maxBatches;
+    private final boolean pgStats;
     private String pgVersion = "?";
 
     private ThroughputBenchmark(Map<String, String> o) {
         this.workload = new Workload(Integer.parseInt(o.getOrDefault("rows", "200000")), Integer.parseInt(o.getOrDefault("insert-tx", "1000")),
                 Integer.parseInt(o.getOrDefault("update-txs", "10")));
         this.rounds = Integer.parseInt(o.getOrDefault("rounds", "2"));
+        this.warmupRows = Integer.parseInt(o.getOrDefault("warmup-rows", "20000"));
         this.captureRuns = Integer.parseInt(o.getOrDefault("capture-runs", "3"));
         this.timeoutMillis = TimeUnit.SECONDS.toMillis(Long.parseLong(o.getOrDefault("timeout", "900")));
         this.only = o.getOrDefault("only", "all");
         this.syncInterval = o.getOrDefault("sync-interval", "50ms");
         this.captureInterval = o.getOrDefault("capture-interval", "50ms");
         this.maxBatches = Integer.parseInt(o.getOrDefault("max-batches", "1000"));
+        this.pgStats = Boolean.parseBoolean(o.getOrDefault("pg-stats", "false"));
     }
 
     public static void main(String[] args) throws Exception {
@@ -65,9 +69,10 @@ public final class ThroughputBenchmark {
         for (String a : args) {
             if (a.equals("-h") || a.equals("--help")) {
                 System.out.println("""
-                        usage: bench/throughput [--rows=200000] [--insert-tx=1000] [--update-txs=10] [--rounds=2] [--capture-runs=3]
+                        usage: bench/throughput [--rows=200000] [--insert-tx=1000] [--update-txs=10] [--rounds=2] [--capture-runs=3] [--warmup-rows=20000]
                                                 [--only=all|replication|syncline|native|capture] [--timeout=900 (s)]
-                                                [--sync-interval=50ms] [--capture-interval=50ms] [--max-batches=1000]""");
+                                                [--sync-interval=50ms] [--capture-interval=50ms] [--max-batches=1000]
+                                                [--pg-stats=false (print the top statements of each server, for profiling)]""");
                 return;
             }
             if (!a.startsWith("--") || !a.contains("=")) {
@@ -105,16 +110,28 @@ public final class ThroughputBenchmark {
         List<Rep> reps = new ArrayList<>();
         boolean syncline = only.equals("all") || only.equals("replication") || only.equals("syncline");
         boolean nativeRep = only.equals("all") || only.equals("replication") || only.equals("native");
+        if (warmupRows > 0 && (syncline || nativeRep)) {
+            // Syncline's nodes run in this JVM: one untimed small round of each system first, so timed rounds measure
+            // JIT-compiled code, as in a long-running server (the native side gets the same treatment).
+            Workload timed = workload;
+            workload = new Workload(warmupRows, timed.insertTx(), timed.updateTxs());
+            if (syncline) {
+                System.out.printf("  warm-up (untimed): %s%n", describe(syncline(0)));
+            }
+            if (nativeRep) {
+                System.out.printf("  warm-up (untimed): %s%n", describe(nativeReplication(0)));
+            }
+            workload = timed;
+        }
         for (int r = 1; r <= rounds && (syncline || nativeRep); r++) {
             boolean synclineFirst = r % 2 == 1;
             for (int k = 0; k < 2; k++) {
                 boolean s = (k == 0) == synclineFirst;
-                if (s && syncline) {
-                    reps.add(syncline(r));
-                } else if (!s && nativeRep) {
-                    reps.add(nativeReplication(r));
+                Rep rep = s && syncline ? syncline(r) : !s && nativeRep ? nativeReplication(r) : null;
+                if (rep != null) {
+                    reps.add(rep);
+                    System.out.printf("  %s%n", describe(rep));
                 }
-                System.out.printf("  %s%n", describe(reps.get(reps.size() - 1)));
             }
         }
         List<Cap> caps = new ArrayList<>();
@@ -125,14 +142,14 @@ public final class ThroughputBenchmark {
     }
 
     private static String describe(Rep r) {
-        return String.format("%-9s round %d: %7.2f s total (writer %6.2f s, lag after writer %6.2f s) = %,9.0f changes/s",
-                r.system(), r.round(), r.totalSeconds(), r.writerSeconds(), r.lag(), r.rate());
+        return String.format("%-9s round %d: %7.2f s total (writer %6.2f s, lag after writer %6.2f s) = %,9.0f changes/s  [load avg %s]",
+                r.system(), r.round(), r.totalSeconds(), r.writerSeconds(), r.lag(), r.rate(), loadAverage());
     }
 
     // ---- Syncline ---------------------------------------------------------------------------------
 
     private Rep syncline(int round) throws Exception {
-        try (Pg site = Pg.start("site", Map.of()); Pg hub = Pg.start("hub", Map.of())) {
+        try (Pg site = Pg.start("site", extra(Map.of())); Pg hub = Pg.start("hub", extra(Map.of()))) {
             pgVersion = site.scalar("SHOW server_version");
             site.exec(Workload.TABLE_DDL);
             hub.exec(Workload.TABLE_DDL);
@@ -173,7 +190,7 @@ public final class ThroughputBenchmark {
     // ---- native logical replication ---------------------------------------------------------------
 
     private Rep nativeReplication(int round) throws Exception {
-        try (Pg pub = Pg.start("publisher", Map.of("wal_level", "logical")); Pg sub = Pg.start("subscriber", Map.of())) {
+        try (Pg pub = Pg.start("publisher", extra(Map.of("wal_level", "logical"))); Pg sub = Pg.start("subscriber", extra(Map.of()))) {
             pgVersion = pub.scalar("SHOW server_version");
             pub.exec(Workload.TABLE_DDL, "CREATE PUBLICATION bench_pub FOR TABLE item");
             sub.exec(Workload.TABLE_DDL, "CREATE SUBSCRIPTION bench_sub CONNECTION 'host=127.0.0.1 port=" + pub.port()
@@ -196,8 +213,41 @@ public final class ThroughputBenchmark {
         }
     }
 
+    private Map<String, String> extra(Map<String, String> config) {
+        if (!pgStats) {
+            return config;
+        }
+        Map<String, String> m = new java.util.HashMap<>(config);
+        m.put("shared_preload_libraries", "pg_stat_statements");
+        m.put("pg_stat_statements.track", "all");
+        return m;
+    }
+
+    private void printStats(Pg pg) throws SQLException {
+        if (!pgStats) {
+            return;
+        }
+        System.out.println("    top statements on " + pg.name + " (ms total, calls, rows):");
+        try (Connection c = pg.plain(); java.sql.Statement st = c.createStatement();
+             java.sql.ResultSet rs = st.executeQuery("SELECT round(total_exec_time), calls, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 170) "
+                     + "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12")) {
+            while (rs.next()) {
+                System.out.printf("    %8d %7d %8d  %s%n", rs.getLong(1), rs.getLong(2), rs.getLong(3), rs.getString(4));
+            }
+        }
+    }
+
+    private void resetStats(Pg... pgs) throws SQLException {
+        for (Pg pg : pgs) {
+            if (pgStats) {
+                pg.exec("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", "SELECT pg_stat_statements_reset()");
+            }
+        }
+    }
+
     /** Runs the workload on {@code source}, then polls {@code target} until it equals the source; verifies with checksums. */
     private Rep measure(String system, int round, Pg source, Pg target) throws Exception {
+        resetStats(source, target);
         long t0 = System.nanoTime();
         Workload.Timing w;
         try (Connection c = source.writer()) {
@@ -205,21 +255,32 @@ public final class ThroughputBenchmark {
         }
         long writerDone = System.nanoTime();
         String expected;
+        String expectedLast;
         try (Connection c = source.plain()) {
             expected = Workload.fingerprint(c);
+            expectedLast = Workload.lastRow(c, workload.rows());
         }
+        // Both systems apply in source commit order, so the last row the workload wrote arrives last: poll it by
+        // primary key (cheap: the poll must not load the target server), then compare the whole-table fingerprint.
         long deadline = System.currentTimeMillis() + timeoutMillis;
-        String got;
         try (Connection c = target.plain()) {
-            while (!(got = Workload.fingerprint(c)).equals(expected)) {
+            while (true) {
+                if (expectedLast.equals(Workload.lastRow(c, workload.rows()))) {
+                    String got = Workload.fingerprint(c);
+                    if (got.equals(expected)) {
+                        break;
+                    }
+                }
                 if (System.currentTimeMillis() > deadline) {
                     throw new IllegalStateException(system + ": target did not converge within " + timeoutMillis / 1000 + " s: source "
-                            + expected + ", target " + got);
+                            + expected + ", target " + Workload.fingerprint(c));
                 }
                 Thread.sleep(20);
             }
         }
         long t1 = System.nanoTime();
+        printStats(source);
+        printStats(target);
         PostgresDialect d = new PostgresDialect();
         try (Connection a = source.plain(); Connection b = target.plain()) {
             TableChecksum.Result x = TableChecksum.of(a, d, "item");
@@ -237,7 +298,7 @@ public final class ThroughputBenchmark {
         List<Cap> out = new ArrayList<>();
         PostgresDialect d = new PostgresDialect();
         List<ChannelSpec> channels = List.of(new ChannelSpec("bench", ChannelSpec.Direction.SITE_TO_HUB, List.of(TableSpec.of("item"))));
-        try (Pg pg = Pg.start("capture", Map.of())) {
+        try (Pg pg = Pg.start("capture", extra(Map.of()))) {
             pgVersion = pg.scalar("SHOW server_version");
             try (Connection c = pg.writer()) {
                 SyncSchema.install(c, d);
@@ -259,8 +320,8 @@ public final class ThroughputBenchmark {
                     }
                     Cap cap = new Cap(on, r, t, workload.changes());
                     out.add(cap);
-                    System.out.printf("  capture %-3s run %d: inserts %6.2f s, updates %6.2f s, total %6.2f s = %,9.0f changes/s%n",
-                            on ? "on" : "off", r, t.insertSeconds(), t.updateSeconds(), t.total(), cap.rate());
+                    System.out.printf("  capture %-3s run %d: inserts %6.2f s, updates %6.2f s, total %6.2f s = %,9.0f changes/s  [load avg %s]%n",
+                            on ? "on" : "off", r, t.insertSeconds(), t.updateSeconds(), t.total(), cap.rate(), loadAverage());
                 }
             }
         }
@@ -283,6 +344,8 @@ public final class ThroughputBenchmark {
         System.out.printf("Machine: %d cores (%s), %s; Java %s (%s); PostgreSQL %s (embedded, zonky binaries)%n",
                 Runtime.getRuntime().availableProcessors(), cpuModel(), System.getProperty("os.name") + " " + System.getProperty("os.version"),
                 System.getProperty("java.runtime.version"), System.getProperty("java.vm.vendor"), pgVersion);
+        System.out.printf("Load average at the end: %s (1 min); above %d means other processes competed for the cores%n",
+                loadAverage(), Runtime.getRuntime().availableProcessors());
         System.out.printf("Workload: %,d inserts in %,d-row transactions, then %,d updates in %d transactions = %,d changes%n",
                 workload.rows(), workload.insertTx(), workload.rows(), workload.updateTxs(), workload.changes());
         if (!reps.isEmpty()) {
@@ -327,6 +390,15 @@ public final class ThroughputBenchmark {
                     + "the writer takes %.2fx as long. Goal <= 30%%: %s%n",
                     100 * (1 - on / off), 100 * (1 - onIns / offIns), 100 * (1 - onUpd / offUpd), off / on,
                     1 - on / off <= 0.30 ? "MET" : "NOT MET");
+        }
+    }
+
+    /** The 1-minute load average: other work on this machine shows here. */
+    static String loadAverage() {
+        try {
+            return Files.readString(Path.of("/proc/loadavg")).split(" ")[0];
+        } catch (IOException | RuntimeException e) {
+            return "?";
         }
     }
 

@@ -65,4 +65,14 @@ record Workload(int rows, int insertTx, int updateTxs) {
             return rs.getLong(1) + "/" + rs.getLong(2) + "/" + rs.getBigDecimal(3) + "/" + rs.getString(4);
         }
     }
+
+    /** The row written last by this workload (the highest id), as text; null while it does not exist. */
+    static String lastRow(Connection c, long id) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT qty, price, updated_at FROM item WHERE id = ?")) {
+            ps.setLong(1, id);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() ? rs.getInt(1) + "/" + rs.getBigDecimal(2) + "/" + rs.getString(3) : "none";
+            }
+        }
+    }
 }
