@@ -48,6 +48,7 @@ public final class ThroughputBenchmark {
     private final String captureInterval;
     private final int maxBatches;
     private final boolean pgStats;
+    private final boolean experimental;
     private String pgVersion = "?";
 
     private ThroughputBenchmark(Map<String, String> o) {
@@ -62,6 +63,7 @@ public final class ThroughputBenchmark {
         this.captureInterval = o.getOrDefault("capture-interval", "50ms");
         this.maxBatches = Integer.parseInt(o.getOrDefault("max-batches", "1000"));
         this.pgStats = Boolean.parseBoolean(o.getOrDefault("pg-stats", "false"));
+        this.experimental = Boolean.parseBoolean(o.getOrDefault("experimental-trigger", "true"));
     }
 
     public static void main(String[] args) throws Exception {
@@ -72,7 +74,8 @@ public final class ThroughputBenchmark {
                         usage: bench/throughput [--rows=200000] [--insert-tx=1000] [--update-txs=10] [--rounds=2] [--capture-runs=3] [--warmup-rows=20000]
                                                 [--only=all|replication|syncline|native|capture] [--timeout=900 (s)]
                                                 [--sync-interval=50ms] [--capture-interval=50ms] [--max-batches=1000]
-                                                [--pg-stats=false (print the top statements of each server, for profiling)]""");
+                                                [--pg-stats=false (print the top statements of each server, for profiling)]
+                                                [--experimental-trigger=true (also time a statement-level capture trigger)]""");
                 return;
             }
             if (!a.startsWith("--") || !a.contains("=")) {
@@ -97,7 +100,17 @@ public final class ThroughputBenchmark {
     }
 
     /** One capture-cost measurement. */
-    record Cap(boolean capture, int run, Workload.Timing t, long changes) {
+    enum Variant {
+        OFF("off"), ON("on (Syncline)"), STMT("on (experimental statement-level trigger)");
+
+        final String label;
+
+        Variant(String label) {
+            this.label = label;
+        }
+    }
+
+    record Cap(Variant variant, int run, Workload.Timing t, long changes) {
         double rate() {
             return changes / t.total();
         }
@@ -298,35 +311,57 @@ public final class ThroughputBenchmark {
         List<Cap> out = new ArrayList<>();
         PostgresDialect d = new PostgresDialect();
         List<ChannelSpec> channels = List.of(new ChannelSpec("bench", ChannelSpec.Direction.SITE_TO_HUB, List.of(TableSpec.of("item"))));
+        List<Variant> variants = new ArrayList<>(List.of(Variant.OFF, Variant.ON));
+        if (experimental) {
+            variants.add(Variant.STMT);
+        }
         try (Pg pg = Pg.start("capture", extra(Map.of()))) {
             pgVersion = pg.scalar("SHOW server_version");
             try (Connection c = pg.writer()) {
                 SyncSchema.install(c, d);
                 c.commit();
             }
+            if (warmupRows > 0) {
+                pg.exec("DROP TABLE IF EXISTS item", Workload.TABLE_DDL);
+                try (Connection c = pg.writer()) {
+                    new Workload(warmupRows, workload.insertTx(), workload.updateTxs()).run(c); // untimed: JIT-compiles the writer
+                }
+            }
             for (int r = 1; r <= captureRuns; r++) {
-                for (int k = 0; k < 2; k++) {
-                    boolean on = (k == 0) == (r % 2 == 0);
+                for (int k = 0; k < variants.size(); k++) {
+                    Variant v = variants.get((k + r - 1) % variants.size());
                     pg.exec("DROP TABLE IF EXISTS item", Workload.TABLE_DDL, "TRUNCATE sync_outbox", "DELETE FROM sync_trigger_hist");
-                    if (on) {
+                    if (v == Variant.ON) {
                         try (Connection c = pg.writer()) {
                             new CaptureInstaller(d, Clock.systemUTC()).install(c, channels);
                         }
+                    } else if (v == Variant.STMT) {
+                        pg.exec(StatementTrigger.DDL);
                     }
                     pg.exec("VACUUM ANALYZE", "CHECKPOINT");
                     Workload.Timing t;
                     try (Connection c = pg.writer()) {
                         t = workload.run(c);
                     }
-                    Cap cap = new Cap(on, r, t, workload.changes());
+                    long captured = Long.parseLong(pg.scalar("SELECT count(*) FROM sync_outbox"));
+                    long expected = v == Variant.OFF ? 0 : workload.changes();
+                    if (captured != expected) {
+                        throw new IllegalStateException("capture " + v.label + ": " + captured + " outbox rows, expected " + expected);
+                    }
+                    String mispaired = pg.scalar("SELECT count(*) FROM sync_outbox WHERE op = 'U' AND (old_row::json->>'id') <> (new_row::json->>'id')");
+                    if (!"0".equals(mispaired)) {
+                        throw new IllegalStateException("capture " + v.label + ": " + mispaired + " updates pair an old row with another row's new row");
+                    }
+                    Cap cap = new Cap(v, r, t, workload.changes());
                     out.add(cap);
-                    System.out.printf("  capture %-3s run %d: inserts %6.2f s, updates %6.2f s, total %6.2f s = %,9.0f changes/s  [load avg %s]%n",
-                            on ? "on" : "off", r, t.insertSeconds(), t.updateSeconds(), t.total(), cap.rate(), loadAverage());
+                    System.out.printf("  capture %-42s run %d: inserts %6.2f s, updates %6.2f s, total %6.2f s = %,9.0f changes/s  [load avg %s]%n",
+                            v.label, r, t.insertSeconds(), t.updateSeconds(), t.total(), cap.rate(), loadAverage());
                 }
             }
         }
         return out;
     }
+
     // ---- report -----------------------------------------------------------------------------------
 
     private static double median(List<Double> xs) {
@@ -372,25 +407,38 @@ public final class ThroughputBenchmark {
             }
         }
         if (!caps.isEmpty()) {
-            double off = median(caps.stream().filter(c -> !c.capture()).map(Cap::rate).toList());
-            double on = median(caps.stream().filter(Cap::capture).map(Cap::rate).toList());
-            double offIns = median(caps.stream().filter(c -> !c.capture()).map(c -> workload.rows() / c.t().insertSeconds()).toList());
-            double onIns = median(caps.stream().filter(Cap::capture).map(c -> workload.rows() / c.t().insertSeconds()).toList());
-            double offUpd = median(caps.stream().filter(c -> !c.capture()).map(c -> workload.rows() / c.t().updateSeconds()).toList());
-            double onUpd = median(caps.stream().filter(Cap::capture).map(c -> workload.rows() / c.t().updateSeconds()).toList());
             System.out.println();
-            System.out.println("Site writer throughput, capture off vs on (same instance, alternating, median of " + captureRuns + " runs each):");
+            System.out.println("Site writer throughput by capture variant (same instance, alternating order, median of " + captureRuns
+                    + " runs each):");
             System.out.println();
-            System.out.println("| capture | inserts/s | updates/s | all changes/s |");
-            System.out.println("|---|---:|---:|---:|");
-            System.out.printf("| off | %,.0f | %,.0f | %,.0f |%n", offIns, offUpd, off);
-            System.out.printf("| on | %,.0f | %,.0f | %,.0f |%n", onIns, onUpd, on);
+            System.out.println("| capture | inserts/s | updates/s | all changes/s | writer cost vs off |");
+            System.out.println("|---|---:|---:|---:|---:|");
+            double off = median(rates(caps, Variant.OFF, c -> c.rate()));
+            double offIns = median(rates(caps, Variant.OFF, c -> workload.rows() / c.t().insertSeconds()));
+            double offUpd = median(rates(caps, Variant.OFF, c -> workload.rows() / c.t().updateSeconds()));
+            for (Variant v : Variant.values()) {
+                List<Double> all = rates(caps, v, c -> c.rate());
+                if (all.isEmpty()) {
+                    continue;
+                }
+                double rate = median(all);
+                System.out.printf("| %s | %,.0f | %,.0f | %,.0f | %s |%n", v.label, median(rates(caps, v, c -> workload.rows() / c.t().insertSeconds())),
+                        median(rates(caps, v, c -> workload.rows() / c.t().updateSeconds())), rate,
+                        v == Variant.OFF ? "-" : String.format("%+.1f%% throughput (%.2fx time)", 100 * (rate / off - 1), off / rate));
+            }
+            double on = median(rates(caps, Variant.ON, c -> c.rate()));
+            double onIns = median(rates(caps, Variant.ON, c -> workload.rows() / c.t().insertSeconds()));
+            double onUpd = median(rates(caps, Variant.ON, c -> workload.rows() / c.t().updateSeconds()));
             System.out.println();
-            System.out.printf("Capture cost to the writer: throughput -%.1f%% (inserts -%.1f%%, updates -%.1f%%); "
+            System.out.printf("Syncline capture cost to the writer: throughput -%.1f%% (inserts -%.1f%%, updates -%.1f%%); "
                     + "the writer takes %.2fx as long. Goal <= 30%%: %s%n",
                     100 * (1 - on / off), 100 * (1 - onIns / offIns), 100 * (1 - onUpd / offUpd), off / on,
                     1 - on / off <= 0.30 ? "MET" : "NOT MET");
         }
+    }
+
+    private static List<Double> rates(List<Cap> caps, Variant v, java.util.function.ToDoubleFunction<Cap> f) {
+        return caps.stream().filter(c -> c.variant() == v).map(c -> f.applyAsDouble(c)).toList();
     }
 
     /** The 1-minute load average: other work on this machine shows here. */
