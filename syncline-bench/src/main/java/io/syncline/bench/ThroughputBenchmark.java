@@ -129,7 +129,7 @@ public final class ThroughputBenchmark {
             Workload timed = workload;
             workload = new Workload(warmupRows, timed.insertTx(), timed.updateTxs());
             if (syncline) {
-                System.out.printf("  warm-up (untimed): %s%n", describe(syncline(0)));
+                System.out.printf("  warm-up (untimed): %s%n", describe(syncline(0, false)));
             }
             if (nativeRep) {
                 System.out.printf("  warm-up (untimed): %s%n", describe(nativeReplication(0)));
@@ -137,11 +137,24 @@ public final class ThroughputBenchmark {
             workload = timed;
         }
         for (int r = 1; r <= rounds && (syncline || nativeRep); r++) {
-            boolean synclineFirst = r % 2 == 1;
-            for (int k = 0; k < 2; k++) {
-                boolean s = (k == 0) == synclineFirst;
-                Rep rep = s && syncline ? syncline(r) : !s && nativeRep ? nativeReplication(r) : null;
-                if (rep != null) {
+            List<String> systems = new ArrayList<>();
+            if (syncline) {
+                systems.add("Syncline");
+            }
+            if (nativeRep) {
+                systems.add("native");
+            }
+            if (syncline && experimental) {
+                systems.add(STMT_SYSTEM);
+            }
+            for (int k = 0; k < systems.size(); k++) {
+                String system = systems.get((k + r - 1) % systems.size()); // rotate the order from round to round
+                Rep rep = switch (system) {
+                    case "Syncline" -> syncline(r, false);
+                    case "native" -> nativeReplication(r);
+                    default -> syncline(r, true);
+                };
+                {
                     reps.add(rep);
                     System.out.printf("  %s%n", describe(rep));
                 }
@@ -155,13 +168,16 @@ public final class ThroughputBenchmark {
     }
 
     private static String describe(Rep r) {
-        return String.format("%-9s round %d: %7.2f s total (writer %6.2f s, lag after writer %6.2f s) = %,9.0f changes/s  [load avg %s]",
+        return String.format("%-21s round %d: %7.2f s total (writer %6.2f s, lag after writer %6.2f s) = %,9.0f changes/s  [load avg %s]",
                 r.system(), r.round(), r.totalSeconds(), r.writerSeconds(), r.lag(), r.rate(), loadAverage());
     }
 
     // ---- Syncline ---------------------------------------------------------------------------------
 
-    private Rep syncline(int round) throws Exception {
+    static final String STMT_SYSTEM = "Syncline+stmt-trigger";
+
+    /** Syncline site to hub; {@code stmtTrigger} swaps the site's capture trigger for the experimental statement-level one. */
+    private Rep syncline(int round, boolean stmtTrigger) throws Exception {
         try (Pg site = Pg.start("site", extra(Map.of())); Pg hub = Pg.start("hub", extra(Map.of()))) {
             pgVersion = site.scalar("SHOW server_version");
             site.exec(Workload.TABLE_DDL);
@@ -192,9 +208,13 @@ public final class ThroughputBenchmark {
                         }
                         Thread.sleep(50);
                     }
+                    if (stmtTrigger) {
+                        site.exec("DROP TRIGGER sync_capture ON item");
+                        site.exec(StatementTrigger.DDL);
+                    }
                     site.exec("CHECKPOINT");
                     hub.exec("CHECKPOINT");
-                    return measure("Syncline", round, site, hub);
+                    return measure(stmtTrigger ? STMT_SYSTEM : "Syncline", round, site, hub);
                 }
             }
         }
@@ -404,6 +424,11 @@ public final class ThroughputBenchmark {
             }
             if (!Double.isNaN(s) && !Double.isNaN(n)) {
                 System.out.printf("Ratio Syncline / native: %.2f  (goal >= 1.00: %s)%n", s / n, s >= n ? "MET" : "NOT MET");
+            }
+            double x = median(reps.stream().filter(r -> r.system().equals(STMT_SYSTEM)).map(Rep::rate).toList());
+            if (!Double.isNaN(x) && !Double.isNaN(n)) {
+                System.out.printf("Experiment, Syncline with the statement-level trigger on the site (not shipped), median: %,.0f changes/s; "
+                        + "ratio to native %.2f%n", x, x / n);
             }
         }
         if (!caps.isEmpty()) {
