@@ -17,7 +17,6 @@ import java.sql.Connection;
 import java.sql.SQLException;
 import java.time.Clock;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -34,6 +33,8 @@ import java.util.concurrent.TimeUnit;
  *    "Converged" is polled cheaply (count, sums, max timestamp) and then confirmed by TableChecksum.
  * 2. Capture cost: the writer workload alone on one PostgreSQL, with and without Syncline's capture trigger,
  *    alternating, median of each.
+ * With --experimental-trigger (default on) both parts also time StatementTrigger, a statement-level capture
+ * trigger that is an experiment of this benchmark, not Syncline's capture.
  */
 public final class ThroughputBenchmark {
     private static final String TOKEN = "bench-token";
@@ -83,6 +84,14 @@ public final class ThroughputBenchmark {
                 System.exit(2);
             }
             opts.put(a.substring(2, a.indexOf('=')), a.substring(a.indexOf('=') + 1));
+        }
+        List<String> known = List.of("rows", "insert-tx", "update-txs", "rounds", "capture-runs", "warmup-rows", "only", "timeout",
+                "sync-interval", "capture-interval", "max-batches", "pg-stats", "experimental-trigger");
+        for (String k : opts.keySet()) {
+            if (!known.contains(k)) {
+                System.err.println("unknown option --" + k + " (known: " + String.join(", ", known) + ")");
+                System.exit(2);
+            }
         }
         new ThroughputBenchmark(opts).run();
         System.exit(0);
