@@ -41,6 +41,7 @@ public final class ThroughputBenchmark {
 
     private Workload workload;
     private final int warmupRows;
+    private final int catchupRounds;
     private final int rounds;
     private final int captureRuns;
     private final long timeoutMillis;
@@ -57,6 +58,7 @@ public final class ThroughputBenchmark {
                 Integer.parseInt(o.getOrDefault("update-txs", "10")));
         this.rounds = Integer.parseInt(o.getOrDefault("rounds", "2"));
         this.warmupRows = Integer.parseInt(o.getOrDefault("warmup-rows", "20000"));
+        this.catchupRounds = Integer.parseInt(o.getOrDefault("catchup-rounds", "2"));
         this.captureRuns = Integer.parseInt(o.getOrDefault("capture-runs", "3"));
         this.timeoutMillis = TimeUnit.SECONDS.toMillis(Long.parseLong(o.getOrDefault("timeout", "900")));
         this.only = o.getOrDefault("only", "all");
@@ -73,7 +75,7 @@ public final class ThroughputBenchmark {
             if (a.equals("-h") || a.equals("--help")) {
                 System.out.println("""
                         usage: bench/throughput [--rows=200000] [--insert-tx=1000] [--update-txs=10] [--rounds=2] [--capture-runs=3] [--warmup-rows=20000]
-                                                [--only=all|replication|syncline|native|capture] [--timeout=900 (s)]
+                                                [--only=all|replication|syncline|native|catchup|capture] [--timeout=900 (s)] [--catchup-rounds=2]
                                                 [--sync-interval=50ms] [--capture-interval=50ms] [--max-batches=1000]
                                                 [--pg-stats=false (print the top statements of each server, for profiling)]
                                                 [--experimental-trigger=true (also time a statement-level capture trigger)]""");
@@ -86,7 +88,7 @@ public final class ThroughputBenchmark {
             opts.put(a.substring(2, a.indexOf('=')), a.substring(a.indexOf('=') + 1));
         }
         List<String> known = List.of("rows", "insert-tx", "update-txs", "rounds", "capture-runs", "warmup-rows", "only", "timeout",
-                "sync-interval", "capture-interval", "max-batches", "pg-stats", "experimental-trigger");
+                "sync-interval", "capture-interval", "max-batches", "pg-stats", "experimental-trigger", "catchup-rounds");
         for (String k : opts.keySet()) {
             if (!known.contains(k)) {
                 System.err.println("unknown option --" + k + " (known: " + String.join(", ", known) + ")");
@@ -169,6 +171,16 @@ public final class ThroughputBenchmark {
                 }
             }
         }
+        if (only.equals("all") || only.equals("replication") || only.equals("catchup")) {
+            // Catch-up: the writer runs with replication stopped, then the clock measures only moving the backlog.
+            for (int r = 1; r <= catchupRounds; r++) {
+                for (int k = 0; k < 2; k++) {
+                    Rep rep = (k + r) % 2 == 0 ? syncline(r, false, true) : nativeReplication(r, true);
+                    reps.add(rep);
+                    System.out.printf("  %s%n", describe(rep));
+                }
+            }
+        }
         List<Cap> caps = new ArrayList<>();
         if (only.equals("all") || only.equals("capture")) {
             caps = captureCost();
@@ -177,6 +189,10 @@ public final class ThroughputBenchmark {
     }
 
     private static String describe(Rep r) {
+        if (r.system().endsWith("catch-up")) {
+            return String.format("%-21s round %d: %7.2f s to move the backlog after the writer (writer %6.2f s, not counted) = %,9.0f changes/s  [load avg %s]",
+                    r.system(), r.round(), r.totalSeconds(), r.writerSeconds(), r.rate(), loadAverage());
+        }
         return String.format("%-21s round %d: %7.2f s total (writer %6.2f s, lag after writer %6.2f s) = %,9.0f changes/s  [load avg %s]",
                 r.system(), r.round(), r.totalSeconds(), r.writerSeconds(), r.lag(), r.rate(), loadAverage());
     }
@@ -187,6 +203,11 @@ public final class ThroughputBenchmark {
 
     /** Syncline site to hub; {@code stmtTrigger} swaps the site's capture trigger for the experimental statement-level one. */
     private Rep syncline(int round, boolean stmtTrigger) throws Exception {
+        return syncline(round, stmtTrigger, false);
+    }
+
+    /** With {@code catchUp}, the site node is stopped while the writer runs and the clock starts when it is started again. */
+    private Rep syncline(int round, boolean stmtTrigger, boolean catchUp) throws Exception {
         try (Pg site = Pg.start("site", extra(Map.of())); Pg hub = Pg.start("hub", extra(Map.of()))) {
             pgVersion = site.scalar("SHOW server_version");
             site.exec(Workload.TABLE_DDL);
@@ -209,6 +230,7 @@ public final class ThroughputBenchmark {
                         capture: {interval: %s}
                         transport: {maxBatchesPerExchange: %d}
                         """.formatted(site.url(), hubNode.url(), TOKEN, captureInterval, maxBatches), Role.SITE, Map.of());
+                SiteNode[] restarted = new SiteNode[1];
                 try (SiteNode siteNode = SiteNode.start(siteCfg, Clock.systemUTC())) {
                     long until = System.currentTimeMillis() + 60_000;
                     while (!siteNode.isDrained()) {
@@ -223,7 +245,15 @@ public final class ThroughputBenchmark {
                     }
                     site.exec("CHECKPOINT");
                     hub.exec("CHECKPOINT");
-                    return measure(stmtTrigger ? STMT_SYSTEM : "Syncline", round, site, hub);
+                    if (!catchUp) {
+                        return measure(stmtTrigger ? STMT_SYSTEM : "Syncline", round, site, hub, null);
+                    }
+                    siteNode.close();
+                    return measure("Syncline catch-up", round, site, hub, () -> restarted[0] = SiteNode.start(siteCfg, Clock.systemUTC()));
+                } finally {
+                    if (restarted[0] != null) {
+                        restarted[0].close();
+                    }
                 }
             }
         }
@@ -232,6 +262,11 @@ public final class ThroughputBenchmark {
     // ---- native logical replication ---------------------------------------------------------------
 
     private Rep nativeReplication(int round) throws Exception {
+        return nativeReplication(round, false);
+    }
+
+    /** With {@code catchUp}, the subscription is disabled while the writer runs and the clock starts when it is enabled. */
+    private Rep nativeReplication(int round, boolean catchUp) throws Exception {
         try (Pg pub = Pg.start("publisher", extra(Map.of("wal_level", "logical"))); Pg sub = Pg.start("subscriber", extra(Map.of()))) {
             pgVersion = pub.scalar("SHOW server_version");
             pub.exec(Workload.TABLE_DDL, "CREATE PUBLICATION bench_pub FOR TABLE item");
@@ -248,7 +283,18 @@ public final class ThroughputBenchmark {
             pub.exec("CHECKPOINT");
             sub.exec("CHECKPOINT");
             try {
-                return measure("native", round, pub, sub);
+                if (!catchUp) {
+                    return measure("native", round, pub, sub, null);
+                }
+                sub.exec("ALTER SUBSCRIPTION bench_sub DISABLE");
+                long stop = System.currentTimeMillis() + 60_000;
+                while (sub.scalar("SELECT pid FROM pg_stat_subscription WHERE subname = 'bench_sub' AND pid IS NOT NULL") != null) {
+                    if (System.currentTimeMillis() > stop) {
+                        throw new IllegalStateException("the subscription's apply worker did not stop within 60 s");
+                    }
+                    Thread.sleep(50);
+                }
+                return measure("native catch-up", round, pub, sub, () -> sub.exec("ALTER SUBSCRIPTION bench_sub ENABLE"));
             } finally {
                 sub.exec("DROP SUBSCRIPTION bench_sub");
             }
@@ -287,8 +333,16 @@ public final class ThroughputBenchmark {
         }
     }
 
-    /** Runs the workload on {@code source}, then polls {@code target} until it equals the source; verifies with checksums. */
-    private Rep measure(String system, int round, Pg source, Pg target) throws Exception {
+    /** Starts replication again after the writer finished (catch-up mode). */
+    interface Resume {
+        void run() throws Exception;
+    }
+
+    /**
+     * Runs the workload on {@code source}, then polls {@code target} until it equals the source; verifies with checksums.
+     * The clock runs from the first write, or, when {@code resume} is given, from calling it after the writer finished.
+     */
+    private Rep measure(String system, int round, Pg source, Pg target, Resume resume) throws Exception {
         resetStats(source, target);
         long t0 = System.nanoTime();
         Workload.Timing w;
@@ -301,6 +355,11 @@ public final class ThroughputBenchmark {
         try (Connection c = source.plain()) {
             expected = Workload.fingerprint(c);
             expectedLast = Workload.lastRow(c, workload.rows());
+        }
+        long start = t0;
+        if (resume != null) {
+            start = System.nanoTime();
+            resume.run();
         }
         // Both systems apply in source commit order, so the last row the workload wrote arrives last: poll it by
         // primary key (cheap: the poll must not load the target server), then compare the whole-table fingerprint.
@@ -331,7 +390,7 @@ public final class ThroughputBenchmark {
                 throw new IllegalStateException(system + ": fingerprints matched but checksums differ: source " + x + ", target " + y);
             }
         }
-        return new Rep(system, round, (writerDone - t0) / 1e9, (t1 - t0) / 1e9, workload.changes());
+        return new Rep(system, round, (writerDone - t0) / 1e9, resume == null ? (t1 - t0) / 1e9 : (t1 - start) / 1e9, workload.changes());
     }
 
     // ---- capture cost -----------------------------------------------------------------------------
@@ -413,14 +472,18 @@ public final class ThroughputBenchmark {
         System.out.printf("Workload: %,d inserts in %,d-row transactions, then %,d updates in %d transactions = %,d changes%n",
                 workload.rows(), workload.insertTx(), workload.rows(), workload.updateTxs(), workload.changes());
         if (!reps.isEmpty()) {
-            System.out.println();
-            System.out.println("Replication, first write to target converged (median of " + rounds + " rounds):");
-            System.out.println();
-            System.out.println("| system | round | writer s | lag after writer s | total s | changes/s |");
-            System.out.println("|---|---:|---:|---:|---:|---:|");
+            if (reps.stream().anyMatch(r -> !r.system().endsWith("catch-up"))) {
+                System.out.println();
+                System.out.println("Replication, first write to target converged (median of " + rounds + " rounds):");
+                System.out.println();
+                System.out.println("| system | round | writer s | lag after writer s | total s | changes/s |");
+                System.out.println("|---|---:|---:|---:|---:|---:|");
+            }
             for (Rep r : reps) {
-                System.out.printf("| %s | %d | %.2f | %.2f | %.2f | %,.0f |%n", r.system(), r.round(), r.writerSeconds(), r.lag(),
-                        r.totalSeconds(), r.rate());
+                if (!r.system().endsWith("catch-up")) {
+                    System.out.printf("| %s | %d | %.2f | %.2f | %.2f | %,.0f |%n", r.system(), r.round(), r.writerSeconds(), r.lag(),
+                            r.totalSeconds(), r.rate());
+                }
             }
             double s = median(reps.stream().filter(r -> r.system().equals("Syncline")).map(Rep::rate).toList());
             double n = median(reps.stream().filter(r -> r.system().equals("native")).map(Rep::rate).toList());
@@ -438,6 +501,23 @@ public final class ThroughputBenchmark {
             if (!Double.isNaN(x) && !Double.isNaN(n)) {
                 System.out.printf("Experiment, Syncline with the statement-level trigger on the site (not shipped), median: %,.0f changes/s; "
                         + "ratio to native %.2f%n", x, x / n);
+            }
+            double sc = median(reps.stream().filter(r -> r.system().equals("Syncline catch-up")).map(Rep::rate).toList());
+            double nc = median(reps.stream().filter(r -> r.system().equals("native catch-up")).map(Rep::rate).toList());
+            if (!Double.isNaN(sc) || !Double.isNaN(nc)) {
+                System.out.println();
+                System.out.println("Catch-up: backlog written with replication stopped, timed from restarting it to converged (median of "
+                        + catchupRounds + " rounds):");
+                System.out.println();
+                System.out.println("| system | round | writer s (not counted) | catch-up s | changes/s |");
+                System.out.println("|---|---:|---:|---:|---:|");
+                for (Rep r : reps) {
+                    if (r.system().endsWith("catch-up")) {
+                        System.out.printf("| %s | %d | %.2f | %.2f | %,.0f |%n", r.system(), r.round(), r.writerSeconds(), r.totalSeconds(), r.rate());
+                    }
+                }
+                System.out.println();
+                System.out.printf("Catch-up medians: Syncline %,.0f changes/s, native %,.0f changes/s, ratio %.2f%n", sc, nc, sc / nc);
             }
         }
         if (!caps.isEmpty()) {
