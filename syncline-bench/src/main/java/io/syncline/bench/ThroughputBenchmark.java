@@ -134,6 +134,11 @@ public final class ThroughputBenchmark {
         List<Rep> reps = new ArrayList<>();
         boolean syncline = only.equals("all") || only.equals("replication") || only.equals("syncline");
         boolean nativeRep = only.equals("all") || only.equals("replication") || only.equals("native");
+        boolean catchUp = only.equals("all") || only.equals("replication") || only.equals("catchup");
+        if (only.equals("catchup")) {
+            syncline = true; // for the warm-up only: the live rounds below do not run (rounds = 0)
+            nativeRep = true;
+        }
         if (warmupRows > 0 && (syncline || nativeRep)) {
             // Syncline's nodes run in this JVM: one untimed small round of each system first, so timed rounds measure
             // JIT-compiled code, as in a long-running server (the native side gets the same treatment).
@@ -147,7 +152,7 @@ public final class ThroughputBenchmark {
             }
             workload = timed;
         }
-        for (int r = 1; r <= rounds && (syncline || nativeRep); r++) {
+        for (int r = 1; r <= rounds && (syncline || nativeRep) && !only.equals("catchup"); r++) {
             List<String> systems = new ArrayList<>();
             if (syncline) {
                 systems.add("Syncline");
@@ -171,7 +176,7 @@ public final class ThroughputBenchmark {
                 }
             }
         }
-        if (only.equals("all") || only.equals("replication") || only.equals("catchup")) {
+        if (catchUp) {
             // Catch-up: the writer runs with replication stopped, then the clock measures only moving the backlog.
             for (int r = 1; r <= catchupRounds; r++) {
                 for (int k = 0; k < 2; k++) {
