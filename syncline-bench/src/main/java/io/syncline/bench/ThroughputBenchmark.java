@@ -33,8 +33,6 @@ import java.util.concurrent.TimeUnit;
  *    "Converged" is polled cheaply (count, sums, max timestamp) and then confirmed by TableChecksum.
  * 2. Capture cost: the writer workload alone on one PostgreSQL, with and without Syncline's capture trigger,
  *    alternating, median of each.
- * With --experimental-trigger (default on) both parts also time StatementTrigger, a statement-level capture
- * trigger that is an experiment of this benchmark, not Syncline's capture.
  */
 public final class ThroughputBenchmark {
     private static final String TOKEN = "bench-token";
@@ -50,7 +48,6 @@ public final class ThroughputBenchmark {
     private final String captureInterval;
     private final int maxBatches;
     private final boolean pgStats;
-    private final boolean experimental;
     private String pgVersion = "?";
 
     private ThroughputBenchmark(Map<String, String> o) {
@@ -66,7 +63,6 @@ public final class ThroughputBenchmark {
         this.captureInterval = o.getOrDefault("capture-interval", "50ms");
         this.maxBatches = Integer.parseInt(o.getOrDefault("max-batches", "1000"));
         this.pgStats = Boolean.parseBoolean(o.getOrDefault("pg-stats", "false"));
-        this.experimental = Boolean.parseBoolean(o.getOrDefault("experimental-trigger", "true"));
     }
 
     public static void main(String[] args) throws Exception {
@@ -77,8 +73,7 @@ public final class ThroughputBenchmark {
                         usage: bench/throughput [--rows=200000] [--insert-tx=1000] [--update-txs=10] [--rounds=2] [--capture-runs=3] [--warmup-rows=20000]
                                                 [--only=all|replication|syncline|native|catchup|capture] [--timeout=900 (s)] [--catchup-rounds=2]
                                                 [--sync-interval=50ms] [--capture-interval=50ms] [--max-batches=1000]
-                                                [--pg-stats=false (print the top statements of each server, for profiling)]
-                                                [--experimental-trigger=true (also time a statement-level capture trigger)]""");
+                                                [--pg-stats=false (print the top statements of each server, for profiling)]""");
                 return;
             }
             if (!a.startsWith("--") || !a.contains("=")) {
@@ -88,7 +83,7 @@ public final class ThroughputBenchmark {
             opts.put(a.substring(2, a.indexOf('=')), a.substring(a.indexOf('=') + 1));
         }
         List<String> known = List.of("rows", "insert-tx", "update-txs", "rounds", "capture-runs", "warmup-rows", "only", "timeout",
-                "sync-interval", "capture-interval", "max-batches", "pg-stats", "experimental-trigger", "catchup-rounds");
+                "sync-interval", "capture-interval", "max-batches", "pg-stats", "catchup-rounds");
         for (String k : opts.keySet()) {
             if (!known.contains(k)) {
                 System.err.println("unknown option --" + k + " (known: " + String.join(", ", known) + ")");
@@ -112,7 +107,7 @@ public final class ThroughputBenchmark {
 
     /** One capture-cost measurement. */
     enum Variant {
-        OFF("off"), ON("on (Syncline)"), STMT("on (experimental statement-level trigger)");
+        OFF("off"), ON("on (Syncline)");
 
         final String label;
 
@@ -145,7 +140,7 @@ public final class ThroughputBenchmark {
             Workload timed = workload;
             workload = new Workload(warmupRows, timed.insertTx(), timed.updateTxs());
             if (syncline) {
-                System.out.printf("  warm-up (untimed): %s%n", describe(syncline(0, false)));
+                System.out.printf("  warm-up (untimed): %s%n", describe(syncline(0)));
             }
             if (nativeRep) {
                 System.out.printf("  warm-up (untimed): %s%n", describe(nativeReplication(0)));
@@ -160,15 +155,11 @@ public final class ThroughputBenchmark {
             if (nativeRep) {
                 systems.add("native");
             }
-            if (syncline && experimental) {
-                systems.add(STMT_SYSTEM);
-            }
             for (int k = 0; k < systems.size(); k++) {
                 String system = systems.get((k + r - 1) % systems.size()); // rotate the order from round to round
                 Rep rep = switch (system) {
-                    case "Syncline" -> syncline(r, false);
-                    case "native" -> nativeReplication(r);
-                    default -> syncline(r, true);
+                    case "Syncline" -> syncline(r);
+                    default -> nativeReplication(r);
                 };
                 {
                     reps.add(rep);
@@ -180,7 +171,7 @@ public final class ThroughputBenchmark {
             // Catch-up: the writer runs with replication stopped, then the clock measures only moving the backlog.
             for (int r = 1; r <= catchupRounds; r++) {
                 for (int k = 0; k < 2; k++) {
-                    Rep rep = (k + r) % 2 == 0 ? syncline(r, false, true) : nativeReplication(r, true);
+                    Rep rep = (k + r) % 2 == 0 ? syncline(r, true) : nativeReplication(r, true);
                     reps.add(rep);
                     System.out.printf("  %s%n", describe(rep));
                 }
@@ -204,15 +195,13 @@ public final class ThroughputBenchmark {
 
     // ---- Syncline ---------------------------------------------------------------------------------
 
-    static final String STMT_SYSTEM = "Syncline+stmt-trigger";
-
-    /** Syncline site to hub; {@code stmtTrigger} swaps the site's capture trigger for the experimental statement-level one. */
-    private Rep syncline(int round, boolean stmtTrigger) throws Exception {
-        return syncline(round, stmtTrigger, false);
+    /** Syncline site to hub. */
+    private Rep syncline(int round) throws Exception {
+        return syncline(round, false);
     }
 
     /** With {@code catchUp}, the site node is stopped while the writer runs and the clock starts when it is started again. */
-    private Rep syncline(int round, boolean stmtTrigger, boolean catchUp) throws Exception {
+    private Rep syncline(int round, boolean catchUp) throws Exception {
         try (Pg site = Pg.start("site", extra(Map.of())); Pg hub = Pg.start("hub", extra(Map.of()))) {
             pgVersion = site.scalar("SHOW server_version");
             site.exec(Workload.TABLE_DDL);
@@ -244,14 +233,10 @@ public final class ThroughputBenchmark {
                         }
                         Thread.sleep(50);
                     }
-                    if (stmtTrigger) {
-                        site.exec("DROP TRIGGER sync_capture ON item");
-                        site.exec(StatementTrigger.DDL);
-                    }
                     site.exec("CHECKPOINT");
                     hub.exec("CHECKPOINT");
                     if (!catchUp) {
-                        return measure(stmtTrigger ? STMT_SYSTEM : "Syncline", round, site, hub, null);
+                        return measure("Syncline", round, site, hub, null);
                     }
                     siteNode.close();
                     return measure("Syncline catch-up", round, site, hub, () -> restarted[0] = SiteNode.start(siteCfg, Clock.systemUTC()));
@@ -405,9 +390,6 @@ public final class ThroughputBenchmark {
         PostgresDialect d = new PostgresDialect();
         List<ChannelSpec> channels = List.of(new ChannelSpec("bench", ChannelSpec.Direction.SITE_TO_HUB, List.of(TableSpec.of("item"))));
         List<Variant> variants = new ArrayList<>(List.of(Variant.OFF, Variant.ON));
-        if (experimental) {
-            variants.add(Variant.STMT);
-        }
         try (Pg pg = Pg.start("capture", extra(Map.of()))) {
             pgVersion = pg.scalar("SHOW server_version");
             try (Connection c = pg.writer()) {
@@ -428,8 +410,6 @@ public final class ThroughputBenchmark {
                         try (Connection c = pg.writer()) {
                             new CaptureInstaller(d, Clock.systemUTC()).install(c, channels);
                         }
-                    } else if (v == Variant.STMT) {
-                        pg.exec(StatementTrigger.DDL);
                     }
                     pg.exec("VACUUM ANALYZE", "CHECKPOINT");
                     Workload.Timing t;
@@ -501,11 +481,6 @@ public final class ThroughputBenchmark {
             }
             if (!Double.isNaN(s) && !Double.isNaN(n)) {
                 System.out.printf("Ratio Syncline / native: %.2f  (goal >= 1.00: %s)%n", s / n, s >= n ? "MET" : "NOT MET");
-            }
-            double x = median(reps.stream().filter(r -> r.system().equals(STMT_SYSTEM)).map(Rep::rate).toList());
-            if (!Double.isNaN(x) && !Double.isNaN(n)) {
-                System.out.printf("Experiment, Syncline with the statement-level trigger on the site (not shipped), median: %,.0f changes/s; "
-                        + "ratio to native %.2f%n", x, x / n);
             }
             double sc = median(reps.stream().filter(r -> r.system().equals("Syncline catch-up")).map(Rep::rate).toList());
             double nc = median(reps.stream().filter(r -> r.system().equals("native catch-up")).map(Rep::rate).toList());
