@@ -60,8 +60,8 @@ class PostgresStatementCaptureTest extends DbTestBase {
             assertThat(changes).filteredOn(ch -> ch instanceof Change.Delete).hasSize(52);
             assertThat(changes).filteredOn(ch -> ch instanceof Change.Insert).hasSize(51);
             int firstInsert = changes.indexOf(changes.stream().filter(ch -> ch instanceof Change.Insert).findFirst().orElseThrow());
-            assertThat(changes.subList(0, firstInsert)).as("the statement's deletes come before its inserts")
-                    .filteredOn(ch -> ch instanceof Change.Delete).hasSize(51);
+            assertThat(changes.subList(firstInsert, changes.size())).as("the statement's deletes come before its inserts")
+                    .filteredOn(ch -> ch instanceof Change.Delete).hasSize(1); // only the later DELETE statement's
 
             Pipe.apply(target, tgt, "site1", CHANNEL, batch.sequence(), changes);
             assertThat(TableChecksum.of(tgt, target.dialect(), "item")).isEqualTo(TableChecksum.of(src, source.dialect(), "item"));

@@ -61,7 +61,7 @@ public final class PostgresDialect implements Dialect {
 
     @Override
     public String captureVersion() {
-        return "pg-statement-3";
+        return "pg-statement-4";
     }
 
     /*
@@ -74,8 +74,8 @@ public final class PostgresDialect implements Dialect {
      * is still one update from its old key to its new key, so it stays an UPDATE at the target (foreign keys with
      * ON UPDATE CASCADE keep working). When one statement moves several keys at once, PostgreSQL does not say
      * which old row became which new row, so the moved rows are captured as deletes of the old keys followed by
-     * inserts of the new keys: the same end state, with every key correct. Deletes come first within the
-     * statement so that keys freed by it are free at the target before they are reused.
+     * inserts of the new keys: the same end state, with every key correct. The deletes come before the inserts,
+     * so that keys freed by the statement are free at the target before they are reused.
      */
     @Override
     public void installCapture(Connection c, String channel, TableMeta t) throws SQLException {
@@ -93,15 +93,17 @@ public final class PostgresDialect implements Dialect {
                 + encode(t, "n") + ", " + origin + " FROM sync_new n";
         String delete = "INSERT INTO sync_outbox (channel, table_name, op, old_row, origin) SELECT " + lit + ", 'D', "
                 + encode(t, "o") + ", " + origin + " FROM sync_old o";
-        String update = "DECLARE moved_old bigint; moved_new bigint; BEGIN "
-                + "SELECT count(*) INTO moved_old FROM " + oldOnly + " o; "
-                + "IF moved_old = 0 THEN " + updates + "; RETURN NULL; END IF; "
-                + "SELECT count(*) INTO moved_new FROM " + newOnly + " n; "
-                + "IF moved_old = 1 AND moved_new = 1 THEN "
-                + head + "'U', " + encode(t, "o") + ", " + encode(t, "n") + ", " + origin + " FROM " + oldOnly + " o, " + newOnly + " n; "
-                + updates + "; RETURN NULL; END IF; "
-                + head + "'D', " + encode(t, "o") + ", NULL, " + origin + " FROM " + oldOnly + " o; "
+        // Every old row became exactly one new row, so the rows whose key moved are as many before as after:
+        // all rows minus the rows paired by key. The common case (no key moved) costs one join and one count.
+        String update = "DECLARE paired bigint; moved bigint; BEGIN "
                 + updates + "; "
+                + "GET DIAGNOSTICS paired = ROW_COUNT; "
+                + "SELECT count(*) - paired INTO moved FROM sync_old; "
+                + "IF moved = 0 THEN RETURN NULL; END IF; "
+                + "IF moved = 1 THEN "
+                + head + "'U', " + encode(t, "o") + ", " + encode(t, "n") + ", " + origin + " FROM " + oldOnly + " o, " + newOnly + " n; "
+                + "RETURN NULL; END IF; "
+                + head + "'D', " + encode(t, "o") + ", NULL, " + origin + " FROM " + oldOnly + " o; "
                 + head + "'I', NULL, " + encode(t, "n") + ", " + origin + " FROM " + newOnly + " n; "
                 + "RETURN NULL; END";
         try (Statement s = c.createStatement()) {
