@@ -41,7 +41,7 @@ class AcknowledgeTest extends DbTestBase {
             assertThat(store.acknowledged(c, "hub", "ch")).isEqualTo(2);
 
             assertThatThrownBy(() -> store.acknowledge(c, "hub", "ch", 4))
-                    .isInstanceOf(IllegalArgumentException.class)
+                    .isInstanceOf(io.syncline.engine.outbox.DivergedException.class)
                     .hasMessageContaining("acknowledged batch 4")
                     .hasMessageContaining("only 3 have been sealed");
             assertThat(outboxRows(c)).as("nothing purged by the refused acknowledgement").isEqualTo(2);

@@ -26,6 +26,10 @@ final class Database implements AutoCloseable {
         hc.setInitializationFailTimeout(-1);
         if (cfg.databaseUrl().startsWith("jdbc:postgresql:")) {
             hc.addDataSourceProperty("reWriteBatchedInserts", "true");
+            // A transaction left idle by a stalled peer (apply reads the batch from the network) must not hold
+            // its locks forever.
+            // (A server option, not connectionInitSql: with autocommit off that would leave a transaction open.)
+            hc.addDataSourceProperty("options", "-c idle_in_transaction_session_timeout=900000");
         }
         this.pool = new HikariDataSource(hc);
         try (Connection c = pool.getConnection()) {

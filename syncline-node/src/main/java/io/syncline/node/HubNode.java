@@ -80,7 +80,7 @@ public final class HubNode implements NodeControl {
     private final Database db;
     private final BatchApplier applier;
     private final Map<String, ChannelSpec> channels = new LinkedHashMap<>();
-    private final String configHash;
+    private final String channelsJson;
     private final Map<String, SiteState> sites = new ConcurrentHashMap<>();
     private final Map<String, ScheduledFuture<?>> pullTasks = new ConcurrentHashMap<>();
     private final ScheduledExecutorService pullScheduler;
@@ -110,7 +110,7 @@ public final class HubNode implements NodeControl {
         for (ChannelSpec ch : cfg.channels()) {
             channels.put(ch.name(), ch);
         }
-        this.configHash = Secrets.sha256(WireFormat.MAPPER.writeValueAsString(cfg.channels())).substring(0, 16);
+        this.channelsJson = WireFormat.MAPPER.writeValueAsString(cfg.channels());
         this.db = new Database(cfg);
         try (Connection c = db.connection()) {
             SyncSchema.install(c, db.dialect());
@@ -246,7 +246,16 @@ public final class HubNode implements NodeControl {
                 schedule.mode().name().toLowerCase(), schedule.interval().toMillis());
         HttpEndpoint.sendJson(ex, 200, new Registration.Response(cfg.nodeId(), r.node(), secret,
                 schedule.mode().name().toLowerCase(), schedule.interval().toMillis(), cfg.maxBatchesPerExchange(),
-                List.copyOf(channels.values()), configHash));
+                List.copyOf(channels.values()), configHash(schedule)));
+    }
+
+    /**
+     * What a site must re-fetch when it changes: its channels, its mode, its interval and the batch limit. Sent with
+     * every exchange; a site whose registration carries another hash registers again.
+     */
+    private String configHash(SiteSchedule schedule) {
+        return Secrets.sha256(channelsJson + "|" + schedule.mode() + "|" + schedule.interval().toMillis() + "|"
+                + cfg.maxBatchesPerExchange()).substring(0, 16);
     }
 
     private void register(Connection c, Registration.Request r, String secretHash, String pullUrl) throws SQLException {
@@ -328,8 +337,8 @@ public final class HubNode implements NodeControl {
             throw e.getCause();
         }
         contact(s, reported, applied);
-        ex.getResponseHeaders().set(Headers.CONFIG, configHash);
-        HttpEndpoint.sendJson(ex, 200, Map.of("acks", acks, "config", configHash));
+        ex.getResponseHeaders().set(Headers.CONFIG, configHash(s.schedule));
+        HttpEndpoint.sendJson(ex, 200, Map.of("acks", acks, "config", configHash(s.schedule)));
     }
 
     /** Batches and changes taken from one stream. */
@@ -433,7 +442,7 @@ public final class HubNode implements NodeControl {
                     conn.setReadTimeout((int) Math.min(Integer.MAX_VALUE, cfg.readTimeout().toMillis()));
                     conn.setRequestProperty("Authorization", "Bearer " + s.pullToken);
                     conn.setRequestProperty(Headers.NODE, cfg.nodeId());
-                    conn.setRequestProperty(Headers.CONFIG, configHash);
+                    conn.setRequestProperty(Headers.CONFIG, configHash(s.schedule));
                     try {
                         int code = conn.getResponseCode();
                         if (code != 200) {

@@ -11,6 +11,7 @@ import io.syncline.engine.apply.CrashPoints;
 import io.syncline.engine.capture.CaptureInstaller;
 import io.syncline.engine.load.InitialLoadState;
 import io.syncline.engine.load.InitialLoader;
+import io.syncline.engine.outbox.DivergedException;
 import io.syncline.engine.outbox.OutboxStore;
 import io.syncline.engine.outbox.SealedBatch;
 import io.syncline.engine.schema.SyncSchema;
@@ -70,9 +71,11 @@ public final class SiteNode implements NodeControl {
     private final InitialLoader loader;
     private final ScheduledExecutorService ticker;
     private final Map<String, ReentrantLock> sealLocks = new ConcurrentHashMap<>();
-    private final String incarnation;
+    private volatile String incarnation;
     private final String pullToken;
     private volatile Registration.Response registration;
+    /** The configuration hash whose channels have capture installed; differs from the registration's until installed. */
+    private volatile String captureInstalledFor;
     private volatile boolean reregister;
     private volatile HttpEndpoint listener;
     private volatile Instant nextPush = Instant.EPOCH;
@@ -150,7 +153,6 @@ public final class SiteNode implements NodeControl {
         }
         try {
             Registration.Response r = register();
-            boolean changed = registration == null || !r.configHash().equals(registration.configHash());
             try (Connection c = db.connection()) {
                 SyncSchema.putState(c, REGISTRATION, WireFormat.MAPPER.writeValueAsString(r));
                 c.commit();
@@ -161,9 +163,6 @@ public final class SiteNode implements NodeControl {
             lastContact = clock.instant();
             LOG.info("site {} registered with hub {} ({} mode, channels {})", cfg.nodeId(), r.hub(), r.mode(),
                     r.channels().stream().map(ChannelSpec::name).toList());
-            if (changed) {
-                installCapture();
-            }
         } catch (IOException | SQLException | RuntimeException e) {
             lastError = "registration failed: " + e.getMessage();
             // Keep trying (with backoff) even when a stored registration lets us go on: the hub must learn this
@@ -202,9 +201,12 @@ public final class SiteNode implements NodeControl {
         }
     }
 
+    /** Installs or upgrades capture for the current registration; remembered, so a failure is retried by the next tick. */
     private void installCapture() {
+        Registration.Response r = registration;
         try (Connection c = db.connection()) {
-            new CaptureInstaller(db.dialect(), clock).install(c, registration.channels());
+            new CaptureInstaller(db.dialect(), clock).install(c, r.channels());
+            captureInstalledFor = r.configHash();
         } catch (SQLException e) {
             throw new SyncException(SyncException.Stage.CAPTURE, "site " + cfg.nodeId() + ": cannot install capture: " + e.getMessage(), e);
         }
@@ -221,6 +223,14 @@ public final class SiteNode implements NodeControl {
                 }
             }
             Registration.Response r = registration;
+            if (!r.configHash().equals(captureInstalledFor)) {
+                installCapture();
+            }
+            if ("pull".equals(r.mode()) && lastContact != null
+                    && Duration.between(lastContact, clock.instant()).toMillis() > Math.max(30_000, 5 * r.intervalMillis())) {
+                // The hub has not pulled for a long time: it may have forgotten us (restart, new mode). Register again.
+                reregister = true;
+            }
             sealAll(r);
             long loadUntil = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(200);
             try (Connection c = db.connection()) {
@@ -257,9 +267,39 @@ public final class SiteNode implements NodeControl {
         lock.lock();
         try (Connection c = db.connection()) {
             outbox.seal(c, channel);
+        } catch (DivergedException e) {
+            startOver(e);
         } finally {
             lock.unlock();
         }
+    }
+
+    /*
+     * The database no longer matches what the hub holds (restored from a backup, or restored into a new cluster).
+     * Carrying on would make the hub skip new batches as duplicates of numbers it already has, losing them without
+     * a trace. Instead: clear the outbox, restart batch numbers, load every table again, and register under a new
+     * incarnation, which makes the hub restart its ledger for this site. All in one transaction.
+     */
+    private synchronized void startOver(DivergedException cause) throws SQLException {
+        LOG.error("site {}: {}. Starting over: outbox cleared, batch numbers restart at 1, every table is loaded again under a "
+                + "new incarnation. Rows deleted here since the backup may remain at the hub until it is repaired.",
+                cfg.nodeId(), cause.getMessage());
+        try (Connection c = db.connection()) {
+            try {
+                outbox.startOver(c);
+                String fresh = Secrets.newToken();
+                SyncSchema.putState(c, INCARNATION, fresh);
+                c.commit();
+                incarnation = fresh;
+            } catch (SQLException | RuntimeException e) {
+                c.rollback();
+                throw e;
+            }
+        }
+        lastError = cause.getMessage();
+        reregister = true;
+        nextRegistration = Instant.EPOCH;
+        nextPush = Instant.EPOCH;
     }
 
     private Backlog backlog(Connection c, Registration.Response r) throws SQLException {
@@ -351,7 +391,13 @@ public final class SiteNode implements NodeControl {
     }
 
     private void acknowledge(Connection c, Registration.Response r, String channel, long upTo) throws SQLException {
-        int purged = outbox.acknowledge(c, r.hub(), channel, upTo);
+        int purged;
+        try {
+            purged = outbox.acknowledge(c, r.hub(), channel, upTo);
+        } catch (DivergedException e) {
+            startOver(e);
+            return;
+        }
         if (purged > 0) {
             LOG.debug("site {}: hub acknowledged {} up to batch {}; purged {} outbox rows", cfg.nodeId(), channel, upTo, purged);
         }
@@ -407,11 +453,11 @@ public final class SiteNode implements NodeControl {
         }
         try (Connection c = db.connection()) {
             if (ack > 0) {
-                try {
-                    acknowledge(c, r, channel, ack);
-                } catch (IllegalArgumentException e) {
-                    LOG.warn("site {}: {}", cfg.nodeId(), e.getMessage());
-                    throw new HttpError(400, e.getMessage());
+                String before = incarnation;
+                acknowledge(c, r, channel, ack);
+                if (!before.equals(incarnation)) {
+                    throw new HttpError(409, "site " + cfg.nodeId() + " started over (its database is older than what the hub "
+                            + "received); it registers again under a new incarnation");
                 }
             }
             seal(channel);

@@ -106,6 +106,12 @@ public final class BatchApplier {
             return new ApplyOutcome.Applied(id, count);
         } catch (SQLException e) {
             rollbackQuietly(c);
+            if (isLockBusy(e)) {
+                // Another exchange holds this ledger row (a retry racing a slow or stalled earlier attempt): do not queue
+                // behind it, so one stuck sender cannot pile up threads and connections.
+                throw new RetriableSyncException(Stage.APPLY, "batch " + id + ": another exchange of source '" + id.source()
+                        + "' channel '" + id.channel() + "' is in progress; try again later", e);
+            }
             metaCache.clear();
             String state = e.getSQLState() == null ? "" : e.getSQLState();
             String cause = abbreviate(e.getNextException() != null ? e.getNextException().getMessage() : e.getMessage());
@@ -146,7 +152,7 @@ public final class BatchApplier {
     private long lockLedger(Connection c, BatchId id) throws SQLException {
         for (int attempt = 0; attempt < 2; attempt++) {
             try (PreparedStatement ps = c.prepareStatement(
-                    "SELECT last_batch FROM sync_incoming WHERE source = ? AND channel = ? FOR UPDATE")) {
+                    "SELECT last_batch FROM sync_incoming WHERE source = ? AND channel = ? FOR UPDATE NOWAIT")) {
                 ps.setString(1, id.source());
                 ps.setString(2, id.channel());
                 try (ResultSet rs = ps.executeQuery()) {
@@ -164,6 +170,11 @@ public final class BatchApplier {
             }
         }
         throw new SQLException("ledger row for " + id.source() + "/" + id.channel() + " vanished");
+    }
+
+    /** PostgreSQL 55P03 lock_not_available; H2 reports the same for NOWAIT as a lock timeout (HYT00). */
+    private static boolean isLockBusy(SQLException e) {
+        return "55P03".equals(e.getSQLState()) || "HYT00".equals(e.getSQLState());
     }
 
     /** Database messages can quote whole statements; keep logs readable. */

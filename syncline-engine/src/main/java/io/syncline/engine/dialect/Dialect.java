@@ -75,6 +75,13 @@ public interface Dialect {
     /** Deletes the outbox rows of every batch of {@code channel} up to and including {@code upTo}. */
     int purge(Connection c, SealedBatch upTo) throws SQLException;
 
+    /** Empties the outbox and forgets the reader's position, in the caller's transaction (see OutboxStore.startOver). */
+    default void resetOutbox(Connection c) throws SQLException {
+        try (java.sql.Statement s = c.createStatement()) {
+            s.executeUpdate("DELETE FROM sync_outbox");
+        }
+    }
+
     /** Tags the current transaction's writes with {@code origin}, so capture records where they came from. */
     void beginApply(Connection c, String origin) throws SQLException;
 
@@ -87,6 +94,11 @@ public interface Dialect {
     /** The parameter placeholder for a column (some types need a cast). */
     default String placeholder(ColumnMeta column) {
         return "?";
+    }
+
+    /** Isolation level of an initial-load chunk: its rows must come from one snapshot, in key order. */
+    default int loadIsolation() {
+        return Connection.TRANSACTION_READ_COMMITTED;
     }
 
     /** Row-lock clause used by the initial load so that a concurrent update cannot be overtaken. */

@@ -29,7 +29,11 @@ import org.slf4j.LoggerFactory;
  * PostgreSQL), writes them into sync_outbox as RELOAD (upsert) changes, and records the last key reached
  * in sync_state. Because the rows are locked before they are copied, a concurrent update of a chunk row
  * either committed before (and the chunk copies its new value, after it in the outbox) or waits until the
- * chunk commits (and its own change comes after the chunk). So captured changes and load chunks interleave
+ * chunk commits (and its own change comes after the chunk). On PostgreSQL the chunk runs at REPEATABLE READ: at
+ * READ COMMITTED a locked row that another transaction just updated would be returned in its new version, whose
+ * key may lie far ahead, and the load would continue from there and skip the rows in between; at REPEATABLE
+ * READ that case is a serialization failure instead, and the chunk is simply copied again. So captured changes
+ * and load chunks interleave
  * in an order that converges. A restart resumes after the last committed chunk; the outbox keeps each
  * chunk until the hub acknowledges it, so memory stays bounded by one chunk.
  */
@@ -58,7 +62,21 @@ public final class InitialLoader {
             if (state == null || state.equals(InitialLoadState.DONE)) {
                 continue;
             }
-            copyChunk(c, channel.name(), t, key, Json.parseRow(state));
+            c.commit();
+            int isolation = c.getTransactionIsolation();
+            c.setTransactionIsolation(dialect.loadIsolation());
+            try {
+                copyChunk(c, channel.name(), t, key, Json.parseRow(state));
+            } catch (SQLException e) {
+                c.rollback();
+                if (!"40001".equals(e.getSQLState())) {
+                    throw e;
+                }
+                // A row of the chunk changed after the chunk's snapshot: copy the chunk again on the next step.
+                LOG.debug("initial load of {}: chunk raced with a writer, retrying", t.name());
+            } finally {
+                c.setTransactionIsolation(isolation);
+            }
             return true;
         }
         c.commit(); // end the read-only transaction of the state reads: the caller may change isolation next

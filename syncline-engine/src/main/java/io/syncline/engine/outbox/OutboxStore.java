@@ -1,6 +1,7 @@
 package io.syncline.engine.outbox;
 
 import io.syncline.engine.dialect.Dialect;
+import io.syncline.engine.load.InitialLoadState;
 import io.syncline.engine.schema.SyncSchema;
 import java.io.IOException;
 import java.sql.Connection;
@@ -130,10 +131,10 @@ public final class OutboxStore {
      * Records that {@code destination} applied every batch of {@code channel} up to {@code upTo}, then purges
      * those batches from the outbox, in one transaction. Acknowledgements never move backwards.
      *
-     * @throws IllegalArgumentException when {@code upTo} is beyond the last sealed batch (nothing is changed)
+     * @throws DivergedException when {@code upTo} is beyond the last sealed batch (nothing is changed)
      * @return outbox rows purged
      */
-    public int acknowledge(Connection c, String destination, String channel, long upTo) throws SQLException {
+    public synchronized int acknowledge(Connection c, String destination, String channel, long upTo) throws SQLException {
         try {
             long previous = acknowledged(c, destination, channel);
             if (upTo <= previous) {
@@ -143,9 +144,11 @@ public final class OutboxStore {
             String next = SyncSchema.getState(c, NEXT_SEQ + channel);
             long lastSealed = next == null ? 0 : Long.parseLong(next) - 1;
             if (upTo > lastSealed) {
-                // Purging on such an acknowledgement would delete batches the destination never had.
-                throw new IllegalArgumentException(destination + " acknowledged batch " + upTo + " of channel '" + channel
-                        + "', but only " + lastSealed + " have been sealed here; ignoring it");
+                // The destination has batches this database never sealed: the database is older than what was
+                // delivered (restored from a backup). Purging on it would delete batches the destination never had.
+                throw new DivergedException(destination + " acknowledged batch " + upTo + " of channel '" + channel
+                        + "', but only " + lastSealed + " have been sealed here: this database is older than what "
+                        + destination + " received");
             }
             String sql = previous == 0 && !ackRowExists(c, destination, channel)
                     ? "INSERT INTO sync_ack (acked_batch, acked_at, destination, channel) VALUES (?, ?, ?, ?)"
@@ -173,6 +176,30 @@ public final class OutboxStore {
         } catch (SQLException | RuntimeException e) {
             c.rollback();
             throw e;
+        }
+    }
+
+    /**
+     * Forgets everything sent: empties the outbox, the batches and the acknowledgements, restarts batch numbers at 1
+     * and records an initial load of every captured table. Runs in the caller's transaction, which must also record
+     * the node's new incarnation before it commits, so that the destination restarts its ledger for this node.
+     * Used when the database has diverged from what the destination holds.
+     */
+    public void startOver(Connection c) throws SQLException {
+        try (java.sql.Statement s = c.createStatement()) {
+            dialect.resetOutbox(c);
+            s.executeUpdate("DELETE FROM sync_batch");
+            s.executeUpdate("DELETE FROM sync_ack");
+            s.executeUpdate("DELETE FROM sync_state WHERE k LIKE '" + NEXT_SEQ + "%' OR k LIKE '" + InitialLoadState.PREFIX + "%'");
+            try (java.sql.ResultSet rs = s.executeQuery("SELECT channel, table_name FROM sync_trigger_hist")) {
+                java.util.List<String> keys = new ArrayList<>();
+                while (rs.next()) {
+                    keys.add(InitialLoadState.key(rs.getString(1), rs.getString(2).toLowerCase(java.util.Locale.ROOT)));
+                }
+                for (String k : keys) {
+                    SyncSchema.putState(c, k, InitialLoadState.START);
+                }
+            }
         }
     }
 

@@ -23,6 +23,13 @@ import org.slf4j.LoggerFactory;
 public final class HttpEndpoint implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(HttpEndpoint.class);
 
+    static {
+        // The JDK server waits forever for a stalled peer by default. Bound reading a request (body included) and
+        // writing a response to 15 minutes, far above the largest batch, unless the operator chose otherwise.
+        System.getProperties().putIfAbsent("sun.net.httpserver.maxReqTime", "900");
+        System.getProperties().putIfAbsent("sun.net.httpserver.maxRspTime", "900");
+    }
+
     /** Handles one request; throw {@link HttpError} to answer with an error status and message. */
     @FunctionalInterface
     public interface Handler {

@@ -162,6 +162,12 @@ public final class PostgresDialect implements Dialect {
         if (previous == null) {
             previous = EMPTY_SNAPSHOT;
         }
+        if (Long.parseLong(previous.substring(0, previous.indexOf(':'))) > Long.parseLong(current.split(":")[1])) {
+            // Transaction ids went backwards: this database was restored into a new cluster. Windows computed
+            // against the old snapshot would be empty and silently skip everything committed since.
+            throw new io.syncline.engine.outbox.DivergedException("transaction ids went backwards (last batch ended at snapshot "
+                    + previous + ", the database is now at " + current + "): the database was restored or replaced");
+        }
         long count;
         java.time.OffsetDateTime first;
         try (PreparedStatement ps = c.prepareStatement("SELECT count(*), min(captured_at) FROM sync_outbox WHERE channel = ? AND "
@@ -223,6 +229,15 @@ public final class PostgresDialect implements Dialect {
     }
 
     @Override
+    public void resetOutbox(Connection c) throws SQLException {
+        Dialect.super.resetOutbox(c);
+        try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_state WHERE k LIKE ?")) {
+            ps.setString(1, SNAPSHOT_KEY + "%");
+            ps.executeUpdate();
+        }
+    }
+
+    @Override
     public void beginApply(Connection c, String origin) throws SQLException {
         try (PreparedStatement ps = c.prepareStatement("SELECT set_config('syncline.origin', ?, true)")) {
             ps.setString(1, origin);
@@ -249,6 +264,11 @@ public final class PostgresDialect implements Dialect {
     @Override
     public String placeholder(ColumnMeta column) {
         return column.kind() == ValueKind.JSON ? "CAST(? AS " + column.typeName() + ")" : "?";
+    }
+
+    @Override
+    public int loadIsolation() {
+        return Connection.TRANSACTION_REPEATABLE_READ;
     }
 
     @Override
