@@ -409,7 +409,7 @@ public final class HubNode implements NodeControl {
     private void pullSafely(SiteState s) {
         try {
             pull(s);
-        } catch (RuntimeException | IOException | SQLException e) {
+        } catch (RuntimeException | IOException | SQLException | Error e) { // an escaping Throwable would cancel the schedule
             String msg = e instanceof java.net.ConnectException || e instanceof java.net.SocketTimeoutException
                     ? "cannot reach site listener " + s.pullUrl + ": " + e.getMessage()
                     : e.getMessage();

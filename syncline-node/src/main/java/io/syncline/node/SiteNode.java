@@ -244,7 +244,7 @@ public final class SiteNode implements NodeControl {
                 boolean more = push(r);
                 nextPush = more ? Instant.EPOCH : clock.instant().plusMillis(r.intervalMillis());
             }
-        } catch (Exception e) {
+        } catch (Exception | Error e) { // an escaping Throwable would cancel the schedule silently
             String msg = e instanceof java.net.ConnectException || e instanceof java.net.SocketTimeoutException
                     ? "cannot reach hub at " + cfg.hubUrl() + ": " + e.getMessage()
                     : e.getMessage();

@@ -75,8 +75,10 @@ public final class CaptureInstaller {
             if (signature.equals(installed)) {
                 continue;
             }
-            recordSignature(c, meta.name(), channel, signature, installed != null);
+            // The trigger first: on H2 its DDL commits at once, so the record below must not be committed before it
+            // exists (a crash in between then just installs it again at the next start, with its initial load).
             dialect.installCapture(c, channel, meta);
+            recordSignature(c, meta.name(), channel, signature, installed != null);
             LOG.info("capture {} on table {} (channel {})", installed == null ? "installed" : "upgraded", meta.name(), channel);
             if (installed == null) {
                 String table = meta.name().toLowerCase(Locale.ROOT);
@@ -84,8 +86,49 @@ public final class CaptureInstaller {
                 fresh.add(table);
             }
         }
+        removeUnconfigured(c, metas);
         c.commit();
         return fresh;
+    }
+
+    /*
+     * A table taken out of every channel stops being captured at once, and its changes not yet delivered are
+     * dropped: the hub no longer accepts them, and keeping them would block the channel behind them.
+     */
+    private void removeUnconfigured(Connection c, List<TableMeta> configured) throws SQLException {
+        java.util.Set<String> keep = new java.util.HashSet<>();
+        for (TableMeta m : configured) {
+            keep.add(m.name());
+        }
+        List<String[]> gone = new ArrayList<>();
+        try (PreparedStatement ps = c.prepareStatement("SELECT table_name, channel FROM sync_trigger_hist");
+             ResultSet rs = ps.executeQuery()) {
+            while (rs.next()) {
+                if (!keep.contains(rs.getString(1))) {
+                    gone.add(new String[] {rs.getString(1), rs.getString(2)});
+                }
+            }
+        }
+        for (String[] g : gone) {
+            TableMeta meta = SchemaReader.tryRead(c, g[0]);
+            if (meta != null) {
+                dialect.dropCapture(c, meta);
+            }
+            String key = g[0].toLowerCase(Locale.ROOT);
+            try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_outbox WHERE table_name = ?")) {
+                ps.setString(1, key);
+                ps.executeUpdate();
+            }
+            try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_trigger_hist WHERE table_name = ?")) {
+                ps.setString(1, g[0]);
+                ps.executeUpdate();
+            }
+            try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_state WHERE k = ?")) {
+                ps.setString(1, InitialLoadState.key(g[1], key));
+                ps.executeUpdate();
+            }
+            LOG.info("capture removed from table {} (no longer in any channel); its undelivered changes were dropped", g[0]);
+        }
     }
 
     private static String installedSignature(Connection c, String table) throws SQLException {

@@ -21,7 +21,7 @@ public final class ConfigDef {
                     "Database password. Write ${ENV_VAR} to take it from the environment."),
             new ConfigKey("database.poolSize", Type.INT, "8", false, BOTH, "Maximum connections in the node's pool (HikariCP)."),
             new ConfigKey("http.host", Type.HOST, "127.0.0.1", false, BOTH,
-                    "Address the node's HTTP listener binds to. The hub always listens; a site listens only when the hub pulls from it."),
+                    "Address the node's HTTP listener binds to. Every node listens: the hub for sites, a site for the hub's pulls (used in pull mode)."),
             new ConfigKey("http.port", Type.PORT, "0", false, BOTH, "Port of the HTTP listener; 0 picks a free port (it is logged)."),
             new ConfigKey("http.advertisedUrl", Type.URL, null, false, SITE,
                     "URL the hub uses to reach this site's listener, when it differs from http://host:port (NAT, proxy)."),

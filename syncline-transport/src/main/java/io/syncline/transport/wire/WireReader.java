@@ -34,12 +34,14 @@ public final class WireReader implements Closeable {
     private static final TypeReference<LinkedHashMap<String, Object>> ROW = new TypeReference<>() {
     };
     private final JsonParser parser;
+    private GZIPInputStream gzip;
     private BatchHeader current;
     private boolean done;
 
     public WireReader(InputStream in) {
         try {
-            this.parser = WireFormat.MAPPER.getFactory().createParser(new GZIPInputStream(in, 1 << 16));
+            this.gzip = new GZIPInputStream(in, 1 << 16);
+            this.parser = WireFormat.MAPPER.getFactory().createParser(gzip);
             Map<String, Object> preamble = readObject("preamble");
             if (preamble == null) {
                 throw bad("empty batch stream");
@@ -247,5 +249,8 @@ public final class WireReader implements Closeable {
     @Override
     public void close() throws IOException {
         parser.close();
+        if (gzip != null) {
+            gzip.close(); // releases the inflater's native memory now; also closes the underlying stream
+        }
     }
 }

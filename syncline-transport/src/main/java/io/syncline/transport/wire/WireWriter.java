@@ -14,17 +14,25 @@ import java.util.zip.GZIPOutputStream;
  * writer's memory does not depend on batch size. Not thread-safe; one writer per HTTP exchange.
  */
 public final class WireWriter implements Closeable {
-    private final GZIPOutputStream gzip;
+    private final Gzip gzip;
+
+    /** gzip at the fastest level that can release its native memory without closing the HTTP stream under it. */
+    private static final class Gzip extends GZIPOutputStream {
+        Gzip(OutputStream out) throws IOException {
+            super(out, 1 << 16);
+            def.setLevel(Deflater.BEST_SPEED);
+        }
+
+        void release() {
+            def.end();
+        }
+    }
     private final JsonGenerator json;
     private long inBatch = -1;
     private long seq;
 
     public WireWriter(OutputStream out) throws IOException {
-        this.gzip = new GZIPOutputStream(out, 1 << 16) {
-            {
-                def.setLevel(Deflater.BEST_SPEED);
-            }
-        };
+        this.gzip = new Gzip(out);
         this.json = WireFormat.MAPPER.getFactory().createGenerator(gzip);
         json.setRootValueSeparator(null);
         json.writeStartObject();
@@ -107,5 +115,6 @@ public final class WireWriter implements Closeable {
         json.writeRaw('\n');
         json.close();
         gzip.finish();
+        gzip.release();
     }
 }

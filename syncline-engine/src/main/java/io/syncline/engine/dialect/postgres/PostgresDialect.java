@@ -19,9 +19,10 @@ import java.util.stream.Collectors;
 /*
  * PostgreSQL capture and gap-free reading.
  *
- * Capture: a PL/pgSQL row trigger per table writes the new row (and for updates and deletes the old row) as
- * JSON into sync_outbox, with the writing transaction's id (pg_current_xact_id(), an xid8 that never wraps)
- * and the origin tag read from the transaction-local setting syncline.origin.
+ * Capture: statement-level triggers with transition tables (see installCapture) write the new row (and for
+ * updates and deletes the old row) of every changed row as JSON into sync_outbox, with the writing transaction's
+ * id (pg_current_xact_id(), an xid8 that never wraps) and the origin tag read from the transaction-local
+ * setting syncline.origin.
  *
  * Reading without gaps (the PgQ method): a batch is the set of outbox rows whose transaction is visible in
  * this batch's snapshot and was not visible in the previous batch's snapshot. Snapshots are taken with
@@ -29,7 +30,8 @@ import java.util.stream.Collectors;
  * snapshot describes. A transaction that took a low sequence number but commits late is simply invisible
  * in the snapshot that was current while it ran, and visible in a later one: it lands in a later batch,
  * never skipped. Inside a batch rows are ordered by seq; two changes to the same row are always in commit
- * order, because the second writer had to wait for the first one's row lock before its trigger ran.
+ * order, because the second writer had to wait for the first one's row lock before its statement (and so its
+ * trigger, which runs at the end of the statement) could finish.
  */
 public final class PostgresDialect implements Dialect {
     static final String SNAPSHOT_KEY = "pg.snapshot.";
