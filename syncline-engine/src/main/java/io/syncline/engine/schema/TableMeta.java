@@ -10,15 +10,20 @@ import java.util.Map;
  * @param name       the table name as stored by the database
  * @param columns    all columns in ordinal order
  * @param primaryKey primary-key columns in key order (empty when the table has none)
+ * @param byKey      columns by their canonical (lower-case) key, in ordinal order (derived from {@code columns})
  */
-public record TableMeta(String name, List<ColumnMeta> columns, List<ColumnMeta> primaryKey) {
+public record TableMeta(String name, List<ColumnMeta> columns, List<ColumnMeta> primaryKey, Map<String, ColumnMeta> byKey) {
     public TableMeta {
         columns = List.copyOf(columns);
         primaryKey = List.copyOf(primaryKey);
+        byKey = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(byKey));
     }
 
-    /** Columns by their canonical (lower-case) key, in ordinal order. */
-    public Map<String, ColumnMeta> byKey() {
+    public TableMeta(String name, List<ColumnMeta> columns, List<ColumnMeta> primaryKey) {
+        this(name, columns, primaryKey, index(columns));
+    }
+
+    private static Map<String, ColumnMeta> index(List<ColumnMeta> columns) {
         Map<String, ColumnMeta> m = new LinkedHashMap<>();
         for (ColumnMeta c : columns) {
             m.put(c.key(), c);
