@@ -96,6 +96,8 @@ public final class HubNode implements NodeControl {
         volatile Instant lastContact;
         volatile Backlog reported = Backlog.NONE;
         volatile Instant reportedAt;
+        /** Age (by the site's clock) of the oldest change the site had waiting when the last exchange began. */
+        volatile long lastExchangeLagMs;
         volatile String lastError;
         final Object pullLock = new Object();
 
@@ -389,6 +391,7 @@ public final class HubNode implements NodeControl {
             long left = Math.max(0, reported.rows() - appliedNow);
             s.reported = left == 0 ? Backlog.NONE : new Backlog(left, reported.batches(), reported.oldestAgeMs());
             s.reportedAt = clock.instant();
+            s.lastExchangeLagMs = reported.oldestAgeMs();
         }
     }
 
@@ -500,8 +503,10 @@ public final class HubNode implements NodeControl {
         List<NodeStatus.SiteStatus> out = new ArrayList<>();
         for (SiteState s : sites.values()) {
             Backlog b = s.reported;
-            long lag = b.rows() == 0 || s.reportedAt == null ? 0
-                    : b.oldestAgeMs() + Duration.between(s.reportedAt, now).toMillis();
+            // Still pending after the last exchange: its age, growing. Otherwise: how long the oldest change delivered
+            // by the last exchange had waited, which is the delay sites currently see.
+            long lag = s.reportedAt == null ? 0
+                    : b.rows() > 0 ? b.oldestAgeMs() + Duration.between(s.reportedAt, now).toMillis() : s.lastExchangeLagMs;
             long staleAfter = 3 * s.schedule.interval().toMillis() + 5000;
             String state = s.lastContact == null ? "NEVER"
                     : Duration.between(s.lastContact, now).toMillis() > staleAfter ? "OFFLINE"

@@ -23,7 +23,9 @@ public record NodeStatus(String node, String role, Instant at, List<SiteStatus> 
      * @param state         ONLINE (exchanged within three intervals), OFFLINE (no exchange for longer), NEVER (no exchange since hub start)
      * @param lastContact   last successful exchange, null if none since the hub started
      * @param pendingChanges changes captured at the site and not yet applied at the hub, as the site last reported
-     * @param lagMillis     age of the oldest change not yet applied at the hub (0 when nothing is pending)
+     * @param lagMillis     while changes are pending after the last exchange: the age of the oldest, growing; otherwise how long
+     *                      the oldest change delivered by the last exchange had waited at the site (0 when it had none).
+     *                      Measured by the site's clock, so it does not depend on the clocks agreeing
      * @param lastBatches   last batch applied per channel
      * @param rowsApplied   changes applied at the hub from this site, all channels
      * @param lastError     last exchange error, or null
