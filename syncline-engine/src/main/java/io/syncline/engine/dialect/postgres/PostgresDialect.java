@@ -52,18 +52,24 @@ public final class PostgresDialect implements Dialect {
         try (Statement s = c.createStatement()) {
             s.execute("CREATE TABLE IF NOT EXISTS sync_outbox ("
                     + "seq BIGSERIAL NOT NULL, "
-                    + "txid xid8 NOT NULL DEFAULT pg_current_xact_id(), "
+                    + "txid BIGINT NOT NULL DEFAULT txid_current(), "
                     + "channel VARCHAR(64) NOT NULL, table_name VARCHAR(128) NOT NULL, op CHAR(1) NOT NULL, "
                     + "old_row TEXT, new_row TEXT, origin VARCHAR(64), "
                     + "captured_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now())");
-            // The only index: batches are found by transaction id. seq needs none (it orders rows within a batch).
-            s.execute("CREATE INDEX IF NOT EXISTS sync_outbox_txid ON sync_outbox (txid)");
+            // The only index: batches are found by transaction id; seq needs none (it orders rows within a batch).
+            // BRIN, not b-tree: a b-tree entry per captured row cost the writer about 13% more. Transaction ids
+            // grow with the table's physical order, and the index is precise exactly when the outbox is large
+            // (a backlog: nothing is purged, no page is reused). PostgreSQL has no BRIN operator class for xid8,
+            // hence the bigint column, filled by txid_current(): the same 64-bit epoch-extended id as
+            // pg_current_xact_id(), without a text cast per row (older name, still supported).
+            s.execute("CREATE INDEX IF NOT EXISTS sync_outbox_txid ON sync_outbox USING brin (txid) "
+                    + "WITH (pages_per_range = 16, autosummarize = on)");
         }
     }
 
     @Override
     public String captureVersion() {
-        return "pg-statement-4";
+        return "pg-statement-5";
     }
 
     /*
@@ -196,8 +202,14 @@ public final class PostgresDialect implements Dialect {
         return Connection.TRANSACTION_REPEATABLE_READ;
     }
 
-    private static final String WINDOW = "txid >= pg_snapshot_xmin(CAST(? AS pg_snapshot)) AND txid < pg_snapshot_xmax(CAST(? AS pg_snapshot)) "
-            + "AND NOT pg_visible_in_snapshot(txid, CAST(? AS pg_snapshot)) AND pg_visible_in_snapshot(txid, CAST(? AS pg_snapshot))";
+    private static final String XID8 = "CAST(CAST(txid AS text) AS xid8)";
+    private static final String WINDOW = "txid >= " + bound("pg_snapshot_xmin") + " AND txid < " + bound("pg_snapshot_xmax")
+            + " AND NOT pg_visible_in_snapshot(" + XID8 + ", CAST(? AS pg_snapshot)) AND pg_visible_in_snapshot(" + XID8
+            + ", CAST(? AS pg_snapshot))";
+
+    private static String bound(String function) {
+        return "CAST(CAST(" + function + "(CAST(? AS pg_snapshot)) AS text) AS bigint)";
+    }
 
     private static void bindWindow(PreparedStatement ps, int at, String from, String to) throws SQLException {
         ps.setString(at, from);
@@ -222,7 +234,7 @@ public final class PostgresDialect implements Dialect {
     @Override
     public int purge(Connection c, SealedBatch upTo) throws SQLException {
         try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_outbox WHERE channel = ? "
-                + "AND txid < pg_snapshot_xmax(CAST(? AS pg_snapshot)) AND pg_visible_in_snapshot(txid, CAST(? AS pg_snapshot))")) {
+                + "AND txid < " + bound("pg_snapshot_xmax") + " AND pg_visible_in_snapshot(" + XID8 + ", CAST(? AS pg_snapshot))")) {
             ps.setString(1, upTo.channel());
             ps.setString(2, upTo.to());
             ps.setString(3, upTo.to());
