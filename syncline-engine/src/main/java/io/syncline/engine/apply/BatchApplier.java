@@ -51,6 +51,7 @@ import org.slf4j.LoggerFactory;
 public final class BatchApplier {
     private static final Logger LOG = LoggerFactory.getLogger(BatchApplier.class);
     private static final int JDBC_BATCH = 1000;
+    private static final int BULK_ROWS = 5000;
     private final Dialect dialect;
     private final Clock clock;
     private final Map<String, TableMeta> metaCache = new ConcurrentHashMap<>();
@@ -301,6 +302,10 @@ public final class BatchApplier {
 
         private void upsert(TableMeta t, Map<String, Object> row) throws SQLException {
             List<ColumnMeta> cols = columns(t, row);
+            if (dialect.supportsBulkUpsert()) {
+                bulkUpsert(t, cols, row);
+                return;
+            }
             PreparedStatement ps = batched(upsertSql.computeIfAbsent(new UpsertKey(t.name(), cols), k -> dialect.upsertSql(t, cols)));
             List<Object> key = new ArrayList<>(t.primaryKey().size());
             for (ColumnMeta col : t.primaryKey()) {
@@ -391,7 +396,45 @@ public final class BatchApplier {
             }
         }
 
+        /*
+         * Bulk path (PostgreSQL): consecutive upserts into one table with one column list collect here, the last
+         * version of each key winning (they are upserts of whole rows, so earlier versions are superseded), and go to
+         * the database in one COPY and one INSERT ... SELECT ... ON CONFLICT. Any other statement flushes them first.
+         */
+        private TableMeta runTable;
+        private List<ColumnMeta> runColumns;
+        private final Map<List<Object>, Map<String, Object>> runRows = new LinkedHashMap<>();
+
+        private void bulkUpsert(TableMeta t, List<ColumnMeta> cols, Map<String, Object> row) throws SQLException {
+            if (open != null || runTable != t || !cols.equals(runColumns)) {
+                flush(); // statements before this upsert run first: order is kept
+                runTable = t;
+                runColumns = cols;
+            }
+            List<Object> key = new ArrayList<>(t.primaryKey().size());
+            for (ColumnMeta col : t.primaryKey()) {
+                key.add(row.get(col.key()));
+            }
+            runRows.remove(key);
+            runRows.put(key, row);
+            if (runRows.size() >= BULK_ROWS) {
+                flushRun();
+            }
+        }
+
+        private void flushRun() throws SQLException {
+            if (!runRows.isEmpty()) {
+                try {
+                    dialect.bulkUpsert(c, runTable, runColumns, runRows.values());
+                } catch (IllegalArgumentException e) {
+                    throw new BadBatchException(Stage.APPLY, "table '" + runTable.name() + "': " + e.getMessage(), e);
+                }
+                runRows.clear();
+            }
+        }
+
         void flush() throws SQLException {
+            flushRun();
             if (open != null && openCount > 0) {
                 open.executeBatch();
             }

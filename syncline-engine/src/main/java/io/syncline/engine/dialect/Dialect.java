@@ -91,6 +91,22 @@ public interface Dialect {
     /** An insert-or-update statement for {@code columns} of {@code table}, keyed on its primary key. */
     String upsertSql(TableMeta table, List<ColumnMeta> columns);
 
+    /** True when {@link #bulkUpsert} is faster than JDBC batches of {@link #upsertSql} statements. */
+    default boolean supportsBulkUpsert() {
+        return false;
+    }
+
+    /**
+     * Upserts {@code rows} (canonical values; at most one per primary key) into {@code table} in one bulk operation,
+     * in the caller's transaction.
+     *
+     * @throws IllegalArgumentException naming the column when a value does not fit it
+     */
+    default void bulkUpsert(Connection c, TableMeta table, List<ColumnMeta> columns, java.util.Collection<java.util.Map<String, Object>> rows)
+            throws SQLException {
+        throw new UnsupportedOperationException(name() + " has no bulk upsert");
+    }
+
     /** The parameter placeholder for a column (some types need a cast). */
     default String placeholder(ColumnMeta column) {
         return "?";

@@ -276,6 +276,46 @@ public final class PostgresDialect implements Dialect {
     }
 
     @Override
+    public boolean supportsBulkUpsert() {
+        return true;
+    }
+
+    /*
+     * COPY into a temporary staging table shaped like the column list (no constraints, ON COMMIT DELETE ROWS), then
+     * one INSERT ... SELECT ... ON CONFLICT DO UPDATE into the target. The caller guarantees one row per key, which
+     * ON CONFLICT requires. Several times faster than multi-row VALUES statements for large batches.
+     */
+    @Override
+    public void bulkUpsert(Connection c, TableMeta t, List<ColumnMeta> columns, java.util.Collection<java.util.Map<String, Object>> rows)
+            throws SQLException {
+        String cols = columns.stream().map(col -> quote(col.name())).collect(Collectors.joining(", "));
+        String stage = quote("sync_stage_" + Integer.toHexString((t.name() + "|" + cols).hashCode()));
+        try (Statement s = c.createStatement()) {
+            s.execute("CREATE TEMP TABLE IF NOT EXISTS " + stage + " ON COMMIT DELETE ROWS AS SELECT " + cols + " FROM "
+                    + quote(t.name()) + " WITH NO DATA");
+        }
+        StringBuilder text = new StringBuilder(rows.size() * 64);
+        for (java.util.Map<String, Object> row : rows) {
+            PostgresCopyText.appendRow(text, columns, row);
+        }
+        org.postgresql.copy.CopyManager copy = c.unwrap(org.postgresql.PGConnection.class).getCopyAPI();
+        try {
+            copy.copyIn("COPY " + stage + " (" + cols + ") FROM STDIN", new java.io.StringReader(text.toString()));
+        } catch (java.io.IOException e) {
+            throw new SQLException("COPY into " + stage + " failed: " + e.getMessage(), e);
+        }
+        String pk = t.primaryKey().stream().map(col -> quote(col.name())).collect(Collectors.joining(", "));
+        List<ColumnMeta> nonKey = columns.stream().filter(col -> !t.primaryKey().contains(col)).toList();
+        String action = nonKey.isEmpty() ? "DO NOTHING" : "DO UPDATE SET " + nonKey.stream()
+                .map(col -> quote(col.name()) + " = EXCLUDED." + quote(col.name())).collect(Collectors.joining(", "));
+        try (Statement s = c.createStatement()) {
+            s.executeUpdate("INSERT INTO " + quote(t.name()) + " (" + cols + ") SELECT " + cols + " FROM " + stage
+                    + " ON CONFLICT (" + pk + ") " + action);
+            s.execute("TRUNCATE " + stage);
+        }
+    }
+
+    @Override
     public String placeholder(ColumnMeta column) {
         return column.kind() == ValueKind.JSON ? "CAST(? AS " + column.typeName() + ")" : "?";
     }
