@@ -51,7 +51,7 @@ import org.slf4j.LoggerFactory;
 public final class BatchApplier {
     private static final Logger LOG = LoggerFactory.getLogger(BatchApplier.class);
     private static final int JDBC_BATCH = 1000;
-    private static final int BULK_ROWS = 5000;
+    private static final int BULK_ROWS = 2000;
     private final Dialect dialect;
     private final Clock clock;
     private final Map<String, TableMeta> metaCache = new ConcurrentHashMap<>();

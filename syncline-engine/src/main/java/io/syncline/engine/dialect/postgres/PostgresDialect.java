@@ -294,15 +294,22 @@ public final class PostgresDialect implements Dialect {
             s.execute("CREATE TEMP TABLE IF NOT EXISTS " + stage + " ON COMMIT DELETE ROWS AS SELECT " + cols + " FROM "
                     + quote(t.name()) + " WITH NO DATA");
         }
-        StringBuilder text = new StringBuilder(rows.size() * 64);
-        for (java.util.Map<String, Object> row : rows) {
-            PostgresCopyText.appendRow(text, columns, row);
-        }
-        org.postgresql.copy.CopyManager copy = c.unwrap(org.postgresql.PGConnection.class).getCopyAPI();
+        // Row by row into the COPY stream: no text of the whole run is ever built.
+        org.postgresql.copy.CopyIn in = c.unwrap(org.postgresql.PGConnection.class).getCopyAPI()
+                .copyIn("COPY " + stage + " (" + cols + ") FROM STDIN");
         try {
-            copy.copyIn("COPY " + stage + " (" + cols + ") FROM STDIN", new java.io.StringReader(text.toString()));
-        } catch (java.io.IOException e) {
-            throw new SQLException("COPY into " + stage + " failed: " + e.getMessage(), e);
+            StringBuilder line = new StringBuilder(256);
+            for (java.util.Map<String, Object> row : rows) {
+                line.setLength(0);
+                PostgresCopyText.appendRow(line, columns, row);
+                byte[] bytes = line.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8);
+                in.writeToCopy(bytes, 0, bytes.length);
+            }
+            in.endCopy();
+        } finally {
+            if (in.isActive()) {
+                in.cancelCopy();
+            }
         }
         String pk = t.primaryKey().stream().map(col -> quote(col.name())).collect(Collectors.joining(", "));
         List<ColumnMeta> nonKey = columns.stream().filter(col -> !t.primaryKey().contains(col)).toList();
