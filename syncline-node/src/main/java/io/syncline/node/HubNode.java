@@ -328,7 +328,10 @@ public final class HubNode implements NodeControl {
         } catch (BadBatchException e) {
             s.lastError = e.getMessage();
             LOG.warn("hub {}: site {}: batch refused: {}", cfg.nodeId(), s.id, e.getMessage());
-            throw new HttpError(e instanceof OutOfOrderBatchException ? 409 : 400, e.getMessage(), Map.of("acks", acks));
+            if (e instanceof OutOfOrderBatchException o) {
+                throw new HttpError(409, e.getMessage(), Map.of("acks", acks, "channel", o.channel(), "expected", o.expected()));
+            }
+            throw new HttpError(400, e.getMessage(), Map.of("acks", acks));
         } catch (RetriableSyncException e) {
             s.lastError = e.getMessage();
             LOG.warn("hub {}: site {}: {}", cfg.nodeId(), s.id, e.getMessage());

@@ -72,6 +72,8 @@ public final class SiteNode implements NodeControl {
     private final ScheduledExecutorService ticker;
     private final Map<String, ReentrantLock> sealLocks = new ConcurrentHashMap<>();
     private volatile String incarnation;
+    /** The incarnation the hub accepted in this process's last registration (null before the first one). */
+    private volatile String registeredIncarnation;
     private final String pullToken;
     private volatile Registration.Response registration;
     /** The configuration hash whose channels have capture installed; differs from the registration's until installed. */
@@ -152,12 +154,14 @@ public final class SiteNode implements NodeControl {
             return;
         }
         try {
-            Registration.Response r = register();
+            String sent = incarnation;
+            Registration.Response r = register(sent);
             try (Connection c = db.connection()) {
                 SyncSchema.putState(c, REGISTRATION, WireFormat.MAPPER.writeValueAsString(r));
                 c.commit();
             }
             registration = r;
+            registeredIncarnation = sent;
             reregister = false;
             registrationBackoff = Duration.ofMillis(500);
             lastContact = clock.instant();
@@ -176,7 +180,7 @@ public final class SiteNode implements NodeControl {
         }
     }
 
-    private Registration.Response register() throws IOException {
+    private Registration.Response register(String incarnation) throws IOException {
         HttpURLConnection conn = (HttpURLConnection) URI.create(cfg.hubUrl() + "/v1/register").toURL().openConnection();
         try {
             conn.setConnectTimeout(5000);
@@ -216,7 +220,7 @@ public final class SiteNode implements NodeControl {
 
     private void tick() {
         try {
-            if (registration == null || reregister) {
+            if (registration == null || reregister || !incarnation.equals(registeredIncarnation)) {
                 tryRegister();
                 if (registration == null) {
                     return;
@@ -240,7 +244,9 @@ public final class SiteNode implements NodeControl {
                     }
                 }
             }
-            if ("push".equals(r.mode()) && !clock.instant().isBefore(nextPush)) {
+            // Exchanges wait for the hub to know our incarnation: after a start-over, an exchange under the old one
+            // would be answered from the hub's old ledger and start us over again.
+            if ("push".equals(r.mode()) && incarnation.equals(registeredIncarnation) && !clock.instant().isBefore(nextPush)) {
                 boolean more = push(r);
                 nextPush = more ? Instant.EPOCH : clock.instant().plusMillis(r.intervalMillis());
             }
@@ -271,6 +277,20 @@ public final class SiteNode implements NodeControl {
             startOver(e);
         } finally {
             lock.unlock();
+        }
+    }
+
+    /**
+     * The hub expects batch {@code expected} of {@code channel} next, but acknowledged later ones before: its database
+     * is older than what it acknowledged (restored from a backup), and those batches are gone from our outbox. Only
+     * starting over (everything loaded again under a new incarnation) brings it back.
+     */
+    private void hubLostBatches(Connection c, Registration.Response r, String channel, long expected) throws SQLException {
+        long acknowledged = outbox.acknowledged(c, r.hub(), channel);
+        c.commit();
+        if (expected <= acknowledged) {
+            startOver(new DivergedException("hub " + r.hub() + " expects batch " + expected + " of channel '" + channel
+                    + "' but had acknowledged up to " + acknowledged + ": its database is older than what it acknowledged"));
         }
     }
 
@@ -349,6 +369,9 @@ public final class SiteNode implements NodeControl {
             if (code == 401) {
                 reregister = true;
                 throw new IOException("hub refused our credentials: " + body.get("error") + " (registering again)");
+            }
+            if (code == 409 && body.get("expected") instanceof Number expected && body.get("channel") instanceof String channel) {
+                hubLostBatches(c, r, channel, expected.longValue());
             }
             if (code != 200) {
                 throw new IOException("hub answered " + code + ": " + body.get("error"));
@@ -429,6 +452,9 @@ public final class SiteNode implements NodeControl {
         if (r == null) {
             throw new HttpError(503, "site " + cfg.nodeId() + " is not registered yet");
         }
+        if (!incarnation.equals(registeredIncarnation)) {
+            throw new HttpError(503, "site " + cfg.nodeId() + " is registering with the hub; try again shortly");
+        }
         String token = Secrets.bearer(ex.getRequestHeaders().getFirst("Authorization"));
         if (!Secrets.matches(token, pullToken)) {
             LOG.warn("site {}: pull from {} refused: wrong credentials", cfg.nodeId(), ex.getRemoteAddress());
@@ -452,13 +478,14 @@ public final class SiteNode implements NodeControl {
             reregister = true;
         }
         try (Connection c = db.connection()) {
-            if (ack > 0) {
-                String before = incarnation;
+            String before = incarnation;
+            hubLostBatches(c, r, channel, ack + 1);
+            if (ack > 0 && before.equals(incarnation)) {
                 acknowledge(c, r, channel, ack);
-                if (!before.equals(incarnation)) {
-                    throw new HttpError(409, "site " + cfg.nodeId() + " started over (its database is older than what the hub "
-                            + "received); it registers again under a new incarnation");
-                }
+            }
+            if (!before.equals(incarnation)) {
+                throw new HttpError(409, "site " + cfg.nodeId() + " started over (its database and the hub's no longer agree "
+                        + "on what was delivered); it registers again under a new incarnation");
             }
             seal(channel);
             List<SealedBatch> batches = outbox.unacknowledged(c, r.hub(), channel, max);

@@ -16,6 +16,8 @@ import java.time.Clock;
 import java.time.Duration;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
 
 class H2ClusterTest {
@@ -130,6 +132,55 @@ class H2ClusterTest {
                     assertThat(rs.getBigDecimal(1)).isEqualByComparingTo("7");
                 }
             }
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"push", "pull"})
+    void shouldStartOverWhenTheHubDatabaseIsRestoredFromABackup(String mode) throws Exception {
+        String hubDb = "hub4" + mode;
+        String siteId = "b" + mode;
+        exec(url(hubDb), "CREATE TABLE product (site_id VARCHAR(64), id INT, name VARCHAR(100), price DECIMAL(10,2), PRIMARY KEY (site_id, id))");
+        exec(url(siteId), "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100), price DECIMAL(10,2))");
+        int port;
+        try (java.net.ServerSocket free = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            port = free.getLocalPort(); // the restarted hub must be reachable at the same address
+        }
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hub}
+                database: {url: "%s"}
+                http: {port: %d}
+                enrollment: {token: secret-token}
+                sync: {mode: %s, interval: 100ms}
+                channels:
+                  - name: products
+                    tables: [{name: product, hubColumn: site_id}]
+                """.formatted(url(hubDb), port, mode), Role.HUB, Map.of());
+        Path db = dir.resolve(hubDb + ".mv.db");
+        Path backup = dir.resolve(hubDb + "-backup.mv.db");
+        HubNode hub = HubNode.start(hubCfg, Clock.systemUTC());
+        try (SiteNode site = SiteNode.start(site(siteId, hub.url()), Clock.systemUTC())) {
+            exec(url(siteId), "INSERT INTO product VALUES (1, 'one', 1)");
+            await().atMost(Duration.ofSeconds(20)).until(() -> site.isDrained() && hubRows(hubDb, siteId) == 1);
+            hub.close();
+            java.nio.file.Files.copy(db, backup);
+            hub = HubNode.start(hubCfg, Clock.systemUTC());
+            for (int i = 2; i <= 4; i++) { // batches the restored hub will not have, already purged at the site
+                exec(url(siteId), "INSERT INTO product VALUES (" + i + ", 'after backup', 1)");
+                int n = i;
+                await().atMost(Duration.ofSeconds(20)).until(() -> site.isDrained() && hubRows(hubDb, siteId) == n);
+            }
+            hub.close();
+            java.nio.file.Files.copy(backup, db, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            hub = HubNode.start(hubCfg, Clock.systemUTC());
+            exec(url(siteId), "INSERT INTO product VALUES (5, 'after the restore', 5)");
+            await().atMost(Duration.ofSeconds(30)).until(() -> site.isDrained() && hubRows(hubDb, siteId) == 5);
+            try (Connection s = DriverManager.getConnection(url(siteId)); Connection h = DriverManager.getConnection(url(hubDb))) {
+                assertThat(TableChecksum.of(h, new H2Dialect(), "product", "site_id", siteId))
+                        .isEqualTo(TableChecksum.of(s, new H2Dialect(), "product"));
+            }
+        } finally {
+            hub.close();
         }
     }
 

@@ -80,7 +80,7 @@ public final class BatchApplier {
             if (id.sequence() != last + 1) {
                 c.rollback();
                 throw new OutOfOrderBatchException(Stage.APPLY, "batch " + id + " is out of order: expected batch " + (last + 1)
-                        + " of source '" + id.source() + "' channel '" + id.channel() + "'");
+                        + " of source '" + id.source() + "' channel '" + id.channel() + "'", id.channel(), last + 1);
             }
             dialect.beginApply(c, id.source());
             tagged = true;
