@@ -144,10 +144,19 @@ final class Demo {
         } finally {
             workload.shutdownNow();
             progress.shutdownNow();
+            quietShutdown();
             hub.close();
             closeAll(sites);
         }
         return compare();
+    }
+
+    /** Nodes stopping one after another would warn about each other; that is expected at the end of the demo. */
+    private static void quietShutdown() {
+        org.slf4j.Logger logger = org.slf4j.LoggerFactory.getLogger("io.syncline");
+        if (logger instanceof ch.qos.logback.classic.Logger l && !l.isInfoEnabled()) {
+            l.setLevel(ch.qos.logback.classic.Level.ERROR);
+        }
     }
 
     private static void closeAll(List<SiteNode> sites) {
