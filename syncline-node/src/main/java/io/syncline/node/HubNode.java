@@ -1,6 +1,5 @@
 package io.syncline.node;
 
-import com.fasterxml.jackson.core.type.TypeReference;
 import com.sun.net.httpserver.HttpExchange;
 import io.syncline.api.BadBatchException;
 import io.syncline.api.BatchHeader;
@@ -72,8 +71,6 @@ import org.slf4j.MDC;
  */
 public final class HubNode implements NodeControl {
     private static final Logger LOG = LoggerFactory.getLogger(HubNode.class);
-    private static final TypeReference<Map<String, Object>> MAP = new TypeReference<>() {
-    };
 
     private final NodeConfig cfg;
     private final Clock clock;
@@ -519,11 +516,6 @@ public final class HubNode implements NodeControl {
         }
         out.sort(Comparator.comparing(NodeStatus.SiteStatus::site));
         return new NodeStatus(cfg.nodeId(), "hub", now, out, Map.of());
-    }
-
-    /** Parses a status document served by {@code GET /v1/status}. */
-    static Map<String, Object> parseStatus(String json) throws IOException {
-        return WireFormat.MAPPER.readValue(json, MAP);
     }
 
     @Override

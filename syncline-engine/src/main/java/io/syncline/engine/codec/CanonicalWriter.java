@@ -8,7 +8,6 @@ import io.syncline.engine.schema.ColumnMeta;
 import io.syncline.engine.schema.ValueKind;
 import java.io.IOException;
 import java.io.StringWriter;
-import java.io.UncheckedIOException;
 import java.math.BigDecimal;
 import java.math.BigInteger;
 import java.nio.charset.StandardCharsets;
@@ -148,18 +147,5 @@ public final class CanonicalWriter {
             return sorted;
         }
         return node;
-    }
-
-    /** Encodes a single value for tests and diagnostics. */
-    static String valueText(ColumnMeta c, Object v) {
-        try {
-            StringWriter w = new StringWriter();
-            try (JsonGenerator g = Json.FACTORY.createGenerator(w)) {
-                value(g, c, v, false);
-            }
-            return w.toString();
-        } catch (IOException | SQLException e) {
-            throw new UncheckedIOException(new IOException(e));
-        }
     }
 }

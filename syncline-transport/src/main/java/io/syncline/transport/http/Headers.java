@@ -8,8 +8,6 @@ public final class Headers {
     public static final String BACKLOG = "Syncline-Backlog";
     /** Hash of the hub's configuration for this site; a site re-registers when it changes. */
     public static final String CONFIG = "Syncline-Config";
-    /** Protocol version spoken by the sender. */
-    public static final String PROTOCOL = "Syncline-Protocol";
 
     private Headers() {
     }
