@@ -413,9 +413,7 @@ public final class HubNode implements NodeControl {
         try {
             pull(s);
         } catch (RuntimeException | IOException | SQLException | Error e) { // an escaping Throwable would cancel the schedule
-            String msg = e instanceof java.net.ConnectException || e instanceof java.net.SocketTimeoutException
-                    ? "cannot reach site listener " + s.pullUrl + ": " + e.getMessage()
-                    : e.getMessage();
+            String msg = Responses.describe(e, "site listener " + s.pullUrl);
             if (!java.util.Objects.equals(msg, s.lastError)) {
                 LOG.warn("hub {}: pull from site {} failed: {}", cfg.nodeId(), s.id, msg);
             }

@@ -251,9 +251,7 @@ public final class SiteNode implements NodeControl {
                 nextPush = more ? Instant.EPOCH : clock.instant().plusMillis(r.intervalMillis());
             }
         } catch (Exception | Error e) { // an escaping Throwable would cancel the schedule silently
-            String msg = e instanceof java.net.ConnectException || e instanceof java.net.SocketTimeoutException
-                    ? "cannot reach hub at " + cfg.hubUrl() + ": " + e.getMessage()
-                    : e.getMessage();
+            String msg = Responses.describe(e, "hub at " + cfg.hubUrl());
             if (!java.util.Objects.equals(msg, lastError)) {
                 LOG.warn("site {}: {}", cfg.nodeId(), msg);
             }

@@ -269,6 +269,14 @@ public final class BatchApplier {
             return copy;
         }
 
+        private static List<Object> keyOf(TableMeta t, Map<String, Object> row) {
+            List<Object> key = new ArrayList<>(t.primaryKey().size());
+            for (ColumnMeta col : t.primaryKey()) {
+                key.add(row.get(col.key()));
+            }
+            return key;
+        }
+
         private boolean samePrimaryKey(TableMeta t, Map<String, Object> a, Map<String, Object> b) {
             for (ColumnMeta col : t.primaryKey()) {
                 if (!Objects.equals(a.get(col.key()), b.get(col.key()))) {
@@ -307,10 +315,7 @@ public final class BatchApplier {
                 return;
             }
             PreparedStatement ps = batched(upsertSql.computeIfAbsent(new UpsertKey(t.name(), cols), k -> dialect.upsertSql(t, cols)));
-            List<Object> key = new ArrayList<>(t.primaryKey().size());
-            for (ColumnMeta col : t.primaryKey()) {
-                key.add(row.get(col.key()));
-            }
+            List<Object> key = keyOf(t, row);
             if (!openKeys.add(key)) {
                 flush();
                 open = ps;
@@ -411,10 +416,7 @@ public final class BatchApplier {
                 runTable = t;
                 runColumns = cols;
             }
-            List<Object> key = new ArrayList<>(t.primaryKey().size());
-            for (ColumnMeta col : t.primaryKey()) {
-                key.add(row.get(col.key()));
-            }
+            List<Object> key = keyOf(t, row);
             runRows.remove(key);
             runRows.put(key, row);
             if (runRows.size() >= BULK_ROWS) {

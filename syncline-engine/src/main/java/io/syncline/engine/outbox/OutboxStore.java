@@ -150,16 +150,7 @@ public final class OutboxStore {
                         + "', but only " + lastSealed + " have been sealed here: this database is older than what "
                         + destination + " received");
             }
-            String sql = previous == 0 && !ackRowExists(c, destination, channel)
-                    ? "INSERT INTO sync_ack (acked_batch, acked_at, destination, channel) VALUES (?, ?, ?, ?)"
-                    : "UPDATE sync_ack SET acked_batch = ?, acked_at = ? WHERE destination = ? AND channel = ?";
-            try (PreparedStatement ps = c.prepareStatement(sql)) {
-                ps.setLong(1, upTo);
-                ps.setObject(2, utc(clock.instant()));
-                ps.setString(3, destination);
-                ps.setString(4, channel);
-                ps.executeUpdate();
-            }
+            recordAck(c, destination, channel, upTo);
             int purged = 0;
             SealedBatch last = batch(c, channel, upTo);
             if (last != null) {
@@ -224,12 +215,18 @@ public final class OutboxStore {
     public record Backlog(long rows, long batches, Instant oldestCaptured) {
     }
 
-    private static boolean ackRowExists(Connection c, String destination, String channel) throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement("SELECT 1 FROM sync_ack WHERE destination = ? AND channel = ?")) {
-            ps.setString(1, destination);
-            ps.setString(2, channel);
-            try (ResultSet rs = ps.executeQuery()) {
-                return rs.next();
+    private void recordAck(Connection c, String destination, String channel, long upTo) throws SQLException {
+        for (String sql : new String[] {
+                "UPDATE sync_ack SET acked_batch = ?, acked_at = ? WHERE destination = ? AND channel = ?",
+                "INSERT INTO sync_ack (acked_batch, acked_at, destination, channel) VALUES (?, ?, ?, ?)"}) {
+            try (PreparedStatement ps = c.prepareStatement(sql)) {
+                ps.setLong(1, upTo);
+                ps.setObject(2, utc(clock.instant()));
+                ps.setString(3, destination);
+                ps.setString(4, channel);
+                if (ps.executeUpdate() > 0) {
+                    return;
+                }
             }
         }
     }

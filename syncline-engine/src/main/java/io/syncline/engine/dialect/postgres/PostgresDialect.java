@@ -268,11 +268,16 @@ public final class PostgresDialect implements Dialect {
     public String upsertSql(TableMeta t, List<ColumnMeta> columns) {
         String cols = columns.stream().map(col -> quote(col.name())).collect(Collectors.joining(", "));
         String values = columns.stream().map(this::placeholder).collect(Collectors.joining(", "));
+        return "INSERT INTO " + quote(t.name()) + " (" + cols + ") VALUES (" + values + ") " + onConflict(t, columns);
+    }
+
+    /** The ON CONFLICT clause shared by both upsert paths: on the primary key, overwrite every non-key column given. */
+    private String onConflict(TableMeta t, List<ColumnMeta> columns) {
         String pk = t.primaryKey().stream().map(col -> quote(col.name())).collect(Collectors.joining(", "));
         List<ColumnMeta> nonKey = columns.stream().filter(col -> !t.primaryKey().contains(col)).toList();
         String action = nonKey.isEmpty() ? "DO NOTHING" : "DO UPDATE SET " + nonKey.stream()
                 .map(col -> quote(col.name()) + " = EXCLUDED." + quote(col.name())).collect(Collectors.joining(", "));
-        return "INSERT INTO " + quote(t.name()) + " (" + cols + ") VALUES (" + values + ") ON CONFLICT (" + pk + ") " + action;
+        return "ON CONFLICT (" + pk + ") " + action;
     }
 
     @Override
@@ -311,13 +316,9 @@ public final class PostgresDialect implements Dialect {
                 in.cancelCopy();
             }
         }
-        String pk = t.primaryKey().stream().map(col -> quote(col.name())).collect(Collectors.joining(", "));
-        List<ColumnMeta> nonKey = columns.stream().filter(col -> !t.primaryKey().contains(col)).toList();
-        String action = nonKey.isEmpty() ? "DO NOTHING" : "DO UPDATE SET " + nonKey.stream()
-                .map(col -> quote(col.name()) + " = EXCLUDED." + quote(col.name())).collect(Collectors.joining(", "));
         try (Statement s = c.createStatement()) {
             s.executeUpdate("INSERT INTO " + quote(t.name()) + " (" + cols + ") SELECT " + cols + " FROM " + stage
-                    + " ON CONFLICT (" + pk + ") " + action);
+                    + " " + onConflict(t, columns));
             s.execute("TRUNCATE " + stage);
         }
     }
