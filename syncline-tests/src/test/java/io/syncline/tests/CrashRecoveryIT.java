@@ -7,8 +7,6 @@ import io.syncline.engine.verify.TableChecksum;
 import java.time.Duration;
 import java.util.Map;
 import java.util.Random;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -23,22 +21,11 @@ import org.junit.jupiter.params.provider.ValueSource;
 class CrashRecoveryIT {
     private static final Duration CONVERGE = Duration.ofSeconds(90);
     private static final String CHANNEL = "items";
-    private static PgServer pg;
+    @RegisterExtension
+    static final PgServer pg = new PgServer();
 
     @RegisterExtension
     final ProcessCluster cluster = new ProcessCluster();
-
-    @BeforeAll
-    static void startPostgres() {
-        pg = PgServer.start();
-    }
-
-    @AfterAll
-    static void stopPostgres() throws Exception {
-        if (pg != null) {
-            pg.close();
-        }
-    }
 
     private static String pullSites(String mode, String... ids) {
         if (!mode.equals("pull")) {

@@ -6,8 +6,6 @@ import static org.awaitility.Awaitility.await;
 
 import io.syncline.engine.verify.TableChecksum;
 import java.time.Duration;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -20,22 +18,11 @@ class InitialLoadIT {
     private static final int ROWS = 1_000_000;
     /** Most the busy site's oldest unacknowledged change may age while the load runs. */
     private static final Duration MAX_LAG = Duration.ofSeconds(20);
-    private static PgServer pg;
+    @RegisterExtension
+    static final PgServer pg = new PgServer();
 
     @RegisterExtension
     final ProcessCluster cluster = new ProcessCluster();
-
-    @BeforeAll
-    static void startPostgres() {
-        pg = PgServer.start();
-    }
-
-    @AfterAll
-    static void stopPostgres() throws Exception {
-        if (pg != null) {
-            pg.close();
-        }
-    }
 
     /** Age in ms of the oldest change in a site's outbox (0 when empty). */
     private static long backlogAgeMs(String siteDb) throws Exception {

@@ -5,8 +5,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.syncline.engine.verify.TableChecksum;
 import java.time.Duration;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -16,22 +14,11 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  */
 class MillionRowTransactionIT {
     private static final int ROWS = 1_000_000;
-    private static PgServer pg;
+    @RegisterExtension
+    static final PgServer pg = new PgServer();
 
     @RegisterExtension
     final ProcessCluster cluster = new ProcessCluster();
-
-    @BeforeAll
-    static void startPostgres() {
-        pg = PgServer.start();
-    }
-
-    @AfterAll
-    static void stopPostgres() throws Exception {
-        if (pg != null) {
-            pg.close();
-        }
-    }
 
     @Test
     void millionRowTransactionMovesAsOneBatchWithSmallHeaps() throws Exception {

