@@ -416,12 +416,14 @@ public final class ThroughputBenchmark {
                     try (Connection c = pg.writer()) {
                         t = workload.run(c);
                     }
-                    long captured = Long.parseLong(pg.scalar("SELECT count(*) FROM sync_outbox"));
+                    long captured = Long.parseLong(pg.scalar("SELECT COALESCE(sum(row_count), 0) FROM sync_outbox"));
                     long expected = v == Variant.OFF ? 0 : workload.changes();
                     if (captured != expected) {
                         throw new IllegalStateException("capture " + v.label + ": " + captured + " outbox rows, expected " + expected);
                     }
-                    String mispaired = pg.scalar("SELECT count(*) FROM sync_outbox WHERE op = 'U' AND (old_row::json->>'id') <> (new_row::json->>'id')");
+                    // Column 1 of item is id: c1 is the new row's, o1 the old row's (PostgresCapture's row table).
+                    String rows = v == Variant.OFF ? null : "sync_rows_" + pg.scalar("SELECT capture_id FROM sync_capture WHERE active");
+                    String mispaired = rows == null ? "0" : pg.scalar("SELECT count(*) FROM " + rows + " WHERE c1 <> o1");
                     if (!"0".equals(mispaired)) {
                         throw new IllegalStateException("capture " + v.label + ": " + mispaired + " updates pair an old row with another row's new row");
                     }

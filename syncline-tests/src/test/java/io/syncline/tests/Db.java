@@ -81,9 +81,9 @@ public final class Db {
                         "load." + channel + "." + table) == 1);
     }
 
-    /** Rows still in a site's outbox. */
+    /** Changes still in a site's (PostgreSQL) outbox. */
     public static long outboxRows(String siteUrl) throws SQLException {
-        return queryLong(siteUrl, "SELECT count(*) FROM sync_outbox");
+        return queryLong(siteUrl, "SELECT COALESCE(sum(row_count), 0) FROM sync_outbox");
     }
 
     /**

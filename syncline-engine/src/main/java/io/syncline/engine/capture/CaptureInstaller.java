@@ -115,10 +115,7 @@ public final class CaptureInstaller {
                 dialect.dropCapture(c, meta);
             }
             String key = g[0].toLowerCase(Locale.ROOT);
-            try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_outbox WHERE table_name = ?")) {
-                ps.setString(1, key);
-                ps.executeUpdate();
-            }
+            dialect.discardCaptured(c, key);
             try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_trigger_hist WHERE table_name = ?")) {
                 ps.setString(1, g[0]);
                 ps.executeUpdate();

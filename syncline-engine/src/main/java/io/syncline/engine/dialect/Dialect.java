@@ -63,14 +63,11 @@ public interface Dialect {
     }
 
     /**
-     * SQL selecting a sealed batch's rows in apply order, with columns
-     * {@code op, table_name, old_row, new_row, captured_at}; parameters are bound by {@link #bindBatchRows}.
+     * A statement selecting a sealed batch's rows in apply order, with columns
+     * {@code op, table_name, old_row, new_row, captured_at} (canonical JSON rows as text), ready to execute.
      * Rows whose origin equals the destination are left out (they came from it).
      */
-    String batchRowsSql();
-
-    /** Binds the parameters of {@link #batchRowsSql()}. */
-    void bindBatchRows(PreparedStatement ps, SealedBatch batch, String destination) throws SQLException;
+    PreparedStatement prepareBatchRows(Connection c, SealedBatch batch, String destination) throws SQLException;
 
     /** Deletes the outbox rows of every batch of {@code channel} up to and including {@code upTo}. */
     int purge(Connection c, SealedBatch upTo) throws SQLException;
@@ -79,6 +76,14 @@ public interface Dialect {
     default void resetOutbox(Connection c) throws SQLException {
         try (java.sql.Statement s = c.createStatement()) {
             s.executeUpdate("DELETE FROM sync_outbox");
+        }
+    }
+
+    /** Drops the undelivered changes of a table that is no longer captured ({@code tableKey}: its lower-case name). */
+    default void discardCaptured(Connection c, String tableKey) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_outbox WHERE table_name = ?")) {
+            ps.setString(1, tableKey);
+            ps.executeUpdate();
         }
     }
 

@@ -101,9 +101,8 @@ public final class OutboxStore {
 
     /** Streams a batch's rows in apply order. Uses a cursor, so memory stays flat for any batch size. */
     public void stream(Connection c, SealedBatch batch, String destination, OutboxRowSink sink) throws SQLException, IOException {
-        try (PreparedStatement ps = c.prepareStatement(dialect.batchRowsSql())) {
+        try (PreparedStatement ps = dialect.prepareBatchRows(c, batch, destination)) {
             ps.setFetchSize(1000);
-            dialect.bindBatchRows(ps, batch, destination);
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
                     OffsetDateTime captured = rs.getObject(5, OffsetDateTime.class);

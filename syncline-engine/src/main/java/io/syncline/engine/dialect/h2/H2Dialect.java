@@ -102,16 +102,13 @@ public final class H2Dialect implements Dialect {
     }
 
     @Override
-    public String batchRowsSql() {
-        return "SELECT op, table_name, old_row, new_row, captured_at FROM sync_outbox "
-                + "WHERE channel = ? AND batch_seq = ? AND (origin IS NULL OR origin <> ?) ORDER BY seq";
-    }
-
-    @Override
-    public void bindBatchRows(PreparedStatement ps, SealedBatch b, String destination) throws SQLException {
+    public PreparedStatement prepareBatchRows(Connection c, SealedBatch b, String destination) throws SQLException {
+        PreparedStatement ps = c.prepareStatement("SELECT op, table_name, old_row, new_row, captured_at FROM sync_outbox "
+                + "WHERE channel = ? AND batch_seq = ? AND (origin IS NULL OR origin <> ?) ORDER BY seq");
         ps.setString(1, b.channel());
         ps.setLong(2, b.sequence());
         ps.setString(3, destination);
+        return ps;
     }
 
     @Override

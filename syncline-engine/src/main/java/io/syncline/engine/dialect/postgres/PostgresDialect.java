@@ -19,10 +19,9 @@ import java.util.stream.Collectors;
 /*
  * PostgreSQL capture and gap-free reading.
  *
- * Capture: statement-level triggers with transition tables (see installCapture) write the new row (and for
- * updates and deletes the old row) of every changed row as JSON into sync_outbox, with the writing transaction's
- * id (pg_current_xact_id(), an xid8 that never wraps) and the origin tag read from the transaction-local
- * setting syncline.origin.
+ * Capture: statement-level triggers with transition tables write one header row per statement into sync_outbox
+ * (with the writing transaction's id and the origin tag read from the transaction-local setting syncline.origin)
+ * and the changed rows, typed, into the table's row table (see PostgresCapture).
  *
  * Reading without gaps (the PgQ method): a batch is the set of outbox rows whose transaction is visible in
  * this batch's snapshot and was not visible in the previous batch's snapshot. Snapshots are taken with
@@ -55,7 +54,11 @@ public final class PostgresDialect implements Dialect {
                     + "txid BIGINT NOT NULL DEFAULT txid_current(), "
                     + "channel VARCHAR(64) NOT NULL, table_name VARCHAR(128) NOT NULL, op CHAR(1) NOT NULL, "
                     + "old_row TEXT, new_row TEXT, origin VARCHAR(64), "
-                    + "captured_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now())");
+                    + "captured_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now(), capture_id INT, row_count INT NOT NULL DEFAULT 1)");
+            // capture_id: the row table holding the statement's rows (PostgresCapture); NULL for a row carried as JSON
+            // here (initial load). row_count: rows of the statement. Added to outboxes created before they existed.
+            s.execute("ALTER TABLE sync_outbox ADD COLUMN IF NOT EXISTS capture_id INT, ADD COLUMN IF NOT EXISTS row_count INT NOT NULL DEFAULT 1");
+            PostgresCapture.installRegistry(s);
             // The only index: batches are found by transaction id; seq needs none (it orders rows within a batch).
             // BRIN, not b-tree: a b-tree entry per captured row cost the writer about 13% more. Transaction ids
             // grow with the table's physical order, and the index is precise exactly when the outbox is large
@@ -69,82 +72,13 @@ public final class PostgresDialect implements Dialect {
 
     @Override
     public String captureVersion() {
-        return "pg-statement-5";
+        return "pg-rows-1";
     }
 
-    /*
-     * Capture is set-based: three statement-level AFTER triggers with transition tables, one INSERT ... SELECT
-     * into the outbox per statement instead of one PL/pgSQL call and one single-row INSERT per row (which cost
-     * the writer about twice as much).
-     *
-     * An UPDATE statement's old and new rows are paired by primary key. Keys present before and after are
-     * updates. If the statement moved keys, a single moved row (the usual UPDATE ... SET id = ... WHERE id = ...)
-     * is still one update from its old key to its new key, so it stays an UPDATE at the target (foreign keys with
-     * ON UPDATE CASCADE keep working). When one statement moves several keys at once, PostgreSQL does not say
-     * which old row became which new row, so the moved rows are captured as deletes of the old keys followed by
-     * inserts of the new keys: the same end state, with every key correct. The deletes come before the inserts,
-     * so that keys freed by the statement are free at the target before they are reused.
-     */
     @Override
     public void installCapture(Connection c, String channel, TableMeta t) throws SQLException {
-        String table = quote(t.name());
-        String lit = "'" + channel + "', '" + t.name().toLowerCase(java.util.Locale.ROOT).replace("'", "''") + "'";
-        String origin = "NULLIF(current_setting('syncline.origin', true), '')";
-        String join = t.primaryKey().stream().map(col -> "o." + quote(col.name()) + " = n." + quote(col.name()))
-                .collect(Collectors.joining(" AND "));
-        String oldOnly = "(SELECT * FROM sync_old o WHERE NOT EXISTS (SELECT 1 FROM sync_new n WHERE " + join + "))";
-        String newOnly = "(SELECT * FROM sync_new n WHERE NOT EXISTS (SELECT 1 FROM sync_old o WHERE " + join + "))";
-        String head = "INSERT INTO sync_outbox (channel, table_name, op, old_row, new_row, origin) SELECT " + lit + ", ";
-        String updates = head + "'U', " + encode(t, "o") + ", " + encode(t, "n") + ", " + origin
-                + " FROM sync_old o JOIN sync_new n ON " + join;
-        String insert = "INSERT INTO sync_outbox (channel, table_name, op, new_row, origin) SELECT " + lit + ", 'I', "
-                + encode(t, "n") + ", " + origin + " FROM sync_new n";
-        String delete = "INSERT INTO sync_outbox (channel, table_name, op, old_row, origin) SELECT " + lit + ", 'D', "
-                + encode(t, "o") + ", " + origin + " FROM sync_old o";
-        // Every old row became exactly one new row, so the rows whose key moved are as many before as after:
-        // all rows minus the rows paired by key. The common case (no key moved) costs one join and one count.
-        String update = "DECLARE paired bigint; moved bigint; BEGIN "
-                + updates + "; "
-                + "GET DIAGNOSTICS paired = ROW_COUNT; "
-                + "SELECT count(*) - paired INTO moved FROM sync_old; "
-                + "IF moved = 0 THEN RETURN NULL; END IF; "
-                + "IF moved = 1 THEN "
-                + head + "'U', " + encode(t, "o") + ", " + encode(t, "n") + ", " + origin + " FROM " + oldOnly + " o, " + newOnly + " n; "
-                + "RETURN NULL; END IF; "
-                + head + "'D', " + encode(t, "o") + ", NULL, " + origin + " FROM " + oldOnly + " o; "
-                + head + "'I', NULL, " + encode(t, "n") + ", " + origin + " FROM " + newOnly + " n; "
-                + "RETURN NULL; END";
-        try (Statement s = c.createStatement()) {
-            dropCapture(c, t);
-            for (String[] kind : new String[][] {{"ins", "INSERT", "NEW TABLE AS sync_new", "BEGIN " + insert + "; RETURN NULL; END"},
-                    {"upd", "UPDATE", "OLD TABLE AS sync_old NEW TABLE AS sync_new", update},
-                    {"del", "DELETE", "OLD TABLE AS sync_old", "BEGIN " + delete + "; RETURN NULL; END"}}) {
-                String fn = quote("sync_cap_" + kind[0] + "_" + t.name());
-                s.execute("CREATE OR REPLACE FUNCTION " + fn + "() RETURNS trigger LANGUAGE plpgsql AS $syncline$" + kind[3] + "$syncline$");
-                s.execute("CREATE TRIGGER " + quote("sync_capture_" + kind[0]) + " AFTER " + kind[1] + " ON " + table
-                        + " REFERENCING " + kind[2] + " FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "()");
-            }
-        }
-    }
-
-    /**
-     * row_to_json, except that keys are the canonical lower-case column keys (row_to_json keeps the catalog's case
-     * of quoted names) and binary columns are base64 (the canonical form) instead of PostgreSQL's hex. Built from a
-     * subselect rather than by patching a jsonb, so json columns keep their text (jsonb would reorder their keys).
-     */
-    private String encode(TableMeta t, String rec) {
-        boolean plain = t.columns().stream().allMatch(col -> col.kind() != ValueKind.BINARY && col.name().equals(col.key()));
-        if (plain) {
-            return "row_to_json(" + rec + ")::text";
-        }
-        String columns = t.columns().stream()
-                .map(col -> {
-                    String value = rec + "." + quote(col.name());
-                    String expr = col.kind() == ValueKind.BINARY ? "translate(encode(" + value + ", 'base64'), E'\\n', '')" : value;
-                    return expr + " AS " + quote(col.key());
-                })
-                .collect(Collectors.joining(", "));
-        return "(SELECT row_to_json(r)::text FROM (SELECT " + columns + ") r)";
+        dropCapture(c, t);
+        PostgresCapture.install(c, channel, t);
     }
 
     @Override
@@ -178,10 +112,9 @@ public final class PostgresDialect implements Dialect {
         }
         long count;
         java.time.OffsetDateTime first;
-        try (PreparedStatement ps = c.prepareStatement("SELECT count(*), min(captured_at) FROM sync_outbox WHERE channel = ? AND "
-                + WINDOW)) {
+        try (PreparedStatement ps = c.prepareStatement("SELECT COALESCE(sum(o.row_count), 0), min(o.captured_at) FROM sync_outbox o "
+                + "WHERE o.channel = ? AND " + window(previous, current))) {
             ps.setString(1, channel);
-            bindWindow(ps, 2, previous, current);
             try (ResultSet rs = ps.executeQuery()) {
                 rs.next();
                 count = rs.getLong(1);
@@ -202,49 +135,99 @@ public final class PostgresDialect implements Dialect {
         return Connection.TRANSACTION_REPEATABLE_READ;
     }
 
-    private static final String XID8 = "CAST(CAST(txid AS text) AS xid8)";
-    private static final String WINDOW = "txid >= " + bound("pg_snapshot_xmin") + " AND txid < " + bound("pg_snapshot_xmax")
-            + " AND NOT pg_visible_in_snapshot(" + XID8 + ", CAST(? AS pg_snapshot)) AND pg_visible_in_snapshot(" + XID8
-            + ", CAST(? AS pg_snapshot))";
-
-    private static String bound(String function) {
-        return "CAST(CAST(" + function + "(CAST(? AS pg_snapshot)) AS text) AS bigint)";
-    }
-
-    private static void bindWindow(PreparedStatement ps, int at, String from, String to) throws SQLException {
-        ps.setString(at, from);
-        ps.setString(at + 1, to);
-        ps.setString(at + 2, from);
-        ps.setString(at + 3, to);
-    }
-
+    /*
+     * The rows carried as JSON (initial load), then per row table of the channel its rows joined to their headers,
+     * rendered as canonical JSON; all in statement order. The snapshots are this node's own (checked below) and the
+     * names are validated configuration, so they are written as literals: the statement differs per batch anyway.
+     * The row tables are narrowed to the window's statement numbers first, which their BRIN index can use.
+     */
     @Override
-    public String batchRowsSql() {
-        return "SELECT op, table_name, old_row, new_row, captured_at FROM sync_outbox WHERE channel = ? AND " + WINDOW
-                + " AND (origin IS NULL OR origin <> ?) ORDER BY seq";
+    public PreparedStatement prepareBatchRows(Connection c, SealedBatch b, String destination) throws SQLException {
+        String window = window(b.from(), b.to()) + " AND o.channel = " + PostgresCapture.literal(b.channel())
+                + " AND (o.origin IS NULL OR o.origin <> " + PostgresCapture.literal(destination) + ")";
+        long low;
+        long high;
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT min(o.seq), max(o.seq) FROM sync_outbox o WHERE " + window)) {
+            rs.next();
+            low = rs.getLong(1);
+            high = rs.getLong(2);
+        }
+        StringBuilder sql = new StringBuilder("SELECT o.op, o.table_name, o.old_row, o.new_row, o.captured_at, o.seq FROM sync_outbox o WHERE ")
+                .append(window).append(" AND o.capture_id IS NULL");
+        for (PostgresCapture.Generation g : PostgresCapture.ofChannel(c, b.channel())) {
+            sql.append(" UNION ALL SELECT o.op, o.table_name, CASE WHEN o.op <> 'I' THEN ").append(g.json("o"))
+                    .append(" END, CASE WHEN o.op <> 'D' THEN ").append(g.json("c")).append(" END, o.captured_at, o.seq FROM sync_outbox o JOIN ")
+                    .append(g.rowTable()).append(" d ON d.stmt = o.seq WHERE d.stmt BETWEEN ").append(low).append(" AND ").append(high)
+                    .append(" AND o.capture_id = ").append(g.id()).append(" AND ").append(window);
+        }
+        return c.prepareStatement(sql.append(" ORDER BY 6").toString());
     }
 
-    @Override
-    public void bindBatchRows(PreparedStatement ps, SealedBatch b, String destination) throws SQLException {
-        ps.setString(1, b.channel());
-        bindWindow(ps, 2, b.from(), b.to());
-        ps.setString(6, destination);
+    private static final java.util.regex.Pattern SNAPSHOT = java.util.regex.Pattern.compile("\\d+:\\d+:[\\d,]*");
+
+    /** A snapshot as an SQL literal, after checking it is one (they come from this node's sync_state). */
+    private static String snapshot(String text) {
+        if (!SNAPSHOT.matcher(text).matches()) {
+            throw new IllegalStateException("not a pg_snapshot: '" + text + "'");
+        }
+        return "CAST('" + text + "' AS pg_snapshot)";
     }
 
+    /** Outbox rows {@code o} of transactions visible in snapshot {@code to} (and not in {@code from}, if given). */
+    private static String window(String from, String to) {
+        String visible = "o.txid < CAST(CAST(pg_snapshot_xmax(" + snapshot(to) + ") AS text) AS bigint) AND pg_visible_in_snapshot("
+                + "CAST(CAST(o.txid AS text) AS xid8), " + snapshot(to) + ")";
+        if (from == null) {
+            return visible;
+        }
+        return "o.txid >= CAST(CAST(pg_snapshot_xmin(" + snapshot(from) + ") AS text) AS bigint) AND " + visible
+                + " AND NOT pg_visible_in_snapshot(CAST(CAST(o.txid AS text) AS xid8), " + snapshot(from) + ")";
+    }
+
+    /*
+     * Rows first, then headers: a row table's rows of the purged statements are found by joining their headers,
+     * bounded by the highest statement number purged (rows are deleted oldest first, so the BRIN index keeps this
+     * to the front of the table). Retired row tables of the channel that are now empty are dropped.
+     */
     @Override
     public int purge(Connection c, SealedBatch upTo) throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_outbox WHERE channel = ? "
-                + "AND txid < " + bound("pg_snapshot_xmax") + " AND pg_visible_in_snapshot(" + XID8 + ", CAST(? AS pg_snapshot))")) {
-            ps.setString(1, upTo.channel());
-            ps.setString(2, upTo.to());
-            ps.setString(3, upTo.to());
-            return ps.executeUpdate();
+        String purged = "o.channel = " + PostgresCapture.literal(upTo.channel()) + " AND " + window(null, upTo.to());
+        List<PostgresCapture.Generation> generations = PostgresCapture.ofChannel(c, upTo.channel());
+        try (Statement s = c.createStatement()) {
+            if (!generations.isEmpty()) {
+                long high;
+                try (ResultSet rs = s.executeQuery("SELECT max(o.seq) FROM sync_outbox o WHERE " + purged + " AND o.capture_id IS NOT NULL")) {
+                    rs.next();
+                    high = rs.getLong(1);
+                }
+                for (PostgresCapture.Generation g : generations) {
+                    s.executeUpdate("DELETE FROM " + g.rowTable() + " d USING sync_outbox o WHERE d.stmt = o.seq AND d.stmt <= " + high
+                            + " AND o.capture_id = " + g.id() + " AND " + purged);
+                }
+            }
+            int rows;
+            try (ResultSet rs = s.executeQuery("WITH gone AS (DELETE FROM sync_outbox o WHERE " + purged
+                    + " RETURNING o.row_count) SELECT COALESCE(sum(row_count), 0) FROM gone")) {
+                rs.next();
+                rows = rs.getInt(1);
+            }
+            for (PostgresCapture.Generation g : generations) {
+                PostgresCapture.dropIfEmpty(c, g);
+            }
+            return rows;
         }
+    }
+
+    @Override
+    public void discardCaptured(Connection c, String tableKey) throws SQLException {
+        Dialect.super.discardCaptured(c, tableKey);
+        PostgresCapture.discard(c, tableKey);
     }
 
     @Override
     public void resetOutbox(Connection c) throws SQLException {
         Dialect.super.resetOutbox(c);
+        PostgresCapture.reset(c);
         try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_state WHERE k LIKE ?")) {
             ps.setString(1, SNAPSHOT_KEY + "%");
             ps.executeUpdate();

@@ -1,0 +1,105 @@
+package io.syncline.engine;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.syncline.api.Change;
+import io.syncline.api.ChannelSpec;
+import io.syncline.api.TableSpec;
+import io.syncline.engine.capture.CaptureInstaller;
+import io.syncline.engine.outbox.SealedBatch;
+import java.sql.Connection;
+import java.sql.ResultSet;
+import java.sql.Statement;
+import java.time.Clock;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+/** PostgreSQL keeps captured rows typed in one row table per table and schema generation (PostgresCapture). */
+class PostgresRowTablesTest extends DbTestBase {
+    private static final ChannelSpec CHANNEL = new ChannelSpec("ch", null, List.of(TableSpec.of("item")));
+
+    @Test
+    void shouldDropARetiredGenerationOnceItsRowsAreAcknowledged() throws Exception {
+        TestDb db = newDb(TestDb.Kind.POSTGRES);
+        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
+        try (Connection c = db.open()) {
+            CaptureInstaller installer = new CaptureInstaller(db.dialect(), Clock.systemUTC());
+            installer.install(c, List.of(CHANNEL));
+            db.exec("INSERT INTO item VALUES (1, 'old shape')");
+            SealedBatch first = Pipe.seal(db, c, "ch").orElseThrow();
+            db.exec("INSERT INTO item VALUES (2, 'old shape, not sealed yet')", "ALTER TABLE item ADD COLUMN qty INT");
+            installer.install(c, List.of(CHANNEL));
+            db.exec("INSERT INTO item VALUES (3, 'new shape', 7)");
+            assertThat(rowTables(c)).as("the retired generation still holds rows").hasSize(2);
+
+            SealedBatch second = Pipe.seal(db, c, "ch").orElseThrow();
+            List<Change> changes = Pipe.read(db, c, second, "hub");
+            assertThat(changes).extracting(ch -> ((Change.Insert) ch).newRow().toString())
+                    .containsExactly("{id=2, name=old shape, not sealed yet}", "{id=3, name=new shape, qty=7}");
+
+            Pipe.store(db).acknowledge(c, "hub", "ch", first.sequence());
+            assertThat(rowTables(c)).as("batch 2 still needs the retired generation").hasSize(2);
+            Pipe.store(db).acknowledge(c, "hub", "ch", second.sequence());
+            assertThat(rowTables(c)).as("only the current generation is left").hasSize(1);
+            assertThat(count(c, "SELECT count(*) FROM " + rowTables(c).get(0))).isZero();
+            assertThat(count(c, "SELECT count(*) FROM sync_outbox")).isZero();
+        }
+    }
+
+    @Test
+    void shouldKeepCapturingAfterAColumnIsWidenedAndThroughDomainsThatForbidNull() throws Exception {
+        TestDb db = newDb(TestDb.Kind.POSTGRES);
+        db.exec("CREATE DOMAIN sku AS VARCHAR(8) NOT NULL CHECK (VALUE <> '')",
+                "CREATE TABLE item (id INT PRIMARY KEY, code sku, name VARCHAR(5), price NUMERIC(5,2))");
+        try (Connection c = db.open()) {
+            new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL));
+            // Same signature (the type names do not change), so capture is not reinstalled: the row table must still fit.
+            db.exec("ALTER TABLE item ALTER COLUMN name TYPE VARCHAR(200), ALTER COLUMN price TYPE NUMERIC(12,4)");
+            String longName = "x".repeat(150);
+            db.exec("INSERT INTO item VALUES (1, 'A-1', '" + longName + "', 12345678.1234)", "DELETE FROM item WHERE id = 1");
+            List<Change> changes = Pipe.read(db, c, Pipe.seal(db, c, "ch").orElseThrow(), "hub");
+            assertThat(changes).hasSize(2);
+            assertThat(((Change.Insert) changes.get(0)).newRow()).containsEntry("name", longName).containsEntry("code", "A-1")
+                    .containsEntry("price", new java.math.BigDecimal("12345678.1234"));
+            assertThat(((Change.Delete) changes.get(1)).oldRow()).containsEntry("id", 1).containsEntry("code", "A-1");
+        }
+    }
+
+    @Test
+    void shouldDropTheRowTablesOfATableNoLongerCaptured() throws Exception {
+        TestDb db = newDb(TestDb.Kind.POSTGRES);
+        db.exec("CREATE TABLE item (id INT PRIMARY KEY)", "CREATE TABLE other (id INT PRIMARY KEY)");
+        try (Connection c = db.open()) {
+            CaptureInstaller installer = new CaptureInstaller(db.dialect(), Clock.systemUTC());
+            installer.install(c, List.of(new ChannelSpec("ch", null, List.of(TableSpec.of("item"), TableSpec.of("other")))));
+            db.exec("INSERT INTO item VALUES (1)", "INSERT INTO other VALUES (1)");
+            assertThat(rowTables(c)).hasSize(2);
+            installer.install(c, List.of(new ChannelSpec("ch", null, List.of(TableSpec.of("other")))));
+            assertThat(rowTables(c)).hasSize(1);
+            List<Change> changes = Pipe.read(db, c, Pipe.seal(db, c, "ch").orElseThrow(), "hub");
+            assertThat(changes).extracting(Change::table).containsExactly("other");
+        }
+    }
+
+    private static List<String> rowTables(Connection c) throws Exception {
+        List<String> out = new ArrayList<>();
+        try (Statement s = c.createStatement();
+             ResultSet rs = s.executeQuery("SELECT relname FROM pg_class WHERE relname LIKE 'sync_rows_%' AND relkind = 'r' ORDER BY relname")) {
+            while (rs.next()) {
+                out.add(rs.getString(1));
+            }
+        }
+        c.commit();
+        return out;
+    }
+
+    private static long count(Connection c, String sql) throws Exception {
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
+            rs.next();
+            long n = rs.getLong(1);
+            c.commit();
+            return n;
+        }
+    }
+}
