@@ -63,11 +63,12 @@ public interface Dialect {
     }
 
     /**
-     * A statement selecting a sealed batch's rows in apply order, with columns
-     * {@code op, table_name, old_row, new_row, captured_at} (canonical JSON rows as text), ready to execute.
-     * Rows whose origin equals the destination are left out (they came from it).
+     * Streams a sealed batch's changes to {@code sink} in apply order, as canonical JSON rows, with memory bounded
+     * whatever the batch's size. Changes whose origin equals the destination are left out (they came from it).
+     * Runs in the caller's transaction, which the caller ends.
      */
-    PreparedStatement prepareBatchRows(Connection c, SealedBatch batch, String destination) throws SQLException;
+    void streamBatch(Connection c, SealedBatch batch, String destination, io.syncline.engine.outbox.OutboxRowSink sink)
+            throws SQLException, java.io.IOException;
 
     /** Deletes the outbox rows of every batch of {@code channel} up to and including {@code upTo}. */
     int purge(Connection c, SealedBatch upTo) throws SQLException;

@@ -101,15 +101,8 @@ public final class OutboxStore {
 
     /** Streams a batch's rows in apply order. Uses a cursor, so memory stays flat for any batch size. */
     public void stream(Connection c, SealedBatch batch, String destination, OutboxRowSink sink) throws SQLException, IOException {
-        try (PreparedStatement ps = dialect.prepareBatchRows(c, batch, destination)) {
-            ps.setFetchSize(1000);
-            try (ResultSet rs = ps.executeQuery()) {
-                while (rs.next()) {
-                    OffsetDateTime captured = rs.getObject(5, OffsetDateTime.class);
-                    sink.accept(rs.getString(1), rs.getString(2), rs.getString(3), rs.getString(4),
-                            captured == null ? null : captured.toInstant());
-                }
-            }
+        try {
+            dialect.streamBatch(c, batch, destination, sink);
         } finally {
             c.commit();
         }

@@ -102,13 +102,22 @@ public final class H2Dialect implements Dialect {
     }
 
     @Override
-    public PreparedStatement prepareBatchRows(Connection c, SealedBatch b, String destination) throws SQLException {
-        PreparedStatement ps = c.prepareStatement("SELECT op, table_name, old_row, new_row, captured_at FROM sync_outbox "
-                + "WHERE channel = ? AND batch_seq = ? AND (origin IS NULL OR origin <> ?) ORDER BY seq");
-        ps.setString(1, b.channel());
-        ps.setLong(2, b.sequence());
-        ps.setString(3, destination);
-        return ps;
+    public void streamBatch(Connection c, SealedBatch b, String destination, io.syncline.engine.outbox.OutboxRowSink sink)
+            throws SQLException, java.io.IOException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT op, table_name, old_row, new_row, captured_at FROM sync_outbox "
+                + "WHERE channel = ? AND batch_seq = ? AND (origin IS NULL OR origin <> ?) ORDER BY seq")) {
+            ps.setFetchSize(1000);
+            ps.setString(1, b.channel());
+            ps.setLong(2, b.sequence());
+            ps.setString(3, destination);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    OffsetDateTime captured = rs.getObject(5, OffsetDateTime.class);
+                    sink.accept(rs.getString(1), rs.getString(2), rs.getString(3), rs.getString(4),
+                            captured == null ? null : captured.toInstant());
+                }
+            }
+        }
     }
 
     @Override

@@ -2,6 +2,7 @@ package io.syncline.engine.dialect.postgres;
 
 import com.fasterxml.jackson.core.type.TypeReference;
 import io.syncline.engine.codec.Json;
+import io.syncline.engine.schema.ColumnMeta;
 import io.syncline.engine.schema.TableMeta;
 import io.syncline.engine.schema.ValueKind;
 import java.io.IOException;
@@ -25,8 +26,8 @@ import java.util.stream.IntStream;
  * sync_rows_<id>: the statement number, then the new row's columns c1..cN, then the old row's columns o1..oN,
  * in the source table's column order and with its types (without type modifiers or domains, so a widened
  * column still fits). The values are copied as PostgreSQL stores them; nothing is converted to text while the
- * application's transaction runs. Rows become canonical JSON only when a batch is read (readSql), off the
- * writer's path. This layout costs the writer about a third of what one JSON outbox row per change cost
+ * application's transaction runs. Rows become canonical JSON only when a batch is read (PostgresBatchReader), off
+ * the writer's path. This layout costs the writer about a third of what one JSON outbox row per change cost
  * (docs/benchmarks.md).
  *
  * Statement numbers come from the outbox sequence, drawn by the statement-level trigger at the end of the
@@ -46,20 +47,10 @@ final class PostgresCapture {
     private PostgresCapture() {
     }
 
-    /** One generation of a table's row table. */
-    record Generation(int id, String table, String channel, boolean active, List<String> keys, List<Boolean> binary) {
+    /** One generation of a table's row table, with the columns (canonical keys and kinds) it was created with. */
+    record Generation(int id, String table, String channel, boolean active, List<ColumnMeta> columns) {
         String rowTable() {
             return "sync_rows_" + id;
-        }
-
-        /** Canonical JSON text of the new ({@code "c"}) or old ({@code "o"}) row of row-table alias {@code d}. */
-        String json(String prefix) {
-            String cols = IntStream.range(0, keys.size()).mapToObj(i -> {
-                String value = "d." + prefix + (i + 1);
-                String expr = binary.get(i) ? "translate(encode(" + value + ", 'base64'), E'\\n', '')" : value;
-                return expr + " AS " + quote(keys.get(i));
-            }).collect(Collectors.joining(", "));
-            return "(SELECT row_to_json(r)::text FROM (SELECT " + cols + ") r)";
         }
     }
 
@@ -264,9 +255,8 @@ final class PostgresCapture {
                 } catch (IOException e) {
                     throw new UncheckedIOException("sync_capture " + rs.getInt(1) + ": unreadable column list", e);
                 }
-                out.add(new Generation(rs.getInt(1), rs.getString(2), rs.getString(3), rs.getBoolean(4),
-                        columns.stream().map(col -> col.get(0)).toList(),
-                        columns.stream().map(col -> ValueKind.valueOf(col.get(1)) == ValueKind.BINARY).toList()));
+                out.add(new Generation(rs.getInt(1), rs.getString(2), rs.getString(3), rs.getBoolean(4), columns.stream()
+                        .map(col -> new ColumnMeta(col.get(0), java.sql.Types.OTHER, col.get(1), ValueKind.valueOf(col.get(1)))).toList()));
             }
         }
         return out;

@@ -135,33 +135,19 @@ public final class PostgresDialect implements Dialect {
         return Connection.TRANSACTION_REPEATABLE_READ;
     }
 
-    /*
-     * The rows carried as JSON (initial load), then per row table of the channel its rows joined to their headers,
-     * rendered as canonical JSON; all in statement order. The snapshots are this node's own (checked below) and the
-     * names are validated configuration, so they are written as literals: the statement differs per batch anyway.
-     * The row tables are narrowed to the window's statement numbers first, which their BRIN index can use.
-     */
     @Override
-    public PreparedStatement prepareBatchRows(Connection c, SealedBatch b, String destination) throws SQLException {
-        String window = window(b.from(), b.to()) + " AND o.channel = " + PostgresCapture.literal(b.channel())
-                + " AND (o.origin IS NULL OR o.origin <> " + PostgresCapture.literal(destination) + ")";
-        long low;
-        long high;
-        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT min(o.seq), max(o.seq) FROM sync_outbox o WHERE " + window)) {
-            rs.next();
-            low = rs.getLong(1);
-            high = rs.getLong(2);
-        }
-        StringBuilder sql = new StringBuilder("SELECT o.op, o.table_name, o.old_row, o.new_row, o.captured_at, o.seq FROM sync_outbox o WHERE ")
-                .append(window).append(" AND o.capture_id IS NULL");
-        for (PostgresCapture.Generation g : PostgresCapture.ofChannel(c, b.channel())) {
-            sql.append(" UNION ALL SELECT o.op, o.table_name, CASE WHEN o.op <> 'I' THEN ").append(g.json("o"))
-                    .append(" END, CASE WHEN o.op <> 'D' THEN ").append(g.json("c")).append(" END, o.captured_at, o.seq FROM sync_outbox o JOIN ")
-                    .append(g.rowTable()).append(" d ON d.stmt = o.seq WHERE d.stmt BETWEEN ").append(low).append(" AND ").append(high)
-                    .append(" AND o.capture_id = ").append(g.id()).append(" AND ").append(window);
-        }
-        return c.prepareStatement(sql.append(" ORDER BY 6").toString());
+    public void streamBatch(Connection c, SealedBatch b, String destination, io.syncline.engine.outbox.OutboxRowSink sink)
+            throws SQLException, java.io.IOException {
+        PostgresBatchReader.stream(c, b, destination, window(b.from(), b.to()), sink);
     }
+
+    /*
+     * The outbox and the row tables are queues: they grow by thousands of rows between two autovacuum analyzes, so
+     * their statistics are always stale, and the planner, seeing a small table and an index of unknown correlation,
+     * picks a sequential scan, which reads the whole backlog for every batch. The single-table reads and deletes that
+     * follow this setting, in its transaction, use their BRIN index whenever they can.
+     */
+    static final String INDEXES_ONLY = "SET LOCAL enable_seqscan = off";
 
     private static final java.util.regex.Pattern SNAPSHOT = java.util.regex.Pattern.compile("\\d+:\\d+:[\\d,]*");
 
@@ -185,31 +171,31 @@ public final class PostgresDialect implements Dialect {
     }
 
     /*
-     * Rows first, then headers: a row table's rows of the purged statements are found by joining their headers,
-     * bounded by the highest statement number purged (rows are deleted oldest first, so the BRIN index keeps this
-     * to the front of the table). Retired row tables of the channel that are now empty are dropped.
+     * Headers first, then rows. A row table's rows can go once no visible header of theirs is left: every row
+     * numbered below the lowest header still present (and not above the highest purged) belongs to a purged
+     * statement, or to a transaction this snapshot cannot see, whose rows it cannot see either. One statement per row
+     * table, so the lowest header and the rows are judged in the same snapshot; no join, so no plan to go wrong.
      */
     @Override
     public int purge(Connection c, SealedBatch upTo) throws SQLException {
         String purged = "o.channel = " + PostgresCapture.literal(upTo.channel()) + " AND " + window(null, upTo.to());
-        List<PostgresCapture.Generation> generations = PostgresCapture.ofChannel(c, upTo.channel());
         try (Statement s = c.createStatement()) {
-            if (!generations.isEmpty()) {
-                long high;
-                try (ResultSet rs = s.executeQuery("SELECT max(o.seq) FROM sync_outbox o WHERE " + purged + " AND o.capture_id IS NOT NULL")) {
-                    rs.next();
-                    high = rs.getLong(1);
-                }
-                for (PostgresCapture.Generation g : generations) {
-                    s.executeUpdate("DELETE FROM " + g.rowTable() + " d USING sync_outbox o WHERE d.stmt = o.seq AND d.stmt <= " + high
-                            + " AND o.capture_id = " + g.id() + " AND " + purged);
-                }
-            }
             int rows;
+            long high;
             try (ResultSet rs = s.executeQuery("WITH gone AS (DELETE FROM sync_outbox o WHERE " + purged
-                    + " RETURNING o.row_count) SELECT COALESCE(sum(row_count), 0) FROM gone")) {
+                    + " RETURNING o.row_count, o.seq) SELECT COALESCE(sum(row_count), 0), COALESCE(max(seq), 0) FROM gone")) {
                 rs.next();
                 rows = rs.getInt(1);
+                high = rs.getLong(2);
+            }
+            List<PostgresCapture.Generation> generations = PostgresCapture.ofChannel(c, upTo.channel());
+            if (high > 0 && !generations.isEmpty()) {
+                s.execute(INDEXES_ONLY);
+                for (PostgresCapture.Generation g : generations) {
+                    s.executeUpdate("DELETE FROM " + g.rowTable() + " WHERE stmt <= " + high + " AND stmt < (SELECT COALESCE(min(seq), "
+                            + (high + 1) + ") FROM sync_outbox WHERE capture_id = " + g.id() + ")");
+                }
+                s.execute("SET LOCAL enable_seqscan = on");
             }
             for (PostgresCapture.Generation g : generations) {
                 PostgresCapture.dropIfEmpty(c, g);

@@ -1,0 +1,171 @@
+package io.syncline.engine.dialect.postgres;
+
+import io.syncline.engine.codec.CanonicalWriter;
+import io.syncline.engine.outbox.OutboxRowSink;
+import io.syncline.engine.outbox.SealedBatch;
+import io.syncline.engine.schema.ColumnMeta;
+import java.io.IOException;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.OffsetDateTime;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/*
+ * Reads a sealed batch: its headers in statement order through one cursor, and, chunk by chunk, the rows of those
+ * statements from each row table by statement range alone, merged with the headers in Java.
+ *
+ * No query joins headers and rows: the outbox and the row tables are queues whose statistics are always stale, and
+ * a planner-chosen join over them ranged from fast to quadratic between runs. Each query here reads one table by an
+ * index range (BRIN on txid for the headers, BRIN on stmt for the rows), which has one sensible plan. A row table's
+ * range may hold rows of statements outside the batch (a transaction that committed later, or whose origin is the
+ * destination): they have no header in the chunk and are skipped by the merge. Memory is bounded by one chunk of
+ * headers; a single statement of a million rows is one chunk whose rows stream through the cursor.
+ *
+ * Values are rendered into canonical JSON here, by CanonicalWriter, the code the initial load and the H2 trigger use.
+ */
+final class PostgresBatchReader {
+    /** Headers per chunk, and rows (by the headers' counts) after which a chunk is closed. */
+    private static final int CHUNK_HEADERS = 2_000;
+    private static final long CHUNK_ROWS = 20_000;
+    private static final int FETCH = 1_000;
+
+    private PostgresBatchReader() {
+    }
+
+    private record Header(long seq, String op, String table, Integer captureId, java.time.Instant capturedAt, String oldRow,
+                          String newRow, long rows) {
+    }
+
+    static void stream(Connection c, SealedBatch b, String destination, String window, OutboxRowSink sink) throws SQLException, IOException {
+        Map<Integer, PostgresCapture.Generation> generations = new HashMap<>();
+        for (PostgresCapture.Generation g : PostgresCapture.ofChannel(c, b.channel())) {
+            generations.put(g.id(), g);
+        }
+        try (Statement s = c.createStatement()) {
+            s.execute(PostgresDialect.INDEXES_ONLY);
+        }
+        String sql = "SELECT o.seq, o.op, o.table_name, o.capture_id, o.captured_at, o.old_row, o.new_row, o.row_count "
+                + "FROM sync_outbox o WHERE " + window + " AND o.channel = " + PostgresCapture.literal(b.channel())
+                + " AND (o.origin IS NULL OR o.origin <> " + PostgresCapture.literal(destination) + ") ORDER BY o.seq";
+        try (Statement s = c.createStatement()) {
+            s.setFetchSize(FETCH);
+            try (ResultSet rs = s.executeQuery(sql)) {
+                List<Header> chunk = new ArrayList<>();
+                long rows = 0;
+                while (rs.next()) {
+                    OffsetDateTime captured = rs.getObject(5, OffsetDateTime.class);
+                    int id = rs.getInt(4);
+                    Integer captureId = rs.wasNull() ? null : id;
+                    Header h = new Header(rs.getLong(1), rs.getString(2), rs.getString(3), captureId,
+                            captured == null ? null : captured.toInstant(), rs.getString(6), rs.getString(7), rs.getLong(8));
+                    chunk.add(h);
+                    rows += h.rows();
+                    if (chunk.size() >= CHUNK_HEADERS || rows >= CHUNK_ROWS) {
+                        emit(c, chunk, generations, sink);
+                        chunk.clear();
+                        rows = 0;
+                    }
+                }
+                emit(c, chunk, generations, sink);
+            }
+        }
+    }
+
+    private static void emit(Connection c, List<Header> chunk, Map<Integer, PostgresCapture.Generation> generations,
+                             OutboxRowSink sink) throws SQLException, IOException {
+        if (chunk.isEmpty()) {
+            return;
+        }
+        long first = chunk.getFirst().seq();
+        long last = chunk.getLast().seq();
+        Map<Integer, Rows> open = new HashMap<>();
+        try {
+            for (Header h : chunk) {
+                if (h.captureId() == null) {
+                    sink.accept(h.op(), h.table(), h.oldRow(), h.newRow(), h.capturedAt());
+                    continue;
+                }
+                PostgresCapture.Generation g = generations.get(h.captureId());
+                if (g == null) {
+                    throw new SQLException("outbox statement " + h.seq() + " refers to capture " + h.captureId()
+                            + ", which is not registered for its channel");
+                }
+                Rows r = open.get(g.id());
+                if (r == null) {
+                    r = new Rows(c, g, first, last);
+                    open.put(g.id(), r);
+                }
+                r.skipTo(h.seq());
+                long n = 0;
+                while (r.at(h.seq())) {
+                    sink.accept(h.op(), h.table(), h.op().equals("I") ? null : r.render(false),
+                            h.op().equals("D") ? null : r.render(true), h.capturedAt());
+                    r.advance();
+                    n++;
+                }
+                if (n != h.rows()) {
+                    throw new SQLException("outbox statement " + h.seq() + " recorded " + h.rows() + " rows, but " + g.rowTable()
+                            + " holds " + n);
+                }
+            }
+        } finally {
+            for (Rows r : open.values()) {
+                r.close();
+            }
+        }
+    }
+
+    /** A cursor over one row table's rows in a statement range, in statement order. */
+    private static final class Rows implements AutoCloseable {
+        private final Statement statement;
+        private final ResultSet rs;
+        private final List<ColumnMeta> columns;
+        private final Object[] values;
+        private long stmt;
+
+        Rows(Connection c, PostgresCapture.Generation g, long first, long last) throws SQLException {
+            this.columns = g.columns();
+            this.values = new Object[columns.size()];
+            this.statement = c.createStatement();
+            statement.setFetchSize(FETCH);
+            // One statement needs no sort: a million-row statement streams straight from the scan.
+            this.rs = statement.executeQuery("SELECT * FROM " + g.rowTable() + " WHERE stmt BETWEEN " + first + " AND " + last
+                    + (first == last ? "" : " ORDER BY stmt"));
+            advance();
+        }
+
+        void advance() throws SQLException {
+            stmt = rs.next() ? rs.getLong(1) : Long.MAX_VALUE;
+        }
+
+        void skipTo(long seq) throws SQLException {
+            while (stmt < seq) {
+                advance();
+            }
+        }
+
+        boolean at(long seq) {
+            return stmt == seq;
+        }
+
+        /** The new row (columns c1..cN, from result column 2) or the old one (o1..oN, after them) as canonical JSON. */
+        String render(boolean newRow) throws SQLException {
+            int offset = newRow ? 2 : 2 + columns.size();
+            for (int i = 0; i < values.length; i++) {
+                values[i] = CanonicalWriter.read(rs, offset + i, columns.get(i));
+            }
+            return CanonicalWriter.row(columns, values, false);
+        }
+
+        @Override
+        public void close() throws SQLException {
+            statement.close();
+        }
+    }
+}
