@@ -166,6 +166,9 @@ class CaptureApplyTest extends DbTestBase {
 
             run(src, "ALTER TABLE item ADD COLUMN color VARCHAR(20)");
             assertThat(installer(source).install(src, List.of(CHANNEL))).as("an upgrade is not a fresh install").isEmpty();
+            assertThat(SyncSchema.getState(src, io.syncline.engine.load.InitialLoadState.key("ch", "item")))
+                    .as("a table that gained a column is loaded again").isEqualTo(io.syncline.engine.load.InitialLoadState.START);
+            src.commit();
             assertThat(signature(src)).isNotEqualTo(before).contains("color");
             assertThat(installer(source).install(src, List.of(CHANNEL))).isEmpty(); // idempotent
 

@@ -81,6 +81,8 @@ public final class SiteNode implements NodeControl {
     private volatile boolean reregister;
     private volatile HttpEndpoint listener;
     private volatile Instant nextPush = Instant.EPOCH;
+    /** When the tick next compares captured tables with their capture (touched by the tick thread only). */
+    private Instant nextSchemaCheck = Instant.EPOCH;
     private volatile Instant nextRegistration = Instant.EPOCH;
     private volatile Duration registrationBackoff = Duration.ofMillis(500);
     private volatile String lastError;
@@ -211,8 +213,19 @@ public final class SiteNode implements NodeControl {
         try (Connection c = db.connection()) {
             new CaptureInstaller(db.dialect(), clock).install(c, r.channels());
             captureInstalledFor = r.configHash();
+            nextSchemaCheck = clock.instant().plus(cfg.schemaCheckInterval());
         } catch (SQLException e) {
             throw new SyncException(SyncException.Stage.CAPTURE, "site " + cfg.nodeId() + ": cannot install capture: " + e.getMessage(), e);
+        }
+    }
+
+    /** Upgrades the capture of tables altered since it was installed (see capture.schemaCheckInterval). */
+    private void checkSchema(Registration.Response r) {
+        nextSchemaCheck = clock.instant().plus(cfg.schemaCheckInterval());
+        try (Connection c = db.connection()) {
+            new CaptureInstaller(db.dialect(), clock).reconcile(c, r.channels());
+        } catch (SQLException e) {
+            throw new SyncException(SyncException.Stage.CAPTURE, "site " + cfg.nodeId() + ": cannot check captured tables: " + e.getMessage(), e);
         }
     }
 
@@ -229,6 +242,8 @@ public final class SiteNode implements NodeControl {
             Registration.Response r = registration;
             if (!r.configHash().equals(captureInstalledFor)) {
                 installCapture();
+            } else if (!clock.instant().isBefore(nextSchemaCheck)) {
+                checkSchema(r);
             }
             if ("pull".equals(r.mode()) && lastContact != null
                     && Duration.between(lastContact, clock.instant()).toMillis() > Math.max(30_000, 5 * r.intervalMillis())) {

@@ -40,7 +40,7 @@ class PostgresClusterTest {
     @BeforeAll
     static void startPostgres() throws Exception {
         pg = EmbeddedPostgres.builder().start();
-        for (String db : List.of("hq", "s1", "s2", "s3")) {
+        for (String db : List.of("hq", "s1", "s2", "s3", "alt_hq", "alt_s")) {
             exec("postgres", "CREATE DATABASE " + db);
         }
     }
@@ -144,10 +144,57 @@ class PostgresClusterTest {
         }
     }
 
+    private static long countIn(String db, String sql) throws SQLException {
+        try (Connection c = DriverManager.getConnection(url(db))) {
+            return count(c, sql);
+        }
+    }
+
     private static long count(Connection c, String sql) throws SQLException {
         try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
             rs.next();
             return rs.getLong(1);
+        }
+    }
+
+    @Test
+    void shouldUpgradeCaptureOfATableAlteredWhileTheSiteRunsAndResendWhatWasCapturedWithoutTheNewColumn() throws Exception {
+        exec("alt_hq", "CREATE TABLE item (id INT PRIMARY KEY, name TEXT, color TEXT)");
+        exec("alt_s", "CREATE TABLE item (id INT PRIMARY KEY, name TEXT)");
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hq}
+                database: {url: "%s", user: postgres}
+                enrollment: {token: tok}
+                sync: {interval: 100ms}
+                channels:
+                  - name: items
+                    tables: [{name: item}]
+                """.formatted(url("alt_hq")), Role.HUB, Map.of());
+        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC());
+             SiteNode site = SiteNode.start(NodeConfig.parse("""
+                     node: {id: s}
+                     database: {url: "%s", user: postgres, poolSize: 3}
+                     hub: {url: "%s", token: tok}
+                     capture: {interval: 100ms, schemaCheckInterval: 300ms}
+                     """.formatted(url("alt_s"), hub.url()), Role.SITE, Map.of()), Clock.systemUTC())) {
+            exec("alt_s", "INSERT INTO item VALUES (1, 'before')");
+            await().atMost(Duration.ofSeconds(30)).until(() -> countIn("alt_hq", "SELECT count(*) FROM item") == 1);
+            // Between the ALTER and the next check, rows are captured without the new column; the check loads the table again.
+            exec("alt_s", "ALTER TABLE item ADD COLUMN color TEXT",
+                    "INSERT INTO item VALUES (2, 'in the gap', 'red')", "UPDATE item SET color = 'blue' WHERE id = 1");
+            await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> {
+                try (Connection h = DriverManager.getConnection(url("alt_hq")); Connection c = DriverManager.getConnection(url("alt_s"))) {
+                    assertThat(TableChecksum.of(h, new PostgresDialect(), "item")).isEqualTo(TableChecksum.of(c, new PostgresDialect(), "item"));
+                    assertThat(count(h, "SELECT count(*) FROM item WHERE color IS NOT NULL")).isEqualTo(2);
+                }
+            });
+            // A dropped column: capture is upgraded by the check; writes after it are captured again.
+            exec("alt_s", "ALTER TABLE item DROP COLUMN name");
+            await().atMost(Duration.ofSeconds(30)).ignoreExceptions().until(() -> {
+                exec("alt_s", "INSERT INTO item VALUES (3, 'green') ON CONFLICT (id) DO NOTHING");
+                return true;
+            });
+            await().atMost(Duration.ofSeconds(30)).until(() -> countIn("alt_hq", "SELECT count(*) FROM item WHERE id = 3") == 1);
         }
     }
 

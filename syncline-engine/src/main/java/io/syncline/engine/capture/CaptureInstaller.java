@@ -45,6 +45,14 @@ public final class CaptureInstaller {
      */
     public List<String> install(Connection c, List<ChannelSpec> channels) throws SQLException {
         SyncSchema.install(c, dialect);
+        return reconcile(c, channels);
+    }
+
+    /**
+     * {@link #install} without creating Syncline's own tables, for the periodic check: when no table changed it runs
+     * only reads, and takes no lock that a writer would wait for.
+     */
+    public List<String> reconcile(Connection c, List<ChannelSpec> channels) throws SQLException {
         List<String> problems = new ArrayList<>();
         List<TableMeta> metas = new ArrayList<>();
         List<String> channelOf = new ArrayList<>();
@@ -79,7 +87,13 @@ public final class CaptureInstaller {
             // exists (a crash in between then just installs it again at the next start, with its initial load).
             dialect.installCapture(c, channel, meta);
             recordSignature(c, meta.name(), channel, signature, installed != null);
-            LOG.info("capture {} on table {} (channel {})", installed == null ? "installed" : "upgraded", meta.name(), channel);
+            boolean gained = installed != null && gainedColumns(installed, signature);
+            LOG.info("capture {} on table {} (channel {}){}", installed == null ? "installed" : "upgraded", meta.name(), channel,
+                    gained ? ": it gained columns, so it is loaded again" : "");
+            if (gained) {
+                // Rows written between the ALTER TABLE and this upgrade were captured without the new columns.
+                SyncSchema.putState(c, InitialLoadState.key(channel, meta.name().toLowerCase(Locale.ROOT)), InitialLoadState.START);
+            }
             if (installed == null) {
                 String table = meta.name().toLowerCase(Locale.ROOT);
                 SyncSchema.putState(c, InitialLoadState.key(channel, table), InitialLoadState.START);
@@ -126,6 +140,22 @@ public final class CaptureInstaller {
             }
             LOG.info("capture removed from table {} (no longer in any channel); its undelivered changes were dropped", g[0]);
         }
+    }
+
+    /** True when {@code now} lists a column that {@code before} did not (signatures are "...|key:type|...|pk:..."). */
+    static boolean gainedColumns(String before, String now) {
+        java.util.Set<String> old = columnKeys(before);
+        return columnKeys(now).stream().anyMatch(k -> !old.contains(k));
+    }
+
+    private static java.util.Set<String> columnKeys(String signature) {
+        String columns = signature.contains("|pk") ? signature.substring(0, signature.lastIndexOf("|pk")) : signature;
+        java.util.Set<String> keys = new java.util.HashSet<>();
+        String[] parts = columns.split("\\|");
+        for (int i = 1; i < parts.length; i++) {
+            keys.add(parts[i].substring(0, Math.max(0, parts[i].lastIndexOf(':'))));
+        }
+        return keys;
     }
 
     private static String installedSignature(Connection c, String table) throws SQLException {

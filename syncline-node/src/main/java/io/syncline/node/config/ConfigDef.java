@@ -54,6 +54,9 @@ public final class ConfigDef {
                     "The hub's enrollment token. Write ${SYNCLINE_ENROLLMENT_TOKEN} to take it from the environment."),
             new ConfigKey("capture.interval", Type.DURATION, "250ms", false, SITE,
                     "How often the site seals newly committed changes into batches."),
+            new ConfigKey("capture.schemaCheckInterval", Type.DURATION, "10s", false, SITE,
+                    "How often the site compares each captured table's columns with its capture and upgrades the capture "
+                            + "when they differ (after ALTER TABLE). A table that gained columns is then loaded again."),
             new ConfigKey("load.chunkSize", Type.INT, "5000", false, SITE, "Rows per initial-load chunk (one transaction each).")
     );
 

@@ -414,6 +414,10 @@ public final class NodeConfig {
         return parseDuration(raw("capture.interval"));
     }
 
+    public Duration schemaCheckInterval() {
+        return parseDuration(raw("capture.schemaCheckInterval"));
+    }
+
     public int loadChunkSize() {
         return Math.max(1, Integer.parseInt(raw("load.chunkSize")));
     }

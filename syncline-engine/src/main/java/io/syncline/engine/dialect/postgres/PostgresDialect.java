@@ -57,7 +57,12 @@ public final class PostgresDialect implements Dialect {
                     + "captured_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now(), capture_id INT, row_count INT NOT NULL DEFAULT 1)");
             // capture_id: the row table holding the statement's rows (PostgresCapture); NULL for a row carried as JSON
             // here (initial load). row_count: rows of the statement. Added to outboxes created before they existed.
-            s.execute("ALTER TABLE sync_outbox ADD COLUMN IF NOT EXISTS capture_id INT, ADD COLUMN IF NOT EXISTS row_count INT NOT NULL DEFAULT 1");
+            // Only when missing: ALTER TABLE takes a lock that every writer's capture would queue behind.
+            try (ResultSet rs = s.executeQuery("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('sync_outbox') AND attname = 'capture_id'")) {
+                if (!rs.next()) {
+                    s.execute("ALTER TABLE sync_outbox ADD COLUMN capture_id INT, ADD COLUMN row_count INT NOT NULL DEFAULT 1");
+                }
+            }
             PostgresCapture.installRegistry(s);
             // The only index: batches are found by transaction id; seq needs none (it orders rows within a batch).
             // BRIN, not b-tree: a b-tree entry per captured row cost the writer about 13% more. Transaction ids
