@@ -82,6 +82,30 @@ class PostgresRowTablesTest extends DbTestBase {
         }
     }
 
+    @Test
+    void shouldCarryArraysEnumsAndIntervalsThroughTheRowTableLikeTheInitialLoadDoes() throws Exception {
+        TestDb source = newDb(TestDb.Kind.POSTGRES);
+        TestDb target = newDb(TestDb.Kind.POSTGRES);
+        for (TestDb db : List.of(source, target)) {
+            db.exec("CREATE TYPE mood AS ENUM ('calm', 'busy')",
+                    "CREATE TABLE item (id INT PRIMARY KEY, tags TEXT[], counts INT[], m mood, wait INTERVAL)");
+        }
+        source.exec("INSERT INTO item VALUES (1, ARRAY['a', 'b c', 'd\"e'], ARRAY[1, NULL, 3], 'busy', '1 day 02:03:04')");
+        try (Connection src = source.open(); Connection tgt = target.open()) {
+            new CaptureInstaller(source.dialect(), Clock.systemUTC()).install(src, List.of(CHANNEL)); // loads row 1
+            io.syncline.engine.schema.SyncSchema.install(tgt, target.dialect());
+            tgt.commit();
+            new io.syncline.engine.load.InitialLoader(source.dialect(), 100).step(src, CHANNEL);
+            source.exec("INSERT INTO item VALUES (2, '{}', ARRAY[7], 'calm', '-5 minutes')",
+                    "UPDATE item SET tags = array_append(tags, 'x'), m = 'calm' WHERE id = 1");
+            assertThat(Pipe.sync(source, src, "site", target, tgt, "hub", CHANNEL)).isEqualTo(3);
+            assertThat(io.syncline.engine.verify.TableChecksum.of(tgt, target.dialect(), "item"))
+                    .isEqualTo(io.syncline.engine.verify.TableChecksum.of(src, source.dialect(), "item"));
+            assertThat(count(tgt, "SELECT count(*) FROM item WHERE tags = ARRAY['a', 'b c', 'd\"e', 'x'] AND m = 'calm' "
+                    + "AND counts[2] IS NULL AND wait = interval '1 day 02:03:04'")).isEqualTo(1);
+        }
+    }
+
     private static List<String> rowTables(Connection c) throws Exception {
         List<String> out = new ArrayList<>();
         try (Statement s = c.createStatement();

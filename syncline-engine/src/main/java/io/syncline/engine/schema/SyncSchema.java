@@ -10,7 +10,9 @@ import java.sql.Statement;
 /**
  * Syncline's own tables, created in each node's database at start (all names start with {@code sync_}):
  * <ul>
- *   <li>{@code sync_outbox}: captured changes, the "data pull area" (dialect-specific, see {@link Dialect#installOutbox})</li>
+ *   <li>{@code sync_outbox}: captured changes, the "data pull area" (dialect-specific, see {@link Dialect#installOutbox});
+ *       on PostgreSQL one row per captured statement, whose rows are in {@code sync_rows_<n>}, registered in
+ *       {@code sync_capture}</li>
  *   <li>{@code sync_batch}: sealed outgoing batches per channel</li>
  *   <li>{@code sync_ack}: highest batch acknowledged per destination and channel</li>
  *   <li>{@code sync_incoming}: the exactly-once ledger: last batch applied per source and channel</li>
