@@ -55,4 +55,23 @@ class PostgresBulkApplyTest extends DbTestBase {
             assertThat(BatchApplier.lastApplied(c, "site1", "ch")).isEqualTo(1);
         }
     }
+
+    @Test
+    void shouldUpsertInsertedRowsWhoseKeysAlreadyExistAtTheTarget() throws Exception {
+        TestDb db = newDb(TestDb.Kind.POSTGRES);
+        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name TEXT NOT NULL, day DATE)",
+                "INSERT INTO item VALUES (3, 'already here', NULL)");
+        try (Connection c = db.open()) {
+            SyncSchema.install(c, db.dialect());
+            c.commit();
+            List<Change> changes = new ArrayList<>();
+            for (int i = 1; i <= 5; i++) { // inserted at the source; key 3 exists here (the target diverged)
+                changes.add(new Change.Insert("item", row(i, "from site " + i, "2026-05-0" + i)));
+            }
+            Pipe.apply(db, c, "site1", CHANNEL, 1, changes);
+            assertThat(Rows.of(c, db.dialect(), "item")).hasSize(5)
+                    .contains("{\"id\":3,\"name\":\"from site 3\",\"day\":\"2026-05-03\"}");
+            assertThat(BatchApplier.lastApplied(c, "site1", "ch")).isEqualTo(1);
+        }
+    }
 }

@@ -245,13 +245,13 @@ public final class BatchApplier {
             TableMeta t = target(c, spec.target());
             count++;
             switch (change) {
-                case Change.Insert ins -> upsert(t, withHubColumn(spec, ins.newRow()));
-                case Change.Reload r -> upsert(t, withHubColumn(spec, r.newRow()));
+                case Change.Insert ins -> upsert(t, withHubColumn(spec, ins.newRow()), true);
+                case Change.Reload r -> upsert(t, withHubColumn(spec, r.newRow()), false);
                 case Change.Update u -> {
                     Map<String, Object> oldRow = withHubColumn(spec, u.oldRow());
                     Map<String, Object> newRow = withHubColumn(spec, u.newRow());
                     if (samePrimaryKey(t, oldRow, newRow)) {
-                        upsert(t, newRow);
+                        upsert(t, newRow, false);
                     } else {
                         changeKey(t, oldRow, newRow);
                     }
@@ -308,10 +308,11 @@ public final class BatchApplier {
             return cols;
         }
 
-        private void upsert(TableMeta t, Map<String, Object> row) throws SQLException {
+        /** {@code inserted}: the source inserted this row (its key is most likely new at the target). */
+        private void upsert(TableMeta t, Map<String, Object> row, boolean inserted) throws SQLException {
             List<ColumnMeta> cols = columns(t, row);
             if (dialect.supportsBulkUpsert()) {
-                bulkUpsert(t, cols, row);
+                bulkUpsert(t, cols, row, inserted);
                 return;
             }
             PreparedStatement ps = batched(upsertSql.computeIfAbsent(new UpsertKey(t.name(), cols), k -> dialect.upsertSql(t, cols)));
@@ -347,7 +348,7 @@ public final class BatchApplier {
             }
             bindKey(ps, i, t, oldRow);
             if (ps.executeUpdate() == 0) {
-                upsert(t, newRow);
+                upsert(t, newRow, false);
             }
         }
 
@@ -409,8 +410,10 @@ public final class BatchApplier {
         private TableMeta runTable;
         private List<ColumnMeta> runColumns;
         private final Map<List<Object>, Map<String, Object>> runRows = new LinkedHashMap<>();
+        /** Every change of the run was an insert at the source. */
+        private boolean runInserts = true;
 
-        private void bulkUpsert(TableMeta t, List<ColumnMeta> cols, Map<String, Object> row) throws SQLException {
+        private void bulkUpsert(TableMeta t, List<ColumnMeta> cols, Map<String, Object> row, boolean inserted) throws SQLException {
             if (open != null || runTable != t || !cols.equals(runColumns)) {
                 flush(); // statements before this upsert run first: order is kept
                 runTable = t;
@@ -419,6 +422,7 @@ public final class BatchApplier {
             List<Object> key = keyOf(t, row);
             runRows.remove(key);
             runRows.put(key, row);
+            runInserts &= inserted;
             if (runRows.size() >= BULK_ROWS) {
                 flushRun();
             }
@@ -427,12 +431,13 @@ public final class BatchApplier {
         private void flushRun() throws SQLException {
             if (!runRows.isEmpty()) {
                 try {
-                    dialect.bulkUpsert(c, runTable, runColumns, runRows.values());
+                    dialect.bulkUpsert(c, runTable, runColumns, runRows.values(), runInserts);
                 } catch (IllegalArgumentException e) {
                     throw new BadBatchException(Stage.APPLY, "table '" + runTable.name() + "': " + e.getMessage(), e);
                 }
                 runRows.clear();
             }
+            runInserts = true;
         }
 
         void flush() throws SQLException {

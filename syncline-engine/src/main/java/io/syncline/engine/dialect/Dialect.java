@@ -104,12 +104,13 @@ public interface Dialect {
 
     /**
      * Upserts {@code rows} (canonical values; at most one per primary key) into {@code table} in one bulk operation,
-     * in the caller's transaction.
+     * in the caller's transaction. {@code inserted}: the source inserted every one of these rows, so their keys are
+     * most likely new at the target (an implementation may try a plain insert first, and must fall back to an upsert).
      *
      * @throws IllegalArgumentException naming the column when a value does not fit it
      */
-    default void bulkUpsert(Connection c, TableMeta table, List<ColumnMeta> columns, java.util.Collection<java.util.Map<String, Object>> rows)
-            throws SQLException {
+    default void bulkUpsert(Connection c, TableMeta table, List<ColumnMeta> columns, java.util.Collection<java.util.Map<String, Object>> rows,
+                            boolean inserted) throws SQLException {
         throw new UnsupportedOperationException(name() + " has no bulk upsert");
     }
 
