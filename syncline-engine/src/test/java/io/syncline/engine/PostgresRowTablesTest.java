@@ -48,20 +48,22 @@ class PostgresRowTablesTest extends DbTestBase {
     }
 
     @Test
-    void shouldKeepCapturingAfterAColumnIsWidenedAndThroughDomainsThatForbidNull() throws Exception {
+    void shouldKeepCapturingAfterAColumnIsWidenedAndThroughDomainsAndFixedLengthTypes() throws Exception {
         TestDb db = newDb(TestDb.Kind.POSTGRES);
-        db.exec("CREATE DOMAIN sku AS VARCHAR(8) NOT NULL CHECK (VALUE <> '')",
-                "CREATE TABLE item (id INT PRIMARY KEY, code sku, name VARCHAR(5), price NUMERIC(5,2))");
+        db.exec("CREATE DOMAIN sku AS VARCHAR(8) NOT NULL CHECK (VALUE <> '')", "CREATE DOMAIN strict_sku AS sku CHECK (VALUE LIKE 'A%')",
+                "CREATE TABLE item (id INT PRIMARY KEY, code strict_sku, name VARCHAR(5), price NUMERIC(5,2), grade CHAR(10), "
+                        + "flags BIT(8), codes CHAR(3)[])");
         try (Connection c = db.open()) {
             new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL));
             // Same signature (the type names do not change), so capture is not reinstalled: the row table must still fit.
             db.exec("ALTER TABLE item ALTER COLUMN name TYPE VARCHAR(200), ALTER COLUMN price TYPE NUMERIC(12,4)");
             String longName = "x".repeat(150);
-            db.exec("INSERT INTO item VALUES (1, 'A-1', '" + longName + "', 12345678.1234)", "DELETE FROM item WHERE id = 1");
+            db.exec("INSERT INTO item VALUES (1, 'A-1', '" + longName + "', 12345678.1234, 'gold', B'10100101', '{abc,de}')",
+                    "DELETE FROM item WHERE id = 1");
             List<Change> changes = Pipe.read(db, c, Pipe.seal(db, c, "ch").orElseThrow(), "hub");
             assertThat(changes).hasSize(2);
             assertThat(((Change.Insert) changes.get(0)).newRow()).containsEntry("name", longName).containsEntry("code", "A-1")
-                    .containsEntry("price", new java.math.BigDecimal("12345678.1234"));
+                    .containsEntry("price", new java.math.BigDecimal("12345678.1234")).containsEntry("grade", "gold      ");
             assertThat(((Change.Delete) changes.get(1)).oldRow()).containsEntry("id", 1).containsEntry("code", "A-1");
         }
     }

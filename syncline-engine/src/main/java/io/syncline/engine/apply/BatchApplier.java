@@ -52,6 +52,9 @@ public final class BatchApplier {
     private static final Logger LOG = LoggerFactory.getLogger(BatchApplier.class);
     private static final int JDBC_BATCH = 1000;
     private static final int BULK_ROWS = 2000;
+    /** Runs of inserted rows at least this long are tried as plain inserts, at most so many per batch. */
+    private static final int PLAIN_INSERT_MIN_ROWS = 100;
+    private static final int PLAIN_INSERTS_PER_BATCH = 32;
     private final Dialect dialect;
     private final Clock clock;
     private final Map<String, TableMeta> metaCache = new ConcurrentHashMap<>();
@@ -412,6 +415,11 @@ public final class BatchApplier {
         private final Map<List<Object>, Map<String, Object>> runRows = new LinkedHashMap<>();
         /** Every change of the run was an insert at the source. */
         private boolean runInserts = true;
+        /*
+         * Plain inserts left for this batch. Each one runs in a savepoint, and a transaction's subtransactions beyond
+         * PostgreSQL's cache of 64 slow every snapshot taken on the server while it runs; small runs gain little.
+         */
+        private int plainInsertsLeft = PLAIN_INSERTS_PER_BATCH;
 
         private void bulkUpsert(TableMeta t, List<ColumnMeta> cols, Map<String, Object> row, boolean inserted) throws SQLException {
             if (open != null || runTable != t || !cols.equals(runColumns)) {
@@ -431,7 +439,13 @@ public final class BatchApplier {
         private void flushRun() throws SQLException {
             if (!runRows.isEmpty()) {
                 try {
-                    dialect.bulkUpsert(c, runTable, runColumns, runRows.values(), runInserts);
+                    boolean plain = runInserts && runRows.size() >= PLAIN_INSERT_MIN_ROWS && plainInsertsLeft > 0;
+                    if (plain) {
+                        plainInsertsLeft--;
+                    }
+                    if (!dialect.bulkUpsert(c, runTable, runColumns, runRows.values(), plain) && plain) {
+                        plainInsertsLeft = 0; // a key existed: this batch's target has diverged, upsert the rest
+                    }
                 } catch (IllegalArgumentException e) {
                     throw new BadBatchException(Stage.APPLY, "table '" + runTable.name() + "': " + e.getMessage(), e);
                 }

@@ -107,10 +107,11 @@ public interface Dialect {
      * in the caller's transaction. {@code inserted}: the source inserted every one of these rows, so their keys are
      * most likely new at the target (an implementation may try a plain insert first, and must fall back to an upsert).
      *
+     * @return true when the rows went in by a plain insert, false when they were upserted
      * @throws IllegalArgumentException naming the column when a value does not fit it
      */
-    default void bulkUpsert(Connection c, TableMeta table, List<ColumnMeta> columns, java.util.Collection<java.util.Map<String, Object>> rows,
-                            boolean inserted) throws SQLException {
+    default boolean bulkUpsert(Connection c, TableMeta table, List<ColumnMeta> columns, java.util.Collection<java.util.Map<String, Object>> rows,
+                               boolean inserted) throws SQLException {
         throw new UnsupportedOperationException(name() + " has no bulk upsert");
     }
 

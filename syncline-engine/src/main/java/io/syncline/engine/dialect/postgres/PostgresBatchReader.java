@@ -64,6 +64,12 @@ final class PostgresBatchReader {
                     Integer captureId = rs.wasNull() ? null : id;
                     Header h = new Header(rs.getLong(1), rs.getString(2), rs.getString(3), captureId,
                             captured == null ? null : captured.toInstant(), rs.getString(6), rs.getString(7), rs.getLong(8));
+                    if (h.rows() >= CHUNK_ROWS && !chunk.isEmpty()) {
+                        // A big statement gets a chunk of its own, whose rows stream unsorted.
+                        emit(c, chunk, generations, sink);
+                        chunk.clear();
+                        rows = 0;
+                    }
                     chunk.add(h);
                     rows += h.rows();
                     if (chunk.size() >= CHUNK_HEADERS || rows >= CHUNK_ROWS) {

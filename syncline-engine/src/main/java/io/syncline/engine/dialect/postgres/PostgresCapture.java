@@ -167,9 +167,14 @@ final class PostgresCapture {
      */
     private static List<String> storageTypes(Connection c, TableMeta t) throws SQLException {
         List<String> types = new ArrayList<>();
-        try (PreparedStatement ps = c.prepareStatement("SELECT a.attname, format_type(CASE WHEN ty.typtype = 'd' THEN ty.typbasetype "
-                + "ELSE a.atttypid END, NULL) FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid "
-                + "WHERE a.attrelid = to_regclass(?) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")) {
+        // Domains resolved down to their base type (a domain may be over another domain); format_type with typmod -1
+        // names the unbounded type ("bpchar", "bit"), where NULL would name char(1) and bit(1).
+        try (PreparedStatement ps = c.prepareStatement("WITH RECURSIVE base(attnum, attname, typid) AS ("
+                + "SELECT a.attnum, a.attname, a.atttypid FROM pg_attribute a "
+                + "WHERE a.attrelid = to_regclass(?) AND a.attnum > 0 AND NOT a.attisdropped "
+                + "UNION ALL SELECT b.attnum, b.attname, ty.typbasetype FROM base b JOIN pg_type ty ON ty.oid = b.typid WHERE ty.typtype = 'd') "
+                + "SELECT b.attname, format_type(b.typid, -1) FROM base b JOIN pg_type ty ON ty.oid = b.typid "
+                + "WHERE ty.typtype <> 'd' ORDER BY b.attnum")) {
             ps.setString(1, quote(t.name()));
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {

@@ -82,6 +82,11 @@ public final class PostgresDialect implements Dialect {
 
     @Override
     public void installCapture(Connection c, String channel, TableMeta t) throws SQLException {
+        try (Statement s = c.createStatement()) {
+            // Replacing triggers locks the table: behind a long transaction, give up (the next check retries) rather
+            // than hold the site's tick and queue the application's own statements behind the lock request.
+            s.execute("SET LOCAL lock_timeout = '5s'");
+        }
         dropCapture(c, t);
         PostgresCapture.install(c, channel, t);
     }
@@ -195,11 +200,18 @@ public final class PostgresDialect implements Dialect {
             }
             List<PostgresCapture.Generation> generations = PostgresCapture.ofChannel(c, upTo.channel());
             if (high > 0 && !generations.isEmpty()) {
-                s.execute(INDEXES_ONLY);
+                // One statement: one scan of the outbox for the lowest header left per row table, and the deletes
+                // judged in the same snapshot.
+                StringBuilder sql = new StringBuilder("WITH low AS (SELECT capture_id, min(seq) AS seq FROM sync_outbox "
+                        + "WHERE capture_id IS NOT NULL GROUP BY capture_id)");
                 for (PostgresCapture.Generation g : generations) {
-                    s.executeUpdate("DELETE FROM " + g.rowTable() + " WHERE stmt <= " + high + " AND stmt < (SELECT COALESCE(min(seq), "
-                            + (high + 1) + ") FROM sync_outbox WHERE capture_id = " + g.id() + ")");
+                    sql.append(", d").append(g.id()).append(" AS (DELETE FROM ").append(g.rowTable()).append(" WHERE stmt <= ").append(high)
+                            .append(" AND stmt < COALESCE((SELECT seq FROM low WHERE capture_id = ").append(g.id()).append("), ")
+                            .append(high + 1).append(") RETURNING 1)");
                 }
+                sql.append(" SELECT 1");
+                s.execute(INDEXES_ONLY);
+                s.execute(sql.toString());
                 s.execute("SET LOCAL enable_seqscan = on");
             }
             for (PostgresCapture.Generation g : generations) {
@@ -269,15 +281,15 @@ public final class PostgresDialect implements Dialect {
      * after all (unique violation) rolls back to the savepoint and takes the upsert path.
      */
     @Override
-    public void bulkUpsert(Connection c, TableMeta t, List<ColumnMeta> columns, java.util.Collection<java.util.Map<String, Object>> rows,
-                           boolean inserted) throws SQLException {
+    public boolean bulkUpsert(Connection c, TableMeta t, List<ColumnMeta> columns, java.util.Collection<java.util.Map<String, Object>> rows,
+                              boolean inserted) throws SQLException {
         String cols = columns.stream().map(col -> quote(col.name())).collect(Collectors.joining(", "));
         if (inserted) {
             java.sql.Savepoint before = c.setSavepoint();
             try {
                 copy(c, quote(t.name()), cols, columns, rows);
                 c.releaseSavepoint(before);
-                return;
+                return true;
             } catch (SQLException e) {
                 if (!"23505".equals(e.getSQLState())) {
                     throw e;
@@ -296,6 +308,7 @@ public final class PostgresDialect implements Dialect {
                     + " " + onConflict(t, columns));
             s.execute("TRUNCATE " + stage);
         }
+        return false;
     }
 
     /** Streams {@code rows} into {@code table} with COPY, row by row: no text of the whole run is ever built. */
