@@ -387,12 +387,17 @@ class WireRoundTripTest {
     @Test
     void shouldRefuseCorruptCompressedData() throws IOException {
         byte[] full = write(threeBatches());
+        List<Read> original = new ArrayList<>();
+        readAll(full, original);
         for (int at = 12; at < full.length - 8; at += 7) {
             byte[] corrupt = full.clone();
             corrupt[at] ^= (byte) 0x5A;
             try {
-                readAll(corrupt, new ArrayList<>());
-                fail("a stream with byte " + at + " flipped was read without error");
+                List<Read> read = new ArrayList<>();
+                readAll(corrupt, read);
+                // Deflate ignores some bits (padding after a block's end, code lengths of symbols never used): a flip
+                // there decodes to the very same bytes, which the CRC then rightly accepts. Anything else must fail.
+                assertThat(read).as("a stream with byte %d flipped was read without error", at).isEqualTo(original);
             } catch (BadBatchException expected) {
                 // gzip CRC, a deflate error or the JSON it decodes to: all must be refused as a bad batch
             } catch (RuntimeException e) {
