@@ -51,7 +51,7 @@ import org.slf4j.LoggerFactory;
 public final class BatchApplier {
     private static final Logger LOG = LoggerFactory.getLogger(BatchApplier.class);
     private static final int JDBC_BATCH = 1000;
-    private static final int BULK_ROWS = 2000;
+    private static final int BULK_ROWS = 10_000;
     /** Runs of inserted rows at least this long are tried as plain inserts, at most so many per batch. */
     private static final int PLAIN_INSERT_MIN_ROWS = 100;
     private static final int PLAIN_INSERTS_PER_BATCH = 32;
