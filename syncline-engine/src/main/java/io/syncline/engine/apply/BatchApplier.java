@@ -293,7 +293,10 @@ public final class BatchApplier {
             Map<String, ColumnMeta> byKey = t.byKey();
             List<ColumnMeta> cols = new ArrayList<>(row.size());
             for (String k : row.keySet()) {
-                ColumnMeta col = byKey.get(k.toLowerCase(Locale.ROOT));
+                ColumnMeta col = byKey.get(k); // keys on the wire are canonical (lower case): lower-case only otherwise
+                if (col == null) {
+                    col = byKey.get(k.toLowerCase(Locale.ROOT));
+                }
                 if (col == null) {
                     throw new BadBatchException(Stage.APPLY, "column '" + k + "' of table '" + t.name() + "' does not exist at the target");
                 }
