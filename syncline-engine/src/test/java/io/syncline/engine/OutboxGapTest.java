@@ -22,13 +22,21 @@ import org.junit.jupiter.params.provider.EnumSource;
 class OutboxGapTest extends DbTestBase {
     private static final ChannelSpec CHANNEL = new ChannelSpec("ch", null, List.of(TableSpec.of("item")));
 
+    /** A database with table {@code item} captured in channel {@code ch}. */
+    private TestDb capturedItemTable(TestDb.Kind kind) throws Exception {
+        TestDb db = newDb(kind);
+        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
+        try (Connection c = db.open()) {
+            new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL));
+        }
+        return db;
+    }
+
     @ParameterizedTest
     @EnumSource(TestDb.Kind.class)
     void shouldPutLateCommittingTransactionIntoLaterBatchWithoutSkippingIt(TestDb.Kind kind) throws Exception {
-        TestDb db = newDb(kind);
-        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
-        try (Connection admin = db.open(); Connection a = db.open(); Connection b = db.open(); Connection sealer = db.open()) {
-            new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(admin, List.of(CHANNEL));
+        TestDb db = capturedItemTable(kind);
+        try (Connection a = db.open(); Connection b = db.open(); Connection sealer = db.open()) {
 
             try (Statement s = a.createStatement()) {
                 s.executeUpdate("INSERT INTO item VALUES (1, 'from A, commits late')");
@@ -65,10 +73,8 @@ class OutboxGapTest extends DbTestBase {
     @ParameterizedTest
     @EnumSource(TestDb.Kind.class)
     void shouldKeepALateTransactionsRowsWhenTheBatchBeforeItIsAcknowledgedAndPurged(TestDb.Kind kind) throws Exception {
-        TestDb db = newDb(kind);
-        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
-        try (Connection admin = db.open(); Connection a = db.open(); Connection b = db.open(); Connection sealer = db.open()) {
-            new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(admin, List.of(CHANNEL));
+        TestDb db = capturedItemTable(kind);
+        try (Connection a = db.open(); Connection b = db.open(); Connection sealer = db.open()) {
             try (Statement s = a.createStatement()) { // captured first (lower statement number), committed last
                 s.executeUpdate("INSERT INTO item VALUES (1, 'from A, commits late')");
                 s.executeUpdate("UPDATE item SET name = 'A again' WHERE id = 1");
@@ -97,10 +103,8 @@ class OutboxGapTest extends DbTestBase {
     @ParameterizedTest
     @EnumSource(TestDb.Kind.class)
     void shouldNeverDeliverRowsOfRolledBackTransaction(TestDb.Kind kind) throws Exception {
-        TestDb db = newDb(kind);
-        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
-        try (Connection admin = db.open(); Connection a = db.open(); Connection sealer = db.open()) {
-            new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(admin, List.of(CHANNEL));
+        TestDb db = capturedItemTable(kind);
+        try (Connection a = db.open(); Connection sealer = db.open()) {
             try (Statement s = a.createStatement()) {
                 s.executeUpdate("INSERT INTO item VALUES (1, 'rolled back')");
             }
