@@ -112,7 +112,7 @@ public final class SiteNode implements NodeControl {
         startListener();
         tryRegister();
         if (registration != null) {
-            installCapture();
+            installCapture(false);
         }
         long every = Math.max(10, cfg.captureInterval().toMillis());
         ticker.scheduleWithFixedDelay(this::tick, 0, every, TimeUnit.MILLISECONDS);
@@ -207,25 +207,24 @@ public final class SiteNode implements NodeControl {
         }
     }
 
-    /** Installs or upgrades capture for the current registration; remembered, so a failure is retried by the next tick. */
-    private void installCapture() {
+    /**
+     * Installs or upgrades capture for the current registration; remembered, so a failure is retried by the next tick.
+     * With {@code schemaOnly} (the periodic check of capture.schemaCheckInterval) Syncline's own tables are taken as
+     * present, so a check that finds nothing altered takes no lock.
+     */
+    private void installCapture(boolean schemaOnly) {
         Registration.Response r = registration;
-        try (Connection c = db.connection()) {
-            new CaptureInstaller(db.dialect(), clock).install(c, r.channels());
-            captureInstalledFor = r.configHash();
-            nextSchemaCheck = clock.instant().plus(cfg.schemaCheckInterval());
-        } catch (SQLException e) {
-            throw new SyncException(SyncException.Stage.CAPTURE, "site " + cfg.nodeId() + ": cannot install capture: " + e.getMessage(), e);
-        }
-    }
-
-    /** Upgrades the capture of tables altered since it was installed (see capture.schemaCheckInterval). */
-    private void checkSchema(Registration.Response r) {
         nextSchemaCheck = clock.instant().plus(cfg.schemaCheckInterval());
         try (Connection c = db.connection()) {
-            new CaptureInstaller(db.dialect(), clock).reconcile(c, r.channels());
+            CaptureInstaller installer = new CaptureInstaller(db.dialect(), clock);
+            if (schemaOnly) {
+                installer.reconcile(c, r.channels());
+            } else {
+                installer.install(c, r.channels());
+                captureInstalledFor = r.configHash();
+            }
         } catch (SQLException e) {
-            throw new SyncException(SyncException.Stage.CAPTURE, "site " + cfg.nodeId() + ": cannot check captured tables: " + e.getMessage(), e);
+            throw new SyncException(SyncException.Stage.CAPTURE, "site " + cfg.nodeId() + ": cannot install capture: " + e.getMessage(), e);
         }
     }
 
@@ -241,9 +240,9 @@ public final class SiteNode implements NodeControl {
             }
             Registration.Response r = registration;
             if (!r.configHash().equals(captureInstalledFor)) {
-                installCapture();
+                installCapture(false);
             } else if (!clock.instant().isBefore(nextSchemaCheck)) {
-                checkSchema(r);
+                installCapture(true);
             }
             if ("pull".equals(r.mode()) && lastContact != null
                     && Duration.between(lastContact, clock.instant()).toMillis() > Math.max(30_000, 5 * r.intervalMillis())) {

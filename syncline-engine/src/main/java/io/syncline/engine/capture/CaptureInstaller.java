@@ -90,13 +90,12 @@ public final class CaptureInstaller {
             boolean gained = installed != null && gainedColumns(installed, signature);
             LOG.info("capture {} on table {} (channel {}){}", installed == null ? "installed" : "upgraded", meta.name(), channel,
                     gained ? ": it gained columns, so it is loaded again" : "");
-            if (gained) {
-                // Rows written between the ALTER TABLE and this upgrade were captured without the new columns.
-                SyncSchema.putState(c, InitialLoadState.key(channel, meta.name().toLowerCase(Locale.ROOT)), InitialLoadState.START);
+            String table = meta.name().toLowerCase(Locale.ROOT);
+            if (installed == null || gained) {
+                // A new table, or one whose rows written between the ALTER TABLE and this upgrade lack the new columns.
+                SyncSchema.putState(c, InitialLoadState.key(channel, table), InitialLoadState.START);
             }
             if (installed == null) {
-                String table = meta.name().toLowerCase(Locale.ROOT);
-                SyncSchema.putState(c, InitialLoadState.key(channel, table), InitialLoadState.START);
                 fresh.add(table);
             }
         }

@@ -48,7 +48,7 @@ final class PostgresCapture {
     }
 
     /** One generation of a table's row table, with the columns (canonical keys and kinds) it was created with. */
-    record Generation(int id, String table, String channel, boolean active, List<ColumnMeta> columns) {
+    record Generation(int id, boolean active, List<ColumnMeta> columns) {
         String rowTable() {
             return "sync_rows_" + id;
         }
@@ -251,16 +251,16 @@ final class PostgresCapture {
     private static List<Generation> generations(Connection c, String where) throws SQLException {
         List<Generation> out = new ArrayList<>();
         try (Statement s = c.createStatement();
-             ResultSet rs = s.executeQuery("SELECT capture_id, table_name, channel, active, columns FROM sync_capture WHERE "
+             ResultSet rs = s.executeQuery("SELECT capture_id, active, columns FROM sync_capture WHERE "
                      + where + " ORDER BY capture_id")) {
             while (rs.next()) {
                 List<List<String>> columns;
                 try {
-                    columns = Json.MAPPER.readValue(rs.getString(5), COLUMNS);
+                    columns = Json.MAPPER.readValue(rs.getString(3), COLUMNS);
                 } catch (IOException e) {
                     throw new UncheckedIOException("sync_capture " + rs.getInt(1) + ": unreadable column list", e);
                 }
-                out.add(new Generation(rs.getInt(1), rs.getString(2), rs.getString(3), rs.getBoolean(4), columns.stream()
+                out.add(new Generation(rs.getInt(1), rs.getBoolean(2), columns.stream()
                         .map(col -> new ColumnMeta(col.get(0), java.sql.Types.OTHER, col.get(1), ValueKind.valueOf(col.get(1)))).toList()));
             }
         }

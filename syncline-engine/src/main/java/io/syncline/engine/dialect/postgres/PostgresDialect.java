@@ -183,8 +183,8 @@ public final class PostgresDialect implements Dialect {
     /*
      * Headers first, then rows. A row table's rows can go once no visible header of theirs is left: every row
      * numbered below the lowest header still present (and not above the highest purged) belongs to a purged
-     * statement, or to a transaction this snapshot cannot see, whose rows it cannot see either. One statement per row
-     * table, so the lowest header and the rows are judged in the same snapshot; no join, so no plan to go wrong.
+     * statement, or to a transaction this snapshot cannot see, whose rows it cannot see either. One statement for all
+     * row tables, so the lowest headers and the rows are judged in the same snapshot; no join, so no plan to go wrong.
      */
     @Override
     public int purge(Connection c, SealedBatch upTo) throws SQLException {
@@ -207,7 +207,7 @@ public final class PostgresDialect implements Dialect {
                 for (PostgresCapture.Generation g : generations) {
                     sql.append(", d").append(g.id()).append(" AS (DELETE FROM ").append(g.rowTable()).append(" WHERE stmt <= ").append(high)
                             .append(" AND stmt < COALESCE((SELECT seq FROM low WHERE capture_id = ").append(g.id()).append("), ")
-                            .append(high + 1).append(") RETURNING 1)");
+                            .append(high + 1).append("))");
                 }
                 sql.append(" SELECT 1");
                 s.execute(INDEXES_ONLY);
