@@ -35,7 +35,8 @@ final class Pipe {
     /** Reads a sealed batch for {@code destination} and turns its rows into changes. */
     static List<Change> read(TestDb db, Connection c, SealedBatch batch, String destination) throws SQLException, IOException {
         List<Change> out = new ArrayList<>();
-        store(db).stream(c, batch, destination, (op, table, oldRow, newRow, at) -> out.add(change(op, table, oldRow, newRow)));
+        store(db).stream(c, batch, destination, (op, table, oldRow, newRow, at) -> out.add(change(op, table,
+                oldRow == null ? null : oldRow.toJson(), newRow == null ? null : newRow.toJson())));
         return out;
     }
 

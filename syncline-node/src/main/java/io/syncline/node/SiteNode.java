@@ -405,7 +405,7 @@ public final class SiteNode implements NodeControl {
         w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), b.channel(), b.sequence()), b.sealedAt(), b.firstCaptured()));
         int[] n = {0};
         outbox.stream(c, b, destination, (op, table, oldRow, newRow, captured) -> {
-            w.change(op, table, oldRow, newRow);
+            w.change(op, table, oldRow == null ? null : oldRow::writeTo, newRow == null ? null : newRow::writeTo);
             if (++n[0] == 100) {
                 w.flush();
                 CrashPoints.hit("send-mid-batch");

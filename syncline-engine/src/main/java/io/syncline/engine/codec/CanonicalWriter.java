@@ -40,18 +40,23 @@ public final class CanonicalWriter {
         try {
             StringWriter w = new StringWriter(64 + columns.size() * 16);
             try (JsonGenerator g = Json.FACTORY.createGenerator(w)) {
-                g.writeStartObject();
-                for (int i = 0; i < columns.size(); i++) {
-                    ColumnMeta c = columns.get(i);
-                    g.writeFieldName(c.key());
-                    value(g, c, values[i], normalize);
-                }
-                g.writeEndObject();
+                row(g, columns, values, normalize);
             }
             return w.toString();
-        } catch (IOException | SQLException e) {
+        } catch (IOException e) {
             throw new IllegalStateException("cannot encode row: " + e.getMessage(), e);
         }
+    }
+
+    /** Writes one row (columns in order) as a JSON object into {@code g}, which must be configured like {@link Json#FACTORY}. */
+    public static void row(JsonGenerator g, List<ColumnMeta> columns, Object[] values, boolean normalize) throws IOException {
+        g.writeStartObject();
+        for (int i = 0; i < columns.size(); i++) {
+            ColumnMeta c = columns.get(i);
+            g.writeFieldName(c.key());
+            value(g, c, values[i], normalize);
+        }
+        g.writeEndObject();
     }
 
     /** Reads the current row of {@code rs} (whose columns are {@code columns}, in order) into canonical JSON. */
@@ -77,7 +82,7 @@ public final class CanonicalWriter {
         return rs.wasNull() ? null : v;
     }
 
-    static void value(JsonGenerator g, ColumnMeta c, Object v, boolean normalize) throws IOException, SQLException {
+    static void value(JsonGenerator g, ColumnMeta c, Object v, boolean normalize) throws IOException {
         if (v == null) {
             g.writeNull();
             return;
@@ -125,7 +130,13 @@ public final class CanonicalWriter {
             case OffsetDateTime t -> g.writeString((normalize ? t.withOffsetSameInstant(ZoneOffset.UTC) : t).toString());
             case ZonedDateTime t -> g.writeString((normalize ? t.toOffsetDateTime().withOffsetSameInstant(ZoneOffset.UTC)
                     : t.toOffsetDateTime()).toString());
-            case Clob clob -> g.writeString(clob.getSubString(1, (int) clob.length()));
+            case Clob clob -> {
+                try {
+                    g.writeString(clob.getSubString(1, (int) clob.length()));
+                } catch (SQLException e) {
+                    throw new IOException("cannot read CLOB value of column '" + c.name() + "': " + e.getMessage(), e);
+                }
+            }
             default -> g.writeString(v.toString());
         }
     }

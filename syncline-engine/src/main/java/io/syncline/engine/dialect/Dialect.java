@@ -2,6 +2,7 @@ package io.syncline.engine.dialect;
 
 import io.syncline.engine.dialect.h2.H2Dialect;
 import io.syncline.engine.dialect.postgres.PostgresDialect;
+import io.syncline.engine.outbox.OutboxRowSink;
 import io.syncline.engine.outbox.SealedBatch;
 import io.syncline.engine.schema.ColumnMeta;
 import io.syncline.engine.schema.TableMeta;
@@ -67,7 +68,7 @@ public interface Dialect {
      * whatever the batch's size. Changes whose origin equals the destination are left out (they came from it).
      * Runs in the caller's transaction, which the caller ends.
      */
-    void streamBatch(Connection c, SealedBatch batch, String destination, io.syncline.engine.outbox.OutboxRowSink sink)
+    void streamBatch(Connection c, SealedBatch batch, String destination, OutboxRowSink sink)
             throws SQLException, java.io.IOException;
 
     /** Deletes the outbox rows of every batch of {@code channel} up to and including {@code upTo}. */

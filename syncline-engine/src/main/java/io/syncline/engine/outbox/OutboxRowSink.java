@@ -1,10 +1,40 @@
 package io.syncline.engine.outbox;
 
+import com.fasterxml.jackson.core.JsonGenerator;
+import io.syncline.engine.codec.Json;
 import java.io.IOException;
+import java.io.StringWriter;
+import java.io.UncheckedIOException;
 import java.time.Instant;
 
-/** Receives a sealed batch's rows, in order, as raw canonical JSON text straight from the outbox. */
+/**
+ * Receives a sealed batch's changes, in order. The rows are written straight from the outbox into the receiver's
+ * generator, without a text copy in between; a row is valid only during the call that receives it.
+ */
 @FunctionalInterface
 public interface OutboxRowSink {
-    void accept(String op, String table, String oldRow, String newRow, Instant capturedAt) throws IOException;
+    void accept(String op, String table, Row oldRow, Row newRow, Instant capturedAt) throws IOException;
+
+    /** One row in canonical form (docs/protocol.md, "Values"): a JSON object. */
+    @FunctionalInterface
+    interface Row {
+        /** Writes the row as one JSON object into {@code g}, which must be configured like {@link Json#FACTORY}. */
+        void writeTo(JsonGenerator g) throws IOException;
+
+        /** The row as canonical JSON text. */
+        default String toJson() {
+            StringWriter w = new StringWriter();
+            try (JsonGenerator g = Json.FACTORY.createGenerator(w)) {
+                writeTo(g);
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+            return w.toString();
+        }
+
+        /** A row held as canonical JSON text; null stays null. */
+        static Row ofJson(String json) {
+            return json == null ? null : g -> g.writeRawValue(json);
+        }
+    }
 }

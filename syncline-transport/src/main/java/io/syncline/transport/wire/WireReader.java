@@ -3,7 +3,6 @@ package io.syncline.transport.wire;
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.JsonToken;
-import com.fasterxml.jackson.core.type.TypeReference;
 import io.syncline.api.BadBatchException;
 import io.syncline.api.BatchHeader;
 import io.syncline.api.BatchId;
@@ -17,7 +16,9 @@ import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.time.Instant;
 import java.time.format.DateTimeParseException;
+import java.util.ArrayList;
 import java.util.Iterator;
+import java.util.List;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.NoSuchElementException;
@@ -31,8 +32,6 @@ import java.util.zip.ZipException;
  * Not thread-safe.
  */
 public final class WireReader implements Closeable {
-    private static final TypeReference<LinkedHashMap<String, Object>> ROW = new TypeReference<>() {
-    };
     private final JsonParser parser;
     private GZIPInputStream gzip;
     private BatchHeader current;
@@ -227,7 +226,7 @@ public final class WireReader implements Closeable {
             if (t != JsonToken.START_OBJECT) {
                 throw bad("malformed batch stream: expected an object for the " + what + ", got " + t);
             }
-            return WireFormat.MAPPER.readValue(parser, ROW);
+            return readMap();
         } catch (EOFException e) {
             throw bad("batch stream is truncated while reading a " + what + ": " + e.getMessage());
         } catch (ZipException e) {
@@ -240,6 +239,48 @@ public final class WireReader implements Closeable {
         } catch (IOException e) {
             throw new UncheckedIOException("reading batch stream: " + e.getMessage(), e);
         }
+    }
+
+    /*
+     * The parser stands on START_OBJECT. Reads the object with the streaming API into what Jackson's untyped
+     * deserializer would build with WireFormat.MAPPER (LinkedHashMap, ArrayList, Integer/Long/BigInteger, BigDecimal for
+     * every number with a fraction or exponent, String, Boolean, null), without its per-value dispatch: this runs once per
+     * change and per row. A repeated key keeps its last value. Nesting depth is bounded by the parser's constraints.
+     */
+    private Map<String, Object> readMap() throws IOException {
+        Map<String, Object> map = new LinkedHashMap<>();
+        String name;
+        while ((name = parser.nextFieldName()) != null) {
+            map.put(name, readValue(parser.nextToken()));
+        }
+        if (parser.currentToken() != JsonToken.END_OBJECT) {
+            throw bad("malformed batch stream: expected a field name or the end of an object, got " + parser.currentToken());
+        }
+        return map;
+    }
+
+    private Object readValue(JsonToken t) throws IOException {
+        if (t == null) {
+            throw new EOFException("end-of-input inside a value");
+        }
+        return switch (t) {
+            case START_OBJECT -> readMap();
+            case START_ARRAY -> {
+                List<Object> list = new ArrayList<>();
+                JsonToken e;
+                while ((e = parser.nextToken()) != JsonToken.END_ARRAY) {
+                    list.add(readValue(e));
+                }
+                yield list;
+            }
+            case VALUE_STRING -> parser.getText();
+            case VALUE_NUMBER_INT -> parser.getNumberValue();
+            case VALUE_NUMBER_FLOAT -> parser.getDecimalValue();
+            case VALUE_TRUE -> Boolean.TRUE;
+            case VALUE_FALSE -> Boolean.FALSE;
+            case VALUE_NULL -> null;
+            default -> throw bad("malformed batch stream: unexpected " + t);
+        };
     }
 
     private static BadBatchException bad(String message) {

@@ -63,10 +63,19 @@ public final class WireWriter implements Closeable {
         seq = h.id().sequence();
     }
 
-    /**
-     * Writes one change. {@code oldRow} and {@code newRow} are canonical JSON objects as text (or null).
-     */
+    /** A row that writes itself as one JSON object (canonical form, docs/protocol.md) into the wire's generator. */
+    @FunctionalInterface
+    public interface Row {
+        void writeTo(JsonGenerator g) throws IOException;
+    }
+
+    /** Writes one change whose rows are canonical JSON objects as text (or null). */
     public void change(String op, String table, String oldRow, String newRow) throws IOException {
+        change(op, table, oldRow == null ? null : g -> g.writeRawValue(oldRow), newRow == null ? null : g -> g.writeRawValue(newRow));
+    }
+
+    /** Writes one change; each row writes itself straight into the stream (or is null). */
+    public void change(String op, String table, Row oldRow, Row newRow) throws IOException {
         if (inBatch < 0) {
             throw new IllegalStateException("change outside a batch");
         }
@@ -75,11 +84,11 @@ public final class WireWriter implements Closeable {
         json.writeStringField("t", table);
         if (oldRow != null) {
             json.writeFieldName("o");
-            json.writeRawValue(oldRow);
+            oldRow.writeTo(json);
         }
         if (newRow != null) {
             json.writeFieldName("n");
-            json.writeRawValue(newRow);
+            newRow.writeTo(json);
         }
         json.writeEndObject();
         json.writeRaw('\n');

@@ -1,6 +1,7 @@
 package io.syncline.engine.dialect.h2;
 
 import io.syncline.engine.dialect.Dialect;
+import io.syncline.engine.outbox.OutboxRowSink;
 import io.syncline.engine.outbox.SealedBatch;
 import io.syncline.engine.schema.ColumnMeta;
 import io.syncline.engine.schema.TableMeta;
@@ -102,7 +103,7 @@ public final class H2Dialect implements Dialect {
     }
 
     @Override
-    public void streamBatch(Connection c, SealedBatch b, String destination, io.syncline.engine.outbox.OutboxRowSink sink)
+    public void streamBatch(Connection c, SealedBatch b, String destination, OutboxRowSink sink)
             throws SQLException, java.io.IOException {
         try (PreparedStatement ps = c.prepareStatement("SELECT op, table_name, old_row, new_row, captured_at FROM sync_outbox "
                 + "WHERE channel = ? AND batch_seq = ? AND (origin IS NULL OR origin <> ?) ORDER BY seq")) {
@@ -113,8 +114,8 @@ public final class H2Dialect implements Dialect {
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
                     OffsetDateTime captured = rs.getObject(5, OffsetDateTime.class);
-                    sink.accept(rs.getString(1), rs.getString(2), rs.getString(3), rs.getString(4),
-                            captured == null ? null : captured.toInstant());
+                    sink.accept(rs.getString(1), rs.getString(2), OutboxRowSink.Row.ofJson(rs.getString(3)),
+                            OutboxRowSink.Row.ofJson(rs.getString(4)), captured == null ? null : captured.toInstant());
                 }
             }
         }

@@ -1,5 +1,6 @@
 package io.syncline.engine.dialect.postgres;
 
+import com.fasterxml.jackson.core.JsonGenerator;
 import io.syncline.engine.codec.CanonicalWriter;
 import io.syncline.engine.outbox.OutboxRowSink;
 import io.syncline.engine.outbox.SealedBatch;
@@ -93,7 +94,8 @@ final class PostgresBatchReader {
         try {
             for (Header h : chunk) {
                 if (h.captureId() == null) {
-                    sink.accept(h.op(), h.table(), h.oldRow(), h.newRow(), h.capturedAt());
+                    sink.accept(h.op(), h.table(), OutboxRowSink.Row.ofJson(h.oldRow()), OutboxRowSink.Row.ofJson(h.newRow()),
+                            h.capturedAt());
                     continue;
                 }
                 PostgresCapture.Generation g = generations.get(h.captureId());
@@ -109,8 +111,8 @@ final class PostgresBatchReader {
                 r.skipTo(h.seq());
                 long n = 0;
                 while (r.at(h.seq())) {
-                    sink.accept(h.op(), h.table(), h.op().equals("I") ? null : r.render(false),
-                            h.op().equals("D") ? null : r.render(true), h.capturedAt());
+                    sink.accept(h.op(), h.table(), h.op().equals("I") ? null : r.oldRow, h.op().equals("D") ? null : r.newRow,
+                            h.capturedAt());
                     r.advance();
                     n++;
                 }
@@ -132,11 +134,16 @@ final class PostgresBatchReader {
         private final ResultSet rs;
         private final List<ColumnMeta> columns;
         private final Object[] values;
+        /** The current row's new values (columns c1..cN, from result column 2) and old ones (o1..oN, after them). */
+        final OutboxRowSink.Row newRow;
+        final OutboxRowSink.Row oldRow;
         private long stmt;
 
         Rows(Connection c, PostgresCapture.Generation g, long first, long last) throws SQLException {
             this.columns = g.columns();
             this.values = new Object[columns.size()];
+            this.newRow = gen -> write(gen, 2);
+            this.oldRow = gen -> write(gen, 2 + columns.size());
             this.statement = c.createStatement();
             statement.setFetchSize(FETCH);
             // One statement needs no sort: a million-row statement streams straight from the scan.
@@ -159,13 +166,15 @@ final class PostgresBatchReader {
             return stmt == seq;
         }
 
-        /** The new row (columns c1..cN, from result column 2) or the old one (o1..oN, after them) as canonical JSON. */
-        String render(boolean newRow) throws SQLException {
-            int offset = newRow ? 2 : 2 + columns.size();
-            for (int i = 0; i < values.length; i++) {
-                values[i] = CanonicalWriter.read(rs, offset + i, columns.get(i));
+        private void write(JsonGenerator g, int offset) throws IOException {
+            try {
+                for (int i = 0; i < values.length; i++) {
+                    values[i] = CanonicalWriter.read(rs, offset + i, columns.get(i));
+                }
+            } catch (SQLException e) {
+                throw new IOException("cannot read captured row: " + e.getMessage(), e);
             }
-            return CanonicalWriter.row(columns, values, false);
+            CanonicalWriter.row(g, columns, values, false);
         }
 
         @Override

@@ -54,7 +54,17 @@ final class PostgresCopyText {
     }
 
     private static void escape(StringBuilder sb, String s) {
-        for (int i = 0; i < s.length(); i++) {
+        int n = s.length();
+        int plain = 0;
+        while (plain < n && !special(s.charAt(plain))) {
+            plain++;
+        }
+        if (plain == n) {
+            sb.append(s); // most values need no escape: one bulk copy
+            return;
+        }
+        sb.append(s, 0, plain);
+        for (int i = plain; i < n; i++) {
             char ch = s.charAt(i);
             switch (ch) {
                 case '\\' -> sb.append("\\\\");
@@ -64,5 +74,9 @@ final class PostgresCopyText {
                 default -> sb.append(ch);
             }
         }
+    }
+
+    private static boolean special(char ch) {
+        return ch == '\\' || ch == '\n' || ch == '\r' || ch == '\t';
     }
 }

@@ -1,6 +1,7 @@
 package io.syncline.engine.dialect.postgres;
 
 import io.syncline.engine.dialect.Dialect;
+import io.syncline.engine.outbox.OutboxRowSink;
 import io.syncline.engine.outbox.SealedBatch;
 import io.syncline.engine.schema.ColumnMeta;
 import io.syncline.engine.schema.SyncSchema;
@@ -146,7 +147,7 @@ public final class PostgresDialect implements Dialect {
     }
 
     @Override
-    public void streamBatch(Connection c, SealedBatch b, String destination, io.syncline.engine.outbox.OutboxRowSink sink)
+    public void streamBatch(Connection c, SealedBatch b, String destination, OutboxRowSink sink)
             throws SQLException, java.io.IOException {
         PostgresBatchReader.stream(c, b, destination, window(b.from(), b.to()), sink);
     }
@@ -311,25 +312,38 @@ public final class PostgresDialect implements Dialect {
         return false;
     }
 
-    /** Streams {@code rows} into {@code table} with COPY, row by row: no text of the whole run is ever built. */
+    /** Text sent to COPY in pieces of about this many characters: the whole run's text is never built. */
+    private static final int COPY_CHUNK = 1 << 15;
+
+    /** Streams {@code rows} into {@code table} with COPY. */
     private static void copy(Connection c, String table, String cols, List<ColumnMeta> columns,
                              java.util.Collection<java.util.Map<String, Object>> rows) throws SQLException {
         org.postgresql.copy.CopyIn in = c.unwrap(org.postgresql.PGConnection.class).getCopyAPI()
                 .copyIn("COPY " + table + " (" + cols + ") FROM STDIN");
         try {
-            StringBuilder line = new StringBuilder(256);
+            StringBuilder text = new StringBuilder(COPY_CHUNK + 1024);
             for (java.util.Map<String, Object> row : rows) {
-                line.setLength(0);
-                PostgresCopyText.appendRow(line, columns, row);
-                byte[] bytes = line.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8);
-                in.writeToCopy(bytes, 0, bytes.length);
+                PostgresCopyText.appendRow(text, columns, row);
+                if (text.length() >= COPY_CHUNK) {
+                    writeToCopy(in, text);
+                }
             }
+            writeToCopy(in, text);
             in.endCopy();
         } finally {
             if (in.isActive()) {
                 in.cancelCopy();
             }
         }
+    }
+
+    private static void writeToCopy(org.postgresql.copy.CopyIn in, StringBuilder text) throws SQLException {
+        if (text.isEmpty()) {
+            return;
+        }
+        byte[] bytes = text.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        in.writeToCopy(bytes, 0, bytes.length);
+        text.setLength(0);
     }
 
     @Override
