@@ -95,7 +95,7 @@ public final class ThroughputBenchmark {
     }
 
     /** One replication measurement. */
-    record Rep(String system, int round, double writerSeconds, double totalSeconds, long changes) {
+    record Rep(String system, int round, double writerSeconds, double totalSeconds, long changes, Map<String, Double> cpu) {
         double rate() {
             return changes / totalSeconds;
         }
@@ -186,11 +186,22 @@ public final class ThroughputBenchmark {
 
     private static String describe(Rep r) {
         if (r.system().endsWith("catch-up")) {
-            return String.format("%-21s round %d: %7.2f s to move the backlog after the writer (writer %6.2f s, not counted) = %,9.0f changes/s  [load avg %s]",
-                    r.system(), r.round(), r.totalSeconds(), r.writerSeconds(), r.rate(), loadAverage());
+            return String.format("%-21s round %d: %7.2f s to move the backlog after the writer (writer %6.2f s, not counted) = %,9.0f changes/s  [load avg %s]%s",
+                    r.system(), r.round(), r.totalSeconds(), r.writerSeconds(), r.rate(), loadAverage(), cpu(r));
         }
-        return String.format("%-21s round %d: %7.2f s total (writer %6.2f s, lag after writer %6.2f s) = %,9.0f changes/s  [load avg %s]",
-                r.system(), r.round(), r.totalSeconds(), r.writerSeconds(), r.lag(), r.rate(), loadAverage());
+        return String.format("%-21s round %d: %7.2f s total (writer %6.2f s, lag after writer %6.2f s) = %,9.0f changes/s  [load avg %s]%s",
+                r.system(), r.round(), r.totalSeconds(), r.writerSeconds(), r.lag(), r.rate(), loadAverage(), cpu(r));
+    }
+
+    /** Where the CPU went during a round, and how many of the cores that kept busy on average. */
+    private static String cpu(Rep r) {
+        if (r.cpu().isEmpty()) {
+            return "";
+        }
+        double total = r.cpu().values().stream().mapToDouble(Double::doubleValue).sum();
+        StringBuilder sb = new StringBuilder(String.format("%n%27s CPU s: ", ""));
+        r.cpu().forEach((k, v) -> sb.append(String.format("%s %.2f, ", k, v)));
+        return sb.append(String.format("total %.2f = %.2f cores busy on average", total, total / r.totalSeconds())).toString();
     }
 
     // ---- Syncline ---------------------------------------------------------------------------------
@@ -334,6 +345,10 @@ public final class ThroughputBenchmark {
      */
     private Rep measure(String system, int round, Pg source, Pg target, Resume resume) throws Exception {
         resetStats(source, target);
+        Map<String, Long> servers = new java.util.LinkedHashMap<>();
+        servers.put("source PG", CpuMeter.postmaster(source));
+        servers.put("target PG", CpuMeter.postmaster(target));
+        Map<String, Double> cpu0 = CpuMeter.snapshot(servers);
         long t0 = System.nanoTime();
         Workload.Timing w;
         try (Connection c = source.writer()) {
@@ -348,6 +363,7 @@ public final class ThroughputBenchmark {
         }
         long start = t0;
         if (resume != null) {
+            cpu0 = CpuMeter.snapshot(servers);
             start = System.nanoTime();
             resume.run();
         }
@@ -370,6 +386,7 @@ public final class ThroughputBenchmark {
             }
         }
         long t1 = System.nanoTime();
+        Map<String, Double> cpu = CpuMeter.between(cpu0, CpuMeter.snapshot(servers));
         printStats(source);
         printStats(target);
         PostgresDialect d = new PostgresDialect();
@@ -380,7 +397,7 @@ public final class ThroughputBenchmark {
                 throw new IllegalStateException(system + ": fingerprints matched but checksums differ: source " + x + ", target " + y);
             }
         }
-        return new Rep(system, round, (writerDone - t0) / 1e9, resume == null ? (t1 - t0) / 1e9 : (t1 - start) / 1e9, workload.changes());
+        return new Rep(system, round, (writerDone - t0) / 1e9, resume == null ? (t1 - t0) / 1e9 : (t1 - start) / 1e9, workload.changes(), cpu);
     }
 
     // ---- capture cost -----------------------------------------------------------------------------
@@ -500,6 +517,21 @@ public final class ThroughputBenchmark {
                 }
                 System.out.println();
                 System.out.printf("Catch-up medians: Syncline %,.0f changes/s, native %,.0f changes/s, ratio %.2f%n", sc, nc, sc / nc);
+            }
+        }
+        if (reps.stream().anyMatch(r -> !r.cpu().isEmpty())) {
+            System.out.println();
+            System.out.println("CPU seconds per round, from /proc (source PG: site or publisher; target PG: hub or subscriber; site and hub JVM:");
+            System.out.println("the Syncline node threads; writer: the benchmark's main thread, which also polls; other JVM: other and exited threads):");
+            System.out.println();
+            List<String> parts = reps.stream().filter(r -> !r.cpu().isEmpty()).findFirst().orElseThrow().cpu().keySet().stream().toList();
+            System.out.println("| system | round | " + String.join(" | ", parts) + " | total | cores busy |");
+            System.out.println("|---|---:|" + "---:|".repeat(parts.size() + 2));
+            for (Rep r : reps) {
+                double total = r.cpu().values().stream().mapToDouble(Double::doubleValue).sum();
+                StringBuilder row = new StringBuilder("| " + r.system() + " | " + r.round() + " | ");
+                parts.forEach(k -> row.append(String.format("%.2f | ", r.cpu().getOrDefault(k, 0.0))));
+                System.out.println(row.append(String.format("%.2f | %.2f |", total, total / r.totalSeconds())));
             }
         }
         if (!caps.isEmpty()) {
