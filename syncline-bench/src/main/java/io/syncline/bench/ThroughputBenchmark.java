@@ -54,7 +54,8 @@ public final class ThroughputBenchmark {
         this.workload = new Workload(Integer.parseInt(o.getOrDefault("rows", "200000")), Integer.parseInt(o.getOrDefault("insert-tx", "1000")),
                 Integer.parseInt(o.getOrDefault("update-txs", "10")));
         this.rounds = Integer.parseInt(o.getOrDefault("rounds", "2"));
-        this.warmupRows = Integer.parseInt(o.getOrDefault("warmup-rows", "20000"));
+        // A full-size untimed round by default: the JIT compiles the node code paths as in a long-running server.
+        this.warmupRows = Integer.parseInt(o.getOrDefault("warmup-rows", String.valueOf(workload.rows())));
         this.catchupRounds = Integer.parseInt(o.getOrDefault("catchup-rounds", "2"));
         this.captureRuns = Integer.parseInt(o.getOrDefault("capture-runs", "3"));
         this.timeoutMillis = TimeUnit.SECONDS.toMillis(Long.parseLong(o.getOrDefault("timeout", "900")));
@@ -70,7 +71,7 @@ public final class ThroughputBenchmark {
         for (String a : args) {
             if (a.equals("-h") || a.equals("--help")) {
                 System.out.println("""
-                        usage: bench/throughput [--rows=200000] [--insert-tx=1000] [--update-txs=10] [--rounds=2] [--capture-runs=3] [--warmup-rows=20000]
+                        usage: bench/throughput [--rows=200000] [--insert-tx=1000] [--update-txs=10] [--rounds=2] [--capture-runs=3] [--warmup-rows=<rows>]
                                                 [--only=all|replication|syncline|native|catchup|capture] [--timeout=900 (s)] [--catchup-rounds=2]
                                                 [--sync-interval=50ms] [--capture-interval=50ms] [--max-batches=1000]
                                                 [--pg-stats=false (print the top statements of each server, for profiling)]""");

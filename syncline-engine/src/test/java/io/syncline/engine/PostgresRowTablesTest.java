@@ -64,7 +64,54 @@ class PostgresRowTablesTest extends DbTestBase {
             assertThat(changes).hasSize(2);
             assertThat(((Change.Insert) changes.get(0)).newRow()).containsEntry("name", longName).containsEntry("code", "A-1")
                     .containsEntry("price", new java.math.BigDecimal("12345678.1234")).containsEntry("grade", "gold      ");
-            assertThat(((Change.Delete) changes.get(1)).oldRow()).containsEntry("id", 1).containsEntry("code", "A-1");
+            assertThat(((Change.Delete) changes.get(1)).oldRow()).isEqualTo(java.util.Map.of("id", 1));
+            assertThat(text(c, "SELECT o2 FROM " + rowTables(c).get(0) + " WHERE o1 = 1")).as("the old value, captured").isEqualTo("A-1");
+        }
+    }
+
+    @Test
+    void shouldSendTheOldKeyOfUpdatesAndDeletesAndKeepEveryOldValueCaptured() throws Exception {
+        TestDb db = newDb(TestDb.Kind.POSTGRES);
+        db.exec("CREATE TABLE item (region VARCHAR(8), id INT, name VARCHAR(100), qty INT, PRIMARY KEY (id, region))");
+        try (Connection c = db.open()) {
+            new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL));
+            db.exec("INSERT INTO item VALUES ('north', 1, 'bolt', 5), ('north', 2, 'nut', 6)",
+                    "UPDATE item SET qty = qty + 1 WHERE id = 1", "UPDATE item SET id = 3 WHERE id = 2", "DELETE FROM item WHERE id = 1");
+            List<Change> changes = Pipe.read(db, c, Pipe.seal(db, c, "ch").orElseThrow(), "hub");
+            assertThat(changes).hasSize(5);
+            Change.Update update = (Change.Update) changes.get(2);
+            assertThat(update.oldRow()).as("old row of an update: its key").isEqualTo(java.util.Map.of("region", "north", "id", 1));
+            assertThat(update.newRow()).isEqualTo(java.util.Map.of("region", "north", "id", 1, "name", "bolt", "qty", 6));
+            Change.Update moved = (Change.Update) changes.get(3);
+            assertThat(moved.oldRow()).as("old key of a key change").isEqualTo(java.util.Map.of("region", "north", "id", 2));
+            assertThat(moved.newRow()).containsEntry("id", 3).containsEntry("name", "nut");
+            assertThat(((Change.Delete) changes.get(4)).oldRow()).isEqualTo(java.util.Map.of("region", "north", "id", 1));
+            String rows = rowTables(c).get(0);
+            assertThat(text(c, "SELECT string_agg(o3 || ':' || o4, ',' ORDER BY stmt) FROM " + rows + " WHERE o2 IS NOT NULL"))
+                    .as("every old value stays captured in the row table").isEqualTo("bolt:5,nut:6,bolt:6");
+        }
+    }
+
+    @Test
+    void shouldSendTheWholeOldRowOfAGenerationRegisteredWithoutItsKey() throws Exception {
+        TestDb db = newDb(TestDb.Kind.POSTGRES);
+        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
+        try (Connection c = db.open()) {
+            new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL));
+            // As registered before the key was recorded: [key, kind] without the third element.
+            db.exec("UPDATE sync_capture SET columns = replace(columns, ',\"key\"', '')");
+            assertThat(text(c, "SELECT columns FROM sync_capture")).doesNotContain("\"key\"");
+            c.commit();
+            db.exec("INSERT INTO item VALUES (1, 'bolt')", "UPDATE item SET name = 'nut'");
+            List<Change> changes = Pipe.read(db, c, Pipe.seal(db, c, "ch").orElseThrow(), "hub");
+            assertThat(((Change.Update) changes.get(1)).oldRow()).isEqualTo(java.util.Map.of("id", 1, "name", "bolt"));
+        }
+    }
+
+    private static String text(Connection c, String sql) throws Exception {
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
+            rs.next();
+            return rs.getString(1);
         }
     }
 

@@ -128,26 +128,43 @@ final class PostgresBatchReader {
         }
     }
 
-    /** A cursor over one row table's rows in a statement range, in statement order. */
+    /**
+     * A cursor over one row table's rows in a statement range, in statement order. Of the old row (updates and
+     * deletes) only the primary key is read and sent: the target finds the row by it, and the other old values stay
+     * in the row table (docs/protocol.md, "Changes").
+     */
     private static final class Rows implements AutoCloseable {
         private final Statement statement;
         private final ResultSet rs;
         private final List<ColumnMeta> columns;
+        private final List<ColumnMeta> oldColumns;
         private final Object[] values;
-        /** The current row's new values (columns c1..cN, from result column 2) and old ones (o1..oN, after them). */
+        private final Object[] oldValues;
+        /** The current row's new values (result columns 2 to N+1) and its old key (after them). */
         final OutboxRowSink.Row newRow;
         final OutboxRowSink.Row oldRow;
         private long stmt;
 
         Rows(Connection c, PostgresCapture.Generation g, long first, long last) throws SQLException {
             this.columns = g.columns();
+            List<Integer> old = g.keyColumns().isEmpty() ? java.util.stream.IntStream.range(0, columns.size()).boxed().toList()
+                    : g.keyColumns();
+            this.oldColumns = old.stream().map(columns::get).toList();
             this.values = new Object[columns.size()];
-            this.newRow = gen -> write(gen, 2);
-            this.oldRow = gen -> write(gen, 2 + columns.size());
+            this.oldValues = new Object[oldColumns.size()];
+            this.newRow = gen -> write(gen, columns, values, 2);
+            this.oldRow = gen -> write(gen, oldColumns, oldValues, 2 + columns.size());
+            StringBuilder select = new StringBuilder("SELECT stmt");
+            for (int i = 1; i <= columns.size(); i++) {
+                select.append(", c").append(i);
+            }
+            for (int i : old) {
+                select.append(", o").append(i + 1);
+            }
             this.statement = c.createStatement();
             statement.setFetchSize(FETCH);
             // One statement needs no sort: a million-row statement streams straight from the scan.
-            this.rs = statement.executeQuery("SELECT * FROM " + g.rowTable() + " WHERE stmt BETWEEN " + first + " AND " + last
+            this.rs = statement.executeQuery(select + " FROM " + g.rowTable() + " WHERE stmt BETWEEN " + first + " AND " + last
                     + (first == last ? "" : " ORDER BY stmt"));
             advance();
         }
@@ -166,15 +183,15 @@ final class PostgresBatchReader {
             return stmt == seq;
         }
 
-        private void write(JsonGenerator g, int offset) throws IOException {
+        private void write(JsonGenerator g, List<ColumnMeta> cols, Object[] buffer, int offset) throws IOException {
             try {
-                for (int i = 0; i < values.length; i++) {
-                    values[i] = CanonicalWriter.read(rs, offset + i, columns.get(i));
+                for (int i = 0; i < buffer.length; i++) {
+                    buffer[i] = CanonicalWriter.read(rs, offset + i, cols.get(i));
                 }
             } catch (SQLException e) {
                 throw new IOException("cannot read captured row: " + e.getMessage(), e);
             }
-            CanonicalWriter.row(g, columns, values, false);
+            CanonicalWriter.row(g, cols, buffer, false);
         }
 
         @Override

@@ -41,14 +41,20 @@ import java.util.stream.IntStream;
  */
 final class PostgresCapture {
     static final String SEQUENCE = "sync_outbox_seq_seq";
+    /** Third element of a registered column ([key, kind, "key"]) that belongs to the primary key. */
+    private static final String KEY = "key";
     private static final TypeReference<List<List<String>>> COLUMNS = new TypeReference<>() {
     };
 
     private PostgresCapture() {
     }
 
-    /** One generation of a table's row table, with the columns (canonical keys and kinds) it was created with. */
-    record Generation(int id, boolean active, List<ColumnMeta> columns) {
+    /**
+     * One generation of a table's row table, with the columns (canonical keys and kinds) it was created with, and the
+     * positions in {@code columns} of the primary key's columns (empty for generations registered before the key was
+     * recorded: their old rows are read whole).
+     */
+    record Generation(int id, boolean active, List<ColumnMeta> columns, List<Integer> keyColumns) {
         String rowTable() {
             return "sync_rows_" + id;
         }
@@ -68,7 +74,8 @@ final class PostgresCapture {
             id = rs.getInt(1);
         }
         List<String> types = storageTypes(c, t);
-        List<List<String>> columns = t.columns().stream().map(col -> List.of(col.key(), col.kind().name())).toList();
+        List<List<String>> columns = t.columns().stream().map(col -> t.primaryKey().contains(col)
+                ? List.of(col.key(), col.kind().name(), KEY) : List.of(col.key(), col.kind().name())).toList();
         try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_capture (capture_id, table_name, channel, columns, active) "
                 + "VALUES (?, ?, ?, ?, true)")) {
             ps.setInt(1, id);
@@ -260,8 +267,15 @@ final class PostgresCapture {
                 } catch (IOException e) {
                     throw new UncheckedIOException("sync_capture " + rs.getInt(1) + ": unreadable column list", e);
                 }
+                List<Integer> key = new ArrayList<>();
+                for (int i = 0; i < columns.size(); i++) {
+                    if (columns.get(i).size() > 2 && KEY.equals(columns.get(i).get(2))) {
+                        key.add(i);
+                    }
+                }
                 out.add(new Generation(rs.getInt(1), rs.getBoolean(2), columns.stream()
-                        .map(col -> new ColumnMeta(col.get(0), java.sql.Types.OTHER, col.get(1), ValueKind.valueOf(col.get(1)))).toList()));
+                        .map(col -> new ColumnMeta(col.get(0), java.sql.Types.OTHER, col.get(1), ValueKind.valueOf(col.get(1)))).toList(),
+                        List.copyOf(key)));
             }
         }
         return out;
