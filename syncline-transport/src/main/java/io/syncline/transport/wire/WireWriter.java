@@ -16,10 +16,13 @@ import java.util.zip.GZIPOutputStream;
 public final class WireWriter implements Closeable {
     private final Gzip gzip;
 
-    /** gzip at the fastest level that can release its native memory without closing the HTTP stream under it. */
+    /**
+     * gzip at the fastest level that can release its native memory without closing the HTTP stream under it. Its
+     * flush() is a sync flush: everything written so far reaches the reader, which can then decode it whole.
+     */
     private static final class Gzip extends GZIPOutputStream {
         Gzip(OutputStream out) throws IOException {
-            super(out, 1 << 16);
+            super(out, 1 << 16, true);
             def.setLevel(Deflater.BEST_SPEED);
         }
 
