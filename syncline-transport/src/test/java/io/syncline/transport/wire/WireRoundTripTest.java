@@ -166,6 +166,23 @@ class WireRoundTripTest {
     }
 
     @Test
+    void shouldDeliverEverythingWrittenBeforeAFlushToTheReader() throws IOException {
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        WireWriter w = new WireWriter(bytes);
+        BatchHeader header = new BatchHeader(new BatchId("site-1", "products", 1), SEALED, FIRST);
+        w.beginBatch(header);
+        w.change("I", "product", null, "{\"id\":1}");
+        w.flush();
+        // Only what the flush pushed through the compressor: the stream goes on later, the reader must not wait for it.
+        try (WireReader r = new WireReader(new ByteArrayInputStream(bytes.toByteArray()))) {
+            assertThat(r.nextBatch()).isEqualTo(header);
+            Iterator<Change> changes = r.changes();
+            assertThat(changes.next()).isEqualTo(new Change.Insert("product", Map.of("id", 1)));
+            assertThatThrownBy(changes::hasNext).isInstanceOf(BadBatchException.class).hasMessageContaining("truncated");
+        }
+    }
+
+    @Test
     void shouldReadAStreamWithoutBatches() throws IOException {
         List<Read> read = new ArrayList<>();
         readAll(write(List.of()), read);
