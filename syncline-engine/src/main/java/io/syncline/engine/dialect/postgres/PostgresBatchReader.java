@@ -7,6 +7,7 @@ import io.syncline.engine.outbox.SealedBatch;
 import io.syncline.engine.schema.ColumnMeta;
 import java.io.IOException;
 import java.sql.Connection;
+import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
@@ -15,6 +16,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import org.postgresql.PGStatement;
 
 /*
  * Reads a sealed batch: its headers in statement order through one cursor, and, chunk by chunk, the rows of those
@@ -161,11 +163,17 @@ final class PostgresBatchReader {
             for (int i : old) {
                 select.append(", o").append(i + 1);
             }
-            this.statement = c.createStatement();
-            statement.setFetchSize(FETCH);
             // One statement needs no sort: a million-row statement streams straight from the scan.
-            this.rs = statement.executeQuery(select + " FROM " + g.rowTable() + " WHERE stmt BETWEEN " + first + " AND " + last
+            PreparedStatement ps = c.prepareStatement(select + " FROM " + g.rowTable() + " WHERE stmt BETWEEN ? AND ?"
                     + (first == last ? "" : " ORDER BY stmt"));
+            this.statement = ps;
+            // Results in binary from the first execution: the server skips its text output functions (timestamps,
+            // numerics) and the driver its text parsing.
+            ps.unwrap(PGStatement.class).setPrepareThreshold(-1);
+            ps.setFetchSize(FETCH);
+            ps.setLong(1, first);
+            ps.setLong(2, last);
+            this.rs = ps.executeQuery();
             advance();
         }
 
