@@ -18,6 +18,7 @@ import java.sql.Statement;
 import java.time.Clock;
 import java.util.ArrayList;
 import java.util.List;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
@@ -78,6 +79,36 @@ class CaptureApplyTest extends DbTestBase {
                     "{\"id\":10,\"name\":\"ten reborn\",\"qty\":100}",
                     "{\"id\":11,\"name\":\"eleven\",\"qty\":1}",
                     "{\"id\":40,\"name\":\"four\",\"qty\":4}");
+        }
+    }
+
+    @Test
+    void shouldCaptureATruncateOnPostgresAsTheDeleteOfEveryRowItRemoved() throws Exception {
+        TestDb source = newDb(TestDb.Kind.POSTGRES);
+        TestDb target = newDb(TestDb.Kind.POSTGRES);
+        source.exec(DDL);
+        target.exec(DDL);
+        try (Connection src = source.open(); Connection tgt = target.open()) {
+            installer(source).install(src, List.of(CHANNEL));
+            SyncSchema.install(tgt, target.dialect());
+            tgt.commit();
+            run(src, "INSERT INTO item VALUES (1, 'one', 1), (2, 'two', 2), (3, 'three', 3)");
+            assertThat(Pipe.sync(source, src, "site1", target, tgt, "hub", CHANNEL)).isEqualTo(3);
+
+            // In one transaction: a row inserted just before the TRUNCATE goes with it, one inserted after stays.
+            run(src, "INSERT INTO item VALUES (4, 'four', 4)", "TRUNCATE item", "INSERT INTO item VALUES (5, 'five', 5)");
+            assertThat(Pipe.sync(source, src, "site1", target, tgt, "hub", CHANNEL)).as("4 inserted, 4 deleted, 1 inserted").isEqualTo(6);
+            assertSameTable(source, src, target, tgt, "item");
+            assertThat(Rows.of(tgt, target.dialect(), "item")).containsExactly("{\"id\":5,\"name\":\"five\",\"qty\":5}");
+
+            // A TRUNCATE that is rolled back, and one of an empty table, capture nothing.
+            try (Statement s = src.createStatement()) {
+                s.execute("TRUNCATE item");
+            }
+            src.rollback();
+            run(src, "DELETE FROM item", "TRUNCATE item");
+            assertThat(Pipe.sync(source, src, "site1", target, tgt, "hub", CHANNEL)).as("only the DELETE").isEqualTo(1);
+            assertThat(Rows.of(tgt, target.dialect(), "item")).isEmpty();
         }
     }
 

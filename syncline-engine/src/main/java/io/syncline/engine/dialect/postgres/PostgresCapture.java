@@ -144,14 +144,20 @@ final class PostgresCapture {
                 + next + "INSERT INTO " + rows + " (stmt, " + newCols + ") SELECT sync_stmt, " + nv + " FROM " + newOnly + " n; "
                 + header(channel, t, id, "I")
                 + "END IF; RETURN NULL; END";
+        // TRUNCATE has no transition table and removes the rows without a DELETE: before it runs (the table is
+        // already locked against every other writer), every row still there is captured as a delete.
+        String truncate = head
+                + "INSERT INTO " + rows + " (stmt, " + oldCols + ") SELECT sync_stmt, " + ov + " FROM " + quote(t.name()) + " o; "
+                + "GET DIAGNOSTICS sync_count = ROW_COUNT; " + header(channel, t, id, "D") + "RETURN NULL; END";
         try (Statement s = c.createStatement()) {
-            for (String[] kind : new String[][] {{"ins", "INSERT", "NEW TABLE AS sync_new", insert},
-                    {"upd", "UPDATE", "OLD TABLE AS sync_old NEW TABLE AS sync_new", update},
-                    {"del", "DELETE", "OLD TABLE AS sync_old", delete}}) {
+            for (String[] kind : new String[][] {{"ins", "AFTER INSERT", " REFERENCING NEW TABLE AS sync_new", insert},
+                    {"upd", "AFTER UPDATE", " REFERENCING OLD TABLE AS sync_old NEW TABLE AS sync_new", update},
+                    {"del", "AFTER DELETE", " REFERENCING OLD TABLE AS sync_old", delete},
+                    {"trunc", "BEFORE TRUNCATE", "", truncate}}) {
                 String fn = quote("sync_cap_" + kind[0] + "_" + t.name());
                 s.execute("CREATE OR REPLACE FUNCTION " + fn + "() RETURNS trigger LANGUAGE plpgsql AS $syncline$" + kind[3] + "$syncline$");
-                s.execute("CREATE TRIGGER " + quote("sync_capture_" + kind[0]) + " AFTER " + kind[1] + " ON " + quote(t.name())
-                        + " REFERENCING " + kind[2] + " FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "()");
+                s.execute("CREATE TRIGGER " + quote("sync_capture_" + kind[0]) + " " + kind[1] + " ON " + quote(t.name())
+                        + kind[2] + " FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "()");
             }
         }
     }

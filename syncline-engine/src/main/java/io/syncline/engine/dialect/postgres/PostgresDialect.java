@@ -78,7 +78,7 @@ public final class PostgresDialect implements Dialect {
 
     @Override
     public String captureVersion() {
-        return "pg-rows-1";
+        return "pg-rows-2"; // 2: TRUNCATE captured as deletes
     }
 
     @Override
@@ -97,7 +97,7 @@ public final class PostgresDialect implements Dialect {
         try (Statement s = c.createStatement()) {
             s.execute("DROP TRIGGER IF EXISTS sync_capture ON " + quote(t.name()));
             s.execute("DROP FUNCTION IF EXISTS " + quote("sync_cap_" + t.name()) + "()");
-            for (String kind : new String[] {"ins", "upd", "del"}) {
+            for (String kind : new String[] {"ins", "upd", "del", "trunc"}) {
                 s.execute("DROP TRIGGER IF EXISTS " + quote("sync_capture_" + kind) + " ON " + quote(t.name()));
                 s.execute("DROP FUNCTION IF EXISTS " + quote("sync_cap_" + kind + "_" + t.name()) + "()");
             }
