@@ -25,7 +25,10 @@ public sealed interface Change {
         }
     }
 
-    /** A changed row; {@code oldRow} carries the previous values, including the old primary key. */
+    /**
+     * A changed row; {@code oldRow} carries at least the old primary key and the previous value of every column that
+     * changed (a column it lacks kept its value, which {@code newRow} carries).
+     */
     record Update(String table, Map<String, Object> oldRow, Map<String, Object> newRow) implements Change {
         public Update {
             Objects.requireNonNull(table, "table");

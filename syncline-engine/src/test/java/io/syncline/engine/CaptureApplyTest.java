@@ -82,6 +82,28 @@ class CaptureApplyTest extends DbTestBase {
         }
     }
 
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldFindRowsByTheTargetsKeyWhenItIsNotTheSourcesKey(TestDb.Kind kind) throws Exception {
+        TestDb source = newDb(kind);
+        TestDb target = newDb(kind);
+        source.exec("CREATE TABLE item (id INT PRIMARY KEY, region VARCHAR(10), name VARCHAR(100))");
+        target.exec("CREATE TABLE item (id INT, region VARCHAR(10), name VARCHAR(100), PRIMARY KEY (region, id))");
+        try (Connection src = source.open(); Connection tgt = target.open()) {
+            installer(source).install(src, List.of(CHANNEL));
+            SyncSchema.install(tgt, target.dialect());
+            tgt.commit();
+            run(src, "INSERT INTO item VALUES (1, 'north', 'bolt'), (2, 'north', 'nut'), (3, 'east', 'screw')");
+            run(src, "UPDATE item SET region = 'south' WHERE id = 1");   // a key column at the target only
+            run(src, "UPDATE item SET name = 'nut!' WHERE id = 2");      // the target's key unchanged, not in the old row
+            run(src, "DELETE FROM item WHERE id = 3");
+            assertThat(Pipe.sync(source, src, "site1", target, tgt, "hub", CHANNEL)).isEqualTo(6);
+            assertThat(Rows.of(tgt, target.dialect(), "item")).containsExactly(
+                    "{\"id\":2,\"region\":\"north\",\"name\":\"nut!\"}",
+                    "{\"id\":1,\"region\":\"south\",\"name\":\"bolt\"}");
+        }
+    }
+
     @Test
     void shouldCaptureATruncateOnPostgresAsTheDeleteOfEveryRowItRemoved() throws Exception {
         TestDb source = newDb(TestDb.Kind.POSTGRES);

@@ -251,8 +251,8 @@ public final class BatchApplier {
                 case Change.Insert ins -> upsert(t, withHubColumn(spec, ins.newRow()), true);
                 case Change.Reload r -> upsert(t, withHubColumn(spec, r.newRow()), false);
                 case Change.Update u -> {
-                    Map<String, Object> oldRow = withHubColumn(spec, u.oldRow());
                     Map<String, Object> newRow = withHubColumn(spec, u.newRow());
+                    Map<String, Object> oldRow = withUnchanged(t, withHubColumn(spec, u.oldRow()), newRow);
                     if (samePrimaryKey(t, oldRow, newRow)) {
                         upsert(t, newRow, false);
                     } else {
@@ -270,6 +270,23 @@ public final class BatchApplier {
             Map<String, Object> copy = new LinkedHashMap<>(row);
             copy.put(spec.hubColumn().toLowerCase(Locale.ROOT), id.source());
             return copy;
+        }
+
+        /*
+         * An update's old row carries at least the source's primary key and the old value of every column that changed
+         * (docs/protocol.md). A key column of this table that it lacks did not change: its old value is the new one.
+         */
+        private Map<String, Object> withUnchanged(TableMeta t, Map<String, Object> oldRow, Map<String, Object> newRow) {
+            Map<String, Object> copy = null;
+            for (ColumnMeta col : t.primaryKey()) {
+                if (!oldRow.containsKey(col.key()) && newRow.containsKey(col.key())) {
+                    if (copy == null) {
+                        copy = new LinkedHashMap<>(oldRow);
+                    }
+                    copy.put(col.key(), newRow.get(col.key()));
+                }
+            }
+            return copy == null ? oldRow : copy;
         }
 
         private static List<Object> keyOf(TableMeta t, Map<String, Object> row) {

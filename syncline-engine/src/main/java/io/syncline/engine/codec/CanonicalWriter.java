@@ -59,6 +59,12 @@ public final class CanonicalWriter {
         g.writeEndObject();
     }
 
+    /** Writes one column as a field (its canonical key and value) of the object {@code g} is writing. */
+    public static void field(JsonGenerator g, ColumnMeta column, Object value) throws IOException {
+        g.writeFieldName(column.key());
+        value(g, column, value, false);
+    }
+
     /** Reads the current row of {@code rs} (whose columns are {@code columns}, in order) into canonical JSON. */
     public static String row(List<ColumnMeta> columns, ResultSet rs, boolean normalize) throws SQLException {
         Object[] values = new Object[columns.size()];

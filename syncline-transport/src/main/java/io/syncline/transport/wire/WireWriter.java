@@ -10,8 +10,9 @@ import java.util.zip.Deflater;
 import java.util.zip.GZIPOutputStream;
 
 /**
- * Writes a batch stream. Rows are copied as raw canonical JSON text from the outbox, never parsed, so the
- * writer's memory does not depend on batch size. Not thread-safe; one writer per HTTP exchange.
+ * Writes a batch stream. Each row writes itself into the stream (canonical JSON, see {@link Row}); nothing is
+ * held beyond the current change, so the writer's memory does not depend on batch size. Not thread-safe; one
+ * writer per HTTP exchange.
  */
 public final class WireWriter implements Closeable {
     private final Gzip gzip;

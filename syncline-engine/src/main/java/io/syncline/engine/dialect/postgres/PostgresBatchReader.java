@@ -5,6 +5,7 @@ import io.syncline.engine.codec.CanonicalWriter;
 import io.syncline.engine.outbox.OutboxRowSink;
 import io.syncline.engine.outbox.SealedBatch;
 import io.syncline.engine.schema.ColumnMeta;
+import io.syncline.engine.schema.ValueKind;
 import java.io.IOException;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
@@ -16,6 +17,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import org.postgresql.PGConnection;
 import org.postgresql.PGStatement;
 
 /*
@@ -93,6 +95,7 @@ final class PostgresBatchReader {
         long first = chunk.getFirst().seq();
         long last = chunk.getLast().seq();
         Map<Integer, Rows> open = new HashMap<>();
+        boolean done = false;
         try {
             for (Header h : chunk) {
                 if (h.captureId() == null) {
@@ -113,6 +116,7 @@ final class PostgresBatchReader {
                 r.skipTo(h.seq());
                 long n = 0;
                 while (r.at(h.seq())) {
+                    r.load(h.op());
                     sink.accept(h.op(), h.table(), h.op().equals("I") ? null : r.oldRow, h.op().equals("D") ? null : r.newRow,
                             h.capturedAt());
                     r.advance();
@@ -123,58 +127,80 @@ final class PostgresBatchReader {
                             + " holds " + n);
                 }
             }
+            done = true;
         } finally {
+            SQLException failed = null;
             for (Rows r : open.values()) {
-                r.close();
+                try {
+                    r.close();
+                } catch (SQLException e) {
+                    failed = failed == null ? e : failed;
+                }
+            }
+            if (failed != null && done) {
+                throw failed; // after a failure, that failure is the one to report
             }
         }
     }
 
     /**
-     * A cursor over one row table's rows in a statement range, in statement order. Of the old row (updates and
-     * deletes) only the primary key is read and sent: the target finds the row by it, and the other old values stay
-     * in the row table (docs/protocol.md, "Changes").
+     * A cursor over one row table's rows in a statement range, in statement order. {@link #load} decodes the current
+     * row before any of it is written, so a value that cannot be read fails between changes, not inside one. An
+     * update's old row is sent as its primary key plus the old value of every column that changed: a column it lacks
+     * kept its value, which the new row carries. A delete's old row is sent whole. Every old value stays captured in
+     * the row table (docs/protocol.md, "Batch stream").
      */
     private static final class Rows implements AutoCloseable {
-        private final Statement statement;
+        private final PreparedStatement statement;
         private final ResultSet rs;
         private final List<ColumnMeta> columns;
-        private final List<ColumnMeta> oldColumns;
-        private final Object[] values;
+        /** Columns always sent in an update's old row: the primary key (every column for old registrations). */
+        private final boolean[] key;
+        private final Object[] newValues;
         private final Object[] oldValues;
-        /** The current row's new values (result columns 2 to N+1) and its old key (after them). */
-        final OutboxRowSink.Row newRow;
-        final OutboxRowSink.Row oldRow;
+        private boolean wholeOld;
+        final OutboxRowSink.Row newRow = this::writeNew;
+        final OutboxRowSink.Row oldRow = this::writeOld;
         private long stmt;
 
         Rows(Connection c, PostgresCapture.Generation g, long first, long last) throws SQLException {
             this.columns = g.columns();
-            List<Integer> old = g.keyColumns().isEmpty() ? java.util.stream.IntStream.range(0, columns.size()).boxed().toList()
-                    : g.keyColumns();
-            this.oldColumns = old.stream().map(columns::get).toList();
-            this.values = new Object[columns.size()];
-            this.oldValues = new Object[oldColumns.size()];
-            this.newRow = gen -> write(gen, columns, values, 2);
-            this.oldRow = gen -> write(gen, oldColumns, oldValues, 2 + columns.size());
-            StringBuilder select = new StringBuilder("SELECT stmt");
-            for (int i = 1; i <= columns.size(); i++) {
-                select.append(", c").append(i);
+            int n = columns.size();
+            this.key = new boolean[n];
+            for (int i = 0; i < n; i++) {
+                key[i] = g.keyColumns().isEmpty() || g.keyColumns().contains(i);
             }
-            for (int i : old) {
-                select.append(", o").append(i + 1);
-            }
+            this.newValues = new Object[n];
+            this.oldValues = new Object[n];
             // One statement needs no sort: a million-row statement streams straight from the scan.
-            PreparedStatement ps = c.prepareStatement(select + " FROM " + g.rowTable() + " WHERE stmt BETWEEN ? AND ?"
+            this.statement = c.prepareStatement("SELECT * FROM " + g.rowTable() + " WHERE stmt BETWEEN ? AND ?"
                     + (first == last ? "" : " ORDER BY stmt"));
-            this.statement = ps;
-            // Results in binary from the first execution: the server skips its text output functions (timestamps,
-            // numerics) and the driver its text parsing.
-            ps.unwrap(PGStatement.class).setPrepareThreshold(-1);
-            ps.setFetchSize(FETCH);
-            ps.setLong(1, first);
-            ps.setLong(2, last);
-            this.rs = ps.executeQuery();
-            advance();
+            try {
+                if (binarySafe(c)) {
+                    // Binary results from the first execution: the server skips its text output functions (timestamps,
+                    // numerics) and the driver its text parsing.
+                    statement.unwrap(PGStatement.class).setPrepareThreshold(-1);
+                }
+                statement.setFetchSize(FETCH);
+                statement.setLong(1, first);
+                statement.setLong(2, last);
+                this.rs = statement.executeQuery();
+                advance();
+            } catch (SQLException | RuntimeException e) {
+                statement.close();
+                throw e;
+            }
+        }
+
+        /*
+         * Binary results decode every value the way text results do, except columns of other types (arrays among
+         * them: the driver rebuilds a binary array's text, quoting every element and dropping a lower bound other
+         * than 1); and a connection configured with prepareThreshold=0 (no server-side prepared statements, as
+         * behind a transaction-pooling proxy) must keep that.
+         */
+        private boolean binarySafe(Connection c) throws SQLException {
+            return columns.stream().noneMatch(col -> col.kind() == ValueKind.OTHER)
+                    && c.unwrap(PGConnection.class).getPrepareThreshold() != 0;
         }
 
         void advance() throws SQLException {
@@ -191,15 +217,32 @@ final class PostgresBatchReader {
             return stmt == seq;
         }
 
-        private void write(JsonGenerator g, List<ColumnMeta> cols, Object[] buffer, int offset) throws IOException {
-            try {
-                for (int i = 0; i < buffer.length; i++) {
-                    buffer[i] = CanonicalWriter.read(rs, offset + i, cols.get(i));
-                }
-            } catch (SQLException e) {
-                throw new IOException("cannot read captured row: " + e.getMessage(), e);
+        /** Decodes the current row: the new values (result columns 2 to N+1) and the old ones (after them). */
+        void load(String op) throws SQLException {
+            int n = columns.size();
+            for (int i = 0; i < n; i++) {
+                newValues[i] = op.equals("D") ? null : CanonicalWriter.read(rs, 2 + i, columns.get(i));
+                oldValues[i] = op.equals("I") ? null : CanonicalWriter.read(rs, 2 + n + i, columns.get(i));
             }
-            CanonicalWriter.row(g, cols, buffer, false);
+            wholeOld = op.equals("D");
+        }
+
+        private void writeNew(JsonGenerator g) throws IOException {
+            CanonicalWriter.row(g, columns, newValues, false);
+        }
+
+        private void writeOld(JsonGenerator g) throws IOException {
+            g.writeStartObject();
+            for (int i = 0; i < columns.size(); i++) {
+                if (wholeOld || key[i] || !same(oldValues[i], newValues[i])) {
+                    CanonicalWriter.field(g, columns.get(i), oldValues[i]);
+                }
+            }
+            g.writeEndObject();
+        }
+
+        private static boolean same(Object a, Object b) {
+            return a instanceof byte[] x && b instanceof byte[] y ? java.util.Arrays.equals(x, y) : java.util.Objects.equals(a, b);
         }
 
         @Override
