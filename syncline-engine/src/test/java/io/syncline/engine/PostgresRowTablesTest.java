@@ -69,6 +69,28 @@ class PostgresRowTablesTest extends DbTestBase {
     }
 
     @Test
+    void shouldCarryTimesWithTimeZoneAndXmlByTheInitialLoadAndTheRowTable() throws Exception {
+        TestDb source = newDb(TestDb.Kind.POSTGRES);
+        TestDb target = newDb(TestDb.Kind.POSTGRES);
+        for (TestDb db : List.of(source, target)) {
+            db.exec("CREATE TABLE item (id INT PRIMARY KEY, t TIMETZ, x XML)");
+        }
+        source.exec("INSERT INTO item VALUES (1, '10:15:30.5+01', '<a b=\"1\">caf\u00e9</a>')");
+        try (Connection src = source.open(); Connection tgt = target.open()) {
+            new CaptureInstaller(source.dialect(), Clock.systemUTC()).install(src, List.of(CHANNEL)); // loads row 1
+            io.syncline.engine.schema.SyncSchema.install(tgt, target.dialect());
+            tgt.commit();
+            new io.syncline.engine.load.InitialLoader(source.dialect(), 100).step(src, CHANNEL);
+            source.exec("INSERT INTO item VALUES (2, '23:59:59.999999-09:30', '<b/>')", "UPDATE item SET t = '00:00:00+14' WHERE id = 1");
+            assertThat(Pipe.sync(source, src, "site", target, tgt, "hub", CHANNEL)).isEqualTo(3);
+            assertThat(count(tgt, "SELECT count(*) FROM item WHERE id = 1 AND t = '00:00:00+14'::timetz "
+                    + "AND x::text = '<a b=\"1\">caf\u00e9</a>'")).isEqualTo(1);
+            assertThat(count(tgt, "SELECT count(*) FROM item WHERE id = 2 AND t = '23:59:59.999999-09:30'::timetz "
+                    + "AND x::text = '<b/>'")).isEqualTo(1);
+        }
+    }
+
+    @Test
     void shouldSendTheKeyAndTheChangedOldValuesOfAnUpdateAndTheWholeOldRowOfADelete() throws Exception {
         TestDb db = newDb(TestDb.Kind.POSTGRES);
         db.exec("CREATE TABLE item (region VARCHAR(8), id INT, name VARCHAR(100), qty INT, PRIMARY KEY (id, region))");

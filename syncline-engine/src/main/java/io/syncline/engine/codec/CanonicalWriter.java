@@ -85,7 +85,11 @@ public final class CanonicalWriter {
             case TEXT, JSON -> rs.getString(index);
             default -> rs.getObject(index);
         };
-        return rs.wasNull() ? null : v;
+        if (rs.wasNull()) {
+            return null;
+        }
+        // The driver's objects for these lose the value (a time's offset) or print as an object name (XML): their text.
+        return v instanceof java.sql.Time || v instanceof java.sql.SQLXML ? rs.getString(index) : v;
     }
 
     static void value(JsonGenerator g, ColumnMeta c, Object v, boolean normalize) throws IOException {

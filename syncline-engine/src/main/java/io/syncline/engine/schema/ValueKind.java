@@ -21,6 +21,9 @@ public enum ValueKind {
         if (t.equals("bool") || t.equals("boolean")) {
             return BOOLEAN;
         }
+        if (t.equals("timetz") || t.equals("time with time zone")) {
+            return OTHER; // PostgreSQL's driver reports it as TIME, but a LocalTime would drop the offset
+        }
         return switch (jdbcType) {
             case Types.TINYINT, Types.SMALLINT, Types.INTEGER, Types.BIGINT -> INTEGER;
             case Types.NUMERIC, Types.DECIMAL -> DECIMAL;
