@@ -40,6 +40,13 @@ class CaptureApplyTest extends DbTestBase {
         c.commit();
     }
 
+    /** Capture at the source, Syncline's tables at the target. */
+    private static void install(TestDb source, Connection src, TestDb target, Connection tgt) throws Exception {
+        installer(source).install(src, List.of(CHANNEL));
+        SyncSchema.install(tgt, target.dialect());
+        tgt.commit();
+    }
+
     private static void assertSameTable(TestDb source, Connection src, TestDb target, Connection tgt, String table) throws Exception {
         assertThat(Rows.of(tgt, target.dialect(), table)).containsExactlyElementsOf(Rows.of(src, source.dialect(), table));
         assertThat(TableChecksum.of(tgt, target.dialect(), table)).isEqualTo(TableChecksum.of(src, source.dialect(), table));
@@ -53,9 +60,7 @@ class CaptureApplyTest extends DbTestBase {
         source.exec(DDL);
         target.exec(DDL);
         try (Connection src = source.open(); Connection tgt = target.open()) {
-            installer(source).install(src, List.of(CHANNEL));
-            SyncSchema.install(tgt, target.dialect());
-            tgt.commit();
+            install(source, src, target, tgt);
 
             run(src, "INSERT INTO item VALUES (1, 'one', 1)", "INSERT INTO item VALUES (2, 'two', 2)",
                     "INSERT INTO item VALUES (3, 'three', 3)", "INSERT INTO item VALUES (4, 'four', 4)");
@@ -90,9 +95,7 @@ class CaptureApplyTest extends DbTestBase {
         source.exec("CREATE TABLE item (id INT PRIMARY KEY, region VARCHAR(10), name VARCHAR(100))");
         target.exec("CREATE TABLE item (id INT, region VARCHAR(10), name VARCHAR(100), PRIMARY KEY (region, id))");
         try (Connection src = source.open(); Connection tgt = target.open()) {
-            installer(source).install(src, List.of(CHANNEL));
-            SyncSchema.install(tgt, target.dialect());
-            tgt.commit();
+            install(source, src, target, tgt);
             run(src, "INSERT INTO item VALUES (1, 'north', 'bolt'), (2, 'north', 'nut'), (3, 'east', 'screw')");
             run(src, "UPDATE item SET region = 'south' WHERE id = 1");   // a key column at the target only
             run(src, "UPDATE item SET name = 'nut!' WHERE id = 2");      // the target's key unchanged, not in the old row
@@ -111,9 +114,7 @@ class CaptureApplyTest extends DbTestBase {
         source.exec(DDL);
         target.exec(DDL);
         try (Connection src = source.open(); Connection tgt = target.open()) {
-            installer(source).install(src, List.of(CHANNEL));
-            SyncSchema.install(tgt, target.dialect());
-            tgt.commit();
+            install(source, src, target, tgt);
             run(src, "INSERT INTO item VALUES (1, 'one', 1), (2, 'two', 2), (3, 'three', 3)");
             assertThat(Pipe.sync(source, src, "site1", target, tgt, "hub", CHANNEL)).isEqualTo(3);
 
@@ -247,9 +248,7 @@ class CaptureApplyTest extends DbTestBase {
         source.exec(ddl);
         target.exec(ddl);
         try (Connection src = source.open(); Connection tgt = target.open()) {
-            installer(source).install(src, List.of(CHANNEL));
-            SyncSchema.install(tgt, target.dialect());
-            tgt.commit();
+            install(source, src, target, tgt);
             String doc = kind == TestDb.Kind.POSTGRES ? "'{\"z\": 1, \"a\": 2}'" : "JSON '{\"z\": 1, \"a\": 2}'";
             String bytes = kind == TestDb.Kind.POSTGRES ? "'\\x0001ff'" : "X'0001ff'";
             run(src, "INSERT INTO item VALUES (1, 'one', " + bytes + ", " + doc + ")", "INSERT INTO item VALUES (2, 'two', NULL, NULL)");

@@ -77,10 +77,7 @@ class PostgresRowTablesTest extends DbTestBase {
         }
         source.exec("INSERT INTO item VALUES (1, '10:15:30.5+01', '<a b=\"1\">caf\u00e9</a>')");
         try (Connection src = source.open(); Connection tgt = target.open()) {
-            new CaptureInstaller(source.dialect(), Clock.systemUTC()).install(src, List.of(CHANNEL)); // loads row 1
-            io.syncline.engine.schema.SyncSchema.install(tgt, target.dialect());
-            tgt.commit();
-            new io.syncline.engine.load.InitialLoader(source.dialect(), 100).step(src, CHANNEL);
+            installAndLoad(source, src, target, tgt); // row 1 goes by the initial load
             source.exec("INSERT INTO item VALUES (2, '23:59:59.999999-09:30', '<b/>')", "UPDATE item SET t = '00:00:00+14' WHERE id = 1");
             assertThat(Pipe.sync(source, src, "site", target, tgt, "hub", CHANNEL)).isEqualTo(3);
             assertThat(count(tgt, "SELECT count(*) FROM item WHERE id = 1 AND t = '00:00:00+14'::timetz "
@@ -134,6 +131,14 @@ class PostgresRowTablesTest extends DbTestBase {
         }
     }
 
+    /** Installs capture at the source and Syncline's tables at the target, then queues the source's rows by initial load. */
+    private static void installAndLoad(TestDb source, Connection src, TestDb target, Connection tgt) throws Exception {
+        new CaptureInstaller(source.dialect(), Clock.systemUTC()).install(src, List.of(CHANNEL));
+        io.syncline.engine.schema.SyncSchema.install(tgt, target.dialect());
+        tgt.commit();
+        new io.syncline.engine.load.InitialLoader(source.dialect(), 100).step(src, CHANNEL);
+    }
+
     private static String text(Connection c, String sql) throws Exception {
         try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
             rs.next();
@@ -167,10 +172,7 @@ class PostgresRowTablesTest extends DbTestBase {
         }
         source.exec("INSERT INTO item VALUES (1, ARRAY['a', 'b c', 'd\"e'], ARRAY[1, NULL, 3], 'busy', '1 day 02:03:04', NULL)");
         try (Connection src = source.open(); Connection tgt = target.open()) {
-            new CaptureInstaller(source.dialect(), Clock.systemUTC()).install(src, List.of(CHANNEL)); // loads row 1
-            io.syncline.engine.schema.SyncSchema.install(tgt, target.dialect());
-            tgt.commit();
-            new io.syncline.engine.load.InitialLoader(source.dialect(), 100).step(src, CHANNEL);
+            installAndLoad(source, src, target, tgt); // row 1 goes by the initial load
             source.exec("INSERT INTO item VALUES (2, '{}', ARRAY[7], 'calm', '-5 minutes', '[0:1]={5,6}')",
                     "UPDATE item SET tags = array_append(tags, 'x'), m = 'calm' WHERE id = 1");
             assertThat(Pipe.sync(source, src, "site", target, tgt, "hub", CHANNEL)).isEqualTo(3);
