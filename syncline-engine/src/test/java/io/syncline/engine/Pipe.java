@@ -8,6 +8,7 @@ import io.syncline.api.ChannelSpec;
 import io.syncline.engine.apply.ApplyOutcome;
 import io.syncline.engine.apply.BatchApplier;
 import io.syncline.engine.codec.Json;
+import io.syncline.engine.outbox.OutboxRowSink;
 import io.syncline.engine.outbox.OutboxStore;
 import io.syncline.engine.outbox.SealedBatch;
 import java.io.IOException;
@@ -35,9 +36,20 @@ final class Pipe {
     /** Reads a sealed batch for {@code destination} and turns its rows into changes. */
     static List<Change> read(TestDb db, Connection c, SealedBatch batch, String destination) throws SQLException, IOException {
         List<Change> out = new ArrayList<>();
-        store(db).stream(c, batch, destination, (op, table, oldRow, newRow, at) -> out.add(change(op, table,
-                oldRow == null ? null : oldRow.toJson(), newRow == null ? null : newRow.toJson())));
+        store(db).stream(c, batch, destination, (op, table, oldRow, newRow, at) -> out.add(change(op, table, json(oldRow), json(newRow))));
         return out;
+    }
+
+    /** A row as the canonical JSON text it writes; null stays null. */
+    static String json(OutboxRowSink.Row row) throws IOException {
+        if (row == null) {
+            return null;
+        }
+        java.io.StringWriter w = new java.io.StringWriter();
+        try (com.fasterxml.jackson.core.JsonGenerator g = Json.FACTORY.createGenerator(w)) {
+            row.writeTo(g);
+        }
+        return w.toString();
     }
 
     static Change change(String op, String table, String oldRow, String newRow) {

@@ -52,17 +52,19 @@ public final class CanonicalWriter {
     public static void row(JsonGenerator g, List<ColumnMeta> columns, Object[] values, boolean normalize) throws IOException {
         g.writeStartObject();
         for (int i = 0; i < columns.size(); i++) {
-            ColumnMeta c = columns.get(i);
-            g.writeFieldName(c.key());
-            value(g, c, values[i], normalize);
+            field(g, columns.get(i), values[i], normalize);
         }
         g.writeEndObject();
     }
 
     /** Writes one column as a field (its canonical key and value) of the object {@code g} is writing. */
     public static void field(JsonGenerator g, ColumnMeta column, Object value) throws IOException {
+        field(g, column, value, false);
+    }
+
+    private static void field(JsonGenerator g, ColumnMeta column, Object value, boolean normalize) throws IOException {
         g.writeFieldName(column.key());
-        value(g, column, value, false);
+        value(g, column, value, normalize);
     }
 
     /** Reads the current row of {@code rs} (whose columns are {@code columns}, in order) into canonical JSON. */

@@ -3,8 +3,6 @@ package io.syncline.engine.outbox;
 import com.fasterxml.jackson.core.JsonGenerator;
 import io.syncline.engine.codec.Json;
 import java.io.IOException;
-import java.io.StringWriter;
-import java.io.UncheckedIOException;
 import java.time.Instant;
 
 /**
@@ -20,17 +18,6 @@ public interface OutboxRowSink {
     interface Row {
         /** Writes the row as one JSON object into {@code g}, which must be configured like {@link Json#FACTORY}. */
         void writeTo(JsonGenerator g) throws IOException;
-
-        /** The row as canonical JSON text. */
-        default String toJson() {
-            StringWriter w = new StringWriter();
-            try (JsonGenerator g = Json.FACTORY.createGenerator(w)) {
-                writeTo(g);
-            } catch (IOException e) {
-                throw new UncheckedIOException(e);
-            }
-            return w.toString();
-        }
 
         /** A row held as canonical JSON text; null stays null. */
         static Row ofJson(String json) {

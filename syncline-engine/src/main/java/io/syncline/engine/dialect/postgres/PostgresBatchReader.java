@@ -14,9 +14,11 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.OffsetDateTime;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import org.postgresql.PGConnection;
 import org.postgresql.PGStatement;
 
@@ -242,7 +244,7 @@ final class PostgresBatchReader {
         }
 
         private static boolean same(Object a, Object b) {
-            return a instanceof byte[] x && b instanceof byte[] y ? java.util.Arrays.equals(x, y) : java.util.Objects.equals(a, b);
+            return a instanceof byte[] x && b instanceof byte[] y ? Arrays.equals(x, y) : Objects.equals(a, b);
         }
 
         @Override
