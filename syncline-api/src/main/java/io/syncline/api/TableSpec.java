@@ -3,12 +3,16 @@ package io.syncline.api;
 /**
  * One table in a channel.
  *
- * @param name      the table at the source
- * @param target    the table at the target (defaults to {@code name})
+ * @param name      the table at the site
+ * @param target    the table at the hub (defaults to {@code name})
  * @param hubColumn optional column at the hub that the hub fills with the source site's id; it must be
  *                  part of the hub table's primary key, so identical site tables fold into one hub table
+ *                  (site-to-hub channels only)
+ * @param filter    optional row filter of a hub-to-sites channel: a routing expression over the hub row's columns,
+ *                  with the receiving site's attributes as {@code :site.<name>} parameters; a site receives only
+ *                  the rows it selects
  */
-public record TableSpec(String name, String target, String hubColumn) {
+public record TableSpec(String name, String target, String hubColumn, String filter) {
     public TableSpec {
         Names.requireValid("table", name);
         target = target == null || target.isBlank() ? name : Names.requireValid("target table", target);
@@ -18,9 +22,16 @@ public record TableSpec(String name, String target, String hubColumn) {
         if (hubColumn != null) {
             Names.requireValid("hubColumn", hubColumn);
         }
+        if (filter != null && filter.isBlank()) {
+            filter = null;
+        }
+    }
+
+    public TableSpec(String name, String target, String hubColumn) {
+        this(name, target, hubColumn, null);
     }
 
     public static TableSpec of(String name) {
-        return new TableSpec(name, null, null);
+        return new TableSpec(name, null, null, null);
     }
 }

@@ -77,7 +77,7 @@ public final class HubNode implements NodeControl {
     private final Database db;
     private final BatchApplier applier;
     private final Map<String, ChannelSpec> channels = new LinkedHashMap<>();
-    private final String channelsJson;
+    private final HubDistributor distributor;
     private final Map<String, SiteState> sites = new ConcurrentHashMap<>();
     private final Map<String, ScheduledFuture<?>> pullTasks = new ConcurrentHashMap<>();
     private final ScheduledExecutorService pullScheduler;
@@ -109,12 +109,12 @@ public final class HubNode implements NodeControl {
         for (ChannelSpec ch : cfg.channels()) {
             channels.put(ch.name(), ch);
         }
-        this.channelsJson = WireFormat.MAPPER.writeValueAsString(cfg.channels());
         this.db = new Database(cfg);
         try (Connection c = db.connection()) {
             SyncSchema.install(c, db.dialect());
             c.commit();
             checkTargetTables(c);
+            this.distributor = new HubDistributor(cfg, clock, db, sites::keySet);
         } catch (SyncException | SQLException e) {
             db.close();
             throw e;
@@ -129,6 +129,7 @@ public final class HubNode implements NodeControl {
         this.http = new HttpEndpoint("hub", cfg.httpHost(), cfg.httpPort(), cfg.httpThreads());
         http.route("/v1/register", "POST", this::handleRegister);
         http.route("/v1/batches", "POST", this::handleBatches);
+        http.route("/v1/fetch", "GET", this::handleFetch);
         http.route("/v1/status", "GET", this::handleStatus);
         http.route("/v1/health", "GET", ex -> HttpEndpoint.sendJson(ex, 200, Map.of("node", cfg.nodeId(), "role", "hub")));
         loadSites();
@@ -245,16 +246,27 @@ public final class HubNode implements NodeControl {
                 schedule.mode().name().toLowerCase(), schedule.interval().toMillis());
         HttpEndpoint.sendJson(ex, 200, new Registration.Response(cfg.nodeId(), r.node(), secret,
                 schedule.mode().name().toLowerCase(), schedule.interval().toMillis(), cfg.maxBatchesPerExchange(),
-                List.copyOf(channels.values()), configHash(schedule)));
+                channelsFor(r.node()), configHash(r.node(), schedule)));
+    }
+
+    /** The channels a site takes part in: every site-to-hub channel, and the hub-to-sites channels routed to it. */
+    private List<ChannelSpec> channelsFor(String site) {
+        return channels.values().stream()
+                .filter(ch -> ch.direction() == ChannelSpec.Direction.SITE_TO_HUB || distributor.routes(ch.name(), site))
+                .toList();
     }
 
     /**
      * What a site must re-fetch when it changes: its channels, its mode, its interval and the batch limit. Sent with
      * every exchange; a site whose registration carries another hash registers again.
      */
-    private String configHash(SiteSchedule schedule) {
-        return Secrets.sha256(channelsJson + "|" + schedule.mode() + "|" + schedule.interval().toMillis() + "|"
-                + cfg.maxBatchesPerExchange()).substring(0, 16);
+    private String configHash(String site, SiteSchedule schedule) {
+        try {
+            return Secrets.sha256(WireFormat.MAPPER.writeValueAsString(channelsFor(site)) + "|" + schedule.mode() + "|"
+                    + schedule.interval().toMillis() + "|" + cfg.maxBatchesPerExchange()).substring(0, 16);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
     }
 
     private void register(Connection c, Registration.Request r, String secretHash, String pullUrl) throws SQLException {
@@ -339,8 +351,8 @@ public final class HubNode implements NodeControl {
             throw e.getCause();
         }
         contact(s, reported, applied);
-        ex.getResponseHeaders().set(Headers.CONFIG, configHash(s.schedule));
-        HttpEndpoint.sendJson(ex, 200, Map.of("acks", acks, "config", configHash(s.schedule)));
+        ex.getResponseHeaders().set(Headers.CONFIG, configHash(s.id, s.schedule));
+        HttpEndpoint.sendJson(ex, 200, Map.of("acks", acks, "config", configHash(s.id, s.schedule)));
     }
 
     /** Batches and changes taken from one stream. */
@@ -359,6 +371,10 @@ public final class HubNode implements NodeControl {
                             + "' but was sent by node '" + s.id + "'");
                 }
                 ChannelSpec ch = channels.get(h.id().channel());
+                if (ch != null && ch.direction() != ChannelSpec.Direction.SITE_TO_HUB) {
+                    throw new BadBatchException(SyncException.Stage.TRANSPORT, "batch " + h.id() + " is for channel '"
+                            + h.id().channel() + "', which flows from the hub to the sites, not from them");
+                }
                 if (ch == null) {
                     throw new BadBatchException(SyncException.Stage.TRANSPORT, "batch " + h.id() + " is for unknown channel '"
                             + h.id().channel() + "' (the hub has " + channels.keySet() + ")");
@@ -393,6 +409,20 @@ public final class HubNode implements NodeControl {
             s.reportedAt = clock.instant();
             s.lastExchangeLagMs = reported.oldestAgeMs();
         }
+    }
+
+    // ---- fetch (hub-to-sites channels) --------------------------------------------------------------
+
+    private void handleFetch(HttpExchange ex) throws IOException {
+        SiteState s = authenticate(ex);
+        ex.getResponseHeaders().set(Headers.CONFIG, configHash(s.id, s.schedule));
+        try {
+            distributor.handleFetch(ex, s.id, HttpEndpoint.query(ex));
+        } catch (HttpError e) {
+            s.lastError = e.getMessage();
+            throw e;
+        }
+        s.lastContact = clock.instant();
     }
 
     // ---- pull ------------------------------------------------------------------------------------
@@ -430,6 +460,9 @@ public final class HubNode implements NodeControl {
             Backlog total = Backlog.NONE;
             long applied = 0;
             for (ChannelSpec ch : channels.values()) {
+                if (ch.direction() != ChannelSpec.Direction.SITE_TO_HUB) {
+                    continue;
+                }
                 for (int round = 0; round < 1000; round++) {
                     long last;
                     try (Connection c = db.connection()) {
@@ -443,7 +476,7 @@ public final class HubNode implements NodeControl {
                     conn.setReadTimeout((int) Math.min(Integer.MAX_VALUE, cfg.readTimeout().toMillis()));
                     conn.setRequestProperty("Authorization", "Bearer " + s.pullToken);
                     conn.setRequestProperty(Headers.NODE, cfg.nodeId());
-                    conn.setRequestProperty(Headers.CONFIG, configHash(s.schedule));
+                    conn.setRequestProperty(Headers.CONFIG, configHash(s.id, s.schedule));
                     try {
                         int code = conn.getResponseCode();
                         if (code != 200) {
@@ -537,6 +570,7 @@ public final class HubNode implements NodeControl {
 
     @Override
     public void close() {
+        distributor.close();
         pullScheduler.shutdownNow();
         try {
             pullScheduler.awaitTermination(10, TimeUnit.SECONDS);

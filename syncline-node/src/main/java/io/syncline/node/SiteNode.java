@@ -1,12 +1,15 @@
 package io.syncline.node;
 
 import com.sun.net.httpserver.HttpExchange;
+import io.syncline.api.BadBatchException;
 import io.syncline.api.BatchHeader;
 import io.syncline.api.BatchId;
+import io.syncline.api.Change;
 import io.syncline.api.ChannelSpec;
 import io.syncline.api.NodeRole;
 import io.syncline.api.SyncException;
 import io.syncline.api.TableSpec;
+import io.syncline.engine.apply.BatchApplier;
 import io.syncline.engine.apply.CrashPoints;
 import io.syncline.engine.capture.CaptureInstaller;
 import io.syncline.engine.load.InitialLoadState;
@@ -21,18 +24,21 @@ import io.syncline.transport.http.HttpEndpoint;
 import io.syncline.transport.http.HttpError;
 import io.syncline.transport.http.Responses;
 import io.syncline.transport.wire.WireFormat;
+import io.syncline.transport.wire.WireReader;
 import io.syncline.transport.wire.WireWriter;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.HttpURLConnection;
 import java.net.URI;
+import java.net.URLEncoder;
 import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
 import java.sql.SQLException;
 import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
+import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -63,6 +69,8 @@ public final class SiteNode implements NodeControl {
     private static final String REGISTRATION = "registration";
     private static final String INCARNATION = "incarnation";
     private static final String PULL_TOKEN = "pull.token";
+    /** Per hub-to-sites channel: the route hash of the last reload applied (sync_state key prefix). */
+    private static final String ROUTE = "route.";
 
     private final NodeConfig cfg;
     private final Clock clock;
@@ -81,6 +89,9 @@ public final class SiteNode implements NodeControl {
     private volatile boolean reregister;
     private volatile HttpEndpoint listener;
     private volatile Instant nextPush = Instant.EPOCH;
+    private volatile Instant nextFetch = Instant.EPOCH;
+    /** Applies the hub's batches of hub-to-sites channels. */
+    private final BatchApplier applier;
     /** When the tick next compares captured tables with their capture (touched by the tick thread only). */
     private Instant nextSchemaCheck = Instant.EPOCH;
     private volatile Instant nextRegistration = Instant.EPOCH;
@@ -94,6 +105,7 @@ public final class SiteNode implements NodeControl {
         this.db = new Database(cfg);
         this.outbox = new OutboxStore(db.dialect(), clock);
         this.loader = new InitialLoader(db.dialect(), cfg.loadChunkSize());
+        this.applier = new BatchApplier(db.dialect(), clock);
         try (Connection c = db.connection()) {
             SyncSchema.install(c, db.dialect());
             this.incarnation = stateOrNew(c, INCARNATION);
@@ -218,14 +230,24 @@ public final class SiteNode implements NodeControl {
         try (Connection c = db.connection()) {
             CaptureInstaller installer = new CaptureInstaller(db.dialect(), clock);
             if (schemaOnly) {
-                installer.reconcile(c, r.channels());
+                installer.reconcile(c, upstream(r));
             } else {
-                installer.install(c, r.channels());
+                installer.install(c, upstream(r));
                 captureInstalledFor = r.configHash();
             }
         } catch (SQLException e) {
             throw new SyncException(SyncException.Stage.CAPTURE, "site " + cfg.nodeId() + ": cannot install capture: " + e.getMessage(), e);
         }
+    }
+
+    /** The registration's site-to-hub channels: captured here and sent to the hub. */
+    private static List<ChannelSpec> upstream(Registration.Response r) {
+        return r.channels().stream().filter(ch -> ch.direction() == ChannelSpec.Direction.SITE_TO_HUB).toList();
+    }
+
+    /** The registration's hub-to-sites channels: fetched from the hub and applied here. */
+    private static List<ChannelSpec> downstream(Registration.Response r) {
+        return r.channels().stream().filter(ch -> ch.direction() == ChannelSpec.Direction.HUB_TO_SITES).toList();
     }
 
     // ---- the tick --------------------------------------------------------------------------------
@@ -252,7 +274,7 @@ public final class SiteNode implements NodeControl {
             sealAll(r);
             long loadUntil = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(200);
             try (Connection c = db.connection()) {
-                for (ChannelSpec ch : r.channels()) {
+                for (ChannelSpec ch : upstream(r)) {
                     while (System.nanoTime() < loadUntil && loader.step(c, ch)) {
                         // copy chunks for at most 200 ms per tick, so capture and sending keep going
                     }
@@ -263,6 +285,10 @@ public final class SiteNode implements NodeControl {
             if ("push".equals(r.mode()) && incarnation.equals(registeredIncarnation) && !clock.instant().isBefore(nextPush)) {
                 boolean more = push(r);
                 nextPush = more ? Instant.EPOCH : clock.instant().plusMillis(r.intervalMillis());
+            }
+            if (!clock.instant().isBefore(nextFetch)) {
+                boolean more = fetchAll(r);
+                nextFetch = more ? Instant.EPOCH : clock.instant().plusMillis(r.intervalMillis());
             }
         } catch (Exception | Error e) { // an escaping Throwable would cancel the schedule silently
             String msg = Responses.describe(e, "hub at " + cfg.hubUrl());
@@ -275,7 +301,7 @@ public final class SiteNode implements NodeControl {
     }
 
     private void sealAll(Registration.Response r) throws SQLException {
-        for (ChannelSpec ch : r.channels()) {
+        for (ChannelSpec ch : upstream(r)) {
             seal(ch.name());
         }
     }
@@ -337,7 +363,7 @@ public final class SiteNode implements NodeControl {
     private Backlog backlog(Connection c, Registration.Response r) throws SQLException {
         Backlog total = Backlog.NONE;
         Instant now = clock.instant();
-        for (ChannelSpec ch : r.channels()) {
+        for (ChannelSpec ch : upstream(r)) {
             OutboxStore.Backlog b = outbox.backlog(c, r.hub(), ch.name());
             long age = b.oldestCaptured() == null ? 0 : Math.max(0, Duration.between(b.oldestCaptured(), now).toMillis());
             total = total.plus(new Backlog(b.rows(), b.batches(), age));
@@ -363,7 +389,7 @@ public final class SiteNode implements NodeControl {
             conn.setRequestProperty(Headers.BACKLOG, backlog.header());
             try (OutputStream out = conn.getOutputStream(); WireWriter w = new WireWriter(out)) {
                 int room = r.maxBatches();
-                for (ChannelSpec ch : r.channels()) {
+                for (ChannelSpec ch : upstream(r)) {
                     List<SealedBatch> batches = outbox.unacknowledged(c, r.hub(), ch.name(), room);
                     room -= batches.size();
                     full |= room <= 0;
@@ -401,6 +427,100 @@ public final class SiteNode implements NodeControl {
         }
     }
 
+    // ---- fetch: hub-to-sites channels ----------------------------------------------------------------
+
+    /**
+     * Fetches and applies the hub's batches of every hub-to-sites channel routed here; returns true when more are
+     * waiting. A channel that fails is recorded and retried at the next interval; the others go on.
+     */
+    private boolean fetchAll(Registration.Response r) {
+        boolean more = false;
+        for (ChannelSpec ch : downstream(r)) {
+            try {
+                more |= fetch(r, ch);
+            } catch (IOException | SQLException | RuntimeException e) {
+                String msg = "channel " + ch.name() + ": " + Responses.describe(e, "hub at " + cfg.hubUrl());
+                if (!java.util.Objects.equals(msg, lastError)) {
+                    LOG.warn("site {}: {}", cfg.nodeId(), msg);
+                }
+                lastError = msg;
+            }
+        }
+        return more;
+    }
+
+    /**
+     * One fetch (docs/protocol.md, "Fetch"): sends this site's ledger of the channel as the acknowledgement, with the
+     * route hash of its last reload, and applies what comes back: a reload, then batches, each exactly once.
+     */
+    private boolean fetch(Registration.Response r, ChannelSpec ch) throws IOException, SQLException {
+        String routeKey = ROUTE + ch.name();
+        long ack;
+        String route;
+        try (Connection c = db.connection()) {
+            ack = BatchApplier.lastApplied(c, r.hub(), ch.name());
+            route = SyncSchema.getState(c, routeKey);
+            c.commit();
+        }
+        URI uri = URI.create(cfg.hubUrl() + "/v1/fetch?channel=" + URLEncoder.encode(ch.name(), StandardCharsets.UTF_8) + "&ack=" + ack
+                + "&max=" + r.maxBatches() + (route == null ? "" : "&route=" + URLEncoder.encode(route, StandardCharsets.UTF_8)));
+        HttpURLConnection conn = (HttpURLConnection) uri.toURL().openConnection();
+        try {
+            conn.setConnectTimeout(5000);
+            conn.setReadTimeout((int) Math.min(Integer.MAX_VALUE, cfg.readTimeout().toMillis()));
+            conn.setRequestProperty("Authorization", "Bearer " + r.secret());
+            conn.setRequestProperty(Headers.NODE, cfg.nodeId());
+            int code = conn.getResponseCode();
+            if (code == 401) {
+                reregister = true;
+                throw new IOException("hub refused our credentials: " + Responses.errorBody(conn) + " (registering again)");
+            }
+            if (code != 200) {
+                throw new IOException("hub answered " + code + ": " + Responses.errorBody(conn));
+            }
+            String config = conn.getHeaderField(Headers.CONFIG);
+            if (config != null && !config.equals(r.configHash())) {
+                reregister = true;
+            }
+            String newRoute = conn.getHeaderField(HubDistributor.routeHeader());
+            ChannelSpec local = ch.fromHub();
+            int batches = 0;
+            boolean reloaded = false;
+            try (InputStream in = conn.getInputStream(); WireReader reader = new WireReader(in)) {
+                BatchHeader h;
+                while ((h = reader.nextBatch()) != null) {
+                    if (!h.id().source().equals(r.hub()) || !h.id().channel().equals(ch.name())) {
+                        throw new BadBatchException(SyncException.Stage.TRANSPORT, "fetch of channel '" + ch.name() + "' from hub "
+                                + r.hub() + " returned batch " + h.id());
+                    }
+                    Iterator<Change> changes = reader.changes();
+                    try (Connection c = db.connection()) {
+                        if (reader.isReload()) {
+                            if (newRoute == null) {
+                                throw new BadBatchException(SyncException.Stage.TRANSPORT, "reload " + h.id() + " came without a "
+                                        + HubDistributor.routeHeader() + " header");
+                            }
+                            applier.reload(c, h, local, changes, tx -> SyncSchema.putState(tx, routeKey, newRoute));
+                            reloaded = true;
+                            LOG.info("site {}: reloaded channel {} from hub {} as of batch {}", cfg.nodeId(), ch.name(), r.hub(),
+                                    h.id().sequence());
+                        } else {
+                            applier.apply(c, h, local, changes);
+                        }
+                    }
+                    while (changes.hasNext()) {
+                        changes.next();
+                    }
+                    batches++;
+                }
+            }
+            lastContact = clock.instant();
+            return reloaded || batches >= r.maxBatches();
+        } finally {
+            conn.disconnect();
+        }
+    }
+
     private void writeBatch(Connection c, WireWriter w, SealedBatch b, String destination) throws SQLException, IOException {
         w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), b.channel(), b.sequence()), b.sealedAt(), b.firstCaptured()));
         int[] n = {0};
@@ -419,7 +539,7 @@ public final class SiteNode implements NodeControl {
             return;
         }
         for (Map.Entry<?, ?> e : m.entrySet()) {
-            if (e.getValue() instanceof Number n && r.channels().stream().anyMatch(ch -> ch.name().equals(e.getKey()))) {
+            if (e.getValue() instanceof Number n && upstream(r).stream().anyMatch(ch -> ch.name().equals(e.getKey()))) {
                 acknowledge(c, r, e.getKey().toString(), n.longValue());
             }
         }
@@ -472,9 +592,9 @@ public final class SiteNode implements NodeControl {
             LOG.warn("site {}: pull from {} refused: wrong credentials", cfg.nodeId(), ex.getRemoteAddress());
             throw new HttpError(401, "wrong credentials for pulling from site '" + cfg.nodeId() + "'");
         }
-        Map<String, String> q = query(ex.getRequestURI().getRawQuery());
+        Map<String, String> q = HttpEndpoint.query(ex);
         String channel = q.get("channel");
-        if (channel == null || r.channels().stream().noneMatch(ch -> ch.name().equals(channel))) {
+        if (channel == null || upstream(r).stream().noneMatch(ch -> ch.name().equals(channel))) {
             throw new HttpError(400, "unknown or missing channel '" + channel + "'");
         }
         long ack;
@@ -515,21 +635,6 @@ public final class SiteNode implements NodeControl {
         }
     }
 
-    private static Map<String, String> query(String raw) {
-        Map<String, String> m = new LinkedHashMap<>();
-        if (raw == null) {
-            return m;
-        }
-        for (String part : raw.split("&")) {
-            int i = part.indexOf('=');
-            if (i > 0) {
-                m.put(java.net.URLDecoder.decode(part.substring(0, i), StandardCharsets.UTF_8),
-                        java.net.URLDecoder.decode(part.substring(i + 1), StandardCharsets.UTF_8));
-            }
-        }
-        return m;
-    }
-
     // ---- control ---------------------------------------------------------------------------------
 
     @Override
@@ -548,7 +653,7 @@ public final class SiteNode implements NodeControl {
         Map<String, Long> backlog = new LinkedHashMap<>();
         if (r != null) {
             try (Connection c = db.connection()) {
-                for (ChannelSpec ch : r.channels()) {
+                for (ChannelSpec ch : upstream(r)) {
                     backlog.put(ch.name(), outbox.backlog(c, r.hub(), ch.name()).rows());
                 }
             } catch (SQLException e) {
@@ -570,7 +675,7 @@ public final class SiteNode implements NodeControl {
         try {
             sealAll(r);
             try (Connection c = db.connection()) {
-                for (ChannelSpec ch : r.channels()) {
+                for (ChannelSpec ch : upstream(r)) {
                     if (outbox.backlog(c, r.hub(), ch.name()).batches() > 0) {
                         return false;
                     }
@@ -597,6 +702,7 @@ public final class SiteNode implements NodeControl {
     @Override
     public void syncNow() {
         nextPush = Instant.EPOCH;
+        nextFetch = Instant.EPOCH;
         ticker.execute(this::tick);
     }
 

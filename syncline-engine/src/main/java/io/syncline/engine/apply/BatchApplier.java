@@ -18,6 +18,7 @@ import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
+import java.sql.Statement;
 import java.time.Clock;
 import java.time.OffsetDateTime;
 import java.time.ZoneOffset;
@@ -71,16 +72,46 @@ public final class BatchApplier {
      * @throws RetriableSyncException     when the database failed; nothing applied, the sender should retry later
      */
     public ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes) {
+        return apply(c, header, channel, changes, false, null);
+    }
+
+    /** Work done in an apply's transaction just before it commits. */
+    @FunctionalInterface
+    public interface BeforeCommit {
+        void run(Connection c) throws SQLException;
+    }
+
+    /**
+     * Applies a reload (consumed fully), then commits: the whole content of the channel's tables as the source held it
+     * when batch {@code header} was its last, for a target that must be brought level with the source (it joined late,
+     * missed purged batches, or its routing changed). In one transaction: every target table of {@code channel} is
+     * emptied, the rows are applied, the ledger is set to the header's number whatever it held before (it may move
+     * back), and {@code beforeCommit} runs. Batches after the header's number then follow as usual; replaying a change
+     * the reload already holds converges, because every change carries its whole new row.
+     */
+    public ApplyOutcome reload(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, BeforeCommit beforeCommit) {
+        return apply(c, header, channel, changes, true, beforeCommit);
+    }
+
+    private ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, boolean reload,
+                               BeforeCommit beforeCommit) {
         BatchId id = header.id();
         boolean tagged = false;
         try {
             long last = lockLedger(c, id);
-            if (id.sequence() <= last) {
+            if (reload) {
+                List<TableSpec> tables = channel.tables();
+                for (int i = tables.size() - 1; i >= 0; i--) { // children first, where later tables reference earlier ones
+                    try (Statement s = c.createStatement()) {
+                        s.executeUpdate("DELETE FROM " + dialect.quote(target(c, tables.get(i).target()).name()));
+                    }
+                }
+            } else if (id.sequence() <= last) {
                 c.rollback();
                 LOG.debug("batch {} already applied (ledger at {}), acknowledging again", id, last);
                 return new ApplyOutcome.Duplicate(id, last);
             }
-            if (id.sequence() != last + 1) {
+            if (!reload && id.sequence() != last + 1) {
                 c.rollback();
                 throw new OutOfOrderBatchException(Stage.APPLY, "batch " + id + " is out of order: expected batch " + (last + 1)
                         + " of source '" + id.source() + "' channel '" + id.channel() + "'", id.channel(), last + 1);
@@ -103,6 +134,9 @@ public final class BatchApplier {
                 ps.setString(4, id.source());
                 ps.setString(5, id.channel());
                 ps.executeUpdate();
+            }
+            if (beforeCommit != null) {
+                beforeCommit.run(c);
             }
             CrashPoints.hit("apply-before-commit");
             c.commit();

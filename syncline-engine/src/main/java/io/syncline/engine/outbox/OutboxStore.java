@@ -80,12 +80,16 @@ public final class OutboxStore {
 
     /** Sealed batches of {@code channel} not yet acknowledged by {@code destination}, oldest first, at most {@code limit}. */
     public List<SealedBatch> unacknowledged(Connection c, String destination, String channel, int limit) throws SQLException {
-        long acked = acknowledged(c, destination, channel);
+        return sealedAfter(c, channel, acknowledged(c, destination, channel), limit);
+    }
+
+    /** Sealed batches of {@code channel} numbered above {@code after}, oldest first, at most {@code limit}. */
+    public List<SealedBatch> sealedAfter(Connection c, String channel, long after, int limit) throws SQLException {
         List<SealedBatch> out = new ArrayList<>();
         try (PreparedStatement ps = c.prepareStatement("SELECT batch_seq, snap_from, snap_to, row_count, sealed_at, first_captured "
                 + "FROM sync_batch WHERE channel = ? AND batch_seq > ? ORDER BY batch_seq")) {
             ps.setString(1, channel);
-            ps.setLong(2, acked);
+            ps.setLong(2, after);
             ps.setMaxRows(limit);
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
@@ -127,6 +131,17 @@ public final class OutboxStore {
      * @return outbox rows purged
      */
     public synchronized int acknowledge(Connection c, String destination, String channel, long upTo) throws SQLException {
+        return acknowledge(c, destination, channel, upTo, List.of(destination));
+    }
+
+    /**
+     * Like {@link #acknowledge(Connection, String, String, long)} for a channel that several destinations share (the
+     * hub's hub-to-sites channels): batches are purged only once every destination in {@code sharers} that has
+     * acknowledged anything of the channel has acknowledged them. A sharer without any acknowledgement does not hold
+     * the purge back; it will be loaded whole ({@link #firstAvailable}).
+     */
+    public synchronized int acknowledge(Connection c, String destination, String channel, long upTo, java.util.Collection<String> sharers)
+            throws SQLException {
         try {
             long previous = acknowledged(c, destination, channel);
             if (upTo <= previous) {
@@ -143,14 +158,20 @@ public final class OutboxStore {
                         + destination + " received");
             }
             recordAck(c, destination, channel, upTo);
+            long purgeTo = upTo;
+            for (String other : sharers) {
+                if (!other.equals(destination) && hasAck(c, other, channel)) {
+                    purgeTo = Math.min(purgeTo, acknowledged(c, other, channel));
+                }
+            }
             int purged = 0;
-            SealedBatch last = batch(c, channel, upTo);
+            SealedBatch last = batch(c, channel, purgeTo);
             if (last != null) {
                 purged = dialect.purge(c, last);
             }
             try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_batch WHERE channel = ? AND batch_seq <= ?")) {
                 ps.setString(1, channel);
-                ps.setLong(2, upTo);
+                ps.setLong(2, purgeTo);
                 ps.executeUpdate();
             }
             io.syncline.engine.apply.CrashPoints.hit("ack-before-commit");
@@ -182,6 +203,53 @@ public final class OutboxStore {
                 for (String k : keys) {
                     SyncSchema.putState(c, k, InitialLoadState.START);
                 }
+            }
+        }
+    }
+
+    /**
+     * Records {@code destination} as holding every batch of {@code channel} up to the last one sealed, and returns that
+     * number; commits. The acknowledgement may move back. For a destination about to receive a reload as of that batch:
+     * from this moment the batches after it are kept for it.
+     */
+    public synchronized long restart(Connection c, String destination, String channel) throws SQLException {
+        try {
+            long last = lastSealed(c, channel);
+            recordAck(c, destination, channel, last);
+            c.commit();
+            return last;
+        } catch (SQLException | RuntimeException e) {
+            c.rollback();
+            throw e;
+        }
+    }
+
+    /** The number of the last batch sealed in {@code channel} (0 if none). */
+    public long lastSealed(Connection c, String channel) throws SQLException {
+        String next = SyncSchema.getState(c, NEXT_SEQ + channel);
+        return next == null ? 0 : Long.parseLong(next) - 1;
+    }
+
+    /**
+     * The first batch of {@code channel} still in the outbox, or the next one to be sealed when none is: a destination
+     * whose acknowledgement is below this minus one has missed purged batches.
+     */
+    public long firstAvailable(Connection c, String channel) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT MIN(batch_seq) FROM sync_batch WHERE channel = ?")) {
+            ps.setString(1, channel);
+            try (ResultSet rs = ps.executeQuery()) {
+                long min = rs.next() ? rs.getLong(1) : 0;
+                return min > 0 ? min : lastSealed(c, channel) + 1;
+            }
+        }
+    }
+
+    private static boolean hasAck(Connection c, String destination, String channel) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT 1 FROM sync_ack WHERE destination = ? AND channel = ?")) {
+            ps.setString(1, destination);
+            ps.setString(2, channel);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next();
             }
         }
     }

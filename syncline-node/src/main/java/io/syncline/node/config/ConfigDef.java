@@ -39,25 +39,38 @@ public final class ConfigDef {
             new ConfigKey("sites.*.mode", Type.ENUM_MODE, null, false, HUB, "'push' or 'pull' for this site."),
             new ConfigKey("sites.*.interval", Type.DURATION, null, false, HUB, "Exchange interval for this site: the hub's schedule for this location."),
             new ConfigKey("sites.*.url", Type.URL, null, false, HUB, "Listener URL of this site for pull mode, overriding what the site advertises."),
+            new ConfigKey("sites.*.attributes", Type.MAP, null, false, HUB,
+                    "This site's attributes (for example region: north, type: store), used by the routing of hub-to-sites channels."),
+            new ConfigKey("sites.*.attributes.*", Type.STRING, null, false, HUB,
+                    "One attribute: a name and a text value. The site's id is the attribute 'id' without being written here."),
             new ConfigKey("channels", Type.LIST, null, true, HUB, "The channels: groups of tables that sync together as one ordered stream."),
             new ConfigKey("channels[].name", Type.NAME, null, true, HUB, "Channel name."),
             new ConfigKey("channels[].direction", Type.ENUM_DIRECTION, "site-to-hub", false, HUB,
-                    "Which way changes flow. Only 'site-to-hub' exists so far."),
+                    "Which way changes flow: 'site-to-hub' (every site's changes are applied at the hub) or 'hub-to-sites' (the hub's "
+                            + "changes are applied at every site the channel routes to, each site getting the rows its filters select)."),
+            new ConfigKey("channels[].sites", Type.ROUTE, null, false, HUB,
+                    "Hub-to-sites channels: which sites receive the channel, as a routing expression over the sites' attributes, "
+                            + "e.g. region IN ('north', 'south') AND type = 'store', or id IN ('store-1', 'store-7'). Default: every site."),
             new ConfigKey("channels[].tables", Type.LIST, null, true, HUB, "Tables of the channel, applied in source commit order."),
             new ConfigKey("channels[].tables[].name", Type.NAME, null, true, HUB, "Table name at the site."),
             new ConfigKey("channels[].tables[].target", Type.NAME, null, false, HUB, "Table name at the hub, if different."),
             new ConfigKey("channels[].tables[].hubColumn", Type.NAME, null, false, HUB,
                     "Column of the hub table that the hub fills with the source site's id. It must be part of the hub table's "
-                            + "primary key; identical site tables then fold into one hub table."),
+                            + "primary key; identical site tables then fold into one hub table. Site-to-hub channels only."),
+            new ConfigKey("channels[].tables[].filter", Type.ROUTE, null, false, HUB,
+                    "Hub-to-sites channels: the rows a site receives, as a routing expression over the hub row's columns with the "
+                            + "site's attributes as parameters, e.g. region = :site.region or site_id = :site.id. A row that stops "
+                            + "matching (moved to another region) is deleted at that site. Default: every row."),
             new ConfigKey("hub.url", Type.URL, null, true, SITE, "Base URL of the hub, e.g. http://hq.example.com:8080."),
             new ConfigKey("hub.token", Type.SECRET, null, true, SITE,
                     "The hub's enrollment token. Write ${SYNCLINE_ENROLLMENT_TOKEN} to take it from the environment."),
-            new ConfigKey("capture.interval", Type.DURATION, "250ms", false, SITE,
-                    "How often the site seals newly committed changes into batches."),
-            new ConfigKey("capture.schemaCheckInterval", Type.DURATION, "10s", false, SITE,
+            new ConfigKey("capture.interval", Type.DURATION, "250ms", false, BOTH,
+                    "How often the node seals newly committed changes into batches (a site for its channels, the hub for its "
+                            + "hub-to-sites channels); a site also fetches the hub's batches at this interval."),
+            new ConfigKey("capture.schemaCheckInterval", Type.DURATION, "10s", false, BOTH,
                     "How often the site compares each captured table's columns with its capture and upgrades the capture "
                             + "when they differ (after ALTER TABLE). A table that gained columns is then loaded again."),
-            new ConfigKey("load.chunkSize", Type.INT, "5000", false, SITE, "Rows per initial-load chunk (one transaction each).")
+            new ConfigKey("load.chunkSize", Type.INT, "5000", false, BOTH, "Rows per initial-load chunk (one transaction each).")
     );
 
     private ConfigDef() {

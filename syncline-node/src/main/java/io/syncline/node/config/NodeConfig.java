@@ -8,6 +8,7 @@ import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import io.syncline.api.ChannelSpec;
 import io.syncline.api.Names;
 import io.syncline.api.TableSpec;
+import io.syncline.engine.route.RouteExpression;
 import io.syncline.node.config.ConfigKey.Role;
 import java.io.IOException;
 import java.net.URI;
@@ -99,7 +100,9 @@ public final class NodeConfig {
             while (it.hasNext()) {
                 Map.Entry<String, JsonNode> e = it.next();
                 String childPath = path.isEmpty() ? e.getKey() : path + "." + e.getKey();
-                String childPattern = pattern.equals("sites") ? pattern + ".*" : pattern.isEmpty() ? e.getKey() : pattern + "." + e.getKey();
+                // A map keyed by names the user chooses (site ids, attribute names) has a '*' in its keys' paths.
+                String childPattern = BY_PATH.containsKey(pattern + ".*") || isPrefix(pattern + ".*") ? pattern + ".*"
+                        : pattern.isEmpty() ? e.getKey() : pattern + "." + e.getKey();
                 if (pattern.equals("sites") && !Names.isValid(e.getKey())) {
                     problems.add(childPath + ": '" + e.getKey() + "' is not a valid site id");
                 }
@@ -222,10 +225,11 @@ public final class NodeConfig {
                     }
                 }
                 case ENUM_DIRECTION -> {
-                    if (!text.equals("site-to-hub")) {
-                        problems.add(path + ": expected 'site-to-hub', got '" + text + "'");
+                    if (!text.equals("site-to-hub") && !text.equals("hub-to-sites")) {
+                        problems.add(path + ": expected 'site-to-hub' or 'hub-to-sites', got '" + text + "'");
                     }
                 }
+                case ROUTE -> RouteExpression.parse(text);
                 case NAME -> {
                     if (!Names.isValid(text)) {
                         problems.add(path + ": '" + text + "' is not a valid name (letters, digits, '_' or '-', starting with a letter)");
@@ -432,6 +436,18 @@ public final class NodeConfig {
         return new SiteSchedule(mode.equals("pull") ? SiteSchedule.Mode.PULL : SiteSchedule.Mode.PUSH, parseDuration(interval), url);
     }
 
+    /** The attributes a hub's configuration gives a site ({@code sites.<id>.attributes}), plus its {@code id}. */
+    public Map<String, String> siteAttributes(String siteId) {
+        Map<String, String> out = new LinkedHashMap<>();
+        JsonNode attrs = at(root, "sites");
+        attrs = attrs == null || attrs.get(siteId) == null ? null : attrs.get(siteId).get("attributes");
+        if (attrs != null) {
+            attrs.properties().forEach(e -> out.put(e.getKey(), e.getValue().isNull() ? null : e.getValue().asText()));
+        }
+        out.put("id", siteId);
+        return out;
+    }
+
     /** The hub's channels. */
     public List<ChannelSpec> channels() {
         List<ChannelSpec> out = new ArrayList<>();
@@ -443,9 +459,13 @@ public final class NodeConfig {
             List<TableSpec> tables = new ArrayList<>();
             for (JsonNode t : ch.path("tables")) {
                 tables.add(new TableSpec(t.path("name").asText(), t.hasNonNull("target") ? t.get("target").asText() : null,
-                        t.hasNonNull("hubColumn") ? t.get("hubColumn").asText() : null));
+                        t.hasNonNull("hubColumn") ? t.get("hubColumn").asText() : null,
+                        t.hasNonNull("filter") ? t.get("filter").asText() : null));
             }
-            out.add(new ChannelSpec(ch.path("name").asText(), ChannelSpec.Direction.SITE_TO_HUB, tables));
+            ChannelSpec.Direction direction = "hub-to-sites".equals(ch.path("direction").asText())
+                    ? ChannelSpec.Direction.HUB_TO_SITES : ChannelSpec.Direction.SITE_TO_HUB;
+            out.add(new ChannelSpec(ch.path("name").asText(), direction, ch.hasNonNull("sites") ? ch.get("sites").asText() : null,
+                    tables));
         }
         if (out.stream().map(ChannelSpec::name).distinct().count() != out.size()) {
             throw new IllegalArgumentException("two channels have the same name");
@@ -453,6 +473,11 @@ public final class NodeConfig {
         List<String> tables = out.stream().flatMap(c -> c.tables().stream()).map(t -> t.name().toLowerCase(Locale.ROOT)).toList();
         if (tables.stream().distinct().count() != tables.size()) {
             throw new IllegalArgumentException("a table is in more than one channel");
+        }
+        List<String> hubTables = out.stream().flatMap(c -> c.tables().stream()).map(t -> t.target().toLowerCase(Locale.ROOT)).toList();
+        if (hubTables.stream().distinct().count() != hubTables.size()) {
+            throw new IllegalArgumentException("a hub table is the target of more than one channel table (a table that flows both "
+                    + "ways needs a two-way channel, which does not exist yet)");
         }
         return out;
     }

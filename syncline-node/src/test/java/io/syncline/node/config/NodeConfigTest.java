@@ -3,6 +3,8 @@ package io.syncline.node.config;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import io.syncline.api.ChannelSpec;
+import io.syncline.api.TableSpec;
 import io.syncline.node.config.ConfigKey.Role;
 import java.time.Duration;
 import java.util.Map;
@@ -42,7 +44,7 @@ class NodeConfigTest {
         String bad = """
                 node: {id: "bad id"}
                 database: {poolSize: lots}
-                capture: {interval: 5s}
+                hub: {url: "http://127.0.0.1:1"}
                 http: {port: 70000}
                 channels:
                   - name: products
@@ -52,11 +54,80 @@ class NodeConfigTest {
                 .isInstanceOf(ConfigException.class)
                 .hasMessageContaining("node.id: 'bad id' is not a valid name")
                 .hasMessageContaining("database.poolSize: expected a non-negative whole number, got 'lots'")
-                .hasMessageContaining("capture.interval: is a site setting; a hub does not read it")
+                .hasMessageContaining("hub.url: is a site setting; a hub does not read it")
                 .hasMessageContaining("http.port: port must be 0..65535")
                 .hasMessageContaining("channels[0].tables[0].name: required, missing")
                 .hasMessageContaining("database.url: required, missing")
                 .hasMessageContaining("enrollment.token: required, missing");
+    }
+
+    @Test
+    void shouldReadHubToSitesChannelsWithTheirRoutingAndSiteAttributes() {
+        NodeConfig cfg = NodeConfig.parse("""
+                node: {id: hq}
+                database: {url: "jdbc:h2:mem:hq"}
+                enrollment: {token: t}
+                sites:
+                  store-1: {attributes: {region: north, storeType: mall}}
+                channels:
+                  - name: catalog
+                    direction: hub-to-sites
+                    sites: "storeType = 'mall'"
+                    tables: [{name: promo, target: hq_promo, filter: "region = :site.region"}]
+                """, Role.HUB, Map.of());
+        ChannelSpec ch = cfg.channels().getFirst();
+        assertThat(ch.direction()).isEqualTo(ChannelSpec.Direction.HUB_TO_SITES);
+        assertThat(ch.sites()).isEqualTo("storeType = 'mall'");
+        assertThat(ch.tables().getFirst()).isEqualTo(new TableSpec("promo", "hq_promo", null, "region = :site.region"));
+        assertThat(cfg.siteAttributes("store-1")).containsExactly(Map.entry("region", "north"), Map.entry("storeType", "mall"),
+                Map.entry("id", "store-1"));
+        assertThat(cfg.siteAttributes("store-2")).containsExactly(Map.entry("id", "store-2"));
+    }
+
+    @Test
+    void shouldRefuseRoutingThatCannotWork() {
+        String bad = """
+                node: {id: hq}
+                database: {url: "jdbc:h2:mem:hq"}
+                enrollment: {token: t}
+                channels:
+                  - name: catalog
+                    direction: hub-to-sites
+                    sites: "region IN ('north'"
+                    tables: [{name: promo, filter: "region = = 1"}]
+                  - name: up
+                    direction: sideways
+                    tables: [{name: sale}]
+                """;
+        assertThatThrownBy(() -> NodeConfig.parse(bad, Role.HUB, Map.of()))
+                .isInstanceOf(ConfigException.class)
+                .hasMessageContaining("channels[0].sites: expected ',' or ')' in the IN list but found end of input at position 19")
+                .hasMessageContaining("channels[0].tables[0].filter: ")
+                .hasMessageContaining("at position 10 in \"region = = 1\"")
+                .hasMessageContaining("channels[1].direction: expected 'site-to-hub' or 'hub-to-sites', got 'sideways'");
+        String misplaced = """
+                node: {id: hq}
+                database: {url: "jdbc:h2:mem:hq"}
+                enrollment: {token: t}
+                channels:
+                  - name: catalog
+                    direction: hub-to-sites
+                    tables: [{name: promo, hubColumn: site_id}]
+                """;
+        assertThatThrownBy(() -> NodeConfig.parse(misplaced, Role.HUB, Map.of()))
+                .isInstanceOf(ConfigException.class)
+                .hasMessageContaining("channels: channel 'catalog' table 'promo': hubColumn belongs to site-to-hub channels");
+        String filterUp = """
+                node: {id: hq}
+                database: {url: "jdbc:h2:mem:hq"}
+                enrollment: {token: t}
+                channels:
+                  - name: up
+                    tables: [{name: sale, filter: "id > 1"}]
+                """;
+        assertThatThrownBy(() -> NodeConfig.parse(filterUp, Role.HUB, Map.of()))
+                .isInstanceOf(ConfigException.class)
+                .hasMessageContaining("channel 'up' table 'sale': a row filter belongs to hub-to-sites channels");
     }
 
     @Test

@@ -147,4 +147,21 @@ public final class HttpEndpoint implements AutoCloseable {
             Thread.currentThread().interrupt();
         }
     }
+
+    /** The request's query parameters, decoded; a parameter given twice keeps its last value. */
+    public static java.util.Map<String, String> query(HttpExchange ex) {
+        java.util.Map<String, String> m = new java.util.LinkedHashMap<>();
+        String raw = ex.getRequestURI().getRawQuery();
+        if (raw == null) {
+            return m;
+        }
+        for (String part : raw.split("&")) {
+            int i = part.indexOf('=');
+            if (i > 0) {
+                m.put(java.net.URLDecoder.decode(part.substring(0, i), java.nio.charset.StandardCharsets.UTF_8),
+                        java.net.URLDecoder.decode(part.substring(i + 1), java.nio.charset.StandardCharsets.UTF_8));
+            }
+        }
+        return m;
+    }
 }

@@ -35,6 +35,7 @@ public final class WireReader implements Closeable {
     private final JsonParser parser;
     private GZIPInputStream gzip;
     private BatchHeader current;
+    private boolean reload;
     private boolean done;
 
     public WireReader(InputStream in) {
@@ -88,10 +89,25 @@ public final class WireReader implements Closeable {
             Object first = b.get("firstCaptured");
             current = new BatchHeader(new BatchId(str(b, "source"), str(b, "channel"), n.longValue()),
                     Instant.parse(str(b, "sealedAt")), first == null ? null : Instant.parse(first.toString()));
+            Object r = b.get("reload");
+            if (r != null && !(r instanceof Boolean)) {
+                throw bad("bad batch header of " + current.id() + ": 'reload' must be true or false, got " + r);
+            }
+            reload = Boolean.TRUE.equals(r);
+            if (current.id().sequence() == 0 && !reload) {
+                BatchId id = current.id();
+                current = null;
+                throw bad("bad batch header of " + id + ": number 0 is only for a reload taken before the source sealed anything");
+            }
             return current;
         } catch (IllegalArgumentException | DateTimeParseException e) {
             throw bad("bad batch header: " + e.getMessage());
         }
+    }
+
+    /** Whether the batch returned by the last {@link #nextBatch()} is a reload (docs/protocol.md, "Fetch"). */
+    public boolean isReload() {
+        return reload;
     }
 
     /** The changes of the batch returned by the last {@link #nextBatch()}; the iterator verifies the end marker. */

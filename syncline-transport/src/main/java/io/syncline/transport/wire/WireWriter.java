@@ -48,6 +48,14 @@ public final class WireWriter implements Closeable {
 
     /** Starts a batch. */
     public void beginBatch(BatchHeader h) throws IOException {
+        beginBatch(h, false);
+    }
+
+    /**
+     * Starts a batch; with {@code reload}, a reload: the whole content of the channel's tables for this destination, as
+     * the source held it when batch {@code h} was its last (docs/protocol.md, "Fetch").
+     */
+    public void beginBatch(BatchHeader h, boolean reload) throws IOException {
         if (inBatch >= 0) {
             throw new IllegalStateException("batch " + seq + " not ended");
         }
@@ -59,6 +67,9 @@ public final class WireWriter implements Closeable {
         json.writeStringField("sealedAt", h.sealedAt().toString());
         if (h.firstCaptured() != null) {
             json.writeStringField("firstCaptured", h.firstCaptured().toString());
+        }
+        if (reload) {
+            json.writeBooleanField("reload", true);
         }
         json.writeEndObject();
         json.writeEndObject();

@@ -183,6 +183,29 @@ class WireRoundTripTest {
     }
 
     @Test
+    void shouldMarkAReloadAndOnlyThatBatch() throws IOException {
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        BatchHeader reload = new BatchHeader(new BatchId("hq", "catalog", 0), SEALED, null);
+        BatchHeader next = new BatchHeader(new BatchId("hq", "catalog", 1), SEALED, FIRST);
+        try (WireWriter w = new WireWriter(bytes)) {
+            w.beginBatch(reload, true);
+            w.change("R", "product", null, "{\"id\":1}");
+            w.endBatch();
+            w.beginBatch(next);
+            w.endBatch();
+        }
+        try (WireReader r = new WireReader(new ByteArrayInputStream(bytes.toByteArray()))) {
+            assertThat(r.nextBatch()).isEqualTo(reload);
+            assertThat(r.isReload()).isTrue();
+            r.changes().forEachRemaining(c -> assertThat(c).isEqualTo(new Change.Reload("product", Map.of("id", 1))));
+            assertThat(r.nextBatch()).isEqualTo(next);
+            assertThat(r.isReload()).isFalse();
+            assertThat(r.changes().hasNext()).isFalse();
+            assertThat(r.nextBatch()).isNull();
+        }
+    }
+
+    @Test
     void shouldReadAStreamWithoutBatches() throws IOException {
         List<Read> read = new ArrayList<>();
         readAll(write(List.of()), read);
@@ -384,6 +407,8 @@ class WireRoundTripTest {
     @ParameterizedTest
     @ValueSource(strings = {"{\"batch\":{\"source\":\"site-1\",\"channel\":\"products\",\"sealedAt\":\"2024-05-01T10:15:30Z\"}}",
             "{\"batch\":{\"source\":\"site-1\",\"channel\":\"products\",\"seq\":0,\"sealedAt\":\"2024-05-01T10:15:30Z\"}}",
+            "{\"batch\":{\"source\":\"site-1\",\"channel\":\"products\",\"seq\":-1,\"sealedAt\":\"2024-05-01T10:15:30Z\",\"reload\":true}}",
+            "{\"batch\":{\"source\":\"site-1\",\"channel\":\"products\",\"seq\":3,\"sealedAt\":\"2024-05-01T10:15:30Z\",\"reload\":\"yes\"}}",
             "{\"batch\":{\"source\":\"bad name!\",\"channel\":\"products\",\"seq\":1,\"sealedAt\":\"2024-05-01T10:15:30Z\"}}",
             "{\"batch\":{\"source\":\"site-1\",\"channel\":\"products\",\"seq\":1,\"sealedAt\":\"yesterday\"}}",
             "{\"batch\":{\"source\":\"site-1\",\"seq\":1,\"sealedAt\":\"2024-05-01T10:15:30Z\"}}",

@@ -1,0 +1,380 @@
+package io.syncline.node;
+
+import com.fasterxml.jackson.core.JsonGenerator;
+import com.fasterxml.jackson.core.type.TypeReference;
+import com.sun.net.httpserver.HttpExchange;
+import io.syncline.api.BatchHeader;
+import io.syncline.api.BatchId;
+import io.syncline.api.ChannelSpec;
+import io.syncline.api.SyncException;
+import io.syncline.api.TableSpec;
+import io.syncline.engine.capture.CaptureInstaller;
+import io.syncline.engine.codec.CanonicalWriter;
+import io.syncline.engine.codec.Json;
+import io.syncline.engine.outbox.OutboxRowSink;
+import io.syncline.engine.outbox.OutboxStore;
+import io.syncline.engine.outbox.SealedBatch;
+import io.syncline.engine.route.RouteExpression;
+import io.syncline.engine.schema.SchemaReader;
+import io.syncline.engine.schema.TableMeta;
+import io.syncline.node.config.NodeConfig;
+import io.syncline.transport.http.Headers;
+import io.syncline.transport.http.HttpEndpoint;
+import io.syncline.transport.http.HttpError;
+import io.syncline.transport.wire.WireFormat;
+import io.syncline.transport.wire.WireWriter;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.io.StringWriter;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Clock;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Supplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/*
+ * The hub's side of hub-to-sites channels: capture of the hub's tables, batches sealed once per channel and shared by
+ * every site, and GET /v1/fetch, through which each site takes its share.
+ *
+ * A batch is sealed once, whatever the number of sites. Each site's fetch streams it through that site's routing:
+ * a site the channel's selector does not choose never sees the channel; a table's row filter picks the rows. An
+ * update is judged on both its old and its new row: a row that moves into a site's share arrives there as an upsert,
+ * one that moves out as a delete, so a site holds exactly the rows its filter selects.
+ *
+ * A site that has nothing yet, missed batches the hub purged, or whose routing changed (the channel's specification or
+ * the site's attributes; the site echoes the route hash of its last reload) gets a reload: every selected row of the
+ * channel's tables, read after sealing, numbered as the last sealed batch. Batches after it follow as usual.
+ *
+ * Purge: a batch leaves the hub's outbox once every routed site that has acknowledged anything of the channel has
+ * acknowledged it. A site that never fetched does not hold it back; it will get a reload. A reload records the site
+ * at its batch number before any row is read, so the batches after it stay until the site has them.
+ */
+final class HubDistributor implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(HubDistributor.class);
+    private static final String ROUTE_HEADER = "Syncline-Route";
+    private static final TypeReference<LinkedHashMap<String, Object>> MAP = new TypeReference<>() {
+    };
+
+    private final NodeConfig cfg;
+    private final Clock clock;
+    private final Database db;
+    private final OutboxStore outbox;
+    /** Hub-to-sites channels as the hub sees them: each table's name is the hub's table, its target the site's. */
+    private final Map<String, ChannelSpec> channels = new LinkedHashMap<>();
+    private final Map<String, RouteExpression> selectors = new HashMap<>();
+    /** Row filters by channel, then hub table (lower case). */
+    private final Map<String, Map<String, RouteExpression>> filters = new HashMap<>();
+    private final Map<String, ReentrantLock> sealLocks = new ConcurrentHashMap<>();
+    private final Supplier<Collection<String>> registeredSites;
+    private final ScheduledExecutorService ticker;
+    private Instant nextSchemaCheck = Instant.EPOCH;
+
+    HubDistributor(NodeConfig cfg, Clock clock, Database db, Supplier<Collection<String>> registeredSites) throws SQLException {
+        this.cfg = cfg;
+        this.clock = clock;
+        this.db = db;
+        this.outbox = new OutboxStore(db.dialect(), clock);
+        this.registeredSites = registeredSites;
+        for (ChannelSpec ch : cfg.channels()) {
+            if (ch.direction() != ChannelSpec.Direction.HUB_TO_SITES) {
+                continue;
+            }
+            ChannelSpec hubSide = ch.fromHub();
+            channels.put(ch.name(), hubSide);
+            if (ch.sites() != null) {
+                selectors.put(ch.name(), RouteExpression.parse(ch.sites()));
+            }
+            Map<String, RouteExpression> byTable = new HashMap<>();
+            for (TableSpec t : hubSide.tables()) {
+                if (t.filter() != null) {
+                    byTable.put(t.name().toLowerCase(Locale.ROOT), RouteExpression.parse(t.filter()));
+                }
+            }
+            filters.put(ch.name(), byTable);
+        }
+        try (Connection c = db.connection()) {
+            checkFilters(c);
+            // Also with no hub-to-sites channel: capture left from an earlier configuration is removed.
+            new CaptureInstaller(db.dialect(), clock).install(c, List.copyOf(channels.values()));
+        }
+        this.ticker = Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "syncline-hub-capture");
+            t.setDaemon(true);
+            return t;
+        });
+        if (!channels.isEmpty()) {
+            long every = Math.max(10, cfg.captureInterval().toMillis());
+            ticker.scheduleWithFixedDelay(this::tick, every, every, TimeUnit.MILLISECONDS);
+        }
+    }
+
+    /** A filter may only name columns of its hub table. */
+    private void checkFilters(Connection c) throws SQLException {
+        List<String> problems = new ArrayList<>();
+        for (ChannelSpec ch : channels.values()) {
+            for (TableSpec t : ch.tables()) {
+                RouteExpression f = filters.get(ch.name()).get(t.name().toLowerCase(Locale.ROOT));
+                TableMeta meta = SchemaReader.tryRead(c, t.name());
+                if (f == null || meta == null) {
+                    continue; // a missing table is reported by the hub's own check
+                }
+                for (String col : f.columns()) {
+                    if (!meta.byKey().containsKey(col)) {
+                        problems.add("channel '" + ch.name() + "' table '" + t.name() + "': filter \"" + f.text() + "\" names column '"
+                                + col + "', which the hub table does not have (it has " + meta.byKey().keySet() + ")");
+                    }
+                }
+            }
+        }
+        c.commit();
+        if (!problems.isEmpty()) {
+            throw new SyncException(SyncException.Stage.CONFIG, "hub " + cfg.nodeId() + ": " + String.join("; ", problems));
+        }
+    }
+
+    /** Whether the hub-to-sites channel {@code channel} is routed to site {@code site}. */
+    boolean routes(String channel, String site) {
+        if (!channels.containsKey(channel)) {
+            return false;
+        }
+        RouteExpression selector = selectors.get(channel);
+        if (selector == null) {
+            return true;
+        }
+        Map<String, String> attrs = attributes(site);
+        return selector.test(name -> attrs.get(name.toLowerCase(Locale.ROOT)), name -> attrs.get(name.toLowerCase(Locale.ROOT)));
+    }
+
+    /** A site's attributes by lower-case name: names in expressions are case-insensitive, as in SQL. */
+    private Map<String, String> attributes(String site) {
+        Map<String, String> out = new HashMap<>();
+        cfg.siteAttributes(site).forEach((k, v) -> out.put(k.toLowerCase(Locale.ROOT), v));
+        return out;
+    }
+
+    /**
+     * A hash of what decides a site's share of a channel: the channel's specification and the site's attributes. A site
+     * whose last reload was made under another hash gets a new one.
+     */
+    String routeHash(String channel, String site) {
+        try {
+            return Secrets.sha256(WireFormat.MAPPER.writeValueAsString(channels.get(channel)) + "|"
+                    + WireFormat.MAPPER.writeValueAsString(cfg.siteAttributes(site))).substring(0, 16);
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private void tick() {
+        try (Connection c = db.connection()) {
+            for (String ch : channels.keySet()) {
+                seal(c, ch);
+            }
+            if (!clock.instant().isBefore(nextSchemaCheck)) {
+                nextSchemaCheck = clock.instant().plus(cfg.schemaCheckInterval());
+                new CaptureInstaller(db.dialect(), clock).reconcile(c, List.copyOf(channels.values()));
+            }
+        } catch (SQLException | RuntimeException | Error e) { // an escaping Throwable would cancel the schedule
+            LOG.warn("hub {}: sealing hub-to-sites batches failed: {}", cfg.nodeId(), e.getMessage());
+        }
+    }
+
+    private void seal(Connection c, String channel) throws SQLException {
+        ReentrantLock lock = sealLocks.computeIfAbsent(channel, k -> new ReentrantLock());
+        lock.lock();
+        try {
+            outbox.seal(c, channel);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Sites sharing a channel's batches: the registered ones it routes to. */
+    private List<String> sharers(String channel) {
+        return registeredSites.get().stream().filter(site -> routes(channel, site)).toList();
+    }
+
+    /**
+     * GET /v1/fetch?channel=C&ack=N&max=M[&route=H] from an authenticated site: records {@code ack} (the site's ledger),
+     * purges what every sharer has, and streams the next batches of C in this site's share, or a reload.
+     */
+    void handleFetch(HttpExchange ex, String site, Map<String, String> q) throws IOException {
+        String channel = q.get("channel");
+        if (channel == null || !channels.containsKey(channel)) {
+            throw new HttpError(400, "unknown or missing hub-to-sites channel '" + channel + "' (the hub has " + channels.keySet() + ")");
+        }
+        if (!routes(channel, site)) {
+            throw new HttpError(400, "channel '" + channel + "' is not routed to site '" + site + "': register again");
+        }
+        long ack;
+        int max;
+        try {
+            ack = Long.parseLong(q.getOrDefault("ack", "0"));
+            max = Math.max(1, Math.min(1000, Integer.parseInt(q.getOrDefault("max", String.valueOf(cfg.maxBatchesPerExchange())))));
+        } catch (NumberFormatException e) {
+            throw new HttpError(400, "'ack' and 'max' must be whole numbers: " + e.getMessage());
+        }
+        if (ack < 0) {
+            throw new HttpError(400, "'ack' must not be negative, got " + ack);
+        }
+        String route = routeHash(channel, site);
+        try (Connection c = db.connection()) {
+            seal(c, channel);
+            long lastSealed = outbox.lastSealed(c, channel);
+            String why = !route.equals(q.get("route")) ? (q.get("route") == null ? "it has no copy yet" : "its routing changed")
+                    : ack > lastSealed ? "it holds batch " + ack + " but the hub sealed only " + lastSealed + " (hub database restored?)"
+                    : ack + 1 < outbox.firstAvailable(c, channel) ? "batches after " + ack + " were purged" : null;
+            c.commit();
+            long asOf = 0;
+            if (why == null) {
+                outbox.acknowledge(c, site, channel, ack, sharers(channel));
+            } else {
+                asOf = outbox.restart(c, site, channel);
+                LOG.info("hub {}: site {} gets a reload of channel {} as of batch {} ({})", cfg.nodeId(), site, channel, asOf, why);
+            }
+            // From the site's own ledger: after a restore at the site it may be behind what the hub recorded.
+            List<SealedBatch> batches = why == null ? outbox.sealedAfter(c, channel, ack, max) : List.of();
+            ex.getResponseHeaders().set(ROUTE_HEADER, route);
+            ex.getResponseHeaders().set("Content-Type", WireFormat.CONTENT_TYPE);
+            ex.sendResponseHeaders(200, 0);
+            try (OutputStream out = ex.getResponseBody(); WireWriter w = new WireWriter(out)) {
+                if (why != null) {
+                    writeReload(c, w, channel, site, asOf);
+                }
+                for (SealedBatch b : batches) {
+                    w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, b.sequence()), b.sealedAt(), b.firstCaptured()));
+                    outbox.stream(c, b, site, new SiteShare(w, channel, attributes(site)));
+                    w.endBatch();
+                }
+            }
+        } catch (SQLException e) {
+            throw new HttpError(503, "hub " + cfg.nodeId() + ": database error: " + e.getMessage());
+        }
+    }
+
+    /** The route hash response header, for the site to echo. */
+    static String routeHeader() {
+        return ROUTE_HEADER;
+    }
+
+    /** Every row of the channel's tables in this site's share, as one reload batch numbered {@code asOf}. */
+    private void writeReload(Connection c, WireWriter w, String channel, String site, long asOf) throws SQLException, IOException {
+        Instant now = clock.instant();
+        w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, asOf), now, null), true);
+        SiteShare share = new SiteShare(w, channel, attributes(site));
+        for (TableSpec t : channels.get(channel).tables()) {
+            TableMeta meta = SchemaReader.read(c, t.name());
+            String table = t.name().toLowerCase(Locale.ROOT);
+            try (Statement s = c.createStatement()) {
+                s.setFetchSize(1000);
+                try (ResultSet rs = s.executeQuery("SELECT * FROM " + db.dialect().quote(meta.name()))) {
+                    while (rs.next()) {
+                        String row = CanonicalWriter.row(meta.columns(), rs, false);
+                        share.accept("R", table, null, OutboxRowSink.Row.ofJson(row), null);
+                    }
+                }
+            }
+        }
+        c.commit();
+        w.endBatch();
+    }
+
+    /**
+     * Writes a batch's changes in one site's share. Tables without a filter pass straight through; with one, each row is
+     * read into its values (an update's old row completed from its new row: a column it lacks kept its value) and
+     * judged old and new.
+     */
+    private final class SiteShare implements OutboxRowSink {
+        private final WireWriter w;
+        private final Map<String, RouteExpression> byTable;
+        private final Map<String, String> attributes;
+
+        SiteShare(WireWriter w, String channel, Map<String, String> attributes) {
+            this.w = w;
+            this.byTable = filters.get(channel);
+            this.attributes = attributes;
+        }
+
+        @Override
+        public void accept(String op, String table, Row oldRow, Row newRow, Instant capturedAt) throws IOException {
+            RouteExpression filter = byTable.get(table);
+            if (filter == null) {
+                w.change(op, table, oldRow == null ? null : oldRow::writeTo, newRow == null ? null : newRow::writeTo);
+                return;
+            }
+            String newJson = newRow == null ? null : text(newRow);
+            Map<String, Object> newValues = newJson == null ? null : WireFormat.MAPPER.readValue(newJson, MAP);
+            Map<String, Object> oldValues = null;
+            if (oldRow != null) {
+                oldValues = new LinkedHashMap<>();
+                if (newValues != null) {
+                    oldValues.putAll(newValues);
+                }
+                oldValues.putAll(WireFormat.MAPPER.readValue(text(oldRow), MAP));
+            }
+            boolean wasIn = oldValues != null && filter.test(oldValues::get, this::attribute);
+            boolean isIn = newValues != null && filter.test(newValues::get, this::attribute);
+            String oldJson = oldValues == null ? null : WireFormat.MAPPER.writeValueAsString(oldValues);
+            switch (op) {
+                case "U" -> {
+                    if (wasIn && isIn) {
+                        w.change("U", table, oldJson, newJson);
+                    } else if (wasIn) {
+                        w.change("D", table, oldJson, null); // moved out of this site's share
+                    } else if (isIn) {
+                        w.change("R", table, null, newJson); // moved in: the site does not have it yet
+                    }
+                }
+                case "D" -> {
+                    if (wasIn) {
+                        w.change("D", table, oldJson, null);
+                    }
+                }
+                default -> {
+                    if (isIn) {
+                        w.change(op, table, null, newJson);
+                    }
+                }
+            }
+        }
+
+        private String attribute(String name) {
+            return attributes.get(name.toLowerCase(Locale.ROOT));
+        }
+
+        private static String text(Row row) throws IOException {
+            StringWriter out = new StringWriter(128);
+            try (JsonGenerator g = Json.FACTORY.createGenerator(out)) {
+                row.writeTo(g);
+            }
+            return out.toString();
+        }
+    }
+
+    @Override
+    public void close() {
+        ticker.shutdownNow();
+        try {
+            ticker.awaitTermination(10, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

@@ -1,0 +1,180 @@
+package io.syncline.node;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import io.syncline.engine.dialect.h2.H2Dialect;
+import io.syncline.engine.verify.TableChecksum;
+import io.syncline.node.config.ConfigKey.Role;
+import io.syncline.node.config.NodeConfig;
+import java.nio.file.Path;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Hub-to-sites channels on H2: routing by site attributes, row filters, rows moving between sites, reloads. */
+class DistributionTest {
+    @TempDir
+    Path dir;
+
+    private String url(String name) {
+        return "jdbc:h2:" + dir.resolve(name).toAbsolutePath() + ";DB_CLOSE_DELAY=0";
+    }
+
+    private void exec(String db, String... sql) throws SQLException {
+        try (Connection c = DriverManager.getConnection(url(db)); Statement s = c.createStatement()) {
+            for (String q : sql) {
+                s.execute(q);
+            }
+        }
+    }
+
+    private long count(String db, String sql) throws SQLException {
+        try (Connection c = DriverManager.getConnection(url(db)); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
+            rs.next();
+            return rs.getLong(1);
+        }
+    }
+
+    /** Checksum of a table at a node, optionally of the rows where {@code column = value} (without that column). */
+    private TableChecksum.Result sum(String db, String table, String column, String value) throws SQLException {
+        try (Connection c = DriverManager.getConnection(url(db))) {
+            return column == null ? TableChecksum.of(c, new H2Dialect(), table) : TableChecksum.of(c, new H2Dialect(), table, column, value);
+        }
+    }
+
+    private NodeConfig hub(String db, int port, String northOneRegion) {
+        return NodeConfig.parse("""
+                node: {id: hq}
+                database: {url: "%s"}
+                http: {port: %d}
+                enrollment: {token: secret-token}
+                sync: {interval: 100ms}
+                capture: {interval: 100ms}
+                sites:
+                  north1: {attributes: {region: %s, type: store}}
+                  north2: {mode: pull, interval: 100ms, attributes: {region: north, type: outlet}}
+                  south1: {attributes: {region: south, type: store}}
+                channels:
+                  - name: catalog
+                    direction: hub-to-sites
+                    tables: [{name: product}]
+                  - name: prices
+                    direction: hub-to-sites
+                    sites: "type = 'store'"
+                    tables: [{name: price, target: hub_price, filter: "region = :site.region"}]
+                """.formatted(url(db), port, northOneRegion), Role.HUB, Map.of());
+    }
+
+    private NodeConfig site(String id, String hubUrl) {
+        return NodeConfig.parse("""
+                node: {id: %s}
+                database: {url: "%s"}
+                hub: {url: "%s", token: secret-token}
+                capture: {interval: 100ms}
+                """.formatted(id, url(id), hubUrl), Role.SITE, Map.of());
+    }
+
+    private static int freePort() throws Exception {
+        try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            return s.getLocalPort();
+        }
+    }
+
+    /** Whether each site holds exactly its share of the hub's rows. */
+    private boolean converged(String hubDb, String northOneRegion) throws SQLException {
+        TableChecksum.Result products = sum(hubDb, "product", null, null);
+        for (String site : new String[] {"north1", "north2", "south1"}) {
+            if (!sum(site, "product", null, null).equals(products)) {
+                return false;
+            }
+        }
+        return holdsShare("north1", hubDb, northOneRegion) && holdsShare("south1", hubDb, "south")
+                && count("north2", "SELECT count(*) FROM price") == 0;
+    }
+
+    /** The site's price table holds exactly the hub's rows of {@code region}. */
+    private boolean holdsShare(String site, String hubDb, String region) throws SQLException {
+        TableChecksum.Result share = sum(hubDb, "hub_price", "region", region);
+        return sum(site, "price", "region", region).equals(share) && count(site, "SELECT count(*) FROM price") == share.rows();
+    }
+
+    @Test
+    void shouldDeliverToEachSiteTheRowsItsRoutingSelectsAndMoveRowsBetweenSites() throws Exception {
+        exec("hq", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))",
+                "CREATE TABLE hub_price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))",
+                "INSERT INTO product VALUES (1, 'widget'), (2, 'gadget'), (3, 'gizmo')",
+                "INSERT INTO hub_price VALUES (1, 'north', 1.10), (2, 'north', 2.20), (3, 'south', 3.30), (4, NULL, 4.40)");
+        for (String s : new String[] {"north1", "north2", "south1"}) {
+            exec(s, "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))",
+                    "CREATE TABLE price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))");
+        }
+        // A row the hub never had: the first load replaces the site's copy whole, so it goes.
+        exec("north1", "INSERT INTO price VALUES (99, 'north', 9.99)", "INSERT INTO product VALUES (99, 'stale')");
+        try (HubNode hub = HubNode.start(hub("hq", 0, "north"), Clock.systemUTC());
+             SiteNode n1 = SiteNode.start(site("north1", hub.url()), Clock.systemUTC());
+             SiteNode n2 = SiteNode.start(site("north2", hub.url()), Clock.systemUTC());
+             SiteNode s1 = SiteNode.start(site("south1", hub.url()), Clock.systemUTC())) {
+            await().atMost(Duration.ofSeconds(30)).until(() -> converged("hq", "north"));
+            assertThat(count("north1", "SELECT count(*) FROM price")).isEqualTo(2);
+            assertThat(count("north1", "SELECT count(*) FROM product WHERE id = 99")).isZero();
+
+            exec("hq", "INSERT INTO product VALUES (4, 'new')", "UPDATE product SET name = 'widget v2' WHERE id = 1",
+                    "DELETE FROM product WHERE id = 2",
+                    "INSERT INTO hub_price VALUES (5, 'north', 5.50)",
+                    "UPDATE hub_price SET region = 'north', amount = 3.35 WHERE id = 3",  // moves from south1 to north1
+                    "UPDATE hub_price SET region = 'south' WHERE id = 1",                 // moves from north1 to south1
+                    "UPDATE hub_price SET region = 'south' WHERE id = 4",                 // from nowhere to south1
+                    "DELETE FROM hub_price WHERE id = 2",
+                    "UPDATE hub_price SET amount = 5.55 WHERE id = 5");
+            await().atMost(Duration.ofSeconds(30)).until(() -> converged("hq", "north"));
+            assertThat(count("north1", "SELECT count(*) FROM price WHERE id IN (3, 5)")).isEqualTo(2);
+            assertThat(count("south1", "SELECT count(*) FROM price WHERE id IN (1, 4)")).isEqualTo(2);
+            assertThat(count("south1", "SELECT count(*) FROM price WHERE id = 3")).isZero();
+            // Every routed site has acknowledged everything: the hub's outbox is purged.
+            await().atMost(Duration.ofSeconds(30)).until(() -> count("hq", "SELECT count(*) FROM sync_batch") == 0
+                    && count("hq", "SELECT count(*) FROM sync_outbox") == 0);
+        }
+    }
+
+    @Test
+    void shouldReloadASiteWhoseAttributesChangedAndOneThatJoinsAfterBatchesWerePurged() throws Exception {
+        exec("hq2", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))",
+                "CREATE TABLE hub_price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))",
+                "INSERT INTO hub_price VALUES (1, 'north', 1), (2, 'south', 2)");
+        for (String s : new String[] {"north1", "north2", "south1"}) {
+            exec(s, "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))",
+                    "CREATE TABLE price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))");
+        }
+        int port = freePort();
+        HubNode hub = HubNode.start(hub("hq2", port, "north"), Clock.systemUTC());
+        try (SiteNode n1 = SiteNode.start(site("north1", hub.url()), Clock.systemUTC());
+             SiteNode n2 = SiteNode.start(site("north2", hub.url()), Clock.systemUTC())) {
+            for (int i = 10; i < 15; i++) { // batches that north1 and north2 acknowledge, so the hub purges them
+                exec("hq2", "INSERT INTO product VALUES (" + i + ", 'p" + i + "')", "INSERT INTO hub_price VALUES (" + i + ", 'south', " + i + ")");
+                int n = i;
+                await().atMost(Duration.ofSeconds(20)).until(() -> count("north2", "SELECT count(*) FROM product WHERE id = " + n) == 1);
+            }
+            await().atMost(Duration.ofSeconds(20)).until(() -> count("hq2", "SELECT count(*) FROM sync_batch") == 0);
+            try (SiteNode s1 = SiteNode.start(site("south1", hub.url()), Clock.systemUTC())) {
+                await().atMost(Duration.ofSeconds(30)).until(() -> converged("hq2", "north"));
+                assertThat(count("south1", "SELECT count(*) FROM product")).isEqualTo(5);
+
+                // north1 moves to the south: the hub restarts with its new attributes, and north1 gets the south's rows.
+                hub.close();
+                hub = HubNode.start(hub("hq2", port, "south"), Clock.systemUTC());
+                await().atMost(Duration.ofSeconds(30)).until(() -> converged("hq2", "south"));
+                assertThat(count("north1", "SELECT count(*) FROM price WHERE region = 'north'")).isZero();
+            }
+        } finally {
+            hub.close();
+        }
+    }
+}
