@@ -38,10 +38,18 @@ import java.util.stream.Stream;
  * alternating between push mode and pull mode. Every site starts with a few products (sent by the initial
  * load) and runs a product-management workload: new products, price and stock changes, deletions. The
  * hub folds every site's product table into one table keyed by (site_id, id).
+ *
+ * The other way, the hub's catalog (catalog_item) reaches the sites through a hub-to-sites channel: each site is in
+ * one of three regions and receives the items of its region and those without one. The hub edits its catalog while
+ * the sites work: new items, list prices, items moved to another region, items withdrawn.
  */
 final class Demo {
     private static final String TOKEN = "demo-enrollment-token";
     private static final int INITIAL_PRODUCTS = 40;
+    private static final int INITIAL_ITEMS = 60;
+    private static final String[] REGIONS = {"north", "south", "east"};
+    /** What a site of {@code :region} must hold of the hub's catalog: the channel's filter, in SQL. */
+    private static final String SHARE = "region IS NULL OR region = '%s'";
 
     private final Path root;
     private final int siteCount;
@@ -75,9 +83,8 @@ final class Demo {
         captured.set((long) INITIAL_PRODUCTS * siteCount);
         StringBuilder overrides = new StringBuilder();
         for (int i = 1; i <= siteCount; i++) {
-            if (i % 2 == 1) {
-                overrides.append("  ").append(siteId(i)).append(": {mode: pull, interval: 500ms}\n");
-            }
+            overrides.append("  ").append(siteId(i)).append(": {").append(i % 2 == 1 ? "mode: pull, interval: 500ms, " : "")
+                    .append("attributes: {region: ").append(region(i)).append("}}\n");
         }
         NodeConfig hubCfg = NodeConfig.parse("""
                 node: {id: hq}
@@ -87,9 +94,13 @@ final class Demo {
                 sync: {mode: push, interval: 500ms}
                 sites:
                 %s
+                capture: {interval: 200ms}
                 channels:
                   - name: products
                     tables: [{name: product, hubColumn: site_id}]
+                  - name: catalog
+                    direction: hub-to-sites
+                    tables: [{name: catalog_item, filter: "region IS NULL OR region = :site.region"}]
                 """.formatted(url("hub"), TOKEN, overrides.isEmpty() ? "  {}" : overrides.toString().stripTrailing()),
                 Role.HUB, Map.of());
         long start = System.nanoTime();
@@ -114,6 +125,8 @@ final class Demo {
                 SiteWorkload w = new SiteWorkload(url(siteId(i)), i);
                 workload.scheduleAtFixedRate(w::step, (i * 37L) % period, period, TimeUnit.MILLISECONDS);
             }
+            CatalogWorkload catalog = new CatalogWorkload(url("hub"));
+            workload.scheduleAtFixedRate(catalog::step, 0, 100, TimeUnit.MILLISECONDS);
             long t0 = System.nanoTime();
             progress.scheduleAtFixedRate(() -> printProgress(hub, t0), 5, 5, TimeUnit.SECONDS);
             Thread.sleep(duration.toMillis());
@@ -133,12 +146,26 @@ final class Demo {
                     Thread.sleep(200);
                 }
             }
+            List<Integer> behind = new ArrayList<>();
+            for (int i = 1; i <= siteCount; i++) {
+                behind.add(i);
+            }
+            while (!behind.isEmpty() && System.nanoTime() < deadline) {
+                behind.removeIf(this::catalogMatches);
+                if (!behind.isEmpty()) {
+                    Thread.sleep(200);
+                }
+            }
             progress.shutdownNow();
             if (!waiting.isEmpty()) {
                 out.printf("WARNING: %d sites did not drain within 180 s: %s%n", waiting.size(),
                         waiting.stream().map(SiteNode::nodeId).toList());
+            } else if (!behind.isEmpty()) {
+                out.printf("WARNING: %d sites did not receive the hub's catalog within 180 s: %s%n", behind.size(),
+                        behind.stream().map(Demo::siteId).toList());
             } else {
-                out.printf("all sites drained in %d ms%n", (System.nanoTime() - drainStart) / 1_000_000);
+                out.printf("all sites drained, and all hold their share of the hub's catalog (%d catalog changes), in %d ms%n",
+                        catalog.changes.get(), (System.nanoTime() - drainStart) / 1_000_000);
             }
             printProgress(hub, t0);
         } finally {
@@ -182,14 +209,44 @@ final class Demo {
         }
     }
 
+    private static String region(int site) {
+        return REGIONS[site % REGIONS.length];
+    }
+
+    /** Whether site {@code i} holds exactly its share of the hub's catalog. */
+    private boolean catalogMatches(int i) {
+        try (Connection hub = DriverManager.getConnection(url("hub")); Connection site = DriverManager.getConnection(url(siteId(i)))) {
+            H2Dialect d = new H2Dialect();
+            return TableChecksum.where(hub, d, "catalog_item", SHARE.formatted(region(i))).equals(TableChecksum.of(site, d, "catalog_item"));
+        } catch (SQLException e) {
+            return false;
+        }
+    }
+
+    private static final String CATALOG_ITEM = "CREATE TABLE IF NOT EXISTS catalog_item (id BIGINT PRIMARY KEY, name VARCHAR(200) NOT NULL, "
+            + "list_price DECIMAL(12,2) NOT NULL, region VARCHAR(16), updated_at TIMESTAMP NOT NULL)";
+
     private void createSchemas() throws SQLException {
         try (Connection c = DriverManager.getConnection(url("hub")); Statement s = c.createStatement()) {
             s.execute("CREATE TABLE IF NOT EXISTS product (site_id VARCHAR(64) NOT NULL, id BIGINT NOT NULL, sku VARCHAR(32) NOT NULL, "
                     + "name VARCHAR(200) NOT NULL, price DECIMAL(12,2) NOT NULL, stock INT NOT NULL, updated_at TIMESTAMP NOT NULL, "
                     + "PRIMARY KEY (site_id, id))");
+            s.execute(CATALOG_ITEM);
+            try (PreparedStatement ps = c.prepareStatement("MERGE INTO catalog_item KEY (id) VALUES (?, ?, ?, ?, ?)")) {
+                for (int p = 1; p <= INITIAL_ITEMS; p++) {
+                    ps.setLong(1, p);
+                    ps.setString(2, "Catalog item " + p);
+                    ps.setBigDecimal(3, BigDecimal.valueOf(500 + p * 11L, 2));
+                    ps.setString(4, p % 4 == 0 ? null : REGIONS[p % REGIONS.length]);
+                    ps.setObject(5, LocalDateTime.of(2026, 1, 1, 8, 0));
+                    ps.addBatch();
+                }
+                ps.executeBatch();
+            }
         }
         for (int i = 1; i <= siteCount; i++) {
             try (Connection c = DriverManager.getConnection(url(siteId(i))); Statement s = c.createStatement()) {
+                s.execute(CATALOG_ITEM);
                 s.execute("CREATE TABLE IF NOT EXISTS product (id BIGINT PRIMARY KEY, sku VARCHAR(32) NOT NULL, name VARCHAR(200) NOT NULL, "
                         + "price DECIMAL(12,2) NOT NULL, stock INT NOT NULL, updated_at TIMESTAMP NOT NULL)");
                 try (PreparedStatement ps = c.prepareStatement("MERGE INTO product KEY (id) VALUES (?, ?, ?, ?, ?, ?)")) {
@@ -279,9 +336,63 @@ final class Demo {
         }
     }
 
+    /** HQ's catalog work: new items, list prices, items moved to another region or to every region, withdrawals. */
+    private static final class CatalogWorkload {
+        private final String url;
+        private final SplittableRandom random = new SplittableRandom(2026);
+        private final AtomicInteger nextId = new AtomicInteger(INITIAL_ITEMS);
+        private final AtomicLong changes = new AtomicLong();
+        private Connection connection;
+
+        CatalogWorkload(String url) {
+            this.url = url;
+        }
+
+        synchronized void step() {
+            try {
+                if (connection == null) {
+                    connection = DriverManager.getConnection(url);
+                    connection.setAutoCommit(false);
+                }
+                int dice = random.nextInt(100);
+                long id = 1 + random.nextInt(nextId.get());
+                String region = random.nextInt(4) == 0 ? null : REGIONS[random.nextInt(REGIONS.length)];
+                String sql = dice < 50 ? "UPDATE catalog_item SET list_price = list_price + ?, updated_at = ? WHERE id = ?"
+                        : dice < 75 ? "UPDATE catalog_item SET region = ?, updated_at = ? WHERE id = ?"
+                        : dice < 92 ? "INSERT INTO catalog_item (list_price, updated_at, id, name, region) VALUES (?, ?, ?, ?, ?)"
+                        : "DELETE FROM catalog_item WHERE id = ?";
+                try (PreparedStatement ps = connection.prepareStatement(sql)) {
+                    if (dice >= 92) {
+                        ps.setLong(1, id);
+                    } else {
+                        ps.setObject(1, dice < 50 ? BigDecimal.valueOf(random.nextInt(-20, 50), 2)
+                                : dice < 75 ? region : BigDecimal.valueOf(random.nextInt(100, 100_000), 2));
+                        ps.setObject(2, LocalDateTime.now().withNano(0));
+                        ps.setLong(3, dice < 75 ? id : nextId.incrementAndGet());
+                        if (dice >= 75) {
+                            ps.setString(4, "New catalog item \u00e9t\u00e9");
+                            ps.setString(5, region);
+                        }
+                    }
+                    changes.addAndGet(ps.executeUpdate());
+                }
+                connection.commit();
+            } catch (SQLException e) {
+                try {
+                    if (connection != null) {
+                        connection.rollback();
+                    }
+                } catch (SQLException ignored) {
+                    connection = null;
+                }
+            }
+        }
+    }
+
     private boolean compare() throws SQLException {
         out.println();
-        out.printf("%-9s %10s %10s  %-12s  %-12s  %s%n", "site", "rows@site", "rows@hub", "sum@site", "sum@hub", "match");
+        out.printf("%-9s %10s %10s  %-12s  %-12s  %-6s %8s %8s  %s%n", "site", "rows@site", "rows@hub", "sum@site", "sum@hub", "region",
+                "catalog", "share", "match");
         int mismatches = 0;
         long totalRows = 0;
         H2Dialect dialect = new H2Dialect();
@@ -293,18 +404,24 @@ final class Demo {
                     atSite = TableChecksum.of(site, dialect, "product");
                 }
                 TableChecksum.Result atHub = TableChecksum.of(hub, dialect, "product", "site_id", id);
-                boolean match = atSite.equals(atHub);
+                TableChecksum.Result catalogAtSite;
+                try (Connection site = DriverManager.getConnection(url(id))) {
+                    catalogAtSite = TableChecksum.of(site, dialect, "catalog_item");
+                }
+                TableChecksum.Result share = TableChecksum.where(hub, dialect, "catalog_item", SHARE.formatted(region(i)));
+                boolean match = atSite.equals(atHub) && catalogAtSite.equals(share);
                 mismatches += match ? 0 : 1;
                 totalRows += atSite.rows();
-                out.printf("%-9s %10d %10d  %-12s  %-12s  %s%n", id, atSite.rows(), atHub.rows(), atSite.shortSha(), atHub.shortSha(),
-                        match ? "yes" : "NO");
+                out.printf("%-9s %10d %10d  %-12s  %-12s  %-6s %8d %8d  %s%n", id, atSite.rows(), atHub.rows(), atSite.shortSha(),
+                        atHub.shortSha(), region(i), catalogAtSite.rows(), share.rows(), match ? "yes" : "NO");
             }
             long hubRows;
             try (Statement s = hub.createStatement(); ResultSet rs = s.executeQuery("SELECT COUNT(*) FROM product")) {
                 rs.next();
                 hubRows = rs.getLong(1);
             }
-            out.printf("%nhub table holds %d rows; the sites hold %d. %s%n", hubRows, totalRows,
+            out.printf("%nhub table holds %d rows; the sites hold %d. Catalog and share: the site's copy of the hub's catalog_item, "
+                    + "and the hub's rows of the site's region or of none.%n%s%n", hubRows, totalRows,
                     mismatches == 0 && hubRows == totalRows ? "Every site matches the hub." : mismatches + " sites DO NOT match.");
             return mismatches == 0 && hubRows == totalRows;
         }

@@ -44,13 +44,26 @@ public final class TableChecksum {
      */
     public static Result of(Connection c, Dialect d, String table, String filterColumn, String filterValue) throws SQLException {
         TableMeta meta = SchemaReader.read(c, table);
+        return of(c, d, meta, filterColumn == null ? null : d.quote(meta.byKey().get(filterColumn.toLowerCase(Locale.ROOT)).name()) + " = ?",
+                filterColumn, filterValue);
+    }
+
+    /**
+     * Checksums the rows of {@code table} that satisfy the SQL predicate {@code where} (trusted text, e.g. a hub-to-sites
+     * filter written in SQL), keeping every column: a site's share of a hub table compares with the site's copy.
+     */
+    public static Result where(Connection c, Dialect d, String table, String where) throws SQLException {
+        return of(c, d, SchemaReader.read(c, table), where, null, null);
+    }
+
+    private static Result of(Connection c, Dialect d, TableMeta meta, String where, String filterColumn, String filterValue)
+            throws SQLException {
         List<ColumnMeta> cols = meta.columns().stream()
                 .filter(col -> filterColumn == null || !col.key().equals(filterColumn.toLowerCase(Locale.ROOT))).toList();
         List<ColumnMeta> order = meta.primaryKey().stream()
                 .filter(col -> filterColumn == null || !col.key().equals(filterColumn.toLowerCase(Locale.ROOT))).toList();
         String select = cols.stream().map(col -> d.quote(col.name())).collect(Collectors.joining(", "));
-        String sql = "SELECT " + select + " FROM " + d.quote(meta.name())
-                + (filterColumn == null ? "" : " WHERE " + d.quote(meta.byKey().get(filterColumn.toLowerCase(Locale.ROOT)).name()) + " = ?")
+        String sql = "SELECT " + select + " FROM " + d.quote(meta.name()) + (where == null ? "" : " WHERE " + where)
                 + " ORDER BY " + order.stream().map(col -> d.quote(col.name())).collect(Collectors.joining(", "));
         MessageDigest digest = sha256();
         long rows = 0;
