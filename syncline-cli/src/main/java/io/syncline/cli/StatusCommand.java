@@ -46,13 +46,13 @@ final class StatusCommand implements Callable<Integer> {
         }
         JsonNode doc = new ObjectMapper().readTree(resp.body());
         System.out.printf("hub %s at %s%n", doc.path("node").asText(), doc.path("at").asText());
-        System.out.printf("%-16s %-5s %-8s %-26s %10s %10s %12s  %s%n", "site", "mode", "state", "last contact", "pending", "lag ms",
-                "applied", "last error");
+        System.out.printf("%-16s %-5s %-8s %-26s %10s %10s %12s %10s  %s%n", "site", "mode", "state", "last contact", "pending", "lag ms",
+                "applied", "to site", "last error");
         for (JsonNode s : doc.path("sites")) {
-            System.out.printf("%-16s %-5s %-8s %-26s %10d %10d %12d  %s%n", s.path("site").asText(), s.path("mode").asText(),
+            System.out.printf("%-16s %-5s %-8s %-26s %10d %10d %12d %10d  %s%n", s.path("site").asText(), s.path("mode").asText(),
                     s.path("state").asText(), s.path("lastContact").isNull() ? "-" : s.path("lastContact").asText(),
                     s.path("pendingChanges").asLong(), s.path("lagMillis").asLong(), s.path("rowsApplied").asLong(),
-                    s.path("lastError").isNull() ? "" : s.path("lastError").asText());
+                    s.path("pendingToSite").asLong(), s.path("lastError").isNull() ? "" : s.path("lastError").asText());
         }
         return 0;
     }

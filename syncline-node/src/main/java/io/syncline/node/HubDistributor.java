@@ -269,6 +269,24 @@ final class HubDistributor implements AutoCloseable {
         }
     }
 
+    /**
+     * Changes of the hub-to-sites channels routed to {@code site} that are sealed and not acknowledged by it (before its
+     * filters); 0 when the database cannot be read, as status must not fail for it.
+     */
+    long pendingFor(String site) {
+        long rows = 0;
+        try (Connection c = db.connection()) {
+            for (String ch : channels.keySet()) {
+                if (routes(ch, site)) {
+                    rows += outbox.backlog(c, site, ch).rows();
+                }
+            }
+        } catch (SQLException e) {
+            LOG.debug("hub {}: cannot read what site {} has pending: {}", cfg.nodeId(), site, e.getMessage());
+        }
+        return rows;
+    }
+
     /** The route hash response header, for the site to echo. */
     static String routeHeader() {
         return ROUTE_HEADER;

@@ -29,8 +29,10 @@ public record NodeStatus(String node, String role, Instant at, List<SiteStatus> 
      * @param lastBatches   last batch applied per channel
      * @param rowsApplied   changes applied at the hub from this site, all channels
      * @param lastError     last exchange error, or null
+     * @param pendingToSite changes of hub-to-sites channels routed to the site that the hub sealed and the site has not
+     *                      acknowledged, counted before the site's row filters
      */
     public record SiteStatus(String site, String mode, String state, Instant lastContact, long pendingChanges, long lagMillis,
-                             Map<String, Long> lastBatches, long rowsApplied, String lastError) {
+                             Map<String, Long> lastBatches, long rowsApplied, String lastError, long pendingToSite) {
     }
 }

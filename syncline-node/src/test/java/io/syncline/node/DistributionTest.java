@@ -138,9 +138,10 @@ class DistributionTest {
             assertThat(count("north1", "SELECT count(*) FROM price WHERE id IN (3, 5)")).isEqualTo(2);
             assertThat(count("south1", "SELECT count(*) FROM price WHERE id IN (1, 4)")).isEqualTo(2);
             assertThat(count("south1", "SELECT count(*) FROM price WHERE id = 3")).isZero();
-            // Every routed site has acknowledged everything: the hub's outbox is purged.
+            // Every routed site has acknowledged everything: the hub's outbox is purged, and status shows nothing pending.
             await().atMost(Duration.ofSeconds(30)).until(() -> count("hq", "SELECT count(*) FROM sync_batch") == 0
                     && count("hq", "SELECT count(*) FROM sync_outbox") == 0);
+            assertThat(hub.status().sites()).extracting(NodeStatus.SiteStatus::pendingToSite).containsOnly(0L);
         }
     }
 
@@ -173,6 +174,12 @@ class DistributionTest {
                 await().atMost(Duration.ofSeconds(30)).until(() -> converged("hq2", "south"));
                 assertThat(count("north1", "SELECT count(*) FROM price WHERE region = 'north'")).isZero();
             }
+            // A site that stops fetching: the hub's status counts what waits for it.
+            n2.close();
+            exec("hq2", "INSERT INTO product VALUES (99, 'while north2 is away')");
+            HubNode h = hub;
+            await().atMost(Duration.ofSeconds(20)).until(() -> h.status().sites().stream()
+                    .filter(st -> st.site().equals("north2")).findFirst().orElseThrow().pendingToSite() == 1);
         } finally {
             hub.close();
         }
