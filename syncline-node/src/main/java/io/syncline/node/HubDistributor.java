@@ -60,11 +60,13 @@ import org.slf4j.LoggerFactory;
  *
  * A site that has nothing yet, missed batches the hub purged, or whose routing changed (the channel's specification or
  * the site's attributes; the site echoes the route hash of its last reload) gets a reload: every selected row of the
- * channel's tables, read after sealing, numbered as the last sealed batch. Batches after it follow as usual.
+ * channel's tables, numbered as the last sealed batch and read, on PostgreSQL, in the snapshot that batch was sealed
+ * with. Batches after it follow as usual.
  *
  * Purge: a batch leaves the hub's outbox once every routed site that has acknowledged anything of the channel has
- * acknowledged it. A site that never fetched does not hold it back; it will get a reload. A reload records the site
- * at its batch number before any row is read, so the batches after it stay until the site has them.
+ * acknowledged it. A site that never fetched does not hold it back; it will get a reload. A site's position is its own
+ * ledger, recorded at each fetch (also when it moves back) in the same step that checks the batches after it are still
+ * here; a reload records the site at its batch number before any row is read. So the batches a site still needs stay.
  */
 final class HubDistributor implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(HubDistributor.class);
@@ -85,6 +87,10 @@ final class HubDistributor implements AutoCloseable {
     private final Supplier<Collection<String>> registeredSites;
     private final ScheduledExecutorService ticker;
     private Instant nextSchemaCheck = Instant.EPOCH;
+    /** Channels not served, with why: a filter names a column its hub table no longer has. */
+    private volatile Map<String, String> broken = Map.of();
+    /** Per channel, the column signatures of its hub tables (part of the route hash). */
+    private volatile Map<String, String> signatures = Map.of();
 
     HubDistributor(NodeConfig cfg, Clock clock, Database db, Supplier<Collection<String>> registeredSites) throws SQLException {
         this.cfg = cfg;
@@ -110,9 +116,13 @@ final class HubDistributor implements AutoCloseable {
             filters.put(ch.name(), byTable);
         }
         try (Connection c = db.connection()) {
-            checkFilters(c);
+            String problems = filterProblems(c);
+            if (problems != null) {
+                throw new SyncException(SyncException.Stage.CONFIG, "hub " + cfg.nodeId() + ": " + problems);
+            }
             // Also with no hub-to-sites channel: capture left from an earlier configuration is removed.
             new CaptureInstaller(db.dialect(), clock).install(c, List.copyOf(channels.values()));
+            readSignatures(c);
         }
         this.ticker = Executors.newSingleThreadScheduledExecutor(r -> {
             Thread t = new Thread(r, "syncline-hub-capture");
@@ -125,8 +135,27 @@ final class HubDistributor implements AutoCloseable {
         }
     }
 
-    /** A filter may only name columns of its hub table. */
-    private void checkFilters(Connection c) throws SQLException {
+    /**
+     * The column signatures of each channel's hub tables: part of the route hash, so a table that gained or lost columns
+     * is reloaded at every site (rows captured before the capture was upgraded lack the new columns).
+     */
+    private void readSignatures(Connection c) throws SQLException {
+        Map<String, String> out = new HashMap<>();
+        for (ChannelSpec ch : channels.values()) {
+            StringBuilder sb = new StringBuilder();
+            for (TableSpec t : ch.tables()) {
+                TableMeta meta = SchemaReader.tryRead(c, t.name());
+                sb.append(meta == null ? t.name() + ":missing" : meta.signature()).append(';');
+            }
+            out.put(ch.name(), sb.toString());
+        }
+        c.commit();
+        signatures = out;
+    }
+
+    /** A filter may only name columns of its hub table; null when all do, else what is wrong (and the channels are marked). */
+    private String filterProblems(Connection c) throws SQLException {
+        Map<String, String> byChannel = new HashMap<>();
         List<String> problems = new ArrayList<>();
         for (ChannelSpec ch : channels.values()) {
             for (TableSpec t : ch.tables()) {
@@ -137,16 +166,17 @@ final class HubDistributor implements AutoCloseable {
                 }
                 for (String col : f.columns()) {
                     if (!meta.byKey().containsKey(col)) {
-                        problems.add("channel '" + ch.name() + "' table '" + t.name() + "': filter \"" + f.text() + "\" names column '"
-                                + col + "', which the hub table does not have (it has " + meta.byKey().keySet() + ")");
+                        String problem = "channel '" + ch.name() + "' table '" + t.name() + "': filter \"" + f.text() + "\" names column '"
+                                + col + "', which the hub table does not have (it has " + meta.byKey().keySet() + ")";
+                        problems.add(problem);
+                        byChannel.putIfAbsent(ch.name(), problem);
                     }
                 }
             }
         }
         c.commit();
-        if (!problems.isEmpty()) {
-            throw new SyncException(SyncException.Stage.CONFIG, "hub " + cfg.nodeId() + ": " + String.join("; ", problems));
-        }
+        broken = byChannel;
+        return problems.isEmpty() ? null : String.join("; ", problems);
     }
 
     /** Whether the hub-to-sites channel {@code channel} is routed to site {@code site}. */
@@ -176,7 +206,7 @@ final class HubDistributor implements AutoCloseable {
     String routeHash(String channel, String site) {
         try {
             return Secrets.sha256(WireFormat.MAPPER.writeValueAsString(channels.get(channel)) + "|"
-                    + WireFormat.MAPPER.writeValueAsString(cfg.siteAttributes(site))).substring(0, 16);
+                    + WireFormat.MAPPER.writeValueAsString(cfg.siteAttributes(site)) + "|" + signatures.get(channel)).substring(0, 16);
         } catch (IOException e) {
             throw new IllegalStateException(e);
         }
@@ -190,6 +220,12 @@ final class HubDistributor implements AutoCloseable {
             if (!clock.instant().isBefore(nextSchemaCheck)) {
                 nextSchemaCheck = clock.instant().plus(cfg.schemaCheckInterval());
                 new CaptureInstaller(db.dialect(), clock).reconcile(c, List.copyOf(channels.values()));
+                readSignatures(c);
+                String problems = filterProblems(c);
+                if (problems != null) {
+                    LOG.error("hub {}: {}; those channels are not served until the configuration or the table is fixed", cfg.nodeId(),
+                            problems);
+                }
             }
         } catch (SQLException | RuntimeException | Error e) { // an escaping Throwable would cancel the schedule
             LOG.warn("hub {}: sealing hub-to-sites batches failed: {}", cfg.nodeId(), e.getMessage());
@@ -223,6 +259,10 @@ final class HubDistributor implements AutoCloseable {
         if (!routes(channel, site)) {
             throw new HttpError(400, "channel '" + channel + "' is not routed to site '" + site + "': register again");
         }
+        String problem = broken.get(channel);
+        if (problem != null) {
+            throw new HttpError(503, "hub " + cfg.nodeId() + " does not serve channel '" + channel + "' now: " + problem);
+        }
         long ack;
         int max;
         try {
@@ -237,35 +277,92 @@ final class HubDistributor implements AutoCloseable {
         String route = routeHash(channel, site);
         try (Connection c = db.connection()) {
             seal(c, channel);
-            long lastSealed = outbox.lastSealed(c, channel);
             String why = !route.equals(q.get("route")) ? (q.get("route") == null ? "it has no copy yet" : "its routing changed")
-                    : ack > lastSealed ? "it holds batch " + ack + " but the hub sealed only " + lastSealed + " (hub database restored?)"
-                    : ack + 1 < outbox.firstAvailable(c, channel) ? "batches after " + ack + " were purged" : null;
-            c.commit();
-            long asOf = 0;
-            if (why == null) {
-                outbox.acknowledge(c, site, channel, ack, sharers(channel));
-            } else {
-                asOf = outbox.restart(c, site, channel);
-                LOG.info("hub {}: site {} gets a reload of channel {} as of batch {} ({})", cfg.nodeId(), site, channel, asOf, why);
+                    : outbox.position(c, site, channel, ack, sharers(channel));
+            if (why != null) {
+                sendReload(ex, c, channel, site, route, why);
+                return;
             }
-            // From the site's own ledger: after a restore at the site it may be behind what the hub recorded.
-            List<SealedBatch> batches = why == null ? outbox.sealedAfter(c, channel, ack, max) : List.of();
-            ex.getResponseHeaders().set(ROUTE_HEADER, route);
-            ex.getResponseHeaders().set("Content-Type", WireFormat.CONTENT_TYPE);
-            ex.sendResponseHeaders(200, 0);
+            List<SealedBatch> batches = outbox.sealedAfter(c, channel, ack, max);
+            sendHeaders(ex, route);
             try (OutputStream out = ex.getResponseBody(); WireWriter w = new WireWriter(out)) {
-                if (why != null) {
-                    writeReload(c, w, channel, site, asOf);
-                }
                 for (SealedBatch b : batches) {
                     w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, b.sequence()), b.sealedAt(), b.firstCaptured()));
                     outbox.stream(c, b, site, new SiteShare(w, channel, attributes(site)));
+                    if (!outbox.isAvailable(c, channel, b.sequence())) {
+                        // Cannot happen while this site's position holds the purge; if it did, the rows read may be
+                        // incomplete: the batch goes without its end marker, so the site refuses it and asks again.
+                        throw new IOException("batch " + b.sequence() + " of channel '" + channel + "' was purged while it was sent to "
+                                + site);
+                    }
                     w.endBatch();
                 }
             }
         } catch (SQLException e) {
             throw new HttpError(503, "hub " + cfg.nodeId() + ": database error: " + e.getMessage());
+        }
+    }
+
+    private static void sendHeaders(HttpExchange ex, String route) throws IOException {
+        ex.getResponseHeaders().set(ROUTE_HEADER, route);
+        ex.getResponseHeaders().set("Content-Type", WireFormat.CONTENT_TYPE);
+        ex.sendResponseHeaders(200, 0);
+    }
+
+    /**
+     * Answers a fetch with a reload: every row of the channel's tables in this site's share, as one batch numbered N, the
+     * last batch sealed. The site is recorded at N, in the transaction that seals N, before any row is read, so the
+     * batches after N are kept for it. On PostgreSQL the rows are read in the very snapshot N was sealed with (exported
+     * to a second connection): the reload holds exactly the changes of batches up to N. On H2 they are read in one
+     * REPEATABLE READ transaction that starts after N was sealed, so a change committed in between can come again in a
+     * batch after N (docs/protocol.md, "Fetch").
+     */
+    private void sendReload(HttpExchange ex, Connection c, String channel, String site, String route, String why)
+            throws SQLException, IOException {
+        OutboxStore.ReloadPoint point;
+        Connection reader = null;
+        ReentrantLock lock = sealLocks.computeIfAbsent(channel, k -> new ReentrantLock());
+        lock.lock();
+        try {
+            point = outbox.openReload(c, site, channel);
+            if (point.snapshot() != null) {
+                reader = db.connection();
+                db.dialect().importSnapshot(reader, point.snapshot());
+            }
+            c.commit();
+        } catch (SQLException | RuntimeException e) {
+            c.rollback();
+            if (reader != null) {
+                reader.close();
+            }
+            throw e;
+        } finally {
+            lock.unlock();
+        }
+        LOG.info("hub {}: site {} gets a reload of channel {} as of batch {} ({})", cfg.nodeId(), site, channel, point.batch(), why);
+        try (Connection in = reader != null ? reader : c) {
+            if (reader == null) {
+                c.setTransactionIsolation(Connection.TRANSACTION_REPEATABLE_READ); // one snapshot for every table
+            }
+            sendHeaders(ex, route);
+            try (OutputStream out = ex.getResponseBody(); WireWriter w = new WireWriter(out)) {
+                w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, point.batch()), clock.instant(), null), true);
+                SiteShare share = new SiteShare(w, channel, attributes(site));
+                for (TableSpec t : channels.get(channel).tables()) {
+                    TableMeta meta = SchemaReader.read(in, t.name());
+                    String table = t.name().toLowerCase(Locale.ROOT);
+                    try (Statement s = in.createStatement()) {
+                        s.setFetchSize(1000);
+                        try (ResultSet rs = s.executeQuery("SELECT * FROM " + db.dialect().quote(meta.name()))) {
+                            while (rs.next()) {
+                                share.accept("R", table, null, OutboxRowSink.Row.ofJson(CanonicalWriter.row(meta.columns(), rs, false)), null);
+                            }
+                        }
+                    }
+                }
+                in.commit();
+                w.endBatch();
+            }
         }
     }
 
@@ -290,28 +387,6 @@ final class HubDistributor implements AutoCloseable {
     /** The route hash response header, for the site to echo. */
     static String routeHeader() {
         return ROUTE_HEADER;
-    }
-
-    /** Every row of the channel's tables in this site's share, as one reload batch numbered {@code asOf}. */
-    private void writeReload(Connection c, WireWriter w, String channel, String site, long asOf) throws SQLException, IOException {
-        Instant now = clock.instant();
-        w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, asOf), now, null), true);
-        SiteShare share = new SiteShare(w, channel, attributes(site));
-        for (TableSpec t : channels.get(channel).tables()) {
-            TableMeta meta = SchemaReader.read(c, t.name());
-            String table = t.name().toLowerCase(Locale.ROOT);
-            try (Statement s = c.createStatement()) {
-                s.setFetchSize(1000);
-                try (ResultSet rs = s.executeQuery("SELECT * FROM " + db.dialect().quote(meta.name()))) {
-                    while (rs.next()) {
-                        String row = CanonicalWriter.row(meta.columns(), rs, false);
-                        share.accept("R", table, null, OutboxRowSink.Row.ofJson(row), null);
-                    }
-                }
-            }
-        }
-        c.commit();
-        w.endBatch();
     }
 
     /**

@@ -286,10 +286,6 @@ public final class SiteNode implements NodeControl {
                 boolean more = push(r);
                 nextPush = more ? Instant.EPOCH : clock.instant().plusMillis(r.intervalMillis());
             }
-            if (!clock.instant().isBefore(nextFetch)) {
-                boolean more = fetchAll(r);
-                nextFetch = more ? Instant.EPOCH : clock.instant().plusMillis(r.intervalMillis());
-            }
         } catch (Exception | Error e) { // an escaping Throwable would cancel the schedule silently
             String msg = Responses.describe(e, "hub at " + cfg.hubUrl());
             if (!java.util.Objects.equals(msg, lastError)) {
@@ -297,6 +293,18 @@ public final class SiteNode implements NodeControl {
             }
             lastError = msg;
             nextPush = clock.instant().plusMillis(registration == null ? 1000 : registration.intervalMillis());
+        }
+        // Apart from the above: a batch the hub keeps refusing must not stop the hub's changes from arriving.
+        Registration.Response r = registration;
+        if (r != null && incarnation.equals(registeredIncarnation) && !clock.instant().isBefore(nextFetch)) {
+            try {
+                boolean more = fetchAll(r);
+                nextFetch = more ? Instant.EPOCH : clock.instant().plusMillis(r.intervalMillis());
+            } catch (RuntimeException | Error e) {
+                lastError = "fetching from the hub: " + e.getMessage();
+                LOG.warn("site {}: {}", cfg.nodeId(), lastError);
+                nextFetch = clock.instant().plusMillis(r.intervalMillis());
+            }
         }
     }
 

@@ -57,7 +57,7 @@ class DistributionTest {
                 http: {port: %d}
                 enrollment: {token: secret-token}
                 sync: {interval: 100ms}
-                capture: {interval: 100ms}
+                capture: {interval: 100ms, schemaCheckInterval: 300ms}
                 sites:
                   north1: {attributes: {region: %s, type: store}}
                   north2: {mode: pull, interval: 100ms, attributes: {region: north, type: outlet}}
@@ -182,6 +182,36 @@ class DistributionTest {
                     .filter(st -> st.site().equals("north2")).findFirst().orElseThrow().pendingToSite() == 1);
         } finally {
             hub.close();
+        }
+    }
+
+    @Test
+    void shouldReloadWhenAHubTableGainsAColumnAndStopServingAFilterWhoseColumnWasDropped() throws Exception {
+        exec("hq3", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))",
+                "CREATE TABLE hub_price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))",
+                "INSERT INTO product VALUES (1, 'one'), (2, 'two')", "INSERT INTO hub_price VALUES (1, 'north', 1), (2, 'south', 2)");
+        for (String s : new String[] {"north1", "north2", "south1"}) {
+            exec(s, "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100), note VARCHAR(20))",
+                    "CREATE TABLE price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))");
+        }
+        try (HubNode hub = HubNode.start(hub("hq3", 0, "north"), Clock.systemUTC());
+             SiteNode n1 = SiteNode.start(site("north1", hub.url()), Clock.systemUTC());
+             SiteNode n2 = SiteNode.start(site("north2", hub.url()), Clock.systemUTC());
+             SiteNode s1 = SiteNode.start(site("south1", hub.url()), Clock.systemUTC())) {
+            await().atMost(Duration.ofSeconds(30)).until(() -> count("north2", "SELECT count(*) FROM product") == 2
+                    && count("north1", "SELECT count(*) FROM price") == 1);
+            // The hub's product table gains a column that the sites already have; rows written before the hub's capture
+            // notices it would travel without it. The reload the new signature causes brings every value.
+            exec("hq3", "ALTER TABLE product ADD COLUMN note VARCHAR(20)", "UPDATE product SET note = 'noted'");
+            await().atMost(Duration.ofSeconds(30)).until(() -> count("north2", "SELECT count(*) FROM product WHERE note = 'noted'") == 2
+                    && count("south1", "SELECT count(*) FROM product WHERE note = 'noted'") == 2);
+            // The column the prices filter reads is dropped at the hub: the channel is not served, and the sites keep
+            // their rows instead of seeing every row leave their share.
+            exec("hq3", "ALTER TABLE hub_price DROP COLUMN region");
+            await().atMost(Duration.ofSeconds(30)).until(() -> hub.status().sites().stream()
+                    .anyMatch(st -> st.site().equals("north1") && st.lastError() != null && st.lastError().contains("does not serve channel 'prices'")));
+            assertThat(count("north1", "SELECT count(*) FROM price")).isEqualTo(1);
+            assertThat(count("south1", "SELECT count(*) FROM price")).isEqualTo(1);
         }
     }
 }

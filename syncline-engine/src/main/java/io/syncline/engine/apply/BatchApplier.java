@@ -393,8 +393,24 @@ public final class BatchApplier {
             add(ps);
         }
 
+        /*
+         * A key change moves the row. If the new key is taken already, the target holds a later state than this change was
+         * made on (a reload or an initial load read after it; the change is replayed): the old key's row goes and the new
+         * row is written whole, the state the change led to, instead of failing on the duplicate key for ever.
+         */
         private void changeKey(TableMeta t, Map<String, Object> oldRow, Map<String, Object> newRow) throws SQLException {
             flush();
+            PreparedStatement exists = statement("SELECT 1 FROM " + dialect.quote(t.name()) + " WHERE " + keyPredicate(t));
+            bindKey(exists, 1, t, newRow);
+            boolean taken;
+            try (ResultSet rs = exists.executeQuery()) {
+                taken = rs.next();
+            }
+            if (taken) {
+                delete(t, oldRow);
+                upsert(t, newRow, false);
+                return;
+            }
             List<ColumnMeta> cols = columns(t, newRow);
             String set = cols.stream().map(col -> dialect.quote(col.name()) + " = " + dialect.placeholder(col))
                     .collect(Collectors.joining(", "));

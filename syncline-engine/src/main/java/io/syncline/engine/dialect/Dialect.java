@@ -51,6 +51,19 @@ public interface Dialect {
     void dropCapture(Connection c, TableMeta table) throws SQLException;
 
     /**
+     * Exports the snapshot of {@code c}'s open transaction for other connections to read in, where the database can
+     * (PostgreSQL: {@code pg_export_snapshot()}); empty where it cannot.
+     */
+    default Optional<String> exportSnapshot(Connection c) throws SQLException {
+        return Optional.empty();
+    }
+
+    /** Starts a REPEATABLE READ transaction on {@code c} that reads in a snapshot {@link #exportSnapshot} exported. */
+    default void importSnapshot(Connection c, String snapshot) throws SQLException {
+        throw new UnsupportedOperationException(name() + " cannot import snapshots");
+    }
+
+    /**
      * Closes the next batch of {@code channel}: everything committed since the previous batch and not yet in one.
      * Runs in the caller's transaction, which uses {@link #sealIsolation()}; the caller records the batch and commits.
      *

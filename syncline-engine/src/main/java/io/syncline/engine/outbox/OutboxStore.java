@@ -48,24 +48,7 @@ public final class OutboxStore {
             c.setTransactionIsolation(dialect.sealIsolation());
         }
         try {
-            String next = SyncSchema.getState(c, NEXT_SEQ + channel);
-            long seq = next == null ? 1 : Long.parseLong(next);
-            Optional<SealedBatch> sealed = dialect.sealBatch(c, channel, seq, clock.instant());
-            if (sealed.isPresent()) {
-                SealedBatch b = sealed.get();
-                try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_batch (channel, batch_seq, snap_from, snap_to, "
-                        + "row_count, sealed_at, first_captured) VALUES (?, ?, ?, ?, ?, ?, ?)")) {
-                    ps.setString(1, channel);
-                    ps.setLong(2, seq);
-                    ps.setString(3, b.from());
-                    ps.setString(4, b.to());
-                    ps.setLong(5, b.rowCount());
-                    ps.setObject(6, utc(b.sealedAt()));
-                    ps.setObject(7, b.firstCaptured() == null ? null : utc(b.firstCaptured()));
-                    ps.executeUpdate();
-                }
-                SyncSchema.putState(c, NEXT_SEQ + channel, Long.toString(seq + 1));
-            }
+            Optional<SealedBatch> sealed = sealWithin(c, channel);
             c.commit();
             return sealed;
         } catch (SQLException | RuntimeException e) {
@@ -76,6 +59,117 @@ public final class OutboxStore {
                 c.setTransactionIsolation(isolation);
             }
         }
+    }
+
+    /** Seals into the next batch inside the caller's transaction, which must run at the dialect's seal isolation. */
+    private Optional<SealedBatch> sealWithin(Connection c, String channel) throws SQLException {
+        String next = SyncSchema.getState(c, NEXT_SEQ + channel);
+        long seq = next == null ? 1 : Long.parseLong(next);
+        Optional<SealedBatch> sealed = dialect.sealBatch(c, channel, seq, clock.instant());
+        if (sealed.isPresent()) {
+            SealedBatch b = sealed.get();
+            try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_batch (channel, batch_seq, snap_from, snap_to, "
+                    + "row_count, sealed_at, first_captured) VALUES (?, ?, ?, ?, ?, ?, ?)")) {
+                ps.setString(1, channel);
+                ps.setLong(2, seq);
+                ps.setString(3, b.from());
+                ps.setString(4, b.to());
+                ps.setLong(5, b.rowCount());
+                ps.setObject(6, utc(b.sealedAt()));
+                ps.setObject(7, b.firstCaptured() == null ? null : utc(b.firstCaptured()));
+                ps.executeUpdate();
+            }
+            SyncSchema.putState(c, NEXT_SEQ + channel, Long.toString(seq + 1));
+        }
+        return sealed;
+    }
+
+    /**
+     * Where a reload of {@code channel} for {@code destination} starts. In a transaction of {@code c} at the seal isolation
+     * that stays open: seals what is committed into a batch, records {@code destination} at the last sealed batch N (the
+     * acknowledgement may move back), and, where the dialect can, exports the transaction's snapshot. On PostgreSQL that
+     * snapshot is the one batch N was sealed with: a reload read in it holds exactly the changes of batches up to N, and
+     * none of a later batch. The caller imports the snapshot on another connection, then commits {@code c}, which must
+     * not be used for anything else until then; the caller holds the channel's seal lock meanwhile.
+     */
+    public synchronized ReloadPoint openReload(Connection c, String destination, String channel) throws SQLException {
+        c.setTransactionIsolation(dialect.sealIsolation());
+        try {
+            sealWithin(c, channel);
+            long last = lastSealed(c, channel);
+            recordAck(c, destination, channel, last);
+            return new ReloadPoint(last, dialect.exportSnapshot(c).orElse(null));
+        } catch (SQLException | RuntimeException e) {
+            c.rollback();
+            throw e;
+        }
+    }
+
+    /** A reload's batch number and, where the dialect exports snapshots, the snapshot to read it in (else null). */
+    public record ReloadPoint(long batch, String snapshot) {
+    }
+
+    /**
+     * For a destination of a shared channel that holds every batch up to {@code ledger}: records that as its position, also
+     * when it moves back (its database was restored), purges what every sharer in {@code sharers} has, and commits. In one
+     * step under the store's lock, so no purge passes the position between this check and the reading of the batches after
+     * it.
+     *
+     * @return null when every batch after {@code ledger} is here to be sent; else why the destination needs a reload
+     */
+    public synchronized String position(Connection c, String destination, String channel, long ledger, java.util.Collection<String> sharers)
+            throws SQLException {
+        try {
+            long last = lastSealed(c, channel);
+            if (ledger > last) {
+                c.commit();
+                return "it holds batch " + ledger + " but only " + last + " were sealed here";
+            }
+            if (ledger + 1 < firstAvailable(c, channel)) {
+                c.commit();
+                return "batches after " + ledger + " were purged";
+            }
+            recordAck(c, destination, channel, ledger);
+            purgeShared(c, channel, sharers);
+            c.commit();
+            return null;
+        } catch (SQLException | RuntimeException e) {
+            c.rollback();
+            throw e;
+        }
+    }
+
+    /** Purges the batches of {@code channel} that every sharer with an acknowledgement has acknowledged. */
+    private int purgeShared(Connection c, String channel, java.util.Collection<String> sharers) throws SQLException {
+        long purgeTo = Long.MAX_VALUE;
+        for (String d : sharers) {
+            if (hasAck(c, d, channel)) {
+                purgeTo = Math.min(purgeTo, acknowledged(c, d, channel));
+            }
+        }
+        if (purgeTo == Long.MAX_VALUE) {
+            return 0;
+        }
+        return purgeUpTo(c, channel, purgeTo);
+    }
+
+    private int purgeUpTo(Connection c, String channel, long upTo) throws SQLException {
+        int purged = 0;
+        SealedBatch last = batch(c, channel, upTo);
+        if (last != null) {
+            purged = dialect.purge(c, last);
+        }
+        try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_batch WHERE channel = ? AND batch_seq <= ?")) {
+            ps.setString(1, channel);
+            ps.setLong(2, upTo);
+            ps.executeUpdate();
+        }
+        return purged;
+    }
+
+    /** Whether batch {@code seq} of {@code channel} is still in the outbox (not purged). */
+    public boolean isAvailable(Connection c, String channel, long seq) throws SQLException {
+        return batch(c, channel, seq) != null;
     }
 
     /** Sealed batches of {@code channel} not yet acknowledged by {@code destination}, oldest first, at most {@code limit}. */
@@ -131,17 +225,6 @@ public final class OutboxStore {
      * @return outbox rows purged
      */
     public synchronized int acknowledge(Connection c, String destination, String channel, long upTo) throws SQLException {
-        return acknowledge(c, destination, channel, upTo, List.of(destination));
-    }
-
-    /**
-     * Like {@link #acknowledge(Connection, String, String, long)} for a channel that several destinations share (the
-     * hub's hub-to-sites channels): batches are purged only once every destination in {@code sharers} that has
-     * acknowledged anything of the channel has acknowledged them. A sharer without any acknowledgement does not hold
-     * the purge back; it will be loaded whole ({@link #firstAvailable}).
-     */
-    public synchronized int acknowledge(Connection c, String destination, String channel, long upTo, java.util.Collection<String> sharers)
-            throws SQLException {
         try {
             long previous = acknowledged(c, destination, channel);
             if (upTo <= previous) {
@@ -158,22 +241,7 @@ public final class OutboxStore {
                         + destination + " received");
             }
             recordAck(c, destination, channel, upTo);
-            long purgeTo = upTo;
-            for (String other : sharers) {
-                if (!other.equals(destination) && hasAck(c, other, channel)) {
-                    purgeTo = Math.min(purgeTo, acknowledged(c, other, channel));
-                }
-            }
-            int purged = 0;
-            SealedBatch last = batch(c, channel, purgeTo);
-            if (last != null) {
-                purged = dialect.purge(c, last);
-            }
-            try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_batch WHERE channel = ? AND batch_seq <= ?")) {
-                ps.setString(1, channel);
-                ps.setLong(2, purgeTo);
-                ps.executeUpdate();
-            }
+            int purged = purgeUpTo(c, channel, upTo);
             io.syncline.engine.apply.CrashPoints.hit("ack-before-commit");
             c.commit();
             return purged;
@@ -204,23 +272,6 @@ public final class OutboxStore {
                     SyncSchema.putState(c, k, InitialLoadState.START);
                 }
             }
-        }
-    }
-
-    /**
-     * Records {@code destination} as holding every batch of {@code channel} up to the last one sealed, and returns that
-     * number; commits. The acknowledgement may move back. For a destination about to receive a reload as of that batch:
-     * from this moment the batches after it are kept for it.
-     */
-    public synchronized long restart(Connection c, String destination, String channel) throws SQLException {
-        try {
-            long last = lastSealed(c, channel);
-            recordAck(c, destination, channel, last);
-            c.commit();
-            return last;
-        } catch (SQLException | RuntimeException e) {
-            c.rollback();
-            throw e;
         }
     }
 

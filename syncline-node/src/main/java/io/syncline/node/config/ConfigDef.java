@@ -68,8 +68,10 @@ public final class ConfigDef {
                     "How often the node seals newly committed changes into batches (a site for its channels, the hub for its "
                             + "hub-to-sites channels); a site also fetches the hub's batches at this interval."),
             new ConfigKey("capture.schemaCheckInterval", Type.DURATION, "10s", false, BOTH,
-                    "How often the site compares each captured table's columns with its capture and upgrades the capture "
-                            + "when they differ (after ALTER TABLE). A table that gained columns is then loaded again."),
+                    "How often a node compares each captured table's columns with its capture and upgrades the capture "
+                            + "when they differ (after ALTER TABLE). At a site, a table that gained columns is then loaded again; at "
+                            + "the hub, every site is reloaded with the hub-to-sites tables whose columns changed, and filters are "
+                            + "checked against them."),
             new ConfigKey("load.chunkSize", Type.INT, "5000", false, BOTH, "Rows per initial-load chunk (one transaction each).")
     );
 

@@ -32,8 +32,8 @@ public final class H2CaptureTrigger implements Trigger {
 
     @Override
     public void fire(Connection conn, Object[] oldRow, Object[] newRow) throws SQLException {
-        if (columns == null) {
-            load(conn);
+        if (columns == null && !load(conn)) {
+            return; // H2 copying the table's rows into its new shape during ALTER TABLE: not a change
         }
         String origin;
         try (Statement s = conn.createStatement(); ResultSet rs = s.executeQuery("SELECT " + H2Dialect.ORIGIN_VARIABLE)) {
@@ -52,11 +52,19 @@ public final class H2CaptureTrigger implements Trigger {
         }
     }
 
-    private synchronized void load(Connection conn) throws SQLException {
+    /**
+     * Reads the table's columns and channel; false when the table does not exist under the trigger's table name. That is
+     * the copy H2 builds during {@code ALTER TABLE} (named like {@code PRODUCT_COPY_5_0}), whose rows are the table's own
+     * rows being moved, not changes; H2 creates the trigger again on the altered table.
+     */
+    private synchronized boolean load(Connection conn) throws SQLException {
         if (columns != null) {
-            return;
+            return true;
         }
-        TableMeta meta = SchemaReader.read(conn, table);
+        TableMeta meta = SchemaReader.tryRead(conn, table);
+        if (meta == null) {
+            return false;
+        }
         try (PreparedStatement ps = conn.prepareStatement("SELECT channel FROM sync_trigger_hist WHERE table_name = ?")) {
             ps.setString(1, meta.name());
             try (ResultSet rs = ps.executeQuery()) {
@@ -67,6 +75,7 @@ public final class H2CaptureTrigger implements Trigger {
             }
         }
         columns = meta.columns();
+        return true;
     }
 
     @Override

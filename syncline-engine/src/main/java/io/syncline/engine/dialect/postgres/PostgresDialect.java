@@ -147,6 +147,25 @@ public final class PostgresDialect implements Dialect {
     }
 
     @Override
+    public Optional<String> exportSnapshot(Connection c) throws SQLException {
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT pg_export_snapshot()")) {
+            rs.next();
+            return Optional.of(rs.getString(1));
+        }
+    }
+
+    @Override
+    public void importSnapshot(Connection c, String snapshot) throws SQLException {
+        if (!snapshot.matches("[0-9A-Fa-f-]+")) {
+            throw new IllegalArgumentException("not a PostgreSQL snapshot id: " + snapshot);
+        }
+        c.setTransactionIsolation(Connection.TRANSACTION_REPEATABLE_READ);
+        try (Statement s = c.createStatement()) {
+            s.execute("SET TRANSACTION SNAPSHOT '" + snapshot + "'");
+        }
+    }
+
+    @Override
     public void streamBatch(Connection c, SealedBatch b, String destination, OutboxRowSink sink)
             throws SQLException, java.io.IOException {
         PostgresBatchReader.stream(c, b, destination, window(b.from(), b.to()), sink);
