@@ -71,6 +71,7 @@ import org.slf4j.MDC;
  */
 public final class HubNode implements NodeControl {
     private static final Logger LOG = LoggerFactory.getLogger(HubNode.class);
+    private static final String FETCH_FAILED = "fetch failed: ";
 
     private final NodeConfig cfg;
     private final Clock clock;
@@ -419,10 +420,19 @@ public final class HubNode implements NodeControl {
         try {
             distributor.handleFetch(ex, s.id, HttpEndpoint.query(ex));
         } catch (HttpError e) {
-            s.lastError = e.getMessage();
+            s.lastError = FETCH_FAILED + e.getMessage();
+            throw e;
+        } catch (IOException | RuntimeException e) {
+            // Possibly after the 200 header: the stream is cut there, and the site refuses the unfinished batch.
+            s.lastError = FETCH_FAILED + e.getMessage();
+            LOG.warn("hub {}: fetch by site {} failed: {}", cfg.nodeId(), s.id, e.getMessage());
             throw e;
         }
         s.lastContact = clock.instant();
+        String error = s.lastError;
+        if (error != null && error.startsWith(FETCH_FAILED)) {
+            s.lastError = null; // a push error stays until a push succeeds
+        }
     }
 
     // ---- pull ------------------------------------------------------------------------------------

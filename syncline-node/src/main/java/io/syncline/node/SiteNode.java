@@ -479,6 +479,10 @@ public final class SiteNode implements NodeControl {
             conn.setRequestProperty("Authorization", "Bearer " + r.secret());
             conn.setRequestProperty(Headers.NODE, cfg.nodeId());
             int code = conn.getResponseCode();
+            String config = conn.getHeaderField(Headers.CONFIG);
+            if (config != null && !config.equals(r.configHash())) {
+                reregister = true; // also on an error: "not routed to this site" means our channels are out of date
+            }
             if (code == 401) {
                 reregister = true;
                 throw new IOException("hub refused our credentials: " + Responses.errorBody(conn) + " (registering again)");
@@ -486,9 +490,8 @@ public final class SiteNode implements NodeControl {
             if (code != 200) {
                 throw new IOException("hub answered " + code + ": " + Responses.errorBody(conn));
             }
-            String config = conn.getHeaderField(Headers.CONFIG);
-            if (config != null && !config.equals(r.configHash())) {
-                reregister = true;
+            if (reregister) {
+                return false; // a reload under an outdated registration could empty a table no longer in the channel
             }
             String newRoute = conn.getHeaderField(HubDistributor.routeHeader());
             ChannelSpec local = ch.fromHub();

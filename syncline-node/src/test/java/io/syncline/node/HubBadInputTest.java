@@ -49,6 +49,8 @@ class HubBadInputTest {
     void startHubAndRegister() throws Exception {
         try (Connection c = DriverManager.getConnection(url("hub")); Statement s = c.createStatement()) {
             s.execute("CREATE TABLE product (site_id VARCHAR(64), id INT, name VARCHAR(100), price DECIMAL(10,2), PRIMARY KEY (site_id, id))");
+            s.execute("CREATE TABLE catalog_item (id INT PRIMARY KEY, name VARCHAR(100))");
+            s.execute("CREATE TABLE catalog_item_copy (id INT PRIMARY KEY, name VARCHAR(100))");
         }
         hub = HubNode.start(NodeConfig.parse("""
                 node: {id: hub}
@@ -57,12 +59,45 @@ class HubBadInputTest {
                 channels:
                   - name: products
                     tables: [{name: product, hubColumn: site_id}]
+                  - name: catalog
+                    direction: hub-to-sites
+                    tables: [{name: catalog_item}]
+                  - name: elsewhere
+                    direction: hub-to-sites
+                    sites: "id = 'another-site'"
+                    tables: [{name: other_item, target: catalog_item_copy}]
                 """.formatted(url("hub"), TOKEN), Role.HUB, Map.of()), Clock.systemUTC());
         client = new RawHubClient(hub.url());
         Answer reg = client.register(SITE, TOKEN);
         assertThat(reg.status()).as(reg.raw()).isEqualTo(200);
         assertThat(reg.body()).containsEntry("hub", "hub").containsEntry("node", SITE).containsEntry("mode", "push")
                 .containsKeys("secret", "intervalMillis", "maxBatches", "channels", "configHash");
+    }
+
+    @Test
+    void shouldRefuseBadFetchesWithAnErrorThatSaysWhatIsWrong() throws Exception {
+        assertThat(client.fetch(SITE, null, "channel=catalog&ack=0").status()).isEqualTo(401);
+        assertThat(client.fetch(SITE, "wrong", "channel=catalog&ack=0").status()).isEqualTo(401);
+        Answer unknown = client.fetch(SITE, client.secret, "channel=nope&ack=0");
+        assertThat(unknown.status()).isEqualTo(400);
+        assertThat(unknown.error()).contains("unknown or missing hub-to-sites channel 'nope'");
+        Answer upstream = client.fetch(SITE, client.secret, "channel=products&ack=0");
+        assertThat(upstream.status()).as("a site-to-hub channel is not fetched").isEqualTo(400);
+        Answer notRouted = client.fetch(SITE, client.secret, "channel=elsewhere&ack=0");
+        assertThat(notRouted.status()).isEqualTo(400);
+        assertThat(notRouted.error()).contains("channel 'elsewhere' is not routed to site '" + SITE + "'");
+        Answer badAck = client.fetch(SITE, client.secret, "channel=catalog&ack=abc");
+        assertThat(badAck.status()).isEqualTo(400);
+        assertThat(badAck.error()).contains("'ack' and 'max' must be whole numbers");
+        Answer negative = client.fetch(SITE, client.secret, "channel=catalog&ack=-3");
+        assertThat(negative.status()).isEqualTo(400);
+        assertThat(negative.error()).contains("'ack' must not be negative, got -3");
+        assertThat(client.fetch(SITE, client.secret, "channel=catalog&ack=0").status()).isEqualTo(200);
+        // A site cannot push into a channel that flows from the hub.
+        Answer pushed = client.push(SITE, RawHubClient.stream(RawHubClient.batch(SITE, "catalog", 1,
+                RawHubClient.insert("catalog_item", "{\"id\":1,\"name\":\"x\"}"))));
+        assertThat(pushed.status()).isEqualTo(400);
+        assertThat(pushed.error()).contains("flows from the hub to the sites");
     }
 
     @AfterEach

@@ -84,6 +84,28 @@ final class RawHubClient {
         return push(node, secret, body);
     }
 
+    /** GET /v1/fetch with a raw query string (as given) and the remembered secret, or none when {@code secret} is null. */
+    Answer fetch(String node, String secret, String query) throws IOException, InterruptedException {
+        HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(hubUrl + "/v1/fetch?" + query)).timeout(Duration.ofSeconds(30)).GET();
+        b.header(Headers.NODE, node);
+        if (secret != null) {
+            b.header("Authorization", "Bearer " + secret);
+        }
+        HttpResponse<byte[]> r = http.send(b.build(), HttpResponse.BodyHandlers.ofByteArray());
+        String text = r.statusCode() == 200 ? "" : new String(r.body(), java.nio.charset.StandardCharsets.UTF_8);
+        return answer(new String(text), r.statusCode());
+    }
+
+    private static Answer answer(String text, int status) {
+        Map<String, Object> body;
+        try {
+            body = text.isEmpty() ? Map.of() : WireFormat.MAPPER.readValue(text, MAP);
+        } catch (IOException | RuntimeException e) {
+            body = Map.of();
+        }
+        return new Answer(status, body == null ? Map.of() : body, text);
+    }
+
     int health() throws IOException, InterruptedException {
         return http.send(HttpRequest.newBuilder(URI.create(hubUrl + "/v1/health")).timeout(Duration.ofSeconds(10)).GET().build(),
                 HttpResponse.BodyHandlers.discarding()).statusCode();
