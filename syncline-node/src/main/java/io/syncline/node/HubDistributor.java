@@ -348,7 +348,10 @@ final class HubDistributor implements AutoCloseable {
             try (OutputStream out = ex.getResponseBody(); WireWriter w = new WireWriter(out)) {
                 w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, point.batch()), clock.instant(), null), true);
                 SiteShare share = new SiteShare(w, channel, attributes(site));
-                for (TableSpec t : channels.get(channel).tables()) {
+                ChannelSpec spec = channels.get(channel);
+                // Referenced tables first: the site writes the rows in this order, under its foreign keys.
+                for (String name : SchemaReader.referenceOrder(in, spec.tables().stream().map(TableSpec::name).toList())) {
+                    TableSpec t = spec.table(name);
                     TableMeta meta = SchemaReader.read(in, t.name());
                     String table = t.name().toLowerCase(Locale.ROOT);
                     try (Statement s = in.createStatement()) {

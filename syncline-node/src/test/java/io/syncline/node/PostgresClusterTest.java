@@ -42,7 +42,7 @@ class PostgresClusterTest {
     @BeforeAll
     static void startPostgres() throws Exception {
         pg = EmbeddedPostgres.builder().start();
-        for (String db : List.of("hq", "s1", "s2", "s3", "alt_hq", "alt_s", "dist_hq", "dist_a")) {
+        for (String db : List.of("hq", "s1", "s2", "s3", "alt_hq", "alt_s", "dist_hq", "dist_a", "ref_hq", "ref_s")) {
             exec("postgres", "CREATE DATABASE " + db);
         }
     }
@@ -211,6 +211,57 @@ class PostgresClusterTest {
             assertThat(countIn("dist_a", "SELECT count(*) FROM item")).as("700 inserted, less the deleted").isEqualTo(600);
             assertThat(countIn("dist_a", "SELECT count(*) FROM offer WHERE id = 11")).as("moved north, then re-keyed").isZero();
             assertThat(countIn("dist_a", "SELECT count(*) FROM offer WHERE id = 1011")).as("moved north, then re-keyed").isEqualTo(1);
+        }
+    }
+
+    @Test
+    void shouldKeepForeignKeysAtASiteThroughAReloadAndBatchesFromTheHub() throws Exception {
+        for (String db : List.of("ref_hq", "ref_s")) {
+            exec(db, ReferencesTest.ORDERS, ReferencesTest.LINES);
+        }
+        exec("ref_hq", "INSERT INTO orders SELECT g, 'customer ' || g FROM generate_series(1, 50) g",
+                "INSERT INTO order_line SELECT g, 1 + g % 50, 'item ' || g FROM generate_series(1, 200) g");
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hq}
+                database: {url: "%s", user: postgres}
+                enrollment: {token: tok}
+                sync: {interval: 100ms}
+                capture: {interval: 100ms}
+                channels:
+                  - name: orders
+                    direction: hub-to-sites
+                    tables: [{name: order_line}, {name: orders}]
+                """.formatted(url("ref_hq")), Role.HUB, Map.of());
+        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC());
+             SiteNode site = SiteNode.start(NodeConfig.parse("""
+                     node: {id: ref_s}
+                     database: {url: "%s", user: postgres, poolSize: 3}
+                     hub: {url: "%s", token: tok}
+                     capture: {interval: 100ms}
+                     """.formatted(url("ref_s"), hub.url()), Role.SITE, Map.of()), Clock.systemUTC())) {
+            await().atMost(Duration.ofSeconds(60)).until(() -> sameTables("ref_hq", "ref_s", "orders", "order_line"));
+            try (Connection c = DriverManager.getConnection(url("ref_hq")); Statement st = c.createStatement()) {
+                c.setAutoCommit(false);
+                st.execute("INSERT INTO orders VALUES (100, 'new customer')");
+                st.execute("INSERT INTO order_line VALUES (1000, 100, 'first'), (1001, 100, 'second')");
+                st.execute("UPDATE order_line SET order_id = 100 WHERE order_id = 2");
+                st.execute("DELETE FROM order_line WHERE order_id = 3");
+                st.execute("DELETE FROM orders WHERE id = 3");
+                c.commit();
+            }
+            await().atMost(Duration.ofSeconds(60)).until(() -> sameTables("ref_hq", "ref_s", "orders", "order_line"));
+            assertThat(countIn("ref_s", "SELECT count(*) FROM order_line WHERE order_id = 100")).isEqualTo(6);
+        }
+    }
+
+    private static boolean sameTables(String a, String b, String... tables) throws SQLException {
+        try (Connection x = DriverManager.getConnection(url(a)); Connection y = DriverManager.getConnection(url(b))) {
+            for (String t : tables) {
+                if (!TableChecksum.of(x, new PostgresDialect(), t).equals(TableChecksum.of(y, new PostgresDialect(), t))) {
+                    return false;
+                }
+            }
+            return true;
         }
     }
 

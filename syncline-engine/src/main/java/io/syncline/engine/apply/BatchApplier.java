@@ -100,10 +100,10 @@ public final class BatchApplier {
         try {
             long last = lockLedger(c, id);
             if (reload) {
-                List<TableSpec> tables = channel.tables();
-                for (int i = tables.size() - 1; i >= 0; i--) { // children first, where later tables reference earlier ones
+                List<String> tables = SchemaReader.referenceOrder(c, channel.tables().stream().map(TableSpec::target).toList());
+                for (int i = tables.size() - 1; i >= 0; i--) { // tables that reference others go first
                     try (Statement s = c.createStatement()) {
-                        s.executeUpdate("DELETE FROM " + dialect.quote(target(c, tables.get(i).target()).name()));
+                        s.executeUpdate("DELETE FROM " + dialect.quote(target(c, tables.get(i)).name()));
                     }
                 }
             } else if (id.sequence() <= last) {

@@ -50,13 +50,16 @@ public final class InitialLoader {
         this.chunkSize = chunkSize;
     }
 
+    /** Tables of each channel in reference order (foreign keys), by channel specification. */
+    private final Map<ChannelSpec, List<TableSpec>> orders = new java.util.concurrent.ConcurrentHashMap<>();
+
     /**
      * Copies the next chunk of the first unfinished load in {@code channel} and commits.
      *
      * @return true when a chunk was copied (more may follow), false when every load of the channel is done
      */
     public boolean step(Connection c, ChannelSpec channel) throws SQLException {
-        for (TableSpec t : channel.tables()) {
+        for (TableSpec t : referenceOrder(c, channel)) {
             String key = InitialLoadState.key(channel.name(), t.name().toLowerCase(java.util.Locale.ROOT));
             String state = SyncSchema.getState(c, key);
             if (state == null || state.equals(InitialLoadState.DONE)) {
@@ -81,6 +84,21 @@ public final class InitialLoader {
         }
         c.commit(); // end the read-only transaction of the state reads: the caller may change isolation next
         return false;
+    }
+
+    /**
+     * The channel's tables with every table after the tables it references (foreign keys), so the target can insert the
+     * loaded rows in that order. Read once per channel and table list.
+     */
+    private List<TableSpec> referenceOrder(Connection c, ChannelSpec channel) throws SQLException {
+        List<TableSpec> cached = orders.get(channel);
+        if (cached == null) {
+            List<String> names = SchemaReader.referenceOrder(c, channel.tables().stream().map(TableSpec::name).toList());
+            cached = names.stream().map(channel::table).toList();
+            c.commit();
+            orders.put(channel, cached);
+        }
+        return cached;
     }
 
     private void copyChunk(Connection c, String channel, TableSpec spec, String key, Map<String, Object> after) throws SQLException {

@@ -58,4 +58,57 @@ public final class SchemaReader {
         }
         return null;
     }
+
+    /**
+     * {@code tables} ordered so that a table comes after every table of the list it references by a foreign key: the
+     * order to write them in (and, reversed, to empty them in) without breaking those keys. Otherwise the given order is
+     * kept; tables in a reference cycle keep their given order among themselves. Names match case-insensitively; a
+     * table that does not exist keeps its place.
+     */
+    public static List<String> referenceOrder(Connection c, List<String> tables) throws SQLException {
+        DatabaseMetaData md = c.getMetaData();
+        Map<String, java.util.Set<String>> parents = new java.util.HashMap<>();
+        java.util.Set<String> names = new java.util.HashSet<>();
+        for (String t : tables) {
+            names.add(t.toLowerCase(Locale.ROOT));
+        }
+        for (String t : tables) {
+            java.util.Set<String> refs = new java.util.LinkedHashSet<>();
+            TableMeta meta = tryRead(c, t);
+            if (meta != null) {
+                try (ResultSet rs = md.getImportedKeys(null, c.getSchema(), meta.name())) {
+                    while (rs.next()) {
+                        String parent = rs.getString("PKTABLE_NAME").toLowerCase(Locale.ROOT);
+                        if (names.contains(parent) && !parent.equals(t.toLowerCase(Locale.ROOT))) {
+                            refs.add(parent);
+                        }
+                    }
+                }
+            }
+            parents.put(t.toLowerCase(Locale.ROOT), refs);
+        }
+        List<String> out = new ArrayList<>();
+        java.util.Set<String> placed = new java.util.HashSet<>();
+        while (out.size() < tables.size()) {
+            boolean progress = false;
+            for (String t : tables) {
+                String key = t.toLowerCase(Locale.ROOT);
+                if (!placed.contains(key) && placed.containsAll(parents.get(key))) {
+                    out.add(t);
+                    placed.add(key);
+                    progress = true;
+                    break; // restart from the top: keeps the given order wherever the references allow
+                }
+            }
+            if (!progress) { // a cycle: the first unplaced table goes next
+                for (String t : tables) {
+                    if (placed.add(t.toLowerCase(Locale.ROOT))) {
+                        out.add(t);
+                        break;
+                    }
+                }
+            }
+        }
+        return out;
+    }
 }
