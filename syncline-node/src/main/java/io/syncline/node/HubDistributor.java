@@ -87,6 +87,10 @@ final class HubDistributor implements AutoCloseable {
     private final Supplier<Collection<String>> registeredSites;
     private final ScheduledExecutorService ticker;
     private Instant nextSchemaCheck = Instant.EPOCH;
+    /** Bound of the rendered-batch cache, in characters of row text (about twice as many bytes of heap). */
+    private static final long CACHE_CHARS = 16L << 20;
+    private final BatchCache cache = new BatchCache(CACHE_CHARS);
+    private final java.util.concurrent.atomic.AtomicLong outboxReads = new java.util.concurrent.atomic.AtomicLong();
     /** Channels not served, with why: a filter names a column its hub table no longer has. */
     private volatile Map<String, String> broken = Map.of();
     /** Per channel, the column signatures of its hub tables (part of the route hash). */
@@ -288,12 +292,23 @@ final class HubDistributor implements AutoCloseable {
             try (OutputStream out = ex.getResponseBody(); WireWriter w = new WireWriter(out)) {
                 for (SealedBatch b : batches) {
                     w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, b.sequence()), b.sealedAt(), b.firstCaptured()));
-                    outbox.stream(c, b, site, new SiteShare(w, channel, attributes(site)));
-                    if (!outbox.isAvailable(c, channel, b.sequence())) {
-                        // Cannot happen while this site's position holds the purge; if it did, the rows read may be
-                        // incomplete: the batch goes without its end marker, so the site refuses it and asks again.
-                        throw new IOException("batch " + b.sequence() + " of channel '" + channel + "' was purged while it was sent to "
-                                + site);
+                    SiteShare share = new SiteShare(w, channel, attributes(site));
+                    List<Rendered> cached = cache.get(channel, b.sequence());
+                    if (cached != null) {
+                        for (Rendered r : cached) {
+                            share.accept(r.op(), r.table(), OutboxRowSink.Row.ofJson(r.oldRow()), OutboxRowSink.Row.ofJson(r.newRow()), null);
+                        }
+                    } else {
+                        Recorder recorder = new Recorder(share);
+                        outbox.stream(c, b, site, recorder);
+                        outboxReads.incrementAndGet();
+                        if (!outbox.isAvailable(c, channel, b.sequence())) {
+                            // Cannot happen while this site's position holds the purge; if it did, the rows read may be
+                            // incomplete: the batch goes without its end marker, so the site refuses it and asks again.
+                            throw new IOException("batch " + b.sequence() + " of channel '" + channel + "' was purged while it was sent to "
+                                    + site);
+                        }
+                        recorder.keep(channel, b.sequence());
                     }
                     w.endBatch();
                 }
@@ -390,6 +405,82 @@ final class HubDistributor implements AutoCloseable {
     /** The route hash response header, for the site to echo. */
     static String routeHeader() {
         return ROUTE_HEADER;
+    }
+
+    /** Batches read from the outbox so far (not served from the cache); for tests. */
+    long outboxReads() {
+        return outboxReads.get();
+    }
+
+    /** One change of a batch as read from the outbox, rows as canonical JSON text (null where absent). */
+    private record Rendered(String op, String table, String oldRow, String newRow) {
+        long chars() {
+            return 16 + (oldRow == null ? 0 : oldRow.length()) + (newRow == null ? 0 : newRow.length());
+        }
+    }
+
+    /**
+     * Batches as read from the outbox, for the next sites that fetch them: each batch is read once, not once per site.
+     * Least recently used first out, bounded in characters; a batch larger than a quarter of the bound is not kept (it is
+     * read again for each site). Every site gets the same changes of a hub-to-sites batch before its filters: the
+     * origin that the outbox leaves out for a destination is always empty here, as the hub applies nothing into these
+     * tables.
+     */
+    private static final class BatchCache {
+        private final long limit;
+        private long chars;
+        private final LinkedHashMap<String, List<Rendered>> batches = new LinkedHashMap<>(16, 0.75f, true);
+
+        BatchCache(long limit) {
+            this.limit = limit;
+        }
+
+        synchronized List<Rendered> get(String channel, long seq) {
+            return batches.get(channel + "#" + seq);
+        }
+
+        synchronized void put(String channel, long seq, List<Rendered> changes, long size) {
+            if (size > limit / 4 || batches.putIfAbsent(channel + "#" + seq, changes) != null) {
+                return;
+            }
+            chars += size;
+            var it = batches.entrySet().iterator();
+            while (chars > limit && it.hasNext()) {
+                chars -= it.next().getValue().stream().mapToLong(Rendered::chars).sum();
+                it.remove();
+            }
+        }
+    }
+
+    /** Renders each change of a batch once, passes it on, and keeps it for the cache while the batch stays small. */
+    private final class Recorder implements OutboxRowSink {
+        private final OutboxRowSink next;
+        private List<Rendered> changes = new ArrayList<>();
+        private long chars;
+
+        Recorder(OutboxRowSink next) {
+            this.next = next;
+        }
+
+        @Override
+        public void accept(String op, String table, Row oldRow, Row newRow, Instant capturedAt) throws IOException {
+            Rendered r = new Rendered(op, table, oldRow == null ? null : SiteShare.text(oldRow), newRow == null ? null : SiteShare.text(newRow));
+            if (changes != null) {
+                chars += r.chars();
+                if (chars > CACHE_CHARS / 4) {
+                    changes = null; // too big to keep: read again for the next site
+                } else {
+                    changes.add(r);
+                }
+            }
+            next.accept(op, table, OutboxRowSink.Row.ofJson(r.oldRow()), OutboxRowSink.Row.ofJson(r.newRow()), capturedAt);
+        }
+
+        void keep(String channel, long seq) {
+            if (changes != null) {
+                cache.put(channel, seq, List.copyOf(changes), chars);
+            }
+        }
     }
 
     /**

@@ -559,6 +559,11 @@ public final class HubNode implements NodeControl {
         return new NodeStatus(cfg.nodeId(), "hub", now, out, Map.of());
     }
 
+    /** Hub-to-sites batches read from the outbox (the rest were served from the cache); for tests. */
+    long outboxReads() {
+        return distributor.outboxReads();
+    }
+
     @Override
     public String nodeId() {
         return cfg.nodeId();

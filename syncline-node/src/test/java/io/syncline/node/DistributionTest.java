@@ -142,6 +142,10 @@ class DistributionTest {
             await().atMost(Duration.ofSeconds(30)).until(() -> count("hq", "SELECT count(*) FROM sync_batch") == 0
                     && count("hq", "SELECT count(*) FROM sync_outbox") == 0);
             assertThat(hub.status().sites()).extracting(NodeStatus.SiteStatus::pendingToSite).containsOnly(0L);
+            // Three sites took catalog batches and two took price batches, yet each batch was read from the outbox once.
+            long sealed = count("hq", "SELECT COALESCE(SUM(CAST(CAST(v AS VARCHAR(20)) AS BIGINT) - 1), 0) FROM sync_state WHERE k LIKE 'batch.next.%'");
+            assertThat(sealed).isPositive();
+            assertThat(hub.outboxReads()).isBetween(1L, sealed);
         }
     }
 
