@@ -90,6 +90,9 @@ public final class SiteNode implements NodeControl {
     private volatile HttpEndpoint listener;
     private volatile Instant nextPush = Instant.EPOCH;
     private volatile Instant nextFetch = Instant.EPOCH;
+    /** Per hub-to-sites channel, failed fetches in a row and when to try again (touched by the tick thread only). */
+    private final Map<String, Integer> fetchFailures = new java.util.HashMap<>();
+    private final Map<String, Instant> fetchRetryAt = new java.util.HashMap<>();
     /** Applies the hub's batches of hub-to-sites channels. */
     private final BatchApplier applier;
     /** When the tick next compares captured tables with their capture (touched by the tick thread only). */
@@ -443,15 +446,27 @@ public final class SiteNode implements NodeControl {
      */
     private boolean fetchAll(Registration.Response r) {
         boolean more = false;
+        Instant now = clock.instant();
         for (ChannelSpec ch : downstream(r)) {
+            Instant retryAt = fetchRetryAt.get(ch.name());
+            if (retryAt != null && now.isBefore(retryAt)) {
+                continue;
+            }
             try {
                 more |= fetch(r, ch);
+                fetchFailures.remove(ch.name());
+                fetchRetryAt.remove(ch.name());
             } catch (IOException | SQLException | RuntimeException e) {
                 String msg = "channel " + ch.name() + ": " + Responses.describe(e, "hub at " + cfg.hubUrl());
                 if (!java.util.Objects.equals(msg, lastError)) {
                     LOG.warn("site {}: {}", cfg.nodeId(), msg);
                 }
                 lastError = msg;
+                // Waits double with each failure in a row, up to a minute: a batch or reload this site cannot apply is
+                // not fetched (and, for a reload, read whole at the hub) at every interval.
+                int failures = fetchFailures.merge(ch.name(), 1, Integer::sum);
+                long wait = Math.min(60_000, r.intervalMillis() << Math.min(failures - 1, 16));
+                fetchRetryAt.put(ch.name(), now.plusMillis(wait));
             }
         }
         return more;
