@@ -267,17 +267,9 @@ final class HubDistributor implements AutoCloseable {
         if (problem != null) {
             throw new HttpError(503, "hub " + cfg.nodeId() + " does not serve channel '" + channel + "' now: " + problem);
         }
-        long ack;
-        int max;
-        try {
-            ack = Long.parseLong(q.getOrDefault("ack", "0"));
-            max = Math.max(1, Math.min(1000, Integer.parseInt(q.getOrDefault("max", String.valueOf(cfg.maxBatchesPerExchange())))));
-        } catch (NumberFormatException e) {
-            throw new HttpError(400, "'ack' and 'max' must be whole numbers: " + e.getMessage());
-        }
-        if (ack < 0) {
-            throw new HttpError(400, "'ack' must not be negative, got " + ack);
-        }
+        Window window = Window.of(q, cfg.maxBatchesPerExchange());
+        long ack = window.ack();
+        int max = window.max();
         String route = routeHash(channel, site);
         try (Connection c = db.connection()) {
             seal(c, channel);

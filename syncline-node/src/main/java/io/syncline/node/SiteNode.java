@@ -623,14 +623,9 @@ public final class SiteNode implements NodeControl {
         if (channel == null || upstream(r).stream().noneMatch(ch -> ch.name().equals(channel))) {
             throw new HttpError(400, "unknown or missing channel '" + channel + "'");
         }
-        long ack;
-        int max;
-        try {
-            ack = Long.parseLong(q.getOrDefault("ack", "0"));
-            max = Math.max(1, Math.min(1000, Integer.parseInt(q.getOrDefault("max", String.valueOf(r.maxBatches())))));
-        } catch (NumberFormatException e) {
-            throw new HttpError(400, "'ack' and 'max' must be whole numbers: " + e.getMessage());
-        }
+        Window window = Window.of(q, r.maxBatches());
+        long ack = window.ack();
+        int max = window.max();
         String config = ex.getRequestHeaders().getFirst(Headers.CONFIG);
         if (config != null && !config.equals(r.configHash())) {
             reregister = true;
