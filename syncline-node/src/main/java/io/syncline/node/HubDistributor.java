@@ -246,6 +246,18 @@ final class HubDistributor implements AutoCloseable {
         }
     }
 
+    /** Seals unless another thread is sealing the channel or opening a reload: a fetch does not queue behind them. */
+    private void trySeal(Connection c, String channel) throws SQLException {
+        ReentrantLock lock = sealLocks.computeIfAbsent(channel, k -> new ReentrantLock());
+        if (lock.tryLock()) {
+            try {
+                outbox.seal(c, channel);
+            } finally {
+                lock.unlock();
+            }
+        }
+    }
+
     /** Sites sharing a channel's batches: the registered ones it routes to. */
     private List<String> sharers(String channel) {
         return registeredSites.get().stream().filter(site -> routes(channel, site)).toList();
@@ -272,7 +284,7 @@ final class HubDistributor implements AutoCloseable {
         int max = window.max();
         String route = routeHash(channel, site);
         try (Connection c = db.connection()) {
-            seal(c, channel);
+            trySeal(c, channel);
             String why = !route.equals(q.get("route")) ? (q.get("route") == null ? "it has no copy yet" : "its routing changed")
                     : outbox.position(c, site, channel, ack, sharers(channel));
             if (why != null) {
@@ -292,7 +304,9 @@ final class HubDistributor implements AutoCloseable {
                         }
                     } else {
                         Recorder recorder = new Recorder(share);
-                        outbox.stream(c, b, site, recorder);
+                        // Streamed for the hub itself, which is never an origin: every site gets the same changes, those that
+                        // the hub's triggers or cascades made while applying a site's batch included.
+                        outbox.stream(c, b, cfg.nodeId(), recorder);
                         outboxReads.incrementAndGet();
                         if (!outbox.isAvailable(c, channel, b.sequence())) {
                             // Cannot happen while this site's position holds the purge; if it did, the rows read may be
@@ -300,6 +314,7 @@ final class HubDistributor implements AutoCloseable {
                             throw new IOException("batch " + b.sequence() + " of channel '" + channel + "' was purged while it was sent to "
                                     + site);
                         }
+                        c.commit();
                         recorder.keep(channel, b.sequence());
                     }
                     w.endBatch();
@@ -321,35 +336,45 @@ final class HubDistributor implements AutoCloseable {
      * last batch sealed. The site is recorded at N, in the transaction that seals N, before any row is read, so the
      * batches after N are kept for it. On PostgreSQL the rows are read in the very snapshot N was sealed with (exported
      * to a second connection): the reload holds exactly the changes of batches up to N. On H2 they are read in one
-     * REPEATABLE READ transaction that starts after N was sealed, so a change committed in between can come again in a
-     * batch after N (docs/protocol.md, "Fetch").
+     * SERIALIZABLE transaction (one snapshot of every table) that starts after N was sealed, so a change committed in
+     * between can come again in a batch after N (docs/protocol.md, "Fetch").
      */
     private void sendReload(HttpExchange ex, Connection c, String channel, String site, String route, String why)
             throws SQLException, IOException {
         OutboxStore.ReloadPoint point;
-        Connection reader = null;
+        // Borrowed before the lock: a thread holding the lock never waits for the pool.
+        Connection reader = db.dialect().exportsSnapshots() ? db.connection() : null;
         ReentrantLock lock = sealLocks.computeIfAbsent(channel, k -> new ReentrantLock());
+        boolean opened = false;
         lock.lock();
         try {
             point = outbox.openReload(c, site, channel);
-            if (point.snapshot() != null) {
-                reader = db.connection();
+            if (reader != null) {
                 db.dialect().importSnapshot(reader, point.snapshot());
             }
             c.commit();
-        } catch (SQLException | RuntimeException e) {
-            c.rollback();
-            if (reader != null) {
-                reader.close();
-            }
-            throw e;
+            opened = true;
         } finally {
             lock.unlock();
+            if (!opened) {
+                try {
+                    c.rollback();
+                } finally {
+                    if (reader != null) {
+                        reader.close();
+                    }
+                }
+            }
+        }
+        if (reader != null) {
+            c.close(); // back to the pool: the reload streams from the reader alone
         }
         LOG.info("hub {}: site {} gets a reload of channel {} as of batch {} ({})", cfg.nodeId(), site, channel, point.batch(), why);
         try (Connection in = reader != null ? reader : c) {
             if (reader == null) {
-                c.setTransactionIsolation(Connection.TRANSACTION_REPEATABLE_READ); // one snapshot for every table
+                // One snapshot for every table: H2 takes it for all tables at the first statement only in SERIALIZABLE
+                // (its REPEATABLE READ snapshots each table when a statement first touches it).
+                c.setTransactionIsolation(Connection.TRANSACTION_SERIALIZABLE);
             }
             sendHeaders(ex, route);
             try (OutputStream out = ex.getResponseBody(); WireWriter w = new WireWriter(out)) {
@@ -414,9 +439,8 @@ final class HubDistributor implements AutoCloseable {
     /**
      * Batches as read from the outbox, for the next sites that fetch them: each batch is read once, not once per site.
      * Least recently used first out, bounded in characters; a batch larger than a quarter of the bound is not kept (it is
-     * read again for each site). Every site gets the same changes of a hub-to-sites batch before its filters: the
-     * origin that the outbox leaves out for a destination is always empty here, as the hub applies nothing into these
-     * tables.
+     * read again for each site). Every site gets the same changes of a hub-to-sites batch before its filters: they are
+     * read without leaving out any origin.
      */
     private static final class BatchCache {
         private final long limit;

@@ -299,7 +299,7 @@ public final class SiteNode implements NodeControl {
         }
         // Apart from the above: a batch the hub keeps refusing must not stop the hub's changes from arriving.
         Registration.Response r = registration;
-        if (r != null && incarnation.equals(registeredIncarnation) && !clock.instant().isBefore(nextFetch)) {
+        if (r != null && !reregister && incarnation.equals(registeredIncarnation) && !clock.instant().isBefore(nextFetch)) {
             try {
                 boolean more = fetchAll(r);
                 nextFetch = more ? Instant.EPOCH : clock.instant().plusMillis(r.intervalMillis());

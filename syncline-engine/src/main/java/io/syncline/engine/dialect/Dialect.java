@@ -58,6 +58,11 @@ public interface Dialect {
         return Optional.empty();
     }
 
+    /** Whether {@link #exportSnapshot} exports (PostgreSQL) or always answers empty. */
+    default boolean exportsSnapshots() {
+        return false;
+    }
+
     /** Starts a REPEATABLE READ transaction on {@code c} that reads in a snapshot {@link #exportSnapshot} exported. */
     default void importSnapshot(Connection c, String snapshot) throws SQLException {
         throw new UnsupportedOperationException(name() + " cannot import snapshots");

@@ -100,15 +100,34 @@ public final class SchemaReader {
                     break; // restart from the top: keeps the given order wherever the references allow
                 }
             }
-            if (!progress) { // a cycle: the first unplaced table goes next
+            if (!progress) { // a cycle: the first unplaced table that is on one goes next, not a table that only depends on it
+                String next = null;
                 for (String t : tables) {
-                    if (placed.add(t.toLowerCase(Locale.ROOT))) {
-                        out.add(t);
+                    if (!placed.contains(t.toLowerCase(Locale.ROOT)) && onCycle(t.toLowerCase(Locale.ROOT), parents, placed)) {
+                        next = t;
                         break;
                     }
                 }
+                out.add(next);
+                placed.add(next.toLowerCase(Locale.ROOT));
             }
         }
         return out;
+    }
+
+    /** Whether {@code table} reaches itself through references among the unplaced tables. */
+    private static boolean onCycle(String table, Map<String, java.util.Set<String>> parents, java.util.Set<String> placed) {
+        java.util.Deque<String> todo = new java.util.ArrayDeque<>(parents.get(table));
+        java.util.Set<String> seen = new java.util.HashSet<>();
+        while (!todo.isEmpty()) {
+            String t = todo.pop();
+            if (t.equals(table)) {
+                return true;
+            }
+            if (!placed.contains(t) && seen.add(t)) {
+                todo.addAll(parents.getOrDefault(t, java.util.Set.of()));
+            }
+        }
+        return false;
     }
 }

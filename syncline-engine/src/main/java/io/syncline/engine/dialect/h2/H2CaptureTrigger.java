@@ -19,6 +19,8 @@ import org.h2.api.Trigger;
  * on first use, because H2 may initialise triggers while the database is still opening.
  */
 public final class H2CaptureTrigger implements Trigger {
+    /** The name of the table H2 builds while it runs ALTER TABLE: the table's name, "_COPY_", two numbers. */
+    private static final java.util.regex.Pattern COPY = java.util.regex.Pattern.compile("(?i).+_COPY_\\d+_\\d+");
     private String table;
     private String tableKey;
     private volatile List<ColumnMeta> columns;
@@ -61,10 +63,10 @@ public final class H2CaptureTrigger implements Trigger {
         if (columns != null) {
             return true;
         }
-        TableMeta meta = SchemaReader.tryRead(conn, table);
-        if (meta == null) {
+        if (COPY.matcher(table).matches() && SchemaReader.tryRead(conn, table) == null) {
             return false;
         }
+        TableMeta meta = SchemaReader.read(conn, table); // anything else that cannot be read fails the write, loudly
         try (PreparedStatement ps = conn.prepareStatement("SELECT channel FROM sync_trigger_hist WHERE table_name = ?")) {
             ps.setString(1, meta.name());
             try (ResultSet rs = ps.executeQuery()) {

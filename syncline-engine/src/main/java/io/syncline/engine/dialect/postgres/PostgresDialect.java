@@ -147,6 +147,11 @@ public final class PostgresDialect implements Dialect {
     }
 
     @Override
+    public boolean exportsSnapshots() {
+        return true;
+    }
+
+    @Override
     public Optional<String> exportSnapshot(Connection c) throws SQLException {
         try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT pg_export_snapshot()")) {
             rs.next();
