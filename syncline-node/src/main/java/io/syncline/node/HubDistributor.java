@@ -87,6 +87,9 @@ final class HubDistributor implements AutoCloseable {
     private final Supplier<Collection<String>> registeredSites;
     private final ScheduledExecutorService ticker;
     private Instant nextSchemaCheck = Instant.EPOCH;
+    /** Per site, its attributes by lower-case name; per channel and site, whether the channel's selector chooses it. */
+    private final Map<String, Map<String, String>> attributes = new ConcurrentHashMap<>();
+    private final Map<String, Boolean> routed = new ConcurrentHashMap<>();
     /** Bound of the rendered-batch cache, in characters of row text (about twice as many bytes of heap). */
     private static final long CACHE_CHARS = 16L << 20;
     private final BatchCache cache = new BatchCache(CACHE_CHARS);
@@ -192,15 +195,22 @@ final class HubDistributor implements AutoCloseable {
         if (selector == null) {
             return true;
         }
+        // The configuration does not change while the hub runs: each answer is worked out once.
+        return routed.computeIfAbsent(channel + '\0' + site, k -> selects(selector, site));
+    }
+
+    private boolean selects(RouteExpression selector, String site) {
         Map<String, String> attrs = attributes(site);
         return selector.test(name -> attrs.get(name.toLowerCase(Locale.ROOT)), name -> attrs.get(name.toLowerCase(Locale.ROOT)));
     }
 
     /** A site's attributes by lower-case name: names in expressions are case-insensitive, as in SQL. */
     private Map<String, String> attributes(String site) {
-        Map<String, String> out = new HashMap<>();
-        cfg.siteAttributes(site).forEach((k, v) -> out.put(k.toLowerCase(Locale.ROOT), v));
-        return out;
+        return attributes.computeIfAbsent(site, id -> {
+            Map<String, String> out = new HashMap<>();
+            cfg.siteAttributes(id).forEach((k, v) -> out.put(k.toLowerCase(Locale.ROOT), v));
+            return java.util.Collections.unmodifiableMap(out);
+        });
     }
 
     /**

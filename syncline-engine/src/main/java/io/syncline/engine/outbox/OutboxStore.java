@@ -142,9 +142,16 @@ public final class OutboxStore {
     /** Purges the batches of {@code channel} that every sharer with an acknowledgement has acknowledged. */
     private int purgeShared(Connection c, String channel, java.util.Collection<String> sharers) throws SQLException {
         long purgeTo = Long.MAX_VALUE;
-        for (String d : sharers) {
-            if (hasAck(c, d, channel)) {
-                purgeTo = Math.min(purgeTo, acknowledged(c, d, channel));
+        java.util.Set<String> sharing = sharers instanceof java.util.Set<String> set ? set : new java.util.HashSet<>(sharers);
+        // One read of the channel's positions, whatever the number of sites.
+        try (PreparedStatement ps = c.prepareStatement("SELECT destination, acked_batch FROM sync_ack WHERE channel = ?")) {
+            ps.setString(1, channel);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    if (sharing.contains(rs.getString(1))) {
+                        purgeTo = Math.min(purgeTo, rs.getLong(2));
+                    }
+                }
             }
         }
         if (purgeTo == Long.MAX_VALUE) {
@@ -291,16 +298,6 @@ public final class OutboxStore {
             try (ResultSet rs = ps.executeQuery()) {
                 long min = rs.next() ? rs.getLong(1) : 0;
                 return min > 0 ? min : lastSealed(c, channel) + 1;
-            }
-        }
-    }
-
-    private static boolean hasAck(Connection c, String destination, String channel) throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement("SELECT 1 FROM sync_ack WHERE destination = ? AND channel = ?")) {
-            ps.setString(1, destination);
-            ps.setString(2, channel);
-            try (ResultSet rs = ps.executeQuery()) {
-                return rs.next();
             }
         }
     }
