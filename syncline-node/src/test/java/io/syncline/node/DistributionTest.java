@@ -21,6 +21,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /** Hub-to-sites channels on H2: routing by site attributes, row filters, rows moving between sites, reloads. */
 class DistributionTest {
+    private static final String TASK = "CREATE TABLE task (id INT PRIMARY KEY, site_id VARCHAR(20), what VARCHAR(50))";
+
     @TempDir
     Path dir;
 
@@ -70,6 +72,10 @@ class DistributionTest {
                     direction: hub-to-sites
                     sites: "type = 'store'"
                     tables: [{name: price, target: hub_price, filter: "region = :site.region"}]
+                  - name: tasks
+                    direction: hub-to-sites
+                    sites: "id IN ('north1', 'south1')"
+                    tables: [{name: task, filter: "site_id = :site.id"}]
                 """.formatted(url(db), port, northOneRegion), Role.HUB, Map.of());
     }
 
@@ -109,12 +115,12 @@ class DistributionTest {
     @Test
     void shouldDeliverToEachSiteTheRowsItsRoutingSelectsAndMoveRowsBetweenSites() throws Exception {
         exec("hq", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))",
-                "CREATE TABLE hub_price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))",
+                "CREATE TABLE hub_price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))", TASK,
                 "INSERT INTO product VALUES (1, 'widget'), (2, 'gadget'), (3, 'gizmo')",
                 "INSERT INTO hub_price VALUES (1, 'north', 1.10), (2, 'north', 2.20), (3, 'south', 3.30), (4, NULL, 4.40)");
         for (String s : new String[] {"north1", "north2", "south1"}) {
             exec(s, "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))",
-                    "CREATE TABLE price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))");
+                    "CREATE TABLE price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))", TASK);
         }
         // A row the hub never had: the first load replaces the site's copy whole, so it goes.
         exec("north1", "INSERT INTO price VALUES (99, 'north', 9.99)", "INSERT INTO product VALUES (99, 'stale')");
@@ -138,6 +144,16 @@ class DistributionTest {
             assertThat(count("north1", "SELECT count(*) FROM price WHERE id IN (3, 5)")).isEqualTo(2);
             assertThat(count("south1", "SELECT count(*) FROM price WHERE id IN (1, 4)")).isEqualTo(2);
             assertThat(count("south1", "SELECT count(*) FROM price WHERE id = 3")).isZero();
+
+            // Rows addressed to one site by its id; a task handed over to another site moves with it.
+            exec("hq", "INSERT INTO task VALUES (1, 'north1', 'count stock'), (2, 'south1', 'clean windows'), (3, 'north2', 'nobody')",
+                    "UPDATE task SET site_id = 'south1' WHERE id = 1");
+            await().atMost(Duration.ofSeconds(30)).until(() -> count("south1", "SELECT count(*) FROM task") == 2
+                    && count("north1", "SELECT count(*) FROM task") == 0);
+            exec("hq", "UPDATE task SET site_id = 'north1' WHERE id = 2");
+            await().atMost(Duration.ofSeconds(30)).until(() -> count("south1", "SELECT count(*) FROM task WHERE id = 1") == 1
+                    && count("south1", "SELECT count(*) FROM task") == 1 && count("north1", "SELECT count(*) FROM task WHERE id = 2") == 1);
+            assertThat(count("north2", "SELECT count(*) FROM task")).as("north2 is not chosen by the channel's selector").isZero();
             // Every routed site has acknowledged everything: the hub's outbox is purged, and status shows nothing pending.
             await().atMost(Duration.ofSeconds(30)).until(() -> count("hq", "SELECT count(*) FROM sync_batch") == 0
                     && count("hq", "SELECT count(*) FROM sync_outbox") == 0);
@@ -152,11 +168,11 @@ class DistributionTest {
     @Test
     void shouldReloadASiteWhoseAttributesChangedAndOneThatJoinsAfterBatchesWerePurged() throws Exception {
         exec("hq2", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))",
-                "CREATE TABLE hub_price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))",
+                "CREATE TABLE hub_price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))", TASK,
                 "INSERT INTO hub_price VALUES (1, 'north', 1), (2, 'south', 2)");
         for (String s : new String[] {"north1", "north2", "south1"}) {
             exec(s, "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))",
-                    "CREATE TABLE price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))");
+                    "CREATE TABLE price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))", TASK);
         }
         int port = freePort();
         HubNode hub = HubNode.start(hub("hq2", port, "north"), Clock.systemUTC());
@@ -192,11 +208,11 @@ class DistributionTest {
     @Test
     void shouldReloadWhenAHubTableGainsAColumnAndStopServingAFilterWhoseColumnWasDropped() throws Exception {
         exec("hq3", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))",
-                "CREATE TABLE hub_price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))",
+                "CREATE TABLE hub_price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))", TASK,
                 "INSERT INTO product VALUES (1, 'one'), (2, 'two')", "INSERT INTO hub_price VALUES (1, 'north', 1), (2, 'south', 2)");
         for (String s : new String[] {"north1", "north2", "south1"}) {
             exec(s, "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100), note VARCHAR(20))",
-                    "CREATE TABLE price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))");
+                    "CREATE TABLE price (id INT PRIMARY KEY, region VARCHAR(20), amount DECIMAL(10,2))", TASK);
         }
         try (HubNode hub = HubNode.start(hub("hq3", 0, "north"), Clock.systemUTC());
              SiteNode n1 = SiteNode.start(site("north1", hub.url()), Clock.systemUTC());
