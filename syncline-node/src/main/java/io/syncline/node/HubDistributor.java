@@ -44,6 +44,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Supplier;
 import org.slf4j.Logger;
@@ -58,8 +59,8 @@ import org.slf4j.LoggerFactory;
  * update is judged on both its old and its new row: a row that moves into a site's share arrives there as an upsert,
  * one that moves out as a delete, so a site holds exactly the rows its filter selects.
  *
- * A site that has nothing yet, missed batches the hub purged, or whose routing changed (the channel's specification or
- * the site's attributes; the site echoes the route hash of its last reload) gets a reload: every selected row of the
+ * A site that has nothing yet, missed batches the hub purged, or whose routing changed (the channel's specification, the
+ * site's attributes or the hub tables' columns; the site echoes the route hash of its last reload) gets a reload: every selected row of the
  * channel's tables, numbered as the last sealed batch and read, on PostgreSQL, in the snapshot that batch was sealed
  * with. Batches after it follow as usual.
  *
@@ -71,6 +72,8 @@ import org.slf4j.LoggerFactory;
 final class HubDistributor implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(HubDistributor.class);
     private static final String ROUTE_HEADER = "Syncline-Route";
+    /** Bound of the rendered-batch cache, in characters of row text (about twice as many bytes of heap). */
+    private static final long CACHE_CHARS = 16L << 20;
     private static final TypeReference<LinkedHashMap<String, Object>> MAP = new TypeReference<>() {
     };
 
@@ -90,10 +93,8 @@ final class HubDistributor implements AutoCloseable {
     /** Per site, its attributes by lower-case name; per channel and site, whether the channel's selector chooses it. */
     private final Map<String, Map<String, String>> attributes = new ConcurrentHashMap<>();
     private final Map<String, Boolean> routed = new ConcurrentHashMap<>();
-    /** Bound of the rendered-batch cache, in characters of row text (about twice as many bytes of heap). */
-    private static final long CACHE_CHARS = 16L << 20;
     private final BatchCache cache = new BatchCache(CACHE_CHARS);
-    private final java.util.concurrent.atomic.AtomicLong outboxReads = new java.util.concurrent.atomic.AtomicLong();
+    private final AtomicLong outboxReads = new AtomicLong();
     /** Channels not served, with why: a filter names a column its hub table no longer has. */
     private volatile Map<String, String> broken = Map.of();
     /** Per channel, the column signatures of its hub tables (part of the route hash). */
@@ -214,8 +215,8 @@ final class HubDistributor implements AutoCloseable {
     }
 
     /**
-     * A hash of what decides a site's share of a channel: the channel's specification and the site's attributes. A site
-     * whose last reload was made under another hash gets a new one.
+     * A hash of what decides a site's share of a channel: the channel's specification, the site's attributes and the
+     * columns of the channel's hub tables. A site whose last reload was made under another hash gets a new one.
      */
     String routeHash(String channel, String site) {
         try {
