@@ -62,23 +62,23 @@ class AcknowledgeTest extends DbTestBase {
                 assertThat(Pipe.seal(db, c, "ch")).isPresent();
             }
             List<String> sharers = List.of("a", "b");
-            assertThat(store.position(c, "b", "ch", 0, sharers)).isNull();
-            assertThat(store.position(c, "a", "ch", 3, sharers)).isNull();
+            assertThat(store.position(c, "b", "ch", 0, null, sharers)).isNull();
+            assertThat(store.position(c, "a", "ch", 3, null, sharers)).isNull();
             assertThat(outboxRows(c)).as("b holds every batch back").isEqualTo(3);
-            assertThat(store.position(c, "b", "ch", 1, sharers)).isNull();
+            assertThat(store.position(c, "b", "ch", 1, null, sharers)).isNull();
             assertThat(outboxRows(c)).as("batch 1 is everybody's").isEqualTo(2);
             // a's database was restored: it holds only batch 1 now, and says so. Its position moves back with it ...
-            assertThat(store.position(c, "a", "ch", 1, sharers)).isNull();
+            assertThat(store.position(c, "a", "ch", 1, null, sharers)).isNull();
             assertThat(store.acknowledged(c, "a", "ch")).isEqualTo(1);
             // ... so b acknowledging everything purges nothing a still needs.
-            assertThat(store.position(c, "b", "ch", 3, sharers)).isNull();
+            assertThat(store.position(c, "b", "ch", 3, null, sharers)).isNull();
             assertThat(outboxRows(c)).isEqualTo(2);
             assertThat(store.sealedAfter(c, "ch", 1, 10)).extracting(b -> b.sequence()).containsExactly(2L, 3L);
-            assertThat(store.position(c, "a", "ch", 3, sharers)).isNull();
+            assertThat(store.position(c, "a", "ch", 3, null, sharers)).isNull();
             assertThat(outboxRows(c)).isZero();
             // Positions that cannot be served: behind what was purged, or beyond what was sealed. Nothing is recorded.
-            assertThat(store.position(c, "b", "ch", 1, sharers)).contains("batches after 1 were purged");
-            assertThat(store.position(c, "b", "ch", 7, sharers)).contains("only 3 were sealed");
+            assertThat(store.position(c, "b", "ch", 1, null, sharers)).contains("batches after 1 were purged");
+            assertThat(store.position(c, "b", "ch", 7, null, sharers)).contains("only 3 were sealed");
             assertThat(store.acknowledged(c, "b", "ch")).isEqualTo(3);
         }
     }
@@ -113,6 +113,34 @@ class AcknowledgeTest extends DbTestBase {
             List<String> later = new java.util.ArrayList<>();
             store.stream(c, store.sealedAfter(c, "ch", 1, 10).getFirst(), "a", (op, table, o, n, at) -> later.add(op + table));
             assertThat(later).containsExactly("Iitem");
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldTellABatchFromTheBatchOfTheSameNumberOfADatabaseThisOneWasRestoredOver(TestDb.Kind kind) throws Exception {
+        TestDb db = newDb(kind);
+        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
+        try (Connection c = db.open()) {
+            new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL));
+            OutboxStore store = Pipe.store(db);
+            for (int batch = 1; batch <= 2; batch++) {
+                db.exec("INSERT INTO item VALUES (" + batch + ", 'a')");
+                assertThat(Pipe.seal(db, c, "ch")).isPresent();
+            }
+            String one = store.token(c, "ch", 1);
+            String two = store.token(c, "ch", 2);
+            assertThat(one).isNotNull().isNotEqualTo(two);
+            List<String> sharers = List.of("a");
+            assertThat(store.position(c, "a", "ch", 1, one, sharers)).isNull();
+            assertThat(store.position(c, "a", "ch", 2, "0123456789abcdef", sharers))
+                    .contains("its batch 2 is not this database's batch 2");
+            assertThat(store.position(c, "a", "ch", 2, two, sharers)).isNull();
+            // Batch 2 is purged now; its token is still known, as the last batch purged.
+            assertThat(store.isAvailable(c, "ch", 2)).isFalse();
+            assertThat(store.token(c, "ch", 2)).isEqualTo(two);
+            assertThat(store.position(c, "a", "ch", 2, "fedcba9876543210", sharers)).contains("is not this database's batch 2");
+            assertThat(store.position(c, "a", "ch", 2, null, sharers)).as("a destination that sends no token is not checked").isNull();
         }
     }
 

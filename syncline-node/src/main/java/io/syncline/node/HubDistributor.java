@@ -297,7 +297,7 @@ final class HubDistributor implements AutoCloseable {
         try (Connection c = db.connection()) {
             trySeal(c, channel);
             String why = !route.equals(q.get("route")) ? (q.get("route") == null ? "it has no copy yet" : "its routing changed")
-                    : outbox.position(c, site, channel, ack, sharers(channel));
+                    : outbox.position(c, site, channel, ack, q.get("token"), sharers(channel));
             if (why != null) {
                 sendReload(ex, c, channel, site, route, why);
                 return;
@@ -306,7 +306,8 @@ final class HubDistributor implements AutoCloseable {
             sendHeaders(ex, route);
             try (OutputStream out = ex.getResponseBody(); WireWriter w = new WireWriter(out)) {
                 for (SealedBatch b : batches) {
-                    w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, b.sequence()), b.sealedAt(), b.firstCaptured()));
+                    w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, b.sequence()), b.sealedAt(), b.firstCaptured()), false,
+                            outbox.token(c, channel, b.sequence()));
                     SiteShare share = new SiteShare(w, channel, attributes(site));
                     List<Rendered> cached = cache.get(channel, b.sequence());
                     if (cached != null) {
@@ -389,7 +390,7 @@ final class HubDistributor implements AutoCloseable {
             }
             sendHeaders(ex, route);
             try (OutputStream out = ex.getResponseBody(); WireWriter w = new WireWriter(out)) {
-                w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, point.batch()), clock.instant(), null), true);
+                w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, point.batch()), clock.instant(), null), true, point.token());
                 SiteShare share = new SiteShare(w, channel, attributes(site));
                 ChannelSpec spec = channels.get(channel);
                 // Referenced tables first: the site writes the rows in this order, under its foreign keys.

@@ -417,21 +417,23 @@ public final class HubNode implements NodeControl {
     private void handleFetch(HttpExchange ex) throws IOException {
         SiteState s = authenticate(ex);
         ex.getResponseHeaders().set(Headers.CONFIG, configHash(s.id, s.schedule));
+        Map<String, String> query = HttpEndpoint.query(ex);
+        String failed = FETCH_FAILED + "channel " + query.get("channel") + ": ";
         try {
-            distributor.handleFetch(ex, s.id, HttpEndpoint.query(ex));
+            distributor.handleFetch(ex, s.id, query);
         } catch (HttpError e) {
-            s.lastError = FETCH_FAILED + e.getMessage();
+            s.lastError = failed + e.getMessage();
             throw e;
         } catch (IOException | RuntimeException e) {
             // Possibly after the 200 header: the stream is cut there, and the site refuses the unfinished batch.
-            s.lastError = FETCH_FAILED + e.getMessage();
+            s.lastError = failed + e.getMessage();
             LOG.warn("hub {}: fetch by site {} failed: {}", cfg.nodeId(), s.id, e.getMessage());
             throw e;
         }
         s.lastContact = clock.instant();
         String error = s.lastError;
-        if (error != null && error.startsWith(FETCH_FAILED)) {
-            s.lastError = null; // a push error stays until a push succeeds
+        if (error != null && error.startsWith(failed)) {
+            s.lastError = null; // only this channel's error: a push error stays until a push succeeds
         }
     }
 

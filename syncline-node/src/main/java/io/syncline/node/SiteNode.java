@@ -71,6 +71,8 @@ public final class SiteNode implements NodeControl {
     private static final String PULL_TOKEN = "pull.token";
     /** Per hub-to-sites channel: the route hash of the last reload applied (sync_state key prefix). */
     private static final String ROUTE = "route.";
+    /** Per hub-to-sites channel: the hub's token of the last batch applied (sync_state key prefix). */
+    private static final String TOKEN = "fetch.token.";
 
     private final NodeConfig cfg;
     private final Clock clock;
@@ -478,15 +480,19 @@ public final class SiteNode implements NodeControl {
      */
     private boolean fetch(Registration.Response r, ChannelSpec ch) throws IOException, SQLException {
         String routeKey = ROUTE + ch.name();
+        String tokenKey = TOKEN + ch.name();
         long ack;
         String route;
+        String token;
         try (Connection c = db.connection()) {
             ack = BatchApplier.lastApplied(c, r.hub(), ch.name());
             route = SyncSchema.getState(c, routeKey);
+            token = SyncSchema.getState(c, tokenKey);
             c.commit();
         }
         URI uri = URI.create(cfg.hubUrl() + "/v1/fetch?channel=" + URLEncoder.encode(ch.name(), StandardCharsets.UTF_8) + "&ack=" + ack
-                + "&max=" + r.maxBatches() + (route == null ? "" : "&route=" + URLEncoder.encode(route, StandardCharsets.UTF_8)));
+                + "&max=" + r.maxBatches() + (route == null ? "" : "&route=" + URLEncoder.encode(route, StandardCharsets.UTF_8))
+                + (token == null || token.isEmpty() ? "" : "&token=" + URLEncoder.encode(token, StandardCharsets.UTF_8)));
         HttpURLConnection conn = (HttpURLConnection) uri.toURL().openConnection();
         try {
             conn.setConnectTimeout(5000);
@@ -520,18 +526,22 @@ public final class SiteNode implements NodeControl {
                                 + r.hub() + " returned batch " + h.id());
                     }
                     Iterator<Change> changes = reader.changes();
+                    String batchToken = reader.token() == null ? "" : reader.token(); // "" forgets an older batch's token
                     try (Connection c = db.connection()) {
                         if (reader.isReload()) {
                             if (newRoute == null) {
                                 throw new BadBatchException(SyncException.Stage.TRANSPORT, "reload " + h.id() + " came without a "
                                         + HubDistributor.routeHeader() + " header");
                             }
-                            applier.reload(c, h, local, changes, tx -> SyncSchema.putState(tx, routeKey, newRoute));
+                            applier.reload(c, h, local, changes, tx -> {
+                                SyncSchema.putState(tx, routeKey, newRoute);
+                                SyncSchema.putState(tx, tokenKey, batchToken);
+                            });
                             reloaded = true;
                             LOG.info("site {}: reloaded channel {} from hub {} as of batch {}", cfg.nodeId(), ch.name(), r.hub(),
                                     h.id().sequence());
                         } else {
-                            applier.apply(c, h, local, changes);
+                            applier.apply(c, h, local, changes, tx -> SyncSchema.putState(tx, tokenKey, batchToken));
                         }
                     }
                     while (changes.hasNext()) {

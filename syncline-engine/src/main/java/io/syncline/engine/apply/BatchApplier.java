@@ -75,6 +75,11 @@ public final class BatchApplier {
         return apply(c, header, channel, changes, false, null);
     }
 
+    /** {@link #apply(Connection, BatchHeader, ChannelSpec, Iterator)}, running {@code beforeCommit} in the batch's transaction. */
+    public ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, BeforeCommit beforeCommit) {
+        return apply(c, header, channel, changes, false, beforeCommit);
+    }
+
     /** Work done in an apply's transaction just before it commits. */
     @FunctionalInterface
     public interface BeforeCommit {

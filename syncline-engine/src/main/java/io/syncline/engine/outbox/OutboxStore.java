@@ -28,6 +28,9 @@ import java.util.Optional;
  */
 public final class OutboxStore {
     private static final String NEXT_SEQ = "batch.next.";
+    /** The last batch purged per channel and its token, as "n:token" (sync_state key prefix). */
+    private static final String PURGED = "batch.purged.";
+    private static final java.security.SecureRandom RANDOM = new java.security.SecureRandom();
     private final Dialect dialect;
     private final Clock clock;
 
@@ -69,7 +72,7 @@ public final class OutboxStore {
         if (sealed.isPresent()) {
             SealedBatch b = sealed.get();
             try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_batch (channel, batch_seq, snap_from, snap_to, "
-                    + "row_count, sealed_at, first_captured) VALUES (?, ?, ?, ?, ?, ?, ?)")) {
+                    + "row_count, sealed_at, first_captured, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")) {
                 ps.setString(1, channel);
                 ps.setLong(2, seq);
                 ps.setString(3, b.from());
@@ -77,6 +80,9 @@ public final class OutboxStore {
                 ps.setLong(5, b.rowCount());
                 ps.setObject(6, utc(b.sealedAt()));
                 ps.setObject(7, b.firstCaptured() == null ? null : utc(b.firstCaptured()));
+                byte[] token = new byte[8];
+                RANDOM.nextBytes(token);
+                ps.setString(8, java.util.HexFormat.of().formatHex(token));
                 ps.executeUpdate();
             }
             SyncSchema.putState(c, NEXT_SEQ + channel, Long.toString(seq + 1));
@@ -98,27 +104,33 @@ public final class OutboxStore {
             sealWithin(c, channel);
             long last = lastSealed(c, channel);
             recordAck(c, destination, channel, last);
-            return new ReloadPoint(last, dialect.exportSnapshot(c).orElse(null));
+            return new ReloadPoint(last, token(c, channel, last), dialect.exportSnapshot(c).orElse(null));
         } catch (SQLException | RuntimeException e) {
             c.rollback();
             throw e;
         }
     }
 
-    /** A reload's batch number and, where the dialect exports snapshots, the snapshot to read it in (else null). */
-    public record ReloadPoint(long batch, String snapshot) {
+    /**
+     * A reload's batch number, that batch's token (null for 0 or unknown), and, where the dialect exports snapshots, the
+     * snapshot to read it in (else null).
+     */
+    public record ReloadPoint(long batch, String token, String snapshot) {
     }
 
     /**
-     * For a destination of a shared channel that holds every batch up to {@code ledger}: records that as its position, also
+     * For a destination of a shared channel that holds every batch up to {@code ledger}, the last of them with
+     * {@code token} (null when it does not know it): records that as its position, also
      * when it moves back (its database was restored), purges what every sharer in {@code sharers} has, and commits. In one
      * step under the store's lock, so no purge passes the position between this check and the reading of the batches after
      * it.
      *
-     * @return null when every batch after {@code ledger} is here to be sent; else why the destination needs a reload
+     * @return null when every batch after {@code ledger} is here to be sent; else why the destination needs a reload (also
+     *         when its batch {@code ledger} carried another token than this database's: it came from a database this one
+     *         was restored over)
      */
-    public synchronized String position(Connection c, String destination, String channel, long ledger, java.util.Collection<String> sharers)
-            throws SQLException {
+    public synchronized String position(Connection c, String destination, String channel, long ledger, String token,
+                                        java.util.Collection<String> sharers) throws SQLException {
         try {
             long last = lastSealed(c, channel);
             if (ledger > last) {
@@ -128,6 +140,12 @@ public final class OutboxStore {
             if (ledger + 1 < firstAvailable(c, channel)) {
                 c.commit();
                 return "batches after " + ledger + " were purged";
+            }
+            String mine = ledger == 0 || token == null ? null : token(c, channel, ledger);
+            if (mine != null && !mine.equals(token)) {
+                c.commit();
+                return "its batch " + ledger + " is not this database's batch " + ledger + " (this database is older than what it "
+                        + "received: restored from a backup?)";
             }
             recordAck(c, destination, channel, ledger);
             purgeShared(c, channel, sharers);
@@ -164,6 +182,8 @@ public final class OutboxStore {
         int purged = 0;
         SealedBatch last = batch(c, channel, upTo);
         if (last != null) {
+            String token = token(c, channel, upTo);
+            SyncSchema.putState(c, PURGED + channel, upTo + ":" + (token == null ? "" : token));
             purged = dialect.purge(c, last);
         }
         try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_batch WHERE channel = ? AND batch_seq <= ?")) {
@@ -172,6 +192,28 @@ public final class OutboxStore {
             ps.executeUpdate();
         }
         return purged;
+    }
+
+    /**
+     * The token of batch {@code seq} of {@code channel}: from the outbox, or, for the last batch purged, as recorded at
+     * the purge; null when it is not known here (older batches, or sealed before tokens existed).
+     */
+    public String token(Connection c, String channel, long seq) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT token FROM sync_batch WHERE channel = ? AND batch_seq = ?")) {
+            ps.setString(1, channel);
+            ps.setLong(2, seq);
+            try (ResultSet rs = ps.executeQuery()) {
+                if (rs.next()) {
+                    return rs.getString(1);
+                }
+            }
+        }
+        String purged = SyncSchema.getState(c, PURGED + channel);
+        if (purged != null && purged.startsWith(seq + ":")) {
+            String token = purged.substring(purged.indexOf(':') + 1);
+            return token.isEmpty() ? null : token;
+        }
+        return null;
     }
 
     /** Whether batch {@code seq} of {@code channel} is still in the outbox (not purged). */
@@ -269,7 +311,8 @@ public final class OutboxStore {
             dialect.resetOutbox(c);
             s.executeUpdate("DELETE FROM sync_batch");
             s.executeUpdate("DELETE FROM sync_ack");
-            s.executeUpdate("DELETE FROM sync_state WHERE k LIKE '" + NEXT_SEQ + "%' OR k LIKE '" + InitialLoadState.PREFIX + "%'");
+            s.executeUpdate("DELETE FROM sync_state WHERE k LIKE '" + NEXT_SEQ + "%' OR k LIKE '" + PURGED + "%' OR k LIKE '"
+                    + InitialLoadState.PREFIX + "%'");
             try (java.sql.ResultSet rs = s.executeQuery("SELECT channel, table_name FROM sync_trigger_hist")) {
                 java.util.List<String> keys = new ArrayList<>();
                 while (rs.next()) {

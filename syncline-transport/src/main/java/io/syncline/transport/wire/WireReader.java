@@ -36,6 +36,7 @@ public final class WireReader implements Closeable {
     private GZIPInputStream gzip;
     private BatchHeader current;
     private boolean reload;
+    private String token;
     private boolean done;
 
     public WireReader(InputStream in) {
@@ -94,6 +95,11 @@ public final class WireReader implements Closeable {
                 throw bad("bad batch header of " + current.id() + ": 'reload' must be true or false, got " + r);
             }
             reload = Boolean.TRUE.equals(r);
+            Object t = b.get("token");
+            if (t != null && !(t instanceof String)) {
+                throw bad("bad batch header of " + current.id() + ": 'token' must be a string, got " + t);
+            }
+            token = (String) t;
             if (current.id().sequence() == 0 && !reload) {
                 BatchId id = current.id();
                 current = null;
@@ -108,6 +114,11 @@ public final class WireReader implements Closeable {
     /** Whether the batch returned by the last {@link #nextBatch()} is a reload (docs/protocol.md, "Fetch"). */
     public boolean isReload() {
         return reload;
+    }
+
+    /** The source's token for the batch returned by the last {@link #nextBatch()}, or null when it sent none. */
+    public String token() {
+        return token;
     }
 
     /** The changes of the batch returned by the last {@link #nextBatch()}; the iterator verifies the end marker. */

@@ -56,6 +56,14 @@ public final class WireWriter implements Closeable {
      * the source held it when batch {@code h} was its last (docs/protocol.md, "Fetch").
      */
     public void beginBatch(BatchHeader h, boolean reload) throws IOException {
+        beginBatch(h, reload, null);
+    }
+
+    /**
+     * Starts a batch, a reload or not, with the source's token for it ({@code null} for none): the destination echoes the
+     * token of the last batch it applied, so a source restored from a backup is recognised (docs/protocol.md, "Fetch").
+     */
+    public void beginBatch(BatchHeader h, boolean reload, String token) throws IOException {
         if (inBatch >= 0) {
             throw new IllegalStateException("batch " + seq + " not ended");
         }
@@ -70,6 +78,9 @@ public final class WireWriter implements Closeable {
         }
         if (reload) {
             json.writeBooleanField("reload", true);
+        }
+        if (token != null) {
+            json.writeStringField("token", token);
         }
         json.writeEndObject();
         json.writeEndObject();
