@@ -35,8 +35,12 @@ public final class SyncSchema {
                     + "snap_from " + text + ", snap_to " + text + ", row_count BIGINT NOT NULL, sealed_at TIMESTAMP WITH TIME ZONE NOT NULL, "
                     + "first_captured TIMESTAMP WITH TIME ZONE, PRIMARY KEY (channel, batch_seq))");
             // Added after the first release: a random token per sealed batch, so a destination can tell this database's
-            // batch n from the batch n of a database this one was restored over.
-            s.execute("ALTER TABLE sync_batch ADD COLUMN IF NOT EXISTS token VARCHAR(32)");
+            // batch n from the batch n of a database this one was restored over. Looked up first: on PostgreSQL even an
+            // ALTER that finds the column takes the table's exclusive lock, and would queue behind a long transaction.
+            TableMeta batch = SchemaReader.tryRead(c, "sync_batch");
+            if (batch != null && !batch.byKey().containsKey("token")) {
+                s.execute("ALTER TABLE sync_batch ADD COLUMN token VARCHAR(32)");
+            }
             s.execute("CREATE TABLE IF NOT EXISTS sync_ack (destination VARCHAR(64) NOT NULL, channel VARCHAR(64) NOT NULL, "
                     + "acked_batch BIGINT NOT NULL, acked_at TIMESTAMP WITH TIME ZONE NOT NULL, PRIMARY KEY (destination, channel))");
             s.execute("CREATE TABLE IF NOT EXISTS sync_incoming (source VARCHAR(64) NOT NULL, channel VARCHAR(64) NOT NULL, "
