@@ -265,53 +265,37 @@ final class Demo {
         }
     }
 
-    /** One site's product-management workload. Each step is one transaction; steps of one site never overlap. */
-    private final class SiteWorkload {
+    /** One writer: each step is one transaction on the writer's own connection; steps never overlap. */
+    private abstract static class Workload {
         private final String url;
-        private final SplittableRandom random;
-        private final AtomicInteger nextId = new AtomicInteger(INITIAL_PRODUCTS);
         private Connection connection;
 
-        SiteWorkload(String url, int seed) {
+        Workload(String url) {
             this.url = url;
-            this.random = new SplittableRandom(seed);
         }
 
-        synchronized void step() {
+        /** The statements of one step, on {@code c}; returns the rows they changed. */
+        abstract int transaction(Connection c) throws SQLException;
+
+        /** After a step committed. */
+        void committed(int changed) {
+        }
+
+        /** After the database refused a step (rolled back). */
+        void refused() {
+        }
+
+        final synchronized void step() {
             try {
                 if (connection == null) {
                     connection = DriverManager.getConnection(url);
                     connection.setAutoCommit(false);
                 }
-                int dice = random.nextInt(100);
-                int changed;
-                if (dice < 40) {
-                    changed = update("UPDATE product SET price = price + ?, updated_at = ? WHERE id = ?",
-                            BigDecimal.valueOf(random.nextInt(-50, 80), 2));
-                } else if (dice < 70) {
-                    changed = update("UPDATE product SET stock = GREATEST(0, stock + ?), updated_at = ? WHERE id = ?", random.nextInt(-5, 10));
-                } else if (dice < 90) {
-                    int id = nextId.incrementAndGet();
-                    try (PreparedStatement ps = connection.prepareStatement("INSERT INTO product VALUES (?, ?, ?, ?, ?, ?)")) {
-                        ps.setLong(1, id);
-                        ps.setString(2, "NEW-" + id);
-                        ps.setString(3, "New product " + id + " \u00e9t\u00e9 \u2603");
-                        ps.setBigDecimal(4, BigDecimal.valueOf(random.nextInt(100, 100_000), 2));
-                        ps.setInt(5, random.nextInt(0, 100));
-                        ps.setObject(6, LocalDateTime.now().withNano(0));
-                        changed = ps.executeUpdate();
-                    }
-                } else {
-                    try (PreparedStatement ps = connection.prepareStatement("DELETE FROM product WHERE id = ?")) {
-                        ps.setLong(1, randomId());
-                        changed = ps.executeUpdate();
-                    }
-                }
+                int changed = transaction(connection);
                 connection.commit();
-                committed.incrementAndGet();
-                captured.addAndGet(changed);
+                committed(changed);
             } catch (SQLException e) {
-                failed.incrementAndGet();
+                refused();
                 try {
                     if (connection != null) {
                         connection.rollback();
@@ -321,13 +305,61 @@ final class Demo {
                 }
             }
         }
+    }
+
+    /** One site's product-management workload. */
+    private final class SiteWorkload extends Workload {
+        private final SplittableRandom random;
+        private final AtomicInteger nextId = new AtomicInteger(INITIAL_PRODUCTS);
+
+        SiteWorkload(String url, int seed) {
+            super(url);
+            this.random = new SplittableRandom(seed);
+        }
+
+        @Override
+        int transaction(Connection c) throws SQLException {
+            int dice = random.nextInt(100);
+            if (dice < 40) {
+                return update(c, "UPDATE product SET price = price + ?, updated_at = ? WHERE id = ?",
+                        BigDecimal.valueOf(random.nextInt(-50, 80), 2));
+            } else if (dice < 70) {
+                return update(c, "UPDATE product SET stock = GREATEST(0, stock + ?), updated_at = ? WHERE id = ?", random.nextInt(-5, 10));
+            } else if (dice < 90) {
+                int id = nextId.incrementAndGet();
+                try (PreparedStatement ps = c.prepareStatement("INSERT INTO product VALUES (?, ?, ?, ?, ?, ?)")) {
+                    ps.setLong(1, id);
+                    ps.setString(2, "NEW-" + id);
+                    ps.setString(3, "New product " + id + " \u00e9t\u00e9 \u2603");
+                    ps.setBigDecimal(4, BigDecimal.valueOf(random.nextInt(100, 100_000), 2));
+                    ps.setInt(5, random.nextInt(0, 100));
+                    ps.setObject(6, LocalDateTime.now().withNano(0));
+                    return ps.executeUpdate();
+                }
+            }
+            try (PreparedStatement ps = c.prepareStatement("DELETE FROM product WHERE id = ?")) {
+                ps.setLong(1, randomId());
+                return ps.executeUpdate();
+            }
+        }
+
+        @Override
+        void committed(int changed) {
+            committed.incrementAndGet();
+            captured.addAndGet(changed);
+        }
+
+        @Override
+        void refused() {
+            failed.incrementAndGet();
+        }
 
         private long randomId() {
             return 1 + random.nextInt(nextId.get());
         }
 
-        private int update(String sql, Object delta) throws SQLException {
-            try (PreparedStatement ps = connection.prepareStatement(sql)) {
+        private int update(Connection c, String sql, Object delta) throws SQLException {
+            try (PreparedStatement ps = c.prepareStatement(sql)) {
                 ps.setObject(1, delta);
                 ps.setObject(2, LocalDateTime.now().withNano(0));
                 ps.setLong(3, randomId());
@@ -337,55 +369,44 @@ final class Demo {
     }
 
     /** HQ's catalog work: new items, list prices, items moved to another region or to every region, withdrawals. */
-    private static final class CatalogWorkload {
-        private final String url;
+    private static final class CatalogWorkload extends Workload {
         private final SplittableRandom random = new SplittableRandom(2026);
         private final AtomicInteger nextId = new AtomicInteger(INITIAL_ITEMS);
         private final AtomicLong changes = new AtomicLong();
-        private Connection connection;
 
         CatalogWorkload(String url) {
-            this.url = url;
+            super(url);
         }
 
-        synchronized void step() {
-            try {
-                if (connection == null) {
-                    connection = DriverManager.getConnection(url);
-                    connection.setAutoCommit(false);
-                }
-                int dice = random.nextInt(100);
-                long id = 1 + random.nextInt(nextId.get());
-                String region = random.nextInt(4) == 0 ? null : REGIONS[random.nextInt(REGIONS.length)];
-                String sql = dice < 50 ? "UPDATE catalog_item SET list_price = list_price + ?, updated_at = ? WHERE id = ?"
-                        : dice < 75 ? "UPDATE catalog_item SET region = ?, updated_at = ? WHERE id = ?"
-                        : dice < 92 ? "INSERT INTO catalog_item (list_price, updated_at, id, name, region) VALUES (?, ?, ?, ?, ?)"
-                        : "DELETE FROM catalog_item WHERE id = ?";
-                try (PreparedStatement ps = connection.prepareStatement(sql)) {
-                    if (dice >= 92) {
-                        ps.setLong(1, id);
-                    } else {
-                        ps.setObject(1, dice < 50 ? BigDecimal.valueOf(random.nextInt(-20, 50), 2)
-                                : dice < 75 ? region : BigDecimal.valueOf(random.nextInt(100, 100_000), 2));
-                        ps.setObject(2, LocalDateTime.now().withNano(0));
-                        ps.setLong(3, dice < 75 ? id : nextId.incrementAndGet());
-                        if (dice >= 75) {
-                            ps.setString(4, "New catalog item \u00e9t\u00e9");
-                            ps.setString(5, region);
-                        }
+        @Override
+        int transaction(Connection c) throws SQLException {
+            int dice = random.nextInt(100);
+            long id = 1 + random.nextInt(nextId.get());
+            String region = random.nextInt(4) == 0 ? null : REGIONS[random.nextInt(REGIONS.length)];
+            String sql = dice < 50 ? "UPDATE catalog_item SET list_price = list_price + ?, updated_at = ? WHERE id = ?"
+                    : dice < 75 ? "UPDATE catalog_item SET region = ?, updated_at = ? WHERE id = ?"
+                    : dice < 92 ? "INSERT INTO catalog_item (list_price, updated_at, id, name, region) VALUES (?, ?, ?, ?, ?)"
+                    : "DELETE FROM catalog_item WHERE id = ?";
+            try (PreparedStatement ps = c.prepareStatement(sql)) {
+                if (dice >= 92) {
+                    ps.setLong(1, id);
+                } else {
+                    ps.setObject(1, dice < 50 ? BigDecimal.valueOf(random.nextInt(-20, 50), 2)
+                            : dice < 75 ? region : BigDecimal.valueOf(random.nextInt(100, 100_000), 2));
+                    ps.setObject(2, LocalDateTime.now().withNano(0));
+                    ps.setLong(3, dice < 75 ? id : nextId.incrementAndGet());
+                    if (dice >= 75) {
+                        ps.setString(4, "New catalog item \u00e9t\u00e9");
+                        ps.setString(5, region);
                     }
-                    changes.addAndGet(ps.executeUpdate());
                 }
-                connection.commit();
-            } catch (SQLException e) {
-                try {
-                    if (connection != null) {
-                        connection.rollback();
-                    }
-                } catch (SQLException ignored) {
-                    connection = null;
-                }
+                return ps.executeUpdate();
             }
+        }
+
+        @Override
+        void committed(int changed) {
+            changes.addAndGet(changed);
         }
     }
 
