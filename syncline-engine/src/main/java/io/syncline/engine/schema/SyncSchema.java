@@ -26,7 +26,7 @@ public final class SyncSchema {
     private SyncSchema() {
     }
 
-    /** Creates every table that does not exist yet. Idempotent. */
+    /** Creates every table that does not exist yet, and adds columns later versions added to them. Idempotent. */
     public static void install(Connection c, Dialect d) throws SQLException {
         String text = d.textType();
         try (Statement s = c.createStatement()) {
@@ -39,7 +39,7 @@ public final class SyncSchema {
             // ALTER that finds the column takes the table's exclusive lock, and would queue behind a long transaction.
             TableMeta batch = SchemaReader.tryRead(c, "sync_batch");
             if (batch != null && !batch.byKey().containsKey("token")) {
-                s.execute("ALTER TABLE sync_batch ADD COLUMN token VARCHAR(32)");
+                s.execute("ALTER TABLE sync_batch ADD COLUMN IF NOT EXISTS token VARCHAR(32)"); // two nodes starting at once
             }
             s.execute("CREATE TABLE IF NOT EXISTS sync_ack (destination VARCHAR(64) NOT NULL, channel VARCHAR(64) NOT NULL, "
                     + "acked_batch BIGINT NOT NULL, acked_at TIMESTAMP WITH TIME ZONE NOT NULL, PRIMARY KEY (destination, channel))");
