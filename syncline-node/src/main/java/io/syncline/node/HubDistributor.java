@@ -93,6 +93,7 @@ final class HubDistributor implements AutoCloseable {
     /** Per site, its attributes by lower-case name; per channel and site, whether the channel's selector chooses it. */
     private final Map<String, Map<String, String>> attributes = new ConcurrentHashMap<>();
     private final Map<String, Boolean> routed = new ConcurrentHashMap<>();
+    private final Map<String, String> routeHashes = new ConcurrentHashMap<>();
     private final BatchCache cache = new BatchCache(CACHE_CHARS);
     private final AtomicLong outboxReads = new AtomicLong();
     /** Channels not served, with why: a filter names a column its hub table no longer has. */
@@ -219,12 +220,16 @@ final class HubDistributor implements AutoCloseable {
      * columns of the channel's hub tables. A site whose last reload was made under another hash gets a new one.
      */
     String routeHash(String channel, String site) {
-        try {
-            return Secrets.sha256(WireFormat.MAPPER.writeValueAsString(channels.get(channel)) + "|"
-                    + WireFormat.MAPPER.writeValueAsString(cfg.siteAttributes(site)) + "|" + signatures.get(channel)).substring(0, 16);
-        } catch (IOException e) {
-            throw new IllegalStateException(e);
-        }
+        String signature = signatures.get(channel);
+        // Asked on every fetch; only the tables' columns can change while the hub runs, and they are part of the key.
+        return routeHashes.computeIfAbsent(channel + '\0' + site + '\0' + signature, k -> {
+            try {
+                return Secrets.sha256(WireFormat.MAPPER.writeValueAsString(channels.get(channel)) + "|"
+                        + WireFormat.MAPPER.writeValueAsString(cfg.siteAttributes(site)) + "|" + signature).substring(0, 16);
+            } catch (IOException e) {
+                throw new IllegalStateException(e);
+            }
+        });
     }
 
     private void tick() {

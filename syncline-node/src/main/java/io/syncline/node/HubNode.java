@@ -79,6 +79,7 @@ public final class HubNode implements NodeControl {
     private final BatchApplier applier;
     private final Map<String, ChannelSpec> channels = new LinkedHashMap<>();
     private final HubDistributor distributor;
+    private final Map<String, String> configHashes = new ConcurrentHashMap<>();
     private final Map<String, SiteState> sites = new ConcurrentHashMap<>();
     private final Map<String, ScheduledFuture<?>> pullTasks = new ConcurrentHashMap<>();
     private final ScheduledExecutorService pullScheduler;
@@ -262,12 +263,15 @@ public final class HubNode implements NodeControl {
      * every exchange; a site whose registration carries another hash registers again.
      */
     private String configHash(String site, SiteSchedule schedule) {
-        try {
-            return Secrets.sha256(WireFormat.MAPPER.writeValueAsString(channelsFor(site)) + "|" + schedule.mode() + "|"
-                    + schedule.interval().toMillis() + "|" + cfg.maxBatchesPerExchange()).substring(0, 16);
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
+        // Sent with every exchange; the configuration is fixed for the hub's life, so worked out once per site.
+        return configHashes.computeIfAbsent(site + '\0' + schedule, k -> {
+            try {
+                return Secrets.sha256(WireFormat.MAPPER.writeValueAsString(channelsFor(site)) + "|" + schedule.mode() + "|"
+                        + schedule.interval().toMillis() + "|" + cfg.maxBatchesPerExchange()).substring(0, 16);
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+        });
     }
 
     private void register(Connection c, Registration.Request r, String secretHash, String pullUrl) throws SQLException {

@@ -28,7 +28,7 @@ import java.util.Optional;
  */
 public final class OutboxStore {
     private static final String NEXT_SEQ = "batch.next.";
-    /** The last batch purged per channel and its token, as "n:token" (sync_state key prefix). */
+    /** The last batch purged per shared channel and its token, as "n:token" (sync_state key prefix). */
     private static final String PURGED = "batch.purged.";
     private static final java.security.SecureRandom RANDOM = new java.security.SecureRandom();
     private final Dialect dialect;
@@ -175,6 +175,11 @@ public final class OutboxStore {
         if (purgeTo == Long.MAX_VALUE) {
             return 0;
         }
+        // Destinations of a shared channel echo the token of their last batch, which may be the last one purged.
+        if (isAvailable(c, channel, purgeTo)) {
+            String token = token(c, channel, purgeTo);
+            SyncSchema.putState(c, PURGED + channel, purgeTo + ":" + (token == null ? "" : token));
+        }
         return purgeUpTo(c, channel, purgeTo);
     }
 
@@ -182,8 +187,6 @@ public final class OutboxStore {
         int purged = 0;
         SealedBatch last = batch(c, channel, upTo);
         if (last != null) {
-            String token = token(c, channel, upTo);
-            SyncSchema.putState(c, PURGED + channel, upTo + ":" + (token == null ? "" : token));
             purged = dialect.purge(c, last);
         }
         try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_batch WHERE channel = ? AND batch_seq <= ?")) {
