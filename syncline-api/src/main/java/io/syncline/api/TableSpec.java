@@ -11,8 +11,9 @@ package io.syncline.api;
  * @param filter    optional row filter of a hub-to-sites channel: a routing expression over the hub row's columns,
  *                  with the receiving site's attributes as {@code :site.<name>} parameters; a site receives only
  *                  the rows it selects
+ * @param conflict  optional conflict policy of a two-way channel's table, instead of the channel's
  */
-public record TableSpec(String name, String target, String hubColumn, String filter) {
+public record TableSpec(String name, String target, String hubColumn, String filter, ConflictPolicy conflict) {
     public TableSpec {
         Names.requireValid("table", name);
         target = target == null || target.isBlank() ? name : Names.requireValid("target table", target);
@@ -27,11 +28,15 @@ public record TableSpec(String name, String target, String hubColumn, String fil
         }
     }
 
+    public TableSpec(String name, String target, String hubColumn, String filter) {
+        this(name, target, hubColumn, filter, null);
+    }
+
     public TableSpec(String name, String target, String hubColumn) {
-        this(name, target, hubColumn, null);
+        this(name, target, hubColumn, null, null);
     }
 
     public static TableSpec of(String name) {
-        return new TableSpec(name, null, null, null);
+        return new TableSpec(name, null, null, null, null);
     }
 }

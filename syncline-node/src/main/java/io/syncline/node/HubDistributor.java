@@ -9,6 +9,7 @@ import io.syncline.api.ChannelSpec;
 import io.syncline.api.SyncException;
 import io.syncline.api.TableSpec;
 import io.syncline.engine.capture.CaptureInstaller;
+import io.syncline.engine.conflict.HybridClock;
 import io.syncline.engine.codec.CanonicalWriter;
 import io.syncline.engine.codec.Json;
 import io.syncline.engine.outbox.OutboxRowSink;
@@ -101,14 +102,15 @@ final class HubDistributor implements AutoCloseable {
     /** Per channel, the column signatures of its hub tables (part of the route hash). */
     private volatile Map<String, String> signatures = Map.of();
 
-    HubDistributor(NodeConfig cfg, Clock clock, Database db, Supplier<Collection<String>> registeredSites) throws SQLException {
+    HubDistributor(NodeConfig cfg, Clock clock, Database db, Supplier<Collection<String>> registeredSites, HybridClock stamps)
+            throws SQLException {
         this.cfg = cfg;
         this.clock = clock;
         this.db = db;
-        this.outbox = new OutboxStore(db.dialect(), clock);
+        this.outbox = new OutboxStore(db.dialect(), clock, stamps);
         this.registeredSites = registeredSites;
         for (ChannelSpec ch : cfg.channels()) {
-            if (ch.direction() != ChannelSpec.Direction.HUB_TO_SITES) {
+            if (!ch.direction().toSites()) {
                 continue;
             }
             ChannelSpec hubSide = ch.fromHub();
@@ -311,8 +313,8 @@ final class HubDistributor implements AutoCloseable {
             sendHeaders(ex, route);
             try (OutputStream out = ex.getResponseBody(); WireWriter w = new WireWriter(out)) {
                 for (SealedBatch b : batches) {
-                    w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, b.sequence()), b.sealedAt(), b.firstCaptured()), false,
-                            outbox.token(c, channel, b.sequence()));
+                    w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, b.sequence()), b.sealedAt(), b.firstCaptured(),
+                            b.stamp()), false, outbox.token(c, channel, b.sequence()));
                     SiteShare share = new SiteShare(w, channel, attributes(site));
                     List<Rendered> cached = cache.get(channel, b.sequence());
                     if (cached != null) {
@@ -322,7 +324,8 @@ final class HubDistributor implements AutoCloseable {
                     } else {
                         Recorder recorder = new Recorder(share);
                         // Streamed for the hub itself, which is never an origin: every site gets the same changes, those that
-                        // the hub's triggers or cascades made while applying a site's batch included.
+                        // the hub's triggers or cascades made while applying a site's batch included, and, in a two-way
+                        // channel, the changes of the site itself (docs/conflicts.md, "Why a site gets its own changes back").
                         outbox.stream(c, b, cfg.nodeId(), recorder);
                         outboxReads.incrementAndGet();
                         if (!outbox.isAvailable(c, channel, b.sequence())) {

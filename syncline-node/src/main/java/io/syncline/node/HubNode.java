@@ -10,8 +10,13 @@ import io.syncline.api.NodeRole;
 import io.syncline.api.OutOfOrderBatchException;
 import io.syncline.api.RetriableSyncException;
 import io.syncline.api.SyncException;
+import io.syncline.api.TableSpec;
 import io.syncline.engine.apply.ApplyOutcome;
 import io.syncline.engine.apply.BatchApplier;
+import io.syncline.engine.conflict.ConflictLog;
+import io.syncline.engine.conflict.HybridClock;
+import io.syncline.engine.conflict.TwoWay;
+import io.syncline.engine.outbox.OutboxStore;
 import io.syncline.engine.schema.SchemaReader;
 import io.syncline.engine.schema.SyncSchema;
 import io.syncline.engine.schema.TableMeta;
@@ -79,6 +84,7 @@ public final class HubNode implements NodeControl {
     private final BatchApplier applier;
     private final Map<String, ChannelSpec> channels = new LinkedHashMap<>();
     private final HubDistributor distributor;
+    private final TwoWay twoWay;
     private final Map<String, String> configHashes = new ConcurrentHashMap<>();
     private final Map<String, SiteState> sites = new ConcurrentHashMap<>();
     private final Map<String, ScheduledFuture<?>> pullTasks = new ConcurrentHashMap<>();
@@ -112,11 +118,22 @@ public final class HubNode implements NodeControl {
             channels.put(ch.name(), ch);
         }
         this.db = new Database(cfg);
+        HybridClock stamps = new HybridClock(clock);
+        this.twoWay = new TwoWay(cfg.nodeId(), stamps);
         try (Connection c = db.connection()) {
             SyncSchema.install(c, db.dialect());
             c.commit();
             checkTargetTables(c);
-            this.distributor = new HubDistributor(cfg, clock, db, sites::keySet);
+            stamps.observe(Math.max(OutboxStore.lastStamp(c), ConflictLog.lastStamp(c)));
+            c.commit();
+            for (ChannelSpec ch : channels.values()) {
+                for (TableSpec t : ch.tables()) {
+                    if (ch.conflictFor(t.name()) != null) {
+                        twoWay.resolver(ch.conflictFor(t.name())); // a resolver class that cannot be loaded stops the hub here
+                    }
+                }
+            }
+            this.distributor = new HubDistributor(cfg, clock, db, sites::keySet, stamps);
         } catch (SyncException | SQLException e) {
             db.close();
             throw e;
@@ -133,6 +150,9 @@ public final class HubNode implements NodeControl {
         http.route("/v1/batches", "POST", this::handleBatches);
         http.route("/v1/fetch", "GET", this::handleFetch);
         http.route("/v1/status", "GET", this::handleStatus);
+        Conflicts conflicts = new Conflicts(cfg, db, channels, applier, twoWay, clock);
+        http.route("/v1/conflicts", "GET", conflicts::handleList);
+        http.route("/v1/conflicts/settle", "POST", conflicts::handleSettle);
         http.route("/v1/health", "GET", ex -> HttpEndpoint.sendJson(ex, 200, Map.of("node", cfg.nodeId(), "role", "hub")));
         loadSites();
         http.start();
@@ -251,11 +271,17 @@ public final class HubNode implements NodeControl {
                 channelsFor(r.node()), configHash(r.node(), schedule)));
     }
 
-    /** The channels a site takes part in: every site-to-hub channel, and the hub-to-sites channels routed to it. */
+    /** The channels a site takes part in: every site-to-hub channel, and the hub-to-sites and two-way channels routed to it. */
     private List<ChannelSpec> channelsFor(String site) {
         return channels.values().stream()
                 .filter(ch -> ch.direction() == ChannelSpec.Direction.SITE_TO_HUB || distributor.routes(ch.name(), site))
                 .toList();
+    }
+
+    /** Whether site {@code site} sends batches of {@code ch}: a site-to-hub channel, or a two-way channel routed to it. */
+    private boolean sendsTo(ChannelSpec ch, String site) {
+        return ch.direction() == ChannelSpec.Direction.SITE_TO_HUB
+                || ch.direction() == ChannelSpec.Direction.TWO_WAY && distributor.routes(ch.name(), site);
     }
 
     /**
@@ -376,9 +402,10 @@ public final class HubNode implements NodeControl {
                             + "' but was sent by node '" + s.id + "'");
                 }
                 ChannelSpec ch = channels.get(h.id().channel());
-                if (ch != null && ch.direction() != ChannelSpec.Direction.SITE_TO_HUB) {
+                if (ch != null && !sendsTo(ch, s.id)) {
                     throw new BadBatchException(SyncException.Stage.TRANSPORT, "batch " + h.id() + " is for channel '"
-                            + h.id().channel() + "', which flows from the hub to the sites, not from them");
+                            + h.id().channel() + "', which " + (ch.direction() == ChannelSpec.Direction.HUB_TO_SITES
+                            ? "flows from the hub to the sites, not from them" : "is not routed to site '" + s.id + "'"));
                 }
                 if (ch == null) {
                     throw new BadBatchException(SyncException.Stage.TRANSPORT, "batch " + h.id() + " is for unknown channel '"
@@ -387,7 +414,8 @@ public final class HubNode implements NodeControl {
                 Iterator<Change> changes = reader.changes();
                 ApplyOutcome outcome;
                 try (Connection c = db.connection()) {
-                    outcome = applier.apply(c, h, ch, changes);
+                    outcome = ch.direction() == ChannelSpec.Direction.TWO_WAY ? applier.applyTwoWay(c, h, ch, changes, twoWay)
+                            : applier.apply(c, h, ch, changes);
                 } catch (SQLException e) {
                     throw new RetriableSyncException(SyncException.Stage.APPLY, "no database connection: " + e.getMessage(), e);
                 }
@@ -476,7 +504,7 @@ public final class HubNode implements NodeControl {
             Backlog total = Backlog.NONE;
             long applied = 0;
             for (ChannelSpec ch : channels.values()) {
-                if (ch.direction() != ChannelSpec.Direction.SITE_TO_HUB) {
+                if (!sendsTo(ch, s.id)) {
                     continue;
                 }
                 for (int round = 0; round < 1000; round++) {
@@ -536,13 +564,23 @@ public final class HubNode implements NodeControl {
         Instant now = clock.instant();
         Map<String, Map<String, Long>> batches = new LinkedHashMap<>();
         Map<String, Long> rows = new LinkedHashMap<>();
-        try (Connection c = db.connection();
-             PreparedStatement ps = c.prepareStatement("SELECT source, channel, last_batch, rows_applied FROM sync_incoming");
-             ResultSet rs = ps.executeQuery()) {
-            while (rs.next()) {
-                batches.computeIfAbsent(rs.getString(1), k -> new LinkedHashMap<>()).put(rs.getString(2), rs.getLong(3));
-                rows.merge(rs.getString(1), rs.getLong(4), Long::sum);
+        Map<String, Long> conflictsBySite = new LinkedHashMap<>();
+        ConflictLog.Counts conflicts;
+        try (Connection c = db.connection()) {
+            try (PreparedStatement ps = c.prepareStatement("SELECT source, channel, last_batch, rows_applied FROM sync_incoming");
+                 ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    batches.computeIfAbsent(rs.getString(1), k -> new LinkedHashMap<>()).put(rs.getString(2), rs.getLong(3));
+                    rows.merge(rs.getString(1), rs.getLong(4), Long::sum);
+                }
             }
+            try (PreparedStatement ps = c.prepareStatement("SELECT site, COUNT(*) FROM sync_conflict GROUP BY site");
+                 ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    conflictsBySite.put(rs.getString(1), rs.getLong(2));
+                }
+            }
+            conflicts = ConflictLog.counts(c);
             c.commit();
         } catch (SQLException e) {
             throw new RetriableSyncException(SyncException.Stage.APPLY, "cannot read status: " + e.getMessage(), e);
@@ -559,10 +597,11 @@ public final class HubNode implements NodeControl {
                     : Duration.between(s.lastContact, now).toMillis() > staleAfter ? "OFFLINE"
                     : lag > staleAfter ? "LAGGING" : "ONLINE";
             out.add(new NodeStatus.SiteStatus(s.id, s.schedule.mode().name().toLowerCase(), state, s.lastContact, b.rows(), lag,
-                    batches.getOrDefault(s.id, Map.of()), rows.getOrDefault(s.id, 0L), s.lastError, distributor.pendingFor(s.id)));
+                    batches.getOrDefault(s.id, Map.of()), rows.getOrDefault(s.id, 0L), s.lastError, distributor.pendingFor(s.id),
+                    conflictsBySite.getOrDefault(s.id, 0L)));
         }
         out.sort(Comparator.comparing(NodeStatus.SiteStatus::site));
-        return new NodeStatus(cfg.nodeId(), "hub", now, out, Map.of());
+        return new NodeStatus(cfg.nodeId(), "hub", now, out, Map.of(), conflicts.total(), conflicts.open());
     }
 
     /** Hub-to-sites batches read from the outbox (the rest were served from the cache); for tests. */

@@ -12,8 +12,11 @@ import java.util.Map;
  * @param at      when the status was taken
  * @param sites   on the hub: one entry per registered site; on a site: empty
  * @param backlog on a site: rows and batches not yet acknowledged by the hub, per channel; on the hub: empty
+ * @param conflicts     on the hub: conflicts of two-way channels recorded (docs/conflicts.md); on a site: 0
+ * @param openConflicts on the hub: of those, how many wait for an operator (policy manual)
  */
-public record NodeStatus(String node, String role, Instant at, List<SiteStatus> sites, Map<String, Long> backlog) {
+public record NodeStatus(String node, String role, Instant at, List<SiteStatus> sites, Map<String, Long> backlog, long conflicts,
+                         long openConflicts) {
 
     /**
      * What the hub knows of one site.
@@ -31,8 +34,9 @@ public record NodeStatus(String node, String role, Instant at, List<SiteStatus> 
      * @param lastError     last exchange error, or null
      * @param pendingToSite changes of hub-to-sites channels routed to the site that the hub sealed and the site has not
      *                      acknowledged, counted before the site's row filters
+     * @param conflicts     conflicts recorded for changes of this site
      */
     public record SiteStatus(String site, String mode, String state, Instant lastContact, long pendingChanges, long lagMillis,
-                             Map<String, Long> lastBatches, long rowsApplied, String lastError, long pendingToSite) {
+                             Map<String, Long> lastBatches, long rowsApplied, String lastError, long pendingToSite, long conflicts) {
     }
 }

@@ -10,6 +10,7 @@ import io.syncline.api.NodeRole;
 import io.syncline.api.SyncException;
 import io.syncline.api.TableSpec;
 import io.syncline.engine.apply.BatchApplier;
+import io.syncline.engine.conflict.HybridClock;
 import io.syncline.engine.apply.CrashPoints;
 import io.syncline.engine.capture.CaptureInstaller;
 import io.syncline.engine.load.InitialLoadState;
@@ -103,16 +104,21 @@ public final class SiteNode implements NodeControl {
     private volatile Duration registrationBackoff = Duration.ofMillis(500);
     private volatile String lastError;
     private volatile Instant lastContact;
+    /** This site's hybrid logical clock: stamps its batches, and takes in the stamps of the hub's batches it applies. */
+    private final HybridClock stamps;
 
     private SiteNode(NodeConfig cfg, Clock clock) throws SQLException, IOException {
         this.cfg = cfg;
         this.clock = clock;
+        this.stamps = new HybridClock(clock);
         this.db = new Database(cfg);
-        this.outbox = new OutboxStore(db.dialect(), clock);
+        this.outbox = new OutboxStore(db.dialect(), clock, stamps);
         this.loader = new InitialLoader(db.dialect(), cfg.loadChunkSize());
         this.applier = new BatchApplier(db.dialect(), clock);
         try (Connection c = db.connection()) {
             SyncSchema.install(c, db.dialect());
+            c.commit();
+            stamps.observe(OutboxStore.lastStamp(c));
             this.incarnation = stateOrNew(c, INCARNATION);
             this.pullToken = stateOrNew(c, PULL_TOKEN);
             String stored = SyncSchema.getState(c, REGISTRATION);
@@ -245,14 +251,14 @@ public final class SiteNode implements NodeControl {
         }
     }
 
-    /** The registration's site-to-hub channels: captured here and sent to the hub. */
+    /** The registration's site-to-hub and two-way channels: captured here and sent to the hub. */
     private static List<ChannelSpec> upstream(Registration.Response r) {
-        return r.channels().stream().filter(ch -> ch.direction() == ChannelSpec.Direction.SITE_TO_HUB).toList();
+        return r.channels().stream().filter(ch -> ch.direction().fromSites()).toList();
     }
 
-    /** The registration's hub-to-sites channels: fetched from the hub and applied here. */
+    /** The registration's hub-to-sites and two-way channels: fetched from the hub and applied here. */
     private static List<ChannelSpec> downstream(Registration.Response r) {
-        return r.channels().stream().filter(ch -> ch.direction() == ChannelSpec.Direction.HUB_TO_SITES).toList();
+        return r.channels().stream().filter(ch -> ch.direction().toSites()).toList();
     }
 
     // ---- the tick --------------------------------------------------------------------------------
@@ -543,6 +549,7 @@ public final class SiteNode implements NodeControl {
                         } else {
                             applier.apply(c, h, local, changes, tx -> SyncSchema.putState(tx, tokenKey, batchToken));
                         }
+                        stamps.observe(h.stamp());
                     }
                     while (changes.hasNext()) {
                         changes.next();
@@ -558,7 +565,7 @@ public final class SiteNode implements NodeControl {
     }
 
     private void writeBatch(Connection c, WireWriter w, SealedBatch b, String destination) throws SQLException, IOException {
-        w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), b.channel(), b.sequence()), b.sealedAt(), b.firstCaptured()));
+        w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), b.channel(), b.sequence()), b.sealedAt(), b.firstCaptured(), b.stamp()));
         int[] n = {0};
         outbox.stream(c, b, destination, (op, table, oldRow, newRow, captured) -> {
             w.change(op, table, oldRow == null ? null : oldRow::writeTo, newRow == null ? null : newRow::writeTo);
@@ -691,7 +698,7 @@ public final class SiteNode implements NodeControl {
                 throw new SyncException(SyncException.Stage.BATCH, "cannot read backlog: " + e.getMessage(), e);
             }
         }
-        return new NodeStatus(cfg.nodeId(), "site", clock.instant(), List.of(), backlog);
+        return new NodeStatus(cfg.nodeId(), "site", clock.instant(), List.of(), backlog, 0, 0);
     }
 
     /**

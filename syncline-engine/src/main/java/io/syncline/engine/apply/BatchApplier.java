@@ -10,6 +10,7 @@ import io.syncline.api.RetriableSyncException;
 import io.syncline.api.SyncException.Stage;
 import io.syncline.api.TableSpec;
 import io.syncline.engine.codec.CanonicalReader;
+import io.syncline.engine.conflict.TwoWay;
 import io.syncline.engine.dialect.Dialect;
 import io.syncline.engine.schema.ColumnMeta;
 import io.syncline.engine.schema.SchemaReader;
@@ -59,6 +60,7 @@ public final class BatchApplier {
     private final Dialect dialect;
     private final Clock clock;
     private final Map<String, TableMeta> metaCache = new ConcurrentHashMap<>();
+    private final Map<String, List<List<String>>> uniqueKeys = new ConcurrentHashMap<>();
 
     public BatchApplier(Dialect dialect, Clock clock) {
         this.dialect = dialect;
@@ -95,11 +97,26 @@ public final class BatchApplier {
      * the reload already holds converges, because every change carries its whole new row.
      */
     public ApplyOutcome reload(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, BeforeCommit beforeCommit) {
-        return apply(c, header, channel, changes, true, beforeCommit);
+        return apply(c, header, channel, changes, true, beforeCommit, null);
+    }
+
+    /**
+     * Applies a site's batch of a two-way channel at the hub, like {@link #apply(Connection, BatchHeader, ChannelSpec, Iterator)},
+     * but change by change against the hub's current rows: a change made on a version of the row the hub no longer holds
+     * is a conflict, settled by the table's policy, recorded in {@code sync_conflict} and sent to every site
+     * (docs/conflicts.md). A conflict never refuses the batch.
+     */
+    public ApplyOutcome applyTwoWay(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, TwoWay twoWay) {
+        return apply(c, header, channel, changes, false, null, Objects.requireNonNull(twoWay, "twoWay"));
     }
 
     private ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, boolean reload,
                                BeforeCommit beforeCommit) {
+        return apply(c, header, channel, changes, reload, beforeCommit, null);
+    }
+
+    private ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, boolean reload,
+                               BeforeCommit beforeCommit, TwoWay twoWay) {
         BatchId id = header.id();
         boolean tagged = false;
         try {
@@ -124,9 +141,18 @@ public final class BatchApplier {
             dialect.beginApply(c, id.source());
             tagged = true;
             long count;
+            int conflicts = 0;
             try (Writer w = new Writer(c, id, channel)) {
-                while (changes.hasNext()) {
-                    w.apply(changes.next());
+                if (twoWay != null) {
+                    TwoWayApply two = new TwoWayApply(this, w, c, header, channel, twoWay);
+                    while (changes.hasNext()) {
+                        two.apply(changes.next());
+                    }
+                    conflicts = two.conflicts();
+                } else {
+                    while (changes.hasNext()) {
+                        w.apply(changes.next());
+                    }
                 }
                 w.flush();
                 count = w.count;
@@ -146,6 +172,9 @@ public final class BatchApplier {
             CrashPoints.hit("apply-before-commit");
             c.commit();
             CrashPoints.hit("apply-after-commit");
+            if (conflicts > 0) {
+                LOG.info("batch {}: {} conflict(s) settled (sync_conflict)", id, conflicts);
+            }
             return new ApplyOutcome.Applied(id, count);
         } catch (SQLException e) {
             rollbackQuietly(c);
@@ -156,6 +185,7 @@ public final class BatchApplier {
                         + "' channel '" + id.channel() + "' is in progress; try again later", e);
             }
             metaCache.clear();
+            uniqueKeys.clear();
             String state = e.getSQLState() == null ? "" : e.getSQLState();
             String cause = abbreviate(e.getNextException() != null ? e.getNextException().getMessage() : e.getMessage());
             if (state.startsWith("22") || state.startsWith("23")) {
@@ -178,6 +208,37 @@ public final class BatchApplier {
                     LOG.warn("could not clear origin tag after batch {}: {}", id, e.getMessage());
                 }
             }
+        }
+    }
+
+    /**
+     * Writes an operator's final version of a two-way row at the hub, in the caller's transaction (which the caller
+     * commits): the row at {@code key}'s primary key (and at {@code row}'s, when it differs) becomes {@code row}, or is
+     * deleted when {@code row} is null; the rows now at those keys are sent to every site of {@code channel}, and the
+     * version is stamped as the hub's own (docs/conflicts.md, "Manual").
+     */
+    public void settle(Connection c, ChannelSpec channel, String hubTable, Map<String, Object> key, Map<String, Object> row, TwoWay twoWay)
+            throws SQLException {
+        TableMeta t = target(c, hubTable);
+        try (Writer w = new Writer(c, new BatchId(twoWay.hubId(), channel.name(), 0), channel)) {
+            Map<String, Object> current = TwoWayApply.read(c, t, w, key);
+            boolean moves = row != null && !TwoWayApply.keyJson(t, row).equals(TwoWayApply.keyJson(t, key));
+            if (current != null && (row == null || moves)) {
+                w.delete(t, current);
+            }
+            if (row != null) {
+                w.upsert(t, row, false);
+            }
+            w.flush();
+            long stamp = twoWay.clock().tick();
+            for (Map<String, Object> at : moves ? List.of(key, row) : List.of(key)) {
+                Map<String, Object> now = TwoWayApply.read(c, t, w, at);
+                io.syncline.engine.conflict.ConflictLog.putStamp(c, t.name(), TwoWayApply.keyJson(t, now != null ? now : at),
+                        new io.syncline.engine.conflict.ConflictLog.Stamp(stamp, twoWay.hubId(), io.syncline.engine.conflict.Rows.hash(now)));
+                TwoWayApply.resend(c, channel.name(), t, w, at, now);
+            }
+        } catch (IllegalArgumentException e) {
+            throw new BadBatchException(Stage.APPLY, "table '" + hubTable + "': " + e.getMessage(), e);
         }
     }
 
@@ -236,7 +297,7 @@ public final class BatchApplier {
         }
     }
 
-    private TableMeta target(Connection c, String table) throws SQLException {
+    TableMeta target(Connection c, String table) throws SQLException {
         String key = table.toLowerCase(Locale.ROOT);
         TableMeta meta = metaCache.get(key);
         if (meta == null) {
@@ -255,8 +316,18 @@ public final class BatchApplier {
     private record UpsertKey(String table, List<ColumnMeta> columns) {
     }
 
+    /** The unique keys (other than the primary key) of a target table, read once. */
+    List<List<String>> uniqueKeys(Connection c, TableMeta t) throws SQLException {
+        List<List<String>> keys = uniqueKeys.get(t.name());
+        if (keys == null) {
+            keys = SchemaReader.uniqueKeys(c, t);
+            uniqueKeys.put(t.name(), keys);
+        }
+        return keys;
+    }
+
     /** Applies changes of one batch with JDBC batching, keeping the order of statements. Not thread-safe. */
-    private final class Writer implements AutoCloseable {
+    final class Writer implements AutoCloseable {
         private final Connection c;
         private final BatchId id;
         private final ChannelSpec channel;
@@ -315,7 +386,7 @@ public final class BatchApplier {
          * An update's old row carries at least the source's primary key and the old value of every column that changed
          * (docs/protocol.md). A key column of this table that it lacks did not change: its old value is the new one.
          */
-        private Map<String, Object> withUnchanged(TableMeta t, Map<String, Object> oldRow, Map<String, Object> newRow) {
+        Map<String, Object> withUnchanged(TableMeta t, Map<String, Object> oldRow, Map<String, Object> newRow) {
             Map<String, Object> copy = null;
             for (ColumnMeta col : t.primaryKey()) {
                 if (!oldRow.containsKey(col.key()) && newRow.containsKey(col.key())) {
@@ -345,7 +416,7 @@ public final class BatchApplier {
             return true;
         }
 
-        private List<ColumnMeta> columns(TableMeta t, Map<String, Object> row) {
+        List<ColumnMeta> columns(TableMeta t, Map<String, Object> row) {
             Map<String, ColumnMeta> byKey = t.byKey();
             List<ColumnMeta> cols = new ArrayList<>(row.size());
             for (String k : row.keySet()) {
@@ -370,8 +441,25 @@ public final class BatchApplier {
             return cols;
         }
 
+        /**
+         * Inserts a row at once, with a plain INSERT: a key another transaction took meanwhile fails (two-way apply
+         * retries the batch and then sees the row) instead of being overwritten.
+         */
+        void insertNow(TableMeta t, Map<String, Object> row) throws SQLException {
+            flush();
+            List<ColumnMeta> cols = columns(t, row);
+            PreparedStatement ps = statement("INSERT INTO " + dialect.quote(t.name()) + " ("
+                    + cols.stream().map(col -> dialect.quote(col.name())).collect(Collectors.joining(", ")) + ") VALUES ("
+                    + cols.stream().map(dialect::placeholder).collect(Collectors.joining(", ")) + ")");
+            int i = 1;
+            for (ColumnMeta col : cols) {
+                bind(ps, i++, t, col, row.get(rowKey(row, col)));
+            }
+            ps.executeUpdate();
+        }
+
         /** {@code inserted}: the source inserted this row (its key is most likely new at the target). */
-        private void upsert(TableMeta t, Map<String, Object> row, boolean inserted) throws SQLException {
+        void upsert(TableMeta t, Map<String, Object> row, boolean inserted) throws SQLException {
             List<ColumnMeta> cols = columns(t, row);
             if (dialect.supportsBulkUpsert()) {
                 bulkUpsert(t, cols, row, inserted);
@@ -391,7 +479,7 @@ public final class BatchApplier {
             add(ps);
         }
 
-        private void delete(TableMeta t, Map<String, Object> oldRow) throws SQLException {
+        void delete(TableMeta t, Map<String, Object> oldRow) throws SQLException {
             columns(t, oldRow);
             PreparedStatement ps = batched("DELETE FROM " + dialect.quote(t.name()) + " WHERE " + keyPredicate(t));
             bindKey(ps, 1, t, oldRow);
@@ -403,7 +491,7 @@ public final class BatchApplier {
          * made on (a reload or an initial load read after it; the change is replayed): the old key's row goes and the new
          * row is written whole, the state the change led to, instead of failing on the duplicate key for ever.
          */
-        private void changeKey(TableMeta t, Map<String, Object> oldRow, Map<String, Object> newRow) throws SQLException {
+        void changeKey(TableMeta t, Map<String, Object> oldRow, Map<String, Object> newRow) throws SQLException {
             flush();
             PreparedStatement exists = statement("SELECT 1 FROM " + dialect.quote(t.name()) + " WHERE " + keyPredicate(t));
             bindKey(exists, 1, t, newRow);
@@ -430,23 +518,27 @@ public final class BatchApplier {
             }
         }
 
-        private String keyPredicate(TableMeta t) {
+        String quote(String name) {
+            return dialect.quote(name);
+        }
+
+        String keyPredicate(TableMeta t) {
             return t.primaryKey().stream().map(col -> dialect.quote(col.name()) + " = " + dialect.placeholder(col))
                     .collect(Collectors.joining(" AND "));
         }
 
-        private void bindKey(PreparedStatement ps, int from, TableMeta t, Map<String, Object> row) throws SQLException {
+        void bindKey(PreparedStatement ps, int from, TableMeta t, Map<String, Object> row) throws SQLException {
             int i = from;
             for (ColumnMeta col : t.primaryKey()) {
                 bind(ps, i++, t, col, row.get(col.key()));
             }
         }
 
-        private String rowKey(Map<String, Object> row, ColumnMeta col) {
+        String rowKey(Map<String, Object> row, ColumnMeta col) {
             return row.containsKey(col.key()) ? col.key() : col.name();
         }
 
-        private void bind(PreparedStatement ps, int index, TableMeta t, ColumnMeta col, Object value) throws SQLException {
+        void bind(PreparedStatement ps, int index, TableMeta t, ColumnMeta col, Object value) throws SQLException {
             try {
                 CanonicalReader.bind(ps, index, col, value);
             } catch (IllegalArgumentException e) {
@@ -454,7 +546,7 @@ public final class BatchApplier {
             }
         }
 
-        private PreparedStatement statement(String sql) throws SQLException {
+        PreparedStatement statement(String sql) throws SQLException {
             PreparedStatement ps = statements.get(sql);
             if (ps == null) {
                 ps = c.prepareStatement(sql);

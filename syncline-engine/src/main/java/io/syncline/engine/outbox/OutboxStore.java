@@ -1,5 +1,6 @@
 package io.syncline.engine.outbox;
 
+import io.syncline.engine.conflict.HybridClock;
 import io.syncline.engine.dialect.Dialect;
 import io.syncline.engine.load.InitialLoadState;
 import io.syncline.engine.schema.SyncSchema;
@@ -33,10 +34,26 @@ public final class OutboxStore {
     private static final java.security.SecureRandom RANDOM = new java.security.SecureRandom();
     private final Dialect dialect;
     private final Clock clock;
+    private final HybridClock stamps;
 
     public OutboxStore(Dialect dialect, Clock clock) {
+        this(dialect, clock, new HybridClock(clock));
+    }
+
+    /** {@code stamps}: the node's hybrid logical clock, which stamps every batch sealed here. */
+    public OutboxStore(Dialect dialect, Clock clock, HybridClock stamps) {
         this.dialect = dialect;
         this.clock = clock;
+        this.stamps = stamps;
+    }
+
+    /** The highest stamp of any batch sealed here, for the node's clock to start above after a restart (0 if none). */
+    public static long lastStamp(Connection c) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT MAX(stamp) FROM sync_batch"); ResultSet rs = ps.executeQuery()) {
+            long max = rs.next() ? rs.getLong(1) : 0;
+            c.commit();
+            return max;
+        }
     }
 
     public Dialect dialect() {
@@ -70,9 +87,10 @@ public final class OutboxStore {
         long seq = next == null ? 1 : Long.parseLong(next);
         Optional<SealedBatch> sealed = dialect.sealBatch(c, channel, seq, clock.instant());
         if (sealed.isPresent()) {
-            SealedBatch b = sealed.get();
+            SealedBatch b = sealed.get().stamped(stamps.tick());
+            sealed = Optional.of(b);
             try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_batch (channel, batch_seq, snap_from, snap_to, "
-                    + "row_count, sealed_at, first_captured, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")) {
+                    + "row_count, sealed_at, first_captured, token, stamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
                 ps.setString(1, channel);
                 ps.setLong(2, seq);
                 ps.setString(3, b.from());
@@ -83,6 +101,7 @@ public final class OutboxStore {
                 byte[] token = new byte[8];
                 RANDOM.nextBytes(token);
                 ps.setString(8, java.util.HexFormat.of().formatHex(token));
+                ps.setLong(9, b.stamp());
                 ps.executeUpdate();
             }
             SyncSchema.putState(c, NEXT_SEQ + channel, Long.toString(seq + 1));
@@ -232,8 +251,8 @@ public final class OutboxStore {
     /** Sealed batches of {@code channel} numbered above {@code after}, oldest first, at most {@code limit}. */
     public List<SealedBatch> sealedAfter(Connection c, String channel, long after, int limit) throws SQLException {
         List<SealedBatch> out = new ArrayList<>();
-        try (PreparedStatement ps = c.prepareStatement("SELECT batch_seq, snap_from, snap_to, row_count, sealed_at, first_captured "
-                + "FROM sync_batch WHERE channel = ? AND batch_seq > ? ORDER BY batch_seq")) {
+        try (PreparedStatement ps = c.prepareStatement("SELECT batch_seq, snap_from, snap_to, row_count, sealed_at, first_captured, "
+                + "stamp FROM sync_batch WHERE channel = ? AND batch_seq > ? ORDER BY batch_seq")) {
             ps.setString(1, channel);
             ps.setLong(2, after);
             ps.setMaxRows(limit);
@@ -241,7 +260,7 @@ public final class OutboxStore {
                 while (rs.next()) {
                     OffsetDateTime first = rs.getObject(6, OffsetDateTime.class);
                     out.add(new SealedBatch(channel, rs.getLong(1), rs.getString(2), rs.getString(3), rs.getLong(4),
-                            rs.getObject(5, OffsetDateTime.class).toInstant(), first == null ? null : first.toInstant()));
+                            rs.getObject(5, OffsetDateTime.class).toInstant(), first == null ? null : first.toInstant(), rs.getLong(7)));
                 }
             }
         }

@@ -13,7 +13,16 @@ import java.time.Instant;
  * @param rowCount      outbox rows in the batch
  * @param sealedAt      when it was closed
  * @param firstCaptured capture time of its oldest row
+ * @param stamp         the node's hybrid logical clock when it sealed the batch (0 for batches sealed before stamps existed)
  */
 public record SealedBatch(String channel, long sequence, String from, String to, long rowCount, Instant sealedAt,
-                          Instant firstCaptured) {
+                          Instant firstCaptured, long stamp) {
+    public SealedBatch(String channel, long sequence, String from, String to, long rowCount, Instant sealedAt, Instant firstCaptured) {
+        this(channel, sequence, from, to, rowCount, sealedAt, firstCaptured, 0);
+    }
+
+    /** This batch with its stamp. */
+    public SealedBatch stamped(long stamp) {
+        return new SealedBatch(channel, sequence, from, to, rowCount, sealedAt, firstCaptured, stamp);
+    }
 }

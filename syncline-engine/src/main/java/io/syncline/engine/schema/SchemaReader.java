@@ -60,6 +60,32 @@ public final class SchemaReader {
     }
 
     /**
+     * The unique keys of a table other than its primary key: each as its columns (lower-case keys), in index order.
+     * Partial and expression indexes are not told apart by JDBC and count as plain ones.
+     */
+    public static List<List<String>> uniqueKeys(Connection c, TableMeta t) throws SQLException {
+        Map<String, Map<Integer, String>> byIndex = new java.util.LinkedHashMap<>();
+        try (ResultSet rs = c.getMetaData().getIndexInfo(null, c.getSchema(), t.name(), true, false)) {
+            while (rs.next()) {
+                String column = rs.getString("COLUMN_NAME");
+                if (column != null && rs.getString("INDEX_NAME") != null) {
+                    byIndex.computeIfAbsent(rs.getString("INDEX_NAME"), k -> new TreeMap<>())
+                            .put((int) rs.getShort("ORDINAL_POSITION"), column.toLowerCase(Locale.ROOT));
+                }
+            }
+        }
+        List<String> pk = t.primaryKey().stream().map(ColumnMeta::key).sorted().toList();
+        List<List<String>> out = new ArrayList<>();
+        for (Map<Integer, String> cols : byIndex.values()) {
+            List<String> key = List.copyOf(cols.values());
+            if (!key.stream().sorted().toList().equals(pk) && !out.contains(key) && t.byKey().keySet().containsAll(key)) {
+                out.add(key);
+            }
+        }
+        return out;
+    }
+
+    /**
      * {@code tables} ordered so that a table comes after every table of the list it references by a foreign key: the
      * order to write them in (and, reversed, to empty them in) without breaking those keys. Otherwise the given order is
      * kept; tables in a reference cycle keep their given order among themselves. Names match case-insensitively; a

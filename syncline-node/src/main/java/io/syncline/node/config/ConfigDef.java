@@ -46,11 +46,22 @@ public final class ConfigDef {
             new ConfigKey("channels", Type.LIST, null, true, HUB, "The channels: groups of tables that sync together as one ordered stream."),
             new ConfigKey("channels[].name", Type.NAME, null, true, HUB, "Channel name."),
             new ConfigKey("channels[].direction", Type.ENUM_DIRECTION, "site-to-hub", false, HUB,
-                    "Which way changes flow: 'site-to-hub' (every site's changes are applied at the hub) or 'hub-to-sites' (the hub's "
-                            + "changes are applied at every site the channel routes to, each site getting the rows its filters select)."),
+                    "Which way changes flow: 'site-to-hub' (every site's changes are applied at the hub), 'hub-to-sites' (the hub's "
+                            + "changes are applied at every site the channel routes to, each site getting the rows its filters select) or "
+                            + "'two-way' (both: the hub applies every site's changes, settling conflicts, and every site the channel routes "
+                            + "to applies the hub's; docs/conflicts.md)."),
             new ConfigKey("channels[].sites", Type.ROUTE, null, false, HUB,
-                    "Hub-to-sites channels: which sites receive the channel, as a routing expression over the sites' attributes, "
+                    "Hub-to-sites and two-way channels: which sites take part, as a routing expression over the sites' attributes, "
                             + "e.g. region IN ('north', 'south') AND type = 'store', or id IN ('store-1', 'store-7'). Default: every site."),
+            new ConfigKey("channels[].conflict", Type.MAP, null, false, HUB,
+                    "Two-way channels: how the hub settles a conflict (docs/conflicts.md). Default: policy last-writer-wins."),
+            new ConfigKey("channels[].conflict.policy", Type.ENUM_POLICY, "last-writer-wins", false, HUB,
+                    "'hub-wins', 'site-priority', 'last-writer-wins', 'column-merge', 'custom' or 'manual'."),
+            new ConfigKey("channels[].conflict.priority", Type.LIST, null, false, HUB,
+                    "Policy site-priority: node ids, highest priority first ('hub' names the hub's own edits)."),
+            new ConfigKey("channels[].conflict.priority[]", Type.NAME, null, false, HUB, "A node id."),
+            new ConfigKey("channels[].conflict.resolver", Type.STRING, null, false, HUB,
+                    "Policy custom: class name of an io.syncline.api.ConflictResolver on the hub's class path."),
             new ConfigKey("channels[].tables", Type.LIST, null, true, HUB, "Tables of the channel, applied in source commit order."),
             new ConfigKey("channels[].tables[].name", Type.NAME, null, true, HUB, "Table name at the site."),
             new ConfigKey("channels[].tables[].target", Type.NAME, null, false, HUB, "Table name at the hub, if different."),
@@ -61,6 +72,12 @@ public final class ConfigDef {
                     "Hub-to-sites channels: the rows a site receives, as a routing expression over the hub row's columns with the "
                             + "site's attributes as parameters, e.g. region = :site.region or site_id = :site.id. A row that stops "
                             + "matching (moved to another region) is deleted at that site. Default: every row."),
+            new ConfigKey("channels[].tables[].conflict", Type.MAP, null, false, HUB,
+                    "Two-way channels: this table's own conflict policy, instead of the channel's; same keys as channels[].conflict."),
+            new ConfigKey("channels[].tables[].conflict.policy", Type.ENUM_POLICY, null, false, HUB, "As channels[].conflict.policy."),
+            new ConfigKey("channels[].tables[].conflict.priority", Type.LIST, null, false, HUB, "As channels[].conflict.priority."),
+            new ConfigKey("channels[].tables[].conflict.priority[]", Type.NAME, null, false, HUB, "A node id."),
+            new ConfigKey("channels[].tables[].conflict.resolver", Type.STRING, null, false, HUB, "As channels[].conflict.resolver."),
             new ConfigKey("hub.url", Type.URL, null, true, SITE, "Base URL of the hub, e.g. http://hq.example.com:8080."),
             new ConfigKey("hub.token", Type.SECRET, null, true, SITE,
                     "The hub's enrollment token. Write ${SYNCLINE_ENROLLMENT_TOKEN} to take it from the environment."),

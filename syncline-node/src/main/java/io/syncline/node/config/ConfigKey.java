@@ -11,7 +11,7 @@ import java.util.Set;
  */
 public record ConfigKey(String path, Type type, String defaultValue, boolean required, Set<Role> roles, String doc) {
     /** Value types, each with its own validation. */
-    public enum Type { STRING, SECRET, INT, DURATION, HOST, PORT, URL, ENUM_MODE, ENUM_DIRECTION, NAME, ROUTE, LIST, MAP }
+    public enum Type { STRING, SECRET, INT, DURATION, HOST, PORT, URL, ENUM_MODE, ENUM_DIRECTION, ENUM_POLICY, NAME, ROUTE, LIST, MAP }
 
     /** Which node roles read a key. */
     public enum Role { HUB, SITE }

@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.databind.node.TextNode;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import io.syncline.api.ChannelSpec;
+import io.syncline.api.ConflictPolicy;
 import io.syncline.api.Names;
 import io.syncline.api.TableSpec;
 import io.syncline.engine.route.RouteExpression;
@@ -225,10 +226,11 @@ public final class NodeConfig {
                     }
                 }
                 case ENUM_DIRECTION -> {
-                    if (!text.equals("site-to-hub") && !text.equals("hub-to-sites")) {
-                        problems.add(path + ": expected 'site-to-hub' or 'hub-to-sites', got '" + text + "'");
+                    if (!text.equals("site-to-hub") && !text.equals("hub-to-sites") && !text.equals("two-way")) {
+                        problems.add(path + ": expected 'site-to-hub', 'hub-to-sites' or 'two-way', got '" + text + "'");
                     }
                 }
+                case ENUM_POLICY -> ConflictPolicy.Kind.of(text);
                 case ROUTE -> RouteExpression.parse(text);
                 case NAME -> {
                     if (!Names.isValid(text)) {
@@ -448,6 +450,16 @@ public final class NodeConfig {
         return out;
     }
 
+    private static ConflictPolicy conflictPolicy(JsonNode node) {
+        if (node == null || node.isNull()) {
+            return null;
+        }
+        List<String> priority = new ArrayList<>();
+        node.path("priority").forEach(n -> priority.add(n.asText()));
+        return new ConflictPolicy(ConflictPolicy.Kind.of(node.path("policy").asText("last-writer-wins")), priority,
+                node.hasNonNull("resolver") ? node.get("resolver").asText() : null);
+    }
+
     /** The hub's channels. */
     public List<ChannelSpec> channels() {
         List<ChannelSpec> out = new ArrayList<>();
@@ -460,12 +472,15 @@ public final class NodeConfig {
             for (JsonNode t : ch.path("tables")) {
                 tables.add(new TableSpec(t.path("name").asText(), t.hasNonNull("target") ? t.get("target").asText() : null,
                         t.hasNonNull("hubColumn") ? t.get("hubColumn").asText() : null,
-                        t.hasNonNull("filter") ? t.get("filter").asText() : null));
+                        t.hasNonNull("filter") ? t.get("filter").asText() : null, conflictPolicy(t.get("conflict"))));
             }
-            ChannelSpec.Direction direction = "hub-to-sites".equals(ch.path("direction").asText())
-                    ? ChannelSpec.Direction.HUB_TO_SITES : ChannelSpec.Direction.SITE_TO_HUB;
+            ChannelSpec.Direction direction = switch (ch.path("direction").asText()) {
+                case "hub-to-sites" -> ChannelSpec.Direction.HUB_TO_SITES;
+                case "two-way" -> ChannelSpec.Direction.TWO_WAY;
+                default -> ChannelSpec.Direction.SITE_TO_HUB;
+            };
             out.add(new ChannelSpec(ch.path("name").asText(), direction, ch.hasNonNull("sites") ? ch.get("sites").asText() : null,
-                    tables));
+                    tables, conflictPolicy(ch.get("conflict"))));
         }
         if (out.stream().map(ChannelSpec::name).distinct().count() != out.size()) {
             throw new IllegalArgumentException("two channels have the same name");
@@ -477,7 +492,7 @@ public final class NodeConfig {
         List<String> hubTables = out.stream().flatMap(c -> c.tables().stream()).map(t -> t.target().toLowerCase(Locale.ROOT)).toList();
         if (hubTables.stream().distinct().count() != hubTables.size()) {
             throw new IllegalArgumentException("a hub table is the target of more than one channel table (a table that flows both "
-                    + "ways needs a two-way channel, which does not exist yet)");
+                    + "ways needs one two-way channel)");
         }
         return out;
     }

@@ -88,8 +88,13 @@ public final class WireReader implements Closeable {
                 throw bad("batch header lacks a numeric 'seq'");
             }
             Object first = b.get("firstCaptured");
+            Object stamp = b.get("stamp");
+            if (stamp != null && !(stamp instanceof Long || stamp instanceof Integer)) {
+                throw bad("bad batch header: 'stamp' must be a whole number, got " + stamp);
+            }
             current = new BatchHeader(new BatchId(str(b, "source"), str(b, "channel"), n.longValue()),
-                    Instant.parse(str(b, "sealedAt")), first == null ? null : Instant.parse(first.toString()));
+                    Instant.parse(str(b, "sealedAt")), first == null ? null : Instant.parse(first.toString()),
+                    stamp == null ? 0 : ((Number) stamp).longValue());
             Object r = b.get("reload");
             if (r != null && !(r instanceof Boolean)) {
                 throw bad("bad batch header of " + current.id() + ": 'reload' must be true or false, got " + r);

@@ -76,6 +76,9 @@ public final class WireWriter implements Closeable {
         if (h.firstCaptured() != null) {
             json.writeStringField("firstCaptured", h.firstCaptured().toString());
         }
+        if (h.stamp() > 0) {
+            json.writeNumberField("stamp", h.stamp());
+        }
         if (reload) {
             json.writeBooleanField("reload", true);
         }
