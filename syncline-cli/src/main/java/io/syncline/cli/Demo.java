@@ -42,6 +42,10 @@ import java.util.stream.Stream;
  * The other way, the hub's catalog (catalog_item) reaches the sites through a hub-to-sites channel: each site is in
  * one of three regions and receives the items of its region and those without one. The hub edits its catalog while
  * the sites work: new items, list prices, items moved to another region, items withdrawn.
+ *
+ * Both ways, a two-way channel carries shelf_stock, which every site and HQ edit (quantities at the sites, notes at
+ * HQ and at the sites): the hub settles colliding edits by column merge and records them, and every site ends with the
+ * hub's rows.
  */
 final class Demo {
     private static final String TOKEN = "demo-enrollment-token";
@@ -50,6 +54,7 @@ final class Demo {
     private static final String[] REGIONS = {"north", "south", "east"};
     /** What a site of {@code :region} must hold of the hub's catalog: the channel's filter, in SQL. */
     private static final String SHARE = "region IS NULL OR region = '%s'";
+    private static final int SHELVES = 25;
 
     private final Path root;
     private final int siteCount;
@@ -60,6 +65,8 @@ final class Demo {
     /** Rows changed by the workload plus rows sent by the initial loads: what the hub must end up having applied. */
     private final AtomicLong captured = new AtomicLong();
     private final AtomicLong failed = new AtomicLong();
+    /** Edits of the two-way shelf_stock table, at the sites and at HQ. */
+    private final AtomicLong shelfEdits = new AtomicLong();
 
     Demo(Path root, int siteCount, Duration duration, int rate, PrintStream out) {
         this.root = root;
@@ -101,6 +108,10 @@ final class Demo {
                   - name: catalog
                     direction: hub-to-sites
                     tables: [{name: catalog_item, filter: "region IS NULL OR region = :site.region"}]
+                  - name: shelf
+                    direction: two-way
+                    conflict: {policy: column-merge}
+                    tables: [{name: shelf_stock}]
                 """.formatted(url("hub"), TOKEN, overrides.isEmpty() ? "  {}" : overrides.toString().stripTrailing()),
                 Role.HUB, Map.of());
         long start = System.nanoTime();
@@ -125,7 +136,7 @@ final class Demo {
                 SiteWorkload w = new SiteWorkload(url(siteId(i)), i);
                 workload.scheduleAtFixedRate(w::step, (i * 37L) % period, period, TimeUnit.MILLISECONDS);
             }
-            CatalogWorkload catalog = new CatalogWorkload(url("hub"));
+            CatalogWorkload catalog = new CatalogWorkload(url("hub"), shelfEdits);
             workload.scheduleAtFixedRate(catalog::step, 0, 100, TimeUnit.MILLISECONDS);
             long t0 = System.nanoTime();
             progress.scheduleAtFixedRate(() -> printProgress(hub, t0), 5, 5, TimeUnit.SECONDS);
@@ -151,7 +162,7 @@ final class Demo {
                 behind.add(i);
             }
             while (!behind.isEmpty() && System.nanoTime() < deadline) {
-                behind.removeIf(this::catalogMatches);
+                behind.removeIf(i -> catalogMatches(i) && shelfMatches(i));
                 if (!behind.isEmpty()) {
                     Thread.sleep(200);
                 }
@@ -161,11 +172,12 @@ final class Demo {
                 out.printf("WARNING: %d sites did not drain within 180 s: %s%n", waiting.size(),
                         waiting.stream().map(SiteNode::nodeId).toList());
             } else if (!behind.isEmpty()) {
-                out.printf("WARNING: %d sites did not receive the hub's catalog within 180 s: %s%n", behind.size(),
+                out.printf("WARNING: %d sites did not receive the hub's catalog and shelves within 180 s: %s%n", behind.size(),
                         behind.stream().map(Demo::siteId).toList());
             } else {
-                out.printf("all sites drained, and all hold their share of the hub's catalog (%d catalog changes), in %d ms%n",
-                        catalog.changes.get(), (System.nanoTime() - drainStart) / 1_000_000);
+                out.printf("all sites drained, hold their share of the hub's catalog (%d catalog changes) and the hub's shelves "
+                        + "(%d shelf edits at the sites and HQ, %d conflicts settled), in %d ms%n", catalog.changes.get(), shelfEdits.get(),
+                        hub.status().conflicts(), (System.nanoTime() - drainStart) / 1_000_000);
             }
             printProgress(hub, t0);
         } finally {
@@ -209,6 +221,10 @@ final class Demo {
         }
     }
 
+    private static String shelf(int n) {
+        return String.format("A-%02d", n);
+    }
+
     private static String region(int site) {
         return REGIONS[site % REGIONS.length];
     }
@@ -223,6 +239,19 @@ final class Demo {
         }
     }
 
+    /** Whether site {@code i} holds the hub's shelf_stock (a two-way table). */
+    private boolean shelfMatches(int i) {
+        try (Connection hub = DriverManager.getConnection(url("hub")); Connection site = DriverManager.getConnection(url(siteId(i)))) {
+            H2Dialect d = new H2Dialect();
+            return TableChecksum.of(hub, d, "shelf_stock").equals(TableChecksum.of(site, d, "shelf_stock"));
+        } catch (SQLException e) {
+            return false;
+        }
+    }
+
+    private static final String SHELF_STOCK = "CREATE TABLE IF NOT EXISTS shelf_stock (shelf VARCHAR(16) PRIMARY KEY, qty INT NOT NULL, "
+            + "note VARCHAR(200))";
+
     private static final String CATALOG_ITEM = "CREATE TABLE IF NOT EXISTS catalog_item (id BIGINT PRIMARY KEY, name VARCHAR(200) NOT NULL, "
             + "list_price DECIMAL(12,2) NOT NULL, region VARCHAR(16), updated_at TIMESTAMP NOT NULL)";
 
@@ -232,6 +261,16 @@ final class Demo {
                     + "name VARCHAR(200) NOT NULL, price DECIMAL(12,2) NOT NULL, stock INT NOT NULL, updated_at TIMESTAMP NOT NULL, "
                     + "PRIMARY KEY (site_id, id))");
             s.execute(CATALOG_ITEM);
+            s.execute(SHELF_STOCK);
+            try (PreparedStatement ps = c.prepareStatement("MERGE INTO shelf_stock KEY (shelf) VALUES (?, ?, ?)")) {
+                for (int p = 1; p <= SHELVES; p++) {
+                    ps.setString(1, shelf(p));
+                    ps.setInt(2, 100);
+                    ps.setString(3, "new shelf");
+                    ps.addBatch();
+                }
+                ps.executeBatch();
+            }
             try (PreparedStatement ps = c.prepareStatement("MERGE INTO catalog_item KEY (id) VALUES (?, ?, ?, ?, ?)")) {
                 for (int p = 1; p <= INITIAL_ITEMS; p++) {
                     ps.setLong(1, p);
@@ -247,6 +286,7 @@ final class Demo {
         for (int i = 1; i <= siteCount; i++) {
             try (Connection c = DriverManager.getConnection(url(siteId(i))); Statement s = c.createStatement()) {
                 s.execute(CATALOG_ITEM);
+                s.execute(SHELF_STOCK);
                 s.execute("CREATE TABLE IF NOT EXISTS product (id BIGINT PRIMARY KEY, sku VARCHAR(32) NOT NULL, name VARCHAR(200) NOT NULL, "
                         + "price DECIMAL(12,2) NOT NULL, stock INT NOT NULL, updated_at TIMESTAMP NOT NULL)");
                 try (PreparedStatement ps = c.prepareStatement("MERGE INTO product KEY (id) VALUES (?, ?, ?, ?, ?, ?)")) {
@@ -312,14 +352,27 @@ final class Demo {
         private final SplittableRandom random;
         private final AtomicInteger nextId = new AtomicInteger(INITIAL_PRODUCTS);
 
+        private final int site;
+
         SiteWorkload(String url, int seed) {
             super(url);
             this.random = new SplittableRandom(seed);
+            this.site = seed;
         }
 
         @Override
         int transaction(Connection c) throws SQLException {
             int dice = random.nextInt(100);
+            if (dice < 5) {
+                shelfEdits.incrementAndGet();
+                boolean qty = random.nextBoolean();
+                try (PreparedStatement ps = c.prepareStatement(qty ? "UPDATE shelf_stock SET qty = GREATEST(0, qty + ?) WHERE shelf = ?"
+                        : "UPDATE shelf_stock SET note = ? WHERE shelf = ?")) {
+                    ps.setObject(1, qty ? (Object) random.nextInt(-5, 6) : "counted at " + siteId(site));
+                    ps.setString(2, shelf(1 + random.nextInt(SHELVES)));
+                    return ps.executeUpdate();
+                }
+            }
             if (dice < 40) {
                 return update(c, "UPDATE product SET price = price + ?, updated_at = ? WHERE id = ?",
                         BigDecimal.valueOf(random.nextInt(-50, 80), 2));
@@ -373,13 +426,23 @@ final class Demo {
         private final SplittableRandom random = new SplittableRandom(2026);
         private final AtomicInteger nextId = new AtomicInteger(INITIAL_ITEMS);
         private final AtomicLong changes = new AtomicLong();
+        private final AtomicLong shelfEdits;
 
-        CatalogWorkload(String url) {
+        CatalogWorkload(String url, AtomicLong shelfEdits) {
             super(url);
+            this.shelfEdits = shelfEdits;
         }
 
         @Override
         int transaction(Connection c) throws SQLException {
+            if (random.nextInt(10) == 0) { // HQ notes on shelves: they meet the sites' edits of the same rows
+                shelfEdits.incrementAndGet();
+                try (PreparedStatement ps = c.prepareStatement("UPDATE shelf_stock SET note = ? WHERE shelf = ?")) {
+                    ps.setString(1, "checked by HQ " + random.nextInt(1000));
+                    ps.setString(2, shelf(1 + random.nextInt(SHELVES)));
+                    return ps.executeUpdate();
+                }
+            }
             int dice = random.nextInt(100);
             long id = 1 + random.nextInt(nextId.get());
             String region = random.nextInt(4) == 0 ? null : REGIONS[random.nextInt(REGIONS.length)];
@@ -412,12 +475,13 @@ final class Demo {
 
     private boolean compare() throws SQLException {
         out.println();
-        out.printf("%-9s %10s %10s  %-12s  %-12s  %-6s %8s %8s  %s%n", "site", "rows@site", "rows@hub", "sum@site", "sum@hub", "region",
-                "catalog", "share", "match");
+        out.printf("%-9s %10s %10s  %-12s  %-12s  %-6s %8s %8s  %-12s  %s%n", "site", "rows@site", "rows@hub", "sum@site", "sum@hub", "region",
+                "catalog", "share", "shelves", "match");
         int mismatches = 0;
         long totalRows = 0;
         H2Dialect dialect = new H2Dialect();
         try (Connection hub = DriverManager.getConnection(url("hub"))) {
+            TableChecksum.Result shelvesAtHub = TableChecksum.of(hub, dialect, "shelf_stock");
             for (int i = 1; i <= siteCount; i++) {
                 String id = siteId(i);
                 TableChecksum.Result atSite;
@@ -426,23 +490,31 @@ final class Demo {
                 }
                 TableChecksum.Result atHub = TableChecksum.of(hub, dialect, "product", "site_id", id);
                 TableChecksum.Result catalogAtSite;
+                TableChecksum.Result shelves;
                 try (Connection site = DriverManager.getConnection(url(id))) {
                     catalogAtSite = TableChecksum.of(site, dialect, "catalog_item");
+                    shelves = TableChecksum.of(site, dialect, "shelf_stock");
                 }
                 TableChecksum.Result share = TableChecksum.where(hub, dialect, "catalog_item", SHARE.formatted(region(i)));
-                boolean match = atSite.equals(atHub) && catalogAtSite.equals(share);
+                boolean match = atSite.equals(atHub) && catalogAtSite.equals(share) && shelves.equals(shelvesAtHub);
                 mismatches += match ? 0 : 1;
                 totalRows += atSite.rows();
-                out.printf("%-9s %10d %10d  %-12s  %-12s  %-6s %8d %8d  %s%n", id, atSite.rows(), atHub.rows(), atSite.shortSha(),
-                        atHub.shortSha(), region(i), catalogAtSite.rows(), share.rows(), match ? "yes" : "NO");
+                out.printf("%-9s %10d %10d  %-12s  %-12s  %-6s %8d %8d  %-12s  %s%n", id, atSite.rows(), atHub.rows(), atSite.shortSha(),
+                        atHub.shortSha(), region(i), catalogAtSite.rows(), share.rows(), shelves.shortSha(), match ? "yes" : "NO");
             }
             long hubRows;
             try (Statement s = hub.createStatement(); ResultSet rs = s.executeQuery("SELECT COUNT(*) FROM product")) {
                 rs.next();
                 hubRows = rs.getLong(1);
             }
+            long conflicts;
+            try (Statement s = hub.createStatement(); ResultSet rs = s.executeQuery("SELECT COUNT(*) FROM sync_conflict")) {
+                rs.next();
+                conflicts = rs.getLong(1);
+            }
             out.printf("%nhub table holds %d rows; the sites hold %d. Catalog and share: the site's copy of the hub's catalog_item, "
-                    + "and the hub's rows of the site's region or of none.%n%s%n", hubRows, totalRows,
+                    + "and the hub's rows of the site's region or of none. Shelves: the site's shelf_stock (two-way), the hub's is %s; "
+                    + "%d conflicts settled by column merge, each in sync_conflict.%n%s%n", hubRows, totalRows, shelvesAtHub.shortSha(), conflicts,
                     mismatches == 0 && hubRows == totalRows ? "Every site matches the hub." : mismatches + " sites DO NOT match.");
             return mismatches == 0 && hubRows == totalRows;
         }

@@ -461,6 +461,9 @@ public final class SiteNode implements NodeControl {
                 continue;
             }
             try {
+                if (ch.direction() == ChannelSpec.Direction.TWO_WAY && !readyForFirstCopy(r, ch)) {
+                    continue;
+                }
                 more |= fetch(r, ch);
                 fetchFailures.remove(ch.name());
                 fetchRetryAt.remove(ch.name());
@@ -478,6 +481,30 @@ public final class SiteNode implements NodeControl {
             }
         }
         return more;
+    }
+
+    /**
+     * A two-way channel's first copy from the hub replaces this site's tables: it is fetched only once this site's own
+     * rows are at the hub (its initial load finished, everything it captured acknowledged), so that copy holds them.
+     * Later copies lose nothing either way: what this site changes since is captured, sent, and comes back.
+     */
+    private boolean readyForFirstCopy(Registration.Response r, ChannelSpec ch) throws SQLException {
+        try (Connection c = db.connection()) {
+            try {
+                if (SyncSchema.getState(c, ROUTE + ch.name()) != null) {
+                    return true;
+                }
+                for (io.syncline.api.TableSpec t : ch.tables()) {
+                    String state = SyncSchema.getState(c, InitialLoadState.key(ch.name(), t.name().toLowerCase(java.util.Locale.ROOT)));
+                    if (state != null && !state.equals(InitialLoadState.DONE)) {
+                        return false;
+                    }
+                }
+                return outbox.backlog(c, r.hub(), ch.name()).rows() == 0;
+            } finally {
+                c.commit();
+            }
+        }
     }
 
     /**

@@ -121,6 +121,10 @@ public final class BatchApplier {
         boolean tagged = false;
         try {
             long last = lockLedger(c, id);
+            // Tagged before anything is written: a reload's emptying of a table this node also captures (a two-way
+            // channel) came from the source too, and must not be sent back to it.
+            dialect.beginApply(c, id.source());
+            tagged = true;
             if (reload) {
                 List<String> tables = SchemaReader.referenceOrder(c, channel.tables().stream().map(TableSpec::target).toList());
                 for (int i = tables.size() - 1; i >= 0; i--) { // tables that reference others go first
@@ -138,8 +142,6 @@ public final class BatchApplier {
                 throw new OutOfOrderBatchException(Stage.APPLY, "batch " + id + " is out of order: expected batch " + (last + 1)
                         + " of source '" + id.source() + "' channel '" + id.channel() + "'", id.channel(), last + 1);
             }
-            dialect.beginApply(c, id.source());
-            tagged = true;
             long count;
             int conflicts = 0;
             try (Writer w = new Writer(c, id, channel)) {

@@ -95,7 +95,7 @@ final class TwoWayApply {
             }
             return; // the hub has this very row (a re-sent or reloaded change)
         }
-        Map<String, Object> holder = uniqueHolder(t, row, row);
+        Map<String, Object> holder = uniqueHolder(t, row, row, row);
         if (holder != null) {
             conflict(spec, t, Conflict.Kind.UNIQUE_TAKEN, null, row, null, row);
             return;
@@ -126,7 +126,7 @@ final class TwoWayApply {
             return;
         }
         boolean moves = !sameKey(t, base, newRow);
-        if (moves && read(t, newRow) != null || uniqueHolder(t, newRow, base) != null) {
+        if (moves && read(t, newRow) != null || uniqueHolder(t, newRow, base, newRow) != null) {
             conflict(spec, t, Conflict.Kind.UNIQUE_TAKEN, base, newRow, current, base);
             return;
         }
@@ -181,8 +181,7 @@ final class TwoWayApply {
             }
         }
         Map<String, Object> result = d.row();
-        if (result != null && !sameKey(t, result, at) && (read(t, result) != null || uniqueHolder(t, result, result) != null)
-                || result != null && sameKey(t, result, at) && uniqueHolder(t, result, result) != null) {
+        if (result != null && (!sameKey(t, result, at) && read(t, result) != null || uniqueHolder(t, result, result, at) != null)) {
             // The outcome would take a key or unique value another row holds: the hub's version stays.
             result = hubRow;
             d = new Policies.Decision(hubRow, hub.writer(), d.open());
@@ -261,8 +260,12 @@ final class TwoWayApply {
         }
     }
 
-    /** Another row holding one of {@code row}'s unique values (other than the primary key), or null. */
-    private Map<String, Object> uniqueHolder(TableMeta t, Map<String, Object> row, Map<String, Object> own) throws SQLException {
+    /**
+     * A row holding one of {@code row}'s unique values (other than the primary key), other than the rows at the keys of
+     * {@code own} and {@code replaced} (the row itself, before and after a key change); null when there is none.
+     */
+    private Map<String, Object> uniqueHolder(TableMeta t, Map<String, Object> row, Map<String, Object> own, Map<String, Object> replaced)
+            throws SQLException {
         for (List<String> key : applier.uniqueKeys(c, t)) {
             if (key.stream().anyMatch(col -> !row.containsKey(col) || row.get(col) == null)) {
                 continue; // NULLs never collide
@@ -276,7 +279,7 @@ final class TwoWayApply {
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
                     Map<String, Object> holder = Json.parseRow(CanonicalWriter.row(t.columns(), rs, false));
-                    if (!sameKey(t, holder, own)) {
+                    if (!sameKey(t, holder, own) && !sameKey(t, holder, replaced)) {
                         return holder;
                     }
                 }

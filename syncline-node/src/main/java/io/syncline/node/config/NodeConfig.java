@@ -136,8 +136,13 @@ public final class NodeConfig {
                 ((ObjectNode) node).set(r.getKey(), r.getValue());
             }
         } else if (node.isArray()) {
+            ConfigKey item = BY_PATH.get(pattern + "[]");
             for (int i = 0; i < node.size(); i++) {
-                walk(node.get(i), path + "[" + i + "]", pattern + "[]", role, env, problems);
+                if (item != null && node.get(i).isValueNode()) {
+                    check(item, path + "[" + i + "]", node.get(i), problems); // a list of values, e.g. node ids
+                } else {
+                    walk(node.get(i), path + "[" + i + "]", pattern + "[]", role, env, problems);
+                }
             }
         }
     }

@@ -98,13 +98,20 @@ class NodeConfigTest {
                   - name: up
                     direction: sideways
                     tables: [{name: sale}]
+                  - name: both
+                    direction: two-way
+                    conflict: {policy: newest-wins}
+                    tables: [{name: stock, conflict: {policy: hub-wins, priority: ["not a name"]}}]
                 """;
         assertThatThrownBy(() -> NodeConfig.parse(bad, Role.HUB, Map.of()))
                 .isInstanceOf(ConfigException.class)
                 .hasMessageContaining("channels[0].sites: expected ',' or ')' in the IN list but found end of input at position 19")
                 .hasMessageContaining("channels[0].tables[0].filter: ")
                 .hasMessageContaining("at position 10 in \"region = = 1\"")
-                .hasMessageContaining("channels[1].direction: expected 'site-to-hub' or 'hub-to-sites', got 'sideways'");
+                .hasMessageContaining("channels[1].direction: expected 'site-to-hub', 'hub-to-sites' or 'two-way', got 'sideways'")
+                .hasMessageContaining("channels[2].conflict.policy: unknown conflict policy 'newest-wins' (known: [hub-wins, site-priority, "
+                        + "last-writer-wins, column-merge, custom, manual])")
+                .hasMessageContaining("channels[2].tables[0].conflict.priority[0]: 'not a name' is not a valid name");
         String misplaced = """
                 node: {id: hq}
                 database: {url: "jdbc:h2:mem:hq"}

@@ -1,0 +1,180 @@
+package io.syncline.node;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import io.syncline.engine.dialect.h2.H2Dialect;
+import io.syncline.engine.verify.TableChecksum;
+import io.syncline.node.config.ConfigKey.Role;
+import io.syncline.node.config.NodeConfig;
+import io.syncline.transport.wire.WireFormat;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Path;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Two-way channels between real nodes on H2 over HTTP: changes from every side reach every other, and conflicts settle. */
+class TwoWayTest {
+    private static final String ITEM = "CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100), qty INT)";
+
+    @TempDir
+    Path dir;
+
+    private String url(String name) {
+        return "jdbc:h2:" + dir.resolve(name).toAbsolutePath() + ";DB_CLOSE_DELAY=0";
+    }
+
+    private void exec(String db, String... sql) throws SQLException {
+        try (Connection c = DriverManager.getConnection(url(db)); Statement s = c.createStatement()) {
+            for (String q : sql) {
+                s.execute(q);
+            }
+        }
+    }
+
+    private long count(String db, String sql) throws SQLException {
+        try (Connection c = DriverManager.getConnection(url(db)); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
+            rs.next();
+            return rs.getLong(1);
+        }
+    }
+
+    private TableChecksum.Result sum(String db, String table) throws SQLException {
+        try (Connection c = DriverManager.getConnection(url(db))) {
+            return TableChecksum.of(c, new H2Dialect(), table);
+        }
+    }
+
+    private boolean converged(String table, String... sites) throws SQLException {
+        TableChecksum.Result hub = sum("hq", table);
+        for (String s : sites) {
+            if (!sum(s, table).equals(hub)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private NodeConfig hub(String policy) {
+        return NodeConfig.parse("""
+                node: {id: hq}
+                database: {url: "%s"}
+                enrollment: {token: secret-token}
+                sync: {interval: 100ms}
+                capture: {interval: 100ms}
+                sites:
+                  b: {mode: pull, interval: 100ms}
+                channels:
+                  - name: stock
+                    direction: two-way
+                    conflict: {policy: %s}
+                    tables: [{name: item}]
+                """.formatted(url("hq"), policy), Role.HUB, Map.of());
+    }
+
+    private NodeConfig site(String id, String hubUrl) {
+        return NodeConfig.parse("""
+                node: {id: %s}
+                database: {url: "%s"}
+                hub: {url: "%s", token: secret-token}
+                capture: {interval: 100ms}
+                """.formatted(id, url(id), hubUrl), Role.SITE, Map.of());
+    }
+
+    @Test
+    void shouldCarryChangesFromEveryNodeToEveryOtherWithoutLooping() throws Exception {
+        for (String n : new String[] {"hq", "a", "b"}) {
+            exec(n, ITEM);
+        }
+        exec("a", "INSERT INTO item VALUES (1, 'from a', 1)");
+        try (HubNode hub = HubNode.start(hub("last-writer-wins"), Clock.systemUTC());
+             SiteNode a = SiteNode.start(site("a", hub.url()), Clock.systemUTC());
+             SiteNode b = SiteNode.start(site("b", hub.url()), Clock.systemUTC())) {
+            await().atMost(Duration.ofSeconds(30)).until(() -> count("b", "SELECT count(*) FROM item") == 1 && converged("item", "a", "b"));
+            exec("hq", "INSERT INTO item VALUES (2, 'from hq', 2)");
+            exec("b", "INSERT INTO item VALUES (3, 'from b', 3)", "UPDATE item SET qty = 10 WHERE id = 1");
+            exec("a", "DELETE FROM item WHERE id = 1");
+            await().atMost(Duration.ofSeconds(30)).until(() -> count("hq", "SELECT count(*) FROM item WHERE id IN (2, 3)") == 2
+                    && converged("item", "a", "b"));
+            // Quiet: what a node applied is not sent on again, so once every node is level the batch numbers stop moving
+            // (an echo loop would seal a batch every interval, 100 ms).
+            String sealed = "SELECT CAST(CAST(v AS VARCHAR(20)) AS INT) FROM sync_state WHERE k = 'batch.next.stock'";
+            java.util.concurrent.atomic.AtomicReference<List<Long>> last = new java.util.concurrent.atomic.AtomicReference<>(List.of());
+            await().during(Duration.ofSeconds(1)).atMost(Duration.ofSeconds(10)).until(() -> {
+                List<Long> now = List.of(count("hq", sealed), count("a", sealed), count("b", sealed));
+                return now.equals(last.getAndSet(now));
+            });
+            assertThat(converged("item", "a", "b")).isTrue();
+            // Whether the delete at a raced the update at b or not, every conflict is recorded and the nodes agree.
+            assertThat(hub.status().conflicts()).isEqualTo(count("hq", "SELECT count(*) FROM sync_conflict"));
+        }
+    }
+
+    @Test
+    void shouldSettleTheOldEditsOfASiteThatWasOfflineAndLetAnOperatorPickTheFinalVersion() throws Exception {
+        for (String n : new String[] {"hq", "a", "b"}) {
+            exec(n, ITEM);
+        }
+        exec("hq", "INSERT INTO item VALUES (1, 'one', 1), (2, 'two', 2)");
+        try (HubNode hub = HubNode.start(hub("manual"), Clock.systemUTC())) {
+            SiteNode a = SiteNode.start(site("a", hub.url()), Clock.systemUTC());
+            try (SiteNode b = SiteNode.start(site("b", hub.url()), Clock.systemUTC())) {
+                await().atMost(Duration.ofSeconds(30)).until(() -> count("a", "SELECT count(*) FROM item") == 2 && converged("item", "a", "b"));
+                a.close(); // a goes offline and keeps working: its triggers still capture
+                exec("a", "UPDATE item SET name = 'offline edit' WHERE id = 1", "UPDATE item SET qty = 20 WHERE id = 2");
+                exec("b", "UPDATE item SET name = 'edit at b' WHERE id = 1");
+                await().atMost(Duration.ofSeconds(30)).until(() -> count("hq", "SELECT count(*) FROM item WHERE name = 'edit at b'") == 1);
+
+                a = SiteNode.start(site("a", hub.url()), Clock.systemUTC()); // back, with its old edits
+                await().atMost(Duration.ofSeconds(30)).until(() -> hub.status().conflicts() == 1 && count("hq", "SELECT qty FROM item WHERE id = 2") == 20
+                        && converged("item", "a", "b"));
+                NodeStatus st = hub.status();
+                assertThat(st.openConflicts()).isEqualTo(1);
+                assertThat(st.sites()).filteredOn(s -> s.site().equals("a")).singleElement().satisfies(s -> assertThat(s.conflicts()).isEqualTo(1));
+
+                HttpClient http = HttpClient.newHttpClient();
+                HttpResponse<String> list = http.send(HttpRequest.newBuilder(URI.create(hub.url() + "/v1/conflicts?open=true"))
+                        .header("Authorization", "Bearer secret-token").GET().build(), HttpResponse.BodyHandlers.ofString());
+                assertThat(list.statusCode()).isEqualTo(200);
+                JsonNode conflict = WireFormat.MAPPER.readTree(list.body()).path("conflicts").get(0);
+                assertThat(conflict.path("site").asText()).isEqualTo("a");
+                assertThat(conflict.path("kind").asText()).isEqualTo("UPDATE_UPDATE");
+                assertThat(conflict.path("siteRow").asText()).contains("offline edit");
+                assertThat(conflict.path("hubRow").asText()).contains("edit at b");
+
+                HttpResponse<String> refused = http.send(HttpRequest.newBuilder(URI.create(hub.url() + "/v1/conflicts/settle"))
+                        .header("Authorization", "Bearer secret-token")
+                        .POST(HttpRequest.BodyPublishers.ofString("{\"id\": " + conflict.path("id").asLong() + ", \"take\": \"mine\"}")).build(),
+                        HttpResponse.BodyHandlers.ofString());
+                assertThat(refused.statusCode()).isEqualTo(400);
+                assertThat(refused.body()).contains("'take' must be 'site', 'hub' or 'row'");
+
+                String body = "{\"id\": " + conflict.path("id").asLong() + ", \"take\": \"row\", \"by\": \"alice\", "
+                        + "\"row\": {\"id\": 1, \"name\": \"agreed\", \"qty\": 1}}";
+                HttpResponse<String> settled = http.send(HttpRequest.newBuilder(URI.create(hub.url() + "/v1/conflicts/settle"))
+                        .header("Authorization", "Bearer secret-token").POST(HttpRequest.BodyPublishers.ofString(body)).build(),
+                        HttpResponse.BodyHandlers.ofString());
+                assertThat(settled.statusCode()).as(settled.body()).isEqualTo(200);
+                assertThat(WireFormat.MAPPER.readTree(settled.body()).path("status").asText()).isEqualTo("settled");
+                await().atMost(Duration.ofSeconds(30)).until(() -> count("a", "SELECT count(*) FROM item WHERE name = 'agreed'") == 1
+                        && converged("item", "a", "b"));
+                assertThat(hub.status().openConflicts()).isZero();
+            } finally {
+                a.close();
+            }
+        }
+    }
+}
