@@ -7,7 +7,7 @@ import picocli.CommandLine.Command;
 /** Entry point of the {@code syncline} command. */
 @Command(name = "syncline", mixinStandardHelpOptions = true, version = "syncline 0.1.0",
         description = "Data synchronization between a hub and its sites.",
-        subcommands = {HubCommand.class, SiteCommand.class, StatusCommand.class, DemoCommand.class, ConfigDocsCommand.class})
+        subcommands = {HubCommand.class, SiteCommand.class, StatusCommand.class, ConflictsCommand.class, DemoCommand.class, ConfigDocsCommand.class})
 public final class Main implements Runnable {
     public static void main(String[] args) {
         System.exit(run(args));

@@ -45,14 +45,15 @@ final class StatusCommand implements Callable<Integer> {
             return 0;
         }
         JsonNode doc = new ObjectMapper().readTree(resp.body());
-        System.out.printf("hub %s at %s%n", doc.path("node").asText(), doc.path("at").asText());
-        System.out.printf("%-16s %-5s %-8s %-26s %10s %10s %12s %10s  %s%n", "site", "mode", "state", "last contact", "pending", "lag ms",
-                "applied", "to site", "last error");
+        System.out.printf("hub %s at %s; conflicts %d (open %d)%n", doc.path("node").asText(), doc.path("at").asText(),
+                doc.path("conflicts").asLong(), doc.path("openConflicts").asLong());
+        System.out.printf("%-16s %-5s %-8s %-26s %10s %10s %12s %10s %9s  %s%n", "site", "mode", "state", "last contact", "pending", "lag ms",
+                "applied", "to site", "conflicts", "last error");
         for (JsonNode s : doc.path("sites")) {
-            System.out.printf("%-16s %-5s %-8s %-26s %10d %10d %12d %10d  %s%n", s.path("site").asText(), s.path("mode").asText(),
+            System.out.printf("%-16s %-5s %-8s %-26s %10d %10d %12d %10d %9d  %s%n", s.path("site").asText(), s.path("mode").asText(),
                     s.path("state").asText(), s.path("lastContact").isNull() ? "-" : s.path("lastContact").asText(),
                     s.path("pendingChanges").asLong(), s.path("lagMillis").asLong(), s.path("rowsApplied").asLong(),
-                    s.path("pendingToSite").asLong(), s.path("lastError").isNull() ? "" : s.path("lastError").asText());
+                    s.path("pendingToSite").asLong(), s.path("conflicts").asLong(), s.path("lastError").isNull() ? "" : s.path("lastError").asText());
         }
         return 0;
     }

@@ -302,7 +302,7 @@ final class TwoWayApply {
         Map<String, Object> key = new LinkedHashMap<>();
         for (ColumnMeta col : t.primaryKey()) {
             Object v = row.get(col.key());
-            key.put(col.key(), v instanceof Number n ? new java.math.BigDecimal(n.toString()).stripTrailingZeros().toPlainString() : v);
+            key.put(col.key(), v instanceof Number n ? new java.math.BigDecimal(n.toString()).stripTrailingZeros() : v);
         }
         return Json.write(key);
     }
