@@ -31,6 +31,11 @@ public record Conflict(String channel, String table, Kind kind, String site, Map
         /** The site deleted a row whose values at the hub changed since. */
         DELETE_UPDATED,
         /** The site's row would take a unique value (a primary key it moved to, or another unique key) another row holds. */
-        UNIQUE_TAKEN
+        UNIQUE_TAKEN,
+        /**
+         * The site's change would break a foreign key at the hub: the row it references is gone there, or rows there still
+         * reference the row it deletes.
+         */
+        REFERENCE
     }
 }

@@ -1,6 +1,7 @@
 package io.syncline.engine;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.syncline.api.BatchHeader;
 import io.syncline.api.BatchId;
@@ -307,7 +308,8 @@ class TwoWayApplyTest extends DbTestBase {
         c.commit();
         resent(); // the provisional outcome went out
 
-        applier.settle(c, channel(manual), "item", Json.parseRow(open.rowKey()), Json.parseRow(open.hubRow()), twoWay);
+        applier.settle(c, channel(manual), "item", Json.parseRow(open.rowKey()), Json.parseRow(open.resultRow()),
+                Json.parseRow(open.hubRow()), false, twoWay);
         ConflictLog.settle(c, open.id(), "hub", Json.parseRow(open.hubRow()), "alice", Instant.now());
         c.commit();
         assertThat(rows()).containsExactly(json(1, "b", 1, "S1"));
@@ -318,5 +320,98 @@ class TwoWayApplyTest extends DbTestBase {
         // A later site change based on the operator's version is no conflict.
         send("c", 210, manual, new Change.Update("item", row(1, "b", 1, "S1"), row(1, "b", 2, "S1")));
         assertThat(conflicts()).hasSize(1);
+    }
+
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldRefuseAnOperatorsVersionThatWouldOverwriteAnotherRowOrALaterEdit(TestDb.Kind kind) throws Exception {
+        open(kind);
+        ConflictPolicy manual = ConflictPolicy.of(ConflictPolicy.Kind.MANUAL);
+        send("b", 100, manual, new Change.Insert("item", row(1, "a", 1, "S1")), new Change.Insert("item", row(2, "x", 2, "S2")));
+        send("b", 150, manual, new Change.Update("item", row(1, "a", 1, "S1"), row(1, "b", 1, "S1")));
+        send("c", 120, manual, new Change.Update("item", row(1, "a", 1, "S1"), row(1, "c", 1, "S1")));
+        ConflictLog.Entry open = conflicts().getFirst();
+        Map<String, Object> key = Json.parseRow(open.rowKey());
+        Map<String, Object> left = Json.parseRow(open.resultRow());
+        ChannelSpec ch = channel(manual);
+        assertThatThrownBy(() -> applier.settle(c, ch, "item", key, left, row(2, "moved", 1, "S1"), false, twoWay))
+                .isInstanceOf(BatchApplier.SettleRefusedException.class).hasMessageContaining("key {\"id\":2} belongs to another row");
+        c.rollback();
+        assertThatThrownBy(() -> applier.settle(c, ch, "item", key, left, row(1, "mine", 1, "S2"), false, twoWay))
+                .isInstanceOf(BatchApplier.SettleRefusedException.class).hasMessageContaining("takes a unique value of another row");
+        c.rollback();
+        send("b", 300, manual, new Change.Update("item", row(1, "b", 1, "S1"), row(1, "b", 7, "S1"))); // a later edit
+        assertThatThrownBy(() -> applier.settle(c, ch, "item", key, left, row(1, "mine", 1, "S1"), false, twoWay))
+                .isInstanceOf(BatchApplier.SettleRefusedException.class).hasMessageContaining("changed since the conflict");
+        c.rollback();
+        assertThat(rows()).containsExactly(json(1, "b", 7, "S1"), json(2, "x", 2, "S2"));
+        applier.settle(c, ch, "item", key, left, row(1, "mine", 1, "S1"), true, twoWay); // forced
+        c.commit();
+        assertThat(rows()).containsExactly(json(1, "mine", 1, "S1"), json(2, "x", 2, "S2"));
+    }
+
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldKeepTheHubsRowWhenASitesFullCopyMeetsAnotherVersion(TestDb.Kind kind) throws Exception {
+        open(kind);
+        send("b", 100, LWW, new Change.Insert("item", row(1, "a", 1, "S1")));
+        send("c", 200, LWW, new Change.Update("item", row(1, "a", 1, "S1"), row(1, "c", 1, "S1")));
+        // b sends its whole table again (it started over): its copy of row 1 is older, whatever its batch's stamp.
+        send("b", 300, LWW, new Change.Reload("item", row(1, "a", 1, "S1")), new Change.Reload("item", row(3, "new", 3, "S3")));
+        assertThat(rows()).containsExactly(json(1, "c", 1, "S1"), json(3, "new", 3, "S3"));
+        assertThat(conflicts()).singleElement().satisfies(e -> {
+            assertThat(e.policy()).isEqualTo("copy");
+            assertThat(e.winner()).isEqualTo("c");
+        });
+        assertThat(resent()).containsExactly("R " + json(1, "c", 1, "S1"));
+    }
+
+    @org.junit.jupiter.api.Test
+    void shouldApplyWhatAPartialUniqueIndexAllowsAndSettleWhatAnExpressionIndexRefuses() throws Exception {
+        open(TestDb.Kind.POSTGRES);
+        db.exec("ALTER TABLE item DROP CONSTRAINT item_sku_key", "CREATE UNIQUE INDEX item_sku_live ON item (sku) WHERE qty > 0",
+                "CREATE UNIQUE INDEX item_name_ci ON item (lower(name))");
+        send("b", 100, LWW, new Change.Insert("item", row(1, "Bolt", 0, "S1")));
+        // The partial index allows a second S1 while the first has qty 0; the expression index refuses 'BOLT'.
+        ApplyOutcome next = send("c", 200, LWW, new Change.Insert("item", row(2, "nut", 5, "S1")),
+                new Change.Insert("item", row(3, "BOLT", 1, "S3")), new Change.Insert("item", row(4, "washer", 1, "S4")));
+        assertThat(next).isInstanceOf(ApplyOutcome.Applied.class);
+        assertThat(rows()).containsExactly(json(1, "Bolt", 0, "S1"), json(2, "nut", 5, "S1"), json(4, "washer", 1, "S4"));
+        assertThat(conflicts()).singleElement().satisfies(e -> assertThat(e.kind()).isEqualTo("UNIQUE_TAKEN"));
+        assertThat(resent()).containsExactly("D {\"id\":3}");
+    }
+
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldKeepForeignKeysWhenASiteDeletesAReferencedRowOrAddsARowWhoseParentIsGone(TestDb.Kind kind) throws Exception {
+        open(kind);
+        db.exec("CREATE TABLE orders (id INT PRIMARY KEY, customer VARCHAR(20))",
+                "CREATE TABLE order_line (id INT PRIMARY KEY, order_id INT NOT NULL REFERENCES orders (id), qty INT)");
+        ChannelSpec orders = new ChannelSpec("ch", ChannelSpec.Direction.TWO_WAY, null, List.of(TableSpec.of("orders"),
+                TableSpec.of("order_line")), LWW);
+        Map<String, Object> order1 = new LinkedHashMap<>(Map.of("id", 1, "customer", "ann"));
+        Map<String, Object> order2 = new LinkedHashMap<>(Map.of("id", 2, "customer", "bob"));
+        Map<String, Object> line10 = new LinkedHashMap<>(Map.of("id", 10, "order_id", 1, "qty", 3));
+        Map<String, Object> line11 = new LinkedHashMap<>(Map.of("id", 11, "order_id", 2, "qty", 1));
+        sendTo(orders, "b", 100, new Change.Insert("orders", order1), new Change.Insert("orders", order2));
+        sendTo(orders, "c", 150, new Change.Insert("order_line", line10)); // c adds a line to order 1
+        sendTo(orders, "d", 160, new Change.Delete("orders", order2));     // d removes order 2
+        // b, which saw neither, removes order 1 (its lines went first, as its own foreign key required), and c adds a
+        // line to order 2: both would break the hub's foreign keys, and are settled so that they hold.
+        ApplyOutcome b = sendTo(orders, "b", 300, new Change.Delete("orders", order1));
+        ApplyOutcome c2 = sendTo(orders, "c", 310, new Change.Insert("order_line", line11));
+        assertThat(b).isInstanceOf(ApplyOutcome.Applied.class);
+        assertThat(c2).isInstanceOf(ApplyOutcome.Applied.class);
+        assertThat(Rows.of(c, db.dialect(), "orders")).containsExactly("{\"id\":1,\"customer\":\"ann\"}");
+        assertThat(Rows.of(c, db.dialect(), "order_line")).containsExactly("{\"id\":10,\"order_id\":1,\"qty\":3}");
+        assertThat(conflicts()).extracting(ConflictLog.Entry::kind, ConflictLog.Entry::policy).containsExactly(
+                org.assertj.core.groups.Tuple.tuple("REFERENCE", "reference"), org.assertj.core.groups.Tuple.tuple("REFERENCE", "reference"));
+        assertThat(resent()).containsExactly("R {\"id\":1,\"customer\":\"ann\"}", "D {\"id\":11}");
+    }
+
+    private ApplyOutcome sendTo(ChannelSpec ch, String site, long stamp, Change... changes) {
+        long seq = nextSeq.merge(site, 1L, Long::sum);
+        BatchHeader h = new BatchHeader(new BatchId(site, "ch", seq), Instant.now(), null, stamp);
+        return applier.applyTwoWay(c, h, ch, List.of(changes).iterator(), twoWay);
     }
 }

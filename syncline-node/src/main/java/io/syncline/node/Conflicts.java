@@ -22,13 +22,15 @@ import java.util.List;
 import java.util.Map;
 
 /*
- * The hub's admin API for the conflicts of two-way channels (docs/conflicts.md, "Manual"; docs/protocol.md, "Admin"):
+ * The hub's admin API for the conflicts of two-way channels (docs/conflicts.md, "The conflict table and the
+ * operator"; docs/protocol.md, "Conflicts"):
  *
  *   GET  /v1/conflicts[?open=true][&limit=N]           the conflict table, newest first
- *   POST /v1/conflicts/settle  {"id": 7, "take": "site" | "hub" | "row", "row": {...}, "by": "alice"}
+ *   POST /v1/conflicts/settle  {"id": 7, "take": "site" | "hub" | "row", "row": {...}, "by": "alice", "force": false}
  *
  * Settling writes the chosen version at the hub, stamped as the hub's own, and sends it to every site of the channel.
- * Only an open conflict (policy manual) can be settled. Both need the enrollment token, like /v1/status.
+ * Only an open conflict (policy manual) can be settled, and only while its row is as the conflict left it (unless
+ * "force"). Both need the enrollment token, like /v1/status.
  */
 final class Conflicts {
     private final NodeConfig cfg;
@@ -66,8 +68,12 @@ final class Conflicts {
         if (limit < 1 || limit > 10_000) {
             throw new HttpError(400, "limit must be 1..10000, got " + limit);
         }
+        String open = q.getOrDefault("open", "false");
+        if (!open.equals("true") && !open.equals("false")) {
+            throw new HttpError(400, "open must be true or false, got '" + open + "'");
+        }
         try (Connection c = db.connection()) {
-            List<ConflictLog.Entry> list = ConflictLog.list(c, "true".equals(q.get("open")), limit);
+            List<ConflictLog.Entry> list = ConflictLog.list(c, open.equals("true"), limit);
             c.commit();
             HttpEndpoint.sendJson(ex, 200, Map.of("conflicts", list));
         } catch (SQLException e) {
@@ -95,6 +101,13 @@ final class Conflicts {
                     + "side that deleted it instead)");
         }
         String by = body.path("by").asText("operator");
+        if (by.isBlank() || by.length() > 200) {
+            throw new HttpError(400, "'by' must name who settles, in 1 to 200 characters");
+        }
+        if (body.has("force") && !body.get("force").isBoolean()) {
+            throw new HttpError(400, "'force' must be true or false");
+        }
+        boolean force = body.path("force").asBoolean(false);
         long id = body.path("id").asLong();
         try (Connection c = db.connection()) {
             try {
@@ -123,15 +136,25 @@ final class Conflicts {
                 };
                 String table = ch.tables().stream().map(TableSpec::target).filter(t -> t.equalsIgnoreCase(e.table())).findFirst()
                         .orElse(e.table());
-                applier.settle(c, ch, table, key, row, twoWay);
+                applier.settle(c, ch, table, key, Json.parseRow(e.resultRow()), row, force, twoWay);
                 ConflictLog.settle(c, id, take, row, by, clock.instant());
                 c.commit();
                 HttpEndpoint.sendJson(ex, 200, ConflictLog.get(c, id));
                 c.commit();
+            } catch (BatchApplier.SettleRefusedException e) {
+                c.rollback();
+                throw new HttpError(409, "conflict " + id + " not settled: " + e.getMessage());
             } catch (BadBatchException e) {
                 c.rollback();
                 throw new HttpError(400, "conflict " + id + ": " + e.getMessage());
-            } catch (SQLException | RuntimeException e) {
+            } catch (SQLException e) {
+                c.rollback();
+                String state = e.getSQLState() == null ? "" : e.getSQLState();
+                if (state.startsWith("22") || state.startsWith("23")) {
+                    throw new HttpError(409, "conflict " + id + ": the chosen row does not fit its table: " + e.getMessage());
+                }
+                throw e;
+            } catch (RuntimeException e) {
                 c.rollback();
                 throw e;
             }

@@ -82,6 +82,7 @@ final class HubDistributor implements AutoCloseable {
     private final Clock clock;
     private final Database db;
     private final OutboxStore outbox;
+    private final HybridClock stamps;
     /** Hub-to-sites channels as the hub sees them: each table's name is the hub's table, its target the site's. */
     private final Map<String, ChannelSpec> channels = new LinkedHashMap<>();
     private final Map<String, RouteExpression> selectors = new HashMap<>();
@@ -108,6 +109,7 @@ final class HubDistributor implements AutoCloseable {
         this.clock = clock;
         this.db = db;
         this.outbox = new OutboxStore(db.dialect(), clock, stamps);
+        this.stamps = stamps;
         this.registeredSites = registeredSites;
         for (ChannelSpec ch : cfg.channels()) {
             if (!ch.direction().toSites()) {
@@ -398,7 +400,8 @@ final class HubDistributor implements AutoCloseable {
             }
             sendHeaders(ex, route);
             try (OutputStream out = ex.getResponseBody(); WireWriter w = new WireWriter(out)) {
-                w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, point.batch()), clock.instant(), null), true, point.token());
+                w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, point.batch()), clock.instant(), null, stamps.tick()), true,
+                        point.token());
                 SiteShare share = new SiteShare(w, channel, attributes(site));
                 ChannelSpec spec = channels.get(channel);
                 // Referenced tables first: the site writes the rows in this order, under its foreign keys.

@@ -461,7 +461,7 @@ public final class SiteNode implements NodeControl {
                 continue;
             }
             try {
-                if (ch.direction() == ChannelSpec.Direction.TWO_WAY && !readyForFirstCopy(r, ch)) {
+                if (ch.direction() == ChannelSpec.Direction.TWO_WAY && !everyRowCaptured(r, ch)) {
                     continue;
                 }
                 more |= fetch(r, ch);
@@ -484,23 +484,24 @@ public final class SiteNode implements NodeControl {
     }
 
     /**
-     * A two-way channel's first copy from the hub replaces this site's tables: it is fetched only once this site's own
-     * rows are at the hub (its initial load finished, everything it captured acknowledged), so that copy holds them.
-     * Later copies lose nothing either way: what this site changes since is captured, sent, and comes back.
+     * A copy of a two-way channel from the hub (a reload) replaces this site's tables: the hub's batches are fetched only
+     * while every row of them here is captured, so that nothing the hub does not have yet is lost. That is, the capture of
+     * the current registration is installed, and the initial load of every table of the channel has finished. What the
+     * site captured and has not sent yet is safe: it reaches the hub and comes back.
      */
-    private boolean readyForFirstCopy(Registration.Response r, ChannelSpec ch) throws SQLException {
+    private boolean everyRowCaptured(Registration.Response r, ChannelSpec ch) throws SQLException {
+        if (!r.configHash().equals(captureInstalledFor)) {
+            return false;
+        }
         try (Connection c = db.connection()) {
             try {
-                if (SyncSchema.getState(c, ROUTE + ch.name()) != null) {
-                    return true;
-                }
                 for (io.syncline.api.TableSpec t : ch.tables()) {
                     String state = SyncSchema.getState(c, InitialLoadState.key(ch.name(), t.name().toLowerCase(java.util.Locale.ROOT)));
-                    if (state != null && !state.equals(InitialLoadState.DONE)) {
+                    if (!InitialLoadState.DONE.equals(state)) {
                         return false;
                     }
                 }
-                return outbox.backlog(c, r.hub(), ch.name()).rows() == 0;
+                return true;
             } finally {
                 c.commit();
             }

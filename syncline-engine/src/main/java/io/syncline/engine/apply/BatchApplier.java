@@ -60,7 +60,7 @@ public final class BatchApplier {
     private final Dialect dialect;
     private final Clock clock;
     private final Map<String, TableMeta> metaCache = new ConcurrentHashMap<>();
-    private final Map<String, List<List<String>>> uniqueKeys = new ConcurrentHashMap<>();
+    private final Map<String, WriteChecks> writeChecks = new ConcurrentHashMap<>();
 
     public BatchApplier(Dialect dialect, Clock clock) {
         this.dialect = dialect;
@@ -74,12 +74,12 @@ public final class BatchApplier {
      * @throws RetriableSyncException     when the database failed; nothing applied, the sender should retry later
      */
     public ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes) {
-        return apply(c, header, channel, changes, false, null);
+        return apply(c, header, channel, changes, false, null, null);
     }
 
     /** {@link #apply(Connection, BatchHeader, ChannelSpec, Iterator)}, running {@code beforeCommit} in the batch's transaction. */
     public ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, BeforeCommit beforeCommit) {
-        return apply(c, header, channel, changes, false, beforeCommit);
+        return apply(c, header, channel, changes, false, beforeCommit, null);
     }
 
     /** Work done in an apply's transaction just before it commits. */
@@ -108,11 +108,6 @@ public final class BatchApplier {
      */
     public ApplyOutcome applyTwoWay(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, TwoWay twoWay) {
         return apply(c, header, channel, changes, false, null, Objects.requireNonNull(twoWay, "twoWay"));
-    }
-
-    private ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, boolean reload,
-                               BeforeCommit beforeCommit) {
-        return apply(c, header, channel, changes, reload, beforeCommit, null);
     }
 
     private ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, boolean reload,
@@ -187,7 +182,7 @@ public final class BatchApplier {
                         + "' channel '" + id.channel() + "' is in progress; try again later", e);
             }
             metaCache.clear();
-            uniqueKeys.clear();
+            writeChecks.clear();
             String state = e.getSQLState() == null ? "" : e.getSQLState();
             String cause = abbreviate(e.getNextException() != null ? e.getNextException().getMessage() : e.getMessage());
             if (state.startsWith("22") || state.startsWith("23")) {
@@ -215,32 +210,29 @@ public final class BatchApplier {
 
     /**
      * Writes an operator's final version of a two-way row at the hub, in the caller's transaction (which the caller
-     * commits): the row at {@code key}'s primary key (and at {@code row}'s, when it differs) becomes {@code row}, or is
-     * deleted when {@code row} is null; the rows now at those keys are sent to every site of {@code channel}, and the
-     * version is stamped as the hub's own (docs/conflicts.md, "Manual").
+     * commits): the row at {@code key}'s primary key becomes {@code row} (which may move it to another key), or is deleted
+     * when {@code row} is null; the rows now at the keys involved are sent to every site of {@code channel}, and the
+     * version is stamped as the hub's own (docs/conflicts.md, "The conflict table and the operator").
+     *
+     * @param left     the row the conflict left (its result row; null: deleted); when the hub's row at {@code key} differs
+     *                 from what the conflict left there, it changed since, and nothing is written unless {@code force}
+     * @throws SettleRefusedException when the row changed since, or {@code row} would take a key or unique value another
+     *                                row holds; nothing is written
      */
-    public void settle(Connection c, ChannelSpec channel, String hubTable, Map<String, Object> key, Map<String, Object> row, TwoWay twoWay)
-            throws SQLException {
+    public void settle(Connection c, ChannelSpec channel, String hubTable, Map<String, Object> key, Map<String, Object> left,
+                       Map<String, Object> row, boolean force, TwoWay twoWay) throws SQLException {
         TableMeta t = target(c, hubTable);
         try (Writer w = new Writer(c, new BatchId(twoWay.hubId(), channel.name(), 0), channel)) {
-            Map<String, Object> current = TwoWayApply.read(c, t, w, key);
-            boolean moves = row != null && !TwoWayApply.keyJson(t, row).equals(TwoWayApply.keyJson(t, key));
-            if (current != null && (row == null || moves)) {
-                w.delete(t, current);
-            }
-            if (row != null) {
-                w.upsert(t, row, false);
-            }
-            w.flush();
-            long stamp = twoWay.clock().tick();
-            for (Map<String, Object> at : moves ? List.of(key, row) : List.of(key)) {
-                Map<String, Object> now = TwoWayApply.read(c, t, w, at);
-                io.syncline.engine.conflict.ConflictLog.putStamp(c, t.name(), TwoWayApply.keyJson(t, now != null ? now : at),
-                        new io.syncline.engine.conflict.ConflictLog.Stamp(stamp, twoWay.hubId(), io.syncline.engine.conflict.Rows.hash(now)));
-                TwoWayApply.resend(c, channel.name(), t, w, at, now);
-            }
+            TwoWayApply.settle(this, w, c, channel, twoWay, t, key, left, row, force);
         } catch (IllegalArgumentException e) {
             throw new BadBatchException(Stage.APPLY, "table '" + hubTable + "': " + e.getMessage(), e);
+        }
+    }
+
+    /** An operator's choice that cannot be written as it is; the message says why. */
+    public static final class SettleRefusedException extends io.syncline.api.SyncException {
+        public SettleRefusedException(String message) {
+            super(Stage.APPLY, message);
         }
     }
 
@@ -318,14 +310,24 @@ public final class BatchApplier {
     private record UpsertKey(String table, List<ColumnMeta> columns) {
     }
 
-    /** The unique keys (other than the primary key) of a target table, read once. */
-    List<List<String>> uniqueKeys(Connection c, TableMeta t) throws SQLException {
-        List<List<String>> keys = uniqueKeys.get(t.name());
-        if (keys == null) {
-            keys = SchemaReader.uniqueKeys(c, t);
-            uniqueKeys.put(t.name(), keys);
+    /**
+     * What two-way apply checks before writing to a target table, read once.
+     *
+     * @param uniqueKeys its unique keys other than the primary key, checked before each write
+     * @param guarded    whether a write can still break a constraint only the database checks (a partial or expression
+     *                   unique index, a foreign key either way): such writes run in a savepoint
+     */
+    record WriteChecks(List<List<String>> uniqueKeys, boolean guarded) {
+    }
+
+    WriteChecks writeChecks(Connection c, TableMeta t) throws SQLException {
+        WriteChecks checks = writeChecks.get(t.name());
+        if (checks == null) {
+            SchemaReader.UniqueKeys keys = SchemaReader.uniqueKeys(c, t);
+            checks = new WriteChecks(keys.keys(), keys.unchecked() || SchemaReader.hasForeignKeys(c, t));
+            writeChecks.put(t.name(), checks);
         }
-        return keys;
+        return checks;
     }
 
     /** Applies changes of one batch with JDBC batching, keeping the order of statements. Not thread-safe. */
@@ -620,6 +622,18 @@ public final class BatchApplier {
                 }
                 runRows.clear();
             }
+            runInserts = true;
+        }
+
+        /** Forgets statements not yet sent (after a rollback to a savepoint took back what they were part of). */
+        void discard() throws SQLException {
+            if (open != null) {
+                open.clearBatch();
+            }
+            openCount = 0;
+            open = null;
+            openKeys.clear();
+            runRows.clear();
             runInserts = true;
         }
 

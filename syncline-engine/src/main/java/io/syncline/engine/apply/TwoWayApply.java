@@ -40,7 +40,10 @@ import java.util.stream.Collectors;
  * at the keys involved sent to every site (an 'R' of the row, or a 'D' of the key, appended to the hub's outbox): the
  * site that made the change holds its own version, and must get the outcome even where the hub's table did not change.
  *
- * Each row's last version from a site keeps its hybrid logical clock stamp and writer in sync_row_stamp, with a hash of
+ * A site's full copy of a row ('R': its first join, a table that gained columns, a start-over) carries no old row: where
+ * the hub holds the key with other values, the hub's row stays and goes back to every site (recorded as a conflict).
+ *
+ * Each row's last version written here keeps its hybrid logical clock stamp and writer in sync_row_stamp, with a hash of
  * the row as written; a hub row whose hash differs was since changed by the hub itself, and is stamped now (after every
  * stamp the hub has seen). Not thread-safe: one per batch.
  */
@@ -52,6 +55,8 @@ final class TwoWayApply {
     private final ChannelSpec channel;
     private final TwoWay ctx;
     private final String site;
+    /** The batch's stamp, as the hub's clock takes it in (a stamp far ahead of the hub's wall clock is capped). */
+    private final long stamp;
     private int conflicts;
 
     TwoWayApply(BatchApplier applier, BatchApplier.Writer w, Connection c, BatchHeader header, ChannelSpec channel, TwoWay ctx) {
@@ -62,7 +67,7 @@ final class TwoWayApply {
         this.channel = channel;
         this.ctx = ctx;
         this.site = header.id().source();
-        ctx.clock().observe(header.stamp());
+        this.stamp = ctx.clock().observe(header.stamp());
     }
 
     int conflicts() {
@@ -76,40 +81,48 @@ final class TwoWayApply {
         }
         TableMeta t = applier.target(c, spec.target());
         w.count++;
-        w.flush();
-        switch (change) {
-            case Change.Insert i -> insert(spec, t, i.newRow());
-            case Change.Reload r -> insert(spec, t, r.newRow());
-            case Change.Update u -> update(spec, t, u.oldRow(), u.newRow());
-            case Change.Delete d -> delete(spec, t, d.oldRow());
+        try {
+            switch (change) {
+                case Change.Insert i -> insert(spec, t, i.newRow(), false);
+                case Change.Reload r -> insert(spec, t, r.newRow(), true);
+                case Change.Update u -> update(spec, t, u.oldRow(), u.newRow());
+                case Change.Delete d -> delete(spec, t, d.oldRow());
+            }
+            w.flush();
+        } catch (SQLException e) {
+            if (isUniqueViolation(e)) {
+                // Another transaction took a key or unique value between the check and the write: applied again, the
+                // batch then finds that row and settles it as a conflict.
+                throw new RetriableSyncException(Stage.APPLY, "batch " + header.id() + ": table '" + t.name() + "': another writer took a "
+                        + "key or unique value this batch writes, at the same moment; the batch is applied again", e);
+            }
+            throw e;
         }
-        w.flush();
     }
 
-    private void insert(TableSpec spec, TableMeta t, Map<String, Object> row) throws SQLException {
+    private static boolean isUniqueViolation(SQLException e) {
+        return "23505".equals(e.getSQLState()) || "23001".equals(e.getSQLState());
+    }
+
+    private void insert(TableSpec spec, TableMeta t, Map<String, Object> row, boolean copy) throws SQLException {
         w.columns(t, row); // names every column it lacks or the target does not have
         Map<String, Object> current = read(t, row);
         if (current != null) {
             if (!Rows.sameWhereBoth(row, current)) {
-                conflict(spec, t, Conflict.Kind.INSERT_EXISTS, null, row, current, row);
+                conflict(spec, t, Conflict.Kind.INSERT_EXISTS, null, row, current, row, copy ? "copy" : null);
             }
             return; // the hub has this very row (a re-sent or reloaded change)
         }
-        Map<String, Object> holder = uniqueHolder(t, row, row, row);
-        if (holder != null) {
-            conflict(spec, t, Conflict.Kind.UNIQUE_TAKEN, null, row, null, row);
+        if (uniqueHolder(t, row, row, row) != null) {
+            conflict(spec, t, Conflict.Kind.UNIQUE_TAKEN, null, row, null, row, null);
             return;
         }
-        try {
-            w.insertNow(t, row);
-        } catch (SQLException e) {
-            if ("23505".equals(e.getSQLState()) || "23001".equals(e.getSQLState())) {
-                throw new RetriableSyncException(Stage.APPLY, "batch " + header.id() + ": table '" + t.name() + "': another writer took "
-                        + "the key or a unique value of a row this batch inserts; the batch is applied again, and then that is a conflict", e);
-            }
-            throw e;
+        Conflict.Kind refused = write(t, () -> w.insertNow(t, row));
+        if (refused != null) {
+            conflict(spec, t, refused, null, row, null, row, null);
+            return;
         }
-        stampSite(t, row);
+        stamp(t, row, new ConflictLog.Stamp(stamp, site, null));
     }
 
     private void update(TableSpec spec, TableMeta t, Map<String, Object> oldRow, Map<String, Object> newRow) throws SQLException {
@@ -118,27 +131,33 @@ final class TwoWayApply {
         base.putAll(w.withUnchanged(t, oldRow, newRow));
         Map<String, Object> current = read(t, base);
         if (current == null) {
-            conflict(spec, t, Conflict.Kind.UPDATE_DELETED, base, newRow, null, base);
+            conflict(spec, t, Conflict.Kind.UPDATE_DELETED, base, newRow, null, base, null);
             return;
         }
         if (!Rows.sameWhereBoth(base, current)) {
-            conflict(spec, t, Conflict.Kind.UPDATE_UPDATE, base, newRow, current, base);
+            conflict(spec, t, Conflict.Kind.UPDATE_UPDATE, base, newRow, current, base, null);
             return;
         }
         boolean moves = !sameKey(t, base, newRow);
         if (moves && read(t, newRow) != null || uniqueHolder(t, newRow, base, newRow) != null) {
-            conflict(spec, t, Conflict.Kind.UNIQUE_TAKEN, base, newRow, current, base);
+            conflict(spec, t, Conflict.Kind.UNIQUE_TAKEN, base, newRow, current, base, null);
+            return;
+        }
+        Conflict.Kind refused = write(t, () -> {
+            if (moves) {
+                w.changeKey(t, base, newRow);
+            } else {
+                w.upsert(t, newRow, false);
+            }
+        });
+        if (refused != null) {
+            conflict(spec, t, refused, base, newRow, current, base, null);
             return;
         }
         if (moves) {
-            w.changeKey(t, base, newRow);
-            w.flush();
-            ConflictLog.putStamp(c, t.name(), keyJson(t, current), new ConflictLog.Stamp(header.stamp(), site, Rows.hash(null)));
-        } else {
-            w.upsert(t, newRow, false);
-            w.flush();
+            ConflictLog.putStamp(c, t.name(), keyJson(t, current), new ConflictLog.Stamp(stamp, site, Rows.hash(null)));
         }
-        stampSite(t, newRow);
+        stamp(t, newRow, new ConflictLog.Stamp(stamp, site, null));
     }
 
     private void delete(TableSpec spec, TableMeta t, Map<String, Object> oldRow) throws SQLException {
@@ -148,30 +167,76 @@ final class TwoWayApply {
             return; // deleted on both sides
         }
         if (!Rows.sameWhereBoth(oldRow, current)) {
-            conflict(spec, t, Conflict.Kind.DELETE_UPDATED, oldRow, null, current, oldRow);
+            conflict(spec, t, Conflict.Kind.DELETE_UPDATED, oldRow, null, current, oldRow, null);
             return;
         }
-        w.delete(t, oldRow);
+        Conflict.Kind refused = write(t, () -> w.delete(t, oldRow));
+        if (refused != null) {
+            conflict(spec, t, refused, oldRow, null, current, oldRow, null);
+            return;
+        }
+        ConflictLog.putStamp(c, t.name(), keyJson(t, current), new ConflictLog.Stamp(stamp, site, Rows.hash(null)));
+    }
+
+    /** A write, flushed. */
+    @FunctionalInterface
+    private interface Write {
+        void run() throws SQLException;
+    }
+
+    /**
+     * Runs {@code write} and flushes it. On a table with constraints only the database can check (a partial or expression
+     * unique index, a foreign key either way) it runs in a savepoint: if such a constraint refuses it, the write is undone
+     * and what collided returned, for the caller to settle as a conflict (a concurrent writer of the primary key is still
+     * retried, see {@link #apply}). Null when written.
+     */
+    private Conflict.Kind write(TableMeta t, Write write) throws SQLException {
+        if (!applier.writeChecks(c, t).guarded()) {
+            write.run();
+            w.flush();
+            return null;
+        }
         w.flush();
-        ConflictLog.putStamp(c, t.name(), keyJson(t, current), new ConflictLog.Stamp(header.stamp(), site, Rows.hash(null)));
+        java.sql.Savepoint sp = c.setSavepoint();
+        try {
+            write.run();
+            w.flush();
+            c.releaseSavepoint(sp);
+            return null;
+        } catch (SQLException e) {
+            c.rollback(sp);
+            w.discard();
+            String state = e.getSQLState() == null ? "" : e.getSQLState();
+            if (isUniqueViolation(e)) {
+                return Conflict.Kind.UNIQUE_TAKEN;
+            }
+            if (state.equals("23503") || state.equals("23506")) { // foreign key (PostgreSQL, H2)
+                return Conflict.Kind.REFERENCE;
+            }
+            throw e;
+        }
     }
 
     /**
      * Settles a conflict: {@code at} names the key the hub's row was read at ({@code hubRow}, null when absent there); the
-     * site's row, if any, is at the key of {@code siteRow}.
+     * site's row, if any, is at the key of {@code siteRow}. {@code fixed}: a rule that keeps the hub's row whatever the
+     * policy ("copy": a site's full copy of a row meets another version), or null.
      */
     private void conflict(TableSpec spec, TableMeta t, Conflict.Kind kind, Map<String, Object> base, Map<String, Object> siteRow,
-                          Map<String, Object> hubRow, Map<String, Object> at) throws SQLException {
+                          Map<String, Object> hubRow, Map<String, Object> at, String fixed) throws SQLException {
         conflicts++;
         ConflictPolicy policy = channel.conflictFor(spec.name());
         String hubKey = keyJson(t, hubRow != null ? hubRow : at);
         ConflictLog.Stamp known = ConflictLog.stamp(c, t.name(), hubKey);
         ConflictLog.Stamp hub = known != null && known.rowHash().equals(Rows.hash(hubRow)) ? known
                 : new ConflictLog.Stamp(ctx.clock().tick(), ctx.hubId(), Rows.hash(hubRow)); // the hub's own edit
-        Conflict conflict = new Conflict(channel.name(), t.name(), kind, site, base, siteRow, hubRow, header.stamp(), hub.stamp(), hub.writer());
+        Conflict conflict = new Conflict(channel.name(), t.name(), kind, site, base, siteRow, hubRow, stamp, hub.stamp(), hub.writer());
+        String rule = fixed != null ? fixed : kind == Conflict.Kind.UNIQUE_TAKEN ? "unique"
+                : kind == Conflict.Kind.REFERENCE ? "reference" : policy.kind().label();
         Policies.Decision d;
-        if (kind == Conflict.Kind.UNIQUE_TAKEN) {
-            // The unique value stays with the row that took it first; the site's row cannot be written as it is.
+        if (fixed != null || kind == Conflict.Kind.UNIQUE_TAKEN || kind == Conflict.Kind.REFERENCE) {
+            // The unique value stays with the row that took it first, the foreign keys as the hub's rows hold them, and a
+            // copy without an old row cannot say which version it was based on: the hub's row stays.
             d = new Policies.Decision(hubRow, hub.writer(), policy.kind() == ConflictPolicy.Kind.MANUAL);
         } else {
             try {
@@ -181,38 +246,95 @@ final class TwoWayApply {
             }
         }
         Map<String, Object> result = d.row();
-        if (result != null && (!sameKey(t, result, at) && read(t, result) != null || uniqueHolder(t, result, result, at) != null)) {
-            // The outcome would take a key or unique value another row holds: the hub's version stays.
+        if (result != null && result != hubRow && !sameKey(t, result, at) && read(t, result) != null) {
+            // The outcome would move the row onto a key another row holds: the hub's version stays.
             result = hubRow;
             d = new Policies.Decision(hubRow, hub.writer(), d.open());
         }
-        if (hubRow != null && (result == null || !sameKey(t, result, hubRow))) {
-            w.delete(t, hubRow);
-            w.flush();
+        Map<String, Object> outcome = result;
+        boolean written = true;
+        if (outcome != hubRow) {
+            written = (outcome == null || uniqueHolder(t, outcome, at, outcome) == null) && write(t, () -> {
+                if (hubRow != null && (outcome == null || !sameKey(t, outcome, hubRow))) {
+                    w.delete(t, hubRow);
+                    w.flush();
+                }
+                if (outcome != null) {
+                    if (read(t, outcome) == null) {
+                        w.insertNow(t, outcome); // no row to lock: a concurrent insert of this key fails and is retried
+                    } else {
+                        w.upsert(t, outcome, false);
+                    }
+                }
+            }) == null;
+            if (!written) {
+                result = hubRow; // the outcome would break a unique or foreign key: the hub's version stays
+                d = new Policies.Decision(hubRow, hub.writer(), d.open());
+            }
         }
+        long outcomeStamp = d.winner().equals(site) ? stamp : d.winner().equals(hub.writer()) ? hub.stamp() : Math.max(stamp, hub.stamp());
+        Map<String, Object> now = result == null ? null : read(t, result);
         if (result != null) {
-            w.upsert(t, result, false);
-            w.flush();
-        }
-        long stamp = Math.max(header.stamp(), hub.stamp());
-        Map<String, Object> written = result == null ? null : read(t, result);
-        if (result != null) {
-            ConflictLog.putStamp(c, t.name(), keyJson(t, written), new ConflictLog.Stamp(stamp, d.winner(), Rows.hash(written)));
+            ConflictLog.putStamp(c, t.name(), keyJson(t, now), new ConflictLog.Stamp(outcomeStamp, d.winner(), Rows.hash(now)));
         }
         if (result == null || !sameKey(t, result, at)) {
-            ConflictLog.putStamp(c, t.name(), hubKey, new ConflictLog.Stamp(stamp, d.winner(), Rows.hash(null)));
+            ConflictLog.putStamp(c, t.name(), hubKey, new ConflictLog.Stamp(outcomeStamp, d.winner(), Rows.hash(null)));
         }
-        ConflictLog.record(c, new ConflictLog.Entry(0, channel.name(), t.name(), hubKey, site, header.id().sequence(), kind.name(),
-                kind == Conflict.Kind.UNIQUE_TAKEN ? "unique" : policy.kind().label(), d.winner(),
-                d.open() ? ConflictLog.OPEN : ConflictLog.RESOLVED, json(base), json(siteRow), json(hubRow), json(written),
-                header.stamp(), hub.stamp(), java.time.Instant.now(), null, null));
+        ConflictLog.record(c, new ConflictLog.Entry(0, channel.name(), t.name(), hubKey, site, header.id().sequence(), kind.name(), rule,
+                d.winner(), d.open() ? ConflictLog.OPEN : ConflictLog.RESOLVED, json(base), json(siteRow), json(hubRow), json(now),
+                stamp, hub.stamp(), java.time.Instant.now(), null, null));
         // Every site, the one that made the change included, gets the rows now at the keys involved.
         resend(t, at);
         if (siteRow != null && !sameKey(t, siteRow, at)) {
             resend(t, siteRow);
         }
-        if (written != null && !sameKey(t, written, at) && (siteRow == null || !sameKey(t, written, siteRow))) {
-            resend(t, written);
+        if (now != null && !sameKey(t, now, at) && (siteRow == null || !sameKey(t, now, siteRow))) {
+            resend(t, now);
+        }
+    }
+
+    /**
+     * An operator's final version of a conflict's row (see {@link BatchApplier#settle}). The hub's row at {@code key}
+     * must still be what the conflict left there, {@code left} if it is at that key (unless {@code force}); the chosen row
+     * may not take a key or unique value another row holds.
+     */
+    static void settle(BatchApplier applier, BatchApplier.Writer w, Connection c, ChannelSpec channel, TwoWay ctx, TableMeta t,
+                       Map<String, Object> key, Map<String, Object> left, Map<String, Object> row, boolean force) throws SQLException {
+        BatchHeader h = new BatchHeader(new io.syncline.api.BatchId(ctx.hubId(), channel.name(), 0), java.time.Instant.now(), null, 0);
+        TwoWayApply two = new TwoWayApply(applier, w, c, h, channel, ctx);
+        Map<String, Object> current = two.read(t, key);
+        Map<String, Object> expected = left != null && sameKey(t, left, key) ? left : null;
+        if (!force && !(current == null ? expected == null : expected != null && Rows.sameWhereBoth(current, expected)
+                && Rows.sameWhereBoth(expected, current))) {
+            throw new BatchApplier.SettleRefusedException("the row changed since the conflict (it is now " + json(current)
+                    + "); look again, or settle with force");
+        }
+        boolean moves = row != null && !sameKey(t, row, key);
+        if (moves && two.read(t, row) != null) {
+            throw new BatchApplier.SettleRefusedException("the chosen row's key " + keyJson(t, row) + " belongs to another row");
+        }
+        Map<String, Object> holder = row == null ? null : two.uniqueHolder(t, row, row, key);
+        if (holder != null) {
+            throw new BatchApplier.SettleRefusedException("the chosen row takes a unique value of another row, " + json(holder));
+        }
+        if (current != null && (row == null || moves)) {
+            w.delete(t, current);
+            w.flush();
+        }
+        if (row != null) {
+            w.columns(t, row);
+            if (two.read(t, row) == null) {
+                w.insertNow(t, row);
+            } else {
+                w.upsert(t, row, false);
+                w.flush();
+            }
+        }
+        long stamp = ctx.clock().tick();
+        for (Map<String, Object> at : moves ? List.of(key, row) : List.of(key)) {
+            Map<String, Object> now = two.read(t, at);
+            ConflictLog.putStamp(c, t.name(), keyJson(t, now != null ? now : at), new ConflictLog.Stamp(stamp, ctx.hubId(), Rows.hash(now)));
+            two.resend(t, at);
         }
     }
 
@@ -220,20 +342,15 @@ final class TwoWayApply {
         return row == null ? null : Json.write(row);
     }
 
-    /** Appends the hub's row at {@code key}'s key (or its deletion) to the outbox, for every site of the channel. */
+    /** Appends the hub's row at {@code key}'s primary key, or its deletion, to the outbox, for every site of the channel. */
     private void resend(TableMeta t, Map<String, Object> key) throws SQLException {
-        resend(c, channel.name(), t, w, key, read(t, key));
-    }
-
-    /** Appends the row (an 'R'), or when {@code row} is null the deletion of {@code key}'s key (a 'D'), to the outbox. */
-    static void resend(Connection c, String channel, TableMeta t, BatchApplier.Writer w, Map<String, Object> key, Map<String, Object> row)
-            throws SQLException {
+        Map<String, Object> row = read(t, key);
         Map<String, Object> keyOnly = new LinkedHashMap<>();
         for (ColumnMeta col : t.primaryKey()) {
             keyOnly.put(col.key(), key.get(w.rowKey(key, col)));
         }
         try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_outbox (channel, table_name, op, old_row, new_row) VALUES (?, ?, ?, ?, ?)")) {
-            ps.setString(1, channel);
+            ps.setString(1, channel.name());
             ps.setString(2, t.name().toLowerCase(Locale.ROOT));
             ps.setString(3, row == null ? "D" : "R");
             ps.setString(4, row == null ? Json.write(keyOnly) : null);
@@ -242,17 +359,14 @@ final class TwoWayApply {
         }
     }
 
-    private void stampSite(TableMeta t, Map<String, Object> row) throws SQLException {
+    /** Records the stamp of the row now at {@code row}'s key (its hash taken from the row as stored). */
+    private void stamp(TableMeta t, Map<String, Object> row, ConflictLog.Stamp s) throws SQLException {
         Map<String, Object> written = read(t, row);
-        ConflictLog.putStamp(c, t.name(), keyJson(t, written != null ? written : row), new ConflictLog.Stamp(header.stamp(), site, Rows.hash(written)));
+        ConflictLog.putStamp(c, t.name(), keyJson(t, written != null ? written : row), new ConflictLog.Stamp(s.stamp(), s.writer(), Rows.hash(written)));
     }
 
     /** The hub's row at the primary key {@code key} holds, locked for this transaction; null when there is none. */
     private Map<String, Object> read(TableMeta t, Map<String, Object> key) throws SQLException {
-        return read(c, t, w, key);
-    }
-
-    static Map<String, Object> read(Connection c, TableMeta t, BatchApplier.Writer w, Map<String, Object> key) throws SQLException {
         PreparedStatement ps = w.statement("SELECT * FROM " + w.quote(t.name()) + " WHERE " + w.keyPredicate(t) + " FOR UPDATE");
         w.bindKey(ps, 1, t, key);
         try (ResultSet rs = ps.executeQuery()) {
@@ -266,7 +380,7 @@ final class TwoWayApply {
      */
     private Map<String, Object> uniqueHolder(TableMeta t, Map<String, Object> row, Map<String, Object> own, Map<String, Object> replaced)
             throws SQLException {
-        for (List<String> key : applier.uniqueKeys(c, t)) {
+        for (List<String> key : applier.writeChecks(c, t).uniqueKeys()) {
             if (key.stream().anyMatch(col -> !row.containsKey(col) || row.get(col) == null)) {
                 continue; // NULLs never collide
             }

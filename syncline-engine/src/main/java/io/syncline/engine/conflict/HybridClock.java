@@ -1,7 +1,6 @@
 package io.syncline.engine.conflict;
 
 import java.time.Clock;
-import java.time.Instant;
 
 /**
  * A hybrid logical clock (Kulkarni et al., 2014): a stamp is wall-clock milliseconds shifted left 16 bits plus a
@@ -12,6 +11,8 @@ import java.time.Instant;
  */
 public final class HybridClock {
     private static final int COUNTER_BITS = 16;
+    /** How far ahead of this node's wall clock a stamp from elsewhere may be; a later one is taken as this far. */
+    public static final java.time.Duration MAX_DRIFT = java.time.Duration.ofMinutes(5);
     private final Clock clock;
     private long last;
 
@@ -25,20 +26,28 @@ public final class HybridClock {
         return last;
     }
 
-    /** Takes in a stamp seen from elsewhere (0 = none), so the next {@link #tick()} is above it. */
-    public synchronized void observe(long stamp) {
-        if (stamp > last) {
-            last = stamp;
+    /**
+     * Takes in a stamp seen from elsewhere (0 = none), so the next {@link #tick()} is above it. A stamp more than
+     * {@link #MAX_DRIFT} ahead of this node's wall clock (a node whose clock runs fast, or a forged stamp) is taken as
+     * that far ahead: one node cannot drag every clock forward, or wrap it around.
+     *
+     * @return the stamp as taken in
+     */
+    public synchronized long observe(long stamp) {
+        long taken = Math.min(stamp, ceiling());
+        if (taken > last) {
+            last = taken;
         }
+        return taken;
+    }
+
+    /** The highest stamp this node takes from elsewhere now: its wall clock plus {@link #MAX_DRIFT}. */
+    public long ceiling() {
+        return (clock.millis() + MAX_DRIFT.toMillis()) << COUNTER_BITS;
     }
 
     /** The last stamp returned or observed (0 before any). */
     public synchronized long current() {
         return last;
-    }
-
-    /** The wall-clock instant a stamp carries (for people reading the conflict table). */
-    public static Instant instantOf(long stamp) {
-        return Instant.ofEpochMilli(stamp >>> COUNTER_BITS);
     }
 }

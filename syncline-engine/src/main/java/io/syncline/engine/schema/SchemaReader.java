@@ -60,29 +60,61 @@ public final class SchemaReader {
     }
 
     /**
-     * The unique keys of a table other than its primary key: each as its columns (lower-case keys), in index order.
-     * Partial and expression indexes are not told apart by JDBC and count as plain ones.
+     * A table's unique keys other than its primary key.
+     *
+     * @param keys      the plain ones, each as its columns (lower-case keys): a value can be checked for them before a write
+     * @param unchecked whether the table also has unique indexes that cannot be checked that way (partial, or on
+     *                  expressions): a write may still fail on one of them
      */
-    public static List<List<String>> uniqueKeys(Connection c, TableMeta t) throws SQLException {
+    public record UniqueKeys(List<List<String>> keys, boolean unchecked) {
+    }
+
+    /** Whether a table references another by a foreign key, or is referenced by one. */
+    public static boolean hasForeignKeys(Connection c, TableMeta t) throws SQLException {
+        DatabaseMetaData md = c.getMetaData();
+        try (ResultSet in = md.getImportedKeys(null, c.getSchema(), t.name())) {
+            if (in.next()) {
+                return true;
+            }
+        }
+        try (ResultSet out = md.getExportedKeys(null, c.getSchema(), t.name())) {
+            return out.next();
+        }
+    }
+
+    /** The unique keys of a table other than its primary key (JDBC index information). */
+    public static UniqueKeys uniqueKeys(Connection c, TableMeta t) throws SQLException {
         Map<String, Map<Integer, String>> byIndex = new java.util.LinkedHashMap<>();
+        java.util.Set<String> partial = new java.util.HashSet<>();
         try (ResultSet rs = c.getMetaData().getIndexInfo(null, c.getSchema(), t.name(), true, false)) {
             while (rs.next()) {
+                String index = rs.getString("INDEX_NAME");
+                if (index == null) {
+                    continue;
+                }
                 String column = rs.getString("COLUMN_NAME");
-                if (column != null && rs.getString("INDEX_NAME") != null) {
-                    byIndex.computeIfAbsent(rs.getString("INDEX_NAME"), k -> new TreeMap<>())
-                            .put((int) rs.getShort("ORDINAL_POSITION"), column.toLowerCase(Locale.ROOT));
+                byIndex.computeIfAbsent(index, k -> new TreeMap<>()).put((int) rs.getShort("ORDINAL_POSITION"),
+                        column == null ? "" : column.toLowerCase(Locale.ROOT));
+                if (rs.getString("FILTER_CONDITION") != null) {
+                    partial.add(index);
                 }
             }
         }
         List<String> pk = t.primaryKey().stream().map(ColumnMeta::key).sorted().toList();
         List<List<String>> out = new ArrayList<>();
-        for (Map<Integer, String> cols : byIndex.values()) {
-            List<String> key = List.copyOf(cols.values());
-            if (!key.stream().sorted().toList().equals(pk) && !out.contains(key) && t.byKey().keySet().containsAll(key)) {
+        boolean unchecked = false;
+        for (Map.Entry<String, Map<Integer, String>> e : byIndex.entrySet()) {
+            List<String> key = List.copyOf(e.getValue().values());
+            if (key.stream().sorted().toList().equals(pk) && !partial.contains(e.getKey())) {
+                continue;
+            }
+            if (partial.contains(e.getKey()) || !t.byKey().keySet().containsAll(key)) {
+                unchecked = true; // a partial index, or one on an expression: only the database can tell
+            } else if (!out.contains(key)) {
                 out.add(key);
             }
         }
-        return out;
+        return new UniqueKeys(out, unchecked);
     }
 
     /**

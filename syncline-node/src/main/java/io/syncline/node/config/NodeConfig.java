@@ -455,14 +455,22 @@ public final class NodeConfig {
         return out;
     }
 
-    private static ConflictPolicy conflictPolicy(JsonNode node) {
+    /** The conflict block at {@code path}; {@code defaultPolicy}: the policy when it names none (null: it must name one). */
+    private static ConflictPolicy conflictPolicy(JsonNode node, String path, String defaultPolicy) {
         if (node == null || node.isNull()) {
             return null;
         }
+        if (!node.hasNonNull("policy") && defaultPolicy == null) {
+            throw new IllegalArgumentException(path + ": names no policy (a table's conflict block replaces the channel's whole)");
+        }
         List<String> priority = new ArrayList<>();
         node.path("priority").forEach(n -> priority.add(n.asText()));
-        return new ConflictPolicy(ConflictPolicy.Kind.of(node.path("policy").asText("last-writer-wins")), priority,
-                node.hasNonNull("resolver") ? node.get("resolver").asText() : null);
+        try {
+            return new ConflictPolicy(ConflictPolicy.Kind.of(node.path("policy").asText(defaultPolicy)), priority,
+                    node.hasNonNull("resolver") ? node.get("resolver").asText() : null);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(path + ": " + e.getMessage(), e);
+        }
     }
 
     /** The hub's channels. */
@@ -472,12 +480,16 @@ public final class NodeConfig {
         if (list == null) {
             return out;
         }
+        int chIndex = 0;
         for (JsonNode ch : list) {
+            String chPath = "channels[" + chIndex++ + "]";
             List<TableSpec> tables = new ArrayList<>();
+            int tIndex = 0;
             for (JsonNode t : ch.path("tables")) {
+                String tPath = chPath + ".tables[" + tIndex++ + "].conflict";
                 tables.add(new TableSpec(t.path("name").asText(), t.hasNonNull("target") ? t.get("target").asText() : null,
                         t.hasNonNull("hubColumn") ? t.get("hubColumn").asText() : null,
-                        t.hasNonNull("filter") ? t.get("filter").asText() : null, conflictPolicy(t.get("conflict"))));
+                        t.hasNonNull("filter") ? t.get("filter").asText() : null, conflictPolicy(t.get("conflict"), tPath, null)));
             }
             ChannelSpec.Direction direction = switch (ch.path("direction").asText()) {
                 case "hub-to-sites" -> ChannelSpec.Direction.HUB_TO_SITES;
@@ -485,7 +497,7 @@ public final class NodeConfig {
                 default -> ChannelSpec.Direction.SITE_TO_HUB;
             };
             out.add(new ChannelSpec(ch.path("name").asText(), direction, ch.hasNonNull("sites") ? ch.get("sites").asText() : null,
-                    tables, conflictPolicy(ch.get("conflict"))));
+                    tables, conflictPolicy(ch.get("conflict"), chPath + ".conflict", "last-writer-wins")));
         }
         if (out.stream().map(ChannelSpec::name).distinct().count() != out.size()) {
             throw new IllegalArgumentException("two channels have the same name");

@@ -112,6 +112,23 @@ class NodeConfigTest {
                 .hasMessageContaining("channels[2].conflict.policy: unknown conflict policy 'newest-wins' (known: [hub-wins, site-priority, "
                         + "last-writer-wins, column-merge, custom, manual])")
                 .hasMessageContaining("channels[2].tables[0].conflict.priority[0]: 'not a name' is not a valid name");
+        String incomplete = """
+                node: {id: hq}
+                database: {url: "jdbc:h2:mem:hq"}
+                enrollment: {token: t}
+                channels:
+                  - name: both
+                    direction: two-way
+                    conflict: {policy: site-priority}
+                    tables: [{name: stock, conflict: {priority: [b]}}]
+                """;
+        assertThatThrownBy(() -> NodeConfig.parse(incomplete, Role.HUB, Map.of()))
+                .isInstanceOf(ConfigException.class)
+                .hasMessageContaining("channels[0].tables[0].conflict: names no policy");
+        String noList = incomplete.replace("tables: [{name: stock, conflict: {priority: [b]}}]", "tables: [{name: stock}]");
+        assertThatThrownBy(() -> NodeConfig.parse(noList, Role.HUB, Map.of()))
+                .isInstanceOf(ConfigException.class)
+                .hasMessageContaining("channels[0].conflict: conflict policy site-priority needs a priority list of node ids");
         String misplaced = """
                 node: {id: hq}
                 database: {url: "jdbc:h2:mem:hq"}
