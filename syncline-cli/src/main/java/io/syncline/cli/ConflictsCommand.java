@@ -5,10 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.net.URI;
-import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
-import java.time.Duration;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -79,23 +76,15 @@ final class ConflictsCommand implements Callable<Integer> {
             req = HttpRequest.newBuilder(URI.create(hub + "/v1/conflicts/settle")).header("Content-Type", "application/json")
                     .POST(HttpRequest.BodyPublishers.ofString(JSON.writeValueAsString(body)));
         }
-        HttpResponse<String> resp;
-        try {
-            resp = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build().send(req.timeout(Duration.ofSeconds(30))
-                    .header("Authorization", "Bearer " + (token == null ? "" : token)).build(), HttpResponse.BodyHandlers.ofString());
-        } catch (IOException e) {
-            System.err.println("cannot reach hub at " + hub + ": " + e.getMessage());
-            return 2;
-        }
-        if (resp.statusCode() != 200) {
-            System.err.println("hub answered " + resp.statusCode() + ": " + resp.body());
+        String answer = HubApi.call(hub, token, req);
+        if (answer == null) {
             return 2;
         }
         if (json) {
-            System.out.println(resp.body());
+            System.out.println(answer);
             return 0;
         }
-        JsonNode doc = JSON.readTree(resp.body());
+        JsonNode doc = JSON.readTree(answer);
         if (settle != null) {
             System.out.printf("conflict %d settled by %s: %s is now %s%n", doc.path("id").asLong(), doc.path("settledBy").asText(),
                     doc.path("rowKey").asText(), doc.path("resultRow").isNull() ? "deleted" : doc.path("resultRow").asText());

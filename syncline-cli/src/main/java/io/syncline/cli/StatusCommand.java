@@ -3,10 +3,7 @@ package io.syncline.cli;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.net.URI;
-import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
-import java.time.Duration;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -26,25 +23,15 @@ final class StatusCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        HttpClient client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
-        HttpRequest req = HttpRequest.newBuilder(URI.create(hub + "/v1/status")).timeout(Duration.ofSeconds(30))
-                .header("Authorization", "Bearer " + (token == null ? "" : token)).GET().build();
-        HttpResponse<String> resp;
-        try {
-            resp = client.send(req, HttpResponse.BodyHandlers.ofString());
-        } catch (java.io.IOException e) {
-            System.err.println("cannot reach hub at " + hub + ": " + e.getMessage());
-            return 2;
-        }
-        if (resp.statusCode() != 200) {
-            System.err.println("hub answered " + resp.statusCode() + ": " + resp.body());
+        String body = HubApi.call(hub, token, HttpRequest.newBuilder(URI.create(hub + "/v1/status")).GET());
+        if (body == null) {
             return 2;
         }
         if (json) {
-            System.out.println(resp.body());
+            System.out.println(body);
             return 0;
         }
-        JsonNode doc = new ObjectMapper().readTree(resp.body());
+        JsonNode doc = new ObjectMapper().readTree(body);
         System.out.printf("hub %s at %s; conflicts %d (open %d)%n", doc.path("node").asText(), doc.path("at").asText(),
                 doc.path("conflicts").asLong(), doc.path("openConflicts").asLong());
         System.out.printf("%-16s %-5s %-8s %-26s %10s %10s %12s %10s %9s  %s%n", "site", "mode", "state", "last contact", "pending", "lag ms",

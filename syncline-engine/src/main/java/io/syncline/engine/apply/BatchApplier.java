@@ -291,6 +291,10 @@ public final class BatchApplier {
         }
     }
 
+    Clock clock() {
+        return clock;
+    }
+
     TableMeta target(Connection c, String table) throws SQLException {
         String key = table.toLowerCase(Locale.ROOT);
         TableMeta meta = metaCache.get(key);

@@ -282,7 +282,7 @@ final class TwoWayApply {
         }
         ConflictLog.record(c, new ConflictLog.Entry(0, channel.name(), t.name(), hubKey, site, header.id().sequence(), kind.name(), rule,
                 d.winner(), d.open() ? ConflictLog.OPEN : ConflictLog.RESOLVED, json(base), json(siteRow), json(hubRow), json(now),
-                stamp, hub.stamp(), java.time.Instant.now(), null, null));
+                stamp, hub.stamp(), applier.clock().instant(), null, null));
         // Every site, the one that made the change included, gets the rows now at the keys involved.
         resend(t, at);
         if (siteRow != null && !sameKey(t, siteRow, at)) {
@@ -300,7 +300,7 @@ final class TwoWayApply {
      */
     static void settle(BatchApplier applier, BatchApplier.Writer w, Connection c, ChannelSpec channel, TwoWay ctx, TableMeta t,
                        Map<String, Object> key, Map<String, Object> left, Map<String, Object> row, boolean force) throws SQLException {
-        BatchHeader h = new BatchHeader(new io.syncline.api.BatchId(ctx.hubId(), channel.name(), 0), java.time.Instant.now(), null, 0);
+        BatchHeader h = new BatchHeader(new io.syncline.api.BatchId(ctx.hubId(), channel.name(), 0), applier.clock().instant(), null, 0);
         TwoWayApply two = new TwoWayApply(applier, w, c, h, channel, ctx);
         Map<String, Object> current = two.read(t, key);
         Map<String, Object> expected = left != null && sameKey(t, left, key) ? left : null;

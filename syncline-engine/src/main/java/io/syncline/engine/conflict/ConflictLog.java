@@ -38,7 +38,10 @@ public final class ConflictLog {
                         long hubStamp, Instant detectedAt, String settledBy, Instant settledAt) {
     }
 
-    /** The stamp and writer of a row's last version from a site, and the hash of that version as the hub wrote it. */
+    /**
+     * The stamp and writer of a row's last version written at the hub for a site, by a conflict's outcome or by an
+     * operator, and the hash of that version as the hub wrote it.
+     */
     public record Stamp(long stamp, String writer, String rowHash) {
     }
 
@@ -122,11 +125,16 @@ public final class ConflictLog {
         }
     }
 
+    /** A row key as stored in sync_row_stamp: itself, or a hash of it when it is longer than the column. */
+    private static String stampKey(String rowKey) {
+        return rowKey.length() <= 1000 ? rowKey : "sha256:" + Rows.hash(java.util.Map.of("key", rowKey));
+    }
+
     /** The stamp of a row's last version from a site, or null. */
     public static Stamp stamp(Connection c, String table, String rowKey) throws SQLException {
         try (PreparedStatement ps = c.prepareStatement("SELECT stamp, writer, row_hash FROM sync_row_stamp WHERE table_name = ? AND row_key = ?")) {
             ps.setString(1, table);
-            ps.setString(2, rowKey);
+            ps.setString(2, stampKey(rowKey));
             try (ResultSet rs = ps.executeQuery()) {
                 return rs.next() ? new Stamp(rs.getLong(1), rs.getString(2), rs.getString(3)) : null;
             }
@@ -140,14 +148,14 @@ public final class ConflictLog {
             ps.setString(2, s.writer());
             ps.setString(3, s.rowHash());
             ps.setString(4, table);
-            ps.setString(5, rowKey);
+            ps.setString(5, stampKey(rowKey));
             if (ps.executeUpdate() > 0) {
                 return;
             }
         }
         try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_row_stamp (table_name, row_key, stamp, writer, row_hash) VALUES (?, ?, ?, ?, ?)")) {
             ps.setString(1, table);
-            ps.setString(2, rowKey);
+            ps.setString(2, stampKey(rowKey));
             ps.setLong(3, s.stamp());
             ps.setString(4, s.writer());
             ps.setString(5, s.rowHash());
