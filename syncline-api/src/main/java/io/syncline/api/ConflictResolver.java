@@ -8,8 +8,8 @@ import java.util.Optional;
  *
  * <p>The hub calls it inside the transaction that applies the site's batch, once per conflict, on the thread applying
  * that batch; calls for different sites can run at the same time, so an implementation must be thread-safe. It must be
- * deterministic and must not touch the database: its answer is written at the hub and sent to every site. An exception
- * it throws refuses the site's batch (the site keeps it and sends it again), so it should be rare.
+ * deterministic and must not touch the database: its answer is written at the hub and sent to every site. When it
+ * throws, the hub keeps its own version, logs the error and leaves the conflict open for an operator.
  */
 @FunctionalInterface
 public interface ConflictResolver {

@@ -281,6 +281,31 @@ class TwoWayApplyTest extends DbTestBase {
         }
     }
 
+    /** A resolver that fails. */
+    public static final class Broken implements ConflictResolver {
+        @Override
+        public Optional<Map<String, Object>> resolve(Conflict conflict) {
+            throw new IllegalStateException("broken on purpose");
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldLeaveTheConflictOpenWithTheHubsVersionWhenTheResolverFails(TestDb.Kind kind) throws Exception {
+        open(kind);
+        ConflictPolicy broken = new ConflictPolicy(ConflictPolicy.Kind.CUSTOM, List.of(), Broken.class.getName());
+        send("b", 100, broken, new Change.Insert("item", row(1, "a", 1, "S1")));
+        send("b", 150, broken, new Change.Update("item", row(1, "a", 1, "S1"), row(1, "b", 1, "S1")));
+        ApplyOutcome c1 = send("c", 200, broken, new Change.Update("item", row(1, "a", 1, "S1"), row(1, "c", 1, "S1")),
+                new Change.Insert("item", row(2, "next", 2, "S2")));
+        assertThat(c1).isInstanceOf(ApplyOutcome.Applied.class);
+        assertThat(rows()).containsExactly(json(1, "b", 1, "S1"), json(2, "next", 2, "S2"));
+        assertThat(conflicts()).singleElement().satisfies(e -> {
+            assertThat(e.status()).isEqualTo(ConflictLog.OPEN);
+            assertThat(e.winner()).isEqualTo("b");
+        });
+    }
+
     @ParameterizedTest
     @EnumSource(TestDb.Kind.class)
     void shouldAskAResolverOfTheUsersOwn(TestDb.Kind kind) throws Exception {

@@ -74,6 +74,8 @@ public final class SiteNode implements NodeControl {
     private static final String ROUTE = "route.";
     /** Per hub-to-sites channel: the hub's token of the last batch applied (sync_state key prefix). */
     private static final String TOKEN = "fetch.token.";
+    /** The highest hybrid logical clock stamp seen in the hub's batches, so that a restart does not forget it. */
+    private static final String SEEN_STAMP = "stamp.seen";
 
     private final NodeConfig cfg;
     private final Clock clock;
@@ -119,6 +121,9 @@ public final class SiteNode implements NodeControl {
             SyncSchema.install(c, db.dialect());
             c.commit();
             stamps.observe(OutboxStore.lastStamp(c));
+            String seen = SyncSchema.getState(c, SEEN_STAMP);
+            c.commit();
+            stamps.observe(seen == null ? 0 : Long.parseLong(seen));
             this.incarnation = stateOrNew(c, INCARNATION);
             this.pullToken = stateOrNew(c, PULL_TOKEN);
             String stored = SyncSchema.getState(c, REGISTRATION);
@@ -483,6 +488,13 @@ public final class SiteNode implements NodeControl {
         return more;
     }
 
+    /** Keeps the highest stamp of the hub's batches applied here, in the batch's transaction (two-way channels only care). */
+    private void rememberStamp(Connection tx, long stamp) throws SQLException {
+        if (stamp > stamps.current()) {
+            SyncSchema.putState(tx, SEEN_STAMP, Long.toString(stamps.ceiling() < stamp ? stamps.ceiling() : stamp));
+        }
+    }
+
     /**
      * A copy of a two-way channel from the hub (a reload) replaces this site's tables: the hub's batches are fetched only
      * while every row of them here is captured, so that nothing the hub does not have yet is lost. That is, the capture of
@@ -567,15 +579,21 @@ public final class SiteNode implements NodeControl {
                                 throw new BadBatchException(SyncException.Stage.TRANSPORT, "reload " + h.id() + " came without a "
                                         + HubDistributor.routeHeader() + " header");
                             }
+                            long stamp = h.stamp();
                             applier.reload(c, h, local, changes, tx -> {
                                 SyncSchema.putState(tx, routeKey, newRoute);
                                 SyncSchema.putState(tx, tokenKey, batchToken);
+                                rememberStamp(tx, stamp);
                             });
                             reloaded = true;
                             LOG.info("site {}: reloaded channel {} from hub {} as of batch {}", cfg.nodeId(), ch.name(), r.hub(),
                                     h.id().sequence());
                         } else {
-                            applier.apply(c, h, local, changes, tx -> SyncSchema.putState(tx, tokenKey, batchToken));
+                            long stamp = h.stamp();
+                            applier.apply(c, h, local, changes, tx -> {
+                                SyncSchema.putState(tx, tokenKey, batchToken);
+                                rememberStamp(tx, stamp);
+                            });
                         }
                         stamps.observe(h.stamp());
                     }

@@ -48,6 +48,7 @@ import java.util.stream.Collectors;
  * stamp the hub has seen). Not thread-safe: one per batch.
  */
 final class TwoWayApply {
+    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(TwoWayApply.class);
     private final BatchApplier applier;
     private final BatchApplier.Writer w;
     private final Connection c;
@@ -242,7 +243,11 @@ final class TwoWayApply {
             try {
                 d = Policies.decide(policy, conflict, ctx.resolver(policy), ctx.hubId());
             } catch (RuntimeException e) {
-                throw new BadBatchException(Stage.APPLY, "batch " + header.id() + ": conflict resolver of table '" + t.name() + "' failed: " + e, e);
+                // A resolver of the user's own failed: the hub's version stays for now and the conflict waits for an
+                // operator, so neither this batch nor the ones behind it are held up.
+                LOG.warn("batch {}: the conflict resolver of table {} failed on key {}; the hub's version stays and the conflict is "
+                        + "left open for an operator: {}", header.id(), t.name(), hubKey, e.toString());
+                d = new Policies.Decision(hubRow, hub.writer(), true);
             }
         }
         Map<String, Object> result = d.row();
