@@ -177,4 +177,37 @@ class TwoWayTest {
             }
         }
     }
+
+    @Test
+    void shouldGiveAUniqueValueTakenByTwoSitesAtOnceToOneRowEverywhere() throws Exception {
+        String sku = "CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100), qty INT, sku VARCHAR(20) UNIQUE)";
+        for (String n : new String[] {"hq", "a", "b"}) {
+            exec(n, sku);
+        }
+        try (HubNode hub = HubNode.start(hub("last-writer-wins"), Clock.systemUTC())) {
+            SiteNode a = SiteNode.start(site("a", hub.url()), Clock.systemUTC());
+            SiteNode b = SiteNode.start(site("b", hub.url()), Clock.systemUTC());
+            await().atMost(Duration.ofSeconds(30)).until(() -> count("a", "SELECT count(*) FROM sync_state WHERE k = 'route.stock'") == 1
+                    && count("b", "SELECT count(*) FROM sync_state WHERE k = 'route.stock'") == 1);
+            a.close();
+            b.close();
+            // Both sites, offline, give the new SKU-7 to a product of their own.
+            exec("a", "INSERT INTO item VALUES (10, 'from a', 1, 'SKU-7')");
+            exec("b", "INSERT INTO item VALUES (20, 'from b', 1, 'SKU-7')");
+            a = SiteNode.start(site("a", hub.url()), Clock.systemUTC());
+            b = SiteNode.start(site("b", hub.url()), Clock.systemUTC());
+            try {
+                // The hub's order gives the SKU to the row that reached it first; the other site's row gives way there.
+                await().atMost(Duration.ofSeconds(30)).until(() -> count("hq", "SELECT count(*) FROM sync_conflict") == 1
+                        && converged("item", "a", "b"));
+                // One of the two rows holds the SKU at every node; the other is gone everywhere, and recorded.
+                assertThat(count("hq", "SELECT count(*) FROM item WHERE sku = 'SKU-7'")).isEqualTo(1);
+                assertThat(count("hq", "SELECT count(*) FROM item")).isEqualTo(1);
+                assertThat(count("hq", "SELECT count(*) FROM sync_conflict WHERE kind = 'UNIQUE_TAKEN' AND policy = 'unique'")).isEqualTo(1);
+            } finally {
+                a.close();
+                b.close();
+            }
+        }
+    }
 }

@@ -140,6 +140,7 @@ public final class BatchApplier {
             long count;
             int conflicts = 0;
             try (Writer w = new Writer(c, id, channel)) {
+                w.displaceUniques = twoWay == null && channel.direction() == ChannelSpec.Direction.TWO_WAY;
                 if (twoWay != null) {
                     TwoWayApply two = new TwoWayApply(this, w, c, header, channel, twoWay);
                     while (changes.hasNext()) {
@@ -358,6 +359,32 @@ public final class BatchApplier {
             this.channel = channel;
         }
 
+        /*
+         * At a site of a two-way channel, the hub's changes come in the hub's order, in which unique values never collide.
+         * A local row may still hold one the hub gave another row: a change of this site the hub has not settled yet, or
+         * one it settled against and whose removal follows in this stream. Such a row gives way (its own change, if
+         * any, is still on its way to the hub, which decides and sends the outcome here).
+         */
+        private boolean displaceUniques;
+
+        private void displace(TableMeta t, Map<String, Object> row) throws SQLException {
+            for (List<String> key : writeChecks(c, t).uniqueKeys()) {
+                if (key.stream().anyMatch(col -> row.get(col) == null)) {
+                    continue;
+                }
+                flush();
+                PreparedStatement ps = statement("DELETE FROM " + dialect.quote(t.name()) + " WHERE "
+                        + key.stream().map(col -> dialect.quote(t.byKey().get(col).name()) + " = " + dialect.placeholder(t.byKey().get(col)))
+                                .collect(Collectors.joining(" AND ")) + " AND NOT (" + keyPredicate(t) + ")");
+                int i = 1;
+                for (String col : key) {
+                    bind(ps, i++, t, t.byKey().get(col), row.get(col));
+                }
+                bindKey(ps, i, t, row);
+                ps.executeUpdate();
+            }
+        }
+
         void apply(Change change) throws SQLException {
             TableSpec spec = channel.table(change.table());
             if (spec == null) {
@@ -365,6 +392,10 @@ public final class BatchApplier {
             }
             TableMeta t = target(c, spec.target());
             count++;
+            if (displaceUniques && !(change instanceof Change.Delete)) {
+                displace(t, change instanceof Change.Update u ? u.newRow() : change instanceof Change.Insert i ? i.newRow()
+                        : ((Change.Reload) change).newRow());
+            }
             switch (change) {
                 case Change.Insert ins -> upsert(t, withHubColumn(spec, ins.newRow()), true);
                 case Change.Reload r -> upsert(t, withHubColumn(spec, r.newRow()), false);
