@@ -439,4 +439,25 @@ class TwoWayApplyTest extends DbTestBase {
         BatchHeader h = new BatchHeader(new BatchId(site, "ch", seq), Instant.now(), null, stamp);
         return applier.applyTwoWay(c, h, ch, List.of(changes).iterator(), twoWay);
     }
+
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldLetLocalRowsAtASiteGiveWayToTheHubsOrder(TestDb.Kind kind) throws Exception {
+        open(kind); // here: a site's database, applying the hub's batches
+        db.exec("CREATE TABLE orders (id INT PRIMARY KEY, customer VARCHAR(20))",
+                "CREATE TABLE order_line (id INT PRIMARY KEY, order_id INT NOT NULL REFERENCES orders (id), qty INT)",
+                "INSERT INTO orders VALUES (1, 'ann'), (2, 'bob')",
+                // changes of this site the hub has not settled yet: a line on order 2, and SKU-7 on item 5
+                "INSERT INTO order_line VALUES (11, 2, 1)", "INSERT INTO item VALUES (5, 'mine', 1, 'SKU-7')");
+        ChannelSpec ch = new ChannelSpec("ch", ChannelSpec.Direction.TWO_WAY, null, List.of(TableSpec.of("item"), TableSpec.of("orders"),
+                TableSpec.of("order_line")), LWW);
+        // The hub removed order 2 and gave SKU-7 to item 9: in its order, neither collides.
+        ApplyOutcome out = applier.apply(c, new BatchHeader(new BatchId("hq", "ch", 1), Instant.now(), null, 500), ch, List.<Change>of(
+                new Change.Delete("orders", new LinkedHashMap<>(Map.of("id", 2, "customer", "bob"))),
+                new Change.Insert("item", row(9, "theirs", 1, "SKU-7"))).iterator());
+        assertThat(out).isInstanceOf(ApplyOutcome.Applied.class);
+        assertThat(Rows.of(c, db.dialect(), "orders")).containsExactly("{\"id\":1,\"customer\":\"ann\"}");
+        assertThat(Rows.of(c, db.dialect(), "order_line")).isEmpty();
+        assertThat(rows()).containsExactly(json(9, "theirs", 1, "SKU-7"));
+    }
 }

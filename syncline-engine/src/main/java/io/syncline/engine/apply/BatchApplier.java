@@ -61,6 +61,7 @@ public final class BatchApplier {
     private final Clock clock;
     private final Map<String, TableMeta> metaCache = new ConcurrentHashMap<>();
     private final Map<String, WriteChecks> writeChecks = new ConcurrentHashMap<>();
+    private final Map<String, List<SchemaReader.Reference>> references = new ConcurrentHashMap<>();
 
     public BatchApplier(Dialect dialect, Clock clock) {
         this.dialect = dialect;
@@ -184,6 +185,7 @@ public final class BatchApplier {
             }
             metaCache.clear();
             writeChecks.clear();
+            references.clear();
             String state = e.getSQLState() == null ? "" : e.getSQLState();
             String cause = abbreviate(e.getNextException() != null ? e.getNextException().getMessage() : e.getMessage());
             if (state.startsWith("22") || state.startsWith("23")) {
@@ -325,6 +327,16 @@ public final class BatchApplier {
     record WriteChecks(List<List<String>> uniqueKeys, boolean guarded) {
     }
 
+    /** The foreign keys that reference a target table, read once. */
+    List<SchemaReader.Reference> referencedBy(Connection c, TableMeta t) throws SQLException {
+        List<SchemaReader.Reference> refs = references.get(t.name());
+        if (refs == null) {
+            refs = SchemaReader.referencedBy(c, t);
+            references.put(t.name(), refs);
+        }
+        return refs;
+    }
+
     WriteChecks writeChecks(Connection c, TableMeta t) throws SQLException {
         WriteChecks checks = writeChecks.get(t.name());
         if (checks == null) {
@@ -367,6 +379,47 @@ public final class BatchApplier {
          */
         private boolean displaceUniques;
 
+        /*
+         * Likewise, when the hub removes (or re-keys) a row, local rows that still reference it are changes of this site
+         * the hub has not settled yet: the hub removed its own referencing rows first, in its order. They give way, and
+         * what references them in turn (at most 8 levels); their own changes reach the hub, which settles them.
+         */
+        private void release(TableMeta t, Map<String, Object> row, int depth) throws SQLException {
+            if (depth > 8) {
+                return;
+            }
+            for (SchemaReader.Reference ref : referencedBy(c, t)) {
+                // Only rows of this channel's tables: a row of another table is not this channel's to remove (the
+                // foreign key then refuses the batch, and says so).
+                boolean inChannel = channel.tables().stream().anyMatch(ts -> ts.target().equalsIgnoreCase(ref.table()));
+                if (!inChannel || ref.referenced().stream().anyMatch(col -> row.get(col) == null)) {
+                    continue;
+                }
+                flush();
+                TableMeta child = target(c, ref.table());
+                String where = java.util.stream.IntStream.range(0, ref.columns().size())
+                        .mapToObj(i -> dialect.quote(child.byKey().get(ref.columns().get(i)).name()) + " = "
+                                + dialect.placeholder(child.byKey().get(ref.columns().get(i))))
+                        .collect(Collectors.joining(" AND "));
+                List<Map<String, Object>> children = new ArrayList<>();
+                PreparedStatement select = statement("SELECT * FROM " + dialect.quote(child.name()) + " WHERE " + where);
+                for (int i = 0; i < ref.columns().size(); i++) {
+                    bind(select, i + 1, child, child.byKey().get(ref.columns().get(i)), row.get(ref.referenced().get(i)));
+                }
+                try (ResultSet rs = select.executeQuery()) {
+                    while (rs.next()) {
+                        children.add(io.syncline.engine.codec.Json.parseRow(io.syncline.engine.codec.CanonicalWriter.row(child.columns(), rs, false)));
+                    }
+                }
+                for (Map<String, Object> ch : children) {
+                    release(child, ch, depth + 1);
+                    PreparedStatement del = statement("DELETE FROM " + dialect.quote(child.name()) + " WHERE " + keyPredicate(child));
+                    bindKey(del, 1, child, ch);
+                    del.executeUpdate();
+                }
+            }
+        }
+
         private void displace(TableMeta t, Map<String, Object> row) throws SQLException {
             for (List<String> key : writeChecks(c, t).uniqueKeys()) {
                 if (key.stream().anyMatch(col -> row.get(col) == null)) {
@@ -392,9 +445,16 @@ public final class BatchApplier {
             }
             TableMeta t = target(c, spec.target());
             count++;
-            if (displaceUniques && !(change instanceof Change.Delete)) {
-                displace(t, change instanceof Change.Update u ? u.newRow() : change instanceof Change.Insert i ? i.newRow()
-                        : ((Change.Reload) change).newRow());
+            if (displaceUniques) {
+                if (change instanceof Change.Delete d) {
+                    release(t, d.oldRow(), 0);
+                } else if (change instanceof Change.Update u && !samePrimaryKey(t, withUnchanged(t, u.oldRow(), u.newRow()), u.newRow())) {
+                    release(t, withUnchanged(t, u.oldRow(), u.newRow()), 0);
+                }
+                if (!(change instanceof Change.Delete)) {
+                    displace(t, change instanceof Change.Update u ? u.newRow() : change instanceof Change.Insert i ? i.newRow()
+                            : ((Change.Reload) change).newRow());
+                }
             }
             switch (change) {
                 case Change.Insert ins -> upsert(t, withHubColumn(spec, ins.newRow()), true);

@@ -69,6 +69,33 @@ public final class SchemaReader {
     public record UniqueKeys(List<List<String>> keys, boolean unchecked) {
     }
 
+    /**
+     * A foreign key that references a table: the referencing table, its columns, and the referenced columns they match,
+     * in key order (lower-case keys).
+     */
+    public record Reference(String table, List<String> columns, List<String> referenced) {
+    }
+
+    /** The foreign keys that reference {@code t}. */
+    public static List<Reference> referencedBy(Connection c, TableMeta t) throws SQLException {
+        Map<String, Map<Integer, String[]>> byKey = new java.util.LinkedHashMap<>();
+        Map<String, String> tableOf = new java.util.HashMap<>();
+        try (ResultSet rs = c.getMetaData().getExportedKeys(null, c.getSchema(), t.name())) {
+            while (rs.next()) {
+                String name = rs.getString("FKTABLE_NAME") + "/" + rs.getString("FK_NAME");
+                tableOf.put(name, rs.getString("FKTABLE_NAME"));
+                byKey.computeIfAbsent(name, k -> new TreeMap<>()).put((int) rs.getShort("KEY_SEQ"),
+                        new String[] {rs.getString("FKCOLUMN_NAME").toLowerCase(Locale.ROOT), rs.getString("PKCOLUMN_NAME").toLowerCase(Locale.ROOT)});
+            }
+        }
+        List<Reference> out = new ArrayList<>();
+        for (Map.Entry<String, Map<Integer, String[]>> e : byKey.entrySet()) {
+            out.add(new Reference(tableOf.get(e.getKey()), e.getValue().values().stream().map(p -> p[0]).toList(),
+                    e.getValue().values().stream().map(p -> p[1]).toList()));
+        }
+        return out;
+    }
+
     /** Whether a table references another by a foreign key, or is referenced by one. */
     public static boolean hasForeignKeys(Connection c, TableMeta t) throws SQLException {
         DatabaseMetaData md = c.getMetaData();
