@@ -431,7 +431,9 @@ class TwoWayApplyTest extends DbTestBase {
         assertThat(Rows.of(c, db.dialect(), "order_line")).containsExactly("{\"id\":10,\"order_id\":1,\"qty\":3}");
         assertThat(conflicts()).extracting(ConflictLog.Entry::kind, ConflictLog.Entry::policy).containsExactly(
                 org.assertj.core.groups.Tuple.tuple("REFERENCE", "reference"), org.assertj.core.groups.Tuple.tuple("REFERENCE", "reference"));
-        assertThat(resent()).containsExactly("R {\"id\":1,\"customer\":\"ann\"}", "D {\"id\":11}");
+        // Order 1 goes to every site again, and so does the line that keeps it (b removed it before deleting the order).
+        assertThat(resent()).containsExactly("R {\"id\":1,\"customer\":\"ann\"}", "R {\"id\":10,\"order_id\":1,\"qty\":3}",
+                "D {\"id\":11}");
     }
 
     private ApplyOutcome sendTo(ChannelSpec ch, String site, long stamp, Change... changes) {
@@ -451,13 +453,15 @@ class TwoWayApplyTest extends DbTestBase {
                 "INSERT INTO order_line VALUES (11, 2, 1)", "INSERT INTO item VALUES (5, 'mine', 1, 'SKU-7')");
         ChannelSpec ch = new ChannelSpec("ch", ChannelSpec.Direction.TWO_WAY, null, List.of(TableSpec.of("item"), TableSpec.of("orders"),
                 TableSpec.of("order_line")), LWW);
-        // The hub removed order 2 and gave SKU-7 to item 9: in its order, neither collides.
+        db.exec("DELETE FROM orders WHERE id = 1"); // and this site deleted order 1, which the hub still has
+        // The hub removed order 2, gave SKU-7 to item 9, and has a new line on order 1: in its order, nothing collides.
         ApplyOutcome out = applier.apply(c, new BatchHeader(new BatchId("hq", "ch", 1), Instant.now(), null, 500), ch, List.<Change>of(
                 new Change.Delete("orders", new LinkedHashMap<>(Map.of("id", 2, "customer", "bob"))),
-                new Change.Insert("item", row(9, "theirs", 1, "SKU-7"))).iterator());
+                new Change.Insert("item", row(9, "theirs", 1, "SKU-7")),
+                new Change.Insert("order_line", new LinkedHashMap<>(Map.of("id", 12, "order_id", 1, "qty", 5)))).iterator());
         assertThat(out).isInstanceOf(ApplyOutcome.Applied.class);
-        assertThat(Rows.of(c, db.dialect(), "orders")).containsExactly("{\"id\":1,\"customer\":\"ann\"}");
-        assertThat(Rows.of(c, db.dialect(), "order_line")).isEmpty();
+        assertThat(Rows.of(c, db.dialect(), "orders")).isEmpty();
+        assertThat(Rows.of(c, db.dialect(), "order_line")).isEmpty(); // line 12 waits for order 1 to come back
         assertThat(rows()).containsExactly(json(9, "theirs", 1, "SKU-7"));
     }
 }

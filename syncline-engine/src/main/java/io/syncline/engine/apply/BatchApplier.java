@@ -62,6 +62,7 @@ public final class BatchApplier {
     private final Map<String, TableMeta> metaCache = new ConcurrentHashMap<>();
     private final Map<String, WriteChecks> writeChecks = new ConcurrentHashMap<>();
     private final Map<String, List<SchemaReader.Reference>> references = new ConcurrentHashMap<>();
+    private final Map<String, List<SchemaReader.Reference>> parents = new ConcurrentHashMap<>();
 
     public BatchApplier(Dialect dialect, Clock clock) {
         this.dialect = dialect;
@@ -186,6 +187,7 @@ public final class BatchApplier {
             metaCache.clear();
             writeChecks.clear();
             references.clear();
+            parents.clear();
             String state = e.getSQLState() == null ? "" : e.getSQLState();
             String cause = abbreviate(e.getNextException() != null ? e.getNextException().getMessage() : e.getMessage());
             if (state.startsWith("22") || state.startsWith("23")) {
@@ -327,6 +329,16 @@ public final class BatchApplier {
     record WriteChecks(List<List<String>> uniqueKeys, boolean guarded) {
     }
 
+    /** The foreign keys of a target table itself, read once. */
+    List<SchemaReader.Reference> parentsOf(Connection c, TableMeta t) throws SQLException {
+        List<SchemaReader.Reference> refs = parents.get(t.name());
+        if (refs == null) {
+            refs = SchemaReader.parentsOf(c, t);
+            parents.put(t.name(), refs);
+        }
+        return refs;
+    }
+
     /** The foreign keys that reference a target table, read once. */
     List<SchemaReader.Reference> referencedBy(Connection c, TableMeta t) throws SQLException {
         List<SchemaReader.Reference> refs = references.get(t.name());
@@ -420,6 +432,35 @@ public final class BatchApplier {
             }
         }
 
+        /*
+         * A row of the hub whose parent (a row of this channel it references) is missing here: this site deleted the parent,
+         * and the hub has not settled that delete yet. In the hub's order the parent exists, so the hub will refuse the
+         * delete (a REFERENCE conflict) and send the parent again with every row that references it, this one included.
+         * Until then the row waits: writing it would break the foreign key and stop this site's fetch for good.
+         */
+        private boolean parentsPresent(TableMeta t, Map<String, Object> row) throws SQLException {
+            for (SchemaReader.Reference ref : parentsOf(c, t)) {
+                boolean inChannel = channel.tables().stream().anyMatch(ts -> ts.target().equalsIgnoreCase(ref.table()));
+                if (!inChannel || ref.referenced().stream().anyMatch(col -> row.get(col) == null)) {
+                    continue;
+                }
+                flush();
+                TableMeta parent = target(c, ref.table());
+                PreparedStatement ps = statement("SELECT 1 FROM " + dialect.quote(parent.name()) + " WHERE "
+                        + ref.columns().stream().map(col -> dialect.quote(parent.byKey().get(col).name()) + " = "
+                                + dialect.placeholder(parent.byKey().get(col))).collect(Collectors.joining(" AND ")));
+                for (int i = 0; i < ref.columns().size(); i++) {
+                    bind(ps, i + 1, parent, parent.byKey().get(ref.columns().get(i)), row.get(ref.referenced().get(i)));
+                }
+                try (ResultSet rs = ps.executeQuery()) {
+                    if (!rs.next()) {
+                        return false;
+                    }
+                }
+            }
+            return true;
+        }
+
         private void displace(TableMeta t, Map<String, Object> row) throws SQLException {
             for (List<String> key : writeChecks(c, t).uniqueKeys()) {
                 if (key.stream().anyMatch(col -> row.get(col) == null)) {
@@ -452,8 +493,14 @@ public final class BatchApplier {
                     release(t, withUnchanged(t, u.oldRow(), u.newRow()), 0);
                 }
                 if (!(change instanceof Change.Delete)) {
-                    displace(t, change instanceof Change.Update u ? u.newRow() : change instanceof Change.Insert i ? i.newRow()
-                            : ((Change.Reload) change).newRow());
+                    Map<String, Object> newRow = change instanceof Change.Update u ? u.newRow() : change instanceof Change.Insert i
+                            ? i.newRow() : ((Change.Reload) change).newRow();
+                    if (!parentsPresent(t, newRow)) {
+                        LOG.info("batch {}: {} row {} references a row this site deleted and the hub still has; it comes again with "
+                                + "that row once the hub has settled the delete", id, t.name(), newRow);
+                        return;
+                    }
+                    displace(t, newRow);
                 }
             }
             switch (change) {

@@ -16,6 +16,7 @@ import io.syncline.engine.conflict.Policies;
 import io.syncline.engine.conflict.Rows;
 import io.syncline.engine.conflict.TwoWay;
 import io.syncline.engine.schema.ColumnMeta;
+import io.syncline.engine.schema.SchemaReader;
 import io.syncline.engine.schema.TableMeta;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
@@ -295,6 +296,38 @@ final class TwoWayApply {
         }
         if (now != null && !sameKey(t, now, at) && (siteRow == null || !sameKey(t, now, siteRow))) {
             resend(t, now);
+        }
+        if (kind == Conflict.Kind.REFERENCE && siteRow == null && now != null) {
+            resendReferencing(t, now);
+        }
+    }
+
+    /*
+     * The site deleted a row the hub keeps because rows still reference it. The site holds none of those rows (it removed
+     * them first, or never had them: a row whose parent a site deleted waits there, see BatchApplier's Writer); they go
+     * to every site again after the kept row.
+     */
+    private void resendReferencing(TableMeta t, Map<String, Object> row) throws SQLException {
+        for (SchemaReader.Reference ref : applier.referencedBy(c, t)) {
+            if (channel.tables().stream().noneMatch(ts -> ts.target().equalsIgnoreCase(ref.table()))) {
+                continue;
+            }
+            TableMeta child = applier.target(c, ref.table());
+            PreparedStatement ps = w.statement("SELECT * FROM " + w.quote(child.name()) + " WHERE " + ref.columns().stream()
+                    .map(col -> w.quote(child.byKey().get(col).name()) + " = ?").collect(Collectors.joining(" AND ")));
+            for (int i = 0; i < ref.columns().size(); i++) {
+                w.bind(ps, i + 1, child, child.byKey().get(ref.columns().get(i)), row.get(ref.referenced().get(i)));
+            }
+            List<Map<String, Object>> children = new java.util.ArrayList<>();
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    children.add(Json.parseRow(CanonicalWriter.row(child.columns(), rs, false)));
+                }
+            }
+            for (Map<String, Object> ch : children) {
+                resend(child, ch);
+                resendReferencing(child, ch);
+            }
         }
     }
 

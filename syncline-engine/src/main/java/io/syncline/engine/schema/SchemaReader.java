@@ -78,14 +78,30 @@ public final class SchemaReader {
 
     /** The foreign keys that reference {@code t}. */
     public static List<Reference> referencedBy(Connection c, TableMeta t) throws SQLException {
+        return references(c, t, true);
+    }
+
+    /**
+     * The foreign keys of {@code t} itself, each as a {@link Reference} whose {@code table} is the referenced table,
+     * {@code columns} the referenced columns and {@code referenced} this table's columns that hold their values.
+     */
+    public static List<Reference> parentsOf(Connection c, TableMeta t) throws SQLException {
+        return references(c, t, false);
+    }
+
+    private static List<Reference> references(Connection c, TableMeta t, boolean exported) throws SQLException {
         Map<String, Map<Integer, String[]>> byKey = new java.util.LinkedHashMap<>();
         Map<String, String> tableOf = new java.util.HashMap<>();
-        try (ResultSet rs = c.getMetaData().getExportedKeys(null, c.getSchema(), t.name())) {
+        DatabaseMetaData md = c.getMetaData();
+        try (ResultSet rs = exported ? md.getExportedKeys(null, c.getSchema(), t.name()) : md.getImportedKeys(null, c.getSchema(), t.name())) {
             while (rs.next()) {
                 String name = rs.getString("FKTABLE_NAME") + "/" + rs.getString("FK_NAME");
-                tableOf.put(name, rs.getString("FKTABLE_NAME"));
-                byKey.computeIfAbsent(name, k -> new TreeMap<>()).put((int) rs.getShort("KEY_SEQ"),
-                        new String[] {rs.getString("FKCOLUMN_NAME").toLowerCase(Locale.ROOT), rs.getString("PKCOLUMN_NAME").toLowerCase(Locale.ROOT)});
+                String other = exported ? "FKTABLE_NAME" : "PKTABLE_NAME";
+                tableOf.put(name, rs.getString(other));
+                String fk = rs.getString("FKCOLUMN_NAME").toLowerCase(Locale.ROOT);
+                String pk = rs.getString("PKCOLUMN_NAME").toLowerCase(Locale.ROOT);
+                byKey.computeIfAbsent(name, k -> new TreeMap<>()).put((int) rs.getShort("KEY_SEQ"), exported ? new String[] {fk, pk}
+                        : new String[] {pk, fk});
             }
         }
         List<Reference> out = new ArrayList<>();
