@@ -580,11 +580,18 @@ public final class SiteNode implements NodeControl {
                                         + HubDistributor.routeHeader() + " header");
                             }
                             long stamp = h.stamp();
-                            applier.reload(c, h, local, changes, tx -> {
+                            BatchApplier.BeforeCommit record = tx -> {
                                 SyncSchema.putState(tx, routeKey, newRoute);
                                 SyncSchema.putState(tx, tokenKey, batchToken);
                                 rememberStamp(tx, stamp);
-                            });
+                            };
+                            if (ch.direction() == ChannelSpec.Direction.TWO_WAY && route == null) {
+                                // The first copy of a two-way channel: this site's rows are all captured and on their way to
+                                // the hub (everyRowCaptured), so they stay rather than vanish until they come back.
+                                applier.reloadKeepingRows(c, h, local, changes, record);
+                            } else {
+                                applier.reload(c, h, local, changes, record);
+                            }
                             reloaded = true;
                             LOG.info("site {}: reloaded channel {} from hub {} as of batch {}", cfg.nodeId(), ch.name(), r.hub(),
                                     h.id().sequence());

@@ -76,12 +76,12 @@ public final class BatchApplier {
      * @throws RetriableSyncException     when the database failed; nothing applied, the sender should retry later
      */
     public ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes) {
-        return apply(c, header, channel, changes, false, null, null);
+        return apply(c, header, channel, changes, false, false, null, null);
     }
 
     /** {@link #apply(Connection, BatchHeader, ChannelSpec, Iterator)}, running {@code beforeCommit} in the batch's transaction. */
     public ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, BeforeCommit beforeCommit) {
-        return apply(c, header, channel, changes, false, beforeCommit, null);
+        return apply(c, header, channel, changes, false, false, beforeCommit, null);
     }
 
     /** Work done in an apply's transaction just before it commits. */
@@ -99,7 +99,17 @@ public final class BatchApplier {
      * the reload already holds converges, because every change carries its whole new row.
      */
     public ApplyOutcome reload(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, BeforeCommit beforeCommit) {
-        return apply(c, header, channel, changes, true, beforeCommit, null);
+        return apply(c, header, channel, changes, true, true, beforeCommit, null);
+    }
+
+    /**
+     * Like {@link #reload}, but the target's rows stay: the source's rows are written over them. For a site's first copy
+     * of a two-way channel, whose own rows are all captured and on their way to the hub (SiteNode), so none of them is
+     * stale, and emptying would only hide them until they come back.
+     */
+    public ApplyOutcome reloadKeepingRows(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes,
+                                          BeforeCommit beforeCommit) {
+        return apply(c, header, channel, changes, true, false, beforeCommit, null);
     }
 
     /**
@@ -109,11 +119,11 @@ public final class BatchApplier {
      * (docs/conflicts.md). A conflict never refuses the batch.
      */
     public ApplyOutcome applyTwoWay(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, TwoWay twoWay) {
-        return apply(c, header, channel, changes, false, null, Objects.requireNonNull(twoWay, "twoWay"));
+        return apply(c, header, channel, changes, false, false, null, Objects.requireNonNull(twoWay, "twoWay"));
     }
 
     private ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, boolean reload,
-                               BeforeCommit beforeCommit, TwoWay twoWay) {
+                               boolean empty, BeforeCommit beforeCommit, TwoWay twoWay) {
         BatchId id = header.id();
         boolean tagged = false;
         try {
@@ -122,14 +132,14 @@ public final class BatchApplier {
             // channel) came from the source too, and must not be sent back to it.
             dialect.beginApply(c, id.source());
             tagged = true;
-            if (reload) {
+            if (reload && empty) {
                 List<String> tables = SchemaReader.referenceOrder(c, channel.tables().stream().map(TableSpec::target).toList());
                 for (int i = tables.size() - 1; i >= 0; i--) { // tables that reference others go first
                     try (Statement s = c.createStatement()) {
                         s.executeUpdate("DELETE FROM " + dialect.quote(target(c, tables.get(i)).name()));
                     }
                 }
-            } else if (id.sequence() <= last) {
+            } else if (!reload && id.sequence() <= last) {
                 c.rollback();
                 LOG.debug("batch {} already applied (ledger at {}), acknowledging again", id, last);
                 return new ApplyOutcome.Duplicate(id, last);
