@@ -3,16 +3,11 @@ package io.syncline.node;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
-import io.syncline.engine.dialect.h2.H2Dialect;
 import io.syncline.engine.verify.TableChecksum;
 import io.syncline.node.config.ConfigKey.Role;
 import io.syncline.node.config.NodeConfig;
 import java.nio.file.Path;
-import java.sql.Connection;
-import java.sql.DriverManager;
-import java.sql.ResultSet;
 import java.sql.SQLException;
-import java.sql.Statement;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.Map;
@@ -27,29 +22,20 @@ class DistributionTest {
     Path dir;
 
     private String url(String name) {
-        return "jdbc:h2:" + dir.resolve(name).toAbsolutePath() + ";DB_CLOSE_DELAY=0";
+        return new H2Files(dir).url(name);
     }
 
     private void exec(String db, String... sql) throws SQLException {
-        try (Connection c = DriverManager.getConnection(url(db)); Statement s = c.createStatement()) {
-            for (String q : sql) {
-                s.execute(q);
-            }
-        }
+        new H2Files(dir).exec(db, sql);
     }
 
     private long count(String db, String sql) throws SQLException {
-        try (Connection c = DriverManager.getConnection(url(db)); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
-            rs.next();
-            return rs.getLong(1);
-        }
+        return new H2Files(dir).count(db, sql);
     }
 
     /** Checksum of a table at a node, optionally of the rows where {@code column = value} (without that column). */
     private TableChecksum.Result sum(String db, String table, String column, String value) throws SQLException {
-        try (Connection c = DriverManager.getConnection(url(db))) {
-            return column == null ? TableChecksum.of(c, new H2Dialect(), table) : TableChecksum.of(c, new H2Dialect(), table, column, value);
-        }
+        return new H2Files(dir).sum(db, table, column, value);
     }
 
     private NodeConfig hub(String db, int port, String northOneRegion) {

@@ -31,15 +31,11 @@ class ReferencesTest {
     Path dir;
 
     private String url(String name) {
-        return "jdbc:h2:" + dir.resolve(name).toAbsolutePath() + ";DB_CLOSE_DELAY=0";
+        return new H2Files(dir).url(name);
     }
 
     private void exec(String db, String... sql) throws SQLException {
-        try (Connection c = DriverManager.getConnection(url(db)); Statement s = c.createStatement()) {
-            for (String q : sql) {
-                s.execute(q);
-            }
-        }
+        new H2Files(dir).exec(db, sql);
     }
 
     private boolean same(String a, String b, String table) throws SQLException {

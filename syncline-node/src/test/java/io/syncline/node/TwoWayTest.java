@@ -4,7 +4,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.syncline.engine.dialect.h2.H2Dialect;
 import io.syncline.engine.verify.TableChecksum;
 import io.syncline.node.config.ConfigKey.Role;
 import io.syncline.node.config.NodeConfig;
@@ -14,11 +13,7 @@ import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.file.Path;
-import java.sql.Connection;
-import java.sql.DriverManager;
-import java.sql.ResultSet;
 import java.sql.SQLException;
-import java.sql.Statement;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.List;
@@ -34,28 +29,19 @@ class TwoWayTest {
     Path dir;
 
     private String url(String name) {
-        return "jdbc:h2:" + dir.resolve(name).toAbsolutePath() + ";DB_CLOSE_DELAY=0";
+        return new H2Files(dir).url(name);
     }
 
     private void exec(String db, String... sql) throws SQLException {
-        try (Connection c = DriverManager.getConnection(url(db)); Statement s = c.createStatement()) {
-            for (String q : sql) {
-                s.execute(q);
-            }
-        }
+        new H2Files(dir).exec(db, sql);
     }
 
     private long count(String db, String sql) throws SQLException {
-        try (Connection c = DriverManager.getConnection(url(db)); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
-            rs.next();
-            return rs.getLong(1);
-        }
+        return new H2Files(dir).count(db, sql);
     }
 
     private TableChecksum.Result sum(String db, String table) throws SQLException {
-        try (Connection c = DriverManager.getConnection(url(db))) {
-            return TableChecksum.of(c, new H2Dialect(), table);
-        }
+        return new H2Files(dir).sum(db, table, null, null);
     }
 
     private boolean converged(String table, String... sites) throws SQLException {

@@ -413,27 +413,11 @@ public final class BatchApplier {
             for (SchemaReader.Reference ref : referencedBy(c, t)) {
                 // Only rows of this channel's tables: a row of another table is not this channel's to remove (the
                 // foreign key then refuses the batch, and says so).
-                boolean inChannel = channel.tables().stream().anyMatch(ts -> ts.target().equalsIgnoreCase(ref.table()));
-                if (!inChannel || ref.referenced().stream().anyMatch(col -> row.get(col) == null)) {
+                if (!holds(ref.table()) || ref.referenced().stream().anyMatch(col -> row.get(col) == null)) {
                     continue;
                 }
-                flush();
                 TableMeta child = target(c, ref.table());
-                String where = java.util.stream.IntStream.range(0, ref.columns().size())
-                        .mapToObj(i -> dialect.quote(child.byKey().get(ref.columns().get(i)).name()) + " = "
-                                + dialect.placeholder(child.byKey().get(ref.columns().get(i))))
-                        .collect(Collectors.joining(" AND "));
-                List<Map<String, Object>> children = new ArrayList<>();
-                PreparedStatement select = statement("SELECT * FROM " + dialect.quote(child.name()) + " WHERE " + where);
-                for (int i = 0; i < ref.columns().size(); i++) {
-                    bind(select, i + 1, child, child.byKey().get(ref.columns().get(i)), row.get(ref.referenced().get(i)));
-                }
-                try (ResultSet rs = select.executeQuery()) {
-                    while (rs.next()) {
-                        children.add(io.syncline.engine.codec.Json.parseRow(io.syncline.engine.codec.CanonicalWriter.row(child.columns(), rs, false)));
-                    }
-                }
-                for (Map<String, Object> ch : children) {
+                for (Map<String, Object> ch : rowsWhere(child, ref.columns(), row, ref.referenced())) {
                     release(child, ch, depth + 1);
                     PreparedStatement del = statement("DELETE FROM " + dialect.quote(child.name()) + " WHERE " + keyPredicate(child));
                     bindKey(del, 1, child, ch);
@@ -450,22 +434,9 @@ public final class BatchApplier {
          */
         private boolean parentsPresent(TableMeta t, Map<String, Object> row) throws SQLException {
             for (SchemaReader.Reference ref : parentsOf(c, t)) {
-                boolean inChannel = channel.tables().stream().anyMatch(ts -> ts.target().equalsIgnoreCase(ref.table()));
-                if (!inChannel || ref.referenced().stream().anyMatch(col -> row.get(col) == null)) {
-                    continue;
-                }
-                flush();
-                TableMeta parent = target(c, ref.table());
-                PreparedStatement ps = statement("SELECT 1 FROM " + dialect.quote(parent.name()) + " WHERE "
-                        + ref.columns().stream().map(col -> dialect.quote(parent.byKey().get(col).name()) + " = "
-                                + dialect.placeholder(parent.byKey().get(col))).collect(Collectors.joining(" AND ")));
-                for (int i = 0; i < ref.columns().size(); i++) {
-                    bind(ps, i + 1, parent, parent.byKey().get(ref.columns().get(i)), row.get(ref.referenced().get(i)));
-                }
-                try (ResultSet rs = ps.executeQuery()) {
-                    if (!rs.next()) {
-                        return false;
-                    }
+                if (holds(ref.table()) && ref.referenced().stream().noneMatch(col -> row.get(col) == null)
+                        && rowsWhere(target(c, ref.table()), ref.columns(), row, ref.referenced()).isEmpty()) {
+                    return false;
                 }
             }
             return true;
@@ -477,16 +448,52 @@ public final class BatchApplier {
                     continue;
                 }
                 flush();
-                PreparedStatement ps = statement("DELETE FROM " + dialect.quote(t.name()) + " WHERE "
-                        + key.stream().map(col -> dialect.quote(t.byKey().get(col).name()) + " = " + dialect.placeholder(t.byKey().get(col)))
-                                .collect(Collectors.joining(" AND ")) + " AND NOT (" + keyPredicate(t) + ")");
-                int i = 1;
-                for (String col : key) {
-                    bind(ps, i++, t, t.byKey().get(col), row.get(col));
-                }
-                bindKey(ps, i, t, row);
+                PreparedStatement ps = statement("DELETE FROM " + dialect.quote(t.name()) + " WHERE " + equal(t, key)
+                        + " AND NOT (" + keyPredicate(t) + ")");
+                bindKey(ps, bindValues(ps, 1, t, key, row, key), t, row);
                 ps.executeUpdate();
             }
+        }
+
+        /** Whether {@code table} (as the target names it) is one of this channel's tables. */
+        boolean holds(String table) {
+            return channel.tables().stream().anyMatch(ts -> ts.target().equalsIgnoreCase(table));
+        }
+
+        /** {@code "c1 = ? AND c2 = ?"} for columns (lower-case keys) of {@code t}, with the dialect's placeholders. */
+        String equal(TableMeta t, List<String> columns) {
+            return columns.stream().map(col -> dialect.quote(t.byKey().get(col).name()) + " = " + dialect.placeholder(t.byKey().get(col)))
+                    .collect(Collectors.joining(" AND "));
+        }
+
+        /** Binds {@code values}' entries at {@code keys} to {@code columns} of {@code t} from index {@code from}; returns the next index. */
+        int bindValues(PreparedStatement ps, int from, TableMeta t, List<String> columns, Map<String, Object> values, List<String> keys)
+                throws SQLException {
+            int i = from;
+            for (int n = 0; n < columns.size(); n++) {
+                bind(ps, i++, t, t.byKey().get(columns.get(n)), values.get(keys.get(n)));
+            }
+            return i;
+        }
+
+        /** The rows of {@code t} whose {@code columns} hold {@code values}' entries at {@code keys}, as canonical rows. */
+        List<Map<String, Object>> rowsWhere(TableMeta t, List<String> columns, Map<String, Object> values, List<String> keys)
+                throws SQLException {
+            flush();
+            PreparedStatement ps = statement("SELECT * FROM " + dialect.quote(t.name()) + " WHERE " + equal(t, columns));
+            bindValues(ps, 1, t, columns, values, keys);
+            List<Map<String, Object>> out = new ArrayList<>();
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    out.add(rowOf(t, rs));
+                }
+            }
+            return out;
+        }
+
+        /** The current row of {@code rs} as a canonical row. */
+        Map<String, Object> rowOf(TableMeta t, ResultSet rs) throws SQLException {
+            return io.syncline.engine.codec.Json.parseRow(io.syncline.engine.codec.CanonicalWriter.row(t.columns(), rs, false));
         }
 
         void apply(Change change) throws SQLException {
@@ -499,8 +506,11 @@ public final class BatchApplier {
             if (displaceUniques) {
                 if (change instanceof Change.Delete d) {
                     release(t, d.oldRow(), 0);
-                } else if (change instanceof Change.Update u && !samePrimaryKey(t, withUnchanged(t, u.oldRow(), u.newRow()), u.newRow())) {
-                    release(t, withUnchanged(t, u.oldRow(), u.newRow()), 0);
+                } else if (change instanceof Change.Update u) {
+                    Map<String, Object> before = withUnchanged(t, u.oldRow(), u.newRow());
+                    if (!samePrimaryKey(t, before, u.newRow())) {
+                        release(t, before, 0); // re-keyed
+                    }
                 }
                 if (!(change instanceof Change.Delete)) {
                     Map<String, Object> newRow = change instanceof Change.Update u ? u.newRow() : change instanceof Change.Insert i

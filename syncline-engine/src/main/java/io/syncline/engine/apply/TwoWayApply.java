@@ -9,7 +9,6 @@ import io.syncline.api.ConflictPolicy;
 import io.syncline.api.RetriableSyncException;
 import io.syncline.api.SyncException.Stage;
 import io.syncline.api.TableSpec;
-import io.syncline.engine.codec.CanonicalWriter;
 import io.syncline.engine.codec.Json;
 import io.syncline.engine.conflict.ConflictLog;
 import io.syncline.engine.conflict.Policies;
@@ -26,7 +25,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.stream.Collectors;
 
 /*
  * A site's batch of a two-way channel, applied at the hub change by change (docs/conflicts.md).
@@ -309,22 +307,11 @@ final class TwoWayApply {
      */
     private void resendReferencing(TableMeta t, Map<String, Object> row) throws SQLException {
         for (SchemaReader.Reference ref : applier.referencedBy(c, t)) {
-            if (channel.tables().stream().noneMatch(ts -> ts.target().equalsIgnoreCase(ref.table()))) {
+            if (!w.holds(ref.table())) {
                 continue;
             }
             TableMeta child = applier.target(c, ref.table());
-            PreparedStatement ps = w.statement("SELECT * FROM " + w.quote(child.name()) + " WHERE " + ref.columns().stream()
-                    .map(col -> w.quote(child.byKey().get(col).name()) + " = ?").collect(Collectors.joining(" AND ")));
-            for (int i = 0; i < ref.columns().size(); i++) {
-                w.bind(ps, i + 1, child, child.byKey().get(ref.columns().get(i)), row.get(ref.referenced().get(i)));
-            }
-            List<Map<String, Object>> children = new java.util.ArrayList<>();
-            try (ResultSet rs = ps.executeQuery()) {
-                while (rs.next()) {
-                    children.add(Json.parseRow(CanonicalWriter.row(child.columns(), rs, false)));
-                }
-            }
-            for (Map<String, Object> ch : children) {
+            for (Map<String, Object> ch : w.rowsWhere(child, ref.columns(), row, ref.referenced())) {
                 resend(child, ch);
                 resendReferencing(child, ch);
             }
@@ -408,7 +395,7 @@ final class TwoWayApply {
         PreparedStatement ps = w.statement("SELECT * FROM " + w.quote(t.name()) + " WHERE " + w.keyPredicate(t) + " FOR UPDATE");
         w.bindKey(ps, 1, t, key);
         try (ResultSet rs = ps.executeQuery()) {
-            return rs.next() ? Json.parseRow(CanonicalWriter.row(t.columns(), rs, false)) : null;
+            return rs.next() ? w.rowOf(t, rs) : null;
         }
     }
 
@@ -422,18 +409,9 @@ final class TwoWayApply {
             if (key.stream().anyMatch(col -> !row.containsKey(col) || row.get(col) == null)) {
                 continue; // NULLs never collide
             }
-            PreparedStatement ps = w.statement("SELECT * FROM " + w.quote(t.name()) + " WHERE "
-                    + key.stream().map(col -> w.quote(t.byKey().get(col).name()) + " = ?").collect(Collectors.joining(" AND ")));
-            int i = 1;
-            for (String col : key) {
-                w.bind(ps, i++, t, t.byKey().get(col), row.get(col));
-            }
-            try (ResultSet rs = ps.executeQuery()) {
-                while (rs.next()) {
-                    Map<String, Object> holder = Json.parseRow(CanonicalWriter.row(t.columns(), rs, false));
-                    if (!sameKey(t, holder, own) && !sameKey(t, holder, replaced)) {
-                        return holder;
-                    }
+            for (Map<String, Object> holder : w.rowsWhere(t, key, row, key)) {
+                if (!sameKey(t, holder, own) && !sameKey(t, holder, replaced)) {
+                    return holder;
                 }
             }
         }
