@@ -52,4 +52,23 @@ public sealed interface Change {
             Objects.requireNonNull(newRow, "newRow");
         }
     }
+
+    /**
+     * Not a row change: in a hub's batch of a two-way channel, sent only to the site concerned, the point in the hub's order
+     * where that site's batch {@code batch} took effect (docs/conflicts.md, "A change never comes back"). The hub does not
+     * send a site its own changes; the mark tells the site that every change of its own up to that batch is now behind the
+     * hub's stream, so the hub's later changes to the same rows apply. {@link #table()} is empty.
+     */
+    record Mark(long batch) implements Change {
+        public Mark {
+            if (batch < 0) {
+                throw new IllegalArgumentException("mark of batch " + batch + ": batch numbers are not negative");
+            }
+        }
+
+        @Override
+        public String table() {
+            return "";
+        }
+    }
 }

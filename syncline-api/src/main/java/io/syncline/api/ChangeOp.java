@@ -2,7 +2,9 @@ package io.syncline.api;
 
 /** The one-letter operation codes used in outbox rows and on the wire. */
 public enum ChangeOp {
-    INSERT('I'), UPDATE('U'), DELETE('D'), RELOAD('R');
+    INSERT('I'), UPDATE('U'), DELETE('D'), RELOAD('R'),
+    /** Not a row: a hub's mark, in a two-way channel, of where a site's batch took effect ({@link Change.Mark}). */
+    MARK('M');
 
     private final char code;
 
@@ -18,7 +20,7 @@ public enum ChangeOp {
     /**
      * Parses an operation code.
      *
-     * @throws IllegalArgumentException naming the code when it is not one of I, U, D, R
+     * @throws IllegalArgumentException naming the code when it is not one of I, U, D, R, M
      */
     public static ChangeOp ofCode(String code) {
         if (code != null && code.length() == 1) {
@@ -28,6 +30,6 @@ public enum ChangeOp {
                 }
             }
         }
-        throw new IllegalArgumentException("unknown change operation code '" + code + "' (expected I, U, D or R)");
+        throw new IllegalArgumentException("unknown change operation code '" + code + "' (expected I, U, D, R or M)");
     }
 }

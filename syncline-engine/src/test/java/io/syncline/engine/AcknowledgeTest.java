@@ -111,7 +111,7 @@ class AcknowledgeTest extends DbTestBase {
             assertThat(store.acknowledged(c, "a", "ch")).isEqualTo(1);
             assertThat(Pipe.seal(db, c, "ch")).get().extracting(b -> b.sequence()).isEqualTo(2L);
             List<String> later = new java.util.ArrayList<>();
-            store.stream(c, store.sealedAfter(c, "ch", 1, 10).getFirst(), "a", (op, table, o, n, at) -> later.add(op + table));
+            store.stream(c, store.sealedAfter(c, "ch", 1, 10).getFirst(), "a", (op, table, o, n, at, origin) -> later.add(op + table));
             assertThat(later).containsExactly("Iitem");
         }
     }

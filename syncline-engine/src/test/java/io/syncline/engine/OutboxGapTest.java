@@ -125,6 +125,7 @@ class OutboxGapTest extends DbTestBase {
             case Change.Reload r -> ((Number) r.newRow().get("id")).intValue();
             case Change.Update u -> ((Number) u.newRow().get("id")).intValue();
             case Change.Delete d -> ((Number) d.oldRow().get("id")).intValue();
+            case Change.Mark m -> throw new AssertionError("a site's outbox holds no marks: " + m);
         }).toList();
     }
 }

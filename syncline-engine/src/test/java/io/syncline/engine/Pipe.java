@@ -36,7 +36,7 @@ final class Pipe {
     /** Reads a sealed batch for {@code destination} and turns its rows into changes. */
     static List<Change> read(TestDb db, Connection c, SealedBatch batch, String destination) throws SQLException, IOException {
         List<Change> out = new ArrayList<>();
-        store(db).stream(c, batch, destination, (op, table, oldRow, newRow, at) -> out.add(change(op, table, json(oldRow), json(newRow))));
+        store(db).stream(c, batch, destination, (op, table, oldRow, newRow, at, origin) -> out.add(change(op, table, json(oldRow), json(newRow))));
         return out;
     }
 
@@ -60,6 +60,7 @@ final class Pipe {
             case UPDATE -> new Change.Update(table, o, n);
             case DELETE -> new Change.Delete(table, o);
             case RELOAD -> new Change.Reload(table, n);
+            case MARK -> new Change.Mark(((Number) n.get("batch")).longValue());
         };
     }
 

@@ -94,7 +94,7 @@ class TwoWayApplyTest extends DbTestBase {
     /** What the hub queued for every site beyond its captured changes: "R <row>" or "D <key>", oldest first. */
     private List<String> resent() throws Exception {
         List<String> out = new ArrayList<>();
-        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT op, old_row, new_row FROM sync_outbox ORDER BY seq")) {
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT op, old_row, new_row FROM sync_outbox WHERE op <> 'M' ORDER BY seq")) {
             while (rs.next()) {
                 out.add(rs.getString(1) + " " + (rs.getString(1).equals("D") ? rs.getString(2) : rs.getString(3)));
             }
@@ -463,18 +463,5 @@ class TwoWayApplyTest extends DbTestBase {
         assertThat(Rows.of(c, db.dialect(), "orders")).isEmpty();
         assertThat(Rows.of(c, db.dialect(), "order_line")).isEmpty(); // line 12 waits for order 1 to come back
         assertThat(rows()).containsExactly(json(9, "theirs", 1, "SKU-7"));
-    }
-
-    @ParameterizedTest
-    @EnumSource(TestDb.Kind.class)
-    void shouldKeepASitesOwnRowsInItsFirstCopyOfATwoWayChannel(TestDb.Kind kind) throws Exception {
-        open(kind); // here: a site's database, all of whose rows are captured and on their way to the hub
-        db.exec("INSERT INTO item VALUES (7, 'mine', 1, 'S7'), (1, 'old', 1, 'S1')");
-        ApplyOutcome out = applier.reloadKeepingRows(c, new BatchHeader(new BatchId("hq", "ch", 4), Instant.now(), null, 500), channel(LWW),
-                List.<Change>of(new Change.Reload("item", row(1, "hub's", 1, "S1")), new Change.Reload("item", row(2, "hub's", 2, "S2")))
-                        .iterator(), null);
-        assertThat(out).isInstanceOf(ApplyOutcome.Applied.class);
-        assertThat(rows()).containsExactly(json(1, "hub's", 1, "S1"), json(2, "hub's", 2, "S2"), json(7, "mine", 1, "S7"));
-        assertThat(BatchApplier.lastApplied(c, "hq", "ch")).isEqualTo(4);
     }
 }

@@ -8,6 +8,7 @@ import io.syncline.api.BatchId;
 import io.syncline.api.ChannelSpec;
 import io.syncline.api.SyncException;
 import io.syncline.api.TableSpec;
+import io.syncline.engine.apply.BatchApplier;
 import io.syncline.engine.capture.CaptureInstaller;
 import io.syncline.engine.conflict.HybridClock;
 import io.syncline.engine.codec.CanonicalWriter;
@@ -317,17 +318,18 @@ final class HubDistributor implements AutoCloseable {
                 for (SealedBatch b : batches) {
                     w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, b.sequence()), b.sealedAt(), b.firstCaptured(),
                             b.stamp()), false, outbox.token(c, channel, b.sequence()));
-                    SiteShare share = new SiteShare(w, channel, attributes(site));
+                    SiteShare share = new SiteShare(w, channel, site);
                     List<Rendered> cached = cache.get(channel, b.sequence());
                     if (cached != null) {
                         for (Rendered r : cached) {
-                            share.accept(r.op(), r.table(), OutboxRowSink.Row.ofJson(r.oldRow()), OutboxRowSink.Row.ofJson(r.newRow()), null);
+                            share.accept(r.op(), r.table(), OutboxRowSink.Row.ofJson(r.oldRow()), OutboxRowSink.Row.ofJson(r.newRow()), null,
+                                    r.origin());
                         }
                     } else {
                         Recorder recorder = new Recorder(share);
-                        // Streamed for the hub itself, which is never an origin: every site gets the same changes, those that
-                        // the hub's triggers or cascades made while applying a site's batch included, and, in a two-way
-                        // channel, the changes of the site itself (docs/conflicts.md, "Why a site gets its own changes back").
+                        // Streamed for the hub itself, which is never an origin, and kept for every site: each site's share
+                        // then leaves out, in a two-way channel, the changes of that site (docs/conflicts.md, "A change never
+                        // comes back").
                         outbox.stream(c, b, cfg.nodeId(), recorder);
                         outboxReads.incrementAndGet();
                         if (!outbox.isAvailable(c, channel, b.sequence())) {
@@ -364,13 +366,30 @@ final class HubDistributor implements AutoCloseable {
     private void sendReload(HttpExchange ex, Connection c, String channel, String site, String route, String why)
             throws SQLException, IOException {
         OutboxStore.ReloadPoint point;
+        long ledger = 0;
+        boolean twoWay = channels.get(channel).direction() == ChannelSpec.Direction.TWO_WAY;
         // Borrowed before the lock: a thread holding the lock never waits for the pool.
         Connection reader = db.dialect().exportsSnapshots() ? db.connection() : null;
         ReentrantLock lock = sealLocks.computeIfAbsent(channel, k -> new ReentrantLock());
         boolean opened = false;
         lock.lock();
         try {
-            point = outbox.openReload(c, site, channel);
+            for (int attempt = 1; ; attempt++) {
+                // Two-way: the site's last batch whose changes batch N holds, for the copy's mark. On PostgreSQL read in the
+                // snapshot N is sealed with; on H2 the same before and after sealing N, so none was applied in between.
+                long before = twoWay ? BatchApplier.lastApplied(c, site, channel) : 0;
+                c.commit();
+                point = outbox.openReload(c, site, channel);
+                ledger = twoWay ? BatchApplier.lastApplied(c, site, channel) : 0;
+                if (ledger == before || db.dialect().exportsSnapshots()) {
+                    break;
+                }
+                c.rollback();
+                if (attempt == 5) {
+                    throw new HttpError(503, "hub " + cfg.nodeId() + ": site " + site + " kept sending batches of channel '" + channel
+                            + "' while its copy was prepared; ask again");
+                }
+            }
             if (reader != null) {
                 db.dialect().importSnapshot(reader, point.snapshot());
             }
@@ -402,8 +421,13 @@ final class HubDistributor implements AutoCloseable {
             try (OutputStream out = ex.getResponseBody(); WireWriter w = new WireWriter(out)) {
                 w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, point.batch()), clock.instant(), null, stamps.tick()), true,
                         point.token());
-                SiteShare share = new SiteShare(w, channel, attributes(site));
+                SiteShare share = new SiteShare(w, channel, site);
                 ChannelSpec spec = channels.get(channel);
+                if (share.twoWay) {
+                    // The site's last batch this copy holds: its guards up to that batch are released, and rows it changed
+                    // since keep its version (engine/apply/Guards).
+                    share.accept("M", "", null, OutboxRowSink.Row.ofJson("{\"batch\":" + ledger + "}"), null, site);
+                }
                 // Referenced tables first: the site writes the rows in this order, under its foreign keys.
                 for (String name : SchemaReader.referenceOrder(in, spec.tables().stream().map(TableSpec::name).toList())) {
                     TableSpec t = spec.table(name);
@@ -413,7 +437,8 @@ final class HubDistributor implements AutoCloseable {
                         s.setFetchSize(1000);
                         try (ResultSet rs = s.executeQuery("SELECT * FROM " + db.dialect().quote(meta.name()))) {
                             while (rs.next()) {
-                                share.accept("R", table, null, OutboxRowSink.Row.ofJson(CanonicalWriter.row(meta.columns(), rs, false)), null);
+                                share.accept("R", table, null, OutboxRowSink.Row.ofJson(CanonicalWriter.row(meta.columns(), rs, false)), null,
+                                        null);
                             }
                         }
                     }
@@ -452,10 +477,10 @@ final class HubDistributor implements AutoCloseable {
         return outboxReads.get();
     }
 
-    /** One change of a batch as read from the outbox, rows as canonical JSON text (null where absent). */
-    private record Rendered(String op, String table, String oldRow, String newRow) {
+    /** One change of a batch as read from the outbox, rows as canonical JSON text (null where absent), and its origin. */
+    private record Rendered(String op, String table, String oldRow, String newRow, String origin) {
         long chars() {
-            return 16 + (oldRow == null ? 0 : oldRow.length()) + (newRow == null ? 0 : newRow.length());
+            return 16 + (oldRow == null ? 0 : oldRow.length()) + (newRow == null ? 0 : newRow.length()) + (origin == null ? 0 : origin.length());
         }
     }
 
@@ -502,8 +527,9 @@ final class HubDistributor implements AutoCloseable {
         }
 
         @Override
-        public void accept(String op, String table, Row oldRow, Row newRow, Instant capturedAt) throws IOException {
-            Rendered r = new Rendered(op, table, oldRow == null ? null : SiteShare.text(oldRow), newRow == null ? null : SiteShare.text(newRow));
+        public void accept(String op, String table, Row oldRow, Row newRow, Instant capturedAt, String origin) throws IOException {
+            Rendered r = new Rendered(op, table, oldRow == null ? null : SiteShare.text(oldRow), newRow == null ? null : SiteShare.text(newRow),
+                    origin);
             if (changes != null) {
                 chars += r.chars();
                 if (chars > CACHE_CHARS / 4) {
@@ -512,7 +538,7 @@ final class HubDistributor implements AutoCloseable {
                     changes.add(r);
                 }
             }
-            next.accept(op, table, OutboxRowSink.Row.ofJson(r.oldRow()), OutboxRowSink.Row.ofJson(r.newRow()), capturedAt);
+            next.accept(op, table, OutboxRowSink.Row.ofJson(r.oldRow()), OutboxRowSink.Row.ofJson(r.newRow()), capturedAt, origin);
         }
 
         void keep(String channel, long seq) {
@@ -525,21 +551,29 @@ final class HubDistributor implements AutoCloseable {
     /**
      * Writes a batch's changes in one site's share. Tables without a filter pass straight through; with one, each row is
      * read into its values (an update's old row completed from its new row: a column it lacks kept its value) and
-     * judged old and new.
+     * judged old and new. In a two-way channel, the site's own changes are left out, and the marks of its batches go in
+     * their place ({@link #passes}).
      */
     private final class SiteShare implements OutboxRowSink {
         private final WireWriter w;
         private final Map<String, RouteExpression> byTable;
         private final Map<String, String> attributes;
+        private final String site;
+        final boolean twoWay;
 
-        SiteShare(WireWriter w, String channel, Map<String, String> attributes) {
+        SiteShare(WireWriter w, String channel, String site) {
             this.w = w;
             this.byTable = filters.get(channel);
-            this.attributes = attributes;
+            this.attributes = attributes(site);
+            this.site = site;
+            this.twoWay = channels.get(channel).direction() == ChannelSpec.Direction.TWO_WAY;
         }
 
         @Override
-        public void accept(String op, String table, Row oldRow, Row newRow, Instant capturedAt) throws IOException {
+        public void accept(String op, String table, Row oldRow, Row newRow, Instant capturedAt, String origin) throws IOException {
+            if (!passes(twoWay, op, origin, site)) {
+                return;
+            }
             RouteExpression filter = byTable.get(table);
             if (filter == null) {
                 w.change(op, table, oldRow == null ? null : oldRow::writeTo, newRow == null ? null : newRow::writeTo);
@@ -592,6 +626,16 @@ final class HubDistributor implements AutoCloseable {
             }
             return out.toString();
         }
+    }
+
+    /**
+     * Whether {@code site} gets a change of {@code origin} (null: the hub's own) with operation {@code op}: in a two-way
+     * channel a site never gets its own changes back, and gets the marks (op M) of its own batches only; elsewhere there
+     * are no marks, and every site gets every change (before its filters).
+     */
+    static boolean passes(boolean twoWay, String op, String origin, String site) {
+        boolean own = site.equals(origin);
+        return "M".equals(op) ? twoWay && own : !(twoWay && own);
     }
 
     @Override

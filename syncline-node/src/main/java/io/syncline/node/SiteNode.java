@@ -10,6 +10,7 @@ import io.syncline.api.NodeRole;
 import io.syncline.api.SyncException;
 import io.syncline.api.TableSpec;
 import io.syncline.engine.apply.BatchApplier;
+import io.syncline.engine.apply.Guards;
 import io.syncline.engine.conflict.HybridClock;
 import io.syncline.engine.apply.CrashPoints;
 import io.syncline.engine.capture.CaptureInstaller;
@@ -114,9 +115,11 @@ public final class SiteNode implements NodeControl {
         this.clock = clock;
         this.stamps = new HybridClock(clock);
         this.db = new Database(cfg);
-        this.outbox = new OutboxStore(db.dialect(), clock, stamps);
+        // Every seal of a two-way channel guards the rows it carries until the hub has taken them in (engine/apply/Guards).
+        Guards guards = new Guards(db.dialect(), this::isTwoWay);
+        this.outbox = new OutboxStore(db.dialect(), clock, stamps, guards);
         this.loader = new InitialLoader(db.dialect(), cfg.loadChunkSize());
-        this.applier = new BatchApplier(db.dialect(), clock);
+        this.applier = new BatchApplier(db.dialect(), clock, outbox, guards);
         try (Connection c = db.connection()) {
             SyncSchema.install(c, db.dialect());
             c.commit();
@@ -257,6 +260,12 @@ public final class SiteNode implements NodeControl {
     }
 
     /** The registration's site-to-hub and two-way channels: captured here and sent to the hub. */
+    /** Whether {@code channel} is a two-way channel of the current registration. */
+    private boolean isTwoWay(String channel) {
+        Registration.Response r = registration;
+        return r != null && upstream(r).stream().anyMatch(ch -> ch.name().equals(channel) && ch.direction() == ChannelSpec.Direction.TWO_WAY);
+    }
+
     private static List<ChannelSpec> upstream(Registration.Response r) {
         return r.channels().stream().filter(ch -> ch.direction().fromSites()).toList();
     }
@@ -496,10 +505,10 @@ public final class SiteNode implements NodeControl {
     }
 
     /**
-     * A copy of a two-way channel from the hub (a reload) replaces this site's tables: the hub's batches are fetched only
-     * while every row of them here is captured, so that nothing the hub does not have yet is lost. That is, the capture of
-     * the current registration is installed, and the initial load of every table of the channel has finished. What the
-     * site captured and has not sent yet is safe: it reaches the hub and comes back.
+     * A copy of a two-way channel from the hub (a reload) replaces this site's tables but for the rows this site changed
+     * and the hub has not taken in yet (engine/apply/Guards). So the hub's batches are fetched only while every row here
+     * is captured: the capture of the current registration is installed, and the initial load of every table of the
+     * channel has finished.
      */
     private boolean everyRowCaptured(Registration.Response r, ChannelSpec ch) throws SQLException {
         if (!r.configHash().equals(captureInstalledFor)) {
@@ -573,6 +582,12 @@ public final class SiteNode implements NodeControl {
                     }
                     Iterator<Change> changes = reader.changes();
                     String batchToken = reader.token() == null ? "" : reader.token(); // "" forgets an older batch's token
+                    // A two-way batch is applied after a seal in its own transaction, which no other seal may interleave.
+                    ReentrantLock sealLock = ch.direction() == ChannelSpec.Direction.TWO_WAY
+                            ? sealLocks.computeIfAbsent(ch.name(), k -> new ReentrantLock()) : null;
+                    if (sealLock != null) {
+                        sealLock.lock();
+                    }
                     try (Connection c = db.connection()) {
                         if (reader.isReload()) {
                             if (newRoute == null) {
@@ -585,13 +600,8 @@ public final class SiteNode implements NodeControl {
                                 SyncSchema.putState(tx, tokenKey, batchToken);
                                 rememberStamp(tx, stamp);
                             };
-                            if (ch.direction() == ChannelSpec.Direction.TWO_WAY && route == null) {
-                                // The first copy of a two-way channel: this site's rows are all captured and on their way to
-                                // the hub (everyRowCaptured), so they stay rather than vanish until they come back.
-                                applier.reloadKeepingRows(c, h, local, changes, record);
-                            } else {
-                                applier.reload(c, h, local, changes, record);
-                            }
+                            // In a two-way channel, the rows this site changed and the hub has not taken in yet stay (Guards).
+                            applier.reload(c, h, local, changes, record);
                             reloaded = true;
                             LOG.info("site {}: reloaded channel {} from hub {} as of batch {}", cfg.nodeId(), ch.name(), r.hub(),
                                     h.id().sequence());
@@ -603,6 +613,10 @@ public final class SiteNode implements NodeControl {
                             });
                         }
                         stamps.observe(h.stamp());
+                    } finally {
+                        if (sealLock != null) {
+                            sealLock.unlock();
+                        }
                     }
                     while (changes.hasNext()) {
                         changes.next();
@@ -620,7 +634,7 @@ public final class SiteNode implements NodeControl {
     private void writeBatch(Connection c, WireWriter w, SealedBatch b, String destination) throws SQLException, IOException {
         w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), b.channel(), b.sequence()), b.sealedAt(), b.firstCaptured(), b.stamp()));
         int[] n = {0};
-        outbox.stream(c, b, destination, (op, table, oldRow, newRow, captured) -> {
+        outbox.stream(c, b, destination, (op, table, oldRow, newRow, captured, origin) -> {
             w.change(op, table, oldRow == null ? null : oldRow::writeTo, newRow == null ? null : newRow::writeTo);
             if (++n[0] == 100) {
                 w.flush();

@@ -14,6 +14,7 @@ import io.syncline.api.OutOfOrderBatchException;
 import io.syncline.api.TableSpec;
 import io.syncline.engine.apply.ApplyOutcome;
 import io.syncline.engine.apply.BatchApplier;
+import io.syncline.engine.apply.Guards;
 import io.syncline.engine.capture.CaptureInstaller;
 import io.syncline.engine.codec.Json;
 import io.syncline.engine.conflict.ConflictLog;
@@ -182,8 +183,14 @@ class TwoWayConvergenceTest {
             c.commit();
             this.clock = new NodeClock(time, offset);
             this.stamps = new HybridClock(clock);
-            this.outbox = new OutboxStore(DIALECT, clock, stamps);
-            this.applier = new BatchApplier(DIALECT, clock);
+            if (hub) {
+                this.outbox = new OutboxStore(DIALECT, clock, stamps);
+                this.applier = new BatchApplier(DIALECT, clock);
+            } else { // as SiteNode: its seals guard the rows of the two-way channel, under which it applies the hub's batches
+                Guards guards = new Guards(DIALECT, CHANNEL::equals);
+                this.outbox = new OutboxStore(DIALECT, clock, stamps, guards);
+                this.applier = new BatchApplier(DIALECT, clock, outbox, guards);
+            }
             this.twoWay = hub ? new TwoWay(id, stamps) : null;
         }
 
@@ -550,7 +557,7 @@ class TwoWayConvergenceTest {
                     BatchHeader h = new BatchHeader(new BatchId(s.id, b.channel(), b.sequence()), b.sealedAt(), b.firstCaptured(), b.stamp());
                     w.beginBatch(h);
                     List<String[]> copy = new ArrayList<>();
-                    s.outbox.stream(s.c, b, HUB, (op, table, oldRow, newRow, captured) -> {
+                    s.outbox.stream(s.c, b, HUB, (op, table, oldRow, newRow, captured, origin) -> {
                         w.change(op, table, oldRow == null ? null : oldRow::writeTo, newRow == null ? null : newRow::writeTo);
                         copy.add(new String[] {op, table, text(oldRow), text(newRow)});
                     });
@@ -605,7 +612,7 @@ class TwoWayConvergenceTest {
                         log.add(prefix + "nothing new");
                         return;
                     }
-                    log.add(prefix + describe(applyAtSite(s, hubStream(batches))));
+                    log.add(prefix + describe(applyAtSite(s, hubStream(s, batches))));
                 }
                 case RESEND_APPLIED -> {
                     if (ledger == 0) {
@@ -614,7 +621,7 @@ class TwoWayConvergenceTest {
                     }
                     long seq = 1 + rnd.nextInt((int) ledger);
                     String before = checksum(s);
-                    List<ApplyOutcome> outcomes = applyAtSite(s, hubStream(hub.outbox.sealedAfter(hub.c, CHANNEL, seq - 1, 1)));
+                    List<ApplyOutcome> outcomes = applyAtSite(s, hubStream(s, hub.outbox.sealedAfter(hub.c, CHANNEL, seq - 1, 1)));
                     assertThat(outcomes).as("hub batch %s sent to %s again", seq, s.id).singleElement()
                             .isInstanceOf(ApplyOutcome.Duplicate.class);
                     assertThat(checksum(s)).as("site rows after a duplicate").isEqualTo(before);
@@ -627,7 +634,7 @@ class TwoWayConvergenceTest {
                         return;
                     }
                     String before = checksum(s);
-                    byte[] stream = hubStream(ahead);
+                    byte[] stream = hubStream(s, ahead);
                     assertThatThrownBy(() -> applyAtSite(s, stream)).isInstanceOf(OutOfOrderBatchException.class);
                     assertThat(siteLedger(s)).isEqualTo(ledger);
                     assertThat(checksum(s)).as("site rows after a batch out of order").isEqualTo(before);
@@ -646,14 +653,17 @@ class TwoWayConvergenceTest {
          * Writes hub batches as HubDistributor.handleFetch does for a site (no row filter): streamed for the hub itself,
          * so every change goes to every site, the site's own included.
          */
-        byte[] hubStream(List<SealedBatch> batches) throws SQLException, IOException {
+        byte[] hubStream(Node site, List<SealedBatch> batches) throws SQLException, IOException {
             ByteArrayOutputStream out = new ByteArrayOutputStream();
             try (WireWriter w = new WireWriter(out)) {
                 for (SealedBatch b : batches) {
                     w.beginBatch(new BatchHeader(new BatchId(HUB, CHANNEL, b.sequence()), b.sealedAt(), b.firstCaptured(), b.stamp()), false,
                             hub.outbox.token(hub.c, CHANNEL, b.sequence()));
-                    hub.outbox.stream(hub.c, b, HUB, (op, table, oldRow, newRow, captured) ->
-                            w.change(op, table, oldRow == null ? null : oldRow::writeTo, newRow == null ? null : newRow::writeTo));
+                    hub.outbox.stream(hub.c, b, HUB, (op, table, oldRow, newRow, captured, origin) -> {
+                        if (HubDistributor.passes(true, op, origin, site.id)) {
+                            w.change(op, table, oldRow == null ? null : oldRow::writeTo, newRow == null ? null : newRow::writeTo);
+                        }
+                    });
                     w.endBatch();
                 }
             }
@@ -732,7 +742,7 @@ class TwoWayConvergenceTest {
                 List<SealedBatch> batches = hub.outbox.sealedAfter(hub.c, CHANNEL, siteLedger(s), 1000);
                 if (!batches.isEmpty()) {
                     moved = true;
-                    log.add(label + " " + s.id + " fetch: " + describe(applyAtSite(s, hubStream(batches))));
+                    log.add(label + " " + s.id + " fetch: " + describe(applyAtSite(s, hubStream(s, batches))));
                 }
             }
             return moved;

@@ -110,6 +110,35 @@ class TwoWayTest {
     }
 
     @Test
+    void shouldNeverSendASiteItsOwnChangesBack() throws Exception {
+        for (String n : new String[] {"hq", "a", "b"}) {
+            exec(n, ITEM);
+        }
+        exec("hq", "INSERT INTO item VALUES (1, 'from hq', 1)");
+        String applied = "SELECT COALESCE(SUM(rows_applied), 0) FROM sync_incoming WHERE source = 'hq'";
+        try (HubNode hub = HubNode.start(hub("last-writer-wins"), Clock.systemUTC());
+             SiteNode a = SiteNode.start(site("a", hub.url()), Clock.systemUTC());
+             SiteNode b = SiteNode.start(site("b", hub.url()), Clock.systemUTC())) {
+            await().atMost(Duration.ofSeconds(30)).until(() -> count("a", "SELECT count(*) FROM item") == 1
+                    && count("b", "SELECT count(*) FROM item") == 1);
+            long aBefore = count("a", applied);
+            long bBefore = count("b", applied);
+            // a (pushing) changes 50 rows, b (pulled by the hub) 1: each gets only the other's.
+            for (int i = 0; i < 50; i++) {
+                exec("a", "INSERT INTO item VALUES (" + (100 + i) + ", 'from a', " + i + ")");
+            }
+            exec("b", "UPDATE item SET qty = 7 WHERE id = 1");
+            await().atMost(Duration.ofSeconds(30)).until(() -> count("hq", "SELECT count(*) FROM item") == 51
+                    && count("hq", "SELECT qty FROM item WHERE id = 1") == 7 && converged("item", "a", "b"));
+            await().atMost(Duration.ofSeconds(10)).until(() -> count("a", applied) - aBefore == 1 && count("b", applied) - bBefore == 50);
+            await().during(Duration.ofSeconds(1)).atMost(Duration.ofSeconds(10)).until(() -> count("a", applied) - aBefore == 1
+                    && count("b", applied) - bBefore == 50);
+            assertThat(count("a", "SELECT count(*) FROM sync_guard")).as("every guard of a released by the hub's marks").isZero();
+            assertThat(hub.status().conflicts()).isZero();
+        }
+    }
+
+    @Test
     void shouldSettleTheOldEditsOfASiteThatWasOfflineAndLetAnOperatorPickTheFinalVersion() throws Exception {
         for (String n : new String[] {"hq", "a", "b"}) {
             exec(n, ITEM);

@@ -12,6 +12,7 @@ import io.syncline.api.TableSpec;
 import io.syncline.engine.codec.CanonicalReader;
 import io.syncline.engine.conflict.TwoWay;
 import io.syncline.engine.dialect.Dialect;
+import io.syncline.engine.outbox.OutboxStore;
 import io.syncline.engine.schema.ColumnMeta;
 import io.syncline.engine.schema.SchemaReader;
 import io.syncline.engine.schema.TableMeta;
@@ -63,10 +64,26 @@ public final class BatchApplier {
     private final Map<String, WriteChecks> writeChecks = new ConcurrentHashMap<>();
     private final Map<String, List<SchemaReader.Reference>> references = new ConcurrentHashMap<>();
     private final Map<String, List<SchemaReader.Reference>> parents = new ConcurrentHashMap<>();
+    /** At a site: its outbox and the guards of its two-way channels (null elsewhere). */
+    private final OutboxStore outbox;
+    private final Guards guards;
 
     public BatchApplier(Dialect dialect, Clock clock) {
+        this(dialect, clock, null, null);
+    }
+
+    /**
+     * At a site with two-way channels: {@code outbox} is the site's own (its seals record {@code guards}), and batches of
+     * a two-way channel from the hub are applied under those guards (docs/conflicts.md, "A change never comes back").
+     */
+    public BatchApplier(Dialect dialect, Clock clock, OutboxStore outbox, Guards guards) {
+        if ((outbox == null) != (guards == null)) {
+            throw new IllegalArgumentException("a site's outbox and guards go together");
+        }
         this.dialect = dialect;
         this.clock = clock;
+        this.outbox = outbox;
+        this.guards = guards;
     }
 
     /**
@@ -76,12 +93,12 @@ public final class BatchApplier {
      * @throws RetriableSyncException     when the database failed; nothing applied, the sender should retry later
      */
     public ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes) {
-        return apply(c, header, channel, changes, false, false, null, null);
+        return apply(c, header, channel, changes, false, null, null);
     }
 
     /** {@link #apply(Connection, BatchHeader, ChannelSpec, Iterator)}, running {@code beforeCommit} in the batch's transaction. */
     public ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, BeforeCommit beforeCommit) {
-        return apply(c, header, channel, changes, false, false, beforeCommit, null);
+        return apply(c, header, channel, changes, false, beforeCommit, null);
     }
 
     /** Work done in an apply's transaction just before it commits. */
@@ -94,22 +111,12 @@ public final class BatchApplier {
      * Applies a reload (consumed fully), then commits: the whole content of the channel's tables as the source held it
      * when batch {@code header} was its last, for a target that must be brought level with the source (it joined late,
      * missed purged batches, or its routing changed). In one transaction: every target table of {@code channel} is
-     * emptied, the rows are applied, the ledger is set to the header's number whatever it held before (it may move
+     * emptied (at a site of a two-way channel, but for the rows it guards: see {@link Guards}), the rows are applied, the ledger is set to the header's number whatever it held before (it may move
      * back), and {@code beforeCommit} runs. Batches after the header's number then follow as usual; replaying a change
      * the reload already holds converges, because every change carries its whole new row.
      */
     public ApplyOutcome reload(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, BeforeCommit beforeCommit) {
-        return apply(c, header, channel, changes, true, true, beforeCommit, null);
-    }
-
-    /**
-     * Like {@link #reload}, but the target's rows stay: the source's rows are written over them. For a site's first copy
-     * of a two-way channel, whose own rows are all captured and on their way to the hub (SiteNode), so none of them is
-     * stale, and emptying would only hide them until they come back.
-     */
-    public ApplyOutcome reloadKeepingRows(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes,
-                                          BeforeCommit beforeCommit) {
-        return apply(c, header, channel, changes, true, false, beforeCommit, null);
+        return apply(c, header, channel, changes, true, beforeCommit, null);
     }
 
     /**
@@ -119,27 +126,28 @@ public final class BatchApplier {
      * (docs/conflicts.md). A conflict never refuses the batch.
      */
     public ApplyOutcome applyTwoWay(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, TwoWay twoWay) {
-        return apply(c, header, channel, changes, false, false, null, Objects.requireNonNull(twoWay, "twoWay"));
+        return apply(c, header, channel, changes, false, null, Objects.requireNonNull(twoWay, "twoWay"));
     }
 
     private ApplyOutcome apply(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, boolean reload,
-                               boolean empty, BeforeCommit beforeCommit, TwoWay twoWay) {
+                               BeforeCommit beforeCommit, TwoWay twoWay) {
         BatchId id = header.id();
         boolean tagged = false;
+        // At a site, a two-way channel's batch from the hub: applied under the site's guards, in a transaction at the seal
+        // isolation that first seals what the site committed before it (see Guards).
+        boolean guarding = guards != null && twoWay == null && channel.direction() == ChannelSpec.Direction.TWO_WAY;
+        int isolation = -1;
         try {
+            if (guarding && c.getTransactionIsolation() != dialect.sealIsolation()) {
+                isolation = c.getTransactionIsolation();
+                c.setTransactionIsolation(dialect.sealIsolation());
+            }
             long last = lockLedger(c, id);
             // Tagged before anything is written: a reload's emptying of a table this node also captures (a two-way
             // channel) came from the source too, and must not be sent back to it.
             dialect.beginApply(c, id.source());
             tagged = true;
-            if (reload && empty) {
-                List<String> tables = SchemaReader.referenceOrder(c, channel.tables().stream().map(TableSpec::target).toList());
-                for (int i = tables.size() - 1; i >= 0; i--) { // tables that reference others go first
-                    try (Statement s = c.createStatement()) {
-                        s.executeUpdate("DELETE FROM " + dialect.quote(target(c, tables.get(i)).name()));
-                    }
-                }
-            } else if (!reload && id.sequence() <= last) {
+            if (!reload && id.sequence() <= last) {
                 c.rollback();
                 LOG.debug("batch {} already applied (ledger at {}), acknowledging again", id, last);
                 return new ApplyOutcome.Duplicate(id, last);
@@ -153,18 +161,57 @@ public final class BatchApplier {
             int conflicts = 0;
             try (Writer w = new Writer(c, id, channel)) {
                 w.displaceUniques = twoWay == null && channel.direction() == ChannelSpec.Direction.TWO_WAY;
+                boolean guarded = false;
+                if (guarding) {
+                    outbox.sealInTransaction(c, channel.name());
+                    guarded = guards.any(c, channel.name());
+                }
+                if (reload) {
+                    if (guarding && changes.hasNext()) {
+                        // A copy of a two-way channel starts with the mark of this site's last batch it holds: the rows
+                        // changed up to that batch are in the copy, and only those guarded after it stay.
+                        Change first = changes.next();
+                        if (first instanceof Change.Mark m) {
+                            guards.release(c, channel.name(), m.batch());
+                            guarded = guards.any(c, channel.name());
+                        } else {
+                            changes = prepend(first, changes);
+                        }
+                    }
+                    List<String> tables = SchemaReader.referenceOrder(c, channel.tables().stream().map(TableSpec::target).toList());
+                    for (int i = tables.size() - 1; i >= 0; i--) { // tables that reference others go first
+                        w.empty(target(c, tables.get(i)), guarded);
+                    }
+                }
                 if (twoWay != null) {
                     TwoWayApply two = new TwoWayApply(this, w, c, header, channel, twoWay);
                     while (changes.hasNext()) {
                         two.apply(changes.next());
                     }
                     conflicts = two.conflicts();
+                    // Where this batch took effect in the hub's order, for its site alone: the site gets this mark
+                    // instead of its own changes (docs/conflicts.md, "A change never comes back"). A batch without
+                    // changes guards nothing, and the next mark releases every guard below it.
+                    w.flush();
+                    if (w.count > 0) {
+                        mark(c, channel, id);
+                    }
+                    two.writeResends();
                 } else {
                     while (changes.hasNext()) {
-                        w.apply(changes.next());
+                        Change change = changes.next();
+                        if (change instanceof Change.Mark m && guarding) {
+                            guards.release(c, channel.name(), m.batch());
+                            guarded = guards.any(c, channel.name());
+                        } else if (!guarded || !w.guarded(change)) {
+                            w.apply(change);
+                        }
                     }
                 }
                 w.flush();
+                if (guarding) {
+                    w.checkLateChanges();
+                }
                 count = w.count;
             }
             try (PreparedStatement ps = c.prepareStatement("UPDATE sync_incoming SET last_batch = ?, rows_applied = rows_applied + ?, "
@@ -220,6 +267,52 @@ public final class BatchApplier {
                     LOG.warn("could not clear origin tag after batch {}: {}", id, e.getMessage());
                 }
             }
+            if (isolation >= 0) {
+                try {
+                    c.setTransactionIsolation(isolation);
+                } catch (SQLException e) {
+                    LOG.warn("could not restore the isolation level after batch {}: {}", id, e.getMessage());
+                }
+            }
+        }
+    }
+
+    /** Appends to the hub's outbox the mark of the site's batch {@code id}: an outbox row of op M, origin that site. */
+    private static void mark(Connection c, ChannelSpec channel, BatchId id) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_outbox (channel, table_name, op, new_row, origin) "
+                + "VALUES (?, '', 'M', ?, ?)")) {
+            ps.setString(1, channel.name());
+            ps.setString(2, "{\"batch\":" + id.sequence() + "}");
+            ps.setString(3, id.source());
+            ps.executeUpdate();
+        }
+    }
+
+    private static Iterator<Change> prepend(Change first, Iterator<Change> rest) {
+        return new Iterator<>() {
+            private boolean taken;
+
+            @Override
+            public boolean hasNext() {
+                return !taken || rest.hasNext();
+            }
+
+            @Override
+            public Change next() {
+                if (!taken) {
+                    taken = true;
+                    return first;
+                }
+                return rest.next();
+            }
+        };
+    }
+
+    /** Refuses a mark in a batch sent to anything but a site of a two-way channel. */
+    static void refuseMark(BatchId id, Change change) {
+        if (change instanceof Change.Mark) {
+            throw new BadBatchException(Stage.APPLY, "batch " + id + " carries a mark (op M), which only a hub sends, and only to a "
+                    + "site of a two-way channel");
         }
     }
 
@@ -496,7 +589,93 @@ public final class BatchApplier {
             return io.syncline.engine.codec.Json.parseRow(io.syncline.engine.codec.CanonicalWriter.row(t.columns(), rs, false));
         }
 
+        /** Whether a change of the hub touches a row guarded here (by its old or its new primary key). */
+        boolean guarded(Change change) throws SQLException {
+            TableSpec spec = channel.table(change.table());
+            if (spec == null) {
+                return false; // refused by apply, with the reason
+            }
+            TableMeta t = target(c, spec.target());
+            boolean hit = switch (change) {
+                case Change.Insert i -> guards.guarded(c, t, i.newRow());
+                case Change.Reload r -> guards.guarded(c, t, r.newRow());
+                case Change.Delete d -> guards.guarded(c, t, d.oldRow());
+                case Change.Update u -> guards.guarded(c, t, withUnchanged(t, u.oldRow(), u.newRow())) || guards.guarded(c, t, u.newRow());
+                case Change.Mark m -> false;
+            };
+            if (hit) {
+                LOG.debug("batch {}: {} {} skipped: this site changed the row since, and the hub has not taken that change in yet", id,
+                        t.name(), Guards.keyOf(t, change instanceof Change.Delete d ? d.oldRow() : change instanceof Change.Update u
+                                ? u.oldRow() : change instanceof Change.Insert i ? i.newRow() : ((Change.Reload) change).newRow()));
+            }
+            return hit;
+        }
+
+        /** Empties {@code t} for a reload; with {@code spare}, the rows guarded here stay (their changes are on their way). */
+        void empty(TableMeta t, boolean spare) throws SQLException {
+            flush();
+            if (!spare) {
+                try (Statement s = c.createStatement()) {
+                    s.executeUpdate("DELETE FROM " + dialect.quote(t.name()));
+                }
+                return;
+            }
+            try (Statement s = c.createStatement()) {
+                s.setFetchSize(1000);
+                try (ResultSet rs = s.executeQuery("SELECT * FROM " + dialect.quote(t.name()))) {
+                    while (rs.next()) {
+                        Map<String, Object> row = rowOf(t, rs);
+                        if (!guards.guarded(c, t, row)) {
+                            delete(t, row);
+                        }
+                    }
+                }
+            }
+            flush();
+        }
+
+        /**
+         * At a site, after a two-way batch of the hub was applied: what this site committed while it was applied is not
+         * sealed (on PostgreSQL, at the seal isolation, there is none: a row changed meanwhile refuses the write instead).
+         * A change of those whose row no longer holds what it wrote was overwritten by the hub's batch without a guard: the
+         * batch is applied again, after that change is sealed and guarded. The others are sealed and guarded later.
+         */
+        void checkLateChanges() throws SQLException {
+            String[] overwritten = {null};
+            try {
+                dialect.streamUnsealed(c, channel.name(), (op, table, oldRow, newRow, capturedAt, origin) -> {
+                    if (origin != null || "M".equals(op) || overwritten[0] != null) {
+                        return;
+                    }
+                    try {
+                        TableMeta t = target(c, table); // this site's own change: its own table
+                        Map<String, Object> wrote = newRow == null ? null : io.syncline.engine.codec.Json.parseRow(Guards.text(newRow));
+                        Map<String, Object> key = wrote != null ? wrote : io.syncline.engine.codec.Json.parseRow(Guards.text(oldRow));
+                        List<Map<String, Object>> now = rowsWhere(t, t.primaryKey().stream().map(ColumnMeta::key).toList(), key,
+                                t.primaryKey().stream().map(ColumnMeta::key).toList());
+                        boolean holds = wrote == null ? now.isEmpty()
+                                : now.size() == 1 && io.syncline.engine.conflict.Rows.sameWhereBoth(wrote, now.getFirst());
+                        if (!holds) {
+                            overwritten[0] = t.name() + " " + Guards.keyOf(t, key);
+                        }
+                    } catch (SQLException e) {
+                        throw new java.io.IOException(e);
+                    }
+                });
+            } catch (java.io.IOException e) {
+                if (e.getCause() instanceof SQLException s) {
+                    throw s;
+                }
+                throw new java.io.UncheckedIOException(e);
+            }
+            if (overwritten[0] != null) {
+                throw new RetriableSyncException(Stage.APPLY, "batch " + id + ": a change this site committed to " + overwritten[0]
+                        + " while the batch was applied was overwritten by it; the batch is applied again");
+            }
+        }
+
         void apply(Change change) throws SQLException {
+            refuseMark(id, change);
             TableSpec spec = channel.table(change.table());
             if (spec == null) {
                 throw new BadBatchException(Stage.APPLY, "table '" + change.table() + "' is not in channel '" + channel.name() + "'");
@@ -536,6 +715,7 @@ public final class BatchApplier {
                     }
                 }
                 case Change.Delete d -> delete(t, withHubColumn(spec, d.oldRow()));
+                case Change.Mark m -> throw new IllegalStateException("refused above");
             }
         }
 

@@ -21,6 +21,7 @@ import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -75,6 +76,7 @@ final class TwoWayApply {
     }
 
     void apply(Change change) throws SQLException {
+        BatchApplier.refuseMark(header.id(), change);
         TableSpec spec = channel.table(change.table());
         if (spec == null) {
             throw new BadBatchException(Stage.APPLY, "table '" + change.table() + "' is not in channel '" + channel.name() + "'");
@@ -87,6 +89,7 @@ final class TwoWayApply {
                 case Change.Reload r -> insert(spec, t, r.newRow(), true);
                 case Change.Update u -> update(spec, t, u.oldRow(), u.newRow());
                 case Change.Delete d -> delete(spec, t, d.oldRow());
+                case Change.Mark m -> throw new IllegalStateException("refused above");
             }
             w.flush();
         } catch (SQLException e) {
@@ -361,14 +364,34 @@ final class TwoWayApply {
             ConflictLog.putStamp(c, t.name(), keyJson(t, now != null ? now : at), new ConflictLog.Stamp(stamp, ctx.hubId(), Rows.hash(now)));
             two.resend(t, at);
         }
+        two.writeResends();
     }
 
     private static String json(Map<String, Object> row) {
         return row == null ? null : Json.write(row);
     }
 
-    /** Appends the hub's row at {@code key}'s primary key, or its deletion, to the outbox, for every site of the channel. */
-    private void resend(TableMeta t, Map<String, Object> key) throws SQLException {
+    /** Keys whose rows go to every site after the batch, in the order named (see {@link #writeResends()}). */
+    private final List<Map.Entry<TableMeta, Map<String, Object>>> resends = new ArrayList<>();
+
+    /** The hub's row at {@code key}'s primary key, or its deletion, goes to every site of the channel after the batch. */
+    private void resend(TableMeta t, Map<String, Object> key) {
+        resends.add(Map.entry(t, new LinkedHashMap<>(key)));
+    }
+
+    /**
+     * Appends to the outbox, for every site of the channel, the rows now at the keys conflicts involved (or their
+     * deletions), as the batch left them. After the mark of the site's batch: the site that made the changes applies them
+     * too, its guards released (Guards).
+     */
+    void writeResends() throws SQLException {
+        for (Map.Entry<TableMeta, Map<String, Object>> r : resends) {
+            writeResend(r.getKey(), r.getValue());
+        }
+        resends.clear();
+    }
+
+    private void writeResend(TableMeta t, Map<String, Object> key) throws SQLException {
         Map<String, Object> row = read(t, key);
         Map<String, Object> keyOnly = new LinkedHashMap<>();
         for (ColumnMeta col : t.primaryKey()) {

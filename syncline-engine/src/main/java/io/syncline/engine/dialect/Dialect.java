@@ -89,6 +89,12 @@ public interface Dialect {
     void streamBatch(Connection c, SealedBatch batch, String destination, OutboxRowSink sink)
             throws SQLException, java.io.IOException;
 
+    /**
+     * Streams the changes of {@code channel} that the next seal would take (committed, as the caller's transaction sees
+     * them, and not sealed yet), without sealing them, like {@link #streamBatch}; in the caller's transaction.
+     */
+    void streamUnsealed(Connection c, String channel, OutboxRowSink sink) throws SQLException, java.io.IOException;
+
     /** Deletes the outbox rows of every batch of {@code channel} up to and including {@code upTo}. */
     int purge(Connection c, SealedBatch upTo) throws SQLException;
 

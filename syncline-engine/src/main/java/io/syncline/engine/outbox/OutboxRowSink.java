@@ -11,7 +11,11 @@ import java.time.Instant;
  */
 @FunctionalInterface
 public interface OutboxRowSink {
-    void accept(String op, String table, Row oldRow, Row newRow, Instant capturedAt) throws IOException;
+    /**
+     * One change. {@code origin}: the node whose batch, applied here, made the change (the origin tag of
+     * {@link io.syncline.engine.dialect.Dialect#beginApply}); null for a change made here.
+     */
+    void accept(String op, String table, Row oldRow, Row newRow, Instant capturedAt, String origin) throws IOException;
 
     /** One row in canonical form (docs/protocol.md, "Values"): a JSON object. */
     @FunctionalInterface

@@ -35,6 +35,7 @@ public final class OutboxStore {
     private final Dialect dialect;
     private final Clock clock;
     private final HybridClock stamps;
+    private final SealListener listener;
 
     public OutboxStore(Dialect dialect, Clock clock) {
         this(dialect, clock, new HybridClock(clock));
@@ -42,9 +43,21 @@ public final class OutboxStore {
 
     /** {@code stamps}: the node's hybrid logical clock, which stamps every batch sealed here. */
     public OutboxStore(Dialect dialect, Clock clock, HybridClock stamps) {
+        this(dialect, clock, stamps, null);
+    }
+
+    /** Like {@link #OutboxStore(Dialect, Clock, HybridClock)}; {@code listener} (may be null) sees every batch sealed here. */
+    public OutboxStore(Dialect dialect, Clock clock, HybridClock stamps, SealListener listener) {
         this.dialect = dialect;
         this.clock = clock;
         this.stamps = stamps;
+        this.listener = listener;
+    }
+
+    /** Told of each batch in the transaction that seals it, after the batch is recorded; a failure undoes the seal. */
+    @FunctionalInterface
+    public interface SealListener {
+        void sealed(Connection c, SealedBatch batch) throws SQLException;
     }
 
     /** The highest stamp of any batch sealed here, for the node's clock to start above after a restart (0 if none). */
@@ -81,6 +94,15 @@ public final class OutboxStore {
         }
     }
 
+    /**
+     * Seals what is committed and not yet sealed in {@code channel} into the next batch, inside the caller's transaction,
+     * which must run at the dialect's {@link Dialect#sealIsolation()} and hold off other seals of the channel until it
+     * ends; does not commit. On PostgreSQL the batch holds what the transaction's snapshot sees.
+     */
+    public Optional<SealedBatch> sealInTransaction(Connection c, String channel) throws SQLException {
+        return sealWithin(c, channel);
+    }
+
     /** Seals into the next batch inside the caller's transaction, which must run at the dialect's seal isolation. */
     private Optional<SealedBatch> sealWithin(Connection c, String channel) throws SQLException {
         String next = SyncSchema.getState(c, NEXT_SEQ + channel);
@@ -105,6 +127,9 @@ public final class OutboxStore {
                 ps.executeUpdate();
             }
             SyncSchema.putState(c, NEXT_SEQ + channel, Long.toString(seq + 1));
+            if (listener != null) {
+                listener.sealed(c, b);
+            }
         }
         return sealed;
     }
@@ -333,6 +358,7 @@ public final class OutboxStore {
             dialect.resetOutbox(c);
             s.executeUpdate("DELETE FROM sync_batch");
             s.executeUpdate("DELETE FROM sync_ack");
+            s.executeUpdate("DELETE FROM sync_guard"); // they name batches of the numbering that ends here
             s.executeUpdate("DELETE FROM sync_state WHERE k LIKE '" + NEXT_SEQ + "%' OR k LIKE '" + PURGED + "%' OR k LIKE '"
                     + InitialLoadState.PREFIX + "%'");
             try (java.sql.ResultSet rs = s.executeQuery("SELECT channel, table_name FROM sync_trigger_hist")) {

@@ -19,6 +19,8 @@ import java.sql.Statement;
  *   <li>{@code sync_state}: small key/value state (reader positions, registration, load progress)</li>
  *   <li>{@code sync_trigger_hist}: which capture is installed on which table, with its schema signature</li>
  *   <li>{@code sync_node}: on the hub, the registered sites</li>
+ *   <li>{@code sync_guard}: at a site, the rows of two-way channels with changes of its own the hub has not yet taken in,
+ *       and the last batch that carries one (engine/apply/Guards)</li>
  *   <li>{@code sync_conflict}, {@code sync_row_stamp}: on the hub, the conflicts of two-way channels and the last
  *       stamp of each of their rows (docs/conflicts.md)</li>
  * </ul>
@@ -57,6 +59,8 @@ public final class SyncSchema {
                     + "detected_at TIMESTAMP WITH TIME ZONE NOT NULL, settled_by VARCHAR(200), settled_at TIMESTAMP WITH TIME ZONE)");
             s.execute("CREATE TABLE IF NOT EXISTS sync_row_stamp (table_name VARCHAR(128) NOT NULL, row_key VARCHAR(1000) NOT NULL, "
                     + "stamp BIGINT NOT NULL, writer VARCHAR(64) NOT NULL, row_hash VARCHAR(64) NOT NULL, PRIMARY KEY (table_name, row_key))");
+            s.execute("CREATE TABLE IF NOT EXISTS sync_guard (table_name VARCHAR(128) NOT NULL, row_key VARCHAR(1000) NOT NULL, "
+                    + "channel VARCHAR(64) NOT NULL, batch_seq BIGINT NOT NULL, PRIMARY KEY (table_name, row_key))");
             s.execute("CREATE TABLE IF NOT EXISTS sync_ack (destination VARCHAR(64) NOT NULL, channel VARCHAR(64) NOT NULL, "
                     + "acked_batch BIGINT NOT NULL, acked_at TIMESTAMP WITH TIME ZONE NOT NULL, PRIMARY KEY (destination, channel))");
             s.execute("CREATE TABLE IF NOT EXISTS sync_incoming (source VARCHAR(64) NOT NULL, channel VARCHAR(64) NOT NULL, "

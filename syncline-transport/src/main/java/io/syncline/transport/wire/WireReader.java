@@ -199,6 +199,12 @@ public final class WireReader implements Closeable {
                 case UPDATE -> new Change.Update(t, require(oldMap, "o", o), require(newMap, "n", o));
                 case DELETE -> new Change.Delete(t, require(oldMap, "o", o));
                 case RELOAD -> new Change.Reload(t, require(newMap, "n", o));
+                case MARK -> {
+                    if (!(require(newMap, "n", o).get("batch") instanceof Number n) || n.longValue() < 0) {
+                        throw bad("mark in batch " + current.id() + " names no batch number: " + newMap);
+                    }
+                    yield new Change.Mark(n.longValue());
+                }
             };
         } catch (IllegalArgumentException e) {
             throw bad("bad change in batch " + current.id() + ": " + e.getMessage());

@@ -105,7 +105,7 @@ public final class H2Dialect implements Dialect {
     @Override
     public void streamBatch(Connection c, SealedBatch b, String destination, OutboxRowSink sink)
             throws SQLException, java.io.IOException {
-        try (PreparedStatement ps = c.prepareStatement("SELECT op, table_name, old_row, new_row, captured_at FROM sync_outbox "
+        try (PreparedStatement ps = c.prepareStatement("SELECT op, table_name, old_row, new_row, captured_at, origin FROM sync_outbox "
                 + "WHERE channel = ? AND batch_seq = ? AND (origin IS NULL OR origin <> ?) ORDER BY seq")) {
             ps.setFetchSize(1000);
             ps.setString(1, b.channel());
@@ -115,7 +115,23 @@ public final class H2Dialect implements Dialect {
                 while (rs.next()) {
                     OffsetDateTime captured = rs.getObject(5, OffsetDateTime.class);
                     sink.accept(rs.getString(1), rs.getString(2), OutboxRowSink.Row.ofJson(rs.getString(3)),
-                            OutboxRowSink.Row.ofJson(rs.getString(4)), captured == null ? null : captured.toInstant());
+                            OutboxRowSink.Row.ofJson(rs.getString(4)), captured == null ? null : captured.toInstant(), rs.getString(6));
+                }
+            }
+        }
+    }
+
+    @Override
+    public void streamUnsealed(Connection c, String channel, OutboxRowSink sink) throws SQLException, java.io.IOException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT op, table_name, old_row, new_row, captured_at, origin FROM sync_outbox "
+                + "WHERE channel = ? AND batch_seq IS NULL ORDER BY seq")) {
+            ps.setFetchSize(1000);
+            ps.setString(1, channel);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    OffsetDateTime captured = rs.getObject(5, OffsetDateTime.class);
+                    sink.accept(rs.getString(1), rs.getString(2), OutboxRowSink.Row.ofJson(rs.getString(3)),
+                            OutboxRowSink.Row.ofJson(rs.getString(4)), captured == null ? null : captured.toInstant(), rs.getString(6));
                 }
             }
         }

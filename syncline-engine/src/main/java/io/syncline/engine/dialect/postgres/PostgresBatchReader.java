@@ -45,7 +45,7 @@ final class PostgresBatchReader {
     }
 
     private record Header(long seq, String op, String table, Integer captureId, java.time.Instant capturedAt, String oldRow,
-                          String newRow, long rows) {
+                          String newRow, long rows, String origin) {
     }
 
     static void stream(Connection c, SealedBatch b, String destination, String window, OutboxRowSink sink) throws SQLException, IOException {
@@ -56,7 +56,7 @@ final class PostgresBatchReader {
         try (Statement s = c.createStatement()) {
             s.execute(PostgresDialect.INDEXES_ONLY);
         }
-        String sql = "SELECT o.seq, o.op, o.table_name, o.capture_id, o.captured_at, o.old_row, o.new_row, o.row_count "
+        String sql = "SELECT o.seq, o.op, o.table_name, o.capture_id, o.captured_at, o.old_row, o.new_row, o.row_count, o.origin "
                 + "FROM sync_outbox o WHERE " + window + " AND o.channel = " + PostgresCapture.literal(b.channel())
                 + " AND (o.origin IS NULL OR o.origin <> " + PostgresCapture.literal(destination) + ") ORDER BY o.seq";
         try (Statement s = c.createStatement()) {
@@ -69,7 +69,7 @@ final class PostgresBatchReader {
                     int id = rs.getInt(4);
                     Integer captureId = rs.wasNull() ? null : id;
                     Header h = new Header(rs.getLong(1), rs.getString(2), rs.getString(3), captureId,
-                            captured == null ? null : captured.toInstant(), rs.getString(6), rs.getString(7), rs.getLong(8));
+                            captured == null ? null : captured.toInstant(), rs.getString(6), rs.getString(7), rs.getLong(8), rs.getString(9));
                     if (h.rows() >= CHUNK_ROWS && !chunk.isEmpty()) {
                         // A big statement gets a chunk of its own, whose rows stream unsorted.
                         emit(c, chunk, generations, sink);
@@ -102,7 +102,7 @@ final class PostgresBatchReader {
             for (Header h : chunk) {
                 if (h.captureId() == null) {
                     sink.accept(h.op(), h.table(), OutboxRowSink.Row.ofJson(h.oldRow()), OutboxRowSink.Row.ofJson(h.newRow()),
-                            h.capturedAt());
+                            h.capturedAt(), h.origin());
                     continue;
                 }
                 PostgresCapture.Generation g = generations.get(h.captureId());
@@ -120,7 +120,7 @@ final class PostgresBatchReader {
                 while (r.at(h.seq())) {
                     r.load(h.op());
                     sink.accept(h.op(), h.table(), h.op().equals("I") ? null : r.oldRow, h.op().equals("D") ? null : r.newRow,
-                            h.capturedAt());
+                            h.capturedAt(), h.origin());
                     r.advance();
                     n++;
                 }

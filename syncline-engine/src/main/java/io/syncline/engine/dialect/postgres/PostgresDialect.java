@@ -176,6 +176,23 @@ public final class PostgresDialect implements Dialect {
         PostgresBatchReader.stream(c, b, destination, window(b.from(), b.to()), sink);
     }
 
+    @Override
+    public void streamUnsealed(Connection c, String channel, OutboxRowSink sink) throws SQLException, java.io.IOException {
+        String current;
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT pg_current_snapshot()::text")) {
+            rs.next();
+            current = rs.getString(1);
+        }
+        String previous = SyncSchema.getState(c, SNAPSHOT_KEY + channel);
+        if (previous == null) {
+            previous = EMPTY_SNAPSHOT;
+        }
+        if (!previous.equals(current)) { // in a REPEATABLE READ transaction that sealed, they are the same
+            PostgresBatchReader.stream(c, new SealedBatch(channel, 0, previous, current, 0, Instant.EPOCH, null), "",
+                    window(previous, current), sink);
+        }
+    }
+
     /*
      * The outbox and the row tables are queues: they grow by thousands of rows between two autovacuum analyzes, so
      * their statistics are always stale, and the planner, seeing a small table and an index of unknown correlation,
