@@ -16,6 +16,7 @@ import io.syncline.engine.apply.ApplyOutcome;
 import io.syncline.engine.apply.BatchApplier;
 import io.syncline.engine.apply.Guards;
 import io.syncline.engine.capture.CaptureInstaller;
+import io.syncline.engine.codec.CanonicalWriter;
 import io.syncline.engine.codec.Json;
 import io.syncline.engine.conflict.ConflictLog;
 import io.syncline.engine.conflict.HybridClock;
@@ -24,6 +25,8 @@ import io.syncline.engine.dialect.h2.H2Dialect;
 import io.syncline.engine.outbox.OutboxRowSink;
 import io.syncline.engine.outbox.OutboxStore;
 import io.syncline.engine.outbox.SealedBatch;
+import io.syncline.engine.schema.SchemaReader;
+import io.syncline.engine.schema.TableMeta;
 import io.syncline.engine.verify.TableChecksum;
 import io.syncline.transport.wire.WireReader;
 import io.syncline.transport.wire.WireWriter;
@@ -67,8 +70,9 @@ import org.junit.jupiter.api.TestFactory;
  * (some to NULL) and deletes on a few overlapping keys at every node, the hub included, one to three rows per transaction,
  * and random sync steps in random order: seals, pushes of all or only the first unacknowledged batch, lost
  * acknowledgements (the next push re-sends), re-sent batches (duplicates), batches sent ahead of their turn (refused),
- * fetches of only some of the hub's batches (delay), whole sync rounds, and under policy manual an operator settling open
- * conflicts. The policy is chosen per case; a third of the cases come to rest half-way and then go on. Batches travel
+ * fetches of only some of the hub's batches (delay), copies of the channel (reloads) at any moment, whole sync rounds, and
+ * under policy manual an operator settling open conflicts. The hub never sends a site its own changes: a site's share
+ * leaves them out and carries the marks of its batches ({@link HubDistributor#passes}). The policy is chosen per case; a third of the cases come to rest half-way and then go on. Batches travel
  * through the real wire format, as SiteNode and HubNode send them. Then the system is brought to rest, and:
  * <ul>
  *   <li>every node holds the hub's rows ({@link TableChecksum});</li>
@@ -225,7 +229,7 @@ class TwoWayConvergenceTest {
 
     private enum Push { ALL, FIRST, LOSE_ACK, RESEND_APPLIED, AHEAD }
 
-    private enum Fetch { ALL, SOME, RESEND_APPLIED, AHEAD }
+    private enum Fetch { ALL, SOME, RESEND_APPLIED, AHEAD, COPY }
 
     private static final class Case {
         final long seed;
@@ -626,6 +630,36 @@ class TwoWayConvergenceTest {
                             .isInstanceOf(ApplyOutcome.Duplicate.class);
                     assertThat(checksum(s)).as("site rows after a duplicate").isEqualTo(before);
                     log.add(prefix + "batch " + seq + " again: " + describe(outcomes));
+                }
+                case COPY -> {
+                    // As HubDistributor.sendReload does for a two-way channel: the hub seals batch N and records the site at
+                    // N; the copy starts with the mark of the site's last batch it holds, then every row.
+                    long holds = hubLedger(s);
+                    OutboxStore.ReloadPoint point = hub.outbox.openReload(hub.c, s.id, CHANNEL);
+                    assertThat(BatchApplier.lastApplied(hub.c, s.id, CHANNEL)).isEqualTo(holds);
+                    hub.c.commit();
+                    ByteArrayOutputStream out = new ByteArrayOutputStream();
+                    try (WireWriter w = new WireWriter(out)) {
+                        w.beginBatch(new BatchHeader(new BatchId(HUB, CHANNEL, point.batch()), hub.clock.instant(), null, hub.stamps.tick()),
+                                true, point.token());
+                        w.change("M", "", null, "{\"batch\":" + holds + "}");
+                        TableMeta meta = SchemaReader.read(hub.c, TABLE);
+                        try (Statement st = hub.c.createStatement(); ResultSet rs = st.executeQuery("SELECT * FROM " + TABLE)) {
+                            while (rs.next()) {
+                                w.change("R", TABLE, null, CanonicalWriter.row(meta.columns(), rs, false));
+                            }
+                        }
+                        hub.c.commit();
+                        w.endBatch();
+                    }
+                    List<ApplyOutcome> outcomes = new ArrayList<>();
+                    try (WireReader reader = new WireReader(new ByteArrayInputStream(out.toByteArray()))) {
+                        BatchHeader h = reader.nextBatch();
+                        assertThat(reader.isReload()).isTrue();
+                        outcomes.add(s.applier.reload(s.c, h, spec.fromHub(), reader.changes(), null));
+                        s.stamps.observe(h.stamp());
+                    }
+                    log.add(prefix + "copy as of batch " + point.batch() + " holding its batch " + holds + ": " + describe(outcomes));
                 }
                 case AHEAD -> {
                     List<SealedBatch> ahead = hub.outbox.sealedAfter(hub.c, CHANNEL, ledger + 1, 1);

@@ -161,11 +161,6 @@ public final class Guards implements OutboxStore.SealListener {
         return t;
     }
 
-    /** Forgets cached primary keys (after a schema change). */
-    void forget() {
-        tables.clear();
-    }
-
     private static String storedKey(String key) {
         return key.length() <= 1000 ? key : "sha256:" + Rows.hash(Map.of("key", key));
     }

@@ -86,6 +86,8 @@ final class PostgresBatchReader {
                 }
                 emit(c, chunk, generations, sink);
             }
+            // The rest of the transaction plans as usual: a site's two-way apply reads a batch it just sealed, then writes.
+            s.execute("SET LOCAL enable_seqscan TO DEFAULT");
         }
     }
 
