@@ -71,4 +71,16 @@ public sealed interface Change {
             return "";
         }
     }
+
+    /**
+     * Not a row change: in a site's batch of a two-way channel, a request that the hub send its row at {@code key} (a
+     * primary key) to every site again. A site sends it when it had to remove a row of its own that the hub has not taken
+     * in yet, to make room for the hub's rows (docs/conflicts.md, "A change never comes back").
+     */
+    record Refresh(String table, Map<String, Object> key) implements Change {
+        public Refresh {
+            Objects.requireNonNull(table, "table");
+            Objects.requireNonNull(key, "key");
+        }
+    }
 }

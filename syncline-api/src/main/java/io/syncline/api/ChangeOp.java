@@ -4,7 +4,9 @@ package io.syncline.api;
 public enum ChangeOp {
     INSERT('I'), UPDATE('U'), DELETE('D'), RELOAD('R'),
     /** Not a row: a hub's mark, in a two-way channel, of where a site's batch took effect ({@link Change.Mark}). */
-    MARK('M');
+    MARK('M'),
+    /** Not a row: a site's request, in a two-way channel, that the hub send a row again ({@link Change.Refresh}). */
+    REFRESH('K');
 
     private final char code;
 
@@ -20,7 +22,7 @@ public enum ChangeOp {
     /**
      * Parses an operation code.
      *
-     * @throws IllegalArgumentException naming the code when it is not one of I, U, D, R, M
+     * @throws IllegalArgumentException naming the code when it is not one of I, U, D, R, M, K
      */
     public static ChangeOp ofCode(String code) {
         if (code != null && code.length() == 1) {
@@ -30,6 +32,6 @@ public enum ChangeOp {
                 }
             }
         }
-        throw new IllegalArgumentException("unknown change operation code '" + code + "' (expected I, U, D, R or M)");
+        throw new IllegalArgumentException("unknown change operation code '" + code + "' (expected I, U, D, R, M or K)");
     }
 }

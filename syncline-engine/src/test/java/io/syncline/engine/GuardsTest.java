@@ -49,11 +49,20 @@ class GuardsTest extends DbTestBase {
     private void site(TestDb.Kind kind) throws Exception {
         db = newDb(kind);
         db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
+        openSite();
+    }
+
+    private void openSite() throws Exception {
+        openSite(CHANNEL);
+    }
+
+    /** This test's database as a site of {@code channel}: capture installed, seals guarding, batches applied under guards. */
+    private void openSite(ChannelSpec channel) throws Exception {
         c = db.open();
         SyncSchema.install(c, db.dialect());
         c.commit();
         Clock clock = Clock.systemUTC();
-        new CaptureInstaller(db.dialect(), clock).install(c, List.of(CHANNEL));
+        new CaptureInstaller(db.dialect(), clock).install(c, List.of(channel));
         c.commit();
         Guards guards = new Guards(db.dialect(), "ch"::equals);
         outbox = new OutboxStore(db.dialect(), clock, new HybridClock(clock), guards);
@@ -82,6 +91,11 @@ class GuardsTest extends DbTestBase {
 
     private ApplyOutcome fromHub(long seq, Iterator<Change> changes) {
         return applier.apply(c, new BatchHeader(new BatchId("hq", "ch", seq), Instant.now(), null, 1), CHANNEL.fromHub(), changes);
+    }
+
+    private ApplyOutcome fromHub(long seq, ChannelSpec channel, Change... changes) {
+        return applier.apply(c, new BatchHeader(new BatchId("hq", "ch", seq), Instant.now(), null, 1), channel.fromHub(),
+                List.of(changes).iterator());
     }
 
     /** A local transaction of the site's application. */
@@ -256,5 +270,170 @@ class GuardsTest extends DbTestBase {
         assertThat(rows()).isEmpty();
         assertThat(BatchApplier.lastApplied(c, "b", "ch")).isZero();
         c.commit();
+    }
+
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldApplyTheHalfOfAKeyChangeThatTouchesNoGuardedKey(TestDb.Kind kind) throws Exception {
+        site(kind);
+        fromHub(1, new Change.Insert("item", row(1, "v")), new Change.Insert("item", row(5, "v5")));
+        local("UPDATE item SET name = 'w' WHERE id = 1"); // guards key 1
+        local("INSERT INTO item VALUES (6, 'mine')");    // guards key 6
+        seal();
+        // Site c moved 1 to 2: key 2 is not guarded here, so the row arrives there; key 1 keeps this site's w.
+        fromHub(2, new Change.Update("item", row(1, "v"), row(2, "v")));
+        // Site c moved 5 to 6: key 6 is guarded, so only the old row goes.
+        fromHub(3, new Change.Update("item", row(5, "v5"), row(6, "v5")));
+        assertThat(rows()).containsExactly(json(1, "w"), json(2, "v"), json(6, "mine"));
+    }
+
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldAskTheHubForARowOfItsOwnThatGaveWayToAUniqueValueOfTheHub(TestDb.Kind kind) throws Exception {
+        db = newDb(kind);
+        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100), sku VARCHAR(20) UNIQUE)");
+        openSite();
+        local("INSERT INTO item VALUES (1, 'mine', 'S')");
+        seal();
+        Map<String, Object> theirs = new LinkedHashMap<>(row(2, "theirs"));
+        theirs.put("sku", "S");
+        fromHub(1, new Change.Insert("item", theirs));
+        assertThat(rows()).containsExactly(Json.write(theirs));
+        // The hub may take this site's row 1 in without conflict (if row 2 lets go of S first): it sends row 1 again.
+        assertThat(unsealed()).containsExactly("K {\"id\":1}");
+        assertThat(seal()).isEqualTo(2);
+        assertThat(guards()).isEqualTo(1);
+    }
+
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldKeepTheParentOfAGuardedRowWhenACopyReplacesTheTablesAndAskTheHubForIt(TestDb.Kind kind) throws Exception {
+        db = newDb(kind);
+        db.exec("CREATE TABLE parent (id INT PRIMARY KEY, name VARCHAR(100))",
+                "CREATE TABLE child (id INT PRIMARY KEY, parent_id INT REFERENCES parent (id) ON DELETE CASCADE)");
+        ChannelSpec orders = new ChannelSpec("ch", ChannelSpec.Direction.TWO_WAY, null, List.of(TableSpec.of("parent"), TableSpec.of("child")),
+                ConflictPolicy.of(ConflictPolicy.Kind.LAST_WRITER_WINS));
+        openSite(orders);
+        fromHub(1, orders, new Change.Insert("parent", row(1, "p")));
+        local("INSERT INTO child VALUES (10, 1)"); // on its way to the hub: guarded
+        seal();
+        // A copy from a hub that deleted parent 1 meanwhile: the child's change will meet that at the hub.
+        applier.reload(c, new BatchHeader(new BatchId("hq", "ch", 7), Instant.now(), null, 1), orders.fromHub(),
+                List.<Change>of(new Change.Mark(0), new Change.Reload("parent", row(2, "q"))).iterator(), null);
+        assertThat(Rows.of(c, db.dialect(), "parent")).containsExactly(json(1, "p"), json(2, "q"));
+        assertThat(Rows.of(c, db.dialect(), "child")).hasSize(1);
+        assertThat(unsealed()).containsExactly("K {\"id\":1}");
+    }
+
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldSendARowAgainWhenASiteAsksForIt(TestDb.Kind kind) throws Exception {
+        db = newDb(kind);
+        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
+        c = db.open();
+        SyncSchema.install(c, db.dialect());
+        c.commit();
+        local("INSERT INTO item VALUES (1, 'hub')");
+        BatchApplier hub = new BatchApplier(db.dialect(), Clock.systemUTC());
+        hub.applyTwoWay(c, new BatchHeader(new BatchId("b", "ch", 1), Instant.now(), null, 100), CHANNEL,
+                List.<Change>of(new Change.Refresh("item", Map.of("id", 1)), new Change.Refresh("item", Map.of("id", 2))).iterator(),
+                new TwoWay("hq", new HybridClock(Clock.systemUTC())));
+        assertThat(hubOutbox()).containsExactly("M b {\"batch\":1}", "R null " + json(1, "hub"), "D null null");
+        assertThat(rows()).containsExactly(json(1, "hub"));
+    }
+
+    @org.junit.jupiter.api.Test
+    void shouldApplyTwoBatchesTouchingAKeyInTheOrderTheyTookEffectWhenTheFirstFindsNoRow() throws Exception {
+        db = newDb(TestDb.Kind.POSTGRES);
+        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
+        c = db.open();
+        SyncSchema.install(c, db.dialect());
+        c.commit();
+        new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL.fromHub()));
+        c.commit();
+        BatchApplier hub = new BatchApplier(db.dialect(), Clock.systemUTC());
+        TwoWay twoWay = new TwoWay("hq", new HybridClock(Clock.systemUTC()));
+        java.util.concurrent.CountDownLatch deleted = new java.util.concurrent.CountDownLatch(1);
+        java.util.concurrent.CountDownLatch go = new java.util.concurrent.CountDownLatch(1);
+        // Site a deletes row 1, which the hub does not have; its batch stays open while site b's insert of row 1 arrives.
+        Iterator<Change> slow = new Iterator<>() {
+            int given;
+
+            @Override
+            public boolean hasNext() {
+                if (given == 1) {
+                    deleted.countDown();
+                    try {
+                        go.await(30, java.util.concurrent.TimeUnit.SECONDS);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                }
+                return given == 0;
+            }
+
+            @Override
+            public Change next() {
+                given++;
+                return new Change.Delete("item", row(1, "v"));
+            }
+        };
+        java.util.concurrent.ExecutorService threads = java.util.concurrent.Executors.newFixedThreadPool(2);
+        try (Connection a = db.open(); Connection b = db.open()) {
+            java.util.concurrent.CompletableFuture<ApplyOutcome> fromA = java.util.concurrent.CompletableFuture.supplyAsync(() ->
+                    hub.applyTwoWay(a, new BatchHeader(new BatchId("a", "ch", 1), Instant.now(), null, 100), CHANNEL, slow, twoWay), threads);
+            assertThat(deleted.await(30, java.util.concurrent.TimeUnit.SECONDS)).isTrue();
+            java.util.concurrent.CompletableFuture<ApplyOutcome> fromB = java.util.concurrent.CompletableFuture.supplyAsync(() ->
+                    hub.applyTwoWay(b, new BatchHeader(new BatchId("b", "ch", 1), Instant.now(), null, 200), CHANNEL,
+                            List.<Change>of(new Change.Insert("item", row(1, "b"))).iterator(), twoWay), threads);
+            // b waits for a's lock on key 1 (without it, b's insert would come before a's mark in the hub's order)
+            org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(20)).until(() -> {
+                if (fromB.isDone()) {
+                    throw new AssertionError("b did not wait for a: " + fromB.handle((o, e) -> e != null ? e : o).get());
+                }
+                return waitingForALock(c);
+            });
+            go.countDown();
+            assertThat(fromA.get(30, java.util.concurrent.TimeUnit.SECONDS)).isInstanceOf(ApplyOutcome.Applied.class);
+            assertThat(fromB.get(30, java.util.concurrent.TimeUnit.SECONDS)).isInstanceOf(ApplyOutcome.Applied.class);
+        } finally {
+            go.countDown();
+            threads.shutdownNow();
+        }
+        assertThat(hubOutbox()).containsExactly("M a {\"batch\":1}", "I b null", "M b {\"batch\":1}");
+    }
+
+    private static boolean waitingForALock(Connection c) throws Exception {
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")) {
+            rs.next();
+            boolean waiting = rs.getLong(1) > 0;
+            c.commit();
+            return waiting;
+        }
+    }
+
+    /** The hub's outbox: "op origin new-row" per row (PostgreSQL statement rows show no row), oldest first. */
+    private List<String> hubOutbox() throws Exception {
+        List<String> out = new ArrayList<>();
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT op, origin, new_row FROM sync_outbox ORDER BY seq")) {
+            while (rs.next()) {
+                out.add(rs.getString(1) + " " + rs.getString(2) + " " + rs.getString(3));
+            }
+        }
+        c.commit();
+        return out;
+    }
+
+    /** This site's outbox rows not sealed yet that it wrote itself (not applied from the hub): "op old-row". */
+    private List<String> unsealed() throws Exception {
+        List<String> out = new ArrayList<>();
+        db.dialect().streamUnsealed(c, "ch", (op, table, oldRow, newRow, at, origin) -> {
+            if (origin == null) {
+                out.add(op + " " + (oldRow == null ? null : Guards.text(oldRow)));
+            }
+        });
+        c.commit();
+        return out;
     }
 }

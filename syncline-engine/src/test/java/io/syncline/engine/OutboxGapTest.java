@@ -126,6 +126,7 @@ class OutboxGapTest extends DbTestBase {
             case Change.Update u -> ((Number) u.newRow().get("id")).intValue();
             case Change.Delete d -> ((Number) d.oldRow().get("id")).intValue();
             case Change.Mark m -> throw new AssertionError("a site's outbox holds no marks: " + m);
+            case Change.Refresh r -> throw new AssertionError("no two-way channel here: " + r);
         }).toList();
     }
 }

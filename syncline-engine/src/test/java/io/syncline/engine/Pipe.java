@@ -61,6 +61,7 @@ final class Pipe {
             case DELETE -> new Change.Delete(table, o);
             case RELOAD -> new Change.Reload(table, n);
             case MARK -> new Change.Mark(((Number) n.get("batch")).longValue());
+            case REFRESH -> new Change.Refresh(table, o);
         };
     }
 

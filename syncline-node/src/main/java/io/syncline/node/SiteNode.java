@@ -259,13 +259,13 @@ public final class SiteNode implements NodeControl {
         }
     }
 
-    /** The registration's site-to-hub and two-way channels: captured here and sent to the hub. */
     /** Whether {@code channel} is a two-way channel of the current registration. */
     private boolean isTwoWay(String channel) {
         Registration.Response r = registration;
         return r != null && upstream(r).stream().anyMatch(ch -> ch.name().equals(channel) && ch.direction() == ChannelSpec.Direction.TWO_WAY);
     }
 
+    /** The registration's site-to-hub and two-way channels: captured here and sent to the hub. */
     private static List<ChannelSpec> upstream(Registration.Response r) {
         return r.channels().stream().filter(ch -> ch.direction().fromSites()).toList();
     }
@@ -378,6 +378,11 @@ public final class SiteNode implements NodeControl {
         try (Connection c = db.connection()) {
             try {
                 outbox.startOver(c);
+                // Every channel is copied again: the hub's batches not fetched yet may hold marks of this site's batches
+                // under the old numbering, which would release the new numbering's guards (two-way channels).
+                try (java.sql.Statement s = c.createStatement()) {
+                    s.executeUpdate("DELETE FROM sync_state WHERE k LIKE '" + ROUTE + "%'");
+                }
                 String fresh = Secrets.newToken();
                 SyncSchema.putState(c, INCARNATION, fresh);
                 c.commit();

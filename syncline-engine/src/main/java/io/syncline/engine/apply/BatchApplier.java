@@ -203,8 +203,13 @@ public final class BatchApplier {
                         if (change instanceof Change.Mark m && guarding) {
                             guards.release(c, channel.name(), m.batch());
                             guarded = guards.any(c, channel.name());
-                        } else if (!guarded || !w.guarded(change)) {
+                        } else if (!guarded) {
                             w.apply(change);
+                        } else {
+                            Change unguarded = w.unguarded(change);
+                            if (unguarded != null) {
+                                w.apply(unguarded);
+                            }
                         }
                     }
                 }
@@ -313,6 +318,14 @@ public final class BatchApplier {
         if (change instanceof Change.Mark) {
             throw new BadBatchException(Stage.APPLY, "batch " + id + " carries a mark (op M), which only a hub sends, and only to a "
                     + "site of a two-way channel");
+        }
+    }
+
+    /** Refuses a request to send a row again in a batch sent to anything but the hub of a two-way channel. */
+    static void refuseRefresh(BatchId id, Change change) {
+        if (change instanceof Change.Refresh) {
+            throw new BadBatchException(Stage.APPLY, "batch " + id + " carries a request to send a row again (op K), which only a site "
+                    + "sends, and only to the hub of a two-way channel");
         }
     }
 
@@ -512,6 +525,7 @@ public final class BatchApplier {
                 TableMeta child = target(c, ref.table());
                 for (Map<String, Object> ch : rowsWhere(child, ref.columns(), row, ref.referenced())) {
                     release(child, ch, depth + 1);
+                    refreshIfGuarded(child, ch);
                     PreparedStatement del = statement("DELETE FROM " + dialect.quote(child.name()) + " WHERE " + keyPredicate(child));
                     bindKey(del, 1, child, ch);
                     del.executeUpdate();
@@ -541,6 +555,13 @@ public final class BatchApplier {
                     continue;
                 }
                 flush();
+                if (guards != null) {
+                    for (Map<String, Object> holder : rowsWhere(t, key, row, key)) {
+                        if (!samePrimaryKey(t, holder, row)) {
+                            refreshIfGuarded(t, holder);
+                        }
+                    }
+                }
                 PreparedStatement ps = statement("DELETE FROM " + dialect.quote(t.name()) + " WHERE " + equal(t, key)
                         + " AND NOT (" + keyPredicate(t) + ")");
                 bindKey(ps, bindValues(ps, 1, t, key, row, key), t, row);
@@ -589,26 +610,62 @@ public final class BatchApplier {
             return io.syncline.engine.codec.Json.parseRow(io.syncline.engine.codec.CanonicalWriter.row(t.columns(), rs, false));
         }
 
-        /** Whether a change of the hub touches a row guarded here (by its old or its new primary key). */
-        boolean guarded(Change change) throws SQLException {
+        /**
+         * What of a change of the hub applies here, where rows are guarded: nothing at a guarded key (null), the change
+         * itself when it touches none. A key change touches two keys: when only its old key is guarded, its new row is
+         * still written; when only its new key is, its old row is still removed.
+         */
+        Change unguarded(Change change) throws SQLException {
             TableSpec spec = channel.table(change.table());
             if (spec == null) {
-                return false; // refused by apply, with the reason
+                return change; // refused by apply, with the reason
             }
             TableMeta t = target(c, spec.target());
-            boolean hit = switch (change) {
-                case Change.Insert i -> guards.guarded(c, t, i.newRow());
-                case Change.Reload r -> guards.guarded(c, t, r.newRow());
-                case Change.Delete d -> guards.guarded(c, t, d.oldRow());
-                case Change.Update u -> guards.guarded(c, t, withUnchanged(t, u.oldRow(), u.newRow())) || guards.guarded(c, t, u.newRow());
-                case Change.Mark m -> false;
+            Change out = switch (change) {
+                case Change.Insert i -> guards.guarded(c, t, i.newRow()) ? null : change;
+                case Change.Reload r -> guards.guarded(c, t, r.newRow()) ? null : change;
+                case Change.Delete d -> guards.guarded(c, t, d.oldRow()) ? null : change;
+                case Change.Update u -> {
+                    Map<String, Object> before = withUnchanged(t, u.oldRow(), u.newRow());
+                    boolean oldKey = guards.guarded(c, t, before);
+                    if (samePrimaryKey(t, before, u.newRow())) {
+                        yield oldKey ? null : change;
+                    }
+                    boolean newKey = guards.guarded(c, t, u.newRow());
+                    yield oldKey && newKey ? null : oldKey ? new Change.Reload(u.table(), u.newRow())
+                            : newKey ? new Change.Delete(u.table(), before) : change;
+                }
+                case Change.Mark m -> change;
+                case Change.Refresh r -> change;
             };
-            if (hit) {
-                LOG.debug("batch {}: {} {} skipped: this site changed the row since, and the hub has not taken that change in yet", id,
-                        t.name(), Guards.keyOf(t, change instanceof Change.Delete d ? d.oldRow() : change instanceof Change.Update u
-                                ? u.oldRow() : change instanceof Change.Insert i ? i.newRow() : ((Change.Reload) change).newRow()));
+            if (out != change) {
+                LOG.debug("batch {}: {} of {} {} {}: this site changed the row since, and the hub has not taken that change in yet", id,
+                        change.getClass().getSimpleName(), t.name(), change, out == null ? "skipped" : "applied as " + out);
             }
-            return hit;
+            return out;
+        }
+
+        /*
+         * At a site of a two-way channel, a row of its own that the hub has not taken in yet is removed here to make room for
+         * the hub's rows (a unique value, a removed parent, a copy). Its change still reaches the hub, which may take it in
+         * without conflict and would not send it back: so the site asks the hub to send that row again (op K), in its next
+         * batch, whose seal guards the key until then.
+         */
+        private void refreshIfGuarded(TableMeta t, Map<String, Object> row) throws SQLException {
+            if (guards != null && guards.guarded(c, t, row)) {
+                requestRefresh(t, row);
+            }
+        }
+
+        private void requestRefresh(TableMeta t, Map<String, Object> row) throws SQLException {
+            flush();
+            try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_outbox (channel, table_name, op, old_row, origin) "
+                    + "VALUES (?, ?, 'K', ?, NULL)")) {
+                ps.setString(1, channel.name());
+                ps.setString(2, t.name().toLowerCase(Locale.ROOT));
+                ps.setString(3, io.syncline.engine.codec.Json.write(Guards.keyOf(t, row)));
+                ps.executeUpdate();
+            }
         }
 
         /** Empties {@code t} for a reload; with {@code spare}, the rows guarded here stay (their changes are on their way). */
@@ -625,13 +682,30 @@ public final class BatchApplier {
                 try (ResultSet rs = s.executeQuery("SELECT * FROM " + dialect.quote(t.name()))) {
                     while (rs.next()) {
                         Map<String, Object> row = rowOf(t, rs);
-                        if (!guards.guarded(c, t, row)) {
-                            delete(t, row);
+                        if (guards.guarded(c, t, row)) {
+                            continue;
                         }
+                        if (referencedHere(t, row)) {
+                            // A kept row of this channel references it: it stays too, and the hub sends it again.
+                            requestRefresh(t, row);
+                            continue;
+                        }
+                        delete(t, row);
                     }
                 }
             }
             flush();
+        }
+
+        /** Whether a row of another table of this channel references {@code row}. */
+        private boolean referencedHere(TableMeta t, Map<String, Object> row) throws SQLException {
+            for (SchemaReader.Reference ref : referencedBy(c, t)) {
+                if (holds(ref.table()) && ref.referenced().stream().noneMatch(col -> row.get(col) == null)
+                        && !rowsWhere(target(c, ref.table()), ref.columns(), row, ref.referenced()).isEmpty()) {
+                    return true;
+                }
+            }
+            return false;
         }
 
         /**
@@ -644,7 +718,7 @@ public final class BatchApplier {
             String[] overwritten = {null};
             try {
                 dialect.streamUnsealed(c, channel.name(), (op, table, oldRow, newRow, capturedAt, origin) -> {
-                    if (origin != null || "M".equals(op) || overwritten[0] != null) {
+                    if (origin != null || "M".equals(op) || "K".equals(op) || overwritten[0] != null) {
                         return;
                     }
                     try {
@@ -676,6 +750,7 @@ public final class BatchApplier {
 
         void apply(Change change) throws SQLException {
             refuseMark(id, change);
+            refuseRefresh(id, change);
             TableSpec spec = channel.table(change.table());
             if (spec == null) {
                 throw new BadBatchException(Stage.APPLY, "table '" + change.table() + "' is not in channel '" + channel.name() + "'");
@@ -716,6 +791,7 @@ public final class BatchApplier {
                 }
                 case Change.Delete d -> delete(t, withHubColumn(spec, d.oldRow()));
                 case Change.Mark m -> throw new IllegalStateException("refused above");
+                case Change.Refresh r -> throw new IllegalStateException("refused above");
             }
         }
 

@@ -165,7 +165,8 @@ public final class Guards implements OutboxStore.SealListener {
         return key.length() <= 1000 ? key : "sha256:" + Rows.hash(Map.of("key", key));
     }
 
-    static String text(OutboxRowSink.Row row) throws IOException {
+    /** A row of a sink as canonical JSON text. */
+    public static String text(OutboxRowSink.Row row) throws IOException {
         StringWriter out = new StringWriter(128);
         try (JsonGenerator g = Json.FACTORY.createGenerator(out)) {
             row.writeTo(g);

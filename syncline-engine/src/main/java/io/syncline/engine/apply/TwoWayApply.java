@@ -59,6 +59,8 @@ final class TwoWayApply {
     /** The batch's stamp, as the hub's clock takes it in (a stamp far ahead of the hub's wall clock is capped). */
     private final long stamp;
     private int conflicts;
+    /** Keys locked in this transaction (ConflictLog.lockKey), as "table key". */
+    private final java.util.Set<String> locked = new java.util.HashSet<>();
 
     TwoWayApply(BatchApplier applier, BatchApplier.Writer w, Connection c, BatchHeader header, ChannelSpec channel, TwoWay ctx) {
         this.applier = applier;
@@ -90,6 +92,7 @@ final class TwoWayApply {
                 case Change.Update u -> update(spec, t, u.oldRow(), u.newRow());
                 case Change.Delete d -> delete(spec, t, d.oldRow());
                 case Change.Mark m -> throw new IllegalStateException("refused above");
+                case Change.Refresh r -> resend(t, r.key()); // the site had to remove its row: it gets the hub's
             }
             w.flush();
         } catch (SQLException e) {
@@ -415,6 +418,10 @@ final class TwoWayApply {
 
     /** The hub's row at the primary key {@code key} holds, locked for this transaction; null when there is none. */
     private Map<String, Object> read(TableMeta t, Map<String, Object> key) throws SQLException {
+        String locking = t.name() + " " + keyJson(t, key);
+        if (locked.add(locking)) {
+            ConflictLog.lockKey(c, t.name(), keyJson(t, key));
+        }
         PreparedStatement ps = w.statement("SELECT * FROM " + w.quote(t.name()) + " WHERE " + w.keyPredicate(t) + " FOR UPDATE");
         w.bindKey(ps, 1, t, key);
         try (ResultSet rs = ps.executeQuery()) {

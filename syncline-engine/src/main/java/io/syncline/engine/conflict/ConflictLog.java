@@ -141,6 +141,43 @@ public final class ConflictLog {
         }
     }
 
+    /**
+     * Locks the key {@code rowKey} of {@code table} for the caller's transaction, whether a row is at that key or not: its
+     * {@code sync_row_stamp} entry, created without a stamp (writer and hash empty, which match no version) when it has
+     * none. The hub takes it before it reads a two-way row, so that two batches touching one key apply one after the
+     * other even when the first finds no row there, and the hub's order of their changes is the order they took effect.
+     */
+    public static void lockKey(Connection c, String table, String rowKey) throws SQLException {
+        String key = stampKey(rowKey);
+        for (int attempt = 0; attempt < 3; attempt++) {
+            try (PreparedStatement ps = c.prepareStatement("SELECT 1 FROM sync_row_stamp WHERE table_name = ? AND row_key = ? FOR UPDATE")) {
+                ps.setString(1, table);
+                ps.setString(2, key);
+                try (ResultSet rs = ps.executeQuery()) {
+                    if (rs.next()) {
+                        return;
+                    }
+                }
+            }
+            java.sql.Savepoint sp = c.setSavepoint();
+            try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_row_stamp (table_name, row_key, stamp, writer, row_hash) "
+                    + "VALUES (?, ?, 0, '', '')")) {
+                ps.setString(1, table);
+                ps.setString(2, key);
+                ps.executeUpdate();
+                c.releaseSavepoint(sp);
+                return; // the new entry is this transaction's until it ends
+            } catch (SQLException e) {
+                c.rollback(sp);
+                if (!"23505".equals(e.getSQLState()) && !"23001".equals(e.getSQLState())) {
+                    throw e;
+                }
+                // another transaction created it meanwhile: lock it
+            }
+        }
+        throw new SQLException("could not lock key " + rowKey + " of " + table + " in sync_row_stamp", "40001");
+    }
+
     /** Records the stamp of a row's version (callers hold the row's lock, so writers of one key are serialized). */
     public static void putStamp(Connection c, String table, String rowKey, Stamp s) throws SQLException {
         try (PreparedStatement ps = c.prepareStatement("UPDATE sync_row_stamp SET stamp = ?, writer = ?, row_hash = ? WHERE table_name = ? AND row_key = ?")) {

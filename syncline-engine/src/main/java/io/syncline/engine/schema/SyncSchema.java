@@ -61,6 +61,7 @@ public final class SyncSchema {
                     + "stamp BIGINT NOT NULL, writer VARCHAR(64) NOT NULL, row_hash VARCHAR(64) NOT NULL, PRIMARY KEY (table_name, row_key))");
             s.execute("CREATE TABLE IF NOT EXISTS sync_guard (table_name VARCHAR(128) NOT NULL, row_key VARCHAR(1000) NOT NULL, "
                     + "channel VARCHAR(64) NOT NULL, batch_seq BIGINT NOT NULL, PRIMARY KEY (table_name, row_key))");
+            s.execute("CREATE INDEX IF NOT EXISTS sync_guard_batch ON sync_guard (channel, batch_seq)"); // marks release by batch
             s.execute("CREATE TABLE IF NOT EXISTS sync_ack (destination VARCHAR(64) NOT NULL, channel VARCHAR(64) NOT NULL, "
                     + "acked_batch BIGINT NOT NULL, acked_at TIMESTAMP WITH TIME ZONE NOT NULL, PRIMARY KEY (destination, channel))");
             s.execute("CREATE TABLE IF NOT EXISTS sync_incoming (source VARCHAR(64) NOT NULL, channel VARCHAR(64) NOT NULL, "

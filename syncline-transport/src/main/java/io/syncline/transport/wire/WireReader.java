@@ -205,6 +205,7 @@ public final class WireReader implements Closeable {
                     }
                     yield new Change.Mark(n.longValue());
                 }
+                case REFRESH -> new Change.Refresh(t, require(oldMap, "o", o));
             };
         } catch (IllegalArgumentException e) {
             throw bad("bad change in batch " + current.id() + ": " + e.getMessage());
