@@ -215,9 +215,17 @@ class GuardsTest extends DbTestBase {
     @EnumSource(TestDb.Kind.class)
     void shouldForgetGuardsWhenTheSiteStartsOver(TestDb.Kind kind) throws Exception {
         site(kind);
-        local("INSERT INTO item VALUES (1, 'mine')");
+        try (java.sql.PreparedStatement ps = c.prepareStatement("INSERT INTO item VALUES (?, 'mine')")) {
+            for (int i = 1; i <= 1_200; i++) { // more than one chunk of guards
+                ps.setInt(1, i);
+                ps.addBatch();
+            }
+            ps.executeBatch();
+        }
+        c.commit();
+        local("UPDATE item SET name = 'again' WHERE id <= 10"); // the same keys again in one batch
         seal();
-        assertThat(guards()).isEqualTo(1);
+        assertThat(guards()).isEqualTo(1_200);
         outbox.startOver(c);
         c.commit();
         assertThat(guards()).as("guards name batches of the numbering that ended").isZero();

@@ -59,6 +59,7 @@ public final class Guards implements OutboxStore.SealListener {
         if (!twoWay.test(batch.channel())) {
             return;
         }
+        Map<String, String> keys = new LinkedHashMap<>(); // "table key" -> table, at most CHUNK, then written
         try {
             // Destination "": no origin left out here; changes that came from elsewhere are skipped below.
             dialect.streamBatch(c, batch, "", (op, table, oldRow, newRow, capturedAt, origin) -> {
@@ -67,16 +68,20 @@ public final class Guards implements OutboxStore.SealListener {
                 }
                 try {
                     TableMeta t = table(c, table);
-                    if (oldRow != null) {
-                        guard(c, batch, t, Json.parseRow(text(oldRow)));
+                    for (OutboxRowSink.Row row : new OutboxRowSink.Row[] {oldRow, newRow}) {
+                        if (row != null) {
+                            String key = storedKey(TwoWayApply.keyJson(t, Json.parseRow(text(row))));
+                            keys.put(t.name().toLowerCase(Locale.ROOT) + " " + key, key);
+                        }
                     }
-                    if (newRow != null) {
-                        guard(c, batch, t, Json.parseRow(text(newRow)));
+                    if (keys.size() >= CHUNK) {
+                        guard(c, batch, keys);
                     }
                 } catch (SQLException e) {
                     throw new IOException(e);
                 }
             });
+            guard(c, batch, keys);
         } catch (IOException e) {
             if (e.getCause() instanceof SQLException s) {
                 throw s;
@@ -85,25 +90,43 @@ public final class Guards implements OutboxStore.SealListener {
         }
     }
 
-    private void guard(Connection c, SealedBatch batch, TableMeta t, Map<String, Object> row) throws SQLException {
-        String table = t.name().toLowerCase(Locale.ROOT);
-        String key = storedKey(TwoWayApply.keyJson(t, row));
+    private static final int CHUNK = 500;
+
+    /** Guards {@code keys} ("table key" to key) by {@code batch}, in two JDBC batches, and forgets them. */
+    private static void guard(Connection c, SealedBatch batch, Map<String, String> keys) throws SQLException {
+        if (keys.isEmpty()) {
+            return;
+        }
+        java.util.List<Map.Entry<String, String>> entries = new java.util.ArrayList<>(keys.entrySet());
+        int[] updated;
         try (PreparedStatement ps = c.prepareStatement("UPDATE sync_guard SET batch_seq = ?, channel = ? WHERE table_name = ? AND row_key = ?")) {
-            ps.setLong(1, batch.sequence());
-            ps.setString(2, batch.channel());
-            ps.setString(3, table);
-            ps.setString(4, key);
-            if (ps.executeUpdate() > 0) {
-                return;
+            for (Map.Entry<String, String> e : entries) {
+                ps.setLong(1, batch.sequence());
+                ps.setString(2, batch.channel());
+                ps.setString(3, e.getKey().substring(0, e.getKey().indexOf(' ')));
+                ps.setString(4, e.getValue());
+                ps.addBatch();
             }
+            updated = ps.executeBatch();
         }
         try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_guard (table_name, row_key, channel, batch_seq) VALUES (?, ?, ?, ?)")) {
-            ps.setString(1, table);
-            ps.setString(2, key);
-            ps.setString(3, batch.channel());
-            ps.setLong(4, batch.sequence());
-            ps.executeUpdate();
+            boolean any = false;
+            for (int i = 0; i < entries.size(); i++) {
+                if (updated[i] == 0) {
+                    Map.Entry<String, String> e = entries.get(i);
+                    ps.setString(1, e.getKey().substring(0, e.getKey().indexOf(' ')));
+                    ps.setString(2, e.getValue());
+                    ps.setString(3, batch.channel());
+                    ps.setLong(4, batch.sequence());
+                    ps.addBatch();
+                    any = true;
+                }
+            }
+            if (any) {
+                ps.executeBatch();
+            }
         }
+        keys.clear();
     }
 
     /** Whether any row of {@code channel} is guarded. */
