@@ -69,6 +69,16 @@ class GuardsTest extends DbTestBase {
         applier = new BatchApplier(db.dialect(), clock, outbox, guards);
     }
 
+    /** This test's database as a hub (no capture unless a test installs it); its applier. */
+    private BatchApplier hub(TestDb.Kind kind) throws Exception {
+        db = newDb(kind);
+        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
+        c = db.open();
+        SyncSchema.install(c, db.dialect());
+        c.commit();
+        return new BatchApplier(db.dialect(), Clock.systemUTC());
+    }
+
     private static Map<String, Object> row(int id, String name) {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("id", id);
@@ -234,12 +244,7 @@ class GuardsTest extends DbTestBase {
     @ParameterizedTest
     @EnumSource(TestDb.Kind.class)
     void shouldMarkASitesBatchAtTheHubAfterItsChangesAndBeforeTheOutcomesOfItsConflicts(TestDb.Kind kind) throws Exception {
-        db = newDb(kind);
-        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
-        c = db.open();
-        SyncSchema.install(c, db.dialect());
-        c.commit();
-        BatchApplier hub = new BatchApplier(db.dialect(), Clock.systemUTC());
+        BatchApplier hub = hub(kind);
         TwoWay twoWay = new TwoWay("hq", new HybridClock(Clock.systemUTC()));
         local("INSERT INTO item VALUES (1, 'hub')");
         // Site b inserts 1 (taken: a conflict, whose outcome, here the hub's own row, every site gets) and 2.
@@ -248,25 +253,13 @@ class GuardsTest extends DbTestBase {
         // A batch without changes needs no mark.
         hub.applyTwoWay(c, new BatchHeader(new BatchId("b", "ch", 2), Instant.now(), null, 100), CHANNEL, List.<Change>of().iterator(),
                 twoWay);
-        List<String> outbox = new ArrayList<>();
-        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT op, origin, new_row FROM sync_outbox ORDER BY seq")) {
-            while (rs.next()) {
-                outbox.add(rs.getString(1) + " " + rs.getString(2) + " " + rs.getString(3));
-            }
-        }
-        c.commit();
-        assertThat(outbox).containsExactly("M b {\"batch\":1}", "R null " + json(1, "hub"));
+        assertThat(hubOutbox()).containsExactly("M b {\"batch\":1}", "R null " + json(1, "hub"));
     }
 
     @ParameterizedTest
     @EnumSource(TestDb.Kind.class)
     void shouldRefuseAMarkAnywhereButAtASiteOfATwoWayChannel(TestDb.Kind kind) throws Exception {
-        db = newDb(kind);
-        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
-        c = db.open();
-        SyncSchema.install(c, db.dialect());
-        c.commit();
-        BatchApplier plain = new BatchApplier(db.dialect(), Clock.systemUTC());
+        BatchApplier plain = hub(kind);
         assertThatThrownBy(() -> plain.applyTwoWay(c, new BatchHeader(new BatchId("b", "ch", 1), Instant.now(), null, 100), CHANNEL,
                 List.<Change>of(new Change.Insert("item", row(1, "b")), new Change.Mark(1)).iterator(), new TwoWay("hq",
                         new HybridClock(Clock.systemUTC()))))
@@ -336,13 +329,8 @@ class GuardsTest extends DbTestBase {
     @ParameterizedTest
     @EnumSource(TestDb.Kind.class)
     void shouldSendARowAgainWhenASiteAsksForIt(TestDb.Kind kind) throws Exception {
-        db = newDb(kind);
-        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
-        c = db.open();
-        SyncSchema.install(c, db.dialect());
-        c.commit();
+        BatchApplier hub = hub(kind);
         local("INSERT INTO item VALUES (1, 'hub')");
-        BatchApplier hub = new BatchApplier(db.dialect(), Clock.systemUTC());
         hub.applyTwoWay(c, new BatchHeader(new BatchId("b", "ch", 1), Instant.now(), null, 100), CHANNEL,
                 List.<Change>of(new Change.Refresh("item", Map.of("id", 1)), new Change.Refresh("item", Map.of("id", 2))).iterator(),
                 new TwoWay("hq", new HybridClock(Clock.systemUTC())));
@@ -352,14 +340,9 @@ class GuardsTest extends DbTestBase {
 
     @org.junit.jupiter.api.Test
     void shouldApplyTwoBatchesTouchingAKeyInTheOrderTheyTookEffectWhenTheFirstFindsNoRow() throws Exception {
-        db = newDb(TestDb.Kind.POSTGRES);
-        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
-        c = db.open();
-        SyncSchema.install(c, db.dialect());
-        c.commit();
+        BatchApplier hub = hub(TestDb.Kind.POSTGRES);
         new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL.fromHub()));
         c.commit();
-        BatchApplier hub = new BatchApplier(db.dialect(), Clock.systemUTC());
         TwoWay twoWay = new TwoWay("hq", new HybridClock(Clock.systemUTC()));
         java.util.concurrent.CountDownLatch deleted = new java.util.concurrent.CountDownLatch(1);
         java.util.concurrent.CountDownLatch go = new java.util.concurrent.CountDownLatch(1);

@@ -111,12 +111,17 @@ public final class H2Dialect implements Dialect {
             ps.setString(1, b.channel());
             ps.setLong(2, b.sequence());
             ps.setString(3, destination);
-            try (ResultSet rs = ps.executeQuery()) {
-                while (rs.next()) {
-                    OffsetDateTime captured = rs.getObject(5, OffsetDateTime.class);
-                    sink.accept(rs.getString(1), rs.getString(2), OutboxRowSink.Row.ofJson(rs.getString(3)),
-                            OutboxRowSink.Row.ofJson(rs.getString(4)), captured == null ? null : captured.toInstant(), rs.getString(6));
-                }
+            stream(ps, sink);
+        }
+    }
+
+    /** Streams the outbox rows {@code ps} selects (op, table, old, new, captured, origin) to {@code sink}. */
+    private static void stream(PreparedStatement ps, OutboxRowSink sink) throws SQLException, java.io.IOException {
+        try (ResultSet rs = ps.executeQuery()) {
+            while (rs.next()) {
+                OffsetDateTime captured = rs.getObject(5, OffsetDateTime.class);
+                sink.accept(rs.getString(1), rs.getString(2), OutboxRowSink.Row.ofJson(rs.getString(3)),
+                        OutboxRowSink.Row.ofJson(rs.getString(4)), captured == null ? null : captured.toInstant(), rs.getString(6));
             }
         }
     }
@@ -127,13 +132,7 @@ public final class H2Dialect implements Dialect {
                 + "WHERE channel = ? AND batch_seq IS NULL ORDER BY seq")) {
             ps.setFetchSize(1000);
             ps.setString(1, channel);
-            try (ResultSet rs = ps.executeQuery()) {
-                while (rs.next()) {
-                    OffsetDateTime captured = rs.getObject(5, OffsetDateTime.class);
-                    sink.accept(rs.getString(1), rs.getString(2), OutboxRowSink.Row.ofJson(rs.getString(3)),
-                            OutboxRowSink.Row.ofJson(rs.getString(4)), captured == null ? null : captured.toInstant(), rs.getString(6));
-                }
-            }
+            stream(ps, sink);
         }
     }
 

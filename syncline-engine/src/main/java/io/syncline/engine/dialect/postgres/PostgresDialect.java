@@ -106,15 +106,8 @@ public final class PostgresDialect implements Dialect {
 
     @Override
     public Optional<SealedBatch> sealBatch(Connection c, String channel, long sequence, Instant now) throws SQLException {
-        String current;
-        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT pg_current_snapshot()::text")) {
-            rs.next();
-            current = rs.getString(1);
-        }
-        String previous = SyncSchema.getState(c, SNAPSHOT_KEY + channel);
-        if (previous == null) {
-            previous = EMPTY_SNAPSHOT;
-        }
+        String current = currentSnapshot(c);
+        String previous = lastSealedSnapshot(c, channel);
         if (Long.parseLong(previous.substring(0, previous.indexOf(':'))) > Long.parseLong(current.split(":")[1])) {
             // Transaction ids went backwards: this database was restored into a new cluster. Windows computed
             // against the old snapshot would be empty and silently skip everything committed since.
@@ -178,19 +171,25 @@ public final class PostgresDialect implements Dialect {
 
     @Override
     public void streamUnsealed(Connection c, String channel, OutboxRowSink sink) throws SQLException, java.io.IOException {
-        String current;
-        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT pg_current_snapshot()::text")) {
-            rs.next();
-            current = rs.getString(1);
-        }
-        String previous = SyncSchema.getState(c, SNAPSHOT_KEY + channel);
-        if (previous == null) {
-            previous = EMPTY_SNAPSHOT;
-        }
+        String current = currentSnapshot(c);
+        String previous = lastSealedSnapshot(c, channel);
         if (!previous.equals(current)) { // in a REPEATABLE READ transaction that sealed, they are the same
             PostgresBatchReader.stream(c, new SealedBatch(channel, 0, previous, current, 0, Instant.EPOCH, null), "",
                     window(previous, current), sink);
         }
+    }
+
+    private static String currentSnapshot(Connection c) throws SQLException {
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT pg_current_snapshot()::text")) {
+            rs.next();
+            return rs.getString(1);
+        }
+    }
+
+    /** The snapshot the last batch of {@code channel} was sealed with (the empty one before the first). */
+    private static String lastSealedSnapshot(Connection c, String channel) throws SQLException {
+        String previous = SyncSchema.getState(c, SNAPSHOT_KEY + channel);
+        return previous == null ? EMPTY_SNAPSHOT : previous;
     }
 
     /*
