@@ -138,9 +138,22 @@ public final class BatchApplier {
         boolean guarding = guards != null && twoWay == null && channel.direction() == ChannelSpec.Direction.TWO_WAY;
         int isolation = -1;
         try {
+            List<String> copied = null;
+            if (guarding && reload) {
+                copied = new ArrayList<>();
+                for (TableSpec t : channel.tables()) {
+                    copied.add(dialect.quote(target(c, t.target()).name()));
+                }
+                c.commit(); // the tables' metadata read before the copy's transaction
+            }
             if (guarding && c.getTransactionIsolation() != dialect.sealIsolation()) {
                 isolation = c.getTransactionIsolation();
                 c.setTransactionIsolation(dialect.sealIsolation());
+            }
+            if (copied != null) {
+                // A copy replaces whole tables: the application's writes to them wait until it is in, rather than make it
+                // start again (PostgreSQL) or be checked row by row (H2).
+                dialect.lockTables(c, copied);
             }
             long last = lockLedger(c, id);
             // Tagged before anything is written: a reload's emptying of a table this node also captures (a two-way
@@ -201,8 +214,10 @@ public final class BatchApplier {
                     while (changes.hasNext()) {
                         Change change = changes.next();
                         if (change instanceof Change.Mark m && guarding) {
-                            guards.release(c, channel.name(), m.batch());
-                            guarded = guards.any(c, channel.name());
+                            if (m.batch() <= outbox.lastSealed(c, channel.name())) { // else from before a start-over
+                                guards.release(c, channel.name(), m.batch());
+                                guarded = guards.any(c, channel.name());
+                            }
                         } else if (!guarded) {
                             w.apply(change);
                         } else {
@@ -414,6 +429,10 @@ public final class BatchApplier {
 
     Clock clock() {
         return clock;
+    }
+
+    Dialect dialect() {
+        return dialect;
     }
 
     TableMeta target(Connection c, String table) throws SQLException {
@@ -715,22 +734,23 @@ public final class BatchApplier {
          * batch is applied again, after that change is sealed and guarded. The others are sealed and guarded later.
          */
         void checkLateChanges() throws SQLException {
-            String[] overwritten = {null};
+            // The last change of each key committed meanwhile (earlier ones of a key were overwritten by the site itself).
+            Map<String, Map.Entry<TableMeta, Map<String, Object>[]>> last = new LinkedHashMap<>();
             try {
                 dialect.streamUnsealed(c, channel.name(), (op, table, oldRow, newRow, capturedAt, origin) -> {
-                    if (origin != null || "M".equals(op) || "K".equals(op) || overwritten[0] != null) {
+                    if (origin != null || "M".equals(op) || "K".equals(op)) {
                         return;
                     }
                     try {
                         TableMeta t = target(c, table); // this site's own change: its own table
                         Map<String, Object> wrote = newRow == null ? null : io.syncline.engine.codec.Json.parseRow(Guards.text(newRow));
-                        Map<String, Object> key = wrote != null ? wrote : io.syncline.engine.codec.Json.parseRow(Guards.text(oldRow));
-                        List<Map<String, Object>> now = rowsWhere(t, t.primaryKey().stream().map(ColumnMeta::key).toList(), key,
-                                t.primaryKey().stream().map(ColumnMeta::key).toList());
-                        boolean holds = wrote == null ? now.isEmpty()
-                                : now.size() == 1 && io.syncline.engine.conflict.Rows.sameWhereBoth(wrote, now.getFirst());
-                        if (!holds) {
-                            overwritten[0] = t.name() + " " + Guards.keyOf(t, key);
+                        Map<String, Object> before = oldRow == null ? null : io.syncline.engine.codec.Json.parseRow(Guards.text(oldRow));
+                        if (before != null && (wrote == null || !samePrimaryKey(t, withUnchanged(t, before, wrote), wrote))) {
+                            Map<String, Object> gone = wrote == null ? before : withUnchanged(t, before, wrote);
+                            last.put(t.name() + " " + TwoWayApply.keyJson(t, gone), latest(t, gone, null));
+                        }
+                        if (wrote != null) {
+                            last.put(t.name() + " " + TwoWayApply.keyJson(t, wrote), latest(t, wrote, wrote));
                         }
                     } catch (SQLException e) {
                         throw new java.io.IOException(e);
@@ -742,10 +762,24 @@ public final class BatchApplier {
                 }
                 throw new java.io.UncheckedIOException(e);
             }
-            if (overwritten[0] != null) {
-                throw new RetriableSyncException(Stage.APPLY, "batch " + id + ": a change this site committed to " + overwritten[0]
-                        + " while the batch was applied was overwritten by it; the batch is applied again");
+            for (Map.Entry<TableMeta, Map<String, Object>[]> e : last.values()) {
+                TableMeta t = e.getKey();
+                Map<String, Object> key = e.getValue()[0];
+                Map<String, Object> wrote = e.getValue()[1];
+                List<String> pk = t.primaryKey().stream().map(ColumnMeta::key).toList();
+                List<Map<String, Object>> now = rowsWhere(t, pk, key, pk);
+                boolean holds = wrote == null ? now.isEmpty()
+                        : now.size() == 1 && io.syncline.engine.conflict.Rows.sameWhereBoth(wrote, now.getFirst());
+                if (!holds) {
+                    throw new RetriableSyncException(Stage.APPLY, "batch " + id + ": a change this site committed to " + t.name() + " "
+                            + Guards.keyOf(t, key) + " while the batch was applied was overwritten by it; the batch is applied again");
+                }
             }
+        }
+
+        @SuppressWarnings("unchecked")
+        private static Map.Entry<TableMeta, Map<String, Object>[]> latest(TableMeta t, Map<String, Object> key, Map<String, Object> wrote) {
+            return Map.entry(t, new Map[] {key, wrote});
         }
 
         void apply(Change change) throws SQLException {
@@ -770,8 +804,13 @@ public final class BatchApplier {
                     Map<String, Object> newRow = change instanceof Change.Update u ? u.newRow() : change instanceof Change.Insert i
                             ? i.newRow() : ((Change.Reload) change).newRow();
                     if (!parentsPresent(t, newRow)) {
-                        LOG.info("batch {}: {} row {} references a row this site deleted and the hub still has; it comes again with "
-                                + "that row once the hub has settled the delete", id, t.name(), newRow);
+                        // The hub sends it again once it has settled the parent's change (a REFERENCE conflict, or a key
+                        // change whose cascade the hub's share of this site leaves out): this site asks for it.
+                        LOG.info("batch {}: {} row {} references a row this site removed and the hub still has; it comes again once "
+                                + "the hub has settled that", id, t.name(), newRow);
+                        if (guards != null) {
+                            requestRefresh(t, newRow);
+                        }
                         return;
                     }
                     displace(t, newRow);

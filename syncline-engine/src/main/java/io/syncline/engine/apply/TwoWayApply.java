@@ -92,7 +92,16 @@ final class TwoWayApply {
                 case Change.Update u -> update(spec, t, u.oldRow(), u.newRow());
                 case Change.Delete d -> delete(spec, t, d.oldRow());
                 case Change.Mark m -> throw new IllegalStateException("refused above");
-                case Change.Refresh r -> resend(t, r.key()); // the site had to remove its row: it gets the hub's
+                case Change.Refresh r -> { // the site had to remove its row: it gets the hub's
+                    w.columns(t, r.key());
+                    for (ColumnMeta col : t.primaryKey()) {
+                        if (r.key().get(col.key()) == null) {
+                            throw new BadBatchException(Stage.APPLY, "batch " + header.id() + ": a request to send a row of '" + t.name()
+                                    + "' again lacks its key column '" + col.key() + "': " + r.key());
+                        }
+                    }
+                    resend(t, r.key());
+                }
             }
             w.flush();
         } catch (SQLException e) {
@@ -420,7 +429,7 @@ final class TwoWayApply {
     private Map<String, Object> read(TableMeta t, Map<String, Object> key) throws SQLException {
         String locking = t.name() + " " + keyJson(t, key);
         if (locked.add(locking)) {
-            ConflictLog.lockKey(c, t.name(), keyJson(t, key));
+            ConflictLog.lockKey(c, applier.dialect(), t.name(), keyJson(t, key));
         }
         PreparedStatement ps = w.statement("SELECT * FROM " + w.quote(t.name()) + " WHERE " + w.keyPredicate(t) + " FOR UPDATE");
         w.bindKey(ps, 1, t, key);

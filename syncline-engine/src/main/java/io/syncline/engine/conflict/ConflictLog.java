@@ -147,9 +147,9 @@ public final class ConflictLog {
      * none. The hub takes it before it reads a two-way row, so that two batches touching one key apply one after the
      * other even when the first finds no row there, and the hub's order of their changes is the order they took effect.
      */
-    public static void lockKey(Connection c, String table, String rowKey) throws SQLException {
+    public static void lockKey(Connection c, io.syncline.engine.dialect.Dialect dialect, String table, String rowKey) throws SQLException {
         String key = stampKey(rowKey);
-        for (int attempt = 0; attempt < 3; attempt++) {
+        for (int attempt = 0; attempt < 2; attempt++) {
             try (PreparedStatement ps = c.prepareStatement("SELECT 1 FROM sync_row_stamp WHERE table_name = ? AND row_key = ? FOR UPDATE")) {
                 ps.setString(1, table);
                 ps.setString(2, key);
@@ -159,20 +159,19 @@ public final class ConflictLog {
                     }
                 }
             }
-            java.sql.Savepoint sp = c.setSavepoint();
-            try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_row_stamp (table_name, row_key, stamp, writer, row_hash) "
-                    + "VALUES (?, ?, 0, '', '')")) {
+            // No savepoint: PostgreSQL inserts nothing when another transaction has the key (after waiting for it),
+            // H2 reports the duplicate without ending the transaction. Either way the entry is then there to lock.
+            try (PreparedStatement ps = c.prepareStatement(dialect.insertUnlessTaken("INSERT INTO sync_row_stamp (table_name, row_key, "
+                    + "stamp, writer, row_hash) VALUES (?, ?, 0, '', '')"))) {
                 ps.setString(1, table);
                 ps.setString(2, key);
-                ps.executeUpdate();
-                c.releaseSavepoint(sp);
-                return; // the new entry is this transaction's until it ends
+                if (ps.executeUpdate() > 0) {
+                    return; // the new entry is this transaction's until it ends
+                }
             } catch (SQLException e) {
-                c.rollback(sp);
                 if (!"23505".equals(e.getSQLState()) && !"23001".equals(e.getSQLState())) {
                     throw e;
                 }
-                // another transaction created it meanwhile: lock it
             }
         }
         throw new SQLException("could not lock key " + rowKey + " of " + table + " in sync_row_stamp", "40001");

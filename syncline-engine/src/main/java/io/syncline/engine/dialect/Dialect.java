@@ -95,6 +95,22 @@ public interface Dialect {
      */
     void streamUnsealed(Connection c, String channel, OutboxRowSink sink) throws SQLException, java.io.IOException;
 
+    /**
+     * Keeps other transactions from writing {@code tables} (quoted names) until the caller's transaction ends; must be
+     * its first statement. Where the database cannot, does nothing.
+     */
+    default void lockTables(Connection c, java.util.List<String> tables) throws SQLException {
+    }
+
+    /**
+     * {@code insert}, an INSERT statement, made to insert nothing, rather than fail, when the row's key is taken (once a
+     * transaction that holds it ends). Where the database cannot, {@code insert} itself: the caller then catches the
+     * duplicate key, which does not end the transaction there.
+     */
+    default String insertUnlessTaken(String insert) {
+        return insert;
+    }
+
     /** Deletes the outbox rows of every batch of {@code channel} up to and including {@code upTo}. */
     int purge(Connection c, SealedBatch upTo) throws SQLException;
 

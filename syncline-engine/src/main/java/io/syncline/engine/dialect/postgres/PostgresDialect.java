@@ -179,6 +179,18 @@ public final class PostgresDialect implements Dialect {
         }
     }
 
+    @Override
+    public void lockTables(Connection c, List<String> tables) throws SQLException {
+        try (Statement s = c.createStatement()) {
+            s.execute("LOCK TABLE " + String.join(", ", tables) + " IN EXCLUSIVE MODE"); // readers go on; writers wait
+        }
+    }
+
+    @Override
+    public String insertUnlessTaken(String insert) {
+        return insert + " ON CONFLICT DO NOTHING";
+    }
+
     private static String currentSnapshot(Connection c) throws SQLException {
         try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT pg_current_snapshot()::text")) {
             rs.next();
