@@ -71,7 +71,8 @@ import org.junit.jupiter.api.TestFactory;
  * and random sync steps in random order: seals, pushes of all or only the first unacknowledged batch, lost
  * acknowledgements (the next push re-sends), re-sent batches (duplicates), batches sent ahead of their turn (refused),
  * fetches of only some of the hub's batches (delay), copies of the channel (reloads) at any moment, whole sync rounds, and
- * under policy manual an operator settling open conflicts. The hub never sends a site its own changes: a site's share
+ * under policy manual an operator settling open conflicts. In a quarter of the cases the table also has a unique column
+ * written with three values, so changes collide on it (UNIQUE_TAKEN at the hub, local rows giving way at the sites). The hub never sends a site its own changes: a site's share
  * leaves them out and carries the marks of its batches ({@link HubDistributor#passes}). The policy is chosen per case; a third of the cases come to rest half-way and then go on. Batches travel
  * through the real wire format, as SiteNode and HubNode send them. Then the system is brought to rest, and:
  * <ul>
@@ -176,13 +177,14 @@ class TwoWayConvergenceTest {
         /** At a site: each batch as it was first sent, to send again after it was acknowledged and purged. */
         final NavigableMap<Long, Sent> sent = new TreeMap<>();
 
-        Node(long seed, String id, VirtualTime time, long offset, boolean hub) throws SQLException {
+        Node(long seed, String id, VirtualTime time, long offset, boolean hub, boolean unique) throws SQLException {
             this.id = id;
             // No DB_CLOSE_DELAY: the database goes with its one connection.
             this.c = DriverManager.getConnection("jdbc:h2:mem:twoway_" + seed + "_" + DATABASES.incrementAndGet() + "_" + id);
             c.setAutoCommit(false);
             try (Statement s = c.createStatement()) {
-                s.execute("CREATE TABLE " + TABLE + " (id INT PRIMARY KEY, a VARCHAR(40), b VARCHAR(40))");
+                s.execute("CREATE TABLE " + TABLE + " (id INT PRIMARY KEY, a VARCHAR(40), b VARCHAR(40)"
+                        + (unique ? ", u VARCHAR(8) UNIQUE" : "") + ")");
             }
             c.commit();
             this.clock = new NodeClock(time, offset);
@@ -243,6 +245,8 @@ class TwoWayConvergenceTest {
         ChannelSpec spec;
         ConflictPolicy policy;
         int keys;
+        /** Whether the table has a unique column u besides its key, written with a few values: collisions. */
+        boolean unique;
 
         Case(long seed) {
             this.seed = seed;
@@ -299,18 +303,19 @@ class TwoWayConvergenceTest {
         void setUp() throws SQLException {
             int n = 2 + rnd.nextInt(4);
             keys = 2 + rnd.nextInt(5);
+            unique = rnd.nextInt(4) == 0;
             List<String> siteIds = new ArrayList<>();
             for (int i = 1; i <= n; i++) {
                 siteIds.add("s" + i);
             }
             policy = randomPolicy(siteIds);
             spec = new ChannelSpec(CHANNEL, ChannelSpec.Direction.TWO_WAY, null, List.of(TableSpec.of(TABLE)), policy);
-            hub = new Node(seed, HUB, time, 0, true);
+            hub = new Node(seed, HUB, time, 0, true, unique);
             all.add(hub);
             StringBuilder offsets = new StringBuilder();
             for (String id : siteIds) {
                 long offset = rnd.nextInt(3) == 0 ? 0 : rnd.nextInt(6001) - 3000; // the sites' clocks disagree
-                Node s = new Node(seed, id, time, offset, false);
+                Node s = new Node(seed, id, time, offset, false, unique);
                 sites.add(s);
                 all.add(s);
                 offsets.append(' ').append(id).append(offset >= 0 ? "+" : "").append(offset).append("ms");
@@ -409,14 +414,25 @@ class TwoWayConvergenceTest {
                 Map<String, String> before = read(node.c, key);
                 if (before == null) {
                     String b = rnd.nextInt(10) == 0 ? null : value;
-                    try (PreparedStatement ps = node.c.prepareStatement("INSERT INTO " + TABLE + " (id, a, b) VALUES (?, ?, ?)")) {
+                    String u = unique && rnd.nextBoolean() ? "u" + (1 + rnd.nextInt(3)) : null;
+                    try (PreparedStatement ps = node.c.prepareStatement("INSERT INTO " + TABLE + " (id, a, b" + (unique ? ", u" : "")
+                            + ") VALUES (?, ?, ?" + (unique ? ", ?" : "") + ")")) {
                         ps.setInt(1, key);
                         ps.setString(2, value);
                         ps.setString(3, b);
+                        if (unique) {
+                            ps.setString(4, u);
+                        }
                         ps.executeUpdate();
+                    } catch (SQLException e) {
+                        if (!"23505".equals(e.getSQLState())) {
+                            throw e;
+                        }
+                        done.add("insert " + key + " u=" + u + ": taken here");
+                        continue;
                     }
                     writes.add(new Write(step, node.id, key, null, values(value, b), false));
-                    done.add("insert " + key + "=" + value + (b == null ? " b=null" : ""));
+                    done.add("insert " + key + "=" + value + (b == null ? " b=null" : "") + (u == null ? "" : " u=" + u));
                     continue;
                 }
                 int r = rnd.nextInt(100);
@@ -431,14 +447,25 @@ class TwoWayConvergenceTest {
                 }
                 List<String> columns = r < 55 ? List.of("a") : r < 80 ? List.of("b") : List.of("a", "b");
                 String written = rnd.nextInt(10) == 0 ? null : value; // sometimes NULL
-                String set = columns.stream().map(col -> col + " = ?").collect(Collectors.joining(", "));
+                boolean setU = unique && rnd.nextInt(4) == 0;
+                String u = setU && rnd.nextInt(4) > 0 ? "u" + (1 + rnd.nextInt(3)) : null;
+                String set = columns.stream().map(col -> col + " = ?").collect(Collectors.joining(", ")) + (setU ? ", u = ?" : "");
                 try (PreparedStatement ps = node.c.prepareStatement("UPDATE " + TABLE + " SET " + set + " WHERE id = ?")) {
                     int p = 1;
                     for (int j = 0; j < columns.size(); j++) {
                         ps.setString(p++, written);
                     }
+                    if (setU) {
+                        ps.setString(p++, u);
+                    }
                     ps.setInt(p, key);
                     ps.executeUpdate();
+                } catch (SQLException e) {
+                    if (!"23505".equals(e.getSQLState())) {
+                        throw e;
+                    }
+                    done.add("update " + key + " u=" + u + ": taken here");
+                    continue;
                 }
                 Map<String, String> wrote = new LinkedHashMap<>();
                 columns.forEach(col -> wrote.put(col, written));
@@ -482,7 +509,13 @@ class TwoWayConvergenceTest {
             String table = spec.tables().stream().map(TableSpec::target).filter(t -> t.equalsIgnoreCase(e.table())).findFirst()
                     .orElse(e.table());
             // Forced: the row may have changed since the conflict; the operator's version is written whatever it holds now.
-            hub.applier.settle(hub.c, spec, table, key, Json.parseRow(e.resultRow()), row, true, hub.twoWay);
+            try {
+                hub.applier.settle(hub.c, spec, table, key, Json.parseRow(e.resultRow()), row, true, hub.twoWay);
+            } catch (BatchApplier.SettleRefusedException refused) { // its unique value is another row's now
+                hub.c.rollback();
+                log.add(step + " operator settles conflict " + id + " taking " + take + ": refused, " + refused.getMessage());
+                return;
+            }
             ConflictLog.settle(hub.c, id, take, row, "operator", hub.clock.instant());
             hub.c.commit();
             writes.add(new Write(step, "operator", k, before, row == null ? Map.of()
@@ -815,8 +848,10 @@ class TwoWayConvergenceTest {
             java.util.HashSet<String> traced = new java.util.HashSet<>();
             for (Map<String, String> c : conflicts) {
                 assertThat(c.get("kind")).as("conflict %s kind", c.get("id"))
-                        .isIn("INSERT_EXISTS", "UPDATE_UPDATE", "UPDATE_DELETED", "DELETE_UPDATED");
-                assertThat(c.get("policy")).as("conflict %s policy", c.get("id")).isEqualTo(policy.kind().label());
+                        .isIn(unique ? List.of("INSERT_EXISTS", "UPDATE_UPDATE", "UPDATE_DELETED", "DELETE_UPDATED", "UNIQUE_TAKEN")
+                                : List.of("INSERT_EXISTS", "UPDATE_UPDATE", "UPDATE_DELETED", "DELETE_UPDATED"));
+                boolean taken = "UNIQUE_TAKEN".equals(c.get("kind")); // settled by a fixed rule: the value's holder keeps it
+                assertThat(c.get("policy")).as("conflict %s policy", c.get("id")).isEqualTo(taken ? "unique" : policy.kind().label());
                 assertThat(c.get("status")).as("conflict %s status", c.get("id"))
                         .isIn(policy.kind() == ConflictPolicy.Kind.MANUAL ? List.of("open", "settled") : List.of("resolved"));
                 assertThat(c.get("winner")).as("conflict %s winner", c.get("id")).isNotNull()
