@@ -111,9 +111,10 @@ public final class BatchApplier {
      * Applies a reload (consumed fully), then commits: the whole content of the channel's tables as the source held it
      * when batch {@code header} was its last, for a target that must be brought level with the source (it joined late,
      * missed purged batches, or its routing changed). In one transaction: every target table of {@code channel} is
-     * emptied (at a site of a two-way channel, but for the rows it guards: see {@link Guards}), the rows are applied, the ledger is set to the header's number whatever it held before (it may move
-     * back), and {@code beforeCommit} runs. Batches after the header's number then follow as usual; replaying a change
-     * the reload already holds converges, because every change carries its whole new row.
+     * emptied (at a site of a two-way channel, but for the rows it guards and the rows they reference: see {@link Guards}),
+     * the rows are applied, the ledger is set to the header's number whatever it held before (it may move back), and
+     * {@code beforeCommit} runs. Batches after the header's number then follow as usual; replaying a change the reload
+     * already holds converges, because every change carries its whole new row.
      */
     public ApplyOutcome reload(Connection c, BatchHeader header, ChannelSpec channel, Iterator<Change> changes, BeforeCommit beforeCommit) {
         return apply(c, header, channel, changes, true, beforeCommit, null);

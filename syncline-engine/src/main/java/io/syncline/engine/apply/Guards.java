@@ -38,6 +38,8 @@ import java.util.function.Predicate;
  * - The hub's changes to a guarded row are skipped: they come before the site's own change in the hub's order.
  * - A site applies a batch of the hub after sealing, in the same transaction, what it committed before, and before
  *   committing checks that nothing it committed meanwhile was overwritten (BatchApplier).
+ * - A guarded row the site must remove to make room for the hub's rows is asked for again (op K, in the site's next
+ *   batch, guarded by it); the hub answers after that batch's mark.
  *
  * Row keys are the canonical JSON of the primary key (TwoWayApply.keyJson), hashed when longer than the column. Stateless
  * but for a cache of primary keys; thread-safe.
@@ -59,7 +61,7 @@ public final class Guards implements OutboxStore.SealListener {
         if (!twoWay.test(batch.channel())) {
             return;
         }
-        Map<String, String> keys = new LinkedHashMap<>(); // "table key" -> table, at most CHUNK, then written
+        Map<String, String> keys = new LinkedHashMap<>(); // "table key" -> key, at most CHUNK, then written
         try {
             // Destination "": no origin left out here; changes that came from elsewhere are skipped below.
             dialect.streamBatch(c, batch, "", (op, table, oldRow, newRow, capturedAt, origin) -> {
