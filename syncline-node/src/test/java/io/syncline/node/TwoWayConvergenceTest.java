@@ -382,17 +382,26 @@ class TwoWayConvergenceTest {
                 if (policy.kind() == ConflictPolicy.Kind.MANUAL && rnd.nextBoolean()) {
                     settle(step);
                 } else {
-                    log.add(step + " hub seal: " + sealed(hub.outbox.seal(hub.c, CHANNEL)));
+                    log.add(step + " hub seal: " + sealed(hubSeal()));
                 }
             } else if (r < 95) {
                 if (rnd.nextInt(3) == 0) { // as the hub does when a site fetches: seal, then send
-                    log.add(step + " hub seal: " + sealed(hub.outbox.seal(hub.c, CHANNEL)));
+                    log.add(step + " hub seal: " + sealed(hubSeal()));
                 }
                 Fetch[] kinds = Fetch.values();
                 fetch(step, randomSite(), kinds[rnd.nextInt(kinds.length)]);
             } else {
                 round("" + step);
             }
+        }
+
+        /** The hub seals, as HubDistributor does: then it records when its own edits in the batch were made. */
+        Optional<SealedBatch> hubSeal() throws SQLException {
+            Optional<SealedBatch> b = hub.outbox.seal(hub.c, CHANNEL);
+            if (b.isPresent()) {
+                hub.applier.recordHubEdits(hub.c, b.get(), spec.fromHub(), HUB);
+            }
+            return b;
         }
 
         Node randomSite() {
@@ -799,7 +808,7 @@ class TwoWayConvergenceTest {
                     log.add(label + " " + s.id + " seal " + sealed(b) + ", push: " + describe(outcomes) + conflictsSince(before));
                 }
             }
-            Optional<SealedBatch> hb = hub.outbox.seal(hub.c, CHANNEL);
+            Optional<SealedBatch> hb = hubSeal();
             moved |= hb.isPresent();
             if (hb.isPresent()) {
                 log.add(label + " hub seal: " + sealed(hb));
