@@ -464,31 +464,4 @@ class TwoWayApplyTest extends DbTestBase {
         assertThat(Rows.of(c, db.dialect(), "order_line")).isEmpty(); // line 12 waits for order 1 to come back
         assertThat(rows()).containsExactly(json(9, "theirs", 1, "SKU-7"));
     }
-
-    @ParameterizedTest
-    @EnumSource(TestDb.Kind.class)
-    void shouldOrderAnEditMadeAtTheHubByWhenItWasMadeOnceItIsSealed(TestDb.Kind kind) throws Exception {
-        open(kind);
-        ChannelSpec ch = channel(LWW);
-        new io.syncline.engine.capture.CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(ch.fromHub()));
-        c.commit();
-        io.syncline.engine.outbox.OutboxStore outbox = new io.syncline.engine.outbox.OutboxStore(db.dialect(), Clock.systemUTC());
-        long now = System.currentTimeMillis();
-        send("b", (now - 120_000) << 16, LWW, new Change.Insert("item", row(1, "a", 1, "S1")));
-        hubWrites("UPDATE item SET qty = 2 WHERE id = 1"); // HQ, now
-        assertThat(applier.recordHubEdits(c, outbox.seal(c, "ch").orElseThrow(), ch, "hq")).isEqualTo(1);
-        // Site c's edit of the version before, made a minute after HQ's: the later one wins.
-        send("c", (now + 60_000) << 16, LWW, new Change.Update("item", row(1, "a", 1, "S1"), row(1, "c", 1, "S1")));
-        assertThat(rows()).containsExactly(json(1, "c", 1, "S1"));
-        hubWrites("UPDATE item SET qty = 3 WHERE id = 1"); // HQ again, now
-        assertThat(applier.recordHubEdits(c, outbox.seal(c, "ch").orElseThrow(), ch, "hq")).isEqualTo(1);
-        // Site b's edit made a minute before HQ's: HQ's stays.
-        send("b", (now - 60_000) << 16, LWW, new Change.Update("item", row(1, "c", 1, "S1"), row(1, "c", 9, "S1")));
-        assertThat(rows()).containsExactly(json(1, "c", 3, "S1"));
-        assertThat(conflicts()).extracting(ConflictLog.Entry::winner).containsExactly("c", "hq");
-        // An edit not sealed yet is stamped when a site's change meets it: it wins.
-        hubWrites("UPDATE item SET qty = 4 WHERE id = 1");
-        send("c", (now + 120_000) << 16, LWW, new Change.Update("item", row(1, "c", 3, "S1"), row(1, "c", 5, "S1")));
-        assertThat(rows()).containsExactly(json(1, "c", 4, "S1"));
-    }
 }

@@ -42,7 +42,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -85,8 +84,6 @@ final class HubDistributor implements AutoCloseable {
     private final Database db;
     private final OutboxStore outbox;
     private final HybridClock stamps;
-    /** Records the hub's own edits of two-way rows after each seal. */
-    private final BatchApplier edits;
     /** Hub-to-sites channels as the hub sees them: each table's name is the hub's table, its target the site's. */
     private final Map<String, ChannelSpec> channels = new LinkedHashMap<>();
     private final Map<String, RouteExpression> selectors = new HashMap<>();
@@ -113,7 +110,6 @@ final class HubDistributor implements AutoCloseable {
         this.clock = clock;
         this.db = db;
         this.outbox = new OutboxStore(db.dialect(), clock, stamps);
-        this.edits = new BatchApplier(db.dialect(), clock);
         this.stamps = stamps;
         this.registeredSites = registeredSites;
         for (ChannelSpec ch : cfg.channels()) {
@@ -263,35 +259,23 @@ final class HubDistributor implements AutoCloseable {
 
     private void seal(Connection c, String channel) throws SQLException {
         ReentrantLock lock = sealLocks.computeIfAbsent(channel, k -> new ReentrantLock());
-        Optional<SealedBatch> sealed;
         lock.lock();
         try {
-            sealed = outbox.seal(c, channel);
+            outbox.seal(c, channel);
         } finally {
             lock.unlock();
         }
-        recordHubEdits(c, channel, sealed);
     }
 
     /** Seals unless another thread is sealing the channel or opening a reload: a fetch does not queue behind them. */
     private void trySeal(Connection c, String channel) throws SQLException {
         ReentrantLock lock = sealLocks.computeIfAbsent(channel, k -> new ReentrantLock());
-        Optional<SealedBatch> sealed = Optional.empty();
         if (lock.tryLock()) {
             try {
-                sealed = outbox.seal(c, channel);
+                outbox.seal(c, channel);
             } finally {
                 lock.unlock();
             }
-        }
-        recordHubEdits(c, channel, sealed);
-    }
-
-    /** In a two-way channel, when the hub's own edits in a batch just sealed were made (BatchApplier.recordHubEdits). */
-    private void recordHubEdits(Connection c, String channel, Optional<SealedBatch> sealed) {
-        ChannelSpec spec = channels.get(channel);
-        if (sealed.isPresent() && spec.direction() == ChannelSpec.Direction.TWO_WAY) {
-            edits.recordHubEdits(c, sealed.get(), spec, cfg.nodeId());
         }
     }
 

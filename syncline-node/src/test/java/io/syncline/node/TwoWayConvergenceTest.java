@@ -382,26 +382,17 @@ class TwoWayConvergenceTest {
                 if (policy.kind() == ConflictPolicy.Kind.MANUAL && rnd.nextBoolean()) {
                     settle(step);
                 } else {
-                    log.add(step + " hub seal: " + sealed(hubSeal()));
+                    log.add(step + " hub seal: " + sealed(hub.outbox.seal(hub.c, CHANNEL)));
                 }
             } else if (r < 95) {
                 if (rnd.nextInt(3) == 0) { // as the hub does when a site fetches: seal, then send
-                    log.add(step + " hub seal: " + sealed(hubSeal()));
+                    log.add(step + " hub seal: " + sealed(hub.outbox.seal(hub.c, CHANNEL)));
                 }
                 Fetch[] kinds = Fetch.values();
                 fetch(step, randomSite(), kinds[rnd.nextInt(kinds.length)]);
             } else {
                 round("" + step);
             }
-        }
-
-        /** The hub seals, as HubDistributor does: then it records when its own edits in the batch were made. */
-        Optional<SealedBatch> hubSeal() throws SQLException {
-            Optional<SealedBatch> b = hub.outbox.seal(hub.c, CHANNEL);
-            if (b.isPresent()) {
-                hub.applier.recordHubEdits(hub.c, b.get(), spec.fromHub(), HUB);
-            }
-            return b;
         }
 
         Node randomSite() {
@@ -808,7 +799,7 @@ class TwoWayConvergenceTest {
                     log.add(label + " " + s.id + " seal " + sealed(b) + ", push: " + describe(outcomes) + conflictsSince(before));
                 }
             }
-            Optional<SealedBatch> hb = hubSeal();
+            Optional<SealedBatch> hb = hub.outbox.seal(hub.c, CHANNEL);
             moved |= hb.isPresent();
             if (hb.isPresent()) {
                 log.add(label + " hub seal: " + sealed(hb));

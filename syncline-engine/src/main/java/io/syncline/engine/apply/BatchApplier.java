@@ -13,7 +13,6 @@ import io.syncline.engine.codec.CanonicalReader;
 import io.syncline.engine.conflict.TwoWay;
 import io.syncline.engine.dialect.Dialect;
 import io.syncline.engine.outbox.OutboxStore;
-import io.syncline.engine.outbox.SealedBatch;
 import io.syncline.engine.schema.ColumnMeta;
 import io.syncline.engine.schema.SchemaReader;
 import io.syncline.engine.schema.TableMeta;
@@ -297,56 +296,6 @@ public final class BatchApplier {
                 }
             }
         }
-    }
-
-    /**
-     * At the hub, after batch {@code batch} of two-way channel {@code channel} was sealed and committed: records when the
-     * hub's own edits in it were made (HQ staff writing the hub's tables), for last-writer-wins (docs/conflicts.md,
-     * "Ordering conflicting versions"). The hub has no hook in its application's transactions; it learns of an edit when
-     * it seals it. A change made here (origin NULL) whose row still holds what it wrote, and whose recorded version
-     * ({@code sync_row_stamp}) is another one, is the hub's own edit: it is stamped with the wall-clock time it was
-     * captured at, and above the version it was made on. Rows the hub wrote for a site, a conflict or an operator have
-     * their version recorded already. Each key is locked as a site's batch locks it. Commits; best effort: when this fails,
-     * an edit is stamped when a site's change meets it, as one not sealed yet is.
-     *
-     * @return the edits recorded
-     */
-    public int recordHubEdits(Connection c, SealedBatch batch, ChannelSpec channel, String hubId) {
-        int[] recorded = {0};
-        try (Writer w = new Writer(c, new BatchId(hubId, channel.name(), batch.sequence()), channel)) {
-            dialect.streamBatch(c, batch, "", (op, table, oldRow, newRow, capturedAt, origin) -> {
-                if (origin != null || "M".equals(op) || capturedAt == null) {
-                    return;
-                }
-                try {
-                    TableMeta t = target(c, table);
-                    Map<String, Object> after = newRow == null ? null : io.syncline.engine.codec.Json.parseRow(Guards.text(newRow));
-                    Map<String, Object> before = oldRow == null ? null : io.syncline.engine.codec.Json.parseRow(Guards.text(oldRow));
-                    long at = capturedAt.toEpochMilli() << 16; // a hybrid logical clock stamp at that time (HybridClock)
-                    if (after != null && w.recordHubEdit(t, after, after, hubId, at)) {
-                        recorded[0]++;
-                    }
-                    if (before != null) {
-                        Map<String, Object> old = after == null ? before : w.withUnchanged(t, before, after);
-                        if ((after == null || !samePrimaryKeyOf(t, old, after)) && w.recordHubEdit(t, old, null, hubId, at)) {
-                            recorded[0]++; // deleted, or moved away
-                        }
-                    }
-                } catch (SQLException e) {
-                    throw new java.io.IOException(e);
-                }
-            });
-            c.commit();
-            return recorded[0];
-        } catch (SQLException | java.io.IOException | RuntimeException e) {
-            rollbackQuietly(c);
-            LOG.debug("hub edits of batch {} of {} not recorded: {}", batch.sequence(), channel.name(), e.getMessage());
-            return 0;
-        }
-    }
-
-    private static boolean samePrimaryKeyOf(TableMeta t, Map<String, Object> a, Map<String, Object> b) {
-        return TwoWayApply.keyJson(t, a).equals(TwoWayApply.keyJson(t, b));
     }
 
     /** Appends to the hub's outbox the mark of the site's batch {@code id}: an outbox row of op M, origin that site. */
@@ -679,26 +628,6 @@ public final class BatchApplier {
         /** The current row of {@code rs} as a canonical row. */
         Map<String, Object> rowOf(TableMeta t, ResultSet rs) throws SQLException {
             return io.syncline.engine.codec.Json.parseRow(io.syncline.engine.codec.CanonicalWriter.row(t.columns(), rs, false));
-        }
-
-        /** See {@link BatchApplier#recordHubEdits}: one version of the row at {@code key}'s key ({@code row}, null: none). */
-        boolean recordHubEdit(TableMeta t, Map<String, Object> key, Map<String, Object> row, String hubId, long at) throws SQLException {
-            String rowKey = TwoWayApply.keyJson(t, key);
-            io.syncline.engine.conflict.ConflictLog.lockKey(c, dialect, t.name(), rowKey);
-            List<String> pk = t.primaryKey().stream().map(ColumnMeta::key).toList();
-            List<Map<String, Object>> now = rowsWhere(t, pk, key, pk);
-            String hash = io.syncline.engine.conflict.Rows.hash(row);
-            if (!hash.equals(io.syncline.engine.conflict.Rows.hash(now.isEmpty() ? null : now.getFirst()))) {
-                return false; // the row changed again since: that version is recorded, or will be
-            }
-            io.syncline.engine.conflict.ConflictLog.Stamp known = io.syncline.engine.conflict.ConflictLog.stamp(c, t.name(), rowKey);
-            if (known != null && known.rowHash().equals(hash)) {
-                return false; // recorded when it was written: a site's version, an outcome, an operator's, or this edit again
-            }
-            long stamp = Math.max(at, known == null ? 0 : known.stamp() + 1); // made on the version recorded before
-            io.syncline.engine.conflict.ConflictLog.putStamp(c, t.name(), rowKey, new io.syncline.engine.conflict.ConflictLog.Stamp(stamp,
-                    hubId, hash));
-            return true;
         }
 
         /**
