@@ -108,6 +108,35 @@ class GuardsTest extends DbTestBase {
                 List.of(changes).iterator());
     }
 
+    /**
+     * A batch of one change, {@code change}, that the application races: before the batch's transaction gets to it, each of
+     * {@code sql} is committed on the application's own connection.
+     */
+    private Iterator<Change> whileApplied(Change change, String... sql) {
+        return new Iterator<>() {
+            boolean done;
+
+            @Override
+            public boolean hasNext() {
+                return !done;
+            }
+
+            @Override
+            public Change next() {
+                done = true;
+                try (Connection app = db.open(); Statement s = app.createStatement()) {
+                    for (String q : sql) {
+                        s.executeUpdate(q);
+                        app.commit();
+                    }
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                }
+                return change;
+            }
+        };
+    }
+
     /** A local transaction of the site's application. */
     private void local(String sql) throws Exception {
         try (Statement s = c.createStatement()) {
@@ -190,26 +219,7 @@ class GuardsTest extends DbTestBase {
         site(kind);
         fromHub(1, new Change.Insert("item", row(1, "v")));
         // The application commits w on its own connection after the batch's transaction sealed, before it writes the row.
-        Iterator<Change> racing = new Iterator<>() {
-            boolean done;
-
-            @Override
-            public boolean hasNext() {
-                return !done;
-            }
-
-            @Override
-            public Change next() {
-                done = true;
-                try (Connection app = db.open(); Statement s = app.createStatement()) {
-                    s.executeUpdate("UPDATE item SET name = 'w' WHERE id = 1");
-                    app.commit();
-                } catch (Exception e) {
-                    throw new IllegalStateException(e);
-                }
-                return update(1, "v", "x");
-            }
-        };
+        Iterator<Change> racing = whileApplied(update(1, "v", "x"), "UPDATE item SET name = 'w' WHERE id = 1");
         assertThatThrownBy(() -> fromHub(2, racing)).isInstanceOf(RetriableSyncException.class);
         assertThat(rows()).containsExactly(json(1, "w"));
         assertThat(BatchApplier.lastApplied(c, "hq", "ch")).isEqualTo(1);
@@ -425,28 +435,8 @@ class GuardsTest extends DbTestBase {
     void shouldNotApplyAgainForLocalChangesToRowsTheBatchDidNotOverwrite(TestDb.Kind kind) throws Exception {
         site(kind);
         fromHub(1, new Change.Insert("item", row(1, "v")), new Change.Insert("item", row(5, "x")));
-        Iterator<Change> busy = new Iterator<>() {
-            boolean done;
-
-            @Override
-            public boolean hasNext() {
-                return !done;
-            }
-
-            @Override
-            public Change next() {
-                done = true;
-                try (Connection app = db.open(); Statement s = app.createStatement()) {
-                    s.executeUpdate("UPDATE item SET name = 'a' WHERE id = 5");
-                    app.commit();
-                    s.executeUpdate("UPDATE item SET name = 'b' WHERE id = 5");
-                    app.commit();
-                } catch (Exception e) {
-                    throw new IllegalStateException(e);
-                }
-                return update(1, "v", "w");
-            }
-        };
+        Iterator<Change> busy = whileApplied(update(1, "v", "w"), "UPDATE item SET name = 'a' WHERE id = 5",
+                "UPDATE item SET name = 'b' WHERE id = 5");
         assertThat(fromHub(2, busy)).isInstanceOf(ApplyOutcome.Applied.class);
         assertThat(rows()).containsExactly(json(1, "w"), json(5, "b"));
     }

@@ -329,19 +329,15 @@ public final class BatchApplier {
         };
     }
 
-    /** Refuses a mark in a batch sent to anything but a site of a two-way channel. */
-    static void refuseMark(BatchId id, Change change) {
-        if (change instanceof Change.Mark) {
-            throw new BadBatchException(Stage.APPLY, "batch " + id + " carries a mark (op M), which only a hub sends, and only to a "
-                    + "site of a two-way channel");
-        }
-    }
-
-    /** Refuses a request to send a row again in a batch sent to anything but the hub of a two-way channel. */
-    static void refuseRefresh(BatchId id, Change change) {
-        if (change instanceof Change.Refresh) {
-            throw new BadBatchException(Stage.APPLY, "batch " + id + " carries a request to send a row again (op K), which only a site "
-                    + "sends, and only to the hub of a two-way channel");
+    /**
+     * Refuses a mark (op M: only a hub sends it, to a site of a two-way channel) or a request to send a row again (op K:
+     * only a site sends it, to the hub of a two-way channel) where it does not belong.
+     */
+    static void refuseNotRows(BatchId id, Change change, Class<? extends Change> refused) {
+        if (refused.isInstance(change)) {
+            throw new BadBatchException(Stage.APPLY, "batch " + id + (change instanceof Change.Mark
+                    ? " carries a mark (op M), which only a hub sends, and only to a site of a two-way channel"
+                    : " carries a request to send a row again (op K), which only a site sends, and only to the hub of a two-way channel"));
         }
     }
 
@@ -784,8 +780,8 @@ public final class BatchApplier {
         }
 
         void apply(Change change) throws SQLException {
-            refuseMark(id, change);
-            refuseRefresh(id, change);
+            refuseNotRows(id, change, Change.Mark.class);
+            refuseNotRows(id, change, Change.Refresh.class);
             TableSpec spec = channel.table(change.table());
             if (spec == null) {
                 throw new BadBatchException(Stage.APPLY, "table '" + change.table() + "' is not in channel '" + channel.name() + "'");

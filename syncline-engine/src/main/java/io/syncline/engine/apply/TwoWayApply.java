@@ -78,7 +78,7 @@ final class TwoWayApply {
     }
 
     void apply(Change change) throws SQLException {
-        BatchApplier.refuseMark(header.id(), change);
+        BatchApplier.refuseNotRows(header.id(), change, Change.Mark.class);
         TableSpec spec = channel.table(change.table());
         if (spec == null) {
             throw new BadBatchException(Stage.APPLY, "table '" + change.table() + "' is not in channel '" + channel.name() + "'");
