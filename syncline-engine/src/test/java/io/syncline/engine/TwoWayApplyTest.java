@@ -464,4 +464,43 @@ class TwoWayApplyTest extends DbTestBase {
         assertThat(Rows.of(c, db.dialect(), "order_line")).isEmpty(); // line 12 waits for order 1 to come back
         assertThat(rows()).containsExactly(json(9, "theirs", 1, "SKU-7"));
     }
+
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldOrderAnEditMadeAtTheHubByWhenItWasMadeOnceItIsSealed(TestDb.Kind kind) throws Exception {
+        open(kind);
+        ChannelSpec ch = channel(LWW);
+        new io.syncline.engine.capture.CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(ch.fromHub()));
+        c.commit();
+        io.syncline.engine.outbox.OutboxStore outbox = new io.syncline.engine.outbox.OutboxStore(db.dialect(), Clock.systemUTC());
+        HybridClock hubClock = new HybridClock(Clock.systemUTC());
+        long now = System.currentTimeMillis();
+        send("b", (now - 120_000) << 16, LWW, new Change.Insert("item", row(1, "a", 1, "S1")));
+        try (Connection writer = db.open()) {
+            hubWrites("UPDATE item SET qty = 2 WHERE id = 1"); // HQ, now
+            long after = System.currentTimeMillis();
+            var first = outbox.seal(c, "ch").orElseThrow();
+            assertThat(applier.recordHubEdits(c, writer, first, ch, "hq", 0, hubClock)).isEqualTo(1);
+            ConflictLog.Stamp recorded = ConflictLog.stamp(c, tableName(), "{\"id\":1}");
+            c.commit();
+            assertThat(recorded.writer()).isEqualTo("hq");
+            assertThat(recorded.stamp() >> 16).as("the edit's capture time").isBetween(now - 5_000, after + 5_000);
+            // Site c's edit of the version before, made a minute after HQ's: the later one wins.
+            send("c", (now + 60_000) << 16, LWW, new Change.Update("item", row(1, "a", 1, "S1"), row(1, "c", 1, "S1")));
+            assertThat(rows()).containsExactly(json(1, "c", 1, "S1"));
+            assertThat(conflicts()).extracting(ConflictLog.Entry::winner).containsExactly("c");
+            // Rows the hub wrote for a site are not the hub's own edits.
+            assertThat(applier.recordHubEdits(c, writer, outbox.seal(c, "ch").orElseThrow(), ch, "hq", first.stamp(), hubClock)).isZero();
+        }
+        // An edit not recorded yet is stamped when a site's change meets it: it wins.
+        hubWrites("UPDATE item SET qty = 4 WHERE id = 1");
+        send("c", (now + 120_000) << 16, LWW, new Change.Update("item", row(1, "c", 1, "S1"), row(1, "c", 5, "S1")));
+        assertThat(rows()).containsExactly(json(1, "c", 4, "S1"));
+    }
+
+    private String tableName() throws Exception {
+        String name = io.syncline.engine.schema.SchemaReader.read(c, "item").name();
+        c.commit();
+        return name;
+    }
 }

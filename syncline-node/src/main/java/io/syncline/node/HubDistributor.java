@@ -18,6 +18,7 @@ import io.syncline.engine.outbox.OutboxStore;
 import io.syncline.engine.outbox.SealedBatch;
 import io.syncline.engine.route.RouteExpression;
 import io.syncline.engine.schema.SchemaReader;
+import io.syncline.engine.schema.SyncSchema;
 import io.syncline.engine.schema.TableMeta;
 import io.syncline.node.config.NodeConfig;
 import io.syncline.transport.http.Headers;
@@ -84,6 +85,13 @@ final class HubDistributor implements AutoCloseable {
     private final Database db;
     private final OutboxStore outbox;
     private final HybridClock stamps;
+    /** Records when the hub's own edits of two-way rows were made, after they are sealed, on its own thread. */
+    private final BatchApplier edits;
+    private final java.util.concurrent.ExecutorService editor;
+    private final Map<String, java.util.concurrent.atomic.AtomicBoolean> recording = new ConcurrentHashMap<>();
+    /** Per two-way channel, the last batch whose edits were recorded, as far as this process knows. */
+    private final Map<String, Long> recordedUpTo = new ConcurrentHashMap<>();
+    private static final String EDITS = "hub.edits.";
     /** Hub-to-sites channels as the hub sees them: each table's name is the hub's table, its target the site's. */
     private final Map<String, ChannelSpec> channels = new LinkedHashMap<>();
     private final Map<String, RouteExpression> selectors = new HashMap<>();
@@ -110,6 +118,12 @@ final class HubDistributor implements AutoCloseable {
         this.clock = clock;
         this.db = db;
         this.outbox = new OutboxStore(db.dialect(), clock, stamps);
+        this.edits = new BatchApplier(db.dialect(), clock);
+        this.editor = Executors.newSingleThreadExecutor(r -> {
+            Thread t = new Thread(r, "syncline-hub-edits");
+            t.setDaemon(true);
+            return t;
+        });
         this.stamps = stamps;
         this.registeredSites = registeredSites;
         for (ChannelSpec ch : cfg.channels()) {
@@ -241,6 +255,11 @@ final class HubDistributor implements AutoCloseable {
         try (Connection c = db.connection()) {
             for (String ch : channels.keySet()) {
                 seal(c, ch);
+                if (channels.get(ch).direction() == ChannelSpec.Direction.TWO_WAY
+                        && outbox.lastSealed(c, ch) > recordedUpTo.getOrDefault(ch, -1L)) {
+                    recordEditsLater(ch);
+                }
+                c.commit();
             }
             if (!clock.instant().isBefore(nextSchemaCheck)) {
                 nextSchemaCheck = clock.instant().plus(cfg.schemaCheckInterval());
@@ -254,6 +273,48 @@ final class HubDistributor implements AutoCloseable {
             }
         } catch (SQLException | RuntimeException | Error e) { // an escaping Throwable would cancel the schedule
             LOG.warn("hub {}: sealing hub-to-sites batches failed: {}", cfg.nodeId(), e.getMessage());
+        }
+    }
+
+    /** Records, on the hub-edits thread, when the hub's own edits in the channel's batches sealed so far were made. */
+    private void recordEditsLater(String channel) {
+        java.util.concurrent.atomic.AtomicBoolean busy = recording.computeIfAbsent(channel, k -> new java.util.concurrent.atomic.AtomicBoolean());
+        if (busy.compareAndSet(false, true)) {
+            editor.execute(() -> {
+                try {
+                    recordEdits(channel);
+                } finally {
+                    busy.set(false);
+                }
+            });
+        }
+    }
+
+    /**
+     * BatchApplier.recordHubEdits for each batch of {@code channel} sealed after the last one recorded (sync_state
+     * {@code hub.edits.<channel>}), oldest first, at most 20 at a time; purged ones are passed over.
+     */
+    private void recordEdits(String channel) {
+        String key = EDITS + channel;
+        try (Connection reader = db.connection(); Connection writer = db.connection()) {
+            String mark = SyncSchema.getState(reader, key);
+            long done = mark == null ? 0 : Long.parseLong(mark);
+            List<SealedBatch> before = done == 0 ? List.of() : outbox.sealedAfter(reader, channel, done - 1, 1);
+            long floor = !before.isEmpty() && before.getFirst().sequence() == done ? before.getFirst().stamp() : 0;
+            for (SealedBatch b : outbox.sealedAfter(reader, channel, done, 20)) {
+                int n = edits.recordHubEdits(reader, writer, b, channels.get(channel), cfg.nodeId(), floor, stamps);
+                if (n > 0) {
+                    LOG.debug("hub {}: {} edit(s) made here in batch {} of {} recorded", cfg.nodeId(), n, b.sequence(), channel);
+                }
+                floor = b.stamp();
+                SyncSchema.putState(writer, key, Long.toString(b.sequence()));
+                writer.commit();
+                done = b.sequence();
+            }
+            recordedUpTo.put(channel, done);
+        } catch (SQLException | RuntimeException e) {
+            LOG.warn("hub {}: recording the hub's own edits of channel {} failed (they win last-writer-wins until recorded): {}",
+                    cfg.nodeId(), channel, e.getMessage());
         }
     }
 
@@ -641,8 +702,10 @@ final class HubDistributor implements AutoCloseable {
     @Override
     public void close() {
         ticker.shutdownNow();
+        editor.shutdownNow();
         try {
             ticker.awaitTermination(10, TimeUnit.SECONDS);
+            editor.awaitTermination(10, TimeUnit.SECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }

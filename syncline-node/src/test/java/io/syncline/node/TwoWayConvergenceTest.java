@@ -167,6 +167,7 @@ class TwoWayConvergenceTest {
     /** One node: its own database (one connection), clocks, outbox and applier, as HubNode and SiteNode hold them. */
     private static final class Node implements AutoCloseable {
         final String id;
+        final String url;
         final Connection c;
         final NodeClock clock;
         final HybridClock stamps;
@@ -180,7 +181,8 @@ class TwoWayConvergenceTest {
         Node(long seed, String id, VirtualTime time, long offset, boolean hub, boolean unique) throws SQLException {
             this.id = id;
             // No DB_CLOSE_DELAY: the database goes with its one connection.
-            this.c = DriverManager.getConnection("jdbc:h2:mem:twoway_" + seed + "_" + DATABASES.incrementAndGet() + "_" + id);
+            this.url = "jdbc:h2:mem:twoway_" + seed + "_" + DATABASES.incrementAndGet() + "_" + id;
+            this.c = DriverManager.getConnection(url);
             c.setAutoCommit(false);
             try (Statement s = c.createStatement()) {
                 s.execute("CREATE TABLE " + TABLE + " (id INT PRIMARY KEY, a VARCHAR(40), b VARCHAR(40)"
@@ -382,17 +384,32 @@ class TwoWayConvergenceTest {
                 if (policy.kind() == ConflictPolicy.Kind.MANUAL && rnd.nextBoolean()) {
                     settle(step);
                 } else {
-                    log.add(step + " hub seal: " + sealed(hub.outbox.seal(hub.c, CHANNEL)));
+                    log.add(step + " hub seal: " + sealed(hubSeal()));
                 }
             } else if (r < 95) {
                 if (rnd.nextInt(3) == 0) { // as the hub does when a site fetches: seal, then send
-                    log.add(step + " hub seal: " + sealed(hub.outbox.seal(hub.c, CHANNEL)));
+                    log.add(step + " hub seal: " + sealed(hubSeal()));
                 }
                 Fetch[] kinds = Fetch.values();
                 fetch(step, randomSite(), kinds[rnd.nextInt(kinds.length)]);
             } else {
                 round("" + step);
             }
+        }
+
+        /**
+         * The hub seals; then, as HubDistributor does on its own thread, it records when its own edits in the batch were
+         * made (on a second connection), so last-writer-wins orders them by that.
+         */
+        Optional<SealedBatch> hubSeal() throws SQLException {
+            Optional<SealedBatch> b = hub.outbox.seal(hub.c, CHANNEL);
+            if (b.isPresent()) {
+                try (Connection writer = DriverManager.getConnection(hub.url)) {
+                    writer.setAutoCommit(false);
+                    hub.applier.recordHubEdits(hub.c, writer, b.get(), spec.fromHub(), HUB, 0, hub.stamps);
+                }
+            }
+            return b;
         }
 
         Node randomSite() {
@@ -799,7 +816,7 @@ class TwoWayConvergenceTest {
                     log.add(label + " " + s.id + " seal " + sealed(b) + ", push: " + describe(outcomes) + conflictsSince(before));
                 }
             }
-            Optional<SealedBatch> hb = hub.outbox.seal(hub.c, CHANNEL);
+            Optional<SealedBatch> hb = hubSeal();
             moved |= hb.isPresent();
             if (hb.isPresent()) {
                 log.add(label + " hub seal: " + sealed(hb));

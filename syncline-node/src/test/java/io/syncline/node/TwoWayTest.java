@@ -139,6 +139,31 @@ class TwoWayTest {
     }
 
     @Test
+    void shouldLetASiteEditMadeAfterAnEditAtTheHubWinLastWriterWins() throws Exception {
+        for (String n : new String[] {"hq", "a"}) {
+            exec(n, ITEM);
+        }
+        exec("hq", "INSERT INTO item VALUES (1, 'one', 1), (2, 'two', 2)");
+        try (HubNode hub = HubNode.start(hub("last-writer-wins"), Clock.systemUTC())) {
+            try (SiteNode a = SiteNode.start(site("a", hub.url()), Clock.systemUTC())) {
+                await().atMost(Duration.ofSeconds(30)).until(() -> a.isDrained() && converged("item", "a")
+                        && count("a", "SELECT count(*) FROM item") == 2);
+            }
+            // HQ edits rows 1 and 2 while site a is away; the hub records when (it seals them within capture.interval).
+            exec("hq", "UPDATE item SET name = 'hq' WHERE id IN (1, 2)");
+            await().atMost(Duration.ofSeconds(10)).until(() -> count("hq", "SELECT count(*) FROM sync_row_stamp WHERE writer = 'hq'") == 2);
+            // Later, site a edits row 1 (based on the version before HQ's edit); row 2 it leaves alone.
+            exec("a", "UPDATE item SET name = 'a' WHERE id = 1");
+            try (SiteNode a = SiteNode.start(site("a", hub.url()), Clock.systemUTC())) {
+                await().atMost(Duration.ofSeconds(30)).until(() -> count("hq", "SELECT count(*) FROM sync_conflict") == 1 && a.isDrained()
+                        && converged("item", "a"));
+                assertThat(count("hq", "SELECT count(*) FROM item WHERE id = 1 AND name = 'a'")).as("the later edit, the site's, wins").isEqualTo(1);
+                assertThat(count("hq", "SELECT count(*) FROM item WHERE id = 2 AND name = 'hq'")).isEqualTo(1);
+            }
+        }
+    }
+
+    @Test
     void shouldStartOverAndConvergeWhenASitesDatabaseIsRestoredFromABackup() throws Exception {
         for (String n : new String[] {"hq", "a"}) {
             exec(n, ITEM);

@@ -13,6 +13,7 @@ import io.syncline.engine.codec.CanonicalReader;
 import io.syncline.engine.conflict.TwoWay;
 import io.syncline.engine.dialect.Dialect;
 import io.syncline.engine.outbox.OutboxStore;
+import io.syncline.engine.outbox.SealedBatch;
 import io.syncline.engine.schema.ColumnMeta;
 import io.syncline.engine.schema.SchemaReader;
 import io.syncline.engine.schema.TableMeta;
@@ -296,6 +297,57 @@ public final class BatchApplier {
                 }
             }
         }
+    }
+
+    /**
+     * At the hub: records when the hub's own edits in sealed batch {@code batch} of two-way channel {@code channel} were
+     * made (HQ staff writing the hub's tables), for last-writer-wins (docs/conflicts.md, "Ordering conflicting versions").
+     * The hub has no hook in its application's transactions; it learns of an edit when it seals it. A change made here
+     * (origin NULL) whose row still holds what it wrote, and whose recorded version ({@code sync_row_stamp}) is another
+     * one, is the hub's own edit. Its stamp is the time it was captured at, but not below {@code floor} (it committed
+     * after the batch before was sealed), above the version it was made on, and at most {@code clock}'s ceiling; the clock
+     * takes it in. Rows the hub wrote for a site, a conflict or an operator have their version recorded already.
+     *
+     * <p>Reads the batch on {@code reader} and records on {@code writer}, in one short transaction per key. Each key is
+     * locked as a site's batch locks it, one at a time, so the recording may wait for a site's batch but never in a cycle.
+     * Best effort: a key that fails is left as it is; its edit is stamped when a site's change meets it.
+     *
+     * @param floor the stamp of the batch sealed before {@code batch} (0 when unknown)
+     * @return the edits recorded
+     */
+    public int recordHubEdits(Connection reader, Connection writer, SealedBatch batch, ChannelSpec channel, String hubId, long floor,
+                              io.syncline.engine.conflict.HybridClock clock) throws SQLException {
+        int[] recorded = {0};
+        try (Writer w = new Writer(writer, new BatchId(hubId, channel.name(), batch.sequence()), channel)) {
+            dialect.streamBatch(reader, batch, "", (op, table, oldRow, newRow, capturedAt, origin) -> {
+                if (origin != null || "M".equals(op) || capturedAt == null) {
+                    return;
+                }
+                try {
+                    TableMeta t = target(writer, table);
+                    writer.commit();
+                    Map<String, Object> after = newRow == null ? null : io.syncline.engine.codec.Json.parseRow(Guards.text(newRow));
+                    Map<String, Object> before = oldRow == null ? null : io.syncline.engine.codec.Json.parseRow(Guards.text(oldRow));
+                    long at = Math.min(Math.max(capturedAt.toEpochMilli() << 16, floor), clock.ceiling());
+                    if (after != null) {
+                        recorded[0] += w.recordHubEdit(t, after, after, hubId, at, clock);
+                    }
+                    if (before != null) {
+                        Map<String, Object> old = after == null ? before : w.withUnchanged(t, before, after);
+                        if (after == null || !TwoWayApply.keyJson(t, old).equals(TwoWayApply.keyJson(t, after))) {
+                            recorded[0] += w.recordHubEdit(t, old, null, hubId, at, clock); // deleted, or moved away
+                        }
+                    }
+                } catch (SQLException e) {
+                    throw new java.io.IOException(e);
+                }
+            });
+        } catch (java.io.IOException e) {
+            throw new SQLException("reading batch " + batch.sequence() + " of " + channel.name() + ": " + e.getMessage(), e);
+        } finally {
+            reader.commit();
+        }
+        return recorded[0];
     }
 
     /** Appends to the hub's outbox the mark of the site's batch {@code id}: an outbox row of op M, origin that site. */
@@ -624,6 +676,38 @@ public final class BatchApplier {
         /** The current row of {@code rs} as a canonical row. */
         Map<String, Object> rowOf(TableMeta t, ResultSet rs) throws SQLException {
             return io.syncline.engine.codec.Json.parseRow(io.syncline.engine.codec.CanonicalWriter.row(t.columns(), rs, false));
+        }
+
+        /**
+         * See {@link BatchApplier#recordHubEdits}: one version of the row at {@code key}'s key ({@code row}, null: none), in a
+         * transaction of its own; 1 when recorded.
+         */
+        int recordHubEdit(TableMeta t, Map<String, Object> key, Map<String, Object> row, String hubId, long at,
+                          io.syncline.engine.conflict.HybridClock clock) throws SQLException {
+            try {
+                String rowKey = TwoWayApply.keyJson(t, key);
+                io.syncline.engine.conflict.ConflictLog.lockKey(c, dialect, t.name(), rowKey);
+                List<String> pk = t.primaryKey().stream().map(ColumnMeta::key).toList();
+                List<Map<String, Object>> now = rowsWhere(t, pk, key, pk);
+                String hash = io.syncline.engine.conflict.Rows.hash(row);
+                io.syncline.engine.conflict.ConflictLog.Stamp known = io.syncline.engine.conflict.ConflictLog.stamp(c, t.name(), rowKey);
+                if (!hash.equals(io.syncline.engine.conflict.Rows.hash(now.isEmpty() ? null : now.getFirst()))
+                        || known != null && known.rowHash().equals(hash)) {
+                    // The row changed again since (that version is recorded, or will be), or this version was recorded when
+                    // it was written: a site's, an outcome, an operator's, or this edit again.
+                    c.commit();
+                    return 0;
+                }
+                long stamp = clock.observe(Math.max(at, known == null ? 0 : known.stamp() + 1)); // made on the version before
+                io.syncline.engine.conflict.ConflictLog.putStamp(c, t.name(), rowKey,
+                        new io.syncline.engine.conflict.ConflictLog.Stamp(stamp, hubId, hash));
+                c.commit();
+                return 1;
+            } catch (SQLException e) {
+                rollbackQuietly(c);
+                LOG.debug("hub edit of {} {} not recorded: {}", t.name(), Guards.keyOf(t, key), e.getMessage());
+                return 0;
+            }
         }
 
         /**
