@@ -83,6 +83,29 @@ class AcknowledgeTest extends DbTestBase {
         }
     }
 
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldPurgeNoBatchBeyondAPurgeHold(TestDb.Kind kind) throws Exception {
+        TestDb db = newDb(kind);
+        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
+        try (Connection c = db.open()) {
+            new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL));
+            OutboxStore store = Pipe.store(db);
+            for (int batch = 1; batch <= 3; batch++) {
+                db.exec("INSERT INTO item VALUES (" + batch + "0, 'a')");
+                assertThat(Pipe.seal(db, c, "ch")).isPresent();
+            }
+            io.syncline.engine.schema.SyncSchema.putState(c, OutboxStore.PURGE_HOLD + "ch", "1"); // batch 2 not read yet
+            c.commit();
+            assertThat(store.position(c, "a", "ch", 3, null, List.of("a"))).isNull();
+            assertThat(store.sealedAfter(c, "ch", 0, 10)).extracting(b -> b.sequence()).containsExactly(2L, 3L);
+            io.syncline.engine.schema.SyncSchema.putState(c, OutboxStore.PURGE_HOLD + "ch", "3");
+            c.commit();
+            assertThat(store.position(c, "a", "ch", 3, null, List.of("a"))).isNull();
+            assertThat(outboxRows(c)).isZero();
+        }
+    }
+
     @org.junit.jupiter.api.Test
     void shouldReadAReloadOnPostgresInTheSnapshotItsBatchWasSealedWith() throws Exception {
         TestDb db = newDb(TestDb.Kind.POSTGRES);

@@ -71,6 +71,7 @@ import org.slf4j.LoggerFactory;
  * acknowledged it. A site that never fetched does not hold it back; it will get a reload. A site's position is its own
  * ledger, recorded at each fetch (also when it moves back) in the same step that checks the batches after it are still
  * here; a reload records the site at its batch number before any row is read. So the batches a site still needs stay.
+ * A two-way batch also stays until the hub has recorded the edits made here in it (recordEdits, OutboxStore.PURGE_HOLD).
  */
 final class HubDistributor implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(HubDistributor.class);
@@ -86,7 +87,6 @@ final class HubDistributor implements AutoCloseable {
     private final OutboxStore outbox;
     private final HybridClock stamps;
     /** Records when the hub's own edits of two-way rows were made, after they are sealed, on its own thread. */
-    private final BatchApplier edits;
     private final java.util.concurrent.ExecutorService editor;
     private final Map<String, java.util.concurrent.atomic.AtomicBoolean> recording = new ConcurrentHashMap<>();
     /** Per two-way channel, the last batch whose edits were recorded, as far as this process knows. */
@@ -118,7 +118,6 @@ final class HubDistributor implements AutoCloseable {
         this.clock = clock;
         this.db = db;
         this.outbox = new OutboxStore(db.dialect(), clock, stamps);
-        this.edits = new BatchApplier(db.dialect(), clock);
         this.editor = Executors.newSingleThreadExecutor(r -> {
             Thread t = new Thread(r, "syncline-hub-edits");
             t.setDaemon(true);
@@ -291,25 +290,34 @@ final class HubDistributor implements AutoCloseable {
     }
 
     /**
-     * BatchApplier.recordHubEdits for each batch of {@code channel} sealed after the last one recorded (sync_state
-     * {@code hub.edits.<channel>}), oldest first, at most 20 at a time; purged ones are passed over.
+     * BatchApplier.recordHubEdits for each batch of {@code channel} sealed after the last one recorded, oldest first, at
+     * most 20 at a time. The mark ({@code hub.edits.<channel>} in sync_state, "batch:stamp") also holds the purge
+     * (OutboxStore.PURGE_HOLD), so no batch goes before its edits are recorded. A batch that cannot be read is passed over.
      */
     private void recordEdits(String channel) {
         String key = EDITS + channel;
+        BatchApplier recorder = new BatchApplier(db.dialect(), clock); // the tables as they are now
         try (Connection reader = db.connection(); Connection writer = db.connection()) {
             String mark = SyncSchema.getState(reader, key);
-            long done = mark == null ? 0 : Long.parseLong(mark);
-            List<SealedBatch> before = done == 0 ? List.of() : outbox.sealedAfter(reader, channel, done - 1, 1);
-            long floor = !before.isEmpty() && before.getFirst().sequence() == done ? before.getFirst().stamp() : 0;
+            long done = mark == null ? 0 : Long.parseLong(mark.substring(0, mark.indexOf(':')));
+            long floor = mark == null ? 0 : Long.parseLong(mark.substring(mark.indexOf(':') + 1));
+            reader.commit();
             for (SealedBatch b : outbox.sealedAfter(reader, channel, done, 20)) {
-                int n = edits.recordHubEdits(reader, writer, b, channels.get(channel), cfg.nodeId(), floor, stamps);
-                if (n > 0) {
-                    LOG.debug("hub {}: {} edit(s) made here in batch {} of {} recorded", cfg.nodeId(), n, b.sequence(), channel);
+                try {
+                    int n = recorder.recordHubEdits(reader, writer, b, channels.get(channel), cfg.nodeId(), floor, stamps);
+                    if (n > 0) {
+                        LOG.debug("hub {}: {} edit(s) made here in batch {} of {} recorded", cfg.nodeId(), n, b.sequence(), channel);
+                    }
+                } catch (SQLException | RuntimeException e) {
+                    writer.rollback();
+                    LOG.warn("hub {}: the edits made here in batch {} of channel {} are not recorded (they win last-writer-wins when "
+                            + "a site's change meets them): {}", cfg.nodeId(), b.sequence(), channel, e.getMessage());
                 }
                 floor = b.stamp();
-                SyncSchema.putState(writer, key, Long.toString(b.sequence()));
-                writer.commit();
                 done = b.sequence();
+                SyncSchema.putState(writer, key, done + ":" + floor);
+                SyncSchema.putState(writer, OutboxStore.PURGE_HOLD + channel, Long.toString(done));
+                writer.commit();
             }
             recordedUpTo.put(channel, done);
         } catch (SQLException | RuntimeException e) {

@@ -135,6 +135,8 @@ class TwoWayTest {
                     && count("b", applied) - bBefore == 50);
             assertThat(count("a", "SELECT count(*) FROM sync_guard")).as("every guard of a released by the hub's marks").isZero();
             assertThat(hub.status().conflicts()).isZero();
+            // The hub's batches go once both sites have them and the hub has read them for its own edits.
+            await().atMost(Duration.ofSeconds(10)).until(() -> count("hq", "SELECT count(*) FROM sync_batch WHERE channel = 'stock'") == 0);
         }
     }
 

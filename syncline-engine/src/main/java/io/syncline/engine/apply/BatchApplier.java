@@ -685,6 +685,7 @@ public final class BatchApplier {
         int recordHubEdit(TableMeta t, Map<String, Object> key, Map<String, Object> row, String hubId, long at,
                           io.syncline.engine.conflict.HybridClock clock) throws SQLException {
             try {
+                dialect.limitLockWait(c, 200); // a key a site's batch holds is left for later: it is stamped when met
                 String rowKey = TwoWayApply.keyJson(t, key);
                 io.syncline.engine.conflict.ConflictLog.lockKey(c, dialect, t.name(), rowKey);
                 List<String> pk = t.primaryKey().stream().map(ColumnMeta::key).toList();

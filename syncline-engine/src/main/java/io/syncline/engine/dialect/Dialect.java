@@ -103,6 +103,14 @@ public interface Dialect {
     }
 
     /**
+     * Makes a lock wait in the caller's transaction fail after {@code millis} instead of lasting (SQLState 55P03 on
+     * PostgreSQL); must run at the transaction's start. Where the database cannot, does nothing (it has a lock timeout
+     * of its own).
+     */
+    default void limitLockWait(Connection c, long millis) throws SQLException {
+    }
+
+    /**
      * {@code insert}, an INSERT statement, made to insert nothing, rather than fail, when the row's key is taken (once a
      * transaction that holds it ends). Where the database cannot, {@code insert} itself: the caller then catches the
      * duplicate key, which does not end the transaction there.

@@ -31,6 +31,11 @@ public final class OutboxStore {
     private static final String NEXT_SEQ = "batch.next.";
     /** The last batch purged per shared channel and its token, as "n:token" (sync_state key prefix). */
     private static final String PURGED = "batch.purged.";
+    /**
+     * Per shared channel, the last batch that may be purged, while something here still reads the batches after it
+     * (sync_state key prefix; absent: no hold). The hub's recording of its own edits in two-way batches holds it.
+     */
+    public static final String PURGE_HOLD = "purge.hold.";
     private static final java.security.SecureRandom RANDOM = new java.security.SecureRandom();
     private final Dialect dialect;
     private final Clock clock;
@@ -218,6 +223,10 @@ public final class OutboxStore {
         }
         if (purgeTo == Long.MAX_VALUE) {
             return 0;
+        }
+        String hold = SyncSchema.getState(c, PURGE_HOLD + channel);
+        if (hold != null) {
+            purgeTo = Math.min(purgeTo, Long.parseLong(hold));
         }
         // Destinations of a shared channel echo the token of their last batch, which may be the last one purged.
         if (isAvailable(c, channel, purgeTo)) {

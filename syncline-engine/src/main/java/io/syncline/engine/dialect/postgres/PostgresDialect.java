@@ -187,6 +187,13 @@ public final class PostgresDialect implements Dialect {
     }
 
     @Override
+    public void limitLockWait(Connection c, long millis) throws SQLException {
+        try (Statement s = c.createStatement()) {
+            s.execute("SET LOCAL lock_timeout = '" + millis + "ms'");
+        }
+    }
+
+    @Override
     public String insertUnlessTaken(String insert) {
         return insert + " ON CONFLICT DO NOTHING";
     }
