@@ -150,6 +150,7 @@ final class HubDistributor implements AutoCloseable {
             // Also with no hub-to-sites channel: capture left from an earlier configuration is removed.
             new CaptureInstaller(db.dialect(), clock).install(c, List.copyOf(channels.values()));
             readSignatures(c);
+            holdPurges(c);
         }
         this.ticker = Executors.newSingleThreadScheduledExecutor(r -> {
             Thread t = new Thread(r, "syncline-hub-capture");
@@ -275,6 +276,33 @@ final class HubDistributor implements AutoCloseable {
         }
     }
 
+    /**
+     * At start: each two-way channel's batches are held from purge from the last one whose edits were recorded (from the
+     * start, for a channel new to recording), before any fetch can purge; a channel that is no longer two-way loses its
+     * hold and mark, which nothing would advance any more. Commits.
+     */
+    private void holdPurges(Connection c) throws SQLException {
+        for (ChannelSpec ch : cfg.channels()) {
+            boolean twoWay = ch.direction() == ChannelSpec.Direction.TWO_WAY;
+            if (twoWay && SyncSchema.getState(c, OutboxStore.PURGE_HOLD + ch.name()) == null) {
+                String mark = SyncSchema.getState(c, EDITS + ch.name());
+                SyncSchema.putState(c, OutboxStore.PURGE_HOLD + ch.name(), Long.toString(markedBatch(mark)));
+            } else if (!twoWay) {
+                try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_state WHERE k IN (?, ?)")) {
+                    ps.setString(1, OutboxStore.PURGE_HOLD + ch.name());
+                    ps.setString(2, EDITS + ch.name());
+                    ps.executeUpdate();
+                }
+            }
+        }
+        c.commit();
+    }
+
+    /** The batch of a recording mark ("batch:stamp"; 0 for none). */
+    private static long markedBatch(String mark) {
+        return mark == null ? 0 : Long.parseLong(mark.contains(":") ? mark.substring(0, mark.indexOf(':')) : mark);
+    }
+
     /** Records, on the hub-edits thread, when the hub's own edits in the channel's batches sealed so far were made. */
     private void recordEditsLater(String channel) {
         java.util.concurrent.atomic.AtomicBoolean busy = recording.computeIfAbsent(channel, k -> new java.util.concurrent.atomic.AtomicBoolean());
@@ -299,8 +327,8 @@ final class HubDistributor implements AutoCloseable {
         BatchApplier recorder = new BatchApplier(db.dialect(), clock); // the tables as they are now
         try (Connection reader = db.connection(); Connection writer = db.connection()) {
             String mark = SyncSchema.getState(reader, key);
-            long done = mark == null ? 0 : Long.parseLong(mark.substring(0, mark.indexOf(':')));
-            long floor = mark == null ? 0 : Long.parseLong(mark.substring(mark.indexOf(':') + 1));
+            long done = markedBatch(mark);
+            long floor = mark == null || !mark.contains(":") ? 0 : Long.parseLong(mark.substring(mark.indexOf(':') + 1));
             reader.commit();
             for (SealedBatch b : outbox.sealedAfter(reader, channel, done, 20)) {
                 try {
@@ -310,6 +338,9 @@ final class HubDistributor implements AutoCloseable {
                     }
                 } catch (SQLException | RuntimeException e) {
                     writer.rollback();
+                    if (!reader.isValid(2) || !writer.isValid(2)) {
+                        throw e; // the database went away: this run ends, the batch is read again by the next
+                    }
                     LOG.warn("hub {}: the edits made here in batch {} of channel {} are not recorded (they win last-writer-wins when "
                             + "a site's change meets them): {}", cfg.nodeId(), b.sequence(), channel, e.getMessage());
                 }
