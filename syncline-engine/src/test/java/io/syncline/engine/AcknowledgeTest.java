@@ -49,18 +49,24 @@ class AcknowledgeTest extends DbTestBase {
         }
     }
 
+    /** A table with capture and three batches of one row each, sealed; the store. */
+    private static OutboxStore threeBatches(TestDb db, Connection c) throws Exception {
+        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
+        new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL));
+        OutboxStore store = Pipe.store(db);
+        for (int batch = 1; batch <= 3; batch++) {
+            db.exec("INSERT INTO item VALUES (" + batch + "0, 'a')");
+            assertThat(Pipe.seal(db, c, "ch")).isPresent();
+        }
+        return store;
+    }
+
     @ParameterizedTest
     @EnumSource(TestDb.Kind.class)
     void shouldKeepTheBatchesASharerStillNeedsEvenWhenItMovesBack(TestDb.Kind kind) throws Exception {
         TestDb db = newDb(kind);
-        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
         try (Connection c = db.open()) {
-            new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL));
-            OutboxStore store = Pipe.store(db);
-            for (int batch = 1; batch <= 3; batch++) {
-                db.exec("INSERT INTO item VALUES (" + batch + "0, 'a')");
-                assertThat(Pipe.seal(db, c, "ch")).isPresent();
-            }
+            OutboxStore store = threeBatches(db, c);
             List<String> sharers = List.of("a", "b");
             assertThat(store.position(c, "b", "ch", 0, null, sharers)).isNull();
             assertThat(store.position(c, "a", "ch", 3, null, sharers)).isNull();
@@ -87,14 +93,8 @@ class AcknowledgeTest extends DbTestBase {
     @EnumSource(TestDb.Kind.class)
     void shouldPurgeNoBatchBeyondAPurgeHold(TestDb.Kind kind) throws Exception {
         TestDb db = newDb(kind);
-        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
         try (Connection c = db.open()) {
-            new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL));
-            OutboxStore store = Pipe.store(db);
-            for (int batch = 1; batch <= 3; batch++) {
-                db.exec("INSERT INTO item VALUES (" + batch + "0, 'a')");
-                assertThat(Pipe.seal(db, c, "ch")).isPresent();
-            }
+            OutboxStore store = threeBatches(db, c);
             io.syncline.engine.schema.SyncSchema.putState(c, OutboxStore.PURGE_HOLD + "ch", "1"); // batch 2 not read yet
             c.commit();
             assertThat(store.position(c, "a", "ch", 3, null, List.of("a"))).isNull();

@@ -137,6 +137,35 @@ class GuardsTest extends DbTestBase {
         };
     }
 
+    /**
+     * A batch of {@code changes} whose transaction stays open after the last one: it counts {@code reached} down, then
+     * waits (at most 30 s) for {@code go}.
+     */
+    private static Iterator<Change> pausing(List<Change> changes, java.util.concurrent.CountDownLatch reached,
+                                            java.util.concurrent.CountDownLatch go) {
+        Iterator<Change> it = changes.iterator();
+        return new Iterator<>() {
+            @Override
+            public boolean hasNext() {
+                if (it.hasNext()) {
+                    return true;
+                }
+                reached.countDown();
+                try {
+                    go.await(30, java.util.concurrent.TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+                return false;
+            }
+
+            @Override
+            public Change next() {
+                return it.next();
+            }
+        };
+    }
+
     /** A local transaction of the site's application. */
     private void local(String sql) throws Exception {
         try (Statement s = c.createStatement()) {
@@ -360,28 +389,7 @@ class GuardsTest extends DbTestBase {
         java.util.concurrent.CountDownLatch deleted = new java.util.concurrent.CountDownLatch(1);
         java.util.concurrent.CountDownLatch go = new java.util.concurrent.CountDownLatch(1);
         // Site a deletes row 1, which the hub does not have; its batch stays open while site b's insert of row 1 arrives.
-        Iterator<Change> slow = new Iterator<>() {
-            int given;
-
-            @Override
-            public boolean hasNext() {
-                if (given == 1) {
-                    deleted.countDown();
-                    try {
-                        go.await(30, java.util.concurrent.TimeUnit.SECONDS);
-                    } catch (InterruptedException e) {
-                        Thread.currentThread().interrupt();
-                    }
-                }
-                return given == 0;
-            }
-
-            @Override
-            public Change next() {
-                given++;
-                return new Change.Delete("item", row(1, "v"));
-            }
-        };
+        Iterator<Change> slow = pausing(List.of(new Change.Delete("item", row(1, "v"))), deleted, go);
         java.util.concurrent.ExecutorService threads = java.util.concurrent.Executors.newFixedThreadPool(2);
         try (Connection a = db.open(); Connection b = db.open()) {
             java.util.concurrent.CompletableFuture<ApplyOutcome> fromA = java.util.concurrent.CompletableFuture.supplyAsync(() ->
@@ -459,27 +467,7 @@ class GuardsTest extends DbTestBase {
         fromHub(1, new Change.Insert("item", row(1, "v")), new Change.Insert("item", row(2, "v")));
         java.util.concurrent.CountDownLatch started = new java.util.concurrent.CountDownLatch(1);
         java.util.concurrent.CountDownLatch go = new java.util.concurrent.CountDownLatch(1);
-        Iterator<Change> slow = new Iterator<>() {
-            int given;
-
-            @Override
-            public boolean hasNext() {
-                if (given == 2) {
-                    started.countDown();
-                    try {
-                        go.await(30, java.util.concurrent.TimeUnit.SECONDS);
-                    } catch (InterruptedException e) {
-                        Thread.currentThread().interrupt();
-                    }
-                }
-                return given < 2;
-            }
-
-            @Override
-            public Change next() {
-                return given++ == 0 ? new Change.Mark(0) : new Change.Reload("item", row(1, "copy"));
-            }
-        };
+        Iterator<Change> slow = pausing(List.of(new Change.Mark(0), new Change.Reload("item", row(1, "copy"))), started, go);
         java.util.concurrent.ExecutorService threads = java.util.concurrent.Executors.newFixedThreadPool(2);
         try {
             java.util.concurrent.Future<ApplyOutcome> copy = threads.submit(() -> applier.reload(c,
@@ -537,7 +525,7 @@ class GuardsTest extends DbTestBase {
         List<String> out = new ArrayList<>();
         db.dialect().streamUnsealed(c, "ch", (op, table, oldRow, newRow, at, origin) -> {
             if (origin == null) {
-                out.add(op + " " + (oldRow == null ? null : Guards.text(oldRow)));
+                out.add(op + " " + (oldRow == null ? null : oldRow.text()));
             }
         });
         c.commit();

@@ -628,7 +628,7 @@ final class HubDistributor implements AutoCloseable {
 
         @Override
         public void accept(String op, String table, Row oldRow, Row newRow, Instant capturedAt, String origin) throws IOException {
-            Rendered r = new Rendered(op, table, oldRow == null ? null : SiteShare.text(oldRow), newRow == null ? null : SiteShare.text(newRow),
+            Rendered r = new Rendered(op, table, oldRow == null ? null : oldRow.text(), newRow == null ? null : newRow.text(),
                     origin);
             if (changes != null) {
                 chars += r.chars();
@@ -679,7 +679,7 @@ final class HubDistributor implements AutoCloseable {
                 w.change(op, table, oldRow == null ? null : oldRow::writeTo, newRow == null ? null : newRow::writeTo);
                 return;
             }
-            String newJson = newRow == null ? null : text(newRow);
+            String newJson = newRow == null ? null : newRow.text();
             Map<String, Object> newValues = newJson == null ? null : WireFormat.MAPPER.readValue(newJson, MAP);
             Map<String, Object> oldValues = null;
             if (oldRow != null) {
@@ -687,7 +687,7 @@ final class HubDistributor implements AutoCloseable {
                 if (newValues != null) {
                     oldValues.putAll(newValues);
                 }
-                oldValues.putAll(WireFormat.MAPPER.readValue(text(oldRow), MAP));
+                oldValues.putAll(WireFormat.MAPPER.readValue(oldRow.text(), MAP));
             }
             boolean wasIn = oldValues != null && filter.test(oldValues::get, this::attribute);
             boolean isIn = newValues != null && filter.test(newValues::get, this::attribute);
@@ -717,14 +717,6 @@ final class HubDistributor implements AutoCloseable {
 
         private String attribute(String name) {
             return attributes.get(name.toLowerCase(Locale.ROOT));
-        }
-
-        private static String text(Row row) throws IOException {
-            StringWriter out = new StringWriter(128);
-            try (JsonGenerator g = Json.FACTORY.createGenerator(out)) {
-                row.writeTo(g);
-            }
-            return out.toString();
         }
     }
 

@@ -735,7 +735,7 @@ class TwoWayConvergenceTest {
 
         /**
          * Writes hub batches as HubDistributor.handleFetch does for a site (no row filter): streamed for the hub itself,
-         * so every change goes to every site, the site's own included.
+         * then the site's share: every change but the site's own, and the marks of the site's batches.
          */
         byte[] hubStream(Node site, List<SealedBatch> batches) throws SQLException, IOException {
             ByteArrayOutputStream out = new ByteArrayOutputStream();

@@ -10,6 +10,10 @@ import io.syncline.api.RetriableSyncException;
 import io.syncline.api.SyncException.Stage;
 import io.syncline.api.TableSpec;
 import io.syncline.engine.codec.CanonicalReader;
+import io.syncline.engine.codec.Json;
+import io.syncline.engine.conflict.ConflictLog;
+import io.syncline.engine.conflict.HybridClock;
+import io.syncline.engine.conflict.Rows;
 import io.syncline.engine.conflict.TwoWay;
 import io.syncline.engine.dialect.Dialect;
 import io.syncline.engine.outbox.OutboxStore;
@@ -316,7 +320,7 @@ public final class BatchApplier {
      * @return the edits recorded
      */
     public int recordHubEdits(Connection reader, Connection writer, SealedBatch batch, ChannelSpec channel, String hubId, long floor,
-                              io.syncline.engine.conflict.HybridClock clock) throws SQLException {
+                              HybridClock clock) throws SQLException {
         int[] recorded = {0};
         try (Writer w = new Writer(writer, new BatchId(hubId, channel.name(), batch.sequence()), channel)) {
             dialect.streamBatch(reader, batch, "", (op, table, oldRow, newRow, capturedAt, origin) -> {
@@ -326,8 +330,8 @@ public final class BatchApplier {
                 try {
                     TableMeta t = target(writer, table);
                     writer.commit();
-                    Map<String, Object> after = newRow == null ? null : io.syncline.engine.codec.Json.parseRow(Guards.text(newRow));
-                    Map<String, Object> before = oldRow == null ? null : io.syncline.engine.codec.Json.parseRow(Guards.text(oldRow));
+                    Map<String, Object> after = newRow == null ? null : Json.parseRow(newRow.text());
+                    Map<String, Object> before = oldRow == null ? null : Json.parseRow(oldRow.text());
                     long at = Math.min(Math.max(capturedAt.toEpochMilli() << 16, floor), clock.ceiling());
                     if (after != null) {
                         recorded[0] += w.recordHubEdit(t, after, after, hubId, at, clock);
@@ -675,7 +679,7 @@ public final class BatchApplier {
 
         /** The current row of {@code rs} as a canonical row. */
         Map<String, Object> rowOf(TableMeta t, ResultSet rs) throws SQLException {
-            return io.syncline.engine.codec.Json.parseRow(io.syncline.engine.codec.CanonicalWriter.row(t.columns(), rs, false));
+            return Json.parseRow(io.syncline.engine.codec.CanonicalWriter.row(t.columns(), rs, false));
         }
 
         /**
@@ -683,16 +687,16 @@ public final class BatchApplier {
          * transaction of its own; 1 when recorded.
          */
         int recordHubEdit(TableMeta t, Map<String, Object> key, Map<String, Object> row, String hubId, long at,
-                          io.syncline.engine.conflict.HybridClock clock) throws SQLException {
+                          HybridClock clock) throws SQLException {
             try {
                 dialect.limitLockWait(c, 200); // a key a site's batch holds is left for later: it is stamped when met
                 String rowKey = TwoWayApply.keyJson(t, key);
-                io.syncline.engine.conflict.ConflictLog.lockKey(c, dialect, t.name(), rowKey);
+                ConflictLog.lockKey(c, dialect, t.name(), rowKey);
                 List<String> pk = t.primaryKey().stream().map(ColumnMeta::key).toList();
                 List<Map<String, Object>> now = rowsWhere(t, pk, key, pk);
-                String hash = io.syncline.engine.conflict.Rows.hash(row);
-                io.syncline.engine.conflict.ConflictLog.Stamp known = io.syncline.engine.conflict.ConflictLog.stamp(c, t.name(), rowKey);
-                if (!hash.equals(io.syncline.engine.conflict.Rows.hash(now.isEmpty() ? null : now.getFirst()))
+                String hash = Rows.hash(row);
+                ConflictLog.Stamp known = ConflictLog.stamp(c, t.name(), rowKey);
+                if (!hash.equals(Rows.hash(now.isEmpty() ? null : now.getFirst()))
                         || known != null && known.rowHash().equals(hash)) {
                     // The row changed again since (that version is recorded, or will be), or this version was recorded when
                     // it was written: a site's, an outcome, an operator's, or this edit again.
@@ -700,8 +704,8 @@ public final class BatchApplier {
                     return 0;
                 }
                 long stamp = clock.observe(Math.max(at, known == null ? 0 : known.stamp() + 1)); // made on the version before
-                io.syncline.engine.conflict.ConflictLog.putStamp(c, t.name(), rowKey,
-                        new io.syncline.engine.conflict.ConflictLog.Stamp(stamp, hubId, hash));
+                ConflictLog.putStamp(c, t.name(), rowKey,
+                        new ConflictLog.Stamp(stamp, hubId, hash));
                 c.commit();
                 return 1;
             } catch (SQLException e) {
@@ -764,7 +768,7 @@ public final class BatchApplier {
                     + "VALUES (?, ?, 'K', ?, NULL)")) {
                 ps.setString(1, channel.name());
                 ps.setString(2, t.name().toLowerCase(Locale.ROOT));
-                ps.setString(3, io.syncline.engine.codec.Json.write(Guards.keyOf(t, row)));
+                ps.setString(3, Json.write(Guards.keyOf(t, row)));
                 ps.executeUpdate();
             }
         }
@@ -825,8 +829,8 @@ public final class BatchApplier {
                     }
                     try {
                         TableMeta t = target(c, table); // this site's own change: its own table
-                        Map<String, Object> wrote = newRow == null ? null : io.syncline.engine.codec.Json.parseRow(Guards.text(newRow));
-                        Map<String, Object> before = oldRow == null ? null : io.syncline.engine.codec.Json.parseRow(Guards.text(oldRow));
+                        Map<String, Object> wrote = newRow == null ? null : Json.parseRow(newRow.text());
+                        Map<String, Object> before = oldRow == null ? null : Json.parseRow(oldRow.text());
                         if (before != null && (wrote == null || !samePrimaryKey(t, withUnchanged(t, before, wrote), wrote))) {
                             Map<String, Object> gone = wrote == null ? before : withUnchanged(t, before, wrote);
                             last.put(t.name() + " " + TwoWayApply.keyJson(t, gone), latest(t, gone, null));
@@ -851,7 +855,7 @@ public final class BatchApplier {
                 List<String> pk = t.primaryKey().stream().map(ColumnMeta::key).toList();
                 List<Map<String, Object>> now = rowsWhere(t, pk, key, pk);
                 boolean holds = wrote == null ? now.isEmpty()
-                        : now.size() == 1 && io.syncline.engine.conflict.Rows.sameWhereBoth(wrote, now.getFirst());
+                        : now.size() == 1 && Rows.sameWhereBoth(wrote, now.getFirst());
                 if (!holds) {
                     throw new RetriableSyncException(Stage.APPLY, "batch " + id + ": a change this site committed to " + t.name() + " "
                             + Guards.keyOf(t, key) + " while the batch was applied was overwritten by it; the batch is applied again");

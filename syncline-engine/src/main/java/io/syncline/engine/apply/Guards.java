@@ -1,6 +1,5 @@
 package io.syncline.engine.apply;
 
-import com.fasterxml.jackson.core.JsonGenerator;
 import io.syncline.engine.codec.Json;
 import io.syncline.engine.conflict.Rows;
 import io.syncline.engine.dialect.Dialect;
@@ -11,7 +10,6 @@ import io.syncline.engine.schema.ColumnMeta;
 import io.syncline.engine.schema.SchemaReader;
 import io.syncline.engine.schema.TableMeta;
 import java.io.IOException;
-import java.io.StringWriter;
 import java.io.UncheckedIOException;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
@@ -72,7 +70,7 @@ public final class Guards implements OutboxStore.SealListener {
                     TableMeta t = table(c, table);
                     for (OutboxRowSink.Row row : new OutboxRowSink.Row[] {oldRow, newRow}) {
                         if (row != null) {
-                            String key = storedKey(TwoWayApply.keyJson(t, Json.parseRow(text(row))));
+                            String key = storedKey(TwoWayApply.keyJson(t, Json.parseRow(row.text())));
                             keys.put(t.name().toLowerCase(Locale.ROOT) + " " + key, key);
                         }
                     }
@@ -188,15 +186,6 @@ public final class Guards implements OutboxStore.SealListener {
 
     private static String storedKey(String key) {
         return key.length() <= 1000 ? key : "sha256:" + Rows.hash(Map.of("key", key));
-    }
-
-    /** A row of a sink as canonical JSON text. */
-    public static String text(OutboxRowSink.Row row) throws IOException {
-        StringWriter out = new StringWriter(128);
-        try (JsonGenerator g = Json.FACTORY.createGenerator(out)) {
-            row.writeTo(g);
-        }
-        return out.toString();
     }
 
     /** The primary key of {@code row} in {@code t}, as a canonical row (for messages). */

@@ -23,6 +23,15 @@ public interface OutboxRowSink {
         /** Writes the row as one JSON object into {@code g}, which must be configured like {@link Json#FACTORY}. */
         void writeTo(JsonGenerator g) throws IOException;
 
+        /** The row as canonical JSON text. */
+        default String text() throws IOException {
+            java.io.StringWriter out = new java.io.StringWriter(128);
+            try (JsonGenerator g = Json.FACTORY.createGenerator(out)) {
+                writeTo(g);
+            }
+            return out.toString();
+        }
+
         /** A row held as canonical JSON text; null stays null. */
         static Row ofJson(String json) {
             return json == null ? null : g -> g.writeRawValue(json);
