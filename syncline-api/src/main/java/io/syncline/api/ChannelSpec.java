@@ -13,8 +13,11 @@ import java.util.List;
  * @param tables    its tables, in the order the hub configures them
  * @param conflict  for {@link Direction#TWO_WAY}: how the hub settles conflicts unless a table says otherwise
  *                  (docs/conflicts.md); null elsewhere
+ * @param schedule  when its changes travel: null for real time, else a duration or a cron expression
+ *                  (docs/configuration.md, "Schedules"); checked by the node's configuration
  */
-public record ChannelSpec(String name, Direction direction, String sites, List<TableSpec> tables, ConflictPolicy conflict) {
+public record ChannelSpec(String name, Direction direction, String sites, List<TableSpec> tables, ConflictPolicy conflict,
+                          String schedule) {
     /** Which way a channel's changes flow. */
     public enum Direction {
         /** Every site captures its changes; the hub applies them. */
@@ -45,6 +48,9 @@ public record ChannelSpec(String name, Direction direction, String sites, List<T
         }
         if (sites != null && sites.isBlank()) {
             sites = null;
+        }
+        if (schedule != null && (schedule.isBlank() || schedule.trim().equalsIgnoreCase("realtime"))) {
+            schedule = null;
         }
         if (sites != null && !direction.toSites()) {
             throw new IllegalArgumentException("channel '" + name + "' selects sites, but only a hub-to-sites or two-way channel can");
@@ -79,14 +85,24 @@ public record ChannelSpec(String name, Direction direction, String sites, List<T
         }
     }
 
-    /** A channel without a conflict policy of its own (the default for a two-way channel). */
+    /** A real-time channel. */
+    public ChannelSpec(String name, Direction direction, String sites, List<TableSpec> tables, ConflictPolicy conflict) {
+        this(name, direction, sites, tables, conflict, null);
+    }
+
+    /** A real-time channel without a conflict policy of its own (the default for a two-way channel). */
     public ChannelSpec(String name, Direction direction, String sites, List<TableSpec> tables) {
-        this(name, direction, sites, tables, null);
+        this(name, direction, sites, tables, null, null);
+    }
+
+    /** This channel with another schedule (null: real time). */
+    public ChannelSpec withSchedule(String schedule) {
+        return new ChannelSpec(name, direction, sites, tables, conflict, schedule);
     }
 
     /** A channel that every site takes part in. */
     public ChannelSpec(String name, Direction direction, List<TableSpec> tables) {
-        this(name, direction, null, tables, null);
+        this(name, direction, null, tables, null, null);
     }
 
     /** The conflict policy of a table of this channel (by source name): its own, or the channel's. */
@@ -111,6 +127,6 @@ public record ChannelSpec(String name, Direction direction, String sites, List<T
      */
     public ChannelSpec fromHub() {
         return new ChannelSpec(name, direction, sites, tables.stream()
-                .map(t -> new TableSpec(t.target(), t.name(), null, t.filter(), t.conflict())).toList(), conflict);
+                .map(t -> new TableSpec(t.target(), t.name(), null, t.filter(), t.conflict())).toList(), conflict, schedule);
     }
 }

@@ -35,13 +35,20 @@ final class StatusCommand implements Callable<Integer> {
         System.out.printf("hub %s at %s; conflicts %d (open %d)%n", doc.path("node").asText(), doc.path("at").asText(),
                 doc.path("conflicts").asLong(), doc.path("openConflicts").asLong());
         System.out.printf("%-16s %-5s %-8s %-26s %10s %10s %12s %10s %9s  %s%n", "site", "mode", "state", "last contact", "pending", "lag ms",
-                "applied", "to site", "conflicts", "last error");
+                "applied", "to site", "conflicts", "last error / retention");
         for (JsonNode s : doc.path("sites")) {
             System.out.printf("%-16s %-5s %-8s %-26s %10d %10d %12d %10d %9d  %s%n", s.path("site").asText(), s.path("mode").asText(),
                     s.path("state").asText(), s.path("lastContact").isNull() ? "-" : s.path("lastContact").asText(),
                     s.path("pendingChanges").asLong(), s.path("lagMillis").asLong(), s.path("rowsApplied").asLong(),
-                    s.path("pendingToSite").asLong(), s.path("conflicts").asLong(), s.path("lastError").isNull() ? "" : s.path("lastError").asText());
+                    s.path("pendingToSite").asLong(), s.path("conflicts").asLong(), notes(s));
         }
         return 0;
+    }
+
+    /** The site's last error and the hub's retention notice, whichever it has. */
+    private static String notes(JsonNode s) {
+        String error = s.path("lastError").isNull() ? "" : s.path("lastError").asText("");
+        String retention = s.path("retention").isNull() ? "" : s.path("retention").asText("");
+        return error.isEmpty() ? retention : retention.isEmpty() ? error : error + "; " + retention;
     }
 }

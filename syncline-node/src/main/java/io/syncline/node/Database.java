@@ -13,8 +13,10 @@ import java.sql.SQLException;
 final class Database implements AutoCloseable {
     private final HikariDataSource pool;
     private final Dialect dialect;
+    private final NodeConfig cfg;
 
     Database(NodeConfig cfg) {
+        this.cfg = cfg;
         HikariConfig hc = new HikariConfig();
         hc.setPoolName("syncline-" + cfg.nodeId());
         hc.setJdbcUrl(cfg.databaseUrl());
@@ -43,6 +45,16 @@ final class Database implements AutoCloseable {
 
     Connection connection() throws SQLException {
         return pool.getConnection();
+    }
+
+    /**
+     * Starts the dialect's capture watch (null when the database cannot report commits): on PostgreSQL it holds a
+     * connection of its own, outside the pool, for as long as it listens.
+     */
+    io.syncline.engine.capture.CaptureWatch watchCaptures(String name, Runnable onChange) throws SQLException {
+        return dialect.watchCaptures(() -> cfg.databaseUrl().startsWith("jdbc:postgresql:")
+                ? java.sql.DriverManager.getConnection(cfg.databaseUrl(), cfg.databaseUser(), cfg.databasePassword())
+                : pool.getConnection(), name, onChange);
     }
 
     Dialect dialect() {

@@ -35,6 +35,7 @@ import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Clock;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Collection;
@@ -100,12 +101,29 @@ final class HubDistributor implements AutoCloseable {
     private final Map<String, ReentrantLock> sealLocks = new ConcurrentHashMap<>();
     private final Supplier<Collection<String>> registeredSites;
     private final ScheduledExecutorService ticker;
+    /** Per channel: rung when a batch is sealed, for the fetches waiting for one (long polls). */
+    private final Map<String, Bell> bells = new ConcurrentHashMap<>();
+    /** Reports the commits that captured changes to the channels' tables, so they are sealed at once; null: polling only. */
+    private final io.syncline.engine.capture.CaptureWatch watch;
+    private volatile boolean closed;
+    /** Per channel, the sites that have not fetched it for longer than retention.maxAge: they no longer hold its purge. */
+    private volatile Map<String, java.util.Set<String>> expired = Map.of();
+    /** Per site, what the hub says about the changes it keeps for it (retention.maxAge), for status; absent when nothing. */
+    private final Map<String, String> retentionNotices = new ConcurrentHashMap<>();
+    /** Fetches in progress per site and channel: a site waiting in a long poll is present, however old its last ack. */
+    private final Map<String, Integer> fetching = new ConcurrentHashMap<>();
+    /** Per site and channel, when the retention warning was last logged (at most once an hour). */
+    private final Map<String, Instant> warned = new ConcurrentHashMap<>();
     private Instant nextSchemaCheck = Instant.EPOCH;
     /** Per site, its attributes by lower-case name; per channel and site, whether the channel's selector chooses it. */
     private final Map<String, Map<String, String>> attributes = new ConcurrentHashMap<>();
     private final Map<String, Boolean> routed = new ConcurrentHashMap<>();
     private final Map<String, String> routeHashes = new ConcurrentHashMap<>();
     private final BatchCache cache = new BatchCache(CACHE_CHARS);
+    /** Batches being read into the cache, each by one fetch while the others wait (readShared). */
+    private final Map<String, ReentrantLock> reading = new ConcurrentHashMap<>();
+    /** Batches of at most this many outbox rows are read into the cache before any is sent (readShared). */
+    private static final long SHARED_READ_ROWS = 10_000;
     private final AtomicLong outboxReads = new AtomicLong();
     /** Channels not served, with why: a filter names a column its hub table no longer has. */
     private volatile Map<String, String> broken = Map.of();
@@ -160,7 +178,31 @@ final class HubDistributor implements AutoCloseable {
         if (!channels.isEmpty()) {
             long every = Math.max(10, cfg.captureInterval().toMillis());
             ticker.scheduleWithFixedDelay(this::tick, every, every, TimeUnit.MILLISECONDS);
+            Waker waker = new Waker(ticker, this::sealNow);
+            this.watch = db.watchCaptures("hub-" + cfg.nodeId(), waker);
+            waker.reportsBeforeCommit(watch != null && watch.callsBeforeCommit());
+        } else {
+            this.watch = null;
         }
+    }
+
+    /** The watch's task: seals every channel at once; whether any batch was sealed. */
+    private boolean sealNow() {
+        boolean sealed = false;
+        try (Connection c = db.connection()) {
+            for (String ch : channels.keySet()) {
+                sealed |= seal(c, ch);
+                c.commit();
+            }
+        } catch (SQLException | RuntimeException e) {
+            LOG.warn("hub {}: sealing hub-to-sites batches failed: {}", cfg.nodeId(), e.getMessage());
+            return true; // the periodic tick tries again
+        }
+        return sealed;
+    }
+
+    private Bell bell(String channel) {
+        return bells.computeIfAbsent(channel, k -> new Bell());
     }
 
     /**
@@ -243,7 +285,8 @@ final class HubDistributor implements AutoCloseable {
         // Asked on every fetch; only the tables' columns can change while the hub runs, and they are part of the key.
         return routeHashes.computeIfAbsent(channel + '\0' + site + '\0' + signature, k -> {
             try {
-                return Secrets.sha256(WireFormat.MAPPER.writeValueAsString(channels.get(channel)) + "|"
+                // Not the schedule: when a channel's batches travel does not change what a site holds.
+                return Secrets.sha256(WireFormat.MAPPER.writeValueAsString(channels.get(channel).withSchedule(null)) + "|"
                         + WireFormat.MAPPER.writeValueAsString(cfg.siteAttributes(site)) + "|" + signature).substring(0, 16);
             } catch (IOException e) {
                 throw new IllegalStateException(e);
@@ -265,6 +308,7 @@ final class HubDistributor implements AutoCloseable {
                 nextSchemaCheck = clock.instant().plus(cfg.schemaCheckInterval());
                 new CaptureInstaller(db.dialect(), clock).reconcile(c, List.copyOf(channels.values()));
                 readSignatures(c);
+                checkRetention(c);
                 String problems = filterProblems(c);
                 if (problems != null) {
                     LOG.error("hub {}: {}; those channels are not served until the configuration or the table is fixed", cfg.nodeId(),
@@ -357,14 +401,22 @@ final class HubDistributor implements AutoCloseable {
         }
     }
 
-    private void seal(Connection c, String channel) throws SQLException {
+    /** Seals what is committed into the channel's next batch; whether there was anything (the fetches waiting are woken). */
+    private boolean seal(Connection c, String channel) throws SQLException {
         ReentrantLock lock = sealLocks.computeIfAbsent(channel, k -> new ReentrantLock());
         lock.lock();
         try {
-            outbox.seal(c, channel);
+            return rang(channel, outbox.seal(c, channel).isPresent());
         } finally {
             lock.unlock();
         }
+    }
+
+    private boolean rang(String channel, boolean sealed) {
+        if (sealed) {
+            bell(channel).ring();
+        }
+        return sealed;
     }
 
     /** Seals unless another thread is sealing the channel or opening a reload: a fetch does not queue behind them. */
@@ -372,21 +424,101 @@ final class HubDistributor implements AutoCloseable {
         ReentrantLock lock = sealLocks.computeIfAbsent(channel, k -> new ReentrantLock());
         if (lock.tryLock()) {
             try {
-                outbox.seal(c, channel);
+                rang(channel, outbox.seal(c, channel).isPresent());
             } finally {
                 lock.unlock();
             }
         }
     }
 
-    /** Sites sharing a channel's batches: the registered ones it routes to. */
+    /**
+     * Sites sharing a channel's batches: the registered ones it routes to, but for those that stayed away longer than
+     * retention.maxAge (they get a copy when they return).
+     */
     private List<String> sharers(String channel) {
-        return registeredSites.get().stream().filter(site -> routes(channel, site)).toList();
+        java.util.Set<String> gone = expired.getOrDefault(channel, java.util.Set.of());
+        return registeredSites.get().stream().filter(site -> routes(channel, site) && !gone.contains(site)).toList();
     }
 
     /**
-     * GET /v1/fetch?channel=C&ack=N&max=M[&route=H] from an authenticated site: records {@code ack} (the site's ledger),
-     * purges what every sharer has, and streams the next batches of C in this site's share, or a reload.
+     * Compares each site's last fetch of each channel (sync_ack.acked_at) with retention.maxAge: from half of it the hub
+     * warns (log, at most once an hour, and status); beyond it the site no longer holds back the channel's purge. Commits.
+     */
+    private void checkRetention(Connection c) throws SQLException {
+        Duration keep = cfg.retentionMaxAge();
+        Instant now = clock.instant();
+        Map<String, java.util.Set<String>> gone = new HashMap<>();
+        Map<String, String> notices = new HashMap<>();
+        java.util.Set<String> registered = new java.util.HashSet<>(registeredSites.get());
+        try (PreparedStatement ps = c.prepareStatement("SELECT destination, channel, acked_at FROM sync_ack");
+             java.sql.ResultSet rs = ps.executeQuery()) {
+            while (rs.next()) {
+                String site = rs.getString(1);
+                String channel = rs.getString(2);
+                java.time.OffsetDateTime at = rs.getObject(3, java.time.OffsetDateTime.class);
+                if (!channels.containsKey(channel) || !registered.contains(site) || at == null
+                        || fetching.containsKey(site + '\0' + channel)) {
+                    continue;
+                }
+                Duration away = Duration.between(at.toInstant(), now);
+                if (away.compareTo(keep.dividedBy(2)) < 0) {
+                    continue;
+                }
+                Instant until = at.toInstant().plus(keep);
+                String notice;
+                if (away.compareTo(keep) >= 0) {
+                    gone.computeIfAbsent(channel, k -> new java.util.HashSet<>()).add(site);
+                    notice = "has not fetched channel '" + channel + "' since " + at.toInstant() + ": its changes are no longer kept for it "
+                            + "(retention.maxAge " + keep + "); it gets a copy when it returns";
+                } else {
+                    notice = "has not fetched channel '" + channel + "' since " + at.toInstant() + ": its changes are kept for it until "
+                            + until + " (retention.maxAge " + keep + "), then it gets a copy instead";
+                }
+                notices.merge(site, notice, (a, b) -> a + "; " + b);
+                String warnKey = site + '\0' + channel + '\0' + (away.compareTo(keep) >= 0);
+                Instant last = warned.get(warnKey);
+                if (last == null || Duration.between(last, now).toHours() >= 1) {
+                    warned.put(warnKey, now);
+                    LOG.warn("hub {}: site {} {}", cfg.nodeId(), site, notice);
+                }
+            }
+        }
+        c.commit();
+        Map<String, java.util.Set<String>> before = expired;
+        expired = gone;
+        for (Map.Entry<String, java.util.Set<String>> e : gone.entrySet()) {
+            if (!e.getValue().equals(before.getOrDefault(e.getKey(), java.util.Set.of()))) {
+                // A site no longer holds the channel: what the others have goes now, not at their next fetch.
+                outbox.purgeShared(c, e.getKey(), new java.util.HashSet<>(sharers(e.getKey())));
+            }
+        }
+        retentionNotices.keySet().retainAll(notices.keySet());
+        retentionNotices.putAll(notices);
+    }
+
+    /** What the hub says about the changes it keeps for a site that stays away (retention.maxAge), or null. */
+    String retentionNotice(String site) {
+        return retentionNotices.get(site);
+    }
+
+    /** A site that fetches is back: it holds its channel's purge again from now on. */
+    private void returned(String channel, String site) {
+        java.util.Set<String> gone = expired.get(channel);
+        if (gone != null && gone.contains(site)) {
+            Map<String, java.util.Set<String>> next = new HashMap<>(expired);
+            java.util.Set<String> rest = new java.util.HashSet<>(gone);
+            rest.remove(site);
+            next.put(channel, rest);
+            expired = next;
+            retentionNotices.remove(site);
+        }
+    }
+
+    /**
+     * GET /v1/fetch?channel=C&ack=N&max=M[&route=H][&wait=W] from an authenticated site: records {@code ack} (the site's
+     * ledger), purges what every sharer has, and streams the next batches of C in this site's share, or a reload. With
+     * {@code wait}, a fetch that finds no batch waits up to W ms for one to be sealed (a long poll), holding neither a
+     * database connection nor a working permit meanwhile, and answers with what is there then (maybe nothing).
      */
     void handleFetch(HttpExchange ex, String site, Map<String, String> q) throws IOException {
         String channel = q.get("channel");
@@ -396,23 +528,59 @@ final class HubDistributor implements AutoCloseable {
         if (!routes(channel, site)) {
             throw new HttpError(400, "channel '" + channel + "' is not routed to site '" + site + "': register again");
         }
-        String problem = broken.get(channel);
+        Window window = Window.of(q, cfg.maxBatchesPerExchange());
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(window.waitMillis());
+        Bell bell = bell(channel);
+        String key = site + '\0' + channel;
+        fetching.merge(key, 1, Integer::sum);
+        try {
+            for (boolean first = true; ; first = false) {
+                long seen = bell.rung();
+                if (fetchOnce(ex, site, q, channel, window, deadline, first)) {
+                    return;
+                }
+                try {
+                    HttpEndpoint.idle(() -> bell.awaitAfter(seen, deadline));
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new HttpError(503, "hub " + cfg.nodeId() + " is stopping");
+                }
+            }
+        } finally {
+            fetching.computeIfPresent(key, (k, n) -> n == 1 ? null : n - 1);
+        }
+    }
+
+    /**
+     * One look for what to send; false (nothing sent) when there is nothing yet and the long poll has time left. The
+     * site's position is recorded (and checked) at the first look only: it does not change while the request waits, and
+     * holds the purge of the batches after it.
+     */
+    private boolean fetchOnce(HttpExchange ex, String site, Map<String, String> q, String channel, Window window, long deadline,
+                              boolean first) throws IOException {
+        String problem = broken.get(channel); // checked at every look: a long poll may outlast a change of the tables
         if (problem != null) {
             throw new HttpError(503, "hub " + cfg.nodeId() + " does not serve channel '" + channel + "' now: " + problem);
         }
-        Window window = Window.of(q, cfg.maxBatchesPerExchange());
         long ack = window.ack();
         int max = window.max();
         String route = routeHash(channel, site);
+        if (first) {
+            returned(channel, site);
+        }
         try (Connection c = db.connection()) {
             trySeal(c, channel);
             String why = !route.equals(q.get("route")) ? (q.get("route") == null ? "it has no copy yet" : "its routing changed")
-                    : outbox.position(c, site, channel, ack, q.get("token"), sharers(channel));
+                    : first ? outbox.position(c, site, channel, ack, q.get("token"), sharers(channel)) : null;
             if (why != null) {
                 sendReload(ex, c, channel, site, route, why);
-                return;
+                return true;
             }
             List<SealedBatch> batches = outbox.sealedAfter(c, channel, ack, max);
+            if (batches.isEmpty() && !closed && System.nanoTime() < deadline) {
+                c.commit();
+                return false;
+            }
             sendHeaders(ex, route);
             try (OutputStream out = ex.getResponseBody(); WireWriter w = new WireWriter(out)) {
                 for (SealedBatch b : batches) {
@@ -420,6 +588,9 @@ final class HubDistributor implements AutoCloseable {
                             b.stamp()), false, outbox.token(c, channel, b.sequence()));
                     SiteShare share = new SiteShare(w, channel, site);
                     List<Rendered> cached = cache.get(channel, b.sequence());
+                    if (cached == null && b.rowCount() <= SHARED_READ_ROWS) {
+                        cached = readShared(c, b);
+                    }
                     if (cached != null) {
                         for (Rendered r : cached) {
                             share.accept(r.op(), r.table(), OutboxRowSink.Row.ofJson(r.oldRow()), OutboxRowSink.Row.ofJson(r.newRow()), null,
@@ -444,8 +615,40 @@ final class HubDistributor implements AutoCloseable {
                     w.endBatch();
                 }
             }
+            return true;
         } catch (SQLException e) {
             throw new HttpError(503, "hub " + cfg.nodeId() + ": database error: " + e.getMessage());
+        }
+    }
+
+    /**
+     * Reads a small batch into the cache, unless another fetch is doing so (then waits for it and takes its result): in real
+     * time every site asks for a new batch at the same moment, and it is read from the outbox once. Null when the batch
+     * turns out too big to keep; the caller then streams it from the outbox itself. Nothing is sent while reading, so a
+     * slow site never holds up the others.
+     */
+    private List<Rendered> readShared(Connection c, SealedBatch b) throws SQLException, IOException {
+        String key = b.channel() + '\0' + b.sequence();
+        ReentrantLock lock = reading.computeIfAbsent(key, k -> new ReentrantLock());
+        lock.lock();
+        try {
+            List<Rendered> cached = cache.get(b.channel(), b.sequence());
+            if (cached != null) {
+                return cached;
+            }
+            Recorder recorder = new Recorder((op, table, oldRow, newRow, capturedAt, origin) -> { });
+            outbox.stream(c, b, cfg.nodeId(), recorder);
+            outboxReads.incrementAndGet();
+            if (!outbox.isAvailable(c, b.channel(), b.sequence())) {
+                throw new IOException("batch " + b.sequence() + " of channel '" + b.channel() + "' was purged while it was read");
+            }
+            c.commit();
+            return recorder.keep(b.channel(), b.sequence());
+        } finally {
+            lock.unlock();
+            if (!lock.hasQueuedThreads()) {
+                reading.remove(key, lock);
+            }
         }
     }
 
@@ -641,10 +844,14 @@ final class HubDistributor implements AutoCloseable {
             next.accept(op, table, OutboxRowSink.Row.ofJson(r.oldRow()), OutboxRowSink.Row.ofJson(r.newRow()), capturedAt, origin);
         }
 
-        void keep(String channel, long seq) {
-            if (changes != null) {
-                cache.put(channel, seq, List.copyOf(changes), chars);
+        /** Puts the batch into the cache, if it was small enough to keep; what was kept, or null. */
+        List<Rendered> keep(String channel, long seq) {
+            if (changes == null) {
+                return null;
             }
+            List<Rendered> kept = List.copyOf(changes);
+            cache.put(channel, seq, kept, chars);
+            return kept;
         }
     }
 
@@ -732,6 +939,11 @@ final class HubDistributor implements AutoCloseable {
 
     @Override
     public void close() {
+        closed = true;
+        if (watch != null) {
+            watch.close();
+        }
+        bells.values().forEach(Bell::ring); // long polls answer at once
         ticker.shutdownNow();
         editor.shutdownNow();
         try {

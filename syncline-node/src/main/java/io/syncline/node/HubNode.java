@@ -598,7 +598,7 @@ public final class HubNode implements NodeControl {
                     : lag > staleAfter ? "LAGGING" : "ONLINE";
             out.add(new NodeStatus.SiteStatus(s.id, s.schedule.mode().name().toLowerCase(), state, s.lastContact, b.rows(), lag,
                     batches.getOrDefault(s.id, Map.of()), rows.getOrDefault(s.id, 0L), s.lastError, distributor.pendingFor(s.id),
-                    conflictsBySite.getOrDefault(s.id, 0L)));
+                    conflictsBySite.getOrDefault(s.id, 0L), distributor.retentionNotice(s.id)));
         }
         out.sort(Comparator.comparing(NodeStatus.SiteStatus::site));
         return new NodeStatus(cfg.nodeId(), "hub", now, out, Map.of(), conflicts.total(), conflicts.open());

@@ -35,8 +35,11 @@ public record NodeStatus(String node, String role, Instant at, List<SiteStatus> 
      * @param pendingToSite changes of hub-to-sites channels routed to the site that the hub sealed and the site has not
      *                      acknowledged, counted before the site's row filters
      * @param conflicts     conflicts recorded for changes of this site
+     * @param retention     when the site has not fetched a channel for half of retention.maxAge or longer: until when the hub
+     *                      keeps that channel's changes for it, or that it no longer does; null otherwise
      */
     public record SiteStatus(String site, String mode, String state, Instant lastContact, long pendingChanges, long lagMillis,
-                             Map<String, Long> lastBatches, long rowsApplied, String lastError, long pendingToSite, long conflicts) {
+                             Map<String, Long> lastBatches, long rowsApplied, String lastError, long pendingToSite, long conflicts,
+                             String retention) {
     }
 }

@@ -21,6 +21,7 @@ import io.syncline.engine.outbox.OutboxStore;
 import io.syncline.engine.outbox.SealedBatch;
 import io.syncline.engine.schema.SyncSchema;
 import io.syncline.node.config.NodeConfig;
+import io.syncline.node.config.Schedule;
 import io.syncline.transport.http.Headers;
 import io.syncline.transport.http.HttpEndpoint;
 import io.syncline.transport.http.HttpError;
@@ -95,10 +96,16 @@ public final class SiteNode implements NodeControl {
     private volatile boolean reregister;
     private volatile HttpEndpoint listener;
     private volatile Instant nextPush = Instant.EPOCH;
-    private volatile Instant nextFetch = Instant.EPOCH;
-    /** Per hub-to-sites channel, failed fetches in a row and when to try again (touched by the tick thread only). */
-    private final Map<String, Integer> fetchFailures = new java.util.HashMap<>();
-    private final Map<String, Instant> fetchRetryAt = new java.util.HashMap<>();
+    /** Waits between failed pushes (tick thread only). */
+    private final Backoff pushBackoff;
+    /** Per channel with a schedule (key: name and schedule), when it is next due (tick thread only). */
+    private final Map<String, Instant> dueAt = new java.util.HashMap<>();
+    /** Reports commits that captured changes, so they are sealed and pushed at once; null: polling only. */
+    private final io.syncline.engine.capture.CaptureWatch watch;
+    /** Per hub-to-sites or two-way channel, the loop fetching the hub's batches on a thread of its own. */
+    private final Map<String, Fetcher> fetchers = new ConcurrentHashMap<>();
+    private final java.util.concurrent.ExecutorService fetchThreads;
+    private volatile boolean closed;
     /** Applies the hub's batches of hub-to-sites channels. */
     private final BatchApplier applier;
     /** When the tick next compares captured tables with their capture (touched by the tick thread only). */
@@ -140,6 +147,17 @@ public final class SiteNode implements NodeControl {
             t.setDaemon(true);
             return t;
         });
+        java.util.concurrent.atomic.AtomicInteger fetchN = new java.util.concurrent.atomic.AtomicInteger();
+        this.fetchThreads = Executors.newCachedThreadPool(r -> {
+            Thread t = new Thread(r, "syncline-site-" + cfg.nodeId() + "-fetch-" + fetchN.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        });
+        this.pushBackoff = new Backoff(Duration.ofMillis(Math.max(100, Math.min(1000, cfg.captureInterval().toMillis()))),
+                Duration.ofSeconds(60), new java.util.Random());
+        Waker waker = new Waker(ticker, this::sendNow);
+        this.watch = db.watchCaptures("site-" + cfg.nodeId(), waker);
+        waker.reportsBeforeCommit(watch != null && watch.callsBeforeCommit());
         startListener();
         tryRegister();
         if (registration != null) {
@@ -296,7 +314,7 @@ public final class SiteNode implements NodeControl {
                 // The hub has not pulled for a long time: it may have forgotten us (restart, new mode). Register again.
                 reregister = true;
             }
-            sealAll(r);
+            // Loaded before sealing, so a chunk copied now travels in this tick's batch.
             long loadUntil = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(200);
             try (Connection c = db.connection()) {
                 for (ChannelSpec ch : upstream(r)) {
@@ -305,32 +323,115 @@ public final class SiteNode implements NodeControl {
                     }
                 }
             }
+            boolean fresh = sealDue(r);
             // Exchanges wait for the hub to know our incarnation: after a start-over, an exchange under the old one
             // would be answered from the hub's old ledger and start us over again.
-            if ("push".equals(r.mode()) && incarnation.equals(registeredIncarnation) && !clock.instant().isBefore(nextPush)) {
-                boolean more = push(r);
-                nextPush = more ? Instant.EPOCH : clock.instant().plusMillis(r.intervalMillis());
+            // In real time a sealed batch goes at once, unless pushes are failing (they wait for their back-off).
+            if (pushing(r) && (fresh && pushBackoff.failures() == 0 || !clock.instant().isBefore(nextPush))) {
+                pushNow(r);
             }
         } catch (Exception | Error e) { // an escaping Throwable would cancel the schedule silently
-            String msg = Responses.describe(e, "hub at " + cfg.hubUrl());
-            if (!java.util.Objects.equals(msg, lastError)) {
-                LOG.warn("site {}: {}", cfg.nodeId(), msg);
-            }
-            lastError = msg;
-            nextPush = clock.instant().plusMillis(registration == null ? 1000 : registration.intervalMillis());
+            pushFailed(e);
         }
-        // Apart from the above: a batch the hub keeps refusing must not stop the hub's changes from arriving.
+        // Apart from the above: each channel from the hub is fetched by a thread of its own, so a batch the hub keeps
+        // refusing does not stop the hub's changes from arriving, and a long poll does not hold up sealing and pushing.
         Registration.Response r = registration;
-        if (r != null && !reregister && incarnation.equals(registeredIncarnation) && !clock.instant().isBefore(nextFetch)) {
-            try {
-                boolean more = fetchAll(r);
-                nextFetch = more ? Instant.EPOCH : clock.instant().plusMillis(r.intervalMillis());
-            } catch (RuntimeException | Error e) {
-                lastError = "fetching from the hub: " + e.getMessage();
-                LOG.warn("site {}: {}", cfg.nodeId(), lastError);
-                nextFetch = clock.instant().plusMillis(r.intervalMillis());
+        if (r != null && !closed) {
+            for (ChannelSpec ch : downstream(r)) {
+                fetchers.computeIfAbsent(ch.name(), name -> {
+                    Fetcher f = new Fetcher(name);
+                    fetchThreads.execute(f);
+                    return f;
+                });
             }
         }
+    }
+
+    /**
+     * The capture watch's task (on the tick thread): seals the real-time channels at once and, in push mode, sends what was
+     * sealed; whether anything was sealed.
+     */
+    private boolean sendNow() {
+        Registration.Response r = registration;
+        if (r == null || closed || !r.configHash().equals(captureInstalledFor)) {
+            return true; // the tick installs capture first; nothing to retry early
+        }
+        try {
+            boolean sealed = false;
+            for (ChannelSpec ch : upstream(r)) {
+                if (schedule(ch).realtime()) {
+                    sealed |= seal(ch.name());
+                }
+            }
+            if (sealed && pushing(r) && pushBackoff.failures() == 0) {
+                pushNow(r);
+            }
+            return sealed;
+        } catch (Exception | Error e) {
+            pushFailed(e);
+            return true;
+        }
+    }
+
+    /** Whether this site sends its batches now: push mode, under the incarnation the hub knows. */
+    private boolean pushing(Registration.Response r) {
+        // Exchanges wait for the hub to know our incarnation: after a start-over, an exchange under the old one would be
+        // answered from the hub's old ledger and start us over again.
+        return "push".equals(r.mode()) && incarnation.equals(registeredIncarnation);
+    }
+
+    /** Pushes; when more batches are waiting, the tick runs again at once. */
+    private void pushNow(Registration.Response r) throws IOException, SQLException {
+        boolean more = push(r);
+        pushBackoff.reset();
+        nextPush = more ? Instant.EPOCH : clock.instant().plusMillis(r.intervalMillis());
+        if (more) {
+            ticker.execute(this::tick);
+        }
+    }
+
+    private void pushFailed(Throwable e) {
+        String msg = Responses.describe(e, "hub at " + cfg.hubUrl());
+        if (!java.util.Objects.equals(msg, lastError)) {
+            LOG.warn("site {}: {}", cfg.nodeId(), msg);
+        }
+        lastError = msg;
+        nextPush = clock.instant().plus(pushBackoff.next());
+    }
+
+    /**
+     * Seals each real-time channel, and each channel with a schedule that is due (then next due at its schedule's next
+     * time); whether something is to be sent now: a real-time batch was sealed or a scheduled channel came due.
+     */
+    private boolean sealDue(Registration.Response r) throws SQLException {
+        boolean fresh = false;
+        Instant now = clock.instant();
+        for (ChannelSpec ch : upstream(r)) {
+            Schedule s = schedule(ch);
+            if (s.realtime()) {
+                fresh |= seal(ch.name());
+                continue;
+            }
+            String key = ch.name() + '\0' + ch.schedule();
+            Instant due = dueAt.computeIfAbsent(key, k -> firstDue(s, now));
+            if (!now.isBefore(due)) {
+                seal(ch.name());
+                fresh = true;
+                dueAt.put(key, s.next(now, java.time.ZoneId.systemDefault()));
+            }
+        }
+        return fresh;
+    }
+
+    /** When a channel with a schedule is first due: at start for a fixed interval, at the first time for a cron expression. */
+    private static Instant firstDue(Schedule s, Instant now) {
+        return s instanceof Schedule.Every ? now : s.next(now, java.time.ZoneId.systemDefault());
+    }
+
+    private static final Map<String, Schedule> SCHEDULES = new ConcurrentHashMap<>();
+
+    private static Schedule schedule(ChannelSpec ch) {
+        return ch.schedule() == null ? Schedule.REALTIME : SCHEDULES.computeIfAbsent(ch.schedule(), Schedule::of);
     }
 
     private void sealAll(Registration.Response r) throws SQLException {
@@ -339,13 +440,15 @@ public final class SiteNode implements NodeControl {
         }
     }
 
-    private void seal(String channel) throws SQLException {
+    /** Seals what is committed into the channel's next batch; whether there was anything. */
+    private boolean seal(String channel) throws SQLException {
         ReentrantLock lock = sealLocks.computeIfAbsent(channel, k -> new ReentrantLock());
         lock.lock();
         try (Connection c = db.connection()) {
-            outbox.seal(c, channel);
+            return outbox.seal(c, channel).isPresent();
         } catch (DivergedException e) {
             startOver(e);
+            return false;
         } finally {
             lock.unlock();
         }
@@ -467,39 +570,122 @@ public final class SiteNode implements NodeControl {
 
     // ---- fetch: hub-to-sites channels ----------------------------------------------------------------
 
+    /** How long a real-time fetch asks the hub to wait for a batch (a long poll). */
+    static final long LONG_POLL_MILLIS = 25_000;
+
     /**
-     * Fetches and applies the hub's batches of every hub-to-sites channel routed here; returns true when more are
-     * waiting. A channel that fails is recorded and retried at the next interval; the others go on.
+     * Fetches one hub-to-sites or two-way channel, on a thread of its own, for as long as the registration routes it here:
+     * in real time one long poll after another (the hub answers as soon as it seals a batch), else whenever the channel's
+     * schedule is due, until nothing more is waiting. Failures wait an exponential back-off with jitter, up to a minute: a
+     * batch or reload this site cannot apply is not fetched (and, for a reload, read whole at the hub) again at once.
      */
-    private boolean fetchAll(Registration.Response r) {
-        boolean more = false;
-        Instant now = clock.instant();
-        for (ChannelSpec ch : downstream(r)) {
-            Instant retryAt = fetchRetryAt.get(ch.name());
-            if (retryAt != null && now.isBefore(retryAt)) {
-                continue;
-            }
-            try {
-                if (ch.direction() == ChannelSpec.Direction.TWO_WAY && !everyRowCaptured(r, ch)) {
-                    continue;
-                }
-                more |= fetch(r, ch);
-                fetchFailures.remove(ch.name());
-                fetchRetryAt.remove(ch.name());
-            } catch (IOException | SQLException | RuntimeException e) {
-                String msg = "channel " + ch.name() + ": " + Responses.describe(e, "hub at " + cfg.hubUrl());
-                if (!java.util.Objects.equals(msg, lastError)) {
-                    LOG.warn("site {}: {}", cfg.nodeId(), msg);
-                }
-                lastError = msg;
-                // Waits double with each failure in a row, up to a minute: a batch or reload this site cannot apply is
-                // not fetched (and, for a reload, read whole at the hub) at every interval.
-                int failures = fetchFailures.merge(ch.name(), 1, Integer::sum);
-                long wait = Math.min(60_000, r.intervalMillis() << Math.min(failures - 1, 16));
-                fetchRetryAt.put(ch.name(), now.plusMillis(wait));
+    private final class Fetcher implements Runnable {
+        private final String channel;
+        private final Backoff backoff;
+        private volatile Thread thread;
+        private volatile boolean now;
+        /** The exchange in progress, cut when the site stops (a long poll would otherwise hold the stop for its wait). */
+        private volatile HttpURLConnection exchange;
+
+        Fetcher(String channel) {
+            this.channel = channel;
+            this.backoff = new Backoff(Duration.ofMillis(Math.max(100, Math.min(1000, cfg.captureInterval().toMillis()))),
+                    Duration.ofSeconds(60), new java.util.Random());
+        }
+
+        /** Cuts the exchange in progress (at stop). */
+        void cut() {
+            HttpURLConnection conn = exchange;
+            if (conn != null) {
+                conn.disconnect();
             }
         }
-        return more;
+
+        /** Fetches at once, schedule or not (syncNow). */
+        void wakeNow() {
+            now = true;
+            Thread t = thread;
+            if (t != null) {
+                java.util.concurrent.locks.LockSupport.unpark(t);
+            }
+        }
+
+        @Override
+        public void run() {
+            thread = Thread.currentThread();
+            Instant due = null;
+            String dueFor = null;
+            try {
+                while (!closed) {
+                    Registration.Response r = registration;
+                    ChannelSpec ch = r == null ? null
+                            : downstream(r).stream().filter(c -> c.name().equals(channel)).findFirst().orElse(null);
+                    if (ch == null) {
+                        return; // no longer routed here: the tick starts a fetcher again if it comes back
+                    }
+                    Duration interval = Duration.ofMillis(Math.max(10, r.intervalMillis()));
+                    if (reregister || !incarnation.equals(registeredIncarnation)) {
+                        pause(interval);
+                        continue;
+                    }
+                    Schedule s = schedule(ch);
+                    if (!s.realtime()) {
+                        Instant t = clock.instant();
+                        if (due == null || !java.util.Objects.equals(dueFor, ch.schedule())) {
+                            due = firstDue(s, t);
+                            dueFor = ch.schedule();
+                        }
+                        if (now) {
+                            due = t;
+                        }
+                        if (t.isBefore(due)) {
+                            pause(Duration.between(t, due).compareTo(Duration.ofSeconds(1)) < 0 ? Duration.between(t, due) : Duration.ofSeconds(1));
+                            continue;
+                        }
+                    }
+                    now = false;
+                    Fetched got;
+                    long started = System.nanoTime();
+                    try {
+                        if (ch.direction() == ChannelSpec.Direction.TWO_WAY && !everyRowCaptured(r, ch)) {
+                            pause(interval);
+                            continue;
+                        }
+                        got = fetch(r, ch, s.realtime() ? LONG_POLL_MILLIS : 0, conn -> exchange = conn);
+                        backoff.reset();
+                    } catch (IOException | SQLException | RuntimeException e) {
+                        if (closed) {
+                            return; // the stop cut the exchange
+                        }
+                        String msg = "channel " + ch.name() + ": " + Responses.describe(e, "hub at " + cfg.hubUrl());
+                        if (!java.util.Objects.equals(msg, lastError)) {
+                            LOG.warn("site {}: {}", cfg.nodeId(), msg);
+                        }
+                        lastError = msg;
+                        pause(backoff.next());
+                        continue;
+                    }
+                    if (!got.more() && !s.realtime()) {
+                        due = s.next(clock.instant(), java.time.ZoneId.systemDefault());
+                    } else if (!got.more() && got.batches() == 0
+                            && System.nanoTime() - started < TimeUnit.MILLISECONDS.toNanos(LONG_POLL_MILLIS / 2)) {
+                        pause(interval); // the hub answered early with nothing (stopping, or it does not hold polls): no busy loop
+                    }
+                }
+            } finally {
+                fetchers.remove(channel, this);
+            }
+        }
+
+        private void pause(Duration d) {
+            if (!now && !closed) {
+                java.util.concurrent.locks.LockSupport.parkNanos(d.toNanos());
+            }
+        }
+    }
+
+    /** What one fetch brought: batches applied (a reload counts as one), and whether more are waiting. */
+    private record Fetched(int batches, boolean more) {
     }
 
     /** Keeps the highest stamp of the hub's batches applied here, in the batch's transaction (two-way channels only care). */
@@ -538,7 +724,8 @@ public final class SiteNode implements NodeControl {
      * One fetch (docs/protocol.md, "Fetch"): sends this site's ledger of the channel as the acknowledgement, with the
      * route hash of its last reload, and applies what comes back: a reload, then batches, each exactly once.
      */
-    private boolean fetch(Registration.Response r, ChannelSpec ch) throws IOException, SQLException {
+    private Fetched fetch(Registration.Response r, ChannelSpec ch, long waitMillis, java.util.function.Consumer<HttpURLConnection> opened)
+            throws IOException, SQLException {
         String routeKey = ROUTE + ch.name();
         String tokenKey = TOKEN + ch.name();
         long ack;
@@ -551,12 +738,13 @@ public final class SiteNode implements NodeControl {
             c.commit();
         }
         URI uri = URI.create(cfg.hubUrl() + "/v1/fetch?channel=" + URLEncoder.encode(ch.name(), StandardCharsets.UTF_8) + "&ack=" + ack
-                + "&max=" + r.maxBatches() + (route == null ? "" : "&route=" + URLEncoder.encode(route, StandardCharsets.UTF_8))
+                + "&max=" + r.maxBatches() + (waitMillis > 0 ? "&wait=" + waitMillis : "") + (route == null ? "" : "&route=" + URLEncoder.encode(route, StandardCharsets.UTF_8))
                 + (token == null || token.isEmpty() ? "" : "&token=" + URLEncoder.encode(token, StandardCharsets.UTF_8)));
         HttpURLConnection conn = (HttpURLConnection) uri.toURL().openConnection();
+        opened.accept(conn);
         try {
             conn.setConnectTimeout(5000);
-            conn.setReadTimeout((int) Math.min(Integer.MAX_VALUE, cfg.readTimeout().toMillis()));
+            conn.setReadTimeout((int) Math.min(Integer.MAX_VALUE, cfg.readTimeout().toMillis() + waitMillis));
             conn.setRequestProperty("Authorization", "Bearer " + r.secret());
             conn.setRequestProperty(Headers.NODE, cfg.nodeId());
             int code = conn.getResponseCode();
@@ -572,7 +760,7 @@ public final class SiteNode implements NodeControl {
                 throw new IOException("hub answered " + code + ": " + Responses.errorBody(conn));
             }
             if (reregister) {
-                return false; // a reload under an outdated registration could empty a table no longer in the channel
+                return new Fetched(0, false); // a reload under an outdated registration could empty a table no longer in the channel
             }
             String newRoute = conn.getHeaderField(HubDistributor.routeHeader());
             ChannelSpec local = ch.fromHub();
@@ -630,7 +818,7 @@ public final class SiteNode implements NodeControl {
                 }
             }
             lastContact = clock.instant();
-            return reloaded || batches >= r.maxBatches();
+            return new Fetched(batches, reloaded || batches >= r.maxBatches());
         } finally {
             conn.disconnect();
         }
@@ -811,13 +999,22 @@ public final class SiteNode implements NodeControl {
 
     @Override
     public void syncNow() {
-        nextPush = Instant.EPOCH;
-        nextFetch = Instant.EPOCH;
-        ticker.execute(this::tick);
+        ticker.execute(() -> {
+            dueAt.replaceAll((k, v) -> Instant.EPOCH);
+            nextPush = Instant.EPOCH;
+            tick();
+        });
+        fetchers.values().forEach(Fetcher::wakeNow);
     }
 
     @Override
     public void close() {
+        closed = true;
+        if (watch != null) {
+            watch.close();
+        }
+        fetchThreads.shutdownNow(); // wakes fetchers from their pauses
+        fetchers.values().forEach(Fetcher::cut);
         ticker.shutdown();
         try {
             if (!ticker.awaitTermination(10, TimeUnit.SECONDS)) {
@@ -830,6 +1027,13 @@ public final class SiteNode implements NodeControl {
         HttpEndpoint ep = listener;
         if (ep != null) {
             ep.close();
+        }
+        try {
+            if (!fetchThreads.awaitTermination(10, TimeUnit.SECONDS)) {
+                LOG.warn("site {}: a fetch did not end within 10 s of stopping", cfg.nodeId());
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
         db.close();
         LOG.info("site {} stopped", cfg.nodeId());

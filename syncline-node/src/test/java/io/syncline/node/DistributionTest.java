@@ -251,8 +251,8 @@ class DistributionTest {
             // alone the site would look up to date and miss them.
             String next = "SELECT CAST(CAST(v AS VARCHAR(20)) AS BIGINT) FROM sync_state WHERE k = 'batch.next.catalog'";
             for (int i = 10; i <= 15; i++) {
+                long before = count("hq5", next); // read first: in real time the insert is sealed at once
                 exec("hq5", "INSERT INTO product VALUES (" + i + ", 'after the restore')");
-                long before = count("hq5", next);
                 await().atMost(Duration.ofSeconds(20)).until(() -> count("hq5", next) > before);
             }
             try (SiteNode n2 = SiteNode.start(site("north2", hub.url()), Clock.systemUTC())) {
@@ -263,5 +263,50 @@ class DistributionTest {
         } finally {
             hub.close();
         }
+    }
+
+    @Test
+    void shouldStopKeepingChangesForASiteAwayLongerThanRetentionWarnBeforeAndCopyItWhenItReturns() throws Exception {
+        exec("hq6", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))", "INSERT INTO product VALUES (1, 'one')");
+        for (String s : new String[] {"north1", "south1"}) {
+            exec(s, "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        }
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hq}
+                database: {url: "%s"}
+                enrollment: {token: secret-token}
+                sync: {interval: 100ms}
+                capture: {interval: 100ms, schemaCheckInterval: 200ms}
+                retention: {maxAge: 3s}
+                channels:
+                  - {name: catalog, direction: hub-to-sites, tables: [{name: product}]}
+                """.formatted(url("hq6")), Role.HUB, Map.of());
+        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC());
+             SiteNode n1 = SiteNode.start(site("north1", hub.url()), Clock.systemUTC())) {
+            SiteNode s1 = SiteNode.start(site("south1", hub.url()), Clock.systemUTC());
+            await().atMost(Duration.ofSeconds(30)).until(() -> count("south1", "SELECT count(*) FROM product") == 1
+                    && count("north1", "SELECT count(*) FROM product") == 1);
+            s1.close();
+            for (int i = 2; i <= 4; i++) {
+                exec("hq6", "INSERT INTO product VALUES (" + i + ", 'while south1 is away')");
+            }
+            // North1 waits in its long polls all along: present, whatever the age of its last acknowledgement.
+            await().atMost(Duration.ofSeconds(20)).until(() -> retention(hub, "south1") != null
+                    && retention(hub, "south1").contains("kept for it until"));
+            assertThat(count("hq6", "SELECT count(*) FROM sync_batch")).as("still kept for south1").isPositive();
+            await().atMost(Duration.ofSeconds(20)).until(() -> retention(hub, "south1") != null
+                    && retention(hub, "south1").contains("no longer kept"));
+            await().atMost(Duration.ofSeconds(20)).until(() -> count("hq6", "SELECT count(*) FROM sync_batch") == 0);
+            assertThat(retention(hub, "north1")).isNull();
+            exec("hq6", "UPDATE product SET name = 'after the purge' WHERE id = 1");
+            try (SiteNode back = SiteNode.start(site("south1", hub.url()), Clock.systemUTC())) {
+                await().atMost(Duration.ofSeconds(30)).until(() -> sum("south1", "product", null, null).equals(sum("hq6", "product", null, null)));
+                await().atMost(Duration.ofSeconds(10)).until(() -> retention(hub, "south1") == null);
+            }
+        }
+    }
+
+    private static String retention(HubNode hub, String site) {
+        return hub.status().sites().stream().filter(st -> st.site().equals(site)).findFirst().orElseThrow().retention();
     }
 }

@@ -88,7 +88,10 @@ class HubBadInputTest {
         assertThat(notRouted.error()).contains("channel 'elsewhere' is not routed to site '" + SITE + "'");
         Answer badAck = client.fetch(SITE, client.secret, "channel=catalog&ack=abc");
         assertThat(badAck.status()).isEqualTo(400);
-        assertThat(badAck.error()).contains("'ack' and 'max' must be whole numbers");
+        assertThat(badAck.error()).contains("'ack' must be a whole number, got 'abc'");
+        Answer badWait = client.fetch(SITE, client.secret, "channel=catalog&ack=0&wait=soon");
+        assertThat(badWait.status()).isEqualTo(400);
+        assertThat(badWait.error()).contains("'wait' must be a whole number, got 'soon'");
         Answer negative = client.fetch(SITE, client.secret, "channel=catalog&ack=-3");
         assertThat(negative.status()).isEqualTo(400);
         assertThat(negative.error()).contains("'ack' must not be negative, got -3");

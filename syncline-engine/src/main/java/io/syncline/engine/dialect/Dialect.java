@@ -42,6 +42,16 @@ public interface Dialect {
     /** Creates or replaces the capture trigger of {@code table} in {@code channel}. Runs in the caller's transaction. */
     void installCapture(Connection c, String channel, TableMeta table) throws SQLException;
 
+    /**
+     * Starts watching for transactions that captured changes, calling {@code onChange} soon after each commits (see
+     * {@link io.syncline.engine.capture.CaptureWatch}); null when this database cannot tell, and the node only polls.
+     * {@code name} names the watch's thread and log lines.
+     */
+    default io.syncline.engine.capture.CaptureWatch watchCaptures(io.syncline.engine.capture.CaptureWatch.ConnectionSource source,
+            String name, Runnable onChange) throws SQLException {
+        return null;
+    }
+
     /** A version of the capture this dialect installs; a change reinstalls capture on every table at the next start. */
     default String captureVersion() {
         return "1";

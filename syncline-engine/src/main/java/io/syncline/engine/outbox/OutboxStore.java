@@ -206,6 +206,21 @@ public final class OutboxStore {
         }
     }
 
+    /**
+     * Purges the batches of shared {@code channel} that every destination in {@code sharers} with a position has, and
+     * commits; for when the sharers changed (a destination left them), not only at a destination's fetch.
+     */
+    public synchronized int purgeShared(Connection c, String channel, java.util.Set<String> sharers) throws SQLException {
+        try {
+            int n = purgeShared(c, channel, (java.util.Collection<String>) sharers);
+            c.commit();
+            return n;
+        } catch (SQLException | RuntimeException e) {
+            c.rollback();
+            throw e;
+        }
+    }
+
     /** Purges the batches of {@code channel} that every sharer with an acknowledgement has acknowledged. */
     private int purgeShared(Connection c, String channel, java.util.Collection<String> sharers) throws SQLException {
         long purgeTo = Long.MAX_VALUE;

@@ -50,6 +50,11 @@ public final class ConfigDef {
                             + "changes are applied at every site the channel routes to, each site getting the rows its filters select) or "
                             + "'two-way' (both: the hub applies every site's changes, settling conflicts, and every site the channel routes "
                             + "to applies the hub's; docs/conflicts.md)."),
+            new ConfigKey("channels[].schedule", Type.STRING, "realtime", false, HUB,
+                    "When the channel's changes travel: 'realtime' (sealed and sent as soon as the database reports the commit), "
+                            + "a duration such as 15m (every 15 minutes), or a five-field cron expression such as '0 2 * * *' (at 02:00, "
+                            + "in the time zone of the node keeping the schedule: the site for what it sends and fetches, the hub for what "
+                            + "it pulls)."),
             new ConfigKey("channels[].sites", Type.ROUTE, null, false, HUB,
                     "Hub-to-sites and two-way channels: which sites take part, as a routing expression over the sites' attributes, "
                             + "e.g. region IN ('north', 'south') AND type = 'store', or id IN ('store-1', 'store-7'). Default: every site."),
@@ -90,6 +95,11 @@ public final class ConfigDef {
                             + "when they differ (after ALTER TABLE). At a site, a table that gained columns is then loaded again; at "
                             + "the hub, every site is reloaded with the hub-to-sites tables whose columns changed, and filters are "
                             + "checked against them."),
+            new ConfigKey("retention.maxAge", Type.DURATION, "7d", false, HUB,
+                    "How long the hub keeps the changes of hub-to-sites and two-way channels for a site that does not fetch them. "
+                            + "After that the site no longer holds back their purge; when it returns it gets a copy of the tables "
+                            + "instead. From half that time the hub warns (log and status). A site's own changes are never dropped: "
+                            + "it keeps them until the hub has them."),
             new ConfigKey("load.chunkSize", Type.INT, "5000", false, BOTH, "Rows per initial-load chunk (one transaction each).")
     );
 

@@ -425,6 +425,11 @@ public final class NodeConfig {
         return parseDuration(raw("capture.interval"));
     }
 
+    /** {@code retention.maxAge}: how long the hub keeps hub-to-sites changes for a site that does not fetch them. */
+    public Duration retentionMaxAge() {
+        return parseDuration(raw("retention.maxAge"));
+    }
+
     public Duration schemaCheckInterval() {
         return parseDuration(raw("capture.schemaCheckInterval"));
     }
@@ -496,8 +501,14 @@ public final class NodeConfig {
                 case "two-way" -> ChannelSpec.Direction.TWO_WAY;
                 default -> ChannelSpec.Direction.SITE_TO_HUB;
             };
+            String schedule = ch.hasNonNull("schedule") ? ch.get("schedule").asText() : null;
+            try {
+                Schedule.of(schedule);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException(chPath + ".schedule: " + e.getMessage(), e);
+            }
             out.add(new ChannelSpec(ch.path("name").asText(), direction, ch.hasNonNull("sites") ? ch.get("sites").asText() : null,
-                    tables, conflictPolicy(ch.get("conflict"), chPath + ".conflict", "last-writer-wins")));
+                    tables, conflictPolicy(ch.get("conflict"), chPath + ".conflict", "last-writer-wins"), schedule));
         }
         if (out.stream().map(ChannelSpec::name).distinct().count() != out.size()) {
             throw new IllegalArgumentException("two channels have the same name");

@@ -9,7 +9,8 @@ import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.util.Map;
-import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.SynchronousQueue;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -17,8 +18,13 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A small HTTP server on the JDK's built-in {@code com.sun.net.httpserver}: named worker threads, a bounded
- * queue, JSON error bodies, and a bounded shutdown. Routes are exact paths. Thread-safe after start.
+ * A small HTTP server on the JDK's built-in {@code com.sun.net.httpserver}: named worker threads, JSON error bodies, and
+ * a bounded shutdown. Routes are exact paths. Thread-safe after start.
+ *
+ * <p>At most {@code threads} requests are worked on at once (a permit each); a request that finds none free waits up to
+ * {@link #BUSY_WAIT} and is then answered 503, so a node that cannot keep up slows its senders instead of queueing
+ * without bound. A request that waits for something to happen (a long poll) gives its permit back while it waits
+ * ({@link #idle}), so up to {@link #MAX_WAITING} such requests can wait at once.
  */
 public final class HttpEndpoint implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(HttpEndpoint.class);
@@ -36,8 +42,16 @@ public final class HttpEndpoint implements AutoCloseable {
         void handle(HttpExchange exchange) throws IOException;
     }
 
+    /** How long a request waits for a working permit before it is answered 503. */
+    public static final java.time.Duration BUSY_WAIT = java.time.Duration.ofSeconds(30);
+    /** Requests that may wait (long polls, or for a permit) on top of those being worked on. */
+    public static final int MAX_WAITING = 4096;
+    /** The permits of the endpoint whose request this thread serves, while it holds one. */
+    private static final ThreadLocal<Semaphore> HELD = new ThreadLocal<>();
+
     private final HttpServer server;
     private final ThreadPoolExecutor executor;
+    private final Semaphore permits;
     private final String name;
 
     /** Binds to {@code host:port} (0 picks a free port). */
@@ -45,11 +59,12 @@ public final class HttpEndpoint implements AutoCloseable {
         this.name = name;
         this.server = HttpServer.create(new InetSocketAddress(host, port), 256);
         AtomicInteger n = new AtomicInteger();
-        this.executor = new ThreadPoolExecutor(threads, threads, 60, TimeUnit.SECONDS, new ArrayBlockingQueue<>(1024), r -> {
+        this.permits = new Semaphore(threads);
+        this.executor = new ThreadPoolExecutor(threads, threads + MAX_WAITING, 60, TimeUnit.SECONDS, new SynchronousQueue<>(), r -> {
             Thread t = new Thread(r, "syncline-" + name + "-http-" + n.incrementAndGet());
             t.setDaemon(true);
             return t;
-        }, (r, pool) -> LOG.warn("{}: HTTP queue full, dropping a connection", name));
+        }, (r, pool) -> LOG.warn("{}: {} requests at once, dropping a connection", name, threads + MAX_WAITING));
         server.setExecutor(executor);
     }
 
@@ -64,7 +79,19 @@ public final class HttpEndpoint implements AutoCloseable {
                 if (!exchange.getRequestMethod().equalsIgnoreCase(method)) {
                     throw new HttpError(405, path + " accepts " + method + ", not " + exchange.getRequestMethod());
                 }
-                handler.handle(exchange);
+                if (!permits.tryAcquire(BUSY_WAIT.toMillis(), TimeUnit.MILLISECONDS)) {
+                    throw new HttpError(503, name + " is busy: every one of its request slots stayed taken for " + BUSY_WAIT.toSeconds()
+                            + " s; try again later");
+                }
+                HELD.set(permits);
+                try {
+                    handler.handle(exchange);
+                } finally {
+                    HELD.remove();
+                    permits.release();
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
             } catch (HttpError e) {
                 sendError(exchange, e.status(), e.getMessage(), e.extra());
             } catch (RuntimeException e) {
@@ -76,6 +103,32 @@ public final class HttpEndpoint implements AutoCloseable {
                 exchange.close();
             }
         });
+    }
+
+    /** Something to wait for: returns normally once it happened or its time ran out. */
+    @FunctionalInterface
+    public interface Wait {
+        void await() throws InterruptedException;
+    }
+
+    /**
+     * Runs {@code wait} (a long poll waiting for news) without holding the calling request's working permit, and takes
+     * a permit again before returning; a thread that serves no request just waits.
+     */
+    public static void idle(Wait wait) throws InterruptedException {
+        Semaphore held = HELD.get();
+        if (held == null) {
+            wait.await();
+            return;
+        }
+        held.release();
+        HELD.remove();
+        try {
+            wait.await();
+        } finally {
+            held.acquireUninterruptibly();
+            HELD.set(held);
+        }
     }
 
     public void start() {

@@ -25,6 +25,8 @@ public final class H2CaptureTrigger implements Trigger {
     private String tableKey;
     private volatile List<ColumnMeta> columns;
     private volatile String channel;
+    /** The database this trigger's table is in, for waking its capture watches (H2CaptureWatch). */
+    private volatile org.h2.engine.Database database;
 
     @Override
     public void init(Connection conn, String schemaName, String triggerName, String tableName, boolean before, int type) {
@@ -52,6 +54,7 @@ public final class H2CaptureTrigger implements Trigger {
             ps.setString(6, origin);
             ps.executeUpdate();
         }
+        H2CaptureWatch.captured(database);
     }
 
     /**
@@ -76,6 +79,7 @@ public final class H2CaptureTrigger implements Trigger {
                 channel = rs.getString(1);
             }
         }
+        database = H2CaptureWatch.database(conn);
         columns = meta.columns();
         return true;
     }

@@ -35,6 +35,14 @@ public final class H2Dialect implements Dialect {
     static final String ORIGIN_VARIABLE = "@SYNCLINE_ORIGIN";
 
     @Override
+    public io.syncline.engine.capture.CaptureWatch watchCaptures(io.syncline.engine.capture.CaptureWatch.ConnectionSource source,
+            String name, Runnable onChange) throws SQLException {
+        try (java.sql.Connection c = source.open()) {
+            return H2CaptureWatch.of(c, onChange);
+        }
+    }
+
+    @Override
     public String name() {
         return "h2";
     }

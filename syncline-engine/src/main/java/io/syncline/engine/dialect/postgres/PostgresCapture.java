@@ -166,7 +166,9 @@ final class PostgresCapture {
     private static String header(String channel, TableMeta t, int id, String op) {
         return "IF sync_count > 0 THEN INSERT INTO sync_outbox (seq, channel, table_name, op, origin, capture_id, row_count) VALUES ("
                 + "sync_stmt, " + literal(channel) + ", " + literal(t.name().toLowerCase(Locale.ROOT)) + ", '" + op + "', "
-                + "NULLIF(current_setting('syncline.origin', true), ''), " + id + ", sync_count); END IF; ";
+                + "NULLIF(current_setting('syncline.origin', true), ''), " + id + ", sync_count); "
+                // Delivered at commit, once per transaction (PostgreSQL folds equal notifications): wakes the node (real time).
+                + "PERFORM pg_notify('" + PostgresCaptureWatch.CHANNEL + "', ''); END IF; ";
     }
 
     private static String cols(String prefix, int n) {

@@ -77,8 +77,14 @@ public final class PostgresDialect implements Dialect {
     }
 
     @Override
+    public io.syncline.engine.capture.CaptureWatch watchCaptures(io.syncline.engine.capture.CaptureWatch.ConnectionSource source,
+            String name, Runnable onChange) {
+        return new PostgresCaptureWatch(source, name, onChange);
+    }
+
+    @Override
     public String captureVersion() {
-        return "pg-rows-2"; // 2: TRUNCATE captured as deletes
+        return "pg-rows-3"; // 2: TRUNCATE captured as deletes; 3: NOTIFY syncline_capture
     }
 
     @Override

@@ -1,0 +1,85 @@
+package io.syncline.node.config;
+
+import com.cronutils.model.CronType;
+import com.cronutils.model.definition.CronDefinitionBuilder;
+import com.cronutils.model.time.ExecutionTime;
+import com.cronutils.parser.CronParser;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.ZoneId;
+import java.time.ZonedDateTime;
+
+/**
+ * When a channel's changes travel ({@code channels[].schedule}): at once ({@code realtime}, the default), every fixed
+ * interval ({@code 15m}), or at the times of a five-field cron expression ({@code 0 2 * * *}: at 02:00 every night, in
+ * the time zone of the node that keeps the schedule). Immutable and thread-safe.
+ */
+public sealed interface Schedule {
+    /** Real time: sealed and sent as soon as the database reports a commit. */
+    Schedule REALTIME = new RealTime();
+
+    /** Real time: sealed and sent as soon as the database reports a commit. */
+    record RealTime() implements Schedule {
+        @Override
+        public Instant next(Instant after, ZoneId zone) {
+            return after;
+        }
+    }
+
+    /** Every {@code interval}. */
+    record Every(Duration interval) implements Schedule {
+        @Override
+        public Instant next(Instant after, ZoneId zone) {
+            return after.plus(interval);
+        }
+    }
+
+    /** At the times of a cron expression (minute hour day-of-month month day-of-week). */
+    record Cron(String expression, ExecutionTime times) implements Schedule {
+        @Override
+        public Instant next(Instant after, ZoneId zone) {
+            return times.nextExecution(ZonedDateTime.ofInstant(after, zone)).map(ZonedDateTime::toInstant)
+                    .orElse(Instant.MAX);
+        }
+    }
+
+    /** The first time the channel is due after {@code after}. */
+    Instant next(Instant after, ZoneId zone);
+
+    /** Whether this is {@link #REALTIME}. */
+    default boolean realtime() {
+        return this instanceof RealTime;
+    }
+
+    /**
+     * Parses {@code realtime} (or null), a duration ({@code 30s}, {@code 15m}, {@code 1h}) or a five-field cron expression.
+     *
+     * @throws IllegalArgumentException naming the text and what was expected
+     */
+    static Schedule of(String text) {
+        if (text == null || text.isBlank() || text.trim().equalsIgnoreCase("realtime")) {
+            return REALTIME;
+        }
+        String t = text.trim();
+        if (!t.contains(" ")) {
+            Duration d;
+            try {
+                d = NodeConfig.parseDuration(t);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("expected 'realtime', a duration such as 15m or a cron expression such as "
+                        + "'0 2 * * *', got '" + text + "'");
+            }
+            if (d.isZero() || d.isNegative()) {
+                throw new IllegalArgumentException("a schedule's interval must be positive, got '" + text + "'");
+            }
+            return new Every(d);
+        }
+        try {
+            com.cronutils.model.Cron cron = new CronParser(CronDefinitionBuilder.instanceDefinitionFor(CronType.UNIX)).parse(t).validate();
+            return new Cron(t, ExecutionTime.forCron(cron));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("'" + text + "' is not a cron expression of five fields (minute hour day-of-month month "
+                    + "day-of-week), e.g. '0 2 * * *': " + e.getMessage());
+        }
+    }
+}
