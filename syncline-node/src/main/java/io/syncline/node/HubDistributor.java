@@ -395,6 +395,8 @@ final class HubDistributor implements AutoCloseable {
                 writer.commit();
             }
             recordedUpTo.put(channel, done);
+            // The hold moved: what every site has goes now, not at a site's next fetch (which a long poll may hold back).
+            outbox.purgeShared(writer, channel, new java.util.HashSet<>(sharers(channel)));
         } catch (SQLException | RuntimeException e) {
             LOG.warn("hub {}: recording the hub's own edits of channel {} failed (they win last-writer-wins until recorded): {}",
                     cfg.nodeId(), channel, e.getMessage());
@@ -569,7 +571,9 @@ final class HubDistributor implements AutoCloseable {
             returned(channel, site);
         }
         try (Connection c = db.connection()) {
-            trySeal(c, channel);
+            if (watch == null) {
+                trySeal(c, channel); // no commit reports: what is committed is sealed now, not at the next tick
+            }
             String why = !route.equals(q.get("route")) ? (q.get("route") == null ? "it has no copy yet" : "its routing changed")
                     : first ? outbox.position(c, site, channel, ack, q.get("token"), sharers(channel)) : null;
             if (why != null) {

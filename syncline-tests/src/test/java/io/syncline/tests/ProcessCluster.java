@@ -73,13 +73,18 @@ public final class ProcessCluster implements BeforeEachCallback, AfterEachCallba
      * {@code http:} line; {@code yaml} is added to its configuration.
      */
     public NodeProcess site(String id, String databaseUrl, NodeProcess hub, String yaml, String... jvmOptions) {
+        return site(id, databaseUrl, hub.hubUrlHint, yaml, jvmOptions);
+    }
+
+    /** A site (not started) that reaches its hub at {@code hubUrl} (a proxy in front of the hub, say). */
+    public NodeProcess site(String id, String databaseUrl, String hubUrl, String yaml, String... jvmOptions) {
         String http = yaml.lines().anyMatch(l -> l.startsWith("http:")) ? "" : "http: {host: 127.0.0.1, port: " + PgServer.freePort() + "}\n";
         String cfg = """
                 node: {id: %s}
                 database: {url: "%s", poolSize: 4}
                 hub: {url: "%s", token: %s}
                 capture: {interval: 100ms}
-                """.formatted(id, databaseUrl, hub.hubUrlHint, TOKEN) + http + yaml;
+                """.formatted(id, databaseUrl, hubUrl, TOKEN) + http + yaml;
         return node("site", id, cfg, jvmOptions);
     }
 
@@ -101,6 +106,11 @@ public final class ProcessCluster implements BeforeEachCallback, AfterEachCallba
         NodeProcess p = new NodeProcess(role, id, config, dir.resolve(role + "-" + id + ".log"), opts);
         nodes.add(p);
         return p;
+    }
+
+    /** The port a hub made here listens on. */
+    public static int hubPort(NodeProcess hub) {
+        return java.net.URI.create(hub.hubUrlHint).getPort();
     }
 
     /** The tails of every node's log. */

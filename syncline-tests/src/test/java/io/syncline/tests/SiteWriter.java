@@ -15,6 +15,7 @@ import java.util.concurrent.atomic.AtomicReference;
  */
 public final class SiteWriter implements AutoCloseable {
     private final String url;
+    private final String table;
     private final int transactions;
     private final long pauseMicros;
     private final Random random;
@@ -25,7 +26,13 @@ public final class SiteWriter implements AutoCloseable {
 
     /** {@code transactions} transactions with {@code pause} between two; {@code seed} makes the mix repeatable. */
     public SiteWriter(String url, int transactions, Duration pause, long seed) {
+        this(url, "item", transactions, pause, seed);
+    }
+
+    /** The same on another table with the columns of {@link Db#SITE_ITEM} (for a writer at the hub, say). */
+    public SiteWriter(String url, String table, int transactions, Duration pause, long seed) {
         this.url = url;
+        this.table = table;
         this.transactions = transactions;
         this.pauseMicros = pause.toNanos() / 1000;
         this.random = new Random(seed);
@@ -45,10 +52,10 @@ public final class SiteWriter implements AutoCloseable {
     private void run() {
         try (Connection c = PgServer.connect(url)) {
             c.setAutoCommit(false);
-            try (PreparedStatement ins = c.prepareStatement("INSERT INTO item (id, name, qty, price) VALUES (?, ?, ?, ?)");
-                 PreparedStatement upd = c.prepareStatement("UPDATE item SET qty = qty + 1, name = ?, updated_at = now() WHERE id = ?");
-                 PreparedStatement del = c.prepareStatement("DELETE FROM item WHERE id = ?");
-                 PreparedStatement rekey = c.prepareStatement("UPDATE item SET id = id + 10000000 WHERE id = ?")) {
+            try (PreparedStatement ins = c.prepareStatement("INSERT INTO " + table + " (id, name, qty, price) VALUES (?, ?, ?, ?)");
+                 PreparedStatement upd = c.prepareStatement("UPDATE " + table + " SET qty = qty + 1, name = ?, updated_at = now() WHERE id = ?");
+                 PreparedStatement del = c.prepareStatement("DELETE FROM " + table + " WHERE id = ?");
+                 PreparedStatement rekey = c.prepareStatement("UPDATE " + table + " SET id = id + 10000000 WHERE id = ?")) {
                 for (int n = 1; n <= transactions && !stop; n++) {
                     ins.setLong(1, n);
                     ins.setString(2, "item " + n);

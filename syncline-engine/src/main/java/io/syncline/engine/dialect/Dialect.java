@@ -52,6 +52,13 @@ public interface Dialect {
         return null;
     }
 
+    /**
+     * Lets the current transaction commit without waiting for its commit to reach the disk (PostgreSQL:
+     * {@code synchronous_commit = off} for this transaction), for writes that may be lost in a crash without harm.
+     */
+    default void relaxCommit(Connection c) throws SQLException {
+    }
+
     /** A version of the capture this dialect installs; a change reinstalls capture on every table at the next start. */
     default String captureVersion() {
         return "1";

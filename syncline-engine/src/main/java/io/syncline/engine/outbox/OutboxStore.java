@@ -10,6 +10,7 @@ import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.time.Clock;
+import java.time.Duration;
 import java.time.Instant;
 import java.time.OffsetDateTime;
 import java.time.ZoneOffset;
@@ -196,7 +197,16 @@ public final class OutboxStore {
                 return "its batch " + ledger + " is not this database's batch " + ledger + " (this database is older than what it "
                         + "received: restored from a backup?)";
             }
-            recordAck(c, destination, channel, ledger);
+            // Positions are advisory (a destination sends its ledger again at every fetch), so on PostgreSQL their
+            // transaction does not wait for its commit to be flushed: fetches are many, and each would cost a disk flush.
+            dialect.relaxCommit(c);
+            String key = destination + '\0' + channel;
+            Recorded before = recorded.get(key);
+            Instant now = clock.instant();
+            if (before == null || before.batch() != ledger || Duration.between(before.at(), now).compareTo(RECORD_AGAIN) >= 0) {
+                recordAck(c, destination, channel, ledger);
+                recorded.put(key, new Recorded(ledger, now));
+            }
             purgeShared(c, channel, sharers);
             c.commit();
             return null;
@@ -221,6 +231,17 @@ public final class OutboxStore {
         }
     }
 
+    /** A destination's position as last written to sync_ack by this store, and when. */
+    private record Recorded(long batch, Instant at) {
+    }
+
+    /** An unchanged position is written again (for its time, retention.maxAge) at most this often. */
+    private static final Duration RECORD_AGAIN = Duration.ofSeconds(1);
+    /** Per destination and channel, the position last written (position() is synchronized). */
+    private final java.util.Map<String, Recorded> recorded = new java.util.HashMap<>();
+    /** Per shared channel, the batch this store last purged up to: a purge that would not pass it does nothing. */
+    private final java.util.Map<String, Long> purgedTo = new java.util.HashMap<>();
+
     /** Purges the batches of {@code channel} that every sharer with an acknowledgement has acknowledged. */
     private int purgeShared(Connection c, String channel, java.util.Collection<String> sharers) throws SQLException {
         long purgeTo = Long.MAX_VALUE;
@@ -243,6 +264,11 @@ public final class OutboxStore {
         if (hold != null) {
             purgeTo = Math.min(purgeTo, Long.parseLong(hold));
         }
+        Long done = purgedTo.get(channel);
+        if (done != null && purgeTo <= done) {
+            return 0; // nothing new to purge (most fetches): no statement more
+        }
+        purgedTo.put(channel, purgeTo);
         // Destinations of a shared channel echo the token of their last batch, which may be the last one purged.
         if (isAvailable(c, channel, purgeTo)) {
             String token = token(c, channel, purgeTo);
@@ -360,6 +386,9 @@ public final class OutboxStore {
                         + "', but only " + lastSealed + " have been sealed here: this database is older than what "
                         + destination + " received");
             }
+            // Lost in a crash, an acknowledgement costs nothing: the batches are sent again and the destination's ledger
+            // answers them as duplicates. So this commit does not wait for the disk (PostgreSQL).
+            dialect.relaxCommit(c);
             recordAck(c, destination, channel, upTo);
             int purged = purgeUpTo(c, channel, upTo);
             io.syncline.engine.apply.CrashPoints.hit("ack-before-commit");

@@ -352,13 +352,18 @@ public final class NodeConfig {
 
     // ---- typed access -------------------------------------------------------------------------
 
+    /** Values by path, as read once: the configuration does not change, and some keys are read at every exchange. */
+    private final Map<String, java.util.Optional<String>> rawCache = new java.util.concurrent.ConcurrentHashMap<>();
+
     private String raw(String path) {
-        JsonNode n = at(root, path);
-        if (n != null && !n.isNull()) {
-            return n.asText();
-        }
-        ConfigKey k = BY_PATH.get(path);
-        return k == null ? null : k.defaultValue();
+        return rawCache.computeIfAbsent(path, p -> {
+            JsonNode n = at(root, p);
+            if (n != null && !n.isNull()) {
+                return java.util.Optional.of(n.asText());
+            }
+            ConfigKey k = BY_PATH.get(p);
+            return java.util.Optional.ofNullable(k == null ? null : k.defaultValue());
+        }).orElse(null);
     }
 
     public Role role() {
