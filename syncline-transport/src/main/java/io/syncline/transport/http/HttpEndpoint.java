@@ -42,7 +42,7 @@ public final class HttpEndpoint implements AutoCloseable {
         void handle(HttpExchange exchange) throws IOException;
     }
 
-    /** How long a request waits for a working permit before it is answered 503. */
+    /** How long a request waits for a working permit before it is answered 503, unless the endpoint says otherwise. */
     public static final java.time.Duration BUSY_WAIT = java.time.Duration.ofSeconds(30);
     /** Requests that may wait (long polls, or for a permit) on top of those being worked on. */
     public static final int MAX_WAITING = 4096;
@@ -52,11 +52,18 @@ public final class HttpEndpoint implements AutoCloseable {
     private final HttpServer server;
     private final ThreadPoolExecutor executor;
     private final Semaphore permits;
+    private final java.time.Duration busyWait;
     private final String name;
 
-    /** Binds to {@code host:port} (0 picks a free port). */
+    /** Binds to {@code host:port} (0 picks a free port); works on at most {@code threads} requests at once. */
     public HttpEndpoint(String name, String host, int port, int threads) throws IOException {
+        this(name, host, port, threads, BUSY_WAIT);
+    }
+
+    /** As above; a request that finds no working permit for {@code busyWait} is answered 503. */
+    public HttpEndpoint(String name, String host, int port, int threads, java.time.Duration busyWait) throws IOException {
         this.name = name;
+        this.busyWait = busyWait;
         this.server = HttpServer.create(new InetSocketAddress(host, port), 256);
         AtomicInteger n = new AtomicInteger();
         this.permits = new Semaphore(threads);
@@ -79,9 +86,9 @@ public final class HttpEndpoint implements AutoCloseable {
                 if (!exchange.getRequestMethod().equalsIgnoreCase(method)) {
                     throw new HttpError(405, path + " accepts " + method + ", not " + exchange.getRequestMethod());
                 }
-                if (!permits.tryAcquire(BUSY_WAIT.toMillis(), TimeUnit.MILLISECONDS)) {
-                    throw new HttpError(503, name + " is busy: every one of its request slots stayed taken for " + BUSY_WAIT.toSeconds()
-                            + " s; try again later");
+                if (!permits.tryAcquire(busyWait.toMillis(), TimeUnit.MILLISECONDS)) {
+                    throw new HttpError(503, name + " is busy: every one of its request slots stayed taken for " + busyWait.toMillis()
+                            + " ms; try again later");
                 }
                 HELD.set(permits);
                 try {

@@ -31,6 +31,29 @@ final class PostgresCopyText {
         sb.append('\n');
     }
 
+    /**
+     * A value in the text form COPY reads, without COPY's escapes: what the column type's input function takes (a
+     * parameter of unspecified type is read the same way); null for NULL.
+     */
+    static String text(ColumnMeta col, Object v) {
+        if (v == null) {
+            return null;
+        }
+        return switch (col.kind()) {
+            case BINARY -> {
+                try {
+                    yield "\\x" + HexFormat.of().formatHex(Base64.getMimeDecoder().decode(v.toString()));
+                } catch (IllegalArgumentException e) {
+                    throw new IllegalArgumentException("value does not fit column '" + col.name() + "' (" + col.typeName()
+                            + "): not base64: " + e.getMessage(), e);
+                }
+            }
+            case JSON -> Json.write(v);
+            case BOOLEAN -> v instanceof Boolean b ? (b ? "t" : "f") : v.toString();
+            default -> v instanceof BigDecimal d ? d.toPlainString() : v.toString();
+        };
+    }
+
     private static void appendValue(StringBuilder sb, ColumnMeta col, Object v) {
         if (v == null) {
             sb.append("\\N");

@@ -83,6 +83,13 @@ public final class PostgresDialect implements Dialect {
     }
 
     @Override
+    public void relaxCommit(Connection c) throws SQLException {
+        try (java.sql.Statement s = c.createStatement()) {
+            s.execute("SET LOCAL synchronous_commit TO OFF");
+        }
+    }
+
+    @Override
     public String captureVersion() {
         return "pg-rows-3"; // 2: TRUNCATE captured as deletes; 3: NOTIFY syncline_capture
     }
@@ -350,6 +357,10 @@ public final class PostgresDialect implements Dialect {
     public boolean bulkUpsert(Connection c, TableMeta t, List<ColumnMeta> columns, java.util.Collection<java.util.Map<String, Object>> rows,
                               boolean inserted) throws SQLException {
         String cols = columns.stream().map(col -> quote(col.name())).collect(Collectors.joining(", "));
+        if (rows.size() < FEW_ROWS) {
+            upsertFew(c, t, cols, columns, rows);
+            return false;
+        }
         if (inserted) {
             java.sql.Savepoint before = c.setSavepoint();
             try {
@@ -375,6 +386,30 @@ public final class PostgresDialect implements Dialect {
             s.execute("TRUNCATE " + stage);
         }
         return false;
+    }
+
+    /** Runs of fewer rows than this are upserted with one batched statement: no staging table, COPY or TRUNCATE. */
+    private static final int FEW_ROWS = 32;
+
+    /**
+     * Upserts a few rows with one batched {@code INSERT ... ON CONFLICT}. Each value is bound as text of unspecified
+     * type, so PostgreSQL reads it with the column type's input function, as COPY does (enums, arrays, intervals ...).
+     */
+    private void upsertFew(Connection c, TableMeta t, String cols, List<ColumnMeta> columns,
+                           java.util.Collection<java.util.Map<String, Object>> rows) throws SQLException {
+        String values = columns.stream().map(col -> "?").collect(Collectors.joining(", "));
+        try (java.sql.PreparedStatement ps = c.prepareStatement("INSERT INTO " + quote(t.name()) + " (" + cols + ") VALUES (" + values
+                + ") " + onConflict(t, columns))) {
+            for (java.util.Map<String, Object> row : rows) {
+                int i = 1;
+                for (ColumnMeta col : columns) {
+                    Object v = row.containsKey(col.key()) ? row.get(col.key()) : row.get(col.name());
+                    ps.setObject(i++, PostgresCopyText.text(col, v), java.sql.Types.OTHER);
+                }
+                ps.addBatch();
+            }
+            ps.executeBatch();
+        }
     }
 
     /** Text sent to COPY in pieces of about this many characters: the whole run's text is never built. */
