@@ -122,6 +122,16 @@ final class HubDistributor implements AutoCloseable {
     private final BatchCache cache = new BatchCache(CACHE_CHARS);
     /** Batches being read into the cache, each by one fetch while the others wait (readShared). */
     private final Map<String, ReentrantLock> reading = new ConcurrentHashMap<>();
+    /** Batches found too big for the cache by readShared (channel and number): streamed by each fetch itself. */
+    private final java.util.Set<String> tooBig = ConcurrentHashMap.newKeySet();
+
+    /** Thrown by readShared's sink once the batch is too big to keep. */
+    private static final class TooBig extends RuntimeException {
+        TooBig() {
+            super(null, null, false, false);
+        }
+    }
+
     /** Batches of at most this many outbox rows are read into the cache before any is sent (readShared). */
     private static final long SHARED_READ_ROWS = 10_000;
     private final AtomicLong outboxReads = new AtomicLong();
@@ -286,7 +296,8 @@ final class HubDistributor implements AutoCloseable {
         return routeHashes.computeIfAbsent(channel + '\0' + site + '\0' + signature, k -> {
             try {
                 // Not the schedule: when a channel's batches travel does not change what a site holds.
-                return Secrets.sha256(WireFormat.MAPPER.writeValueAsString(channels.get(channel).withSchedule(null)) + "|"
+                return Secrets.sha256(WireFormat.MAPPER.writeValueAsString(channels.get(channel).withSchedule(null))
+                        .replace(",\"schedule\":null}", "}") + "|"
                         + WireFormat.MAPPER.writeValueAsString(cfg.siteAttributes(site)) + "|" + signature).substring(0, 16);
             } catch (IOException e) {
                 throw new IllegalStateException(e);
@@ -486,6 +497,8 @@ final class HubDistributor implements AutoCloseable {
             }
         }
         c.commit();
+        // A site that began a fetch since the read is back: it stays a sharer.
+        gone.forEach((channel, sites) -> sites.removeIf(site -> fetching.containsKey(site + '\0' + channel)));
         Map<String, java.util.Set<String>> before = expired;
         expired = gone;
         for (Map.Entry<String, java.util.Set<String>> e : gone.entrySet()) {
@@ -637,11 +650,23 @@ final class HubDistributor implements AutoCloseable {
         lock.lock();
         try {
             List<Rendered> cached = cache.get(b.channel(), b.sequence());
-            if (cached != null) {
+            if (cached != null || tooBig.contains(key)) {
                 return cached;
             }
-            Recorder recorder = new Recorder((op, table, oldRow, newRow, capturedAt, origin) -> { });
-            outbox.stream(c, b, cfg.nodeId(), recorder);
+            Recorder[] self = new Recorder[1];
+            Recorder recorder = new Recorder((op, table, oldRow, newRow, capturedAt, origin) -> {
+                if (self[0].changes == null) {
+                    throw new TooBig();
+                }
+            });
+            self[0] = recorder;
+            try {
+                outbox.stream(c, b, cfg.nodeId(), recorder);
+            } catch (TooBig e) {
+                c.rollback();
+                tooBig.add(key); // the waiting fetches and later ones stream it from the outbox themselves, side by side
+                return null;
+            }
             outboxReads.incrementAndGet();
             if (!outbox.isAvailable(c, b.channel(), b.sequence())) {
                 throw new IOException("batch " + b.sequence() + " of channel '" + b.channel() + "' was purged while it was read");
@@ -702,6 +727,7 @@ final class HubDistributor implements AutoCloseable {
             }
             c.commit();
             opened = true;
+            bell(channel).ring(); // opening the reload sealed what was committed: the other sites' long polls take it now
         } finally {
             lock.unlock();
             if (!opened) {

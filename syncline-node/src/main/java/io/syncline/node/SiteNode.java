@@ -105,6 +105,12 @@ public final class SiteNode implements NodeControl {
     /** Per hub-to-sites or two-way channel, the loop fetching the hub's batches on a thread of its own. */
     private final Map<String, Fetcher> fetchers = new ConcurrentHashMap<>();
     private final java.util.concurrent.ExecutorService fetchThreads;
+    /**
+     * A fetch applies each batch under the read lock, after checking that the site has not started over or begun to
+     * register again since the fetch started; a start-over takes the write lock. So a response asked for under the old
+     * numbering is never applied under the new one.
+     */
+    private final java.util.concurrent.locks.ReentrantReadWriteLock epoch = new java.util.concurrent.locks.ReentrantReadWriteLock();
     private volatile boolean closed;
     /** Applies the hub's batches of hub-to-sites channels. */
     private final BatchApplier applier;
@@ -478,6 +484,7 @@ public final class SiteNode implements NodeControl {
         LOG.error("site {}: {}. Starting over: outbox cleared, batch numbers restart at 1, every table is loaded again under a "
                 + "new incarnation. Rows deleted here since the backup may remain at the hub until it is repaired.",
                 cfg.nodeId(), cause.getMessage());
+        epoch.writeLock().lock();
         try (Connection c = db.connection()) {
             try {
                 outbox.startOver(c);
@@ -494,7 +501,10 @@ public final class SiteNode implements NodeControl {
                 c.rollback();
                 throw e;
             }
+        } finally {
+            epoch.writeLock().unlock();
         }
+        fetchers.values().forEach(Fetcher::cut); // a response under the old incarnation is of no use
         lastError = cause.getMessage();
         reregister = true;
         nextRegistration = Instant.EPOCH;
@@ -613,67 +623,81 @@ public final class SiteNode implements NodeControl {
         @Override
         public void run() {
             thread = Thread.currentThread();
+            try {
+                loop();
+            } catch (RuntimeException | Error e) {
+                LOG.error("site {}: fetching channel {} stopped ({}); the next tick starts it again", cfg.nodeId(), channel, e.toString());
+            } finally {
+                fetchers.remove(channel, this);
+            }
+        }
+
+        private void loop() {
             Instant due = null;
             String dueFor = null;
-            try {
-                while (!closed) {
-                    Registration.Response r = registration;
-                    ChannelSpec ch = r == null ? null
-                            : downstream(r).stream().filter(c -> c.name().equals(channel)).findFirst().orElse(null);
-                    if (ch == null) {
-                        return; // no longer routed here: the tick starts a fetcher again if it comes back
+            while (!closed) {
+                Registration.Response r = registration;
+                ChannelSpec ch = r == null ? null
+                        : downstream(r).stream().filter(c -> c.name().equals(channel)).findFirst().orElse(null);
+                if (ch == null) {
+                    return; // no longer routed here: the tick starts a fetcher again if it comes back
+                }
+                Duration interval = Duration.ofMillis(Math.max(10, r.intervalMillis()));
+                if (reregister || !incarnation.equals(registeredIncarnation)) {
+                    pause(interval);
+                    continue;
+                }
+                Schedule s = schedule(ch);
+                if (!s.realtime()) {
+                    Instant t = clock.instant();
+                    if (due == null || !java.util.Objects.equals(dueFor, ch.schedule())) {
+                        due = firstDue(s, t);
+                        dueFor = ch.schedule();
                     }
-                    Duration interval = Duration.ofMillis(Math.max(10, r.intervalMillis()));
-                    if (reregister || !incarnation.equals(registeredIncarnation)) {
+                    if (now) {
+                        due = t;
+                    }
+                    if (t.isBefore(due)) {
+                        pause(Duration.between(t, due).compareTo(Duration.ofSeconds(1)) < 0 ? Duration.between(t, due) : Duration.ofSeconds(1));
+                        continue;
+                    }
+                }
+                now = false;
+                Fetched got;
+                long started = System.nanoTime();
+                try {
+                    if (ch.direction() == ChannelSpec.Direction.TWO_WAY && !everyRowCaptured(r, ch)) {
                         pause(interval);
                         continue;
                     }
-                    Schedule s = schedule(ch);
-                    if (!s.realtime()) {
-                        Instant t = clock.instant();
-                        if (due == null || !java.util.Objects.equals(dueFor, ch.schedule())) {
-                            due = firstDue(s, t);
-                            dueFor = ch.schedule();
-                        }
-                        if (now) {
-                            due = t;
-                        }
-                        if (t.isBefore(due)) {
-                            pause(Duration.between(t, due).compareTo(Duration.ofSeconds(1)) < 0 ? Duration.between(t, due) : Duration.ofSeconds(1));
-                            continue;
-                        }
+                    got = fetch(r, ch, s.realtime() ? LONG_POLL_MILLIS : 0, conn -> exchange = conn);
+                    backoff.reset();
+                } catch (IOException | SQLException | RuntimeException e) {
+                    if (closed) {
+                        return; // the stop cut the exchange
                     }
-                    now = false;
-                    Fetched got;
-                    long started = System.nanoTime();
-                    try {
-                        if (ch.direction() == ChannelSpec.Direction.TWO_WAY && !everyRowCaptured(r, ch)) {
-                            pause(interval);
-                            continue;
-                        }
-                        got = fetch(r, ch, s.realtime() ? LONG_POLL_MILLIS : 0, conn -> exchange = conn);
-                        backoff.reset();
-                    } catch (IOException | SQLException | RuntimeException e) {
-                        if (closed) {
-                            return; // the stop cut the exchange
-                        }
-                        String msg = "channel " + ch.name() + ": " + Responses.describe(e, "hub at " + cfg.hubUrl());
-                        if (!java.util.Objects.equals(msg, lastError)) {
-                            LOG.warn("site {}: {}", cfg.nodeId(), msg);
-                        }
-                        lastError = msg;
-                        pause(backoff.next());
-                        continue;
+                    String msg = "channel " + ch.name() + ": " + Responses.describe(e, "hub at " + cfg.hubUrl());
+                    if (!java.util.Objects.equals(msg, lastError)) {
+                        LOG.warn("site {}: {}", cfg.nodeId(), msg);
                     }
-                    if (!got.more() && !s.realtime()) {
-                        due = s.next(clock.instant(), java.time.ZoneId.systemDefault());
-                    } else if (!got.more() && got.batches() == 0
-                            && System.nanoTime() - started < TimeUnit.MILLISECONDS.toNanos(LONG_POLL_MILLIS / 2)) {
-                        pause(interval); // the hub answered early with nothing (stopping, or it does not hold polls): no busy loop
-                    }
+                    lastError = msg;
+                    pause(backoff.next());
+                    continue;
                 }
-            } finally {
-                fetchers.remove(channel, this);
+                if (!got.more() && !s.realtime()) {
+                    due = s.next(clock.instant(), java.time.ZoneId.systemDefault());
+                } else if (!got.more() && got.batches() == 0
+                        && System.nanoTime() - started < TimeUnit.MILLISECONDS.toNanos(LONG_POLL_MILLIS / 2)) {
+                    pause(interval); // the hub answered early with nothing (stopping, or it does not hold polls): no busy loop
+                }
+            }
+        }
+
+        /** Ends a pause at once (stop). */
+        void wake() {
+            Thread t = thread;
+            if (t != null) {
+                java.util.concurrent.locks.LockSupport.unpark(t);
             }
         }
 
@@ -726,6 +750,7 @@ public final class SiteNode implements NodeControl {
      */
     private Fetched fetch(Registration.Response r, ChannelSpec ch, long waitMillis, java.util.function.Consumer<HttpURLConnection> opened)
             throws IOException, SQLException {
+        String under = incarnation;
         String routeKey = ROUTE + ch.name();
         String tokenKey = TOKEN + ch.name();
         long ack;
@@ -781,7 +806,12 @@ public final class SiteNode implements NodeControl {
                     if (sealLock != null) {
                         sealLock.lock();
                     }
+                    epoch.readLock().lock();
                     try (Connection c = db.connection()) {
+                        if (!under.equals(incarnation) || reregister) {
+                            throw new IOException("site " + cfg.nodeId() + " started over or registers again: the rest of this fetch of "
+                                    + ch.name() + " is fetched again under the new registration");
+                        }
                         if (reader.isReload()) {
                             if (newRoute == null) {
                                 throw new BadBatchException(SyncException.Stage.TRANSPORT, "reload " + h.id() + " came without a "
@@ -807,6 +837,7 @@ public final class SiteNode implements NodeControl {
                         }
                         stamps.observe(h.stamp());
                     } finally {
+                        epoch.readLock().unlock();
                         if (sealLock != null) {
                             sealLock.unlock();
                         }
@@ -1013,8 +1044,12 @@ public final class SiteNode implements NodeControl {
         if (watch != null) {
             watch.close();
         }
-        fetchThreads.shutdownNow(); // wakes fetchers from their pauses
-        fetchers.values().forEach(Fetcher::cut);
+        // Not shutdownNow: an interrupt during a JDBC call closes an embedded H2 database's file channel.
+        fetchThreads.shutdown();
+        fetchers.values().forEach(f -> {
+            f.cut();
+            f.wake();
+        });
         ticker.shutdown();
         try {
             if (!ticker.awaitTermination(10, TimeUnit.SECONDS)) {

@@ -149,6 +149,7 @@ public final class OutboxStore {
      * not be used for anything else until then; the caller holds the channel's seal lock meanwhile.
      */
     public synchronized ReloadPoint openReload(Connection c, String destination, String channel) throws SQLException {
+        recorded.remove(destination + '\0' + channel); // the reload records the destination's position itself
         c.setTransactionIsolation(dialect.sealIsolation());
         try {
             sealWithin(c, channel);
@@ -371,6 +372,7 @@ public final class OutboxStore {
      * @return outbox rows purged
      */
     public synchronized int acknowledge(Connection c, String destination, String channel, long upTo) throws SQLException {
+        recorded.remove(destination + '\0' + channel);
         try {
             long previous = acknowledged(c, destination, channel);
             if (upTo <= previous) {

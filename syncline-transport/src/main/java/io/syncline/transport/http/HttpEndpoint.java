@@ -71,7 +71,10 @@ public final class HttpEndpoint implements AutoCloseable {
             Thread t = new Thread(r, "syncline-" + name + "-http-" + n.incrementAndGet());
             t.setDaemon(true);
             return t;
-        }, (r, pool) -> LOG.warn("{}: {} requests at once, dropping a connection", name, threads + MAX_WAITING));
+        }, (r, pool) -> {
+            LOG.warn("{}: {} requests at once, refusing a connection", name, threads + MAX_WAITING);
+            throw new java.util.concurrent.RejectedExecutionException(name + " is full"); // the server closes the connection
+        });
         server.setExecutor(executor);
     }
 

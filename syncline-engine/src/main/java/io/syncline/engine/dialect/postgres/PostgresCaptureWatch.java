@@ -58,10 +58,19 @@ final class PostgresCaptureWatch implements CaptureWatch {
                 waitMillis = 100;
                 onChange.run(); // whatever committed while nobody listened
                 PGConnection pg = c.unwrap(PGConnection.class);
+                long quietSince = System.nanoTime();
                 while (!closed) {
                     PGNotification[] got = pg.getNotifications(1000);
                     if (got != null && got.length > 0) {
                         onChange.run();
+                        quietSince = System.nanoTime();
+                    } else if (System.nanoTime() - quietSince > TimeUnit.SECONDS.toNanos(30)) {
+                        // A connection cut without a reset (a partition) would wait for notifications for ever: ask.
+                        try (Statement s = c.createStatement()) {
+                            s.setQueryTimeout(10);
+                            s.execute("SELECT 1");
+                        }
+                        quietSince = System.nanoTime();
                     }
                 }
             } catch (SQLException | RuntimeException e) {
