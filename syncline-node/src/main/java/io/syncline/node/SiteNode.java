@@ -117,7 +117,8 @@ public final class SiteNode implements NodeControl {
     /** When the tick next compares captured tables with their capture (touched by the tick thread only). */
     private Instant nextSchemaCheck = Instant.EPOCH;
     private volatile Instant nextRegistration = Instant.EPOCH;
-    private volatile Duration registrationBackoff = Duration.ofMillis(500);
+    /** Waits between failed registrations (tick thread; the constructor's first attempt comes before the ticks). */
+    private final Backoff registrationRetry = new Backoff(Duration.ofMillis(500), RETRY_CAP, new java.util.Random());
     private volatile String lastError;
     private volatile Instant lastContact;
     /** This site's hybrid logical clock: stamps its batches, and takes in the stamps of the hub's batches it applies. */
@@ -160,7 +161,7 @@ public final class SiteNode implements NodeControl {
             return t;
         });
         this.pushBackoff = new Backoff(Duration.ofMillis(Math.max(100, Math.min(1000, cfg.captureInterval().toMillis()))),
-                Duration.ofSeconds(60), new java.util.Random());
+                RETRY_CAP, new java.util.Random());
         Waker waker = new Waker(ticker, this::sendNow);
         this.watch = db.watchCaptures("site-" + cfg.nodeId(), waker);
         waker.reportsBeforeCommit(watch != null && watch.callsBeforeCommit());
@@ -220,7 +221,7 @@ public final class SiteNode implements NodeControl {
             registration = r;
             registeredIncarnation = sent;
             reregister = false;
-            registrationBackoff = Duration.ofMillis(500);
+            registrationRetry.reset();
             lastContact = clock.instant();
             LOG.info("site {} registered with hub {} ({} mode, channels {})", cfg.nodeId(), r.hub(), r.mode(),
                     r.channels().stream().map(ChannelSpec::name).toList());
@@ -229,10 +230,9 @@ public final class SiteNode implements NodeControl {
             // Keep trying (with backoff) even when a stored registration lets us go on: the hub must learn this
             // start's listener URL, or a pull-mode site with a new port is never pulled again.
             reregister = true;
-            nextRegistration = now.plus(registrationBackoff);
-            registrationBackoff = registrationBackoff.multipliedBy(2).compareTo(Duration.ofSeconds(30)) > 0
-                    ? Duration.ofSeconds(30) : registrationBackoff.multipliedBy(2);
-            LOG.warn("site {}: {} (retrying in {} ms{})", cfg.nodeId(), lastError, registrationBackoff.toMillis(),
+            Duration wait = registrationRetry.next();
+            nextRegistration = now.plus(wait);
+            LOG.warn("site {}: {} (retrying in {} ms{})", cfg.nodeId(), lastError, wait.toMillis(),
                     registration != null ? "; capturing with the stored configuration meanwhile" : "");
         }
     }
@@ -580,13 +580,19 @@ public final class SiteNode implements NodeControl {
 
     // ---- fetch: hub-to-sites channels ----------------------------------------------------------------
 
+    /**
+     * The longest wait between two attempts to reach the hub: short enough that a site back from a long outage (or
+     * whose hub restarted) goes on within seconds, long enough, with the jitter, to spread thousands of sites.
+     */
+    static final Duration RETRY_CAP = Duration.ofSeconds(10);
+
     /** How long a real-time fetch asks the hub to wait for a batch (a long poll). */
     static final long LONG_POLL_MILLIS = 25_000;
 
     /**
      * Fetches one hub-to-sites or two-way channel, on a thread of its own, for as long as the registration routes it here:
      * in real time one long poll after another (the hub answers as soon as it seals a batch), else whenever the channel's
-     * schedule is due, until nothing more is waiting. Failures wait an exponential back-off with jitter, up to a minute: a
+     * schedule is due, until nothing more is waiting. Failures wait an exponential back-off with jitter, up to RETRY_CAP: a
      * batch or reload this site cannot apply is not fetched (and, for a reload, read whole at the hub) again at once.
      */
     private final class Fetcher implements Runnable {
@@ -600,7 +606,7 @@ public final class SiteNode implements NodeControl {
         Fetcher(String channel) {
             this.channel = channel;
             this.backoff = new Backoff(Duration.ofMillis(Math.max(100, Math.min(1000, cfg.captureInterval().toMillis()))),
-                    Duration.ofSeconds(60), new java.util.Random());
+                    RETRY_CAP, new java.util.Random());
         }
 
         /** Cuts the exchange in progress (at stop). */
