@@ -105,6 +105,10 @@ public final class HubNode implements NodeControl {
         volatile long lastExchangeLagMs;
         volatile String lastError;
         final Object pullLock = new Object();
+        /** A pull asked for by the site's poke is queued and not started yet (pokes in between add nothing). */
+        final java.util.concurrent.atomic.AtomicBoolean pokeQueued = new java.util.concurrent.atomic.AtomicBoolean();
+        /** Per channel with a schedule (key: name and schedule), when the hub next pulls it (under pullLock). */
+        final Map<String, Instant> pullDue = new java.util.HashMap<>();
 
         SiteState(String id) {
             this.id = id;
@@ -149,6 +153,7 @@ public final class HubNode implements NodeControl {
         http.route("/v1/register", "POST", this::handleRegister);
         http.route("/v1/batches", "POST", this::handleBatches);
         http.route("/v1/fetch", "GET", this::handleFetch);
+        http.route("/v1/poke", "POST", this::handlePoke);
         http.route("/v1/status", "GET", this::handleStatus);
         Conflicts conflicts = new Conflicts(cfg, db, channels, applier, twoWay, clock);
         http.route("/v1/conflicts", "GET", conflicts::handleList);
@@ -483,6 +488,25 @@ public final class HubNode implements NodeControl {
         pullTasks.put(s.id, pullScheduler.scheduleWithFixedDelay(() -> pullSafely(s), every, every, TimeUnit.MILLISECONDS));
     }
 
+    /**
+     * POST /v1/poke from an authenticated pull-mode site that just sealed a batch of a real-time channel: the hub pulls it
+     * at once instead of at the site's interval (real time in pull mode; the data still travels in the hub's pull).
+     */
+    private void handlePoke(HttpExchange ex) throws IOException {
+        SiteState s = authenticate(ex);
+        HttpEndpoint.drain(ex.getRequestBody());
+        if (s.schedule.mode() != SiteSchedule.Mode.PULL) {
+            throw new HttpError(400, "site " + s.id + " pushes its batches: a poke is for pull-mode sites");
+        }
+        if (s.pokeQueued.compareAndSet(false, true)) {
+            pullScheduler.execute(() -> {
+                s.pokeQueued.set(false);
+                pullSafely(s);
+            });
+        }
+        HttpEndpoint.sendJson(ex, 202, Map.of("pull", "queued"));
+    }
+
     private void pullSafely(SiteState s) {
         try {
             pull(s);
@@ -506,6 +530,13 @@ public final class HubNode implements NodeControl {
             for (ChannelSpec ch : channels.values()) {
                 if (!sendsTo(ch, s.id)) {
                     continue;
+                }
+                io.syncline.node.config.Schedule schedule = io.syncline.node.config.Schedule.ofChannel(ch);
+                String dueKey = ch.name() + '\0' + ch.schedule();
+                Instant now = clock.instant();
+                if (!schedule.realtime()
+                        && now.isBefore(s.pullDue.computeIfAbsent(dueKey, k -> schedule.first(now, java.time.ZoneId.systemDefault())))) {
+                    continue; // a channel with a schedule is pulled when it is due
                 }
                 for (int round = 0; round < 1000; round++) {
                     long last;
@@ -542,6 +573,9 @@ public final class HubNode implements NodeControl {
                     } finally {
                         conn.disconnect();
                     }
+                }
+                if (!schedule.realtime()) {
+                    s.pullDue.put(dueKey, schedule.next(now, java.time.ZoneId.systemDefault()));
                 }
             }
             contact(s, total, applied);
@@ -623,7 +657,16 @@ public final class HubNode implements NodeControl {
     public void syncNow() {
         for (SiteState s : sites.values()) {
             if (s.schedule.mode() == SiteSchedule.Mode.PULL) {
-                pullScheduler.execute(() -> pullSafely(s));
+                pullScheduler.execute(() -> {
+                    synchronized (s.pullLock) {
+                        for (ChannelSpec ch : channels.values()) { // every schedule at once
+                            if (ch.schedule() != null) {
+                                s.pullDue.put(ch.name() + '\0' + ch.schedule(), Instant.EPOCH);
+                            }
+                        }
+                    }
+                    pullSafely(s);
+                });
             }
         }
     }

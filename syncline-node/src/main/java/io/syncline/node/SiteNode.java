@@ -335,6 +335,8 @@ public final class SiteNode implements NodeControl {
             // In real time a sealed batch goes at once, unless pushes are failing (they wait for their back-off).
             if (pushing(r) && (fresh && pushBackoff.failures() == 0 || !clock.instant().isBefore(nextPush))) {
                 pushNow(r);
+            } else if (fresh && "pull".equals(r.mode()) && incarnation.equals(registeredIncarnation)) {
+                poke(r);
             }
         } catch (Exception | Error e) { // an escaping Throwable would cancel the schedule silently
             pushFailed(e);
@@ -371,11 +373,40 @@ public final class SiteNode implements NodeControl {
             }
             if (sealed && pushing(r) && pushBackoff.failures() == 0) {
                 pushNow(r);
+            } else if (sealed && "pull".equals(r.mode()) && incarnation.equals(registeredIncarnation)) {
+                poke(r);
             }
             return sealed;
         } catch (Exception | Error e) {
             pushFailed(e);
             return true;
+        }
+    }
+
+    /**
+     * Pull mode in real time: tells the hub that a batch is sealed (POST /v1/poke), so it pulls now rather than at this
+     * site's interval. Best effort: when the poke fails, the hub pulls at the interval as ever.
+     */
+    private void poke(Registration.Response r) {
+        try {
+            HttpURLConnection conn = (HttpURLConnection) URI.create(cfg.hubUrl() + "/v1/poke").toURL().openConnection();
+            try {
+                conn.setConnectTimeout(2000);
+                conn.setReadTimeout(5000);
+                conn.setDoOutput(true);
+                conn.setRequestMethod("POST");
+                conn.setRequestProperty("Authorization", "Bearer " + r.secret());
+                conn.setRequestProperty(Headers.NODE, cfg.nodeId());
+                conn.getOutputStream().close();
+                int code = conn.getResponseCode();
+                if (code != 202) {
+                    LOG.debug("site {}: the hub answered {} to a poke: {}", cfg.nodeId(), code, Responses.errorBody(conn));
+                }
+            } finally {
+                conn.disconnect();
+            }
+        } catch (IOException | RuntimeException e) {
+            LOG.debug("site {}: poke failed ({}); the hub pulls at the interval", cfg.nodeId(), e.toString());
         }
     }
 
@@ -429,15 +460,12 @@ public final class SiteNode implements NodeControl {
         return fresh;
     }
 
-    /** When a channel with a schedule is first due: at start for a fixed interval, at the first time for a cron expression. */
     private static Instant firstDue(Schedule s, Instant now) {
-        return s instanceof Schedule.Every ? now : s.next(now, java.time.ZoneId.systemDefault());
+        return s.first(now, java.time.ZoneId.systemDefault());
     }
 
-    private static final Map<String, Schedule> SCHEDULES = new ConcurrentHashMap<>();
-
     private static Schedule schedule(ChannelSpec ch) {
-        return ch.schedule() == null ? Schedule.REALTIME : SCHEDULES.computeIfAbsent(ch.schedule(), Schedule::of);
+        return Schedule.ofChannel(ch);
     }
 
     private void sealAll(Registration.Response r) throws SQLException {
@@ -1037,7 +1065,14 @@ public final class SiteNode implements NodeControl {
     @Override
     public void syncNow() {
         ticker.execute(() -> {
-            dueAt.replaceAll((k, v) -> Instant.EPOCH);
+            Registration.Response r = registration;
+            if (r != null) {
+                for (ChannelSpec ch : upstream(r)) { // every schedule at once
+                    if (ch.schedule() != null) {
+                        dueAt.put(ch.name() + '\0' + ch.schedule(), Instant.EPOCH);
+                    }
+                }
+            }
             nextPush = Instant.EPOCH;
             tick();
         });

@@ -98,6 +98,91 @@ class RealTimeTest {
         }
     }
 
+    @Test
+    void shouldHoldAScheduledChannelUntilItIsDueWhileARealTimeOneFlows() throws Exception {
+        H2Files h2 = new H2Files(dir);
+        String hubUrl = h2.url("sched_hq");
+        String siteUrl = h2.url("sched_s1");
+        String pulledUrl = h2.url("sched_s2");
+        for (String url : new String[] {hubUrl, siteUrl, pulledUrl}) {
+            exec(url, "CREATE TABLE sale (id INT PRIMARY KEY, qty INT)", "CREATE TABLE stock (id INT PRIMARY KEY, qty INT)",
+                    "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(50))");
+        }
+        // Once a year, at midnight on the first of January: never during this test, unless asked.
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hq}
+                database: {url: "%s"}
+                enrollment: {token: secret-token}
+                sync: {interval: 100ms}
+                capture: {interval: 100ms}
+                sites:
+                  s2: {mode: pull, interval: 100ms}
+                channels:
+                  - {name: sales, tables: [{name: sale}]}
+                  - {name: stock, schedule: "0 0 1 1 *", tables: [{name: stock}]}
+                  - {name: catalog, direction: hub-to-sites, schedule: "0 0 1 1 *", tables: [{name: product}]}
+                """.formatted(hubUrl), Role.HUB, Map.of());
+        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC());
+             SiteNode site = SiteNode.start(NodeConfig.parse("""
+                     node: {id: s1}
+                     database: {url: "%s"}
+                     hub: {url: "%s", token: secret-token}
+                     capture: {interval: 100ms}
+                     """.formatted(siteUrl, hub.url()), Role.SITE, Map.of()), Clock.systemUTC());
+             SiteNode pulled = SiteNode.start(NodeConfig.parse("""
+                     node: {id: s2}
+                     database: {url: "%s"}
+                     hub: {url: "%s", token: secret-token}
+                     capture: {interval: 100ms}
+                     """.formatted(pulledUrl, hub.url()), Role.SITE, Map.of()), Clock.systemUTC())) {
+            exec(siteUrl, "INSERT INTO stock VALUES (1, 10)", "INSERT INTO sale VALUES (1, 1)");
+            exec(pulledUrl, "INSERT INTO stock VALUES (2, 20)", "INSERT INTO sale VALUES (2, 2)");
+            exec(hubUrl, "INSERT INTO product VALUES (1, 'p1')");
+            await().atMost(PROMPTLY).until(() -> count(hubUrl, "SELECT count(*) FROM sale") == 2);
+            // The scheduled channels wait for their time, both ways and in pull mode, while the real-time one is delivered.
+            await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(5)).until(() ->
+                    count(hubUrl, "SELECT count(*) FROM stock") == 0 && count(siteUrl, "SELECT count(*) FROM product") == 0);
+            site.syncNow(); // runs every schedule at once
+            hub.syncNow();
+            await().atMost(PROMPTLY).until(() -> count(hubUrl, "SELECT count(*) FROM stock") == 2
+                    && count(siteUrl, "SELECT count(*) FROM product") == 1);
+        }
+    }
+
+    @Test
+    void shouldPullARealTimeChannelAsSoonAsAPullModeSiteSealsIt() throws Exception {
+        H2Files h2 = new H2Files(dir);
+        String hubUrl = h2.url("poke_hq");
+        String siteUrl = h2.url("poke_s1");
+        for (String url : new String[] {hubUrl, siteUrl}) {
+            exec(url, "CREATE TABLE sale (id INT PRIMARY KEY, qty INT)");
+        }
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hq}
+                database: {url: "%s"}
+                enrollment: {token: secret-token}
+                sites:
+                  s1: {mode: pull, interval: 1m}
+                capture: {interval: 1m}
+                channels:
+                  - {name: sales, tables: [{name: sale}]}
+                """.formatted(hubUrl), Role.HUB, Map.of());
+        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC());
+             SiteNode site = SiteNode.start(NodeConfig.parse("""
+                     node: {id: s1}
+                     database: {url: "%s"}
+                     hub: {url: "%s", token: secret-token}
+                     capture: {interval: 1m}
+                     """.formatted(siteUrl, hub.url()), Role.SITE, Map.of()), Clock.systemUTC())) {
+            // The hub pulls every minute; the site's poke makes it pull each commit within seconds.
+            for (int i = 1; i <= 3; i++) {
+                exec(siteUrl, "INSERT INTO sale VALUES (" + i + ", " + i + ")");
+                int n = i;
+                await().atMost(PROMPTLY).until(() -> count(hubUrl, "SELECT count(*) FROM sale") == n);
+            }
+        }
+    }
+
     private static Connection connect(String url) throws SQLException {
         return url.startsWith("jdbc:h2:") ? DriverManager.getConnection(url) : DriverManager.getConnection(url, "postgres", "");
     }

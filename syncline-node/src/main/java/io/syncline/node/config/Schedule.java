@@ -46,9 +46,19 @@ public sealed interface Schedule {
     /** The first time the channel is due after {@code after}. */
     Instant next(Instant after, ZoneId zone);
 
+    /** When a channel with this schedule is first due after a start at {@code now}: at once for an interval, at the next time of a cron expression. */
+    default Instant first(Instant now, ZoneId zone) {
+        return this instanceof Cron ? next(now, zone) : now;
+    }
+
     /** Whether this is {@link #REALTIME}. */
     default boolean realtime() {
         return this instanceof RealTime;
+    }
+
+    /** The schedule of a channel (its text was checked when the hub read its configuration). */
+    static Schedule ofChannel(io.syncline.api.ChannelSpec channel) {
+        return of(channel.schedule());
     }
 
     /**
