@@ -75,6 +75,15 @@ class HubBadInputTest {
     }
 
     @Test
+    void shouldRefusePokesFromStrangersAndFromPushingSites() throws Exception {
+        assertThat(client.poke(SITE, null).status()).isEqualTo(401);
+        assertThat(client.poke("nobody", client.secret).status()).isEqualTo(401);
+        Answer pushing = client.poke(SITE, client.secret);
+        assertThat(pushing.status()).isEqualTo(400);
+        assertThat(pushing.error()).contains("pushes its batches: a poke is for pull-mode sites");
+    }
+
+    @Test
     void shouldRefuseBadFetchesWithAnErrorThatSaysWhatIsWrong() throws Exception {
         assertThat(client.fetch(SITE, null, "channel=catalog&ack=0").status()).isEqualTo(401);
         assertThat(client.fetch(SITE, "wrong", "channel=catalog&ack=0").status()).isEqualTo(401);

@@ -84,6 +84,17 @@ final class RawHubClient {
         return push(node, secret, body);
     }
 
+    /** POST /v1/poke (no body) with {@code secret}, or none when it is null. */
+    Answer poke(String node, String secret) throws IOException, InterruptedException {
+        HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(hubUrl + "/v1/poke")).timeout(Duration.ofSeconds(30))
+                .POST(HttpRequest.BodyPublishers.noBody());
+        b.header(Headers.NODE, node);
+        if (secret != null) {
+            b.header("Authorization", "Bearer " + secret);
+        }
+        return answer(http.send(b.build(), HttpResponse.BodyHandlers.ofString()));
+    }
+
     /** GET /v1/fetch with a raw query string (as given) and the remembered secret, or none when {@code secret} is null. */
     Answer fetch(String node, String secret, String query) throws IOException, InterruptedException {
         HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(hubUrl + "/v1/fetch?" + query)).timeout(Duration.ofSeconds(30)).GET();
