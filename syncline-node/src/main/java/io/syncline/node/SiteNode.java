@@ -711,7 +711,11 @@ public final class SiteNode implements NodeControl {
                         return; // the stop cut the exchange
                     }
                     String msg = "channel " + ch.name() + ": " + Responses.describe(e, "hub at " + cfg.hubUrl());
-                    if (!java.util.Objects.equals(msg, lastError)) {
+                    if (e instanceof io.syncline.api.RetriableSyncException && backoff.failures() == 0) {
+                        // A race the next attempt settles (a local write during a two-way apply): worth a warning
+                        // only if it happens again at once.
+                        LOG.info("site {}: {}", cfg.nodeId(), msg);
+                    } else if (!java.util.Objects.equals(msg, lastError)) {
                         LOG.warn("site {}: {}", cfg.nodeId(), msg);
                     }
                     lastError = msg;
