@@ -112,6 +112,9 @@ public final class SiteNode implements NodeControl {
      */
     private final java.util.concurrent.locks.ReentrantReadWriteLock epoch = new java.util.concurrent.locks.ReentrantReadWriteLock();
     private volatile boolean closed;
+    /** Pull mode: when this site last poked the hub, and when the hub last started a pull (System.nanoTime). */
+    private volatile long pokedAt = Long.MIN_VALUE;
+    private volatile long pullStarted = Long.MIN_VALUE + 1;
     /** Applies the hub's batches of hub-to-sites channels. */
     private final BatchApplier applier;
     /** When the tick next compares captured tables with their capture (touched by the tick thread only). */
@@ -388,6 +391,11 @@ public final class SiteNode implements NodeControl {
      * site's interval. Best effort: when the poke fails, the hub pulls at the interval as ever.
      */
     private void poke(Registration.Response r) {
+        long pulled = pullStarted;
+        if (pokedAt > pulled) {
+            return; // the last poke has not been answered by a pull yet: that pull takes this batch too
+        }
+        pokedAt = System.nanoTime();
         try {
             HttpURLConnection conn = (HttpURLConnection) URI.create(cfg.hubUrl() + "/v1/poke").toURL().openConnection();
             try {
@@ -400,12 +408,14 @@ public final class SiteNode implements NodeControl {
                 conn.getOutputStream().close();
                 int code = conn.getResponseCode();
                 if (code != 202) {
+                    pokedAt = Long.MIN_VALUE; // no pull is coming: the next seal pokes again
                     LOG.debug("site {}: the hub answered {} to a poke: {}", cfg.nodeId(), code, Responses.errorBody(conn));
                 }
             } finally {
                 conn.disconnect();
             }
         } catch (IOException | RuntimeException e) {
+            pokedAt = Long.MIN_VALUE;
             LOG.debug("site {}: poke failed ({}); the hub pulls at the interval", cfg.nodeId(), e.toString());
         }
     }
@@ -972,6 +982,7 @@ public final class SiteNode implements NodeControl {
         Window window = Window.of(q, r.maxBatches());
         long ack = window.ack();
         int max = window.max();
+        pullStarted = System.nanoTime(); // before its seal: what is sealed later needs a poke of its own
         String config = ex.getRequestHeaders().getFirst(Headers.CONFIG);
         if (config != null && !config.equals(r.configHash())) {
             reregister = true;
