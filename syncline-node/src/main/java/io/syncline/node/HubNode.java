@@ -532,7 +532,7 @@ public final class HubNode implements NodeControl {
                     continue;
                 }
                 io.syncline.node.config.Schedule schedule = io.syncline.node.config.Schedule.ofChannel(ch);
-                String dueKey = ch.name() + '\0' + ch.schedule();
+                String dueKey = io.syncline.node.config.Schedule.dueKey(ch);
                 Instant now = clock.instant();
                 if (!schedule.realtime()
                         && now.isBefore(s.pullDue.computeIfAbsent(dueKey, k -> schedule.first(now, java.time.ZoneId.systemDefault())))) {
@@ -661,7 +661,7 @@ public final class HubNode implements NodeControl {
                     synchronized (s.pullLock) {
                         for (ChannelSpec ch : channels.values()) { // every schedule at once
                             if (ch.schedule() != null) {
-                                s.pullDue.put(ch.name() + '\0' + ch.schedule(), Instant.EPOCH);
+                                s.pullDue.put(io.syncline.node.config.Schedule.dueKey(ch), Instant.EPOCH);
                             }
                         }
                     }

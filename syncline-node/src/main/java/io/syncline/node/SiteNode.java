@@ -370,7 +370,7 @@ public final class SiteNode implements NodeControl {
         try {
             boolean sealed = false;
             for (ChannelSpec ch : upstream(r)) {
-                if (schedule(ch).realtime()) {
+                if (Schedule.ofChannel(ch).realtime()) {
                     sealed |= seal(ch.name());
                 }
             }
@@ -454,13 +454,13 @@ public final class SiteNode implements NodeControl {
         boolean fresh = false;
         Instant now = clock.instant();
         for (ChannelSpec ch : upstream(r)) {
-            Schedule s = schedule(ch);
+            Schedule s = Schedule.ofChannel(ch);
             if (s.realtime()) {
                 fresh |= seal(ch.name());
                 continue;
             }
-            String key = ch.name() + '\0' + ch.schedule();
-            Instant due = dueAt.computeIfAbsent(key, k -> firstDue(s, now));
+            String key = Schedule.dueKey(ch);
+            Instant due = dueAt.computeIfAbsent(key, k -> s.first(now, java.time.ZoneId.systemDefault()));
             if (!now.isBefore(due)) {
                 seal(ch.name());
                 fresh = true;
@@ -470,13 +470,6 @@ public final class SiteNode implements NodeControl {
         return fresh;
     }
 
-    private static Instant firstDue(Schedule s, Instant now) {
-        return s.first(now, java.time.ZoneId.systemDefault());
-    }
-
-    private static Schedule schedule(ChannelSpec ch) {
-        return Schedule.ofChannel(ch);
-    }
 
     private void sealAll(Registration.Response r) throws SQLException {
         for (ChannelSpec ch : upstream(r)) {
@@ -691,11 +684,11 @@ public final class SiteNode implements NodeControl {
                     pause(interval);
                     continue;
                 }
-                Schedule s = schedule(ch);
+                Schedule s = Schedule.ofChannel(ch);
                 if (!s.realtime()) {
                     Instant t = clock.instant();
                     if (due == null || !java.util.Objects.equals(dueFor, ch.schedule())) {
-                        due = firstDue(s, t);
+                        due = s.first(t, java.time.ZoneId.systemDefault());
                         dueFor = ch.schedule();
                     }
                     if (now) {
@@ -1084,7 +1077,7 @@ public final class SiteNode implements NodeControl {
             if (r != null) {
                 for (ChannelSpec ch : upstream(r)) { // every schedule at once
                     if (ch.schedule() != null) {
-                        dueAt.put(ch.name() + '\0' + ch.schedule(), Instant.EPOCH);
+                        dueAt.put(Schedule.dueKey(ch), Instant.EPOCH);
                     }
                 }
             }

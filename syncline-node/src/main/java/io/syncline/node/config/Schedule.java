@@ -56,6 +56,11 @@ public sealed interface Schedule {
         return this instanceof RealTime;
     }
 
+    /** The key under which a node keeps when a channel with a schedule is next due: a new schedule starts afresh. */
+    static String dueKey(io.syncline.api.ChannelSpec channel) {
+        return channel.name() + '\0' + channel.schedule();
+    }
+
     /** The schedule of a channel (its text was checked when the hub read its configuration). */
     static Schedule ofChannel(io.syncline.api.ChannelSpec channel) {
         return of(channel.schedule());
