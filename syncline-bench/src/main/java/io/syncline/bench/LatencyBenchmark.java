@@ -41,6 +41,8 @@ public final class LatencyBenchmark {
     private final double hubRate;
     private final int seconds;
     private final int warmup;
+    /** Prints the statements each PostgreSQL server spent most time on (pg_stat_statements), for profiling. */
+    private final boolean statements;
 
     /** Commit times (nanos) and first notification times by change key. */
     private final Map<String, Long> committed = new ConcurrentHashMap<>();
@@ -55,6 +57,7 @@ public final class LatencyBenchmark {
         this.hubRate = Double.parseDouble(o.getOrDefault("hub-rate", "20"));
         this.seconds = Integer.parseInt(o.getOrDefault("seconds", "60"));
         this.warmup = Integer.parseInt(o.getOrDefault("warmup", "15"));
+        this.statements = Boolean.parseBoolean(o.getOrDefault("statements", "false"));
     }
 
     public static void main(String[] args) throws Exception {
@@ -62,7 +65,7 @@ public final class LatencyBenchmark {
         for (String a : args) {
             if (a.equals("-h") || a.equals("--help")) {
                 System.out.println("usage: bench/latency [--sites=46] [--rate=20 (changes/s per site)] [--hub-rate=20 (changes/s at the hub)]"
-                        + " [--seconds=60 (measured)] [--warmup=15 (s, not counted)]");
+                        + " [--seconds=60 (measured)] [--warmup=15 (s, not counted)] [--statements=false (print the top statements per server)]");
                 return;
             }
             if (!a.startsWith("--") || !a.contains("=")) {
@@ -72,8 +75,8 @@ public final class LatencyBenchmark {
             opts.put(a.substring(2, a.indexOf('=')), a.substring(a.indexOf('=') + 1));
         }
         for (String k : opts.keySet()) {
-            if (!List.of("sites", "rate", "hub-rate", "seconds", "warmup").contains(k)) {
-                System.err.println("unknown option --" + k + " (known: sites, rate, hub-rate, seconds, warmup)");
+            if (!List.of("sites", "rate", "hub-rate", "seconds", "warmup", "statements").contains(k)) {
+                System.err.println("unknown option --" + k + " (known: sites, rate, hub-rate, seconds, warmup, statements)");
                 System.exit(2);
             }
         }
@@ -85,8 +88,13 @@ public final class LatencyBenchmark {
         Locale.setDefault(Locale.ROOT);
         System.out.printf("Latency: hub + %d sites on PostgreSQL, %.0f changes/s per site (%.0f/s in all) and %.0f/s at the hub; "
                 + "%d s measured after %d s of warm-up%n", sites, siteRate, siteRate * sites, hubRate, seconds, warmup);
-        try (Pg hubPg = Pg.start("hub", Map.of("max_connections", "100"));
-             Pg sitePg = Pg.start("sites", Map.of("max_connections", String.valueOf(40 + sites * 8)))) {
+        Map<String, String> profile = statements ? Map.of("shared_preload_libraries", "pg_stat_statements") : Map.of();
+        try (Pg hubPg = Pg.start("hub", with(profile, "max_connections", "100"));
+             Pg sitePg = Pg.start("sites", with(profile, "max_connections", String.valueOf(40 + sites * 8)))) {
+            if (statements) {
+                hubPg.exec("CREATE EXTENSION pg_stat_statements");
+                sitePg.exec("CREATE EXTENSION pg_stat_statements");
+            }
             System.out.println("PostgreSQL " + hubPg.scalar("SHOW server_version") + ", 2 servers (hub; every site's database)");
             hubPg.exec("CREATE TABLE sale (site_id VARCHAR(20) NOT NULL, id BIGINT NOT NULL, qty INT, PRIMARY KEY (site_id, id))",
                     "CREATE TABLE price (id BIGINT PRIMARY KEY, amount INT)",
@@ -121,75 +129,104 @@ public final class LatencyBenchmark {
             });
             List<Thread> listeners = new ArrayList<>();
             try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
-                for (String db : dbs) {
-                    nodes.add(SiteNode.start(NodeConfig.parse("""
-                            node: {id: %s}
-                            database: {url: "%s", user: postgres, poolSize: 3}
-                            hub: {url: "%s", token: %s}
-                            capture: {interval: 1s}
-                            """.formatted(db, siteUrl(sitePg, db), hub.url(), TOKEN), Role.SITE, Map.of()), Clock.systemUTC()));
-                }
-                listeners.add(listen(hubPg.url() + "?user=postgres", payload -> seen.putIfAbsent(payload, System.nanoTime())));
-                for (String db : dbs) {
-                    listeners.add(listen(siteUrl(sitePg, db), payload -> {
-                        long now = System.nanoTime();
-                        reached.compute(Long.parseLong(payload), (k, v) -> v == null ? new long[] {1, now} : new long[] {v[0] + 1, now});
-                    }));
-                }
-                // Every site registered and holding its copy of the catalog before the clock starts.
-                long ready = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
-                try (Connection c = hubPg.plain(); Statement s = c.createStatement()) {
-                    s.execute("INSERT INTO price VALUES (0, 0)");
-                }
-                while (reached.getOrDefault(0L, new long[] {0, 0})[0] < sites) {
-                    if (System.nanoTime() > ready) {
-                        throw new IllegalStateException("only " + reached.getOrDefault(0L, new long[] {0, 0})[0] + " of " + sites
-                                + " sites took the hub's first change within 120 s");
+                try {
+                    for (String db : dbs) {
+                        nodes.add(SiteNode.start(NodeConfig.parse("""
+                                node: {id: %s}
+                                database: {url: "%s", user: postgres, poolSize: 3}
+                                hub: {url: "%s", token: %s}
+                                capture: {interval: 1s}
+                                """.formatted(db, siteUrl(sitePg, db), hub.url(), TOKEN), Role.SITE, Map.of()), Clock.systemUTC()));
                     }
-                    Thread.sleep(50);
-                }
-                reached.clear();
-                long start = System.nanoTime();
-                long countFrom = start + TimeUnit.SECONDS.toNanos(warmup);
-                long stop = countFrom + TimeUnit.SECONDS.toNanos(seconds);
-                AtomicLong errors = new AtomicLong();
-                for (String db : dbs) {
-                    write(writers, siteUrl(sitePg, db), siteRate, (c, n) -> {
-                        try (PreparedStatement ps = c.prepareStatement("INSERT INTO sale VALUES (?, ?)")) {
+                    listeners.add(listen(hubPg.url() + "?user=postgres", payload -> seen.putIfAbsent(payload, System.nanoTime())));
+                    for (String db : dbs) {
+                        listeners.add(listen(siteUrl(sitePg, db), payload -> {
+                            long now = System.nanoTime();
+                            reached.compute(Long.parseLong(payload), (k, v) -> v == null ? new long[] {1, now} : new long[] {v[0] + 1, now});
+                        }));
+                    }
+                    // Every site registered and holding its copy of the catalog before the clock starts.
+                    long ready = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+                    try (Connection c = hubPg.plain(); Statement s = c.createStatement()) {
+                        s.execute("INSERT INTO price VALUES (0, 0)");
+                    }
+                    while (reached.getOrDefault(0L, new long[] {0, 0})[0] < sites) {
+                        if (System.nanoTime() > ready) {
+                            throw new IllegalStateException("only " + reached.getOrDefault(0L, new long[] {0, 0})[0] + " of " + sites
+                                    + " sites took the hub's first change within 120 s");
+                        }
+                        Thread.sleep(50);
+                    }
+                    reached.clear();
+                    long start = System.nanoTime();
+                    long countFrom = start + TimeUnit.SECONDS.toNanos(warmup);
+                    long stop = countFrom + TimeUnit.SECONDS.toNanos(seconds);
+                    AtomicLong errors = new AtomicLong();
+                    for (String db : dbs) {
+                        write(writers, siteUrl(sitePg, db), siteRate, (c, n) -> {
+                            try (PreparedStatement ps = c.prepareStatement("INSERT INTO sale VALUES (?, ?)")) {
+                                ps.setLong(1, n);
+                                ps.setInt(2, (int) n);
+                                ps.executeUpdate();
+                            }
+                            return db + ":" + n;
+                        }, stop, errors);
+                    }
+                    write(writers, hubPg.url() + "?user=postgres", hubRate, (c, n) -> {
+                        try (PreparedStatement ps = c.prepareStatement("INSERT INTO price VALUES (?, ?)")) {
                             ps.setLong(1, n);
                             ps.setInt(2, (int) n);
                             ps.executeUpdate();
                         }
-                        return db + ":" + n;
+                        return "price:" + n;
                     }, stop, errors);
-                }
-                write(writers, hubPg.url() + "?user=postgres", hubRate, (c, n) -> {
-                    try (PreparedStatement ps = c.prepareStatement("INSERT INTO price VALUES (?, ?)")) {
-                        ps.setLong(1, n);
-                        ps.setInt(2, (int) n);
-                        ps.executeUpdate();
+                    while (System.nanoTime() < stop) {
+                        Thread.sleep(200);
                     }
-                    return "price:" + n;
-                }, stop, errors);
-                while (System.nanoTime() < stop) {
-                    Thread.sleep(200);
+                    writers.shutdown();
+                    writers.awaitTermination(30, TimeUnit.SECONDS);
+                    // Let the last changes arrive (at most 30 s), then count.
+                    long drain = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+                    while (System.nanoTime() < drain && !arrived()) {
+                        Thread.sleep(100);
+                    }
+                    report(countFrom, errors.get());
+                    if (statements) {
+                        topStatements(hubPg);
+                        topStatements(sitePg);
+                    }
+                } finally {
+                    for (SiteNode n : nodes) { // before the hub, so no site sees it go
+                        n.close();
+                    }
                 }
-                writers.shutdown();
-                writers.awaitTermination(30, TimeUnit.SECONDS);
-                // Let the last changes arrive (at most 30 s), then count.
-                long drain = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-                while (System.nanoTime() < drain && !arrived()) {
-                    Thread.sleep(100);
-                }
-                report(countFrom, errors.get());
             } finally {
                 running.set(false);
-                for (SiteNode n : nodes) {
-                    n.close();
-                }
                 for (Thread t : listeners) {
                     t.join(5000);
                 }
+            }
+        }
+    }
+
+    private static Map<String, String> with(Map<String, String> base, String key, String value) {
+        Map<String, String> m = new LinkedHashMap<>(base);
+        m.put(key, value);
+        return m;
+    }
+
+    /** The 30 statements the server ran most often since it started (summed over its databases), with time and mean time. */
+    private static void topStatements(Pg pg) throws SQLException {
+        System.out.printf("%nTop statements on server '%s' (pg_stat_statements, whole run, all databases):%n%10s %10s %8s  %s%n", pg.name, "total ms",
+                "calls", "mean ms", "query");
+        try (Connection c = pg.plain(); Statement s = c.createStatement();
+             java.sql.ResultSet rs = s.executeQuery("SELECT sum(total_exec_time) t, sum(calls) n, sum(total_exec_time) / sum(calls),"
+                     + " regexp_replace(query, '\\s+', ' ', 'g') q FROM pg_stat_statements WHERE query NOT LIKE 'CREATE%'"
+                     + " GROUP BY q ORDER BY n DESC LIMIT 30")) {
+            while (rs.next()) {
+                String q = rs.getString(4);
+                System.out.printf("%,10.0f %,10d %8.3f  %s%n", rs.getDouble(1), rs.getLong(2), rs.getDouble(3),
+                        q.length() > 150 ? q.substring(0, 150) + "..." : q);
             }
         }
     }

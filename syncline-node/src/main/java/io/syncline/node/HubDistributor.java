@@ -602,7 +602,7 @@ final class HubDistributor implements AutoCloseable {
             try (OutputStream out = ex.getResponseBody(); WireWriter w = new WireWriter(out)) {
                 for (SealedBatch b : batches) {
                     w.beginBatch(new BatchHeader(new BatchId(cfg.nodeId(), channel, b.sequence()), b.sealedAt(), b.firstCaptured(),
-                            b.stamp()), false, outbox.token(c, channel, b.sequence()));
+                            b.stamp()), false, b.token());
                     SiteShare share = new SiteShare(w, channel, site);
                     List<Rendered> cached = cache.get(channel, b.sequence());
                     if (cached == null && b.rowCount() <= SHARED_READ_ROWS) {

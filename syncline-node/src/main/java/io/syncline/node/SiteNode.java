@@ -87,6 +87,10 @@ public final class SiteNode implements NodeControl {
     private final ScheduledExecutorService ticker;
     private final Map<String, ReentrantLock> sealLocks = new ConcurrentHashMap<>();
     private volatile String incarnation;
+    /** One-way channels whose last fetch failed on a bad batch: their batches are applied one transaction each until one lands. */
+    private final java.util.Set<String> singly = ConcurrentHashMap.newKeySet();
+    /** A group commit of fetched batches ends once this many rows are in it. */
+    private static final int GROUP_ROWS = 10_000;
     /** The incarnation the hub accepted in this process's last registration (null before the first one). */
     private volatile String registeredIncarnation;
     private final String pullToken;
@@ -753,6 +757,88 @@ public final class SiteNode implements NodeControl {
     private record Fetched(int batches, boolean more) {
     }
 
+    private void checkIncarnation(String under, ChannelSpec ch) throws IOException {
+        if (!under.equals(incarnation) || reregister) {
+            throw new IOException("site " + cfg.nodeId() + " started over or registers again: the rest of this fetch of "
+                    + ch.name() + " is fetched again under the new registration");
+        }
+    }
+
+    /**
+     * The batches of one fetch of a one-way channel, applied in one transaction (a group commit, engine/apply
+     * BatchApplier.Group): committed when the answer ends, before a reload, or once {@link #GROUP_ROWS} rows are in. Under
+     * load a fetch brings several batches, and each costs its rows but no transaction of its own, so a site behind the hub
+     * catches up instead of falling further behind. Holds the epoch's read lock and one connection while open; a failure
+     * rolls back the whole group, which the next fetch asks for again.
+     */
+    private final class Group implements AutoCloseable {
+        private final String tokenKey;
+        private Connection c;
+        private BatchApplier.Group applying;
+        private String token;
+        private long stamp;
+        int batches;
+
+        Group(String tokenKey) {
+            this.tokenKey = tokenKey;
+        }
+
+        void apply(String under, BatchHeader h, ChannelSpec local, Iterator<Change> changes, String batchToken)
+                throws SQLException, IOException {
+            if (c == null) {
+                epoch.readLock().lock();
+                try {
+                    c = db.connection();
+                } catch (SQLException | RuntimeException e) {
+                    epoch.readLock().unlock();
+                    throw e;
+                }
+                applying = applier.group(c, local);
+            }
+            checkIncarnation(under, local);
+            applying.add(h, changes);
+            while (changes.hasNext()) {
+                changes.next();
+            }
+            token = batchToken;
+            stamp = Math.max(stamp, h.stamp());
+            batches++;
+            if (applying.rows() >= GROUP_ROWS) {
+                commit();
+            }
+        }
+
+        void commit() throws SQLException {
+            if (c == null) {
+                return;
+            }
+            try {
+                long seen = stamp;
+                applying.commit(tx -> {
+                    SyncSchema.putState(tx, tokenKey, token);
+                    rememberStamp(tx, seen);
+                });
+                stamps.observe(seen);
+            } finally {
+                close();
+            }
+        }
+
+        @Override
+        public void close() throws SQLException {
+            if (c == null) {
+                return;
+            }
+            try (Connection open = c) {
+                c = null;
+                stamp = 0;
+                applying.close(); // rolls back what was not committed
+            } finally {
+                epoch.readLock().unlock();
+            }
+        }
+    }
+
     /** Keeps the highest stamp of the hub's batches applied here, in the batch's transaction (two-way channels only care). */
     private void rememberStamp(Connection tx, long stamp) throws SQLException {
         if (stamp > stamps.current()) {
@@ -832,6 +918,8 @@ public final class SiteNode implements NodeControl {
             ChannelSpec local = ch.fromHub();
             int batches = 0;
             boolean reloaded = false;
+            Group group = ch.direction() == ChannelSpec.Direction.TWO_WAY || singly.contains(ch.name()) ? null
+                    : new Group(tokenKey);
             try (InputStream in = conn.getInputStream(); WireReader reader = new WireReader(in)) {
                 BatchHeader h;
                 while ((h = reader.nextBatch()) != null) {
@@ -841,6 +929,14 @@ public final class SiteNode implements NodeControl {
                     }
                     Iterator<Change> changes = reader.changes();
                     String batchToken = reader.token() == null ? "" : reader.token(); // "" forgets an older batch's token
+                    if (group != null && !reader.isReload()) {
+                        group.apply(under, h, local, changes, batchToken);
+                        batches++;
+                        continue;
+                    }
+                    if (group != null) {
+                        group.commit(); // a reload has a transaction of its own
+                    }
                     // A two-way batch is applied after a seal in its own transaction, which no other seal may interleave.
                     ReentrantLock sealLock = ch.direction() == ChannelSpec.Direction.TWO_WAY
                             ? sealLocks.computeIfAbsent(ch.name(), k -> new ReentrantLock()) : null;
@@ -849,10 +945,7 @@ public final class SiteNode implements NodeControl {
                     }
                     epoch.readLock().lock();
                     try (Connection c = db.connection()) {
-                        if (!under.equals(incarnation) || reregister) {
-                            throw new IOException("site " + cfg.nodeId() + " started over or registers again: the rest of this fetch of "
-                                    + ch.name() + " is fetched again under the new registration");
-                        }
+                        checkIncarnation(under, ch);
                         if (reader.isReload()) {
                             if (newRoute == null) {
                                 throw new BadBatchException(SyncException.Stage.TRANSPORT, "reload " + h.id() + " came without a "
@@ -888,6 +981,21 @@ public final class SiteNode implements NodeControl {
                     }
                     batches++;
                 }
+                if (group != null) {
+                    group.commit();
+                }
+            } catch (BadBatchException e) {
+                if (group != null && group.batches > 0) {
+                    singly.add(ch.name()); // so the batches before the bad one are applied, one by one, at the next fetch
+                }
+                throw e;
+            } finally {
+                if (group != null) {
+                    group.close();
+                }
+            }
+            if (batches > 0) {
+                singly.remove(ch.name());
             }
             lastContact = clock.instant();
             return new Fetched(batches, reloaded || batches >= r.maxBatches());

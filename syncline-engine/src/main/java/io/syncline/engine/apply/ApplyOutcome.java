@@ -7,7 +7,7 @@ public sealed interface ApplyOutcome {
     /** The highest batch of this source and channel now applied at the target: the acknowledgement to send. */
     long lastApplied();
 
-    /** The batch was applied and committed. */
+    /** The batch was applied and committed (in a {@link BatchApplier.Group}: applied, committed with the group). */
     record Applied(BatchId id, long changes) implements ApplyOutcome {
         @Override
         public long lastApplied() {

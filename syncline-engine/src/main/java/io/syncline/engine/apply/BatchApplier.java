@@ -259,32 +259,8 @@ public final class BatchApplier {
                 LOG.info("batch {}: {} conflict(s) settled (sync_conflict)", id, conflicts);
             }
             return new ApplyOutcome.Applied(id, count);
-        } catch (SQLException e) {
-            rollbackQuietly(c);
-            if (isLockBusy(e)) {
-                // Another exchange holds this ledger row (a retry racing a slow or stalled earlier attempt): do not queue
-                // behind it, so one stuck sender cannot pile up threads and connections.
-                throw new RetriableSyncException(Stage.APPLY, "batch " + id + ": another exchange of source '" + id.source()
-                        + "' channel '" + id.channel() + "' is in progress; try again later", e);
-            }
-            metaCache.clear();
-            writeChecks.clear();
-            references.clear();
-            parents.clear();
-            String state = e.getSQLState() == null ? "" : e.getSQLState();
-            String cause = abbreviate(e.getNextException() != null ? e.getNextException().getMessage() : e.getMessage());
-            if (state.startsWith("22") || state.startsWith("23")) {
-                throw new BadBatchException(Stage.APPLY, "batch " + id + " does not fit the target: " + cause + " (SQLState " + state
-                        + "); nothing was applied, the sender keeps the batch", e);
-            }
-            throw new RetriableSyncException(Stage.APPLY, "applying batch " + id + " failed: " + cause
-                    + " (SQLState " + state + "); nothing was applied, the batch will be retried", e);
-        } catch (RuntimeException e) {
-            rollbackQuietly(c);
-            if (e instanceof BadBatchException || e instanceof RetriableSyncException) {
-                throw e;
-            }
-            throw new BadBatchException(Stage.APPLY, "batch " + id + " cannot be applied: " + e.getMessage(), e);
+        } catch (SQLException | RuntimeException e) {
+            throw failed(c, id, e);
         } finally {
             if (tagged) {
                 try {
@@ -436,6 +412,181 @@ public final class BatchApplier {
         }
     }
 
+    /** Rolls back after a failed apply of batch {@code id} and says what happened, as the exception to throw. */
+    private RuntimeException failed(Connection c, BatchId id, Exception e) {
+        rollbackQuietly(c);
+        if (e instanceof SQLException sql) {
+            if (isLockBusy(sql)) {
+                // Another exchange holds this ledger row (a retry racing a slow or stalled earlier attempt): do not queue
+                // behind it, so one stuck sender cannot pile up threads and connections.
+                return new RetriableSyncException(Stage.APPLY, "batch " + id + ": another exchange of source '" + id.source()
+                        + "' channel '" + id.channel() + "' is in progress; try again later", sql);
+            }
+            metaCache.clear();
+            writeChecks.clear();
+            references.clear();
+            parents.clear();
+            String state = sql.getSQLState() == null ? "" : sql.getSQLState();
+            String cause = abbreviate(sql.getNextException() != null ? sql.getNextException().getMessage() : sql.getMessage());
+            if (state.startsWith("22") || state.startsWith("23")) {
+                return new BadBatchException(Stage.APPLY, "batch " + id + " does not fit the target: " + cause + " (SQLState " + state
+                        + "); nothing was applied, the sender keeps the batch", sql);
+            }
+            return new RetriableSyncException(Stage.APPLY, "applying batch " + id + " failed: " + cause
+                    + " (SQLState " + state + "); nothing was applied, the batch will be retried", sql);
+        }
+        if (e instanceof BadBatchException || e instanceof RetriableSyncException) {
+            return (RuntimeException) e;
+        }
+        return new BadBatchException(Stage.APPLY, "batch " + id + " cannot be applied: " + e.getMessage(), e);
+    }
+
+    /**
+     * Starts a group commit on {@code c}: consecutive batches of one source and one-way {@code channel}, applied as if
+     * they were one batch (their changes in order through one writer, the ledger locked once and moved once), in one
+     * transaction that {@link Group#commit} ends. For a target that receives several batches in one exchange: each then
+     * costs its rows, not a transaction and a handful of statements.
+     *
+     * @throws IllegalArgumentException for a two-way channel at a site (with guards): each of its batches is applied after a
+     *                                  seal of the site's own changes, in a transaction of its own
+     */
+    public Group group(Connection c, ChannelSpec channel) {
+        if (guards != null && channel.direction() == ChannelSpec.Direction.TWO_WAY) {
+            throw new IllegalArgumentException("batches of two-way channel '" + channel.name() + "' are applied one transaction each");
+        }
+        return new Group(c, channel);
+    }
+
+    /**
+     * Batches applied in one transaction (see {@link #group}). Any failure rolls back the whole group and ends it; a batch
+     * applied before is skipped. Not thread-safe; closing it without a commit rolls back.
+     */
+    public final class Group implements AutoCloseable {
+        private final Connection c;
+        private final ChannelSpec channel;
+        private Writer w;
+        private long last;
+        private BatchId lastId;
+        private int batches;
+        private boolean done;
+
+        private Group(Connection c, ChannelSpec channel) {
+            this.c = c;
+            this.channel = channel;
+        }
+
+        /** Applies {@code changes} (consumed fully) as batch {@code header}, after the batches added before. */
+        public ApplyOutcome add(BatchHeader header, Iterator<Change> changes) {
+            BatchId id = header.id();
+            if (done) {
+                throw new IllegalStateException("group of batches ended");
+            }
+            if (lastId != null && (!id.source().equals(lastId.source()) || !id.channel().equals(lastId.channel()))) {
+                throw new IllegalArgumentException("batch " + id + " is not of the group's source and channel (" + lastId + ")");
+            }
+            try {
+                if (w == null) {
+                    last = lockLedger(c, id);
+                    dialect.beginApply(c, id.source());
+                    w = new Writer(c, id, channel);
+                }
+                if (id.sequence() <= last) {
+                    while (changes.hasNext()) {
+                        changes.next();
+                    }
+                    return new ApplyOutcome.Duplicate(id, last);
+                }
+                if (id.sequence() != last + 1) {
+                    throw new OutOfOrderBatchException(Stage.APPLY, "batch " + id + " is out of order: expected batch " + (last + 1)
+                            + " of source '" + id.source() + "' channel '" + id.channel() + "'", id.channel(), last + 1);
+                }
+                w.id = id;
+                long before = w.count;
+                while (changes.hasNext()) {
+                    w.apply(changes.next());
+                }
+                last = id.sequence();
+                lastId = id;
+                batches++;
+                return new ApplyOutcome.Applied(id, w.count - before);
+            } catch (SQLException | RuntimeException e) {
+                end();
+                throw failed(c, id, e);
+            }
+        }
+
+        /** Rows applied in this group so far. */
+        public long rows() {
+            return w == null ? 0 : w.count;
+        }
+
+        /** Batches applied in this group so far (not counting duplicates). */
+        public int batches() {
+            return batches;
+        }
+
+        /**
+         * Writes what is buffered, moves the ledger to the last batch added, runs {@code beforeCommit} (may be null) and
+         * commits; the group ends. Nothing to do when no batch was applied.
+         */
+        public void commit(BeforeCommit beforeCommit) {
+            if (done) {
+                throw new IllegalStateException("group of batches ended");
+            }
+            if (lastId == null) {
+                end();
+                rollbackQuietly(c);
+                return;
+            }
+            try {
+                w.flush();
+                try (PreparedStatement ps = c.prepareStatement("UPDATE sync_incoming SET last_batch = ?, rows_applied = rows_applied + ?, "
+                        + "applied_at = ? WHERE source = ? AND channel = ?")) {
+                    ps.setLong(1, lastId.sequence());
+                    ps.setLong(2, w.count);
+                    ps.setObject(3, OffsetDateTime.ofInstant(clock.instant(), ZoneOffset.UTC));
+                    ps.setString(4, lastId.source());
+                    ps.setString(5, lastId.channel());
+                    ps.executeUpdate();
+                }
+                if (beforeCommit != null) {
+                    beforeCommit.run(c);
+                }
+                CrashPoints.hit("apply-before-commit");
+                c.commit();
+                CrashPoints.hit("apply-after-commit");
+                end();
+            } catch (SQLException | RuntimeException e) {
+                end();
+                throw failed(c, lastId, e);
+            }
+        }
+
+        private void end() {
+            if (done) {
+                return;
+            }
+            done = true;
+            if (w != null) {
+                try {
+                    w.close();
+                    dialect.endApply(c);
+                } catch (SQLException e) {
+                    LOG.warn("could not end the group of batches up to {}: {}", lastId, e.getMessage());
+                }
+            }
+        }
+
+        /** Rolls back what was not committed. */
+        @Override
+        public void close() {
+            if (!done) {
+                end();
+                rollbackQuietly(c);
+            }
+        }
+    }
+
     private long lockLedger(Connection c, BatchId id) throws SQLException {
         for (int attempt = 0; attempt < 2; attempt++) {
             try (PreparedStatement ps = c.prepareStatement(
@@ -550,7 +701,8 @@ public final class BatchApplier {
     /** Applies changes of one batch with JDBC batching, keeping the order of statements. Not thread-safe. */
     final class Writer implements AutoCloseable {
         private final Connection c;
-        private final BatchId id;
+        /** The batch being applied (in a {@link Group}, moves from batch to batch). */
+        private BatchId id;
         private final ChannelSpec channel;
         private final Map<String, PreparedStatement> statements = new HashMap<>();
         /** Upsert SQL by table and column list: built once per batch, not once per row. */

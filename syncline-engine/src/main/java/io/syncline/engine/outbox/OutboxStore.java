@@ -17,6 +17,7 @@ import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
 
 /*
  * The source side of the pipeline after capture: seal outbox rows into numbered batches, read a batch
@@ -25,8 +26,9 @@ import java.util.Optional;
  * Batch numbers per channel start at 1 and are contiguous; the next number lives in sync_state and is
  * advanced in the same transaction that records the batch, so a crash can neither skip nor reuse one.
  * Purge runs in the transaction that records the acknowledgement: the outbox holds exactly the
- * unacknowledged batches plus rows not yet sealed. Instances are stateless and thread-safe; callers
- * serialize seal() per channel (one sync thread per node does it).
+ * unacknowledged batches plus rows not yet sealed. Instances are thread-safe; what they keep in memory
+ * (positions recorded, purges done, batch numbers seen) only spares statements and is rebuilt from the
+ * database after a restart. Callers serialize seal() per channel (one sync thread per node does it).
  */
 public final class OutboxStore {
     private static final String NEXT_SEQ = "batch.next.";
@@ -148,10 +150,11 @@ public final class OutboxStore {
      * none of a later batch. The caller imports the snapshot on another connection, then commits {@code c}, which must
      * not be used for anything else until then; the caller holds the channel's seal lock meanwhile.
      */
-    public synchronized ReloadPoint openReload(Connection c, String destination, String channel) throws SQLException {
-        recorded.remove(destination + '\0' + channel); // the reload records the destination's position itself
-        c.setTransactionIsolation(dialect.sealIsolation());
+    public ReloadPoint openReload(Connection c, String destination, String channel) throws SQLException {
+        lock.lock();
         try {
+            forget(destination, channel); // the reload records the destination's position itself
+            c.setTransactionIsolation(dialect.sealIsolation());
             sealWithin(c, channel);
             long last = lastSealed(c, channel);
             recordAck(c, destination, channel, last);
@@ -159,6 +162,8 @@ public final class OutboxStore {
         } catch (SQLException | RuntimeException e) {
             c.rollback();
             throw e;
+        } finally {
+            lock.unlock();
         }
     }
 
@@ -180,10 +185,94 @@ public final class OutboxStore {
      *         when its batch {@code ledger} carried another token than this database's: it came from a database this one
      *         was restored over)
      */
-    public synchronized String position(Connection c, String destination, String channel, long ledger, String token,
-                                        java.util.Collection<String> sharers) throws SQLException {
+    public String position(Connection c, String destination, String channel, long ledger, String token,
+                           java.util.Collection<String> sharers) throws SQLException {
+        String key = destination + '\0' + channel;
+        Object keyLock = keyLocks.computeIfAbsent(key, k -> new Object());
+        synchronized (keyLock) {
+            Recorded before = recorded.get(key);
+            if (before != null && ledger >= before.batch() && sharers.contains(destination)) {
+                String moved = forward(c, key, before, channel, ledger, token, sharers);
+                if (moved == null) {
+                    return null;
+                }
+            }
+        }
+        lock.lock();
+        try {
+            synchronized (keyLock) {
+                return checkAndRecord(c, key, destination, channel, ledger, token, sharers);
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * The common case of {@link #position}, without the store's lock, so the fetches of many destinations are not
+     * served one at a time: the destination is a sharer whose position this store recorded, and it moved forward (or
+     * stayed). Its batches after the recorded position are kept (its position holds the purge), so those after
+     * {@code ledger} are too; only the batch count and the token are checked. Writing a higher position needs no lock: a
+     * purge that reads the lower one keeps more. The purge that the move may allow runs if no other is under way (else
+     * the next fetch or the other one does it). Returns null when done, else "slow" for the full check under the lock.
+     */
+    private String forward(Connection c, String key, Recorded before, String channel, long ledger, String token,
+                           java.util.Collection<String> sharers) throws SQLException {
+        try {
+            Instant now = clock.instant();
+            boolean same = ledger == before.batch() && java.util.Objects.equals(token, before.token());
+            if (!same) {
+                Long known = sealedUpTo.get(channel);
+                if (known == null || ledger > known) {
+                    long last = lastSealed(c, channel);
+                    sealedUpTo.merge(channel, last, Math::max);
+                    if (ledger > last) {
+                        c.commit();
+                        return "slow";
+                    }
+                }
+                String mine = ledger == 0 || token == null ? null : token(c, channel, ledger);
+                if (mine != null && !mine.equals(token)) {
+                    c.commit();
+                    return "slow";
+                }
+            }
+            if (same && Duration.between(before.at(), now).compareTo(RECORD_AGAIN) < 0) {
+                c.commit();
+                return null; // a fetch right after the last one at the same place (a long poll ended): nothing to write
+            }
+            dialect.relaxCommit(c);
+            recordAck(c, before.destination(), channel, ledger);
+            c.commit();
+            recorded.put(key, new Recorded(before.destination(), ledger, token, now));
+            if (ledger != before.batch() && lock.tryLock()) {
+                try {
+                    purgeShared(c, channel, sharers);
+                    c.commit();
+                } finally {
+                    lock.unlock();
+                }
+            }
+            return null;
+        } catch (SQLException | RuntimeException e) {
+            c.rollback();
+            throw e;
+        }
+    }
+
+    /** Drops what {@link #position} remembers of a destination whose position is written elsewhere. */
+    private void forget(String destination, String channel) {
+        String key = destination + '\0' + channel;
+        synchronized (keyLocks.computeIfAbsent(key, k -> new Object())) {
+            recorded.remove(key);
+        }
+    }
+
+    private String checkAndRecord(Connection c, String key, String destination, String channel, long ledger, String token,
+                                  java.util.Collection<String> sharers) throws SQLException {
         try {
             long last = lastSealed(c, channel);
+            sealedUpTo.merge(channel, last, Math::max);
             if (ledger > last) {
                 c.commit();
                 return "it holds batch " + ledger + " but only " + last + " were sealed here";
@@ -201,15 +290,17 @@ public final class OutboxStore {
             // Positions are advisory (a destination sends its ledger again at every fetch), so on PostgreSQL their
             // transaction does not wait for its commit to be flushed: fetches are many, and each would cost a disk flush.
             dialect.relaxCommit(c);
-            String key = destination + '\0' + channel;
             Recorded before = recorded.get(key);
             Instant now = clock.instant();
-            if (before == null || before.batch() != ledger || Duration.between(before.at(), now).compareTo(RECORD_AGAIN) >= 0) {
+            boolean write = before == null || before.batch() != ledger || Duration.between(before.at(), now).compareTo(RECORD_AGAIN) >= 0;
+            if (write) {
                 recordAck(c, destination, channel, ledger);
-                recorded.put(key, new Recorded(ledger, now));
             }
             purgeShared(c, channel, sharers);
             c.commit();
+            if (write) {
+                recorded.put(key, new Recorded(destination, ledger, token, now));
+            }
             return null;
         } catch (SQLException | RuntimeException e) {
             c.rollback();
@@ -221,7 +312,8 @@ public final class OutboxStore {
      * Purges the batches of shared {@code channel} that every destination in {@code sharers} with a position has, and
      * commits; for when the sharers changed (a destination left them), not only at a destination's fetch.
      */
-    public synchronized int purgeShared(Connection c, String channel, java.util.Set<String> sharers) throws SQLException {
+    public int purgeShared(Connection c, String channel, java.util.Set<String> sharers) throws SQLException {
+        lock.lock();
         try {
             int n = purgeShared(c, channel, (java.util.Collection<String>) sharers);
             c.commit();
@@ -229,17 +321,30 @@ public final class OutboxStore {
         } catch (SQLException | RuntimeException e) {
             c.rollback();
             throw e;
+        } finally {
+            lock.unlock();
         }
     }
 
-    /** A destination's position as last written to sync_ack by this store, and when. */
-    private record Recorded(long batch, Instant at) {
+    /** A destination's position as last written to sync_ack by this store and committed, with its token, and when. */
+    private record Recorded(String destination, long batch, String token, Instant at) {
     }
 
     /** An unchanged position is written again (for its time, retention.maxAge) at most this often. */
     private static final Duration RECORD_AGAIN = Duration.ofSeconds(1);
-    /** Per destination and channel, the position last written (position() is synchronized). */
-    private final java.util.Map<String, Recorded> recorded = new java.util.HashMap<>();
+    /**
+     * Per destination and channel, the position last written by {@link #position} (under the key's lock, in
+     * {@link #keyLocks}); removed by anything else that writes a position, so the next fetch takes the full check.
+     */
+    private final java.util.Map<String, Recorded> recorded = new ConcurrentHashMap<>();
+    private final java.util.Map<String, Object> keyLocks = new ConcurrentHashMap<>();
+    /** Per channel, a batch number known to be sealed (a lower bound of the last sealed: numbers only grow). */
+    private final java.util.Map<String, Long> sealedUpTo = new ConcurrentHashMap<>();
+    /**
+     * Taken by what reads or moves positions as a whole: purges, reloads, acknowledgements, and a position's full check,
+     * so no purge passes a position between its check and the reading of the batches after it.
+     */
+    private final java.util.concurrent.locks.ReentrantLock lock = new java.util.concurrent.locks.ReentrantLock();
     /** Per shared channel, the batch this store last purged up to: a purge that would not pass it does nothing. */
     private final java.util.Map<String, Long> purgedTo = new java.util.HashMap<>();
 
@@ -324,11 +429,11 @@ public final class OutboxStore {
         return sealedAfter(c, channel, acknowledged(c, destination, channel), limit);
     }
 
-    /** Sealed batches of {@code channel} numbered above {@code after}, oldest first, at most {@code limit}. */
+    /** Sealed batches of {@code channel} numbered above {@code after}, oldest first, at most {@code limit}, with their tokens. */
     public List<SealedBatch> sealedAfter(Connection c, String channel, long after, int limit) throws SQLException {
         List<SealedBatch> out = new ArrayList<>();
         try (PreparedStatement ps = c.prepareStatement("SELECT batch_seq, snap_from, snap_to, row_count, sealed_at, first_captured, "
-                + "stamp FROM sync_batch WHERE channel = ? AND batch_seq > ? ORDER BY batch_seq")) {
+                + "stamp, token FROM sync_batch WHERE channel = ? AND batch_seq > ? ORDER BY batch_seq")) {
             ps.setString(1, channel);
             ps.setLong(2, after);
             ps.setMaxRows(limit);
@@ -336,7 +441,8 @@ public final class OutboxStore {
                 while (rs.next()) {
                     OffsetDateTime first = rs.getObject(6, OffsetDateTime.class);
                     out.add(new SealedBatch(channel, rs.getLong(1), rs.getString(2), rs.getString(3), rs.getLong(4),
-                            rs.getObject(5, OffsetDateTime.class).toInstant(), first == null ? null : first.toInstant(), rs.getLong(7)));
+                            rs.getObject(5, OffsetDateTime.class).toInstant(), first == null ? null : first.toInstant(), rs.getLong(7),
+                            rs.getString(8)));
                 }
             }
         }
@@ -371,9 +477,10 @@ public final class OutboxStore {
      * @throws DivergedException when {@code upTo} is beyond the last sealed batch (nothing is changed)
      * @return outbox rows purged
      */
-    public synchronized int acknowledge(Connection c, String destination, String channel, long upTo) throws SQLException {
-        recorded.remove(destination + '\0' + channel);
+    public int acknowledge(Connection c, String destination, String channel, long upTo) throws SQLException {
+        lock.lock();
         try {
+            forget(destination, channel);
             long previous = acknowledged(c, destination, channel);
             if (upTo <= previous) {
                 c.commit();
@@ -399,6 +506,8 @@ public final class OutboxStore {
         } catch (SQLException | RuntimeException e) {
             c.rollback();
             throw e;
+        } finally {
+            lock.unlock();
         }
     }
 

@@ -14,15 +14,21 @@ import java.time.Instant;
  * @param sealedAt      when it was closed
  * @param firstCaptured capture time of its oldest row
  * @param stamp         the node's hybrid logical clock when it sealed the batch (0 for batches sealed before stamps existed)
+ * @param token         the hub's token of the batch, sent with it to the sites (null when none, or when not read)
  */
 public record SealedBatch(String channel, long sequence, String from, String to, long rowCount, Instant sealedAt,
-                          Instant firstCaptured, long stamp) {
+                          Instant firstCaptured, long stamp, String token) {
     public SealedBatch(String channel, long sequence, String from, String to, long rowCount, Instant sealedAt, Instant firstCaptured) {
-        this(channel, sequence, from, to, rowCount, sealedAt, firstCaptured, 0);
+        this(channel, sequence, from, to, rowCount, sealedAt, firstCaptured, 0, null);
+    }
+
+    public SealedBatch(String channel, long sequence, String from, String to, long rowCount, Instant sealedAt, Instant firstCaptured,
+                       long stamp) {
+        this(channel, sequence, from, to, rowCount, sealedAt, firstCaptured, stamp, null);
     }
 
     /** This batch with its stamp. */
     public SealedBatch stamped(long stamp) {
-        return new SealedBatch(channel, sequence, from, to, rowCount, sealedAt, firstCaptured, stamp);
+        return new SealedBatch(channel, sequence, from, to, rowCount, sealedAt, firstCaptured, stamp, token);
     }
 }
