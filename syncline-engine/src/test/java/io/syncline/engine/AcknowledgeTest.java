@@ -102,6 +102,8 @@ class AcknowledgeTest extends DbTestBase {
             io.syncline.engine.schema.SyncSchema.putState(c, OutboxStore.PURGE_HOLD + "ch", "3");
             c.commit();
             assertThat(store.position(c, "a", "ch", 3, null, List.of("a"))).isNull();
+            assertThat(outboxRows(c)).as("a position that did not move purges nothing").isEqualTo(2);
+            store.purgeShared(c, "ch", java.util.Set.of("a")); // what the hub does when it moves the hold
             assertThat(outboxRows(c)).isZero();
         }
     }
@@ -173,6 +175,70 @@ class AcknowledgeTest extends DbTestBase {
             long n = rs.getLong(1);
             c.commit();
             return n;
+        }
+    }
+
+    /**
+     * Positions moving forward are recorded without the store's lock, many destinations at once: at every moment, the
+     * batches after a destination's recorded position are all still there, and once every sharer has everything, nothing
+     * is left.
+     */
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldKeepEveryBatchAfterEachPositionWhileManyDestinationsMoveAtOnce(TestDb.Kind kind) throws Exception {
+        TestDb db = newDb(kind);
+        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
+        int batches = 30;
+        int destinations = 6;
+        OutboxStore store = Pipe.store(db);
+        try (Connection c = db.open()) {
+            new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL));
+            for (int batch = 1; batch <= batches; batch++) {
+                db.exec("INSERT INTO item VALUES (" + batch + ", 'a')");
+                assertThat(Pipe.seal(db, c, "ch")).isPresent();
+            }
+        }
+        List<String> sharers = java.util.stream.IntStream.range(0, destinations).mapToObj(i -> "d" + i).toList();
+        try (Connection c = db.open()) {
+            for (String d : sharers) { // a sharer without a position holds nothing back: each has one before the race
+                assertThat(store.position(c, d, "ch", 0, null, sharers)).isNull();
+            }
+        }
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(destinations);
+        try {
+            List<java.util.concurrent.Future<Void>> runs = new java.util.ArrayList<>();
+            for (String d : sharers) {
+                runs.add(pool.submit(() -> {
+                    try (Connection c = db.open()) {
+                        java.util.Random random = new java.util.Random(d.hashCode());
+                        for (long at = 1 + random.nextInt(3); ; at = Math.min(batches, at + 1 + random.nextInt(3))) {
+                            // The token of batch `at`, still there: it is after this destination's position.
+                            String token = store.sealedAfter(c, "ch", at - 1, 1).get(0).token();
+                            assertThat(store.position(c, d, "ch", at, token, sharers)).as(d + " at " + at).isNull();
+                            List<Long> after = store.sealedAfter(c, "ch", at, batches).stream().map(b -> b.sequence()).toList();
+                            assertThat(after).as("batches after %s's position %d", d, at)
+                                    .isEqualTo(java.util.stream.LongStream.rangeClosed(at + 1, batches).boxed().toList());
+                            if (at == batches) {
+                                break;
+                            }
+                        }
+                    }
+                    return null;
+                }));
+            }
+            for (java.util.concurrent.Future<Void> f : runs) {
+                f.get(60, java.util.concurrent.TimeUnit.SECONDS);
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+        try (Connection c = db.open()) {
+            // A purge skipped because another was under way is done by the next position that moves, or this one.
+            store.purgeShared(c, "ch", new java.util.HashSet<>(sharers));
+            assertThat(outboxRows(c)).isZero();
+            for (String d : sharers) {
+                assertThat(store.acknowledged(c, d, "ch")).isEqualTo(batches);
+            }
         }
     }
 }

@@ -211,4 +211,88 @@ class BatchApplierTest extends DbTestBase {
                     "{\"id\":2,\"name\":\"moved\",\"qty\":5}");
         }
     }
+
+    private static io.syncline.api.BatchHeader header(String source, long seq) {
+        return new io.syncline.api.BatchHeader(new io.syncline.api.BatchId(source, "ch", seq), java.time.Instant.now(), null);
+    }
+
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldApplyAGroupOfBatchesAsOneTransactionAndMoveTheLedgerToItsLast(TestDb.Kind kind) throws Exception {
+        TestDb db = target(kind);
+        BatchApplier applier = new BatchApplier(db.dialect(), java.time.Clock.systemUTC());
+        try (Connection c = db.open(); Connection other = db.open()) {
+            SyncSchema.install(c, db.dialect());
+            c.commit();
+            Pipe.apply(db, c, "hub", CHANNEL, 1, List.of(new Change.Insert("item", row(1, "a", 1))));
+            try (BatchApplier.Group g = applier.group(c, CHANNEL)) {
+                assertThat(g.add(header("hub", 1), List.<Change>of(new Change.Insert("item", row(1, "stale", 0))).iterator()))
+                        .as("a batch applied before is skipped").isInstanceOf(ApplyOutcome.Duplicate.class);
+                assertThat(g.add(header("hub", 2), List.<Change>of(new Change.Insert("item", row(2, "b", 2)),
+                        new Change.Update("item", row(1, "a", 1), row(1, "a", 10))).iterator()))
+                        .isEqualTo(new ApplyOutcome.Applied(new io.syncline.api.BatchId("hub", "ch", 2), 2));
+                // The same key again in the next batch of the group: applied in order, last one wins.
+                g.add(header("hub", 3), List.<Change>of(new Change.Update("item", row(1, "a", 10), row(1, "a", 11)),
+                        new Change.Delete("item", row(2, "b", 2)), new Change.Insert("item", row(3, "c", 3))).iterator());
+                assertThat(g.batches()).isEqualTo(2);
+                assertThat(g.rows()).isEqualTo(5);
+                assertThat(BatchApplier.lastApplied(other, "hub", "ch")).as("nothing visible before the commit").isEqualTo(1);
+                other.commit();
+                g.commit(tx -> SyncSchema.putState(tx, "test.group", "done"));
+            }
+            assertThat(rows(db, c)).containsExactly("{\"id\":1,\"name\":\"a\",\"qty\":11}", "{\"id\":3,\"name\":\"c\",\"qty\":3}");
+            assertThat(BatchApplier.lastApplied(c, "hub", "ch")).isEqualTo(3);
+            assertThat(SyncSchema.getState(c, "test.group")).isEqualTo("done");
+            assertThat(rowsApplied(c)).isEqualTo(1 + 5);
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldRollBackTheWholeGroupWhenOneOfItsBatchesFails(TestDb.Kind kind) throws Exception {
+        TestDb db = target(kind);
+        BatchApplier applier = new BatchApplier(db.dialect(), java.time.Clock.systemUTC());
+        try (Connection c = db.open()) {
+            SyncSchema.install(c, db.dialect());
+            c.commit();
+            Pipe.apply(db, c, "hub", CHANNEL, 1, List.of(new Change.Insert("item", row(1, "a", 1))));
+            List<String> before = rows(db, c);
+            try (BatchApplier.Group g = applier.group(c, CHANNEL)) {
+                g.add(header("hub", 2), List.<Change>of(new Change.Insert("item", row(2, "b", 2))).iterator());
+                Map<String, Object> bad = row(3, "c", 3);
+                bad.put("colour", "red");
+                assertThatThrownBy(() -> g.add(header("hub", 3), List.<Change>of(new Change.Insert("item", bad)).iterator()))
+                        .isInstanceOf(BadBatchException.class).hasMessageContaining("colour");
+                assertThatThrownBy(() -> g.commit(null)).as("the group ended with the failure").isInstanceOf(IllegalStateException.class);
+            }
+            assertThat(rows(db, c)).as("batch 2 went with batch 3").isEqualTo(before);
+            assertThat(BatchApplier.lastApplied(c, "hub", "ch")).isEqualTo(1);
+            c.commit();
+
+            try (BatchApplier.Group g = applier.group(c, CHANNEL)) {
+                g.add(header("hub", 2), List.<Change>of(new Change.Insert("item", row(2, "b", 2))).iterator());
+                assertThatThrownBy(() -> g.add(header("hub", 4), List.<Change>of().iterator()))
+                        .isInstanceOf(BadBatchException.class).hasMessageContaining("expected batch 3");
+            }
+            try (BatchApplier.Group g = applier.group(c, CHANNEL)) {
+                g.add(header("hub", 2), List.<Change>of(new Change.Insert("item", row(2, "b", 2))).iterator());
+            } // closed without a commit
+            assertThat(rows(db, c)).isEqualTo(before);
+            assertThat(BatchApplier.lastApplied(c, "hub", "ch")).isEqualTo(1);
+            c.commit();
+        }
+    }
+
+    @org.junit.jupiter.api.Test
+    void shouldRefuseToGroupTheBatchesOfATwoWayChannelAtASite() throws Exception {
+        TestDb db = target(TestDb.Kind.H2);
+        ChannelSpec twoWay = new ChannelSpec("tw", ChannelSpec.Direction.TWO_WAY, null, List.of(TableSpec.of("item")));
+        io.syncline.engine.outbox.OutboxStore store = Pipe.store(db);
+        BatchApplier atSite = new BatchApplier(db.dialect(), java.time.Clock.systemUTC(), store,
+                new io.syncline.engine.apply.Guards(db.dialect(), ch -> true));
+        try (Connection c = db.open()) {
+            assertThatThrownBy(() -> atSite.group(c, twoWay)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("two-way channel 'tw'");
+        }
+    }
 }
