@@ -241,4 +241,20 @@ class AcknowledgeTest extends DbTestBase {
             }
         }
     }
+
+    /** A sharer left out of a purge (past its retention) and back at the position it had is told its batches are gone. */
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldSendAReloadToASharerWhoseBatchesWerePurgedWhileItWasLeftOut(TestDb.Kind kind) throws Exception {
+        TestDb db = newDb(kind);
+        try (Connection c = db.open()) {
+            OutboxStore store = threeBatches(db, c);
+            List<String> both = List.of("a", "b");
+            assertThat(store.position(c, "a", "ch", 1, null, both)).isNull();
+            assertThat(store.position(c, "b", "ch", 3, null, both)).isNull();
+            store.purgeShared(c, "ch", java.util.Set.of("b")); // a is away too long: only b holds the purge
+            assertThat(outboxRows(c)).isZero();
+            assertThat(store.position(c, "a", "ch", 1, null, both)).contains("batches after 1 were purged");
+        }
+    }
 }

@@ -237,6 +237,7 @@ class BatchApplierTest extends DbTestBase {
                 assertThat(g.batches()).isEqualTo(2);
                 assertThat(g.rows()).isEqualTo(5);
                 assertThat(BatchApplier.lastApplied(other, "hub", "ch")).as("nothing visible before the commit").isEqualTo(1);
+                assertThat(rows(db, other)).as("nothing visible before the commit").containsExactly("{\"id\":1,\"name\":\"a\",\"qty\":1}");
                 other.commit();
                 g.commit(tx -> SyncSchema.putState(tx, "test.group", "done"));
             }

@@ -87,7 +87,7 @@ public final class SiteNode implements NodeControl {
     private final ScheduledExecutorService ticker;
     private final Map<String, ReentrantLock> sealLocks = new ConcurrentHashMap<>();
     private volatile String incarnation;
-    /** One-way channels whose last fetch failed on a bad batch: their batches are applied one transaction each until one lands. */
+    /** One-way channels whose last fetch failed with batches in its group: applied one transaction each until a fetch lands. */
     private final java.util.Set<String> singly = ConcurrentHashMap.newKeySet();
     /** A group commit of fetched batches ends once this many rows are in it. */
     private static final int GROUP_ROWS = 10_000;
@@ -832,7 +832,10 @@ public final class SiteNode implements NodeControl {
             try (Connection open = c) {
                 c = null;
                 stamp = 0;
-                applying.close(); // rolls back what was not committed
+                if (applying != null) {
+                    applying.close(); // rolls back what was not committed
+                }
+                applying = null;
             } finally {
                 epoch.readLock().unlock();
             }
@@ -984,9 +987,11 @@ public final class SiteNode implements NodeControl {
                 if (group != null) {
                     group.commit();
                 }
-            } catch (BadBatchException e) {
+            } catch (IOException | SQLException | RuntimeException e) {
                 if (group != null && group.batches > 0) {
-                    singly.add(ch.name()); // so the batches before the bad one are applied, one by one, at the next fetch
+                    // The group's batches went with the failure: the next fetch applies them one by one, so those before a
+                    // bad batch, or before the point where a poor link keeps cutting the answer, still land.
+                    singly.add(ch.name());
                 }
                 throw e;
             } finally {

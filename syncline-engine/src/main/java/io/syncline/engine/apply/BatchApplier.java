@@ -465,6 +465,7 @@ public final class BatchApplier {
         private final Connection c;
         private final ChannelSpec channel;
         private Writer w;
+        private String source;
         private long last;
         private BatchId lastId;
         private int batches;
@@ -481,11 +482,13 @@ public final class BatchApplier {
             if (done) {
                 throw new IllegalStateException("group of batches ended");
             }
-            if (lastId != null && (!id.source().equals(lastId.source()) || !id.channel().equals(lastId.channel()))) {
-                throw new IllegalArgumentException("batch " + id + " is not of the group's source and channel (" + lastId + ")");
+            if (!id.channel().equals(channel.name()) || (source != null && !id.source().equals(source))) {
+                throw new IllegalArgumentException("batch " + id + " is not of the group's source '" + source + "' and channel '"
+                        + channel.name() + "'");
             }
             try {
                 if (w == null) {
+                    source = id.source();
                     last = lockLedger(c, id);
                     dialect.beginApply(c, id.source());
                     w = new Writer(c, id, channel);
@@ -570,9 +573,13 @@ public final class BatchApplier {
             if (w != null) {
                 try {
                     w.close();
+                } catch (SQLException e) {
+                    LOG.warn("could not close the statements of the group of batches up to {}: {}", lastId, e.getMessage());
+                }
+                try {
                     dialect.endApply(c);
                 } catch (SQLException e) {
-                    LOG.warn("could not end the group of batches up to {}: {}", lastId, e.getMessage());
+                    LOG.warn("could not clear the origin tag after the group of batches up to {}: {}", lastId, e.getMessage());
                 }
             }
         }

@@ -211,35 +211,29 @@ public final class OutboxStore {
     /**
      * The common case of {@link #position}, without the store's lock, so the fetches of many destinations are not
      * served one at a time: the destination is a sharer whose position this store recorded, and it moved forward (or
-     * stayed). Its batches after the recorded position are kept (its position holds the purge), so those after
-     * {@code ledger} are too; only the batch count and the token are checked. Writing a higher position needs no lock: a
-     * purge that reads the lower one keeps more. The purge that the move may allow runs if no other is under way (else
-     * the next fetch or the other one does it). Returns null when done, else "slow" for the full check under the lock.
+     * stayed). Its batches after the recorded position are kept (its position holds the purge; a purge that leaves it
+     * out, past its retention, forgets the recorded position), so those after {@code ledger} are too; only the batch
+     * count and the token are checked, and not at all for the same place within {@link #RECORD_AGAIN}. Writing a higher
+     * position needs no lock: a purge that reads the lower one keeps more. The purge that the move may allow runs if no
+     * other is under way (else the next move, or the other one, does it). Returns null when done, else "slow" for the
+     * full check under the lock.
      */
     private String forward(Connection c, String key, Recorded before, String channel, long ledger, String token,
                            java.util.Collection<String> sharers) throws SQLException {
         try {
             Instant now = clock.instant();
             boolean same = ledger == before.batch() && java.util.Objects.equals(token, before.token());
-            if (!same) {
-                Long known = sealedUpTo.get(channel);
-                if (known == null || ledger > known) {
-                    long last = lastSealed(c, channel);
-                    sealedUpTo.merge(channel, last, Math::max);
-                    if (ledger > last) {
-                        c.commit();
-                        return "slow";
-                    }
-                }
-                String mine = ledger == 0 || token == null ? null : token(c, channel, ledger);
-                if (mine != null && !mine.equals(token)) {
-                    c.commit();
-                    return "slow";
-                }
-            }
             if (same && Duration.between(before.at(), now).compareTo(RECORD_AGAIN) < 0) {
+                return null; // a fetch right after the last one at the same place (a long poll ended): nothing to check or write
+            }
+            if (ledger > lastSealed(c, channel)) {
                 c.commit();
-                return null; // a fetch right after the last one at the same place (a long poll ended): nothing to write
+                return "slow";
+            }
+            String mine = ledger == 0 || token == null ? null : token(c, channel, ledger);
+            if (mine != null && !mine.equals(token)) {
+                c.commit();
+                return "slow";
             }
             dialect.relaxCommit(c);
             recordAck(c, before.destination(), channel, ledger);
@@ -272,7 +266,6 @@ public final class OutboxStore {
                                   java.util.Collection<String> sharers) throws SQLException {
         try {
             long last = lastSealed(c, channel);
-            sealedUpTo.merge(channel, last, Math::max);
             if (ledger > last) {
                 c.commit();
                 return "it holds batch " + ledger + " but only " + last + " were sealed here";
@@ -338,8 +331,6 @@ public final class OutboxStore {
      */
     private final java.util.Map<String, Recorded> recorded = new ConcurrentHashMap<>();
     private final java.util.Map<String, Object> keyLocks = new ConcurrentHashMap<>();
-    /** Per channel, a batch number known to be sealed (a lower bound of the last sealed: numbers only grow). */
-    private final java.util.Map<String, Long> sealedUpTo = new ConcurrentHashMap<>();
     /**
      * Taken by what reads or moves positions as a whole: purges, reloads, acknowledgements, and a position's full check,
      * so no purge passes a position between its check and the reading of the batches after it.
@@ -359,6 +350,10 @@ public final class OutboxStore {
                 while (rs.next()) {
                     if (sharing.contains(rs.getString(1))) {
                         purgeTo = Math.min(purgeTo, rs.getLong(2));
+                    } else {
+                        // Left out (past its retention, no longer routed): its batches may go now, so its next fetch takes
+                        // the full check, which sends it a reload if they did.
+                        forget(rs.getString(1), channel);
                     }
                 }
             }
