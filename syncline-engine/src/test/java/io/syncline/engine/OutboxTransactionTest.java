@@ -46,4 +46,25 @@ class OutboxTransactionTest extends DbTestBase {
             assertThat(txids.get(1)).isNotEqualTo(txids.get(0));
         }
     }
+
+    /** PostgreSQL seals at REPEATABLE READ for the seal's transaction only, set in one statement; never inside an open one. */
+    @org.junit.jupiter.api.Test
+    void shouldSealAtRepeatableReadForThatTransactionOnlyOnPostgres() throws Exception {
+        TestDb db = newDb(TestDb.Kind.POSTGRES);
+        try (Connection c = db.open()) {
+            assertThat(db.dialect().beginSealTransaction(c)).isTrue();
+            assertThat(isolation(c)).isEqualTo("repeatable read");
+            c.commit();
+            assertThat(isolation(c)).as("the next transaction is back at the session's level").isEqualTo("read committed");
+            assertThat(db.dialect().beginSealTransaction(c)).as("a transaction is open (the SHOW above)").isFalse();
+            c.commit();
+        }
+    }
+
+    private static String isolation(Connection c) throws Exception {
+        try (java.sql.Statement s = c.createStatement(); java.sql.ResultSet rs = s.executeQuery("SHOW transaction_isolation")) {
+            rs.next();
+            return rs.getString(1);
+        }
+    }
 }

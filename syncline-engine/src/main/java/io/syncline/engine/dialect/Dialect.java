@@ -99,6 +99,15 @@ public interface Dialect {
     }
 
     /**
+     * Starts a transaction on {@code c} at {@link #sealIsolation()} for that transaction only, when the dialect can and
+     * {@code c} has no transaction open; false otherwise, and the caller switches the connection's isolation and back
+     * (two statements more on PostgreSQL's driver, three with the check of the current level).
+     */
+    default boolean beginSealTransaction(Connection c) throws SQLException {
+        return false;
+    }
+
+    /**
      * Streams a sealed batch's changes to {@code sink} in apply order, as canonical JSON rows, with memory bounded
      * whatever the batch's size. Changes whose origin equals the destination are left out (they came from it).
      * Runs in the caller's transaction, which the caller ends.

@@ -83,8 +83,9 @@ public final class OutboxStore {
 
     /** Seals everything committed and not yet sealed in {@code channel} into the next batch. Commits. */
     public Optional<SealedBatch> seal(Connection c, String channel) throws SQLException {
-        int isolation = c.getTransactionIsolation();
-        boolean changeIsolation = isolation != dialect.sealIsolation();
+        boolean once = dialect.beginSealTransaction(c);
+        int isolation = once ? -1 : c.getTransactionIsolation();
+        boolean changeIsolation = !once && isolation != dialect.sealIsolation();
         if (changeIsolation) {
             c.setTransactionIsolation(dialect.sealIsolation());
         }

@@ -93,7 +93,7 @@ public final class WireReader implements Closeable {
                 throw bad("bad batch header: 'stamp' must be a whole number, got " + stamp);
             }
             current = new BatchHeader(new BatchId(str(b, "source"), str(b, "channel"), n.longValue()),
-                    Instant.parse(str(b, "sealedAt")), first == null ? null : Instant.parse(first.toString()),
+                    Instants.parse(str(b, "sealedAt")), first == null ? null : Instants.parse(first.toString()),
                     stamp == null ? 0 : ((Number) stamp).longValue());
             Object r = b.get("reload");
             if (r != null && !(r instanceof Boolean)) {

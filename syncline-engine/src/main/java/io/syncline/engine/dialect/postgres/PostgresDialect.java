@@ -153,6 +153,18 @@ public final class PostgresDialect implements Dialect {
     }
 
     @Override
+    public boolean beginSealTransaction(Connection c) throws SQLException {
+        if (c.getAutoCommit() || !c.isWrapperFor(org.postgresql.core.BaseConnection.class)
+                || c.unwrap(org.postgresql.core.BaseConnection.class).getTransactionState() != org.postgresql.core.TransactionState.IDLE) {
+            return false;
+        }
+        try (Statement s = c.createStatement()) {
+            s.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"); // the driver's BEGIN comes first
+        }
+        return true;
+    }
+
+    @Override
     public boolean exportsSnapshots() {
         return true;
     }
