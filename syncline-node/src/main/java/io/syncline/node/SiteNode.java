@@ -557,12 +557,47 @@ public final class SiteNode implements NodeControl {
         return total;
     }
 
+    /** The backlog made of these batches, when they are every batch not yet acknowledged. */
+    private Backlog backlogOf(java.util.Collection<List<SealedBatch>> unacknowledged) {
+        Instant now = clock.instant();
+        Backlog total = Backlog.NONE;
+        for (List<SealedBatch> batches : unacknowledged) {
+            long rows = 0;
+            Instant oldest = null;
+            for (SealedBatch b : batches) {
+                rows += b.rowCount();
+                if (b.firstCaptured() != null && (oldest == null || b.firstCaptured().isBefore(oldest))) {
+                    oldest = b.firstCaptured();
+                }
+            }
+            long age = oldest == null ? 0 : Math.max(0, Duration.between(oldest, now).toMillis());
+            total = total.plus(new Backlog(rows, batches.size(), age));
+        }
+        return total;
+    }
+
     /** Sends unacknowledged batches to the hub; returns true when more are waiting. */
     private boolean push(Registration.Response r) throws IOException, SQLException {
         boolean full = false;
         HttpURLConnection conn = (HttpURLConnection) URI.create(cfg.hubUrl() + "/v1/batches").toURL().openConnection();
         try (Connection c = db.connection()) {
-            Backlog backlog = backlog(c, r);
+            // What to send, read first: when it is every batch not yet acknowledged (the common case in real time), it is
+            // also the backlog the header reports, with no statement more.
+            Map<String, List<SealedBatch>> sending = new java.util.LinkedHashMap<>();
+            int room = r.maxBatches();
+            boolean everything = true;
+            for (ChannelSpec ch : upstream(r)) {
+                if (room <= 0) {
+                    everything = false;
+                    break;
+                }
+                List<SealedBatch> batches = outbox.unacknowledged(c, r.hub(), ch.name(), room);
+                everything &= batches.size() < room;
+                room -= batches.size();
+                sending.put(ch.name(), batches);
+            }
+            full = room <= 0;
+            Backlog backlog = everything ? backlogOf(sending.values()) : backlog(c, r);
             conn.setConnectTimeout(5000);
             conn.setReadTimeout((int) Math.min(Integer.MAX_VALUE, cfg.readTimeout().toMillis()));
             conn.setDoOutput(true);
@@ -574,16 +609,9 @@ public final class SiteNode implements NodeControl {
             conn.setRequestProperty(Headers.NODE, cfg.nodeId());
             conn.setRequestProperty(Headers.BACKLOG, backlog.header());
             try (OutputStream out = conn.getOutputStream(); WireWriter w = new WireWriter(out)) {
-                int room = r.maxBatches();
-                for (ChannelSpec ch : upstream(r)) {
-                    List<SealedBatch> batches = outbox.unacknowledged(c, r.hub(), ch.name(), room);
-                    room -= batches.size();
-                    full |= room <= 0;
+                for (List<SealedBatch> batches : sending.values()) {
                     for (SealedBatch b : batches) {
                         writeBatch(c, w, b, r.hub());
-                    }
-                    if (room <= 0) {
-                        break;
                     }
                 }
             }
