@@ -240,21 +240,7 @@ public final class BatchApplier {
                 }
                 count = w.count;
             }
-            try (PreparedStatement ps = c.prepareStatement("UPDATE sync_incoming SET last_batch = ?, rows_applied = rows_applied + ?, "
-                    + "applied_at = ? WHERE source = ? AND channel = ?")) {
-                ps.setLong(1, id.sequence());
-                ps.setLong(2, count);
-                ps.setObject(3, OffsetDateTime.ofInstant(clock.instant(), ZoneOffset.UTC));
-                ps.setString(4, id.source());
-                ps.setString(5, id.channel());
-                ps.executeUpdate();
-            }
-            if (beforeCommit != null) {
-                beforeCommit.run(c);
-            }
-            CrashPoints.hit("apply-before-commit");
-            c.commit();
-            CrashPoints.hit("apply-after-commit");
+            commitApplied(c, id, count, beforeCommit);
             if (conflicts > 0) {
                 LOG.info("batch {}: {} conflict(s) settled (sync_conflict)", id, conflicts);
             }
@@ -412,6 +398,25 @@ public final class BatchApplier {
         }
     }
 
+    /** Moves the ledger to batch {@code last} with {@code count} more rows applied, runs {@code beforeCommit} (may be null), commits. */
+    private void commitApplied(Connection c, BatchId last, long count, BeforeCommit beforeCommit) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_incoming SET last_batch = ?, rows_applied = rows_applied + ?, "
+                + "applied_at = ? WHERE source = ? AND channel = ?")) {
+            ps.setLong(1, last.sequence());
+            ps.setLong(2, count);
+            ps.setObject(3, OffsetDateTime.ofInstant(clock.instant(), ZoneOffset.UTC));
+            ps.setString(4, last.source());
+            ps.setString(5, last.channel());
+            ps.executeUpdate();
+        }
+        if (beforeCommit != null) {
+            beforeCommit.run(c);
+        }
+        CrashPoints.hit("apply-before-commit");
+        c.commit();
+        CrashPoints.hit("apply-after-commit");
+    }
+
     /** Rolls back after a failed apply of batch {@code id} and says what happened, as the exception to throw. */
     private RuntimeException failed(Connection c, BatchId id, Exception e) {
         rollbackQuietly(c);
@@ -543,21 +548,7 @@ public final class BatchApplier {
             }
             try {
                 w.flush();
-                try (PreparedStatement ps = c.prepareStatement("UPDATE sync_incoming SET last_batch = ?, rows_applied = rows_applied + ?, "
-                        + "applied_at = ? WHERE source = ? AND channel = ?")) {
-                    ps.setLong(1, lastId.sequence());
-                    ps.setLong(2, w.count);
-                    ps.setObject(3, OffsetDateTime.ofInstant(clock.instant(), ZoneOffset.UTC));
-                    ps.setString(4, lastId.source());
-                    ps.setString(5, lastId.channel());
-                    ps.executeUpdate();
-                }
-                if (beforeCommit != null) {
-                    beforeCommit.run(c);
-                }
-                CrashPoints.hit("apply-before-commit");
-                c.commit();
-                CrashPoints.hit("apply-after-commit");
+                commitApplied(c, lastId, w.count, beforeCommit);
                 end();
             } catch (SQLException | RuntimeException e) {
                 end();
