@@ -190,22 +190,46 @@ public final class OutboxStore {
                            java.util.Collection<String> sharers) throws SQLException {
         String key = destination + '\0' + channel;
         Object keyLock = keyLocks.computeIfAbsent(key, k -> new Object());
+        String why = "slow";
         synchronized (keyLock) {
             Recorded before = recorded.get(key);
             if (before != null && ledger >= before.batch() && sharers.contains(destination)) {
-                String moved = forward(c, key, before, channel, ledger, token, sharers);
-                if (moved == null) {
-                    return null;
-                }
+                why = forward(c, key, before, channel, ledger, token);
             }
         }
-        lock.lock();
-        try {
-            synchronized (keyLock) {
-                return checkAndRecord(c, key, destination, channel, ledger, token, sharers);
+        if (why != null) {
+            lock.lock();
+            try {
+                synchronized (keyLock) {
+                    why = checkAndRecord(c, key, destination, channel, ledger, token, sharers);
+                }
+            } finally {
+                lock.unlock();
             }
-        } finally {
-            lock.unlock();
+        }
+        runWantedPurges(c, channel, sharers);
+        return why;
+    }
+
+    /**
+     * Runs the purges that positions moved without the store's lock asked for ({@link #purgeWanted}), unless another
+     * thread holds the lock: that one runs them when it is done, as every caller of {@link #position} calls this after
+     * it let the lock go. So a purge is never lost, and no fetch waits for another's.
+     */
+    private void runWantedPurges(Connection c, String channel, java.util.Collection<String> sharers) throws SQLException {
+        while (purgeWanted.contains(channel) && lock.tryLock()) {
+            try {
+                if (purgeWanted.remove(channel)) {
+                    purgeShared(c, channel, sharers);
+                    c.commit();
+                }
+            } catch (SQLException | RuntimeException e) {
+                c.rollback();
+                purgeWanted.add(channel);
+                throw e;
+            } finally {
+                lock.unlock();
+            }
         }
     }
 
@@ -215,12 +239,11 @@ public final class OutboxStore {
      * stayed). Its batches after the recorded position are kept (its position holds the purge; a purge that leaves it
      * out, past its retention, forgets the recorded position), so those after {@code ledger} are too; only the batch
      * count and the token are checked, and not at all for the same place within {@link #RECORD_AGAIN}. Writing a higher
-     * position needs no lock: a purge that reads the lower one keeps more. The purge that the move may allow runs if no
-     * other is under way (else the next move, or the other one, does it). Returns null when done, else "slow" for the
-     * full check under the lock.
+     * position needs no lock: a purge that reads the lower one keeps more. The purge that the move may allow is asked
+     * for ({@link #purgeWanted}). Returns null when done, else "slow" for the full check under the lock.
      */
-    private String forward(Connection c, String key, Recorded before, String channel, long ledger, String token,
-                           java.util.Collection<String> sharers) throws SQLException {
+    private String forward(Connection c, String key, Recorded before, String channel, long ledger, String token)
+            throws SQLException {
         try {
             Instant now = clock.instant();
             boolean same = ledger == before.batch() && java.util.Objects.equals(token, before.token());
@@ -240,13 +263,8 @@ public final class OutboxStore {
             recordAck(c, before.destination(), channel, ledger);
             c.commit();
             recorded.put(key, new Recorded(before.destination(), ledger, token, now));
-            if (ledger != before.batch() && lock.tryLock()) {
-                try {
-                    purgeShared(c, channel, sharers);
-                    c.commit();
-                } finally {
-                    lock.unlock();
-                }
+            if (ledger != before.batch()) {
+                purgeWanted.add(channel); // after the commit: the purge that runs it reads this position
             }
             return null;
         } catch (SQLException | RuntimeException e) {
@@ -332,6 +350,8 @@ public final class OutboxStore {
      */
     private final java.util.Map<String, Recorded> recorded = new ConcurrentHashMap<>();
     private final java.util.Map<String, Object> keyLocks = new ConcurrentHashMap<>();
+    /** Channels where a position moved without the store's lock and the purge it may allow has not run yet. */
+    private final java.util.Set<String> purgeWanted = ConcurrentHashMap.newKeySet();
     /**
      * Taken by what reads or moves positions as a whole: purges, reloads, acknowledgements, and a position's full check,
      * so no purge passes a position between its check and the reading of the batches after it.
@@ -342,6 +362,7 @@ public final class OutboxStore {
 
     /** Purges the batches of {@code channel} that every sharer with an acknowledgement has acknowledged. */
     private int purgeShared(Connection c, String channel, java.util.Collection<String> sharers) throws SQLException {
+        purgeWanted.remove(channel); // this purge reads every position recorded so far
         long purgeTo = Long.MAX_VALUE;
         java.util.Set<String> sharing = sharers instanceof java.util.Set<String> set ? set : new java.util.HashSet<>(sharers);
         // One read of the channel's positions, whatever the number of sites.
