@@ -51,10 +51,15 @@ class AcknowledgeTest extends DbTestBase {
 
     /** A table with capture and three batches of one row each, sealed; the store. */
     private static OutboxStore threeBatches(TestDb db, Connection c) throws Exception {
+        return sealedBatches(db, c, 3);
+    }
+
+    /** A table with capture and {@code n} batches of one row each, sealed; the store. */
+    private static OutboxStore sealedBatches(TestDb db, Connection c, int n) throws Exception {
         db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
         new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL));
         OutboxStore store = Pipe.store(db);
-        for (int batch = 1; batch <= 3; batch++) {
+        for (int batch = 1; batch <= n; batch++) {
             db.exec("INSERT INTO item VALUES (" + batch + "0, 'a')");
             assertThat(Pipe.seal(db, c, "ch")).isPresent();
         }
@@ -187,16 +192,11 @@ class AcknowledgeTest extends DbTestBase {
     @EnumSource(TestDb.Kind.class)
     void shouldKeepEveryBatchAfterEachPositionWhileManyDestinationsMoveAtOnce(TestDb.Kind kind) throws Exception {
         TestDb db = newDb(kind);
-        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
         int batches = 30;
         int destinations = 6;
-        OutboxStore store = Pipe.store(db);
+        OutboxStore store;
         try (Connection c = db.open()) {
-            new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL));
-            for (int batch = 1; batch <= batches; batch++) {
-                db.exec("INSERT INTO item VALUES (" + batch + ", 'a')");
-                assertThat(Pipe.seal(db, c, "ch")).isPresent();
-            }
+            store = sealedBatches(db, c, batches);
         }
         List<String> sharers = java.util.stream.IntStream.range(0, destinations).mapToObj(i -> "d" + i).toList();
         try (Connection c = db.open()) {

@@ -190,14 +190,16 @@ public final class OutboxStore {
                            java.util.Collection<String> sharers) throws SQLException {
         String key = destination + '\0' + channel;
         Object keyLock = keyLocks.computeIfAbsent(key, k -> new Object());
-        String why = "slow";
+        String why = null;
+        boolean fast;
         synchronized (keyLock) {
             Recorded before = recorded.get(key);
-            if (before != null && ledger >= before.batch() && sharers.contains(destination)) {
+            fast = before != null && ledger >= before.batch() && sharers.contains(destination);
+            if (fast) {
                 why = forward(c, key, before, channel, ledger, token);
             }
         }
-        if (why != null) {
+        if (!fast) {
             lock.lock();
             try {
                 synchronized (keyLock) {
@@ -240,7 +242,8 @@ public final class OutboxStore {
      * out, past its retention, forgets the recorded position), so those after {@code ledger} are too; only the batch
      * count and the token are checked, and not at all for the same place within {@link #RECORD_AGAIN}. Writing a higher
      * position needs no lock: a purge that reads the lower one keeps more. The purge that the move may allow is asked
-     * for ({@link #purgeWanted}). Returns null when done, else "slow" for the full check under the lock.
+     * for ({@link #purgeWanted}). Returns null when done, else why the destination needs a reload (as the full check
+     * would say: its batches after the recorded position are all here).
      */
     private String forward(Connection c, String key, Recorded before, String channel, long ledger, String token)
             throws SQLException {
@@ -250,14 +253,10 @@ public final class OutboxStore {
             if (same && Duration.between(before.at(), now).compareTo(RECORD_AGAIN) < 0) {
                 return null; // a fetch right after the last one at the same place (a long poll ended): nothing to check or write
             }
-            if (ledger > lastSealed(c, channel)) {
+            String why = unservable(c, channel, ledger, token, false);
+            if (why != null) {
                 c.commit();
-                return "slow";
-            }
-            String mine = ledger == 0 || token == null ? null : token(c, channel, ledger);
-            if (mine != null && !mine.equals(token)) {
-                c.commit();
-                return "slow";
+                return why;
             }
             dialect.relaxCommit(c);
             recordAck(c, before.destination(), channel, ledger);
@@ -273,6 +272,26 @@ public final class OutboxStore {
         }
     }
 
+    /**
+     * Why the batches after {@code ledger} (with {@code token}) cannot be served from here, or null: it is beyond the last
+     * batch sealed, (with {@code purgedToo}) batches after it were purged, or its token is not this database's.
+     */
+    private String unservable(Connection c, String channel, long ledger, String token, boolean purgedToo) throws SQLException {
+        long last = lastSealed(c, channel);
+        if (ledger > last) {
+            return "it holds batch " + ledger + " but only " + last + " were sealed here";
+        }
+        if (purgedToo && ledger + 1 < firstAvailable(c, channel)) {
+            return "batches after " + ledger + " were purged";
+        }
+        String mine = ledger == 0 || token == null ? null : token(c, channel, ledger);
+        if (mine != null && !mine.equals(token)) {
+            return "its batch " + ledger + " is not this database's batch " + ledger + " (this database is older than what it "
+                    + "received: restored from a backup?)";
+        }
+        return null;
+    }
+
     /** Drops what {@link #position} remembers of a destination whose position is written elsewhere. */
     private void forget(String destination, String channel) {
         String key = destination + '\0' + channel;
@@ -284,20 +303,10 @@ public final class OutboxStore {
     private String checkAndRecord(Connection c, String key, String destination, String channel, long ledger, String token,
                                   java.util.Collection<String> sharers) throws SQLException {
         try {
-            long last = lastSealed(c, channel);
-            if (ledger > last) {
+            String why = unservable(c, channel, ledger, token, true);
+            if (why != null) {
                 c.commit();
-                return "it holds batch " + ledger + " but only " + last + " were sealed here";
-            }
-            if (ledger + 1 < firstAvailable(c, channel)) {
-                c.commit();
-                return "batches after " + ledger + " were purged";
-            }
-            String mine = ledger == 0 || token == null ? null : token(c, channel, ledger);
-            if (mine != null && !mine.equals(token)) {
-                c.commit();
-                return "its batch " + ledger + " is not this database's batch " + ledger + " (this database is older than what it "
-                        + "received: restored from a backup?)";
+                return why;
             }
             // Positions are advisory (a destination sends its ledger again at every fetch), so on PostgreSQL their
             // transaction does not wait for its commit to be flushed: fetches are many, and each would cost a disk flush.
