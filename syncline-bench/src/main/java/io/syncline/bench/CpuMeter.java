@@ -82,7 +82,7 @@ final class CpuMeter {
         if (thread.startsWith("syncline-hub")) {
             return "hub JVM";
         }
-        if (thread.equals("java") || thread.equals("main")) {
+        if (thread.equals("java") || thread.equals("main") || thread.equals("bench-writer")) {
             return "writer";
         }
         if (thread.startsWith("C1 Compiler") || thread.startsWith("C2 Compiler")) {

@@ -43,6 +43,8 @@ public final class LatencyBenchmark {
     private final int warmup;
     /** Prints the statements each PostgreSQL server spent most time on (pg_stat_statements), for profiling. */
     private final boolean statements;
+    /** What replicates: syncline, native (PostgreSQL logical replication, the peer) or none (the writers alone). */
+    private final String system;
 
     /** Commit times (nanos) and first notification times by change key. */
     private final Map<String, Long> committed = new ConcurrentHashMap<>();
@@ -58,6 +60,10 @@ public final class LatencyBenchmark {
         this.seconds = Integer.parseInt(o.getOrDefault("seconds", "60"));
         this.warmup = Integer.parseInt(o.getOrDefault("warmup", "15"));
         this.statements = Boolean.parseBoolean(o.getOrDefault("statements", "false"));
+        this.system = o.getOrDefault("system", "syncline");
+        if (!List.of("syncline", "native", "none").contains(system)) {
+            throw new IllegalArgumentException("--system must be syncline, native or none, not '" + system + "'");
+        }
     }
 
     public static void main(String[] args) throws Exception {
@@ -65,7 +71,8 @@ public final class LatencyBenchmark {
         for (String a : args) {
             if (a.equals("-h") || a.equals("--help")) {
                 System.out.println("usage: bench/latency [--sites=46] [--rate=20 (changes/s per site)] [--hub-rate=20 (changes/s at the hub)]"
-                        + " [--seconds=60 (measured)] [--warmup=15 (s, not counted)] [--statements=false (print the top statements per server)]");
+                        + " [--seconds=60 (measured)] [--warmup=15 (s, not counted)] [--statements=false (print the top statements per server)]"
+                        + " [--system=syncline|native (PostgreSQL logical replication, same topology)|none (writers only)]");
                 return;
             }
             if (!a.startsWith("--") || !a.contains("=")) {
@@ -75,8 +82,8 @@ public final class LatencyBenchmark {
             opts.put(a.substring(2, a.indexOf('=')), a.substring(a.indexOf('=') + 1));
         }
         for (String k : opts.keySet()) {
-            if (!List.of("sites", "rate", "hub-rate", "seconds", "warmup", "statements").contains(k)) {
-                System.err.println("unknown option --" + k + " (known: sites, rate, hub-rate, seconds, warmup, statements)");
+            if (!List.of("sites", "rate", "hub-rate", "seconds", "warmup", "statements", "system").contains(k)) {
+                System.err.println("unknown option --" + k + " (known: sites, rate, hub-rate, seconds, warmup, statements, system)");
                 System.exit(2);
             }
         }
@@ -86,11 +93,19 @@ public final class LatencyBenchmark {
 
     private void run() throws Exception {
         Locale.setDefault(Locale.ROOT);
-        System.out.printf("Latency: hub + %d sites on PostgreSQL, %.0f changes/s per site (%.0f/s in all) and %.0f/s at the hub; "
-                + "%d s measured after %d s of warm-up%n", sites, siteRate, siteRate * sites, hubRate, seconds, warmup);
-        Map<String, String> profile = statements ? Map.of("shared_preload_libraries", "pg_stat_statements") : Map.of();
-        try (Pg hubPg = Pg.start("hub", with(profile, "max_connections", "100"));
-             Pg sitePg = Pg.start("sites", with(profile, "max_connections", String.valueOf(40 + sites * 8)))) {
+        System.out.printf("Latency (%s): hub + %d sites on PostgreSQL, %.0f changes/s per site (%.0f/s in all) and %.0f/s at the hub; "
+                + "%d s measured after %d s of warm-up%n", system, sites, siteRate, siteRate * sites, hubRate, seconds, warmup);
+        Map<String, String> config = new LinkedHashMap<>();
+        if (statements) {
+            config.put("shared_preload_libraries", "pg_stat_statements");
+        }
+        if (system.equals("native")) { // both servers publish and subscribe: one WAL sender, slot and apply worker per site
+            String n = String.valueOf(sites + 10);
+            config.putAll(Map.of("wal_level", "logical", "max_wal_senders", n, "max_replication_slots", n,
+                    "max_logical_replication_workers", n, "max_worker_processes", String.valueOf(sites + 20)));
+        }
+        try (Pg hubPg = Pg.start("hub", with(config, "max_connections", String.valueOf(100 + sites)));
+             Pg sitePg = Pg.start("sites", with(config, "max_connections", String.valueOf(40 + sites * 8)))) {
             if (statements) {
                 hubPg.exec("CREATE EXTENSION pg_stat_statements");
                 sitePg.exec("CREATE EXTENSION pg_stat_statements");
@@ -105,47 +120,38 @@ public final class LatencyBenchmark {
                 dbs.add(db);
                 sitePg.exec("CREATE DATABASE " + db);
                 try (Connection c = java.sql.DriverManager.getConnection(siteUrl(sitePg, db)); Statement s = c.createStatement()) {
-                    s.execute("CREATE TABLE sale (id BIGINT PRIMARY KEY, qty INT)");
+                    // Syncline adds the site's id at the hub (hubColumn); native replication copies columns as they are,
+                    // so there the site's rows carry it, filled in by a default (the writer's statement is the same).
+                    s.execute(system.equals("native")
+                            ? "CREATE TABLE sale (id BIGINT NOT NULL, qty INT, site_id VARCHAR(20) NOT NULL DEFAULT '" + db
+                                    + "', PRIMARY KEY (site_id, id))"
+                            : "CREATE TABLE sale (id BIGINT PRIMARY KEY, qty INT)");
                     s.execute("CREATE TABLE price (id BIGINT PRIMARY KEY, amount INT)");
                     s.execute(notifyTrigger("price", "n.id::text"));
                 }
             }
-            NodeConfig hubCfg = NodeConfig.parse("""
-                    node: {id: hub}
-                    database: {url: "%s", user: postgres, poolSize: 16}
-                    enrollment: {token: %s}
-                    http: {threads: 16}
-                    sync: {interval: 1s}
-                    capture: {interval: 1s}
-                    channels:
-                      - {name: sales, tables: [{name: sale, hubColumn: site_id}]}
-                      - {name: catalog, direction: hub-to-sites, tables: [{name: price}]}
-                    """.formatted(hubPg.url(), TOKEN), Role.HUB, Map.of());
-            List<SiteNode> nodes = new ArrayList<>();
+            Map<String, Long> servers = new LinkedHashMap<>();
+            servers.put("hub PG", CpuMeter.postmaster(hubPg));
+            servers.put("sites PG", CpuMeter.postmaster(sitePg));
             ScheduledExecutorService writers = Executors.newScheduledThreadPool(8, r -> {
                 Thread t = new Thread(r, "bench-writer");
                 t.setDaemon(true);
                 return t;
             });
             List<Thread> listeners = new ArrayList<>();
-            try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
-                try {
-                    for (String db : dbs) {
-                        nodes.add(SiteNode.start(NodeConfig.parse("""
-                                node: {id: %s}
-                                database: {url: "%s", user: postgres, poolSize: 3}
-                                hub: {url: "%s", token: %s}
-                                capture: {interval: 1s}
-                                """.formatted(db, siteUrl(sitePg, db), hub.url(), TOKEN), Role.SITE, Map.of()), Clock.systemUTC()));
-                    }
-                    listeners.add(listen(hubPg.url() + "?user=postgres", payload -> seen.putIfAbsent(payload, System.nanoTime())));
-                    for (String db : dbs) {
-                        listeners.add(listen(siteUrl(sitePg, db), payload -> {
-                            long now = System.nanoTime();
-                            reached.compute(Long.parseLong(payload), (k, v) -> v == null ? new long[] {1, now} : new long[] {v[0] + 1, now});
-                        }));
-                    }
-                    // Every site registered and holding its copy of the catalog before the clock starts.
+            try (AutoCloseable replication = switch (system) {
+                case "syncline" -> syncline(hubPg, sitePg, dbs);
+                case "native" -> nativeReplication(hubPg, sitePg, dbs);
+                default -> () -> { };
+            }) {
+                listeners.add(listen(hubPg.url() + "?user=postgres", payload -> seen.putIfAbsent(payload, System.nanoTime())));
+                for (String db : dbs) {
+                    listeners.add(listen(siteUrl(sitePg, db), payload -> {
+                        long now = System.nanoTime();
+                        reached.compute(Long.parseLong(payload), (k, v) -> v == null ? new long[] {1, now} : new long[] {v[0] + 1, now});
+                    }));
+                }
+                if (!system.equals("none")) { // every site holding the catalog before the clock starts
                     long ready = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
                     try (Connection c = hubPg.plain(); Statement s = c.createStatement()) {
                         s.execute("INSERT INTO price VALUES (0, 0)");
@@ -158,47 +164,45 @@ public final class LatencyBenchmark {
                         Thread.sleep(50);
                     }
                     reached.clear();
-                    long start = System.nanoTime();
-                    long countFrom = start + TimeUnit.SECONDS.toNanos(warmup);
-                    long stop = countFrom + TimeUnit.SECONDS.toNanos(seconds);
-                    AtomicLong errors = new AtomicLong();
-                    for (String db : dbs) {
-                        write(writers, siteUrl(sitePg, db), siteRate, (c, n) -> {
-                            try (PreparedStatement ps = c.prepareStatement("INSERT INTO sale VALUES (?, ?)")) {
-                                ps.setLong(1, n);
-                                ps.setInt(2, (int) n);
-                                ps.executeUpdate();
-                            }
-                            return db + ":" + n;
-                        }, stop, errors);
-                    }
-                    write(writers, hubPg.url() + "?user=postgres", hubRate, (c, n) -> {
-                        try (PreparedStatement ps = c.prepareStatement("INSERT INTO price VALUES (?, ?)")) {
+                }
+                long start = System.nanoTime();
+                long countFrom = start + TimeUnit.SECONDS.toNanos(warmup);
+                long stop = countFrom + TimeUnit.SECONDS.toNanos(seconds);
+                AtomicLong errors = new AtomicLong();
+                for (String db : dbs) {
+                    write(writers, siteUrl(sitePg, db), siteRate, (c, n) -> {
+                        try (PreparedStatement ps = c.prepareStatement("INSERT INTO sale VALUES (?, ?)")) {
                             ps.setLong(1, n);
                             ps.setInt(2, (int) n);
                             ps.executeUpdate();
                         }
-                        return "price:" + n;
+                        return db + ":" + n;
                     }, stop, errors);
-                    while (System.nanoTime() < stop) {
-                        Thread.sleep(200);
+                }
+                write(writers, hubPg.url() + "?user=postgres", hubRate, (c, n) -> {
+                    try (PreparedStatement ps = c.prepareStatement("INSERT INTO price VALUES (?, ?)")) {
+                        ps.setLong(1, n);
+                        ps.setInt(2, (int) n);
+                        ps.executeUpdate();
                     }
-                    writers.shutdown();
-                    writers.awaitTermination(30, TimeUnit.SECONDS);
-                    // Let the last changes arrive (at most 30 s), then count.
-                    long drain = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-                    while (System.nanoTime() < drain && !arrived()) {
-                        Thread.sleep(100);
-                    }
-                    report(countFrom, errors.get());
-                    if (statements) {
-                        topStatements(hubPg);
-                        topStatements(sitePg);
-                    }
-                } finally {
-                    for (SiteNode n : nodes) { // before the hub, so no site sees it go
-                        n.close();
-                    }
+                    return "price:" + n;
+                }, stop, errors);
+                sleepUntil(countFrom);
+                Map<String, Double> cpu0 = CpuMeter.snapshot(servers);
+                sleepUntil(stop);
+                Map<String, Double> cpu = CpuMeter.between(cpu0, CpuMeter.snapshot(servers));
+                writers.shutdown();
+                writers.awaitTermination(30, TimeUnit.SECONDS);
+                // Let the last changes arrive (at most 30 s, none when nothing replicates), then count.
+                long drain = System.nanoTime() + TimeUnit.SECONDS.toNanos(system.equals("none") ? 0 : 30);
+                while (System.nanoTime() < drain && !arrived()) {
+                    Thread.sleep(100);
+                }
+                report(countFrom, errors.get());
+                printCpu(cpu);
+                if (statements) {
+                    topStatements(hubPg);
+                    topStatements(sitePg);
                 }
             } finally {
                 running.set(false);
@@ -207,6 +211,111 @@ public final class LatencyBenchmark {
                 }
             }
         }
+    }
+
+    /** The hub and the sites as Syncline nodes in this JVM; closing stops the sites, then the hub (so no site sees it go). */
+    private AutoCloseable syncline(Pg hubPg, Pg sitePg, List<String> dbs) throws Exception {
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hub}
+                database: {url: "%s", user: postgres, poolSize: 16}
+                enrollment: {token: %s}
+                http: {threads: 16}
+                sync: {interval: 1s}
+                capture: {interval: 1s}
+                channels:
+                  - {name: sales, tables: [{name: sale, hubColumn: site_id}]}
+                  - {name: catalog, direction: hub-to-sites, tables: [{name: price}]}
+                """.formatted(hubPg.url(), TOKEN), Role.HUB, Map.of());
+        HubNode hub = HubNode.start(hubCfg, Clock.systemUTC());
+        List<SiteNode> nodes = new ArrayList<>();
+        AutoCloseable all = () -> {
+            for (SiteNode n : nodes) {
+                n.close();
+            }
+            hub.close();
+        };
+        try {
+            for (String db : dbs) {
+                nodes.add(SiteNode.start(NodeConfig.parse("""
+                        node: {id: %s}
+                        database: {url: "%s", user: postgres, poolSize: 3}
+                        hub: {url: "%s", token: %s}
+                        capture: {interval: 1s}
+                        """.formatted(db, siteUrl(sitePg, db), hub.url(), TOKEN), Role.SITE, Map.of()), Clock.systemUTC()));
+            }
+            return all;
+        } catch (Exception e) {
+            all.close();
+            throw e;
+        }
+    }
+
+    /**
+     * PostgreSQL's own logical replication in the same topology, as the peer: every site database publishes {@code sale}
+     * to a subscription of its own at the hub, and the hub publishes {@code price} to a subscription in every site
+     * database (no initial copy). Apply workers fire only row triggers, and only those enabled ALWAYS, so the receiving
+     * tables get a row trigger that sends the same keys. Closing drops the subscriptions (and with them the slots).
+     */
+    private AutoCloseable nativeReplication(Pg hubPg, Pg sitePg, List<String> dbs) throws Exception {
+        hubPg.exec(rowNotifyTrigger("sale", "n.site_id || ':' || n.id"), "CREATE PUBLICATION price_pub FOR TABLE price");
+        List<String[]> subs = new ArrayList<>(); // {url, subscription}
+        AutoCloseable all = () -> {
+            for (String[] s : subs) {
+                try (Connection c = java.sql.DriverManager.getConnection(s[0]); Statement st = c.createStatement()) {
+                    st.execute("DROP SUBSCRIPTION " + s[1]);
+                }
+            }
+        };
+        try {
+            for (String db : dbs) {
+                String url = siteUrl(sitePg, db);
+                try (Connection c = java.sql.DriverManager.getConnection(url); Statement s = c.createStatement()) {
+                    s.execute(rowNotifyTrigger("price", "n.id::text"));
+                    s.execute("CREATE PUBLICATION sale_pub FOR TABLE sale");
+                    s.execute("CREATE SUBSCRIPTION price_" + db + " CONNECTION 'host=127.0.0.1 port=" + hubPg.port()
+                            + " dbname=postgres user=postgres' PUBLICATION price_pub WITH (copy_data = false)");
+                }
+                subs.add(new String[] {url, "price_" + db});
+                hubPg.exec("CREATE SUBSCRIPTION sale_" + db + " CONNECTION 'host=127.0.0.1 port=" + sitePg.port() + " dbname=" + db
+                        + " user=postgres' PUBLICATION sale_pub WITH (copy_data = false)");
+                subs.add(new String[] {hubPg.url() + "?user=postgres", "sale_" + db});
+            }
+            long ready = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+            while (Long.parseLong(hubPg.scalar("SELECT count(*) FROM pg_stat_subscription WHERE pid IS NOT NULL")) < dbs.size()) {
+                if (System.nanoTime() > ready) {
+                    throw new IllegalStateException("the hub's " + dbs.size() + " apply workers did not all start within 120 s");
+                }
+                Thread.sleep(50);
+            }
+            return all;
+        } catch (Exception e) {
+            all.close();
+            throw e;
+        }
+    }
+
+    private static void sleepUntil(long nanos) throws InterruptedException {
+        long left;
+        while ((left = nanos - System.nanoTime()) > 0) {
+            Thread.sleep(Math.min(200, TimeUnit.NANOSECONDS.toMillis(left) + 1));
+        }
+    }
+
+    /** CPU the machine spent during the measured seconds, in cores (CPU seconds per second), by part. */
+    private void printCpu(Map<String, Double> cpu) {
+        if (cpu.isEmpty()) {
+            return;
+        }
+        double total = cpu.values().stream().mapToDouble(Double::doubleValue).sum();
+        StringBuilder line = new StringBuilder(String.format("CPU in the measured %d s: %.2f cores in all (", seconds, total / seconds));
+        String sep = "";
+        for (Map.Entry<String, Double> e : cpu.entrySet()) {
+            if (e.getValue() / seconds >= 0.005) {
+                line.append(sep).append(e.getKey()).append(' ').append(String.format("%.2f", e.getValue() / seconds));
+                sep = ", ";
+            }
+        }
+        System.out.println(line.append(')'));
     }
 
     private static Map<String, String> with(Map<String, String> base, String key, String value) {
@@ -251,6 +360,14 @@ public final class LatencyBenchmark {
                     .append(table).append("()");
         }
         return sql.toString();
+    }
+
+    /** A row trigger sending each row's key (for apply workers of logical replication, which fire row triggers only). */
+    private static String rowNotifyTrigger(String table, String payload) {
+        return "CREATE FUNCTION bench_seen_row_" + table + "() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM pg_notify('bench_seen', "
+                + payload.replace("n.", "NEW.") + "); RETURN NULL; END$$; CREATE TRIGGER bench_seen_row AFTER INSERT OR UPDATE ON " + table
+                + " FOR EACH ROW EXECUTE FUNCTION bench_seen_row_" + table + "(); ALTER TABLE " + table
+                + " ENABLE ALWAYS TRIGGER bench_seen_row";
     }
 
     @FunctionalInterface
