@@ -1,0 +1,175 @@
+package io.syncline.engine.files;
+
+import io.syncline.api.BadBatchException;
+import io.syncline.api.SyncException;
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.io.EOFException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.security.MessageDigest;
+import java.util.HashMap;
+import java.util.HexFormat;
+import java.util.Map;
+
+/*
+ * The delta of one file: how the receiver builds the sender's file from chunks it already has (its "basis": the ids
+ * of its chunks, in the order it listed them) and bytes sent. The sender cuts its file into chunks (Chunker) and
+ * writes, in file order:
+ *   'C' int first, int count   copy basis entries first .. first+count-1, in that order (runs of unchanged chunks)
+ *   'L' int length, bytes       literal bytes (one chunk, at most Chunker.MAX)
+ *   'E' long size, 32 bytes     end: the file's length and SHA-256
+ * The receiver writes what the ops say and checks length and SHA-256 against the end record and against what the
+ * sender announced before it uses the file: a basis that changed in between, or an id two chunks share, gives a wrong
+ * hash and the file is refused, never used. Memory: one chunk at a time on both sides.
+ */
+public final class Delta {
+    private static final byte COPY = 'C';
+    private static final byte LITERAL = 'L';
+    private static final byte END = 'E';
+
+    private Delta() {
+    }
+
+    /** A delta that ends early (a cut connection): what was written before is a correct start of the file. */
+    public static final class CutException extends BadBatchException {
+        CutException(String message) {
+            super(SyncException.Stage.TRANSPORT, message);
+        }
+    }
+
+    /** What one delta carried. */
+    public record Stats(long size, String sha256, long literalBytes, long copiedBytes) {
+    }
+
+    /** Writes the delta of {@code file} against the receiver's basis {@code have} (ids in the receiver's order). */
+    public static Stats encode(InputStream file, ChunkIndex have, DataOutputStream out) throws IOException {
+        long[] literal = {0};
+        long[] copied = {0};
+        int[] run = {-1, 0}; // first entry, count
+        Chunker.Result r = Chunker.scan(file, (offset, buf, from, len, id) -> {
+            int e = have.size() == 0 ? -1 : have.find(id);
+            if (e >= 0) {
+                copied[0] += len;
+                if (run[1] > 0 && e == run[0] + run[1]) {
+                    run[1]++;
+                    return;
+                }
+                flush(out, run);
+                run[0] = e;
+                run[1] = 1;
+                return;
+            }
+            flush(out, run);
+            out.writeByte(LITERAL);
+            out.writeInt(len);
+            out.write(buf, from, len);
+            literal[0] += len;
+        });
+        flush(out, run);
+        out.writeByte(END);
+        out.writeLong(r.size());
+        out.write(HexFormat.of().parseHex(r.sha256()));
+        return new Stats(r.size(), r.sha256(), literal[0], copied[0]);
+    }
+
+    private static void flush(DataOutputStream out, int[] run) throws IOException {
+        if (run[1] > 0) {
+            out.writeByte(COPY);
+            out.writeInt(run[0]);
+            out.writeInt(run[1]);
+            run[1] = 0;
+        }
+    }
+
+    /**
+     * Reads one delta from {@code in} and writes the file it describes to {@code out}, copying basis chunks from
+     * their files. Returns the length and SHA-256 of what was written; the caller compares them with what it expects.
+     *
+     * @throws BadBatchException when the stream is not a delta (unknown op, a run outside the basis, a literal longer
+     *     than a chunk), or when what was written is not what its end record says; {@link CutException} when it ends early
+     */
+    public static Stats decode(DataInputStream in, ChunkIndex basis, OutputStream out, String path) throws IOException {
+        MessageDigest sha = Chunker.sha256();
+        byte[] buf = new byte[Chunker.MAX];
+        long size = 0;
+        long literal = 0;
+        long copied = 0;
+        Map<Path, FileChannel> open = new HashMap<>();
+        try {
+            while (true) {
+                int op;
+                try {
+                    op = in.readUnsignedByte();
+                } catch (EOFException e) {
+                    throw new CutException("file '" + path + "': the data ends before the file's end record (cut connection?)");
+                }
+                if (op == COPY) {
+                    int first = in.readInt();
+                    int count = in.readInt();
+                    if (first < 0 || count <= 0 || (long) first + count > basis.size()) {
+                        throw bad(path, "copy of chunks " + first + ".." + ((long) first + count - 1) + " outside the "
+                                + basis.size() + " chunks the receiver listed");
+                    }
+                    for (int e = first; e < first + count; e++) {
+                        FileChannel ch = open.get(basis.source(e));
+                        if (ch == null) {
+                            ch = FileChannel.open(basis.source(e), StandardOpenOption.READ);
+                            open.put(basis.source(e), ch);
+                        }
+                        int len = basis.length(e);
+                        ByteBuffer bb = ByteBuffer.wrap(buf, 0, len);
+                        long pos = basis.offset(e);
+                        while (bb.hasRemaining()) {
+                            if (ch.read(bb, pos + bb.position()) < 0) {
+                                throw bad(path, "the receiver's chunk " + e + " is gone from " + basis.source(e).getFileName()
+                                        + " (changed while the file was sent)");
+                            }
+                        }
+                        sha.update(buf, 0, len);
+                        out.write(buf, 0, len);
+                        size += len;
+                        copied += len;
+                    }
+                } else if (op == LITERAL) {
+                    int len = in.readInt();
+                    if (len <= 0 || len > Chunker.MAX) {
+                        throw bad(path, "literal of " + len + " bytes (a chunk is 1 to " + Chunker.MAX + ")");
+                    }
+                    in.readFully(buf, 0, len);
+                    sha.update(buf, 0, len);
+                    out.write(buf, 0, len);
+                    size += len;
+                    literal += len;
+                } else if (op == END) {
+                    long declared = in.readLong();
+                    byte[] hash = new byte[32];
+                    in.readFully(hash);
+                    String got = HexFormat.of().formatHex(sha.digest());
+                    if (declared != size || !got.equals(HexFormat.of().formatHex(hash))) {
+                        throw bad(path, "the file built is " + size + " bytes with SHA-256 " + got + ", the sender's end record says "
+                                + declared + " bytes, " + HexFormat.of().formatHex(hash));
+                    }
+                    return new Stats(size, got, literal, copied);
+                } else {
+                    throw bad(path, "unknown delta op " + op);
+                }
+            }
+        } catch (EOFException e) {
+            throw new CutException("file '" + path + "': the data ends in the middle of a record (cut connection?)");
+        } finally {
+            for (FileChannel ch : open.values()) {
+                ch.close();
+            }
+        }
+    }
+
+    private static BadBatchException bad(String path, String what) {
+        return new BadBatchException(SyncException.Stage.APPLY, "file '" + path + "': " + what);
+    }
+}

@@ -1,0 +1,250 @@
+package io.syncline.engine.files;
+
+import io.syncline.api.BadBatchException;
+import io.syncline.api.SyncException;
+import java.io.BufferedOutputStream;
+import java.io.DataInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.channels.Channels;
+import java.nio.channels.FileChannel;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.DirectoryNotEmptyException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.FileTime;
+import java.nio.file.attribute.PosixFilePermission;
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Set;
+
+/*
+ * A channel's folder at the node that receives files. A file appears whole or not at all: it is built in the folder's
+ * working folder (SafePath.WORK_DIR, same file system), checked against the announced length and SHA-256, flushed to
+ * disk, given its modification time and permissions, and then renamed over the target in one atomic step; the folder
+ * is flushed after the rename. A transfer that breaks keeps what it wrote as <sha256>.part, and the next attempt
+ * offers those chunks in its basis, so only the rest travels again (chunks are known by the id of their content, so
+ * a partial file can never contribute a wrong byte). Every path from the other side goes through
+ * SafePath first. One writer per folder at a time (the caller's lock).
+ */
+public final class FileFolder {
+    private final Path root;
+    private final Path work;
+
+    public FileFolder(Path root) throws IOException {
+        Files.createDirectories(root);
+        this.root = root.toRealPath();
+        this.work = this.root.resolve(SafePath.WORK_DIR);
+        Files.createDirectories(work);
+    }
+
+    public Path root() {
+        return root;
+    }
+
+    /** The file a checked path names here (no links on the way). */
+    public Path file(String path) throws IOException {
+        return SafePath.resolve(root, path);
+    }
+
+    /** True when {@code meta.path()} already holds {@code meta}'s content; then its time and permissions are set as in meta. */
+    public boolean has(FileMeta meta) throws IOException {
+        Path f = file(meta.path());
+        if (!Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS) || Files.size(f) != meta.size() || !sha256(f).equals(meta.sha256())) {
+            return false;
+        }
+        setAttributes(f, meta);
+        return true;
+    }
+
+    /**
+     * The chunks this node can build {@code meta}'s file from without receiving them: those of the file now at its
+     * path and of a partial earlier transfer of the same content.
+     */
+    public ChunkIndex basis(FileMeta meta) throws IOException {
+        List<Path> sources = new ArrayList<>();
+        sources.add(file(meta.path()));
+        sources.add(part(meta.sha256()));
+        return ChunkIndex.of(sources);
+    }
+
+    /**
+     * Reads {@code meta}'s delta from {@code in} against {@code basis} and puts the file in place atomically.
+     *
+     * @throws BadBatchException when the delta is malformed or what it builds is not {@code meta}'s content (the
+     *     target is untouched; a cut keeps the bytes received for the next attempt)
+     */
+    public Delta.Stats receive(FileMeta meta, DataInputStream in, ChunkIndex basis) throws IOException {
+        Path target = file(meta.path());
+        Path fresh = work.resolve(meta.sha256() + ".new");
+        Path part = part(meta.sha256());
+        Delta.Stats got;
+        try (FileChannel ch = FileChannel.open(fresh, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
+                StandardOpenOption.WRITE)) {
+            OutputStream out = new BufferedOutputStream(Channels.newOutputStream(ch), 64 * 1024);
+            try {
+                got = Delta.decode(in, basis, out, meta.path());
+            } finally {
+                out.flush();
+            }
+            if (got.size() != meta.size() || !got.sha256().equals(meta.sha256())) {
+                throw new BadBatchException(SyncException.Stage.APPLY, "file '" + meta.path() + "': received " + got.size()
+                        + " bytes with SHA-256 " + got.sha256() + " but " + meta.size() + " bytes with " + meta.sha256()
+                        + " were announced (the file changed at the sender while it was sent; it is sent again)");
+            }
+            ch.force(true);
+        } catch (IOException | RuntimeException e) {
+            keepPartial(fresh, part);
+            throw e;
+        }
+        setAttributes(fresh, meta);
+        install(fresh, target, meta.path());
+        Files.deleteIfExists(part);
+        return got;
+    }
+
+    /**
+     * Puts {@code meta}'s content at its path by copying a file of this folder that holds the same content (a file the
+     * sender renamed or copied), without receiving it. False when {@code from} no longer holds that content.
+     */
+    public boolean copyLocal(String from, FileMeta meta, boolean move) throws IOException {
+        Path source = file(from);
+        if (!Files.isRegularFile(source, LinkOption.NOFOLLOW_LINKS) || Files.size(source) != meta.size()
+                || !sha256(source).equals(meta.sha256())) {
+            return false;
+        }
+        Path target = file(meta.path());
+        if (move) {
+            setAttributes(source, meta);
+            install(source, target, meta.path());
+            pruneEmptyParents(source);
+            return true;
+        }
+        Path fresh = work.resolve(meta.sha256() + ".new");
+        Files.copy(source, fresh, StandardCopyOption.REPLACE_EXISTING);
+        try (FileChannel ch = FileChannel.open(fresh, StandardOpenOption.WRITE)) {
+            ch.force(true);
+        }
+        setAttributes(fresh, meta);
+        install(fresh, target, meta.path());
+        return true;
+    }
+
+    /** Deletes the file at {@code path} if there is one, and the folders it leaves empty. */
+    public void delete(String path) throws IOException {
+        Path f = file(path);
+        if (Files.isDirectory(f, LinkOption.NOFOLLOW_LINKS)) {
+            throw new BadBatchException(SyncException.Stage.APPLY, "file '" + path + "' is to be deleted but is a folder here");
+        }
+        if (Files.deleteIfExists(f)) {
+            syncDirectory(f.getParent());
+            pruneEmptyParents(f);
+        }
+    }
+
+    private void install(Path from, Path target, String path) throws IOException {
+        if (Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS)) {
+            throw new BadBatchException(SyncException.Stage.APPLY, "file '" + path + "' cannot be written: a folder of that name is in the way");
+        }
+        Files.createDirectories(target.getParent());
+        file(path); // the folders just made are real folders
+        try {
+            Files.move(from, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        } catch (AtomicMoveNotSupportedException e) {
+            throw new IOException("the file system of " + root + " cannot rename atomically; file channels need one that can", e);
+        }
+        syncDirectory(target.getParent());
+    }
+
+    /**
+     * Keeps what a failed attempt wrote, if it is more than an earlier attempt kept. Always safe: the next basis knows
+     * chunks by the id of their actual content, so bytes that are not the file's are simply never asked for.
+     */
+    private void keepPartial(Path fresh, Path part) throws IOException {
+        if (Files.exists(fresh) && (!Files.exists(part) || Files.size(fresh) > Files.size(part))) {
+            Files.move(fresh, part, StandardCopyOption.REPLACE_EXISTING);
+        } else {
+            Files.deleteIfExists(fresh);
+        }
+    }
+
+    private void pruneEmptyParents(Path f) throws IOException {
+        for (Path dir = f.getParent(); dir != null && !dir.equals(root) && dir.startsWith(root); dir = dir.getParent()) {
+            try {
+                Files.delete(dir);
+            } catch (DirectoryNotEmptyException | java.nio.file.NoSuchFileException e) {
+                return;
+            }
+        }
+    }
+
+    private Path part(String sha256) {
+        return work.resolve(sha256 + ".part");
+    }
+
+    /** Flushes a folder's entries (a rename or delete in it) to disk; a no-op where the platform cannot. */
+    private static void syncDirectory(Path dir) {
+        try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
+            ch.force(true);
+        } catch (IOException ignored) {
+            // not supported on every platform (Windows): the rename itself is still atomic
+        }
+    }
+
+    static void setAttributes(Path f, FileMeta meta) throws IOException {
+        if (meta.mode() >= 0 && Files.getFileStore(f).supportsFileAttributeView("posix")) {
+            Files.setPosixFilePermissions(f, permissions(meta.mode()));
+        }
+        Files.setLastModifiedTime(f, FileTime.fromMillis(meta.mtimeMillis()));
+    }
+
+    static Set<PosixFilePermission> permissions(int mode) {
+        Set<PosixFilePermission> out = EnumSet.noneOf(PosixFilePermission.class);
+        PosixFilePermission[] order = {PosixFilePermission.OTHERS_EXECUTE, PosixFilePermission.OTHERS_WRITE, PosixFilePermission.OTHERS_READ,
+            PosixFilePermission.GROUP_EXECUTE, PosixFilePermission.GROUP_WRITE, PosixFilePermission.GROUP_READ,
+            PosixFilePermission.OWNER_EXECUTE, PosixFilePermission.OWNER_WRITE, PosixFilePermission.OWNER_READ};
+        for (int i = 0; i < order.length; i++) {
+            if ((mode & (1 << i)) != 0) {
+                out.add(order[i]);
+            }
+        }
+        return out;
+    }
+
+    static int mode(Set<PosixFilePermission> perms) {
+        int m = 0;
+        for (PosixFilePermission p : perms) {
+            m |= switch (p) {
+                case OTHERS_EXECUTE -> 01;
+                case OTHERS_WRITE -> 02;
+                case OTHERS_READ -> 04;
+                case GROUP_EXECUTE -> 010;
+                case GROUP_WRITE -> 020;
+                case GROUP_READ -> 040;
+                case OWNER_EXECUTE -> 0100;
+                case OWNER_WRITE -> 0200;
+                case OWNER_READ -> 0400;
+            };
+        }
+        return m;
+    }
+
+    /** The SHA-256 of a file's content, read in a stream. */
+    public static String sha256(Path f) throws IOException {
+        java.security.MessageDigest md = Chunker.sha256();
+        byte[] buf = new byte[64 * 1024];
+        try (InputStream in = Files.newInputStream(f)) {
+            int n;
+            while ((n = in.read(buf)) > 0) {
+                md.update(buf, 0, n);
+            }
+        }
+        return HexFormat.of().formatHex(md.digest());
+    }
+}

@@ -1,0 +1,194 @@
+package io.syncline.engine.files;
+
+import java.io.IOException;
+import java.nio.file.FileSystems;
+import java.nio.file.FileVisitResult;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.PathMatcher;
+import java.nio.file.SimpleFileVisitor;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.nio.file.attribute.PosixFileAttributes;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/*
+ * Finds what changed in a channel's folder since the state the node last recorded. A file whose length, modification
+ * time and permissions are as recorded is taken as unchanged without reading it, except when it was modified in the
+ * last two seconds (a write in the same clock tick as the last scan would otherwise go unseen); every other file is
+ * hashed. A file that disappeared while another appeared with the same content is a move, so its content is not sent
+ * again. A file that changes while it is hashed is left for the next scan. Symbolic links and other special files are
+ * not synced, nor is Syncline's working folder. Patterns are globs: one without '/' matches a file name in any
+ * folder ("*.jpg"), one with '/' the whole relative path ("images/**").
+ */
+public final class FileScanner {
+    static final long RACY_MILLIS = 2000;
+    private final Path root;
+    private final List<PathMatcher> include;
+    private final List<PathMatcher> exclude;
+    private final List<Boolean> includeByName;
+    private final List<Boolean> excludeByName;
+
+    /** A difference between the folder and the recorded state. */
+    public sealed interface Change permits Put, Delete, Move {
+        String path();
+    }
+
+    /** A new file, new content, or new time or permissions. */
+    public record Put(FileMeta meta) implements Change {
+        public String path() {
+            return meta.path();
+        }
+    }
+
+    /** A file that is gone (or no longer matches the channel's patterns). */
+    public record Delete(String path) implements Change {
+    }
+
+    /** A file renamed or moved: the same content at another path. */
+    public record Move(String from, FileMeta to) implements Change {
+        public String path() {
+            return to.path();
+        }
+    }
+
+    public FileScanner(Path root, List<String> include, List<String> exclude) {
+        this.root = root;
+        this.include = matchers(include);
+        this.exclude = matchers(exclude);
+        this.includeByName = include.stream().map(p -> !p.contains("/")).toList();
+        this.excludeByName = exclude.stream().map(p -> !p.contains("/")).toList();
+    }
+
+    private static List<PathMatcher> matchers(List<String> globs) {
+        List<PathMatcher> out = new ArrayList<>();
+        for (String g : globs) {
+            try {
+                out.add(FileSystems.getDefault().getPathMatcher("glob:" + g));
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("file pattern '" + g + "' is not a valid glob: " + e.getMessage(), e);
+            }
+        }
+        return out;
+    }
+
+    /** True when the channel takes the file at relative path {@code path}. */
+    public boolean matches(String path) {
+        String name = path.substring(path.lastIndexOf('/') + 1);
+        boolean in = include.isEmpty();
+        for (int i = 0; i < include.size() && !in; i++) {
+            in = include.get(i).matches(Path.of(includeByName.get(i) ? name : path));
+        }
+        for (int i = 0; i < exclude.size() && in; i++) {
+            in = !exclude.get(i).matches(Path.of(excludeByName.get(i) ? name : path));
+        }
+        return in;
+    }
+
+    /**
+     * The changes from {@code known} (path to what was last recorded) to the folder now, deletions first and then the
+     * rest in path order.
+     */
+    public List<Change> scan(Map<String, FileMeta> known, long nowMillis) throws IOException {
+        Map<String, FileMeta> found = new TreeMap<>();
+        Files.walkFileTree(root, new SimpleFileVisitor<>() {
+            @Override
+            public FileVisitResult preVisitDirectory(Path dir, BasicFileAttributes attrs) {
+                return dir.equals(root.resolve(SafePath.WORK_DIR)) ? FileVisitResult.SKIP_SUBTREE : FileVisitResult.CONTINUE;
+            }
+
+            @Override
+            public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
+                if (!attrs.isRegularFile()) {
+                    return FileVisitResult.CONTINUE; // links, devices, pipes
+                }
+                String path = SafePath.of(root, file);
+                if (!matches(path)) {
+                    return FileVisitResult.CONTINUE;
+                }
+                FileMeta now = look(file, path, attrs, known.get(path), nowMillis);
+                if (now != null) {
+                    found.put(path, now);
+                }
+                return FileVisitResult.CONTINUE;
+            }
+
+            @Override
+            public FileVisitResult visitFileFailed(Path file, IOException e) throws IOException {
+                if (e instanceof NoSuchFileException) {
+                    return FileVisitResult.CONTINUE; // deleted while we walked
+                }
+                throw e;
+            }
+        });
+        List<Change> changes = new ArrayList<>();
+        Map<String, String> goneByContent = new HashMap<>(); // sha256 -> a path that is gone
+        Map<String, FileMeta> gone = new LinkedHashMap<>();
+        for (FileMeta k : new TreeMap<>(known).values()) {
+            if (!found.containsKey(k.path())) {
+                gone.put(k.path(), k);
+                goneByContent.putIfAbsent(k.sha256() + ":" + k.size(), k.path());
+            }
+        }
+        List<Change> rest = new ArrayList<>();
+        for (FileMeta f : found.values()) {
+            FileMeta k = known.get(f.path());
+            if (k == null) {
+                String from = goneByContent.remove(f.sha256() + ":" + f.size());
+                if (from != null) {
+                    gone.remove(from);
+                    rest.add(new Move(from, f));
+                    continue;
+                }
+                rest.add(new Put(f));
+            } else if (!k.equals(f)) {
+                rest.add(new Put(f));
+            }
+        }
+        for (String p : gone.keySet()) {
+            changes.add(new Delete(p));
+        }
+        changes.addAll(rest);
+        return changes;
+    }
+
+    /** The file as it is now, hashing it unless the record says it is unchanged; null if it changed while hashed. */
+    private FileMeta look(Path file, String path, BasicFileAttributes attrs, FileMeta known, long nowMillis) throws IOException {
+        long mtime = attrs.lastModifiedTime().toMillis();
+        int mode = mode(file);
+        if (known != null && known.size() == attrs.size() && known.mtimeMillis() == mtime && known.mode() == mode
+                && nowMillis - mtime > RACY_MILLIS) {
+            return known;
+        }
+        String sha;
+        try {
+            sha = FileFolder.sha256(file);
+        } catch (NoSuchFileException e) {
+            return null;
+        }
+        BasicFileAttributes after;
+        try {
+            after = Files.readAttributes(file, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+        } catch (NoSuchFileException e) {
+            return null;
+        }
+        if (after.size() != attrs.size() || after.lastModifiedTime().toMillis() != mtime) {
+            return null; // being written: the next scan takes it
+        }
+        return new FileMeta(path, attrs.size(), mtime, mode, sha);
+    }
+
+    static int mode(Path file) throws IOException {
+        try {
+            return FileFolder.mode(Files.readAttributes(file, PosixFileAttributes.class, LinkOption.NOFOLLOW_LINKS).permissions());
+        } catch (UnsupportedOperationException e) {
+            return -1;
+        }
+    }
+}

@@ -1,0 +1,154 @@
+package io.syncline.engine.files;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.syncline.api.BadBatchException;
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.Arrays;
+import java.util.HexFormat;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class FileFolderTest {
+    @TempDir
+    Path tmp;
+
+    static byte[] random(int n, long seed) {
+        byte[] b = new byte[n];
+        new Random(seed).nextBytes(b);
+        return b;
+    }
+
+    static String sha(byte[] b) throws Exception {
+        return HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256").digest(b));
+    }
+
+    /** The sender's side: the delta of {@code content} against what the receiver listed. */
+    static byte[] delta(byte[] content, ChunkIndex receiverBasis, Delta.Stats[] stats) throws Exception {
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        DataOutputStream out = new DataOutputStream(bytes);
+        stats[0] = Delta.encode(new ByteArrayInputStream(content), ChunkIndex.ofIds(receiverBasis.ids()), out);
+        out.flush();
+        return bytes.toByteArray();
+    }
+
+    @Test
+    void shouldWriteANewFileWholeWithItsTimeAndPermissions() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        byte[] content = random(300_000, 1);
+        FileMeta meta = new FileMeta("images/a b/ü.jpg", content.length, 1_700_000_000_000L, 0640, sha(content));
+        Delta.Stats[] s = new Delta.Stats[1];
+        byte[] d = delta(content, folder.basis(meta), s);
+        folder.receive(meta, new DataInputStream(new ByteArrayInputStream(d)), folder.basis(meta));
+        Path f = folder.root().resolve("images/a b/ü.jpg");
+        assertThat(Files.readAllBytes(f)).isEqualTo(content);
+        assertThat(Files.getLastModifiedTime(f).toMillis()).isEqualTo(1_700_000_000_000L);
+        assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(f))).isEqualTo("rw-r-----");
+        assertThat(s[0].literalBytes()).isEqualTo(content.length);
+        assertThat(folder.has(meta)).isTrue();
+    }
+
+    @Test
+    void shouldSendOnlyTheChangedChunksOfAFileEditedInPlace() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        byte[] old = random(8 * 1024 * 1024, 2);
+        Files.write(folder.root().resolve("big.bin"), old);
+        byte[] edited = old.clone();
+        Random r = new Random(3);
+        for (int i = 0; i < 10; i++) { // 10 scattered edits of 100 bytes
+            int at = r.nextInt(edited.length - 100);
+            for (int k = 0; k < 100; k++) {
+                edited[at + k] ^= 0x5a;
+            }
+        }
+        FileMeta meta = new FileMeta("big.bin", edited.length, 1_000L, -1, sha(edited));
+        Delta.Stats[] s = new Delta.Stats[1];
+        byte[] d = delta(edited, folder.basis(meta), s);
+        assertThat(s[0].literalBytes()).as("bytes sent for 10 edits").isLessThanOrEqualTo(10L * 2 * Chunker.MAX);
+        assertThat(d.length).isLessThan(edited.length / 8);
+        folder.receive(meta, new DataInputStream(new ByteArrayInputStream(d)), folder.basis(meta));
+        assertThat(Files.readAllBytes(folder.root().resolve("big.bin"))).isEqualTo(edited);
+    }
+
+    @Test
+    void shouldKeepTheTargetWhenAConnectionIsCutAndResumeWithTheRest() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        Files.writeString(folder.root().resolve("doc.pdf"), "old version");
+        byte[] content = random(2 * 1024 * 1024, 4);
+        FileMeta meta = new FileMeta("doc.pdf", content.length, 5_000L, -1, sha(content));
+        Delta.Stats[] s = new Delta.Stats[1];
+        byte[] full = delta(content, folder.basis(meta), s);
+        byte[] cut = Arrays.copyOf(full, full.length * 6 / 10);
+        assertThatThrownBy(() -> folder.receive(meta, new DataInputStream(new ByteArrayInputStream(cut)), folder.basis(meta)))
+                .isInstanceOf(Delta.CutException.class).hasMessageContaining("doc.pdf");
+        assertThat(Files.readString(folder.root().resolve("doc.pdf"))).isEqualTo("old version");
+
+        ChunkIndex basis = folder.basis(meta); // now holds the chunks of the part received
+        byte[] rest = delta(content, basis, s);
+        assertThat(s[0].literalBytes()).as("bytes sent again after the cut").isLessThan(content.length / 2);
+        folder.receive(meta, new DataInputStream(new ByteArrayInputStream(rest)), basis);
+        assertThat(Files.readAllBytes(folder.root().resolve("doc.pdf"))).isEqualTo(content);
+        try (var left = Files.list(folder.root().resolve(SafePath.WORK_DIR))) {
+            assertThat(left).as("partial files after success").isEmpty();
+        }
+    }
+
+    @Test
+    void shouldRefuseContentThatIsNotWhatWasAnnouncedAndKeepTheTarget() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        Files.writeString(folder.root().resolve("a.txt"), "kept");
+        byte[] content = "new content".getBytes();
+        FileMeta announced = new FileMeta("a.txt", content.length, 1L, -1, sha("other content".getBytes()));
+        Delta.Stats[] s = new Delta.Stats[1];
+        byte[] d = delta(content, folder.basis(announced), s);
+        assertThatThrownBy(() -> folder.receive(announced, new DataInputStream(new ByteArrayInputStream(d)), folder.basis(announced)))
+                .isInstanceOf(BadBatchException.class).hasMessageContaining("changed at the sender");
+        assertThat(Files.readString(folder.root().resolve("a.txt"))).isEqualTo("kept");
+    }
+
+    @Test
+    void shouldRefuseAMalformedDeltaNamingTheFile() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        FileMeta meta = new FileMeta("x.bin", 1, 1L, -1, sha(new byte[] {1}));
+        byte[] junk = {'Z', 0, 0};
+        assertThatThrownBy(() -> folder.receive(meta, new DataInputStream(new ByteArrayInputStream(junk)), folder.basis(meta)))
+                .isInstanceOf(BadBatchException.class).hasMessageContaining("x.bin").hasMessageContaining("unknown delta op 90");
+        byte[] outside = {'C', 0, 0, 0, 5, 0, 0, 0, 1};
+        assertThatThrownBy(() -> folder.receive(meta, new DataInputStream(new ByteArrayInputStream(outside)), folder.basis(meta)))
+                .isInstanceOf(BadBatchException.class).hasMessageContaining("outside the 0 chunks");
+        assertThat(Files.exists(folder.root().resolve("x.bin"))).isFalse();
+    }
+
+    @Test
+    void shouldWriteAnEmptyFile() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        FileMeta meta = new FileMeta("empty", 0, 2_000L, -1, sha(new byte[0]));
+        Delta.Stats[] s = new Delta.Stats[1];
+        byte[] d = delta(new byte[0], folder.basis(meta), s);
+        folder.receive(meta, new DataInputStream(new ByteArrayInputStream(d)), folder.basis(meta));
+        assertThat(Files.size(folder.root().resolve("empty"))).isZero();
+    }
+
+    @Test
+    void shouldMoveALocalCopyAndDeleteWithTheFoldersLeftEmpty() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        Path a = Files.createDirectories(folder.root().resolve("old/deep")).resolve("a.jpg");
+        Files.writeString(a, "image");
+        FileMeta moved = new FileMeta("new/a.jpg", 5, 3_000L, -1, sha("image".getBytes()));
+        assertThat(folder.copyLocal("old/deep/a.jpg", moved, true)).isTrue();
+        assertThat(Files.readString(folder.root().resolve("new/a.jpg"))).isEqualTo("image");
+        assertThat(Files.exists(folder.root().resolve("old"))).as("emptied folders removed").isFalse();
+        assertThat(folder.copyLocal("old/deep/a.jpg", moved, true)).as("source gone").isFalse();
+        folder.delete("new/a.jpg");
+        folder.delete("new/a.jpg"); // deleting again is no error
+        assertThat(Files.exists(folder.root().resolve("new"))).isFalse();
+    }
+}

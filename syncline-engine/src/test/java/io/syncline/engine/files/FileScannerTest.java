@@ -1,0 +1,107 @@
+package io.syncline.engine.files;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class FileScannerTest {
+    @TempDir
+    Path root;
+
+    static final long NOW = 2_000_000_000_000L;
+
+    /** Writes a file dated an hour before NOW, so the scanner trusts its length and time. */
+    Path write(String path, String content) throws Exception {
+        Path f = root.resolve(path);
+        Files.createDirectories(f.getParent());
+        Files.writeString(f, content);
+        Files.setLastModifiedTime(f, FileTime.fromMillis(NOW - 3_600_000));
+        return f;
+    }
+
+    static Map<String, FileMeta> record(Map<String, FileMeta> known, List<FileScanner.Change> changes) {
+        Map<String, FileMeta> next = new HashMap<>(known);
+        for (FileScanner.Change c : changes) {
+            switch (c) {
+                case FileScanner.Put p -> next.put(p.path(), p.meta());
+                case FileScanner.Delete d -> next.remove(d.path());
+                case FileScanner.Move m -> {
+                    next.remove(m.from());
+                    next.put(m.path(), m.to());
+                }
+            }
+        }
+        return next;
+    }
+
+    @Test
+    void shouldFindNewChangedMovedAndDeletedFiles() throws Exception {
+        FileScanner scanner = new FileScanner(root, List.of(), List.of());
+        write("a.txt", "alpha");
+        write("nested/deep/b.txt", "beta");
+        write("empty", "");
+        write("ünïcødé/名前.txt", "gamma");
+        List<FileScanner.Change> first = scanner.scan(Map.of(), NOW);
+        assertThat(first).extracting(FileScanner.Change::path)
+                .containsExactly("a.txt", "empty", "nested/deep/b.txt", "ünïcødé/名前.txt");
+        assertThat(first).allMatch(c -> c instanceof FileScanner.Put);
+        Map<String, FileMeta> known = record(Map.of(), first);
+        assertThat(scanner.scan(known, NOW)).as("nothing changed").isEmpty();
+
+        write("a.txt", "alpha, edited");
+        Files.move(root.resolve("nested/deep/b.txt"), Files.createDirectories(root.resolve("moved")).resolve("b.txt"));
+        Files.delete(root.resolve("empty"));
+        List<FileScanner.Change> second = scanner.scan(known, NOW);
+        assertThat(second).containsExactlyInAnyOrder(
+                new FileScanner.Delete("empty"),
+                new FileScanner.Put(new FileMeta("a.txt", 13, NOW - 3_600_000, known.get("a.txt").mode(),
+                        FileFolder.sha256(root.resolve("a.txt")))),
+                new FileScanner.Move("nested/deep/b.txt", known.get("nested/deep/b.txt").at("moved/b.txt")));
+        assertThat(second.get(0)).as("deletions come first").isInstanceOf(FileScanner.Delete.class);
+    }
+
+    @Test
+    void shouldReportATouchAsNewTimeWithTheSameContent() throws Exception {
+        FileScanner scanner = new FileScanner(root, List.of(), List.of());
+        write("a.txt", "alpha");
+        Map<String, FileMeta> known = record(Map.of(), scanner.scan(Map.of(), NOW));
+        Files.setLastModifiedTime(root.resolve("a.txt"), FileTime.fromMillis(NOW - 60_000));
+        List<FileScanner.Change> changes = scanner.scan(known, NOW);
+        assertThat(changes).hasSize(1);
+        FileMeta touched = ((FileScanner.Put) changes.get(0)).meta();
+        assertThat(touched.sha256()).isEqualTo(known.get("a.txt").sha256());
+        assertThat(touched.mtimeMillis()).isEqualTo(NOW - 60_000);
+    }
+
+    @Test
+    void shouldHashAgainAFileWrittenInTheLastTwoSecondsEvenWithTheSameLengthAndTime() throws Exception {
+        FileScanner scanner = new FileScanner(root, List.of(), List.of());
+        Path f = write("a.txt", "aaaa");
+        Files.setLastModifiedTime(f, FileTime.fromMillis(NOW - 500));
+        Map<String, FileMeta> known = record(Map.of(), scanner.scan(Map.of(), NOW));
+        Files.writeString(f, "bbbb"); // same length, and the same time as recorded
+        Files.setLastModifiedTime(f, FileTime.fromMillis(NOW - 500));
+        assertThat(scanner.scan(known, NOW)).hasSize(1);
+    }
+
+    @Test
+    void shouldTakeOnlyFilesThePatternsSelectAndSkipLinksAndTheWorkingFolder() throws Exception {
+        FileScanner scanner = new FileScanner(root, List.of("*.jpg", "docs/**"), List.of("*-draft.*"));
+        write("a.jpg", "1");
+        write("deep/b.jpg", "2");
+        write("c.png", "3");
+        write("docs/x/spec.pdf", "4");
+        write("docs/spec-draft.pdf", "5");
+        write(SafePath.WORK_DIR + "/abc.part", "6");
+        Files.createSymbolicLink(root.resolve("link.jpg"), root.resolve("a.jpg"));
+        assertThat(scanner.scan(Map.of(), NOW)).extracting(FileScanner.Change::path)
+                .containsExactly("a.jpg", "deep/b.jpg", "docs/x/spec.pdf");
+    }
+}
