@@ -90,6 +90,8 @@ public final class HubNode implements NodeControl {
     private final Map<String, ScheduledFuture<?>> pullTasks = new ConcurrentHashMap<>();
     private final ScheduledExecutorService pullScheduler;
     private final HttpEndpoint http;
+    /** Site-to-hub file channels: offers and applies of sites' files. */
+    private final HubFiles files;
 
     /** Live state of one registered site. Fields are written by exchange threads and read by status(). */
     private static final class SiteState {
@@ -143,6 +145,13 @@ public final class HubNode implements NodeControl {
             throw e;
         }
         this.applier = new BatchApplier(db.dialect(), clock);
+        try {
+            this.files = new HubFiles(cfg, db, clock);
+        } catch (SyncException e) {
+            distributor.close();
+            db.close();
+            throw e;
+        }
         AtomicInteger n = new AtomicInteger();
         this.pullScheduler = Executors.newScheduledThreadPool(4, r -> {
             Thread t = new Thread(r, "syncline-hub-pull-" + n.incrementAndGet());
@@ -155,6 +164,8 @@ public final class HubNode implements NodeControl {
         http.route("/v1/fetch", "GET", this::handleFetch);
         http.route("/v1/poke", "POST", this::handlePoke);
         http.route("/v1/status", "GET", this::handleStatus);
+        http.route("/v1/files/offer", "POST", ex -> files.handleOffer(ex, authenticate(ex).id));
+        http.route("/v1/files/apply", "POST", ex -> files.handleApply(ex, authenticate(ex).id));
         Conflicts conflicts = new Conflicts(cfg, db, channels, applier, twoWay, clock);
         http.route("/v1/conflicts", "GET", conflicts::handleList);
         http.route("/v1/conflicts/settle", "POST", conflicts::handleSettle);
@@ -198,6 +209,11 @@ public final class HubNode implements NodeControl {
         } catch (IOException | SQLException e) {
             throw new SyncException(SyncException.Stage.CONFIG, "hub " + cfg.nodeId() + " could not start: " + e.getMessage(), e);
         }
+    }
+
+    /** The hub's side of file channels (counters for tests and status). */
+    HubFiles files() {
+        return files;
     }
 
     /** The HTTP port the hub listens on. */
@@ -273,7 +289,7 @@ public final class HubNode implements NodeControl {
                 schedule.mode().name().toLowerCase(), schedule.interval().toMillis());
         HttpEndpoint.sendJson(ex, 200, new Registration.Response(cfg.nodeId(), r.node(), secret,
                 schedule.mode().name().toLowerCase(), schedule.interval().toMillis(), cfg.maxBatchesPerExchange(),
-                channelsFor(r.node()), configHash(r.node(), schedule)));
+                channelsFor(r.node()), configHash(r.node(), schedule), files.channelsFor(r.node())));
     }
 
     /** The channels a site takes part in: every site-to-hub channel, and the hub-to-sites and two-way channels routed to it. */
@@ -297,7 +313,8 @@ public final class HubNode implements NodeControl {
         // Sent with every exchange; the configuration is fixed for the hub's life, so worked out once per site.
         return configHashes.computeIfAbsent(site + '\0' + schedule, k -> {
             try {
-                return Secrets.sha256(WireFormat.MAPPER.writeValueAsString(channelsFor(site)) + "|" + schedule.mode() + "|"
+                return Secrets.sha256(WireFormat.MAPPER.writeValueAsString(channelsFor(site)) + "|"
+                        + WireFormat.MAPPER.writeValueAsString(files.channelsFor(site)) + "|" + schedule.mode() + "|"
                         + schedule.interval().toMillis() + "|" + cfg.maxBatchesPerExchange()).substring(0, 16);
             } catch (IOException e) {
                 throw new UncheckedIOException(e);
@@ -325,6 +342,7 @@ public final class HubNode implements NodeControl {
                     ps.setString(1, r.node());
                     ps.executeUpdate();
                 }
+                HubFiles.forget(c, r.node());
             }
             String sql = exists
                     ? "UPDATE sync_node SET secret_hash = ?, listen_url = ?, pull_token = ?, incarnation = ?, registered_at = ? WHERE node_id = ?"

@@ -1,6 +1,7 @@
 package io.syncline.node;
 
 import io.syncline.api.ChannelSpec;
+import io.syncline.api.FileChannelSpec;
 import java.util.List;
 
 /** Messages of the registration exchange (docs/protocol.md). */
@@ -14,6 +15,9 @@ final class Registration {
 
     /** Hub to site: the site's credentials and its sync configuration. */
     record Response(String hub, String node, String secret, String mode, long intervalMillis, int maxBatches,
-                    List<ChannelSpec> channels, String configHash) {
+                    List<ChannelSpec> channels, String configHash, List<FileChannelSpec> fileChannels) {
+        Response {
+            fileChannels = fileChannels == null ? List.of() : List.copyOf(fileChannels); // registrations stored before file channels
+        }
     }
 }

@@ -130,6 +130,8 @@ public final class SiteNode implements NodeControl {
     private volatile Instant lastContact;
     /** This site's hybrid logical clock: stamps its batches, and takes in the stamps of the hub's batches it applies. */
     private final HybridClock stamps;
+    /** Site-to-hub file channels: walks the folders and sends their changes, on a thread of its own. */
+    private final SiteFiles files;
 
     private SiteNode(NodeConfig cfg, Clock clock) throws SQLException, IOException {
         this.cfg = cfg;
@@ -173,6 +175,7 @@ public final class SiteNode implements NodeControl {
         this.watch = db.watchCaptures("site-" + cfg.nodeId(), waker);
         waker.reportsBeforeCommit(watch != null && watch.callsBeforeCommit());
         startListener();
+        this.files = new SiteFiles(cfg, db, clock, () -> registration);
         tryRegister();
         if (registration != null) {
             installCapture(false);
@@ -232,6 +235,7 @@ public final class SiteNode implements NodeControl {
             lastContact = clock.instant();
             LOG.info("site {} registered with hub {} ({} mode, channels {})", cfg.nodeId(), r.hub(), r.mode(),
                     r.channels().stream().map(ChannelSpec::name).toList());
+            files.wake();
         } catch (IOException | SQLException | RuntimeException e) {
             lastError = "registration failed: " + e.getMessage();
             // Keep trying (with backoff) even when a stored registration lets us go on: the hub must learn this
@@ -1234,6 +1238,7 @@ public final class SiteNode implements NodeControl {
         if (watch != null) {
             watch.close();
         }
+        files.close();
         // Not shutdownNow: an interrupt during a JDBC call closes an embedded H2 database's file channel.
         fetchThreads.shutdown();
         fetchers.values().forEach(f -> {

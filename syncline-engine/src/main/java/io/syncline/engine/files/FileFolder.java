@@ -53,13 +53,18 @@ public final class FileFolder {
         return SafePath.resolve(root, path);
     }
 
+    /** True when {@code path} holds {@code meta}'s content (length first, then hash: a file of another length is not read). */
+    public boolean holds(String path, FileMeta meta) throws IOException {
+        Path f = file(path);
+        return Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS) && Files.size(f) == meta.size() && sha256(f).equals(meta.sha256());
+    }
+
     /** True when {@code meta.path()} already holds {@code meta}'s content; then its time and permissions are set as in meta. */
     public boolean has(FileMeta meta) throws IOException {
-        Path f = file(meta.path());
-        if (!Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS) || Files.size(f) != meta.size() || !sha256(f).equals(meta.sha256())) {
+        if (!holds(meta.path(), meta)) {
             return false;
         }
-        setAttributes(f, meta);
+        setAttributes(file(meta.path()), meta);
         return true;
     }
 
@@ -115,8 +120,7 @@ public final class FileFolder {
      */
     public boolean copyLocal(String from, FileMeta meta, boolean move) throws IOException {
         Path source = file(from);
-        if (!Files.isRegularFile(source, LinkOption.NOFOLLOW_LINKS) || Files.size(source) != meta.size()
-                || !sha256(source).equals(meta.sha256())) {
+        if (!holds(from, meta)) {
             return false;
         }
         Path target = file(meta.path());

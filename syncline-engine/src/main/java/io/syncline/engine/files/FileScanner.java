@@ -96,6 +96,11 @@ public final class FileScanner {
      * rest in path order.
      */
     public List<Change> scan(Map<String, FileMeta> known, long nowMillis) throws IOException {
+        return scan(known, nowMillis, skipped -> { });
+    }
+
+    /** As above; {@code unsyncable} hears of each file whose path cannot travel (SafePath.check refuses it), with the reason. */
+    public List<Change> scan(Map<String, FileMeta> known, long nowMillis, java.util.function.Consumer<String> unsyncable) throws IOException {
         Map<String, FileMeta> found = new TreeMap<>();
         Files.walkFileTree(root, new SimpleFileVisitor<>() {
             @Override
@@ -109,6 +114,12 @@ public final class FileScanner {
                     return FileVisitResult.CONTINUE; // links, devices, pipes
                 }
                 String path = SafePath.of(root, file);
+                try {
+                    SafePath.check(path);
+                } catch (io.syncline.api.UnsafePathException e) {
+                    unsyncable.accept(e.getMessage());
+                    return FileVisitResult.CONTINUE;
+                }
                 if (!matches(path)) {
                     return FileVisitResult.CONTINUE;
                 }

@@ -69,6 +69,16 @@ public final class SyncSchema {
                     + "PRIMARY KEY (source, channel))");
             s.execute("CREATE TABLE IF NOT EXISTS sync_trigger_hist (table_name VARCHAR(128) PRIMARY KEY, "
                     + "channel VARCHAR(64) NOT NULL, signature " + text + " NOT NULL, installed_at TIMESTAMP WITH TIME ZONE NOT NULL)");
+            // File channels (engine/files): at a sending node, the state of every file as last recorded, one row per path
+            // (path_id: SHA-256 of the path, as paths can be longer than an index allows); seq orders the changes still
+            // to send; a deleted file stays as a tombstone until the receiver has it. At a receiving node, the last
+            // change applied per source and channel.
+            s.execute("CREATE TABLE IF NOT EXISTS sync_file (channel VARCHAR(64) NOT NULL, path_id CHAR(64) NOT NULL, path " + text
+                    + " NOT NULL, size BIGINT NOT NULL, mtime BIGINT NOT NULL, mode INT NOT NULL, sha256 CHAR(64) NOT NULL, "
+                    + "seq BIGINT NOT NULL, deleted BOOLEAN NOT NULL, moved_from " + text + ", PRIMARY KEY (channel, path_id))");
+            s.execute("CREATE INDEX IF NOT EXISTS sync_file_seq ON sync_file (channel, seq)");
+            s.execute("CREATE TABLE IF NOT EXISTS sync_file_in (source VARCHAR(64) NOT NULL, channel VARCHAR(64) NOT NULL, "
+                    + "last_seq BIGINT NOT NULL, applied_at TIMESTAMP WITH TIME ZONE NOT NULL, PRIMARY KEY (source, channel))");
             s.execute("CREATE TABLE IF NOT EXISTS sync_node (node_id VARCHAR(64) PRIMARY KEY, secret_hash VARCHAR(128) NOT NULL, "
                     + "listen_url VARCHAR(500), pull_token VARCHAR(128), incarnation VARCHAR(64), "
                     + "registered_at TIMESTAMP WITH TIME ZONE NOT NULL)");

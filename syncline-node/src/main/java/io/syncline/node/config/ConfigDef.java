@@ -84,6 +84,28 @@ public final class ConfigDef {
             new ConfigKey("channels[].tables[].conflict.priority", Type.LIST, null, false, HUB, "As channels[].conflict.priority."),
             new ConfigKey("channels[].tables[].conflict.priority[]", Type.NAME, null, false, HUB, "A node id."),
             new ConfigKey("channels[].tables[].conflict.resolver", Type.STRING, null, false, HUB, "As channels[].conflict.resolver."),
+            new ConfigKey("fileChannels", Type.LIST, null, false, HUB,
+                    "File channels: the files of a folder at each node that sync next to the tables (docs/files.md)."),
+            new ConfigKey("fileChannels[].name", Type.NAME, null, true, HUB, "File channel name; no table channel may have it too."),
+            new ConfigKey("fileChannels[].direction", Type.ENUM_DIRECTION, "site-to-hub", false, HUB,
+                    "'site-to-hub' (each site's files arrive at the hub in a sub-folder named after the site), 'hub-to-sites' or "
+                            + "'two-way'."),
+            new ConfigKey("fileChannels[].sites", Type.ROUTE, null, false, HUB,
+                    "Hub-to-sites and two-way file channels: which sites take part, as for channels[].sites. Default: every site."),
+            new ConfigKey("fileChannels[].include", Type.LIST, null, false, HUB,
+                    "Globs of the files the channel takes; none: every file. A glob without '/' matches a file name in any folder "
+                            + "('*.jpg'), one with '/' the path from the channel's folder ('images/**')."),
+            new ConfigKey("fileChannels[].include[]", Type.STRING, null, false, HUB, "A glob."),
+            new ConfigKey("fileChannels[].exclude", Type.LIST, null, false, HUB, "Globs of files the channel leaves out, after include."),
+            new ConfigKey("fileChannels[].exclude[]", Type.STRING, null, false, HUB, "A glob."),
+            new ConfigKey("folders", Type.MAP, null, false, BOTH,
+                    "This node's folder for each file channel it takes part in, keyed by channel name: folders: {images: /srv/images}."),
+            new ConfigKey("folders.*", Type.STRING, null, false, BOTH,
+                    "A folder path. Syncline keeps its partial and temporary files in its sub-folder .syncline-tmp, never synced."),
+            new ConfigKey("files.scanInterval", Type.DURATION, "30s", false, BOTH,
+                    "How often a node walks its file channels' folders in full. Changes are also seen at once through the file "
+                            + "system's notifications; the walk is the safety net (notifications can be lost, and nothing is watched "
+                            + "while the node is down)."),
             new ConfigKey("hub.url", Type.URL, null, true, SITE, "Base URL of the hub, e.g. http://hq.example.com:8080."),
             new ConfigKey("hub.token", Type.SECRET, null, true, SITE,
                     "The hub's enrollment token. Write ${SYNCLINE_ENROLLMENT_TOKEN} to take it from the environment."),

@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.node.TextNode;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import io.syncline.api.ChannelSpec;
 import io.syncline.api.ConflictPolicy;
+import io.syncline.api.FileChannelSpec;
 import io.syncline.api.Names;
 import io.syncline.api.TableSpec;
 import io.syncline.engine.route.RouteExpression;
@@ -85,6 +86,13 @@ public final class NodeConfig {
                 }
             } catch (IllegalArgumentException e) {
                 problems.add("channels: " + e.getMessage());
+            }
+            try {
+                if (role == Role.HUB && problems.isEmpty()) {
+                    cfg.fileChannels();
+                }
+            } catch (IllegalArgumentException e) {
+                problems.add(e.getMessage().startsWith("fileChannels") ? e.getMessage() : "fileChannels: " + e.getMessage());
             }
             if (problems.isEmpty()) {
                 return cfg;
@@ -483,6 +491,70 @@ public final class NodeConfig {
         }
     }
 
+    /** The hub's file channels. */
+    public List<FileChannelSpec> fileChannels() {
+        List<FileChannelSpec> out = new ArrayList<>();
+        JsonNode list = at(root, "fileChannels");
+        if (list == null) {
+            return out;
+        }
+        int i = 0;
+        for (JsonNode ch : list) {
+            String path = "fileChannels[" + i++ + "]";
+            List<String> include = new ArrayList<>();
+            ch.path("include").forEach(n -> include.add(n.asText()));
+            List<String> exclude = new ArrayList<>();
+            ch.path("exclude").forEach(n -> exclude.add(n.asText()));
+            for (String glob : concat(include, exclude)) {
+                try {
+                    java.nio.file.FileSystems.getDefault().getPathMatcher("glob:" + glob);
+                } catch (IllegalArgumentException e) {
+                    throw new IllegalArgumentException(path + ": '" + glob + "' is not a valid glob: " + e.getMessage(), e);
+                }
+            }
+            try {
+                out.add(new FileChannelSpec(ch.path("name").asText(), direction(ch.path("direction").asText()),
+                        ch.hasNonNull("sites") ? ch.get("sites").asText() : null, include, exclude));
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException(path + ": " + e.getMessage(), e);
+            }
+        }
+        if (out.stream().map(FileChannelSpec::name).distinct().count() != out.size()) {
+            throw new IllegalArgumentException("two file channels have the same name");
+        }
+        for (FileChannelSpec f : out) {
+            if (channels().stream().anyMatch(c -> c.name().equals(f.name()))) {
+                throw new IllegalArgumentException("'" + f.name() + "' names both a file channel and a table channel");
+            }
+        }
+        return out;
+    }
+
+    private static List<String> concat(List<String> a, List<String> b) {
+        List<String> out = new ArrayList<>(a);
+        out.addAll(b);
+        return out;
+    }
+
+    private static ChannelSpec.Direction direction(String text) {
+        return switch (text) {
+            case "hub-to-sites" -> ChannelSpec.Direction.HUB_TO_SITES;
+            case "two-way" -> ChannelSpec.Direction.TWO_WAY;
+            default -> ChannelSpec.Direction.SITE_TO_HUB;
+        };
+    }
+
+    /** This node's folder for file channel {@code channel} ({@code folders.<channel>}), if it has one. */
+    public Optional<Path> folder(String channel) {
+        JsonNode f = at(root, "folders");
+        return f == null || !f.hasNonNull(channel) ? Optional.empty() : Optional.of(Path.of(f.get(channel).asText()));
+    }
+
+    /** {@code files.scanInterval}: how often file channel folders are walked in full. */
+    public Duration fileScanInterval() {
+        return parseDuration(raw("files.scanInterval"));
+    }
+
     /** The hub's channels. */
     public List<ChannelSpec> channels() {
         List<ChannelSpec> out = new ArrayList<>();
@@ -501,11 +573,7 @@ public final class NodeConfig {
                         t.hasNonNull("hubColumn") ? t.get("hubColumn").asText() : null,
                         t.hasNonNull("filter") ? t.get("filter").asText() : null, conflictPolicy(t.get("conflict"), tPath, null)));
             }
-            ChannelSpec.Direction direction = switch (ch.path("direction").asText()) {
-                case "hub-to-sites" -> ChannelSpec.Direction.HUB_TO_SITES;
-                case "two-way" -> ChannelSpec.Direction.TWO_WAY;
-                default -> ChannelSpec.Direction.SITE_TO_HUB;
-            };
+            ChannelSpec.Direction direction = direction(ch.path("direction").asText());
             String schedule = ch.hasNonNull("schedule") ? ch.get("schedule").asText() : null;
             try {
                 Schedule.of(schedule);

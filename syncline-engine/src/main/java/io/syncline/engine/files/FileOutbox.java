@@ -1,0 +1,183 @@
+package io.syncline.engine.files;
+
+import io.syncline.engine.schema.SyncSchema;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+
+/*
+ * The sending side of a file channel, in the node's database (table sync_file): one row per path with the file's state
+ * as last recorded and the number (seq) of its last change. What the receiver has not acknowledged are the rows with a
+ * higher seq than its acknowledgement, so a file changed five times before it is sent travels once, as it is now. A
+ * deleted file stays as a tombstone until the receiver acknowledges it. A move records the new path first and the
+ * tombstone of the old one after it, so the receiver still has the old file to move when it reads the move. Numbers
+ * come from a counter in sync_state that never goes back, even when the rows with the highest numbers are purged.
+ * The caller runs each method in its transaction and serializes writers of one channel.
+ */
+public final class FileOutbox {
+    private static final String NEXT = "files.seq.";
+    private static final String ACKED = "files.acked.";
+
+    private FileOutbox() {
+    }
+
+    /** Every file recorded and not deleted, by path. */
+    public static Map<String, FileMeta> known(Connection c, String channel) throws SQLException {
+        Map<String, FileMeta> out = new HashMap<>();
+        try (PreparedStatement ps = c.prepareStatement("SELECT path, size, mtime, mode, sha256 FROM sync_file WHERE channel = ? AND deleted = FALSE")) {
+            ps.setString(1, channel);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    out.put(rs.getString(1), new FileMeta(rs.getString(1), rs.getLong(2), rs.getLong(3), rs.getInt(4), rs.getString(5)));
+                }
+            }
+        }
+        return out;
+    }
+
+    /** Records what a scan found, each change with the next number. */
+    public static void record(Connection c, String channel, List<FileScanner.Change> changes) throws SQLException {
+        if (changes.isEmpty()) {
+            return;
+        }
+        long seq = next(c, channel);
+        for (FileScanner.Change ch : changes) {
+            switch (ch) {
+                case FileScanner.Put p -> put(c, channel, p.meta(), null, seq++);
+                case FileScanner.Move m -> {
+                    put(c, channel, m.to(), m.from(), seq++);
+                    tombstone(c, channel, m.from(), seq++);
+                }
+                case FileScanner.Delete d -> tombstone(c, channel, d.path(), seq++);
+            }
+        }
+        SyncSchema.putState(c, NEXT + channel, Long.toString(seq));
+    }
+
+    private static void put(Connection c, String channel, FileMeta m, String from, long seq) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET path = ?, size = ?, mtime = ?, mode = ?, sha256 = ?, seq = ?, "
+                + "deleted = FALSE, moved_from = ? WHERE channel = ? AND path_id = ?")) {
+            ps.setString(1, m.path());
+            ps.setLong(2, m.size());
+            ps.setLong(3, m.mtimeMillis());
+            ps.setInt(4, m.mode());
+            ps.setString(5, m.sha256());
+            ps.setLong(6, seq);
+            ps.setString(7, from);
+            ps.setString(8, channel);
+            ps.setString(9, pathId(m.path()));
+            if (ps.executeUpdate() > 0) {
+                return;
+            }
+        }
+        try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_file (channel, path_id, path, size, mtime, mode, sha256, seq, deleted, "
+                + "moved_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, FALSE, ?)")) {
+            ps.setString(1, channel);
+            ps.setString(2, pathId(m.path()));
+            ps.setString(3, m.path());
+            ps.setLong(4, m.size());
+            ps.setLong(5, m.mtimeMillis());
+            ps.setInt(6, m.mode());
+            ps.setString(7, m.sha256());
+            ps.setLong(8, seq);
+            ps.setString(9, from);
+            ps.executeUpdate();
+        }
+    }
+
+    private static void tombstone(Connection c, String channel, String path, long seq) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET seq = ?, deleted = TRUE, moved_from = NULL WHERE channel = ? AND path_id = ?")) {
+            ps.setLong(1, seq);
+            ps.setString(2, channel);
+            ps.setString(3, pathId(path));
+            ps.executeUpdate();
+        }
+    }
+
+    /** The receiver's acknowledgement: the last change it has (0: none). */
+    public static long acknowledged(Connection c, String channel) throws SQLException {
+        String v = SyncSchema.getState(c, ACKED + channel);
+        return v == null ? 0 : Long.parseLong(v);
+    }
+
+    /** Changes after {@code after}, oldest first, at most {@code limit}. */
+    public static List<FileEntry> pending(Connection c, String channel, long after, int limit) throws SQLException {
+        List<FileEntry> out = new ArrayList<>();
+        try (PreparedStatement ps = c.prepareStatement("SELECT seq, path, moved_from, deleted, size, mtime, mode, sha256 FROM sync_file "
+                + "WHERE channel = ? AND seq > ? ORDER BY seq")) {
+            ps.setString(1, channel);
+            ps.setLong(2, after);
+            ps.setMaxRows(limit);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    out.add(new FileEntry(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getBoolean(4), rs.getLong(5), rs.getLong(6),
+                            rs.getInt(7), rs.getString(8)));
+                }
+            }
+        }
+        return out;
+    }
+
+    /** The receiver has every change up to {@code upTo}: tombstones and move sources up to it are no longer needed. */
+    public static void acknowledge(Connection c, String channel, long upTo) throws SQLException {
+        if (upTo <= acknowledged(c, channel)) {
+            return;
+        }
+        SyncSchema.putState(c, ACKED + channel, Long.toString(upTo));
+        try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_file WHERE channel = ? AND deleted = TRUE AND seq <= ?")) {
+            ps.setString(1, channel);
+            ps.setLong(2, upTo);
+            ps.executeUpdate();
+        }
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET moved_from = NULL WHERE channel = ? AND seq <= ? AND moved_from IS NOT NULL")) {
+            ps.setString(1, channel);
+            ps.setLong(2, upTo);
+            ps.executeUpdate();
+        }
+    }
+
+    /** The next number this channel's changes get. */
+    public static long next(Connection c, String channel) throws SQLException {
+        String v = SyncSchema.getState(c, NEXT + channel);
+        return v == null ? 1 : Long.parseLong(v);
+    }
+
+    /**
+     * The receiver says it applied change {@code applied}, which this node never numbered (its database was restored
+     * from an older copy): every file is numbered again after it, so all are offered again (the receiver skips the
+     * content it holds), and the acknowledgement follows the receiver's.
+     */
+    public static void renumberAfter(Connection c, String channel, long applied) throws SQLException {
+        long seq = applied + 1;
+        List<String> paths = new ArrayList<>();
+        try (PreparedStatement ps = c.prepareStatement("SELECT path_id FROM sync_file WHERE channel = ? ORDER BY seq")) {
+            ps.setString(1, channel);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    paths.add(rs.getString(1));
+                }
+            }
+        }
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET seq = ? WHERE channel = ? AND path_id = ?")) {
+            for (String id : paths) {
+                ps.setLong(1, seq++);
+                ps.setString(2, channel);
+                ps.setString(3, id);
+                ps.executeUpdate();
+            }
+        }
+        SyncSchema.putState(c, NEXT + channel, Long.toString(seq));
+        SyncSchema.putState(c, ACKED + channel, Long.toString(applied));
+    }
+
+    /** The key of a path in sync_file: its SHA-256 in hex. */
+    static String pathId(String path) {
+        return HexFormat.of().formatHex(Chunker.sha256().digest(path.getBytes(java.nio.charset.StandardCharsets.UTF_8)));
+    }
+}

@@ -1,0 +1,167 @@
+package io.syncline.node;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import io.syncline.engine.files.FileEntry;
+import io.syncline.node.config.ConfigKey.Role;
+import io.syncline.node.config.NodeConfig;
+import io.syncline.transport.wire.WireFormat;
+import java.io.ByteArrayOutputStream;
+import java.io.DataOutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Site-to-hub file channels between real nodes over HTTP (H2 databases, folders in a temporary directory). */
+class FileChannelTest {
+    @TempDir
+    Path dir;
+
+    private H2Files dbs() {
+        return new H2Files(dir);
+    }
+
+    private NodeConfig hub(String scanInterval) {
+        return NodeConfig.parse("""
+                node: {id: hub}
+                database: {url: "%s"}
+                enrollment: {token: secret-token}
+                sync: {interval: 200ms}
+                channels:
+                  - {name: products, tables: [{name: product}]}
+                fileChannels:
+                  - {name: images, exclude: ["*.tmp"]}
+                folders: {images: "%s"}
+                files: {scanInterval: %s}
+                """.formatted(dbs().url("hub"), dir.resolve("hub-images"), scanInterval), Role.HUB, Map.of());
+    }
+
+    private NodeConfig site(String id, String hubUrl, String scanInterval) {
+        return NodeConfig.parse("""
+                node: {id: %s}
+                database: {url: "%s"}
+                hub: {url: "%s", token: secret-token}
+                capture: {interval: 200ms}
+                folders: {images: "%s"}
+                files: {scanInterval: %s}
+                """.formatted(id, dbs().url(id), hubUrl, dir.resolve(id + "-images"), scanInterval), Role.SITE, Map.of());
+    }
+
+    private static byte[] random(int n, long seed) {
+        byte[] b = new byte[n];
+        new Random(seed).nextBytes(b);
+        return b;
+    }
+
+    private static Path write(Path f, byte[] content) throws Exception {
+        Files.createDirectories(f.getParent());
+        Files.write(f, content);
+        return f;
+    }
+
+    private static boolean same(Path a, Path b) throws Exception {
+        return Files.exists(b) && Arrays.equals(Files.readAllBytes(a), Files.readAllBytes(b));
+    }
+
+    @Test
+    void shouldSendNewChangedMovedAndDeletedFilesToTheHubSendingOnlyWhatChanged() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        dbs().exec("s1", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        Path src = dir.resolve("s1-images");
+        Path at = dir.resolve("hub-images").resolve("s1");
+        Path big = write(src.resolve("big.bin"), random(1 << 20, 1));
+        Files.setLastModifiedTime(big, FileTime.fromMillis(1_600_000_000_000L));
+        write(src.resolve("nested/deep/b.txt"), "beta".getBytes());
+        write(src.resolve("empty.txt"), new byte[0]);
+        write(src.resolve("ünï/名前.txt"), "gamma".getBytes());
+        write(src.resolve("draft.tmp"), "not synced".getBytes());
+        try (HubNode hub = HubNode.start(hub("30s"), Clock.systemUTC());
+             SiteNode s1 = SiteNode.start(site("s1", hub.url(), "30s"), Clock.systemUTC())) {
+            await().atMost(Duration.ofSeconds(20)).until(() -> same(big, at.resolve("big.bin")) && same(src.resolve("nested/deep/b.txt"),
+                    at.resolve("nested/deep/b.txt")) && same(src.resolve("empty.txt"), at.resolve("empty.txt"))
+                    && same(src.resolve("ünï/名前.txt"), at.resolve("ünï/名前.txt")));
+            assertThat(Files.getLastModifiedTime(at.resolve("big.bin")).toMillis()).isEqualTo(1_600_000_000_000L);
+            assertThat(at.resolve("draft.tmp")).doesNotExist();
+
+            long sent = hub.files().literalBytes.get();
+            byte[] edited = Files.readAllBytes(big);
+            for (int i = 500_000; i < 500_100; i++) {
+                edited[i] ^= 0x33;
+            }
+            Files.write(big, edited); // in place, same length: only the chunk around the edit travels (the watch sees it)
+            await().atMost(Duration.ofSeconds(20)).until(() -> same(big, at.resolve("big.bin")));
+            assertThat(hub.files().literalBytes.get() - sent).as("bytes sent for a 100-byte edit of a 1 MiB file")
+                    .isPositive().isLessThanOrEqualTo(3L * 64 * 1024);
+            assertThat(hub.files().copiedBytes.get()).isGreaterThan(512 * 1024);
+
+            sent = hub.files().literalBytes.get();
+            Files.createDirectories(src.resolve("moved"));
+            Files.move(src.resolve("nested/deep/b.txt"), src.resolve("moved/b2.txt"));
+            Files.delete(src.resolve("empty.txt"));
+            await().atMost(Duration.ofSeconds(20)).until(() -> Files.exists(at.resolve("moved/b2.txt")) && !Files.exists(at.resolve("nested"))
+                    && !Files.exists(at.resolve("empty.txt")));
+            assertThat(Files.readString(at.resolve("moved/b2.txt"))).isEqualTo("beta");
+            assertThat(hub.files().literalBytes.get()).as("a moved file is not sent again").isEqualTo(sent);
+        }
+    }
+
+    @Test
+    void shouldSeeAChangeThroughTheFileSystemWatchWithoutWaitingForTheWalk() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        dbs().exec("s2", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        Path src = dir.resolve("s2-images");
+        write(src.resolve("first.jpg"), random(1_000, 3));
+        try (HubNode hub = HubNode.start(hub("1h"), Clock.systemUTC());
+             SiteNode s2 = SiteNode.start(site("s2", hub.url(), "1h"), Clock.systemUTC())) {
+            Path at = dir.resolve("hub-images").resolve("s2");
+            // The folder is watched before it is walked, so once the first file is at the hub the watch is on.
+            await().atMost(Duration.ofSeconds(10)).until(() -> same(src.resolve("first.jpg"), at.resolve("first.jpg")));
+            write(src.resolve("sub/new.jpg"), random(10_000, 2));
+            await().atMost(Duration.ofSeconds(10)).until(() -> same(src.resolve("sub/new.jpg"), at.resolve("sub/new.jpg")));
+        }
+    }
+
+    @Test
+    void shouldRefuseHostilePathsWithAClearErrorAndWriteNothing() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        try (HubNode hub = HubNode.start(hub("30s"), Clock.systemUTC())) {
+            RawHubClient raw = new RawHubClient(hub.url());
+            assertThat(raw.register("evil", "secret-token").status()).isEqualTo(200);
+            String sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+            for (String path : List.of("../../escape.txt", "/etc/passwd", "a/../../b", ".syncline-tmp/x")) {
+                FileEntry e = new FileEntry(1, path, null, false, 0, 0, -1, sha);
+                RawHubClient.Answer offer = raw.post("evil", "/v1/files/offer?channel=images", "application/json",
+                        WireFormat.MAPPER.writeValueAsBytes(Map.of("entries", List.of(e))));
+                assertThat(offer.status()).as(path).isEqualTo(400);
+                assertThat(offer.error()).contains("file channel 'images', change 1").contains(path);
+
+                ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+                DataOutputStream out = new DataOutputStream(bytes);
+                byte[] header = WireFormat.MAPPER.writeValueAsBytes(e);
+                out.writeInt(header.length);
+                out.write(header);
+                out.writeBoolean(false);
+                out.writeInt(0);
+                RawHubClient.Answer apply = raw.post("evil", "/v1/files/apply?channel=images", "application/octet-stream", bytes.toByteArray());
+                assertThat(apply.status()).as(path).isEqualTo(400);
+                assertThat(apply.error()).contains(path);
+            }
+            RawHubClient.Answer unknown = raw.post("evil", "/v1/files/offer?channel=nope", "application/json", "{}".getBytes());
+            assertThat(unknown.status()).isEqualTo(404);
+            assertThat(unknown.error()).contains("no file channel 'nope'");
+            assertThat(dir.resolve("escape.txt")).doesNotExist();
+            try (var files = Files.walk(dir.resolve("hub-images"))) {
+                assertThat(files.filter(Files::isRegularFile)).isEmpty();
+            }
+        }
+    }
+}
