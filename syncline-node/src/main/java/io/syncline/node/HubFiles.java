@@ -14,9 +14,19 @@ import io.syncline.node.config.NodeConfig;
 import io.syncline.transport.http.HttpEndpoint;
 import io.syncline.transport.http.HttpError;
 import io.syncline.transport.wire.WireFormat;
+import io.syncline.engine.files.FileOutbox;
+import io.syncline.engine.files.FileScanner;
+import io.syncline.engine.route.RouteExpression;
 import java.io.BufferedInputStream;
+import java.io.BufferedOutputStream;
 import java.io.DataInputStream;
+import java.io.DataOutputStream;
 import java.io.IOException;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.util.Set;
+import java.util.function.Supplier;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.sql.Connection;
@@ -45,11 +55,19 @@ import org.slf4j.LoggerFactory;
  * change applied per site and channel (sync_file_in) after the files are in place, and a repeated exchange after a cut
  * redoes at most the changes since. A site's files live in <folder>/<site id>. One exchange per site and channel at a
  * time; other sites and channels are not held up by it.
+ *
+ * Hub-to-sites file channels go the other way with the same parts: the hub walks its folder (FolderWatch, thread
+ * syncline-hub-files) and records changes in its sync_file; a site asks for the changes after the last one it applied
+ * (GET /v1/files/changes, a long poll that also acknowledges), and for the content it lacks (POST /v1/files/get: per
+ * file the ids of the chunks it has; the answer streams deltas). Tombstones stay until every site routed to the channel
+ * has acknowledged them (sync_file_out).
  */
-final class HubFiles {
+final class HubFiles implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(HubFiles.class);
     /** Longest header of one change in an apply stream. */
     private static final int MAX_ENTRY_BYTES = 64 * 1024;
+    /** Most chunk ids one file request may list (8 MB of ids: the chunks of about 16 TiB of files). */
+    private static final long MAX_BASIS_IDS = 1L << 20;
 
     private final NodeConfig cfg;
     private final Database db;
@@ -57,6 +75,11 @@ final class HubFiles {
     private final Map<String, FileChannelSpec> channels = new LinkedHashMap<>();
     private final Map<String, Path> folders = new LinkedHashMap<>();
     private final Map<String, ReentrantLock> locks = new ConcurrentHashMap<>();
+    private final Map<String, RouteExpression> selectors = new LinkedHashMap<>();
+    private final Supplier<Set<String>> registered;
+    /** Rung when a walk recorded changes of a hub-to-sites channel: wakes the sites' long polls. */
+    private final Bell bell = new Bell();
+    private final FolderWatch watch;
     /** Bytes of file content received, and bytes built from chunks the hub already had (for status and tests). */
     final AtomicLong literalBytes = new AtomicLong();
     final AtomicLong copiedBytes = new AtomicLong();
@@ -69,15 +92,19 @@ final class HubFiles {
     record Offer(List<FileEntry> entries) {
     }
 
-    HubFiles(NodeConfig cfg, Database db, Clock clock) {
+    HubFiles(NodeConfig cfg, Database db, Clock clock, Supplier<Set<String>> registered) throws IOException {
         this.cfg = cfg;
         this.db = db;
         this.clock = clock;
+        this.registered = registered;
         List<String> problems = new ArrayList<>();
         for (FileChannelSpec f : cfg.fileChannels()) {
             channels.put(f.name(), f);
-            if (f.direction() != ChannelSpec.Direction.SITE_TO_HUB) {
-                problems.add("file channel '" + f.name() + "': direction " + f.direction() + " is not supported yet (site-to-hub only)");
+            if (f.direction() == ChannelSpec.Direction.TWO_WAY) {
+                problems.add("file channel '" + f.name() + "': two-way file channels are not supported yet");
+            }
+            if (f.sites() != null) {
+                selectors.put(f.name(), RouteExpression.parse(f.sites()));
             }
             cfg.folder(f.name()).ifPresentOrElse(p -> folders.put(f.name(), p),
                     () -> problems.add("file channel '" + f.name() + "' has no folder at the hub: set folders." + f.name()));
@@ -85,11 +112,202 @@ final class HubFiles {
         if (!problems.isEmpty()) {
             throw new SyncException(SyncException.Stage.CONFIG, "hub " + cfg.nodeId() + ": " + String.join("; ", problems));
         }
+        List<FolderWatch.Target> outgoing = channels.values().stream().filter(f -> f.direction() == ChannelSpec.Direction.HUB_TO_SITES)
+                .map(f -> new FolderWatch.Target(f, folders.get(f.name()))).toList();
+        this.watch = outgoing.isEmpty() ? null
+                : new FolderWatch("syncline-hub-files", cfg.fileScanInterval(), () -> outgoing, this::walk);
     }
 
-    /** The file channels a site takes part in (every site-to-hub one). */
+    /** The file channels a site takes part in: every site-to-hub one, and the hub-to-sites ones routed to it. */
     List<FileChannelSpec> channelsFor(String site) {
-        return List.copyOf(channels.values());
+        return channels.values().stream().filter(f -> f.direction() == ChannelSpec.Direction.SITE_TO_HUB || routes(f, site)).toList();
+    }
+
+    private boolean routes(FileChannelSpec f, String site) {
+        RouteExpression sel = selectors.get(f.name());
+        if (sel == null) {
+            return true;
+        }
+        Map<String, String> attrs = new LinkedHashMap<>();
+        cfg.siteAttributes(site).forEach((k, v) -> attrs.put(k.toLowerCase(java.util.Locale.ROOT), v));
+        return sel.test(n -> attrs.get(n.toLowerCase(java.util.Locale.ROOT)), n -> attrs.get(n.toLowerCase(java.util.Locale.ROOT)));
+    }
+
+    /** Records what changed in a hub-to-sites channel's folder, and wakes the sites waiting for it. */
+    private void walk(FolderWatch.Target t) throws IOException, SQLException {
+        FileScanner scanner = new FileScanner(t.folder(), t.channel().include(), t.channel().exclude());
+        int n;
+        try (Connection c = db.connection()) {
+            try {
+                n = FileOutbox.recordWalk(c, t.channel().name(), scanner, clock.millis(),
+                        why -> LOG.warn("hub {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), t.channel().name(), why));
+                c.commit();
+            } catch (IOException | SQLException | RuntimeException e) {
+                c.rollback();
+                throw e;
+            }
+        }
+        if (n > 0) {
+            bell.ring();
+        }
+    }
+
+    /**
+     * GET /v1/files/changes?channel=&after=&wait=: the hub-to-sites channel's changes after {@code after} (which the site
+     * thereby acknowledges), at most a page; with {@code wait} (ms), waits up to that long for one.
+     */
+    void handleChanges(HttpExchange ex, String site) throws IOException {
+        FileChannelSpec ch = channel(ex, ChannelSpec.Direction.HUB_TO_SITES);
+        if (!routes(ch, site)) {
+            throw new HttpError(403, "file channel '" + ch.name() + "' is not routed to site '" + site + "'");
+        }
+        Map<String, String> q = HttpEndpoint.query(ex);
+        long after;
+        long waitMillis;
+        try {
+            after = Long.parseLong(q.getOrDefault("after", "0"));
+            waitMillis = Math.min(60_000, Long.parseLong(q.getOrDefault("wait", "0")));
+        } catch (NumberFormatException e) {
+            throw new HttpError(400, "'after' and 'wait' must be whole numbers: " + e.getMessage());
+        }
+        acknowledge(site, ch, after);
+        long deadline = System.nanoTime() + waitMillis * 1_000_000;
+        while (true) {
+            long seen = bell.rung();
+            List<FileEntry> page;
+            try (Connection c = db.connection()) {
+                page = FileOutbox.pending(c, ch.name(), after, SiteFiles.PAGE);
+                c.commit();
+            } catch (SQLException e) {
+                throw new HttpError(503, "hub database unavailable: " + e.getMessage());
+            }
+            if (!page.isEmpty() || System.nanoTime() >= deadline) {
+                HttpEndpoint.sendJson(ex, 200, Map.of("entries", page));
+                return;
+            }
+            try {
+                HttpEndpoint.idle(() -> bell.awaitAfter(seen, deadline));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new HttpError(503, "hub stopping");
+            }
+        }
+    }
+
+    /** A site applied the channel's changes up to {@code seq}: recorded, and tombstones every routed site has are dropped. */
+    private void acknowledge(String site, FileChannelSpec ch, long seq) {
+        try (Connection c = db.connection()) {
+            try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file_out SET acked_seq = ?, acked_at = ? WHERE destination = ? AND channel = ?")) {
+                ps.setLong(1, seq);
+                ps.setTimestamp(2, Timestamp.from(clock.instant()));
+                ps.setString(3, site);
+                ps.setString(4, ch.name());
+                if (ps.executeUpdate() == 0) {
+                    try (PreparedStatement ins = c.prepareStatement(
+                            "INSERT INTO sync_file_out (destination, channel, acked_seq, acked_at) VALUES (?, ?, ?, ?)")) {
+                        ins.setString(1, site);
+                        ins.setString(2, ch.name());
+                        ins.setLong(3, seq);
+                        ins.setTimestamp(4, Timestamp.from(clock.instant()));
+                        ins.executeUpdate();
+                    }
+                }
+            }
+            Map<String, Long> acks = new java.util.HashMap<>();
+            try (PreparedStatement ps = c.prepareStatement("SELECT destination, acked_seq FROM sync_file_out WHERE channel = ?")) {
+                ps.setString(1, ch.name());
+                try (ResultSet rs = ps.executeQuery()) {
+                    while (rs.next()) {
+                        acks.put(rs.getString(1), rs.getLong(2));
+                    }
+                }
+            }
+            long min = Long.MAX_VALUE;
+            for (String s : registered.get()) {
+                if (routes(ch, s)) {
+                    min = Math.min(min, acks.getOrDefault(s, 0L));
+                }
+            }
+            if (min != Long.MAX_VALUE && min > 0) {
+                FileOutbox.purgeTombstones(c, ch.name(), min);
+            }
+            c.commit();
+        } catch (SQLException e) {
+            throw new HttpError(503, "hub database unavailable: " + e.getMessage());
+        }
+    }
+
+    /**
+     * POST /v1/files/get?channel=: the content of files of a hub-to-sites channel as deltas. Body: per file a 4-byte
+     * length, JSON {path, sha256}, a 4-byte count and that many 8-byte chunk ids the site has; a length of 0 ends it.
+     * Answer, in the same order: 1 and the delta, or 0 when the hub no longer has the file.
+     */
+    void handleGet(HttpExchange ex, String site) throws IOException {
+        FileChannelSpec ch = channel(ex, ChannelSpec.Direction.HUB_TO_SITES);
+        if (!routes(ch, site)) {
+            throw new HttpError(403, "file channel '" + ch.name() + "' is not routed to site '" + site + "'");
+        }
+        List<String> paths = new ArrayList<>();
+        List<long[]> bases = new ArrayList<>();
+        DataInputStream in = new DataInputStream(new BufferedInputStream(ex.getRequestBody(), 64 * 1024));
+        long idsRead = 0;
+        while (true) {
+            int len = in.readInt();
+            if (len == 0) {
+                break;
+            }
+            if (len < 0 || len > MAX_ENTRY_BYTES || paths.size() >= SiteFiles.PAGE) {
+                throw new HttpError(400, "file request: entry header of " + len + " bytes, or more than " + SiteFiles.PAGE + " files");
+            }
+            Wanted w = WireFormat.MAPPER.readValue(in.readNBytes(len), Wanted.class);
+            try {
+                SafePath.check(w.path());
+            } catch (BadBatchException e) {
+                throw new HttpError(400, "file channel '" + ch.name() + "': " + e.getMessage());
+            }
+            int n = in.readInt();
+            idsRead += Math.max(0, n);
+            if (n < 0 || idsRead > MAX_BASIS_IDS) {
+                throw new HttpError(400, "file request: more than " + MAX_BASIS_IDS + " chunk ids in one request");
+            }
+            long[] ids = new long[n];
+            for (int i = 0; i < n; i++) {
+                ids[i] = in.readLong();
+            }
+            paths.add(w.path());
+            bases.add(ids);
+        }
+        ex.getResponseHeaders().set("Content-Type", "application/octet-stream");
+        ex.sendResponseHeaders(200, 0);
+        Path root = folders.get(ch.name());
+        try (DataOutputStream out = new DataOutputStream(new BufferedOutputStream(ex.getResponseBody(), 64 * 1024))) {
+            for (int i = 0; i < paths.size(); i++) {
+                InputStream file;
+                try {
+                    file = Files.newInputStream(SafePath.resolve(root, paths.get(i)));
+                } catch (NoSuchFileException | BadBatchException gone) {
+                    out.writeByte(0);
+                    continue;
+                }
+                out.writeByte(1);
+                try (InputStream f = file) {
+                    Delta.Stats s = Delta.encode(f, ChunkIndex.ofIds(bases.get(i)), out);
+                    literalBytes.addAndGet(s.literalBytes());
+                    copiedBytes.addAndGet(s.copiedBytes());
+                }
+            }
+        }
+    }
+
+    /** One file a site asks for. */
+    record Wanted(String path, String sha256) {
+    }
+
+    @Override
+    public void close() {
+        if (watch != null) {
+            watch.close();
+        }
     }
 
     /** The site's database is new: its change numbers start again. Runs in the registration's transaction. */
@@ -101,7 +319,7 @@ final class HubFiles {
     }
 
     void handleOffer(HttpExchange ex, String site) throws IOException {
-        FileChannelSpec ch = channel(ex);
+        FileChannelSpec ch = channel(ex, ChannelSpec.Direction.SITE_TO_HUB);
         Offer offer;
         try {
             offer = WireFormat.MAPPER.readValue(HttpEndpoint.readSmallBody(ex), Offer.class);
@@ -128,7 +346,7 @@ final class HubFiles {
     }
 
     void handleApply(HttpExchange ex, String site) throws IOException {
-        FileChannelSpec ch = channel(ex);
+        FileChannelSpec ch = channel(ex, ChannelSpec.Direction.SITE_TO_HUB);
         FileFolder folder = folder(ch, site);
         ReentrantLock lock = locks.computeIfAbsent(site + '\0' + ch.name(), k -> new ReentrantLock());
         if (!lock.tryLock()) {
@@ -191,11 +409,14 @@ final class HubFiles {
         filesApplied.incrementAndGet();
     }
 
-    private FileChannelSpec channel(HttpExchange ex) {
+    private FileChannelSpec channel(HttpExchange ex, ChannelSpec.Direction direction) {
         String name = HttpEndpoint.query(ex).get("channel");
         FileChannelSpec ch = name == null ? null : channels.get(name);
         if (ch == null) {
             throw new HttpError(404, name == null ? "missing query parameter 'channel'" : "no file channel '" + name + "' at this hub");
+        }
+        if (ch.direction() != direction) {
+            throw new HttpError(400, "file channel '" + name + "' is " + ch.direction() + "; this request is for " + direction + " channels");
         }
         return ch;
     }
@@ -239,15 +460,10 @@ final class HubFiles {
     }
 
     private long applied(String site, String channel) {
-        try (Connection c = db.connection(); PreparedStatement ps = c.prepareStatement(
-                "SELECT last_seq FROM sync_file_in WHERE source = ? AND channel = ?")) {
-            ps.setString(1, site);
-            ps.setString(2, channel);
-            try (ResultSet rs = ps.executeQuery()) {
-                long v = rs.next() ? rs.getLong(1) : 0;
-                c.commit();
-                return v;
-            }
+        try (Connection c = db.connection()) {
+            long v = FileOutbox.applied(c, site, channel);
+            c.commit();
+            return v;
         } catch (SQLException e) {
             throw new HttpError(503, "hub database unavailable: " + e.getMessage());
         }
@@ -255,22 +471,7 @@ final class HubFiles {
 
     private void record(String site, String channel, long seq) {
         try (Connection c = db.connection()) {
-            try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file_in SET last_seq = ?, applied_at = ? WHERE source = ? AND channel = ?")) {
-                ps.setLong(1, seq);
-                ps.setTimestamp(2, Timestamp.from(clock.instant()));
-                ps.setString(3, site);
-                ps.setString(4, channel);
-                if (ps.executeUpdate() == 0) {
-                    try (PreparedStatement ins = c.prepareStatement(
-                            "INSERT INTO sync_file_in (source, channel, last_seq, applied_at) VALUES (?, ?, ?, ?)")) {
-                        ins.setString(1, site);
-                        ins.setString(2, channel);
-                        ins.setLong(3, seq);
-                        ins.setTimestamp(4, Timestamp.from(clock.instant()));
-                        ins.executeUpdate();
-                    }
-                }
-            }
+            FileOutbox.recordApplied(c, site, channel, seq, clock.instant());
             c.commit();
         } catch (SQLException e) {
             // The files are in place; the next exchange applies them again (no harm) and records then.

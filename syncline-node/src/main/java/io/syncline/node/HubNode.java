@@ -146,8 +146,8 @@ public final class HubNode implements NodeControl {
         }
         this.applier = new BatchApplier(db.dialect(), clock);
         try {
-            this.files = new HubFiles(cfg, db, clock);
-        } catch (SyncException e) {
+            this.files = new HubFiles(cfg, db, clock, sites::keySet);
+        } catch (SyncException | IOException e) {
             distributor.close();
             db.close();
             throw e;
@@ -166,6 +166,8 @@ public final class HubNode implements NodeControl {
         http.route("/v1/status", "GET", this::handleStatus);
         http.route("/v1/files/offer", "POST", ex -> files.handleOffer(ex, authenticate(ex).id));
         http.route("/v1/files/apply", "POST", ex -> files.handleApply(ex, authenticate(ex).id));
+        http.route("/v1/files/changes", "GET", ex -> files.handleChanges(ex, authenticate(ex).id));
+        http.route("/v1/files/get", "POST", ex -> files.handleGet(ex, authenticate(ex).id));
         Conflicts conflicts = new Conflicts(cfg, db, channels, applier, twoWay, clock);
         http.route("/v1/conflicts", "GET", conflicts::handleList);
         http.route("/v1/conflicts/settle", "POST", conflicts::handleSettle);
@@ -691,6 +693,7 @@ public final class HubNode implements NodeControl {
 
     @Override
     public void close() {
+        files.close();
         distributor.close();
         pullScheduler.shutdownNow();
         try {

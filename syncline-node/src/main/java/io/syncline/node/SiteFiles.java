@@ -5,6 +5,7 @@ import io.syncline.api.FileChannelSpec;
 import io.syncline.engine.files.ChunkIndex;
 import io.syncline.engine.files.Delta;
 import io.syncline.engine.files.FileEntry;
+import io.syncline.engine.files.FileFolder;
 import io.syncline.engine.files.FileOutbox;
 import io.syncline.engine.files.FileScanner;
 import io.syncline.engine.files.SafePath;
@@ -45,30 +46,32 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /*
- * A site's side of its site-to-hub file channels, on one thread of its own (syncline-site-<id>-files). It walks each
- * channel's folder (FileScanner) when the file system reports a change there (WatchService, after a short pause so a
- * burst of writes is one walk) and every files.scanInterval in any case, records what changed in the site's database
- * (FileOutbox), and sends what the hub has not acknowledged: an offer of up to PAGE changes, then the changes the hub
- * did not skip, in order, each needed file as a delta against the chunks the hub said it has. Memory: one page of
- * change headers and one chunk at a time, whatever the size of the files.
+ * A site's side of its file channels. Site-to-hub: a FolderWatch (thread syncline-site-<id>-files) walks each channel's
+ * folder on file system events and every files.scanInterval, records what changed in the site's database (FileOutbox),
+ * and sends what the hub has not acknowledged: an offer of up to PAGE changes, then the changes the hub did not skip,
+ * in order, each needed file as a delta against the chunks the hub said it has. Hub-to-sites: one thread per channel
+ * (syncline-site-<id>-files-<channel>) asks the hub for its changes after the last one applied here (a long poll),
+ * asks for the content it lacks with the ids of the chunks it has, and applies the changes in order into its folder
+ * (FileFolder: each file whole or not at all), recording the last one in sync_file_in. Memory: one page of change
+ * headers and one chunk at a time, whatever the size of the files.
  */
 final class SiteFiles implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(SiteFiles.class);
     static final int PAGE = 256;
-    /** How long a burst of file system events may go on before the folder is walked. */
-    private static final long SETTLE_MILLIS = 100;
+    /** How long a fetch of the hub's file changes waits for one. */
+    static final long LONG_POLL_MILLIS = 20_000;
 
     private final NodeConfig cfg;
     private final Database db;
     private final Clock clock;
     private final Supplier<Registration.Response> registration;
-    private final Thread thread;
-    private final WatchService watcher;
+    private final FolderWatch outgoing;
     private final Set<String> warned = ConcurrentHashMap.newKeySet();
-    private final Map<Path, WatchKey> watched = new ConcurrentHashMap<>();
-    private final Backoff backoff = new Backoff(Duration.ofMillis(500), Duration.ofSeconds(30), new java.util.Random());
+    /** Hub-to-sites channels being fetched, by name. */
+    private final Map<String, Thread> fetchers = new ConcurrentHashMap<>();
+    /** The long polls under way, by channel: cut at close so it need not wait for them. */
+    private final Map<String, HttpURLConnection> polls = new ConcurrentHashMap<>();
     private volatile boolean closed;
-    private volatile boolean woken;
     volatile String lastError;
 
     record Decision(long seq, String need, String basis) {
@@ -80,130 +83,198 @@ final class SiteFiles implements AutoCloseable {
     record ApplyAnswer(long applied, String error) {
     }
 
+    record Changes(List<FileEntry> entries) {
+    }
+
     SiteFiles(NodeConfig cfg, Database db, Clock clock, Supplier<Registration.Response> registration) throws IOException {
         this.cfg = cfg;
         this.db = db;
         this.clock = clock;
         this.registration = registration;
-        this.watcher = FileSystems.getDefault().newWatchService();
-        this.thread = new Thread(this::loop, "syncline-site-" + cfg.nodeId() + "-files");
-        thread.setDaemon(true);
-        thread.start();
+        this.outgoing = new FolderWatch("syncline-site-" + cfg.nodeId() + "-files", cfg.fileScanInterval(),
+                () -> targets(ChannelSpec.Direction.SITE_TO_HUB), t -> {
+                    walk(t.channel(), t.folder());
+                    send(registration.get(), t.channel(), t.folder());
+                });
     }
 
-    /** Walks and sends soon (within a quarter of a second): after registering. No interrupt: it would close H2's files. */
+    /** After a registration: walks and sends soon, and fetches the hub-to-sites channels it lists. */
     void wake() {
-        woken = true;
+        outgoing.wake();
+        for (FolderWatch.Target t : targets(ChannelSpec.Direction.HUB_TO_SITES)) {
+            fetchers.computeIfAbsent(t.channel().name(), name -> {
+                Thread th = new Thread(() -> fetchLoop(name), "syncline-site-" + cfg.nodeId() + "-files-" + name);
+                th.setDaemon(true);
+                th.start();
+                return th;
+            });
+        }
     }
 
-    private void loop() {
-        long nextWalk = 0;
+    /** The file channels of the current registration that go {@code direction} and have a folder here. */
+    private List<FolderWatch.Target> targets(ChannelSpec.Direction direction) {
+        Registration.Response r = registration.get();
+        List<FolderWatch.Target> out = new ArrayList<>();
+        if (r == null) {
+            return out;
+        }
+        for (FileChannelSpec ch : r.fileChannels()) {
+            if (ch.direction() != direction) {
+                continue;
+            }
+            Path folder = cfg.folder(ch.name()).orElse(null);
+            if (folder == null) {
+                if (warned.add(ch.name())) {
+                    lastError = "file channel '" + ch.name() + "' has no folder here: set folders." + ch.name();
+                    LOG.error("site {}: {}; the channel's files are not synced", cfg.nodeId(), lastError);
+                }
+                continue;
+            }
+            out.add(new FolderWatch.Target(ch, folder));
+        }
+        return out;
+    }
+
+    // ---- hub to sites ----------------------------------------------------------------------------
+
+    private void fetchLoop(String channel) {
+        Backoff backoff = new Backoff(Duration.ofMillis(500), Duration.ofSeconds(30), new java.util.Random());
         while (!closed) {
-            Registration.Response r = registration.get();
-            List<FileChannelSpec> mine = r == null ? List.of()
-                    : r.fileChannels().stream().filter(f -> f.direction() == ChannelSpec.Direction.SITE_TO_HUB).toList();
-            boolean failed = false;
-            for (FileChannelSpec ch : mine) {
-                Path folder = cfg.folder(ch.name()).orElse(null);
-                if (folder == null) {
-                    if (warned.add(ch.name())) {
-                        lastError = "file channel '" + ch.name() + "' has no folder here: set folders." + ch.name();
-                        LOG.error("site {}: {}; the channel's files are not sent", cfg.nodeId(), lastError);
-                    }
-                    continue;
-                }
-                try {
-                    Files.createDirectories(folder);
-                    watch(folder);
-                    walk(ch, folder);
-                    send(r, ch, folder);
-                } catch (IOException | SQLException | RuntimeException e) {
-                    failed = true;
-                    lastError = "files of channel '" + ch.name() + "': " + e.getMessage();
-                    LOG.warn("site {}: {}", cfg.nodeId(), lastError);
-                }
+            FolderWatch.Target t = targets(ChannelSpec.Direction.HUB_TO_SITES).stream()
+                    .filter(x -> x.channel().name().equals(channel)).findFirst().orElse(null);
+            if (t == null) { // no longer routed here, or no folder: look again later
+                pause(Duration.ofSeconds(5));
+                continue;
             }
-            long now = System.nanoTime();
-            if (!failed) {
+            try {
+                fetchOnce(registration.get(), t);
                 backoff.reset();
+            } catch (IOException | SQLException | RuntimeException e) {
+                lastError = "files of channel '" + channel + "' from the hub: " + e.getMessage();
+                if (!closed) {
+                    LOG.warn("site {}: {}", cfg.nodeId(), lastError);
+                    pause(backoff.next());
+                }
             }
-            nextWalk = failed ? now + backoff.next().toNanos() : now + cfg.fileScanInterval().toNanos();
-            waitForChange(nextWalk);
         }
     }
 
-    /** Sleeps until {@code deadline} (System.nanoTime) or a change in a watched folder (then lets the burst settle). */
-    private void waitForChange(long deadline) {
+    private void pause(Duration d) {
+        long until = System.nanoTime() + d.toNanos();
+        while (!closed && System.nanoTime() < until) {
+            try {
+                Thread.sleep(Math.min(250, Math.max(1, (until - System.nanoTime()) / 1_000_000)));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+    }
+
+    /** One long poll for the hub's changes after the last one applied here, and applying them. */
+    private void fetchOnce(Registration.Response r, FolderWatch.Target t) throws IOException, SQLException {
+        String name = t.channel().name();
+        long applied;
+        try (Connection c = db.connection()) {
+            applied = FileOutbox.applied(c, r.hub(), name);
+            c.commit();
+        }
+        HttpURLConnection conn = open(r, "/v1/files/changes", name, "&after=" + applied + "&wait=" + LONG_POLL_MILLIS, "GET");
+        conn.setReadTimeout((int) (LONG_POLL_MILLIS + 30_000));
+        Changes page;
+        polls.put(name, conn);
         try {
-            while (!closed && !woken) {
-                long left = deadline - System.nanoTime();
-                if (left <= 0) {
-                    return;
-                }
-                WatchKey k = watcher.poll(Math.min(left, TimeUnit.MILLISECONDS.toNanos(250)), TimeUnit.NANOSECONDS);
-                if (k != null) {
-                    drain(k);
-                    Thread.sleep(SETTLE_MILLIS);
-                    while ((k = watcher.poll()) != null) {
-                        drain(k);
-                    }
-                    return;
-                }
+            if (closed) {
+                return;
             }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            closed = true;
-        } catch (ClosedWatchServiceException e) {
-            // closing
+            page = WireFormat.MAPPER.readValue(answer(conn, "changes"), Changes.class);
         } finally {
-            woken = false;
+            polls.remove(name);
+            conn.disconnect();
+        }
+        if (page.entries() == null || page.entries().isEmpty() || closed) {
+            return;
+        }
+        FileFolder folder = new FileFolder(t.folder());
+        // What each change needs here, decided before the content is asked for (in the order of the changes).
+        List<FileEntry> entries = page.entries();
+        Map<Long, ChunkIndex> wanted = new java.util.LinkedHashMap<>();
+        for (FileEntry e : entries) {
+            SafePath.check(e.path());
+            if (e.from() != null) {
+                SafePath.check(e.from());
+            }
+            if (!e.deleted() && !(e.from() != null && folder.holds(e.from(), e.meta())) && !folder.holds(e.path(), e.meta())) {
+                wanted.put(e.seq(), folder.basis(e.meta()));
+            }
+        }
+        HttpURLConnection get = wanted.isEmpty() ? null : open(r, "/v1/files/get", name, "", "POST");
+        long done = applied;
+        try {
+            java.io.DataInputStream content = null;
+            if (get != null) {
+                get.setChunkedStreamingMode(64 * 1024);
+                try (DataOutputStream out = new DataOutputStream(new BufferedOutputStream(get.getOutputStream(), 64 * 1024))) {
+                    for (FileEntry e : entries) {
+                        ChunkIndex basis = wanted.get(e.seq());
+                        if (basis == null) {
+                            continue;
+                        }
+                        byte[] header = WireFormat.MAPPER.writeValueAsBytes(Map.of("path", e.path(), "sha256", e.sha256()));
+                        out.writeInt(header.length);
+                        out.write(header);
+                        long[] ids = basis.ids();
+                        out.writeInt(ids.length);
+                        for (long id : ids) {
+                            out.writeLong(id);
+                        }
+                    }
+                    out.writeInt(0);
+                }
+                content = new java.io.DataInputStream(new java.io.BufferedInputStream(answer(get, "content request"), 64 * 1024));
+            }
+            for (FileEntry e : entries) {
+                if (closed) {
+                    break;
+                }
+                ChunkIndex basis = wanted.get(e.seq());
+                if (e.deleted()) {
+                    folder.delete(e.path());
+                } else if (basis != null) {
+                    if (content.readUnsignedByte() == 0) {
+                        break; // gone at the hub since it was listed: its deletion comes as a later change
+                    }
+                    folder.receive(e.meta(), content, basis);
+                } else if (!(e.from() != null && folder.copyLocal(e.from(), e.meta(), true)) && !folder.has(e.meta())) {
+                    break; // changed here since it was looked at: asked for again at the next poll
+                }
+                done = e.seq();
+            }
+        } finally {
+            if (get != null) {
+                get.disconnect();
+            }
+            if (done > applied) {
+                long upTo = done;
+                inTransaction(c -> FileOutbox.recordApplied(c, r.hub(), name, upTo, clock.instant()));
+            }
         }
     }
 
-    private static void drain(WatchKey k) {
-        k.pollEvents();
-        k.reset();
-    }
-
-    /** Watches every folder under {@code root} but Syncline's own; new folders are added at each walk. */
-    private void watch(Path root) throws IOException {
-        Files.walkFileTree(root, new SimpleFileVisitor<>() {
-            @Override
-            public FileVisitResult preVisitDirectory(Path dir, BasicFileAttributes attrs) throws IOException {
-                if (dir.getFileName() != null && dir.getFileName().toString().equals(SafePath.WORK_DIR) && dir.getParent().equals(root)) {
-                    return FileVisitResult.SKIP_SUBTREE;
-                }
-                if (!watched.containsKey(dir)) {
-                    watched.put(dir, dir.register(watcher, StandardWatchEventKinds.ENTRY_CREATE, StandardWatchEventKinds.ENTRY_DELETE,
-                            StandardWatchEventKinds.ENTRY_MODIFY));
-                }
-                return FileVisitResult.CONTINUE;
-            }
-
-            @Override
-            public FileVisitResult visitFileFailed(Path file, IOException e) {
-                return FileVisitResult.CONTINUE;
-            }
-        });
-        watched.entrySet().removeIf(e -> !e.getValue().isValid());
-    }
+    // ---- site to hub -----------------------------------------------------------------------------
 
     /** Records what changed in the folder since the last walk. */
     private void walk(FileChannelSpec ch, Path folder) throws IOException, SQLException {
         FileScanner scanner = new FileScanner(folder, ch.include(), ch.exclude());
         try (Connection c = db.connection()) {
             try {
-                Map<String, io.syncline.engine.files.FileMeta> known = FileOutbox.known(c, ch.name());
-                List<FileScanner.Change> changes = scanner.scan(known, clock.millis(), why -> {
+                int n = FileOutbox.recordWalk(c, ch.name(), scanner, clock.millis(), why -> {
                     if (warned.add(why)) {
                         LOG.warn("site {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why);
                     }
                 });
-                FileOutbox.record(c, ch.name(), changes);
                 c.commit();
-                if (!changes.isEmpty()) {
-                    LOG.debug("site {}: file channel '{}': {} changes recorded", cfg.nodeId(), ch.name(), changes.size());
-                }
+                LOG.debug("site {}: file channel '{}': {} changes recorded", cfg.nodeId(), ch.name(), n);
             } catch (IOException | SQLException | RuntimeException e) {
                 c.rollback();
                 throw e;
@@ -282,7 +353,7 @@ final class SiteFiles implements AutoCloseable {
     }
 
     private OfferAnswer offer(Registration.Response r, FileChannelSpec ch, List<FileEntry> pending) throws IOException {
-        HttpURLConnection conn = open(r, "/v1/files/offer", ch);
+        HttpURLConnection conn = open(r, "/v1/files/offer", ch.name(), "", "POST");
         try {
             conn.setRequestProperty("Content-Type", "application/json");
             try (var out = conn.getOutputStream()) {
@@ -296,7 +367,7 @@ final class SiteFiles implements AutoCloseable {
 
     private ApplyAnswer apply(Registration.Response r, FileChannelSpec ch, Path folder, List<FileEntry> changes, Map<Long, Decision> bySeq)
             throws IOException {
-        HttpURLConnection conn = open(r, "/v1/files/apply", ch);
+        HttpURLConnection conn = open(r, "/v1/files/apply", ch.name(), "", "POST");
         try {
             conn.setRequestProperty("Content-Type", "application/octet-stream");
             conn.setChunkedStreamingMode(64 * 1024);
@@ -330,13 +401,13 @@ final class SiteFiles implements AutoCloseable {
         }
     }
 
-    private HttpURLConnection open(Registration.Response r, String path, FileChannelSpec ch) throws IOException {
+    private HttpURLConnection open(Registration.Response r, String path, String channel, String query, String method) throws IOException {
         HttpURLConnection conn = (HttpURLConnection) URI.create(cfg.hubUrl() + path + "?channel="
-                + URLEncoder.encode(ch.name(), StandardCharsets.UTF_8)).toURL().openConnection();
+                + URLEncoder.encode(channel, StandardCharsets.UTF_8) + query).toURL().openConnection();
         conn.setConnectTimeout(10_000);
         conn.setReadTimeout((int) Math.min(Integer.MAX_VALUE, cfg.readTimeout().toMillis()));
-        conn.setRequestMethod("POST");
-        conn.setDoOutput(true);
+        conn.setRequestMethod(method);
+        conn.setDoOutput(method.equals("POST"));
         conn.setRequestProperty("Authorization", "Bearer " + r.secret());
         conn.setRequestProperty(Headers.NODE, cfg.nodeId());
         return conn;
@@ -355,18 +426,14 @@ final class SiteFiles implements AutoCloseable {
     @Override
     public void close() {
         closed = true;
-        try {
-            watcher.close(); // ends a wait at once
-        } catch (IOException ignored) {
-            // closing
-        }
-        try {
-            thread.join(10_000);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
-        if (thread.isAlive()) {
-            LOG.warn("site {}: the file channel thread did not end within 10 s of stopping", cfg.nodeId());
+        outgoing.close();
+        polls.values().forEach(HttpURLConnection::disconnect);
+        for (Thread t : fetchers.values()) {
+            try {
+                t.join(LONG_POLL_MILLIS + 5_000); // a long poll ends by itself; the hub answers it at once when it stops
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
         }
     }
 }

@@ -115,6 +115,78 @@ class FileChannelTest {
     }
 
     @Test
+    void shouldSendTheHubsFilesToTheSitesItRoutesTo() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        for (String s : List.of("s1", "s2")) {
+            dbs().exec(s, "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        }
+        Path hq = dir.resolve("hub-docs");
+        Path pdf = write(hq.resolve("a.pdf"), random(300_000, 5));
+        write(hq.resolve("nested/x.txt"), "x".getBytes());
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hub}
+                database: {url: "%s"}
+                enrollment: {token: secret-token}
+                channels:
+                  - {name: products, tables: [{name: product}]}
+                fileChannels:
+                  - {name: docs, direction: hub-to-sites, sites: "id IN ('s1', 's2')"}
+                folders: {docs: "%s"}
+                """.formatted(dbs().url("hub"), hq), Role.HUB, Map.of());
+        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
+            NodeConfig[] cfgs = new NodeConfig[2];
+            for (int i = 0; i < 2; i++) {
+                String id = "s" + (i + 1);
+                cfgs[i] = NodeConfig.parse("""
+                        node: {id: %s}
+                        database: {url: "%s"}
+                        hub: {url: "%s", token: secret-token}
+                        folders: {docs: "%s"}
+                        """.formatted(id, dbs().url(id), hub.url(), dir.resolve(id + "-docs")), Role.SITE, Map.of());
+            }
+            try (SiteNode s1 = SiteNode.start(cfgs[0], Clock.systemUTC()); SiteNode s2 = SiteNode.start(cfgs[1], Clock.systemUTC())) {
+                List<Path> sites = List.of(dir.resolve("s1-docs"), dir.resolve("s2-docs"));
+                await().atMost(Duration.ofSeconds(20)).until(() -> sites.stream().allMatch(at -> {
+                    try {
+                        return same(pdf, at.resolve("a.pdf")) && same(hq.resolve("nested/x.txt"), at.resolve("nested/x.txt"));
+                    } catch (Exception e) {
+                        return false;
+                    }
+                }));
+
+                long sent = hub.files().literalBytes.get();
+                byte[] edited = Files.readAllBytes(pdf);
+                for (int i = 150_000; i < 150_100; i++) {
+                    edited[i] ^= 0x21;
+                }
+                Files.write(pdf, edited);
+                Files.move(hq.resolve("nested/x.txt"), hq.resolve("y.txt"));
+                await().atMost(Duration.ofSeconds(20)).until(() -> sites.stream().allMatch(at -> {
+                    try {
+                        return same(pdf, at.resolve("a.pdf")) && Files.exists(at.resolve("y.txt")) && !Files.exists(at.resolve("nested"));
+                    } catch (Exception e) {
+                        return false;
+                    }
+                }));
+                assertThat(hub.files().literalBytes.get() - sent).as("bytes sent to two sites for a 100-byte edit, and a move")
+                        .isPositive().isLessThanOrEqualTo(2 * 3L * 64 * 1024);
+
+                Files.delete(pdf);
+                await().atMost(Duration.ofSeconds(20)).until(() -> sites.stream().noneMatch(at -> Files.exists(at.resolve("a.pdf"))));
+                await("tombstones dropped once every routed site has them").atMost(Duration.ofSeconds(20))
+                        .until(() -> dbs().count("hub", "SELECT COUNT(*) FROM sync_file WHERE deleted = TRUE") == 0);
+
+                RawHubClient raw = new RawHubClient(hub.url());
+                RawHubClient.Answer reg = raw.register("s9", "secret-token");
+                assertThat(String.valueOf(reg.body().get("fileChannels"))).doesNotContain("docs");
+                RawHubClient.Answer refused = raw.get("s9", "/v1/files/changes?channel=docs&after=0");
+                assertThat(refused.status()).isEqualTo(403);
+                assertThat(refused.error()).contains("not routed to site 's9'");
+            }
+        }
+    }
+
+    @Test
     void shouldSeeAChangeThroughTheFileSystemWatchWithoutWaitingForTheWalk() throws Exception {
         dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
         dbs().exec("s2", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");

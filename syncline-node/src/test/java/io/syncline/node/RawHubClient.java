@@ -107,6 +107,13 @@ final class RawHubClient {
         return answer(new String(text), r.statusCode());
     }
 
+    /** GET {@code path} (with its query) with the remembered secret. */
+    Answer get(String node, String path) throws IOException, InterruptedException {
+        HttpRequest req = HttpRequest.newBuilder(URI.create(hubUrl + path)).timeout(Duration.ofSeconds(30)).header(Headers.NODE, node)
+                .header("Authorization", "Bearer " + secret).GET().build();
+        return answer(http.send(req, HttpResponse.BodyHandlers.ofString()));
+    }
+
     /** POST to {@code path} (with its query) with the remembered secret and a raw body. */
     Answer post(String node, String path, String contentType, byte[] body) throws IOException, InterruptedException {
         HttpRequest req = HttpRequest.newBuilder(URI.create(hubUrl + path)).timeout(Duration.ofSeconds(30)).header("Content-Type", contentType)

@@ -41,6 +41,14 @@ public final class FileOutbox {
         return out;
     }
 
+    /** Walks a folder with {@code scanner} against what is recorded and records the changes; returns how many. */
+    public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
+                                 java.util.function.Consumer<String> unsyncable) throws SQLException, java.io.IOException {
+        List<FileScanner.Change> changes = scanner.scan(known(c, channel), nowMillis, unsyncable);
+        record(c, channel, changes);
+        return changes.size();
+    }
+
     /** Records what a scan found, each change with the next number. */
     public static void record(Connection c, String channel, List<FileScanner.Change> changes) throws SQLException {
         if (changes.isEmpty()) {
@@ -174,6 +182,46 @@ public final class FileOutbox {
         }
         SyncSchema.putState(c, NEXT + channel, Long.toString(seq));
         SyncSchema.putState(c, ACKED + channel, Long.toString(applied));
+    }
+
+    /** The last change of {@code source}'s channel this node applied (table sync_file_in; 0: none). */
+    public static long applied(Connection c, String source, String channel) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT last_seq FROM sync_file_in WHERE source = ? AND channel = ?")) {
+            ps.setString(1, source);
+            ps.setString(2, channel);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() ? rs.getLong(1) : 0;
+            }
+        }
+    }
+
+    /** Records that this node applied {@code source}'s changes of {@code channel} up to {@code seq}. */
+    public static void recordApplied(Connection c, String source, String channel, long seq, java.time.Instant at) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file_in SET last_seq = ?, applied_at = ? WHERE source = ? AND channel = ?")) {
+            ps.setLong(1, seq);
+            ps.setTimestamp(2, java.sql.Timestamp.from(at));
+            ps.setString(3, source);
+            ps.setString(4, channel);
+            if (ps.executeUpdate() > 0) {
+                return;
+            }
+        }
+        try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_file_in (source, channel, last_seq, applied_at) VALUES (?, ?, ?, ?)")) {
+            ps.setString(1, source);
+            ps.setString(2, channel);
+            ps.setLong(3, seq);
+            ps.setTimestamp(4, java.sql.Timestamp.from(at));
+            ps.executeUpdate();
+        }
+    }
+
+    /** Drops the tombstones every receiver has (up to {@code upTo}): for a sender with many receivers (the hub). */
+    public static void purgeTombstones(Connection c, String channel, long upTo) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_file WHERE channel = ? AND deleted = TRUE AND seq <= ?")) {
+            ps.setString(1, channel);
+            ps.setLong(2, upTo);
+            ps.executeUpdate();
+        }
     }
 
     /** The key of a path in sync_file: its SHA-256 in hex. */

@@ -79,6 +79,9 @@ public final class SyncSchema {
             s.execute("CREATE INDEX IF NOT EXISTS sync_file_seq ON sync_file (channel, seq)");
             s.execute("CREATE TABLE IF NOT EXISTS sync_file_in (source VARCHAR(64) NOT NULL, channel VARCHAR(64) NOT NULL, "
                     + "last_seq BIGINT NOT NULL, applied_at TIMESTAMP WITH TIME ZONE NOT NULL, PRIMARY KEY (source, channel))");
+            // At the hub, for hub-to-sites file channels: the last change each site said it applied.
+            s.execute("CREATE TABLE IF NOT EXISTS sync_file_out (destination VARCHAR(64) NOT NULL, channel VARCHAR(64) NOT NULL, "
+                    + "acked_seq BIGINT NOT NULL, acked_at TIMESTAMP WITH TIME ZONE NOT NULL, PRIMARY KEY (destination, channel))");
             s.execute("CREATE TABLE IF NOT EXISTS sync_node (node_id VARCHAR(64) PRIMARY KEY, secret_hash VARCHAR(128) NOT NULL, "
                     + "listen_url VARCHAR(500), pull_token VARCHAR(128), incarnation VARCHAR(64), "
                     + "registered_at TIMESTAMP WITH TIME ZONE NOT NULL)");
