@@ -66,6 +66,8 @@ final class HubFiles implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(HubFiles.class);
     /** Longest header of one change in an apply stream. */
     private static final int MAX_ENTRY_BYTES = 64 * 1024;
+    /** Files from this size on are logged when they arrive (smaller ones at debug level only). */
+    private static final long BIG_FILE = 64L << 20;
     /** Most chunk ids one file request may list (8 MB of ids: the chunks of about 16 TiB of files). */
     private static final long MAX_BASIS_IDS = 1L << 20;
 
@@ -402,6 +404,10 @@ final class HubFiles implements AutoCloseable {
             Delta.Stats s = folder.receive(e.meta(), in, basis);
             literalBytes.addAndGet(s.literalBytes());
             copiedBytes.addAndGet(s.copiedBytes());
+            if (s.size() >= BIG_FILE) {
+                LOG.info("hub {}: file '{}' of {} bytes in place: {} bytes received, {} bytes from chunks the hub had", cfg.nodeId(),
+                        e.path(), s.size(), s.literalBytes(), s.copiedBytes());
+            }
         } else if (!(e.from() != null && folder.copyLocal(e.from(), e.meta(), true)) && !folder.has(e.meta())) {
             throw new BadBatchException(SyncException.Stage.APPLY, "file '" + e.path() + "' (change " + e.seq()
                     + "): the hub does not hold its content and none was sent; it is offered again");

@@ -73,6 +73,10 @@ public final class FileFolder {
      * path and of a partial earlier transfer of the same content.
      */
     public ChunkIndex basis(FileMeta meta) throws IOException {
+        Path fresh = work.resolve(meta.sha256() + ".new");
+        if (Files.exists(fresh)) { // left by a transfer whose process died: what it wrote is worth keeping too
+            keepPartial(fresh, part(meta.sha256()));
+        }
         List<Path> sources = new ArrayList<>();
         sources.add(file(meta.path()));
         sources.add(part(meta.sha256()));
