@@ -1,0 +1,362 @@
+package io.syncline.bench;
+
+import io.syncline.node.HubNode;
+import io.syncline.node.SiteNode;
+import io.syncline.node.config.ConfigKey.Role;
+import io.syncline.node.config.NodeConfig;
+import io.syncline.testkit.FaultProxy;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.security.MessageDigest;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.ResultSet;
+import java.sql.Statement;
+import java.time.Clock;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+
+/**
+ * File sync against rsync (issue 5), in one run on one machine: a site and a hub (H2 databases) in this JVM with a
+ * site-to-hub file channel, and an rsync daemon on 127.0.0.1 pushed to by the rsync client, both reached through a
+ * counting TCP proxy (FaultProxy, no faults), so "bytes" are what crossed the loopback both ways, HTTP and rsync
+ * protocol included. The same source folder feeds both. Scenarios: one large file (first copy, then a given share of
+ * it changed in 1,000 scattered places, in place), and a tree of small files (first copy, then a share of them changed).
+ * Syncline's time runs from the change on disk (its site sees it through the file system's notifications) until the
+ * hub has recorded the last change; rsync's is the client's run. Each result is checked by SHA-256 or by comparing the
+ * trees.
+ */
+public final class FileBenchmark {
+    private final long sizeMib;
+    private final int files;
+    private final double changePct;
+    private final List<String[]> results = new ArrayList<>();
+    private Path dir;
+    private String siteUrl;
+    private String hubUrl;
+    private FaultProxy hubProxy;
+    private FaultProxy rsyncProxy;
+    private Path site;
+    private Path hubCopy;
+    private Path rsyncCopy;
+
+    private FileBenchmark(Map<String, String> o) {
+        this.sizeMib = Long.parseLong(o.getOrDefault("size-mib", "1024"));
+        this.files = Integer.parseInt(o.getOrDefault("files", "10000"));
+        this.changePct = Double.parseDouble(o.getOrDefault("change", "1"));
+    }
+
+    public static void main(String[] args) throws Exception {
+        Map<String, String> opts = new LinkedHashMap<>();
+        for (String a : args) {
+            if (a.equals("-h") || a.equals("--help")) {
+                System.out.println("usage: bench/files [--size-mib=1024 (the large file)] [--files=10000 (the tree)] [--change=1 (% changed)]");
+                return;
+            }
+            if (!a.startsWith("--") || !a.contains("=") || !List.of("size-mib", "files", "change").contains(a.substring(2, a.indexOf('=')))) {
+                System.err.println("unknown argument '" + a + "' (known: --size-mib=N, --files=N, --change=P; --help)");
+                System.exit(2);
+            }
+            opts.put(a.substring(2, a.indexOf('=')), a.substring(a.indexOf('=') + 1));
+        }
+        new FileBenchmark(opts).run();
+        System.exit(0);
+    }
+
+    private void run() throws Exception {
+        Locale.setDefault(Locale.ROOT);
+        dir = Files.createTempDirectory("syncline-files-bench-");
+        site = Files.createDirectories(dir.resolve("site"));
+        Path hubFolder = dir.resolve("hub");
+        hubCopy = hubFolder.resolve("s1");
+        rsyncCopy = Files.createDirectories(dir.resolve("rsync"));
+        Process rsyncd = startRsyncDaemon();
+        siteUrl = "jdbc:h2:" + dir.resolve("site-db").toAbsolutePath();
+        hubUrl = "jdbc:h2:" + dir.resolve("hub-db").toAbsolutePath();
+        for (String url : List.of(siteUrl, hubUrl)) {
+            try (Connection c = DriverManager.getConnection(url); Statement s = c.createStatement()) {
+                s.execute("CREATE TABLE t (id INT PRIMARY KEY)");
+            }
+        }
+        System.out.printf("Files: Syncline (site -> hub file channel, HTTP) vs rsync %s (daemon), both on 127.0.0.1 through a counting proxy%n",
+                rsyncVersion());
+        try (HubNode hub = HubNode.start(NodeConfig.parse("""
+                node: {id: hub}
+                database: {url: "%s"}
+                enrollment: {token: bench-token}
+                channels:
+                  - {name: t, tables: [{name: t}]}
+                fileChannels:
+                  - {name: bench}
+                folders: {bench: "%s"}
+                """.formatted(hubUrl, hubFolder), Role.HUB, Map.of()), Clock.systemUTC());
+             FaultProxy hp = new FaultProxy("hub", "127.0.0.1", hub.port())) {
+            hubProxy = hp;
+            try (SiteNode s1 = SiteNode.start(NodeConfig.parse("""
+                    node: {id: s1}
+                    database: {url: "%s"}
+                    hub: {url: "%s", token: bench-token}
+                    folders: {bench: "%s"}
+                    files: {scanInterval: 1h}
+                    """.formatted(siteUrl, hp.url(), site), Role.SITE, Map.of()), Clock.systemUTC())) {
+                bigFile();
+                tree();
+            }
+        } finally {
+            rsyncd.destroy();
+            rsyncd.waitFor(10, TimeUnit.SECONDS);
+            if (rsyncProxy != null) {
+                rsyncProxy.close();
+            }
+            deleteTree(dir);
+        }
+        System.out.println();
+        System.out.printf("%-44s %14s %14s %8s %10s %10s %8s%n", "scenario", "Syncline bytes", "rsync bytes", "ratio", "Syncline s",
+                "rsync s", "ratio");
+        for (String[] r : results) {
+            System.out.printf("%-44s %14s %14s %8s %10s %10s %8s%n", (Object[]) r);
+        }
+    }
+
+    private void bigFile() throws Exception {
+        Path staged = dir.resolve("big.bin");
+        writeUnique(staged, sizeMib << 20);
+        long base = siteSeq();
+        long t0 = System.nanoTime();
+        long b0 = hubProxy.bytesForwarded();
+        Files.move(staged, site.resolve("big.bin"));
+        awaitHub(base + 1);
+        measured("large file " + sizeMib + " MiB, first copy", t0, b0, () -> rsync());
+        check(site.resolve("big.bin"), hubCopy.resolve("big.bin"), rsyncCopy.resolve("big.bin"));
+
+        long size = sizeMib << 20;
+        int places = 1000;
+        int each = (int) Math.max(1, size * changePct / 100 / places);
+        Random rnd = new Random(7);
+        byte[] junk = new byte[each];
+        base = siteSeq();
+        t0 = System.nanoTime();
+        b0 = hubProxy.bytesForwarded();
+        try (FileChannel ch = FileChannel.open(site.resolve("big.bin"), StandardOpenOption.WRITE)) {
+            for (int i = 0; i < places; i++) {
+                rnd.nextBytes(junk);
+                ch.write(ByteBuffer.wrap(junk), (long) (rnd.nextDouble() * (size - each)));
+            }
+        }
+        awaitHub(base + 1);
+        measured(String.format("large file, %.1f%% changed in %d places", changePct, places), t0, b0, () -> rsync());
+        check(site.resolve("big.bin"), hubCopy.resolve("big.bin"), rsyncCopy.resolve("big.bin"));
+    }
+
+    private void tree() throws Exception {
+        Path staged = Files.createDirectories(dir.resolve("stage/tree"));
+        Random rnd = new Random(11);
+        List<Path> all = new ArrayList<>();
+        for (int i = 0; i < files; i++) {
+            Path f = staged.resolve(String.format("d%03d/f%05d.bin", i % 100, i));
+            Files.createDirectories(f.getParent());
+            byte[] b = new byte[1024 + rnd.nextInt(15 * 1024)];
+            rnd.nextBytes(b);
+            Files.write(f, b);
+            all.add(site.resolve("tree").resolve(staged.relativize(f)));
+        }
+        long base = siteSeq();
+        long t0 = System.nanoTime();
+        long b0 = hubProxy.bytesForwarded();
+        Files.move(staged, site.resolve("tree"));
+        awaitHub(base + files);
+        measured(String.format("%,d small files, first copy", files), t0, b0, () -> rsync());
+        checkTrees(site.resolve("tree"), hubCopy.resolve("tree"), rsyncCopy.resolve("tree"));
+
+        int changed = (int) Math.max(1, Math.round(files * changePct / 100));
+        base = siteSeq();
+        t0 = System.nanoTime();
+        b0 = hubProxy.bytesForwarded();
+        for (int i = 0; i < changed; i++) {
+            Path f = all.get((int) ((long) i * files / changed));
+            try (FileChannel ch = FileChannel.open(f, StandardOpenOption.WRITE)) {
+                byte[] b = new byte[100];
+                rnd.nextBytes(b);
+                ch.write(ByteBuffer.wrap(b), ch.size() / 2);
+            }
+        }
+        awaitHub(base + changed);
+        measured(String.format("%,d small files, %d changed", files, changed), t0, b0, () -> rsync());
+        checkTrees(site.resolve("tree"), hubCopy.resolve("tree"), rsyncCopy.resolve("tree"));
+    }
+
+    @FunctionalInterface
+    private interface Run {
+        void run() throws Exception;
+    }
+
+    /** Records Syncline's figures (from t0 and the proxy's count b0 until now) and runs and measures rsync after it. */
+    private void measured(String scenario, long t0, long b0, Run rsync) throws Exception {
+        double sSec = (System.nanoTime() - t0) / 1e9;
+        long sBytes = hubProxy.bytesForwarded() - b0;
+        long r0 = rsyncProxy.bytesForwarded();
+        long t1 = System.nanoTime();
+        rsync.run();
+        double rSec = (System.nanoTime() - t1) / 1e9;
+        long rBytes = rsyncProxy.bytesForwarded() - r0;
+        results.add(new String[] {scenario, String.format("%,d", sBytes), String.format("%,d", rBytes), String.format("%.2f", sBytes / (double) rBytes),
+            String.format("%.2f", sSec), String.format("%.2f", rSec), String.format("%.2f", sSec / rSec)});
+        System.out.printf("  %s: Syncline %,d bytes in %.2f s; rsync %,d bytes in %.2f s%n", scenario, sBytes, sSec, rBytes, rSec);
+    }
+
+    /** The last change number the site recorded for the channel. */
+    private long siteSeq() throws Exception {
+        try (Connection c = DriverManager.getConnection(siteUrl); Statement s = c.createStatement();
+             ResultSet rs = s.executeQuery("SELECT COALESCE(MAX(seq), 0) FROM sync_file")) {
+            rs.next();
+            return rs.getLong(1);
+        }
+    }
+
+    /** Waits until the site has recorded changes up to at least {@code seq} and the hub has applied every change recorded. */
+    private void awaitHub(long seq) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(30);
+        while (System.nanoTime() < deadline) {
+            long recorded = siteSeq();
+            if (recorded >= seq) {
+                try (Connection c = DriverManager.getConnection(hubUrl); Statement s = c.createStatement();
+                     ResultSet rs = s.executeQuery("SELECT COALESCE(MAX(last_seq), 0) FROM sync_file_in")) {
+                    rs.next();
+                    if (rs.getLong(1) >= recorded) {
+                        return;
+                    }
+                }
+            }
+            Thread.sleep(20);
+        }
+        throw new IllegalStateException("the hub did not catch up within 30 minutes");
+    }
+
+    private void rsync() throws Exception {
+        Process p = new ProcessBuilder("rsync", "-a", "--stats", site + "/", "rsync://127.0.0.1:" + rsyncProxy.port() + "/bench/")
+                .redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes());
+        if (p.waitFor() != 0) {
+            throw new IllegalStateException("rsync failed: " + out);
+        }
+    }
+
+    private Process startRsyncDaemon() throws Exception {
+        int port;
+        try (ServerSocket s = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            port = s.getLocalPort();
+        }
+        Path conf = dir.resolve("rsyncd.conf");
+        boolean root = "root".equals(System.getProperty("user.name"));
+        Files.writeString(conf, "use chroot = no\npid file = " + dir.resolve("rsyncd.pid") + "\nlog file = " + dir.resolve("rsyncd.log")
+                + "\n[bench]\n  path = " + rsyncCopy + "\n  read only = false\n" + (root ? "  uid = root\n  gid = root\n" : ""));
+        Process p = new ProcessBuilder("rsync", "--daemon", "--no-detach", "--config=" + conf, "--port=" + port, "--address=127.0.0.1")
+                .redirectErrorStream(true).redirectOutput(dir.resolve("rsyncd.out").toFile()).start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (true) {
+            try (Socket s = new Socket()) {
+                s.connect(new InetSocketAddress("127.0.0.1", port), 200);
+                break;
+            } catch (IOException e) {
+                if (System.nanoTime() > deadline || !p.isAlive()) {
+                    throw new IllegalStateException("rsync daemon did not start: " + Files.readString(dir.resolve("rsyncd.out")));
+                }
+                Thread.sleep(50);
+            }
+        }
+        rsyncProxy = new FaultProxy("rsync", "127.0.0.1", port);
+        return p;
+    }
+
+    private static String rsyncVersion() throws Exception {
+        Process p = new ProcessBuilder("rsync", "--version").redirectErrorStream(true).start();
+        String first = new String(p.getInputStream().readAllBytes()).lines().findFirst().orElse("?");
+        p.waitFor();
+        return first.replaceAll(".*version\\s+(\\S+).*", "$1");
+    }
+
+    /** Writes {@code size} bytes no chunk of which repeats (a random block, each 4 KiB stamped with its offset). */
+    private static void writeUnique(Path f, long size) throws IOException {
+        byte[] block = new byte[1 << 20];
+        new Random(42).nextBytes(block);
+        ByteBuffer buf = ByteBuffer.wrap(block);
+        try (FileChannel ch = FileChannel.open(f, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+            for (long off = 0; off < size; off += block.length) {
+                for (int i = 0; i < block.length; i += 4096) {
+                    buf.putLong(i, off + i);
+                }
+                buf.clear();
+                buf.limit((int) Math.min(block.length, size - off));
+                while (buf.hasRemaining()) {
+                    ch.write(buf);
+                }
+            }
+        }
+    }
+
+    private static void check(Path source, Path... copies) throws Exception {
+        String want = sha256(source);
+        for (Path c : copies) {
+            if (!want.equals(sha256(c))) {
+                throw new IllegalStateException(c + " differs from " + source);
+            }
+        }
+    }
+
+    private static void checkTrees(Path source, Path... copies) throws Exception {
+        List<Path> files;
+        try (Stream<Path> s = Files.walk(source)) {
+            files = s.filter(Files::isRegularFile).toList();
+        }
+        for (Path c : copies) {
+            long n;
+            try (Stream<Path> s = Files.walk(c)) {
+                n = s.filter(Files::isRegularFile).count();
+            }
+            if (n != files.size()) {
+                throw new IllegalStateException(c + " has " + n + " files, " + source + " " + files.size());
+            }
+            for (Path f : files) {
+                if (Files.mismatch(f, c.resolve(source.relativize(f))) != -1) {
+                    throw new IllegalStateException(c.resolve(source.relativize(f)) + " differs from " + f);
+                }
+            }
+        }
+    }
+
+    private static String sha256(Path f) throws Exception {
+        MessageDigest md = MessageDigest.getInstance("SHA-256");
+        ByteBuffer buf = ByteBuffer.allocate(1 << 20);
+        try (FileChannel ch = FileChannel.open(f)) {
+            while (ch.read(buf) > 0) {
+                buf.flip();
+                md.update(buf);
+                buf.clear();
+            }
+        }
+        return HexFormat.of().formatHex(md.digest());
+    }
+
+    private static void deleteTree(Path root) throws IOException {
+        try (Stream<Path> s = Files.walk(root)) {
+            for (Path p : s.sorted(Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(p);
+            }
+        }
+    }
+}
