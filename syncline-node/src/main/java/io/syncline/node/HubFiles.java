@@ -6,6 +6,7 @@ import io.syncline.api.ChannelSpec;
 import io.syncline.api.FileChannelSpec;
 import io.syncline.api.SyncException;
 import io.syncline.engine.files.ChunkIndex;
+import io.syncline.engine.files.Chunker;
 import io.syncline.engine.files.Delta;
 import io.syncline.engine.files.FileEntry;
 import io.syncline.engine.files.FileFolder;
@@ -250,6 +251,7 @@ final class HubFiles implements AutoCloseable {
             throw new HttpError(403, "file channel '" + ch.name() + "' is not routed to site '" + site + "'");
         }
         List<String> paths = new ArrayList<>();
+        List<Long> sizes = new ArrayList<>();
         List<long[]> bases = new ArrayList<>();
         DataInputStream in = new DataInputStream(new BufferedInputStream(ex.getRequestBody(), 64 * 1024));
         long idsRead = 0;
@@ -277,6 +279,7 @@ final class HubFiles implements AutoCloseable {
                 ids[i] = in.readLong();
             }
             paths.add(w.path());
+            sizes.add(w.size());
             bases.add(ids);
         }
         ex.getResponseHeaders().set("Content-Type", "application/octet-stream");
@@ -293,7 +296,7 @@ final class HubFiles implements AutoCloseable {
                 }
                 out.writeByte(1);
                 try (InputStream f = file) {
-                    Delta.Stats s = Delta.encode(f, ChunkIndex.ofIds(bases.get(i)), out);
+                    Delta.Stats s = Delta.encode(f, Chunker.Sizes.forFile(sizes.get(i)), ChunkIndex.ofIds(bases.get(i)), out);
                     literalBytes.addAndGet(s.literalBytes());
                     copiedBytes.addAndGet(s.copiedBytes());
                 }
@@ -301,8 +304,8 @@ final class HubFiles implements AutoCloseable {
         }
     }
 
-    /** One file a site asks for. */
-    record Wanted(String path, String sha256) {
+    /** One file a site asks for, as the hub listed it (its size chooses the chunk sizes). */
+    record Wanted(String path, long size, String sha256) {
     }
 
     @Override
@@ -338,7 +341,7 @@ final class HubFiles implements AutoCloseable {
             check(ch, e);
             if (e.seq() <= applied) {
                 out.add(new Decision(e.seq(), "skip", null));
-            } else if (e.deleted() || e.from() != null && folder.holds(e.from(), e.meta()) || folder.holds(e.path(), e.meta())) {
+            } else if (e.deleted() || e.from() != null && folder.sameContent(e.from(), e.meta()) || folder.holds(e.path(), e.meta())) {
                 out.add(new Decision(e.seq(), "none", null));
             } else {
                 out.add(new Decision(e.seq(), "data", basis(folder.basis(e.meta()))));
@@ -381,6 +384,7 @@ final class HubFiles implements AutoCloseable {
             HttpEndpoint.drain(in);
         } finally {
             try {
+                folder.flush();
                 if (applied > start) {
                     record(site, ch.name(), applied);
                 }

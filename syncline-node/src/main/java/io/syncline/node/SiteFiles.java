@@ -3,6 +3,7 @@ package io.syncline.node;
 import io.syncline.api.ChannelSpec;
 import io.syncline.api.FileChannelSpec;
 import io.syncline.engine.files.ChunkIndex;
+import io.syncline.engine.files.Chunker;
 import io.syncline.engine.files.Delta;
 import io.syncline.engine.files.FileEntry;
 import io.syncline.engine.files.FileFolder;
@@ -204,7 +205,7 @@ final class SiteFiles implements AutoCloseable {
             if (e.from() != null) {
                 SafePath.check(e.from());
             }
-            if (!e.deleted() && !(e.from() != null && folder.holds(e.from(), e.meta())) && !folder.holds(e.path(), e.meta())) {
+            if (!e.deleted() && !(e.from() != null && folder.sameContent(e.from(), e.meta())) && !folder.holds(e.path(), e.meta())) {
                 wanted.put(e.seq(), folder.basis(e.meta()));
             }
         }
@@ -220,7 +221,7 @@ final class SiteFiles implements AutoCloseable {
                         if (basis == null) {
                             continue;
                         }
-                        byte[] header = WireFormat.MAPPER.writeValueAsBytes(Map.of("path", e.path(), "sha256", e.sha256()));
+                        byte[] header = WireFormat.MAPPER.writeValueAsBytes(Map.of("path", e.path(), "size", e.size(), "sha256", e.sha256()));
                         out.writeInt(header.length);
                         out.write(header);
                         long[] ids = basis.ids();
@@ -254,6 +255,7 @@ final class SiteFiles implements AutoCloseable {
             if (get != null) {
                 get.disconnect();
             }
+            folder.flush();
             if (done > applied) {
                 long upTo = done;
                 inTransaction(c -> FileOutbox.recordApplied(c, r.hub(), name, upTo, clock.instant()));
@@ -389,7 +391,8 @@ final class SiteFiles implements AutoCloseable {
                     out.writeBoolean(data);
                     if (content != null) {
                         try (InputStream in = content) {
-                            Delta.encode(in, ChunkIndex.ofIds(HubFiles.basisIds(d.basis() == null ? "" : d.basis())), out);
+                            Delta.encode(in, Chunker.Sizes.forFile(e.size()), ChunkIndex.ofIds(HubFiles.basisIds(d.basis() == null ? "" : d.basis())),
+                                    out);
                         }
                     }
                 }

@@ -23,15 +23,15 @@ public final class ChunkIndex {
     private int size;
     private int[] table = new int[128]; // entry + 1; 0 is empty
 
-    /** An index of the chunks of {@code files} (those that exist and are regular files), read once each. */
-    public static ChunkIndex of(List<Path> files) throws IOException {
+    /** An index of the chunks of {@code files} (those that exist and are regular files), cut with {@code sizes}, read once each. */
+    public static ChunkIndex of(List<Path> files, Chunker.Sizes sizes) throws IOException {
         ChunkIndex idx = new ChunkIndex();
         for (Path f : files) {
             if (f != null && Files.isRegularFile(f, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
                 int src = idx.sources.size();
                 idx.sources.add(f);
                 try (InputStream in = Files.newInputStream(f)) {
-                    Chunker.scan(in, (offset, buf, from, len, id) -> idx.add(id, src, offset, len));
+                    Chunker.scan(in, sizes, (offset, buf, from, len, id) -> idx.add(id, src, offset, len));
                 }
             }
         }

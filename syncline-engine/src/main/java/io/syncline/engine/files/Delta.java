@@ -23,10 +23,11 @@ import java.util.Map;
  * writes, in file order:
  *   'C' int first, int count   copy basis entries first .. first+count-1, in that order (runs of unchanged chunks)
  *   'L' int length, bytes       literal bytes (one chunk, at most Chunker.MAX)
- *   'E' long size, 32 bytes     end: the file's length and SHA-256
- * The receiver writes what the ops say and checks length and SHA-256 against the end record and against what the
- * sender announced before it uses the file: a basis that changed in between, or an id two chunks share, gives a wrong
- * hash and the file is refused, never used. Memory: one chunk at a time on both sides.
+ *   'E' long size               end: the file's length
+ * The receiver writes what the ops say, hashing it (SHA-256), and checks length and hash against what the sender
+ * announced before it uses the file: a file that changed at the sender after it was announced, a basis that changed in
+ * between, or an id two chunks share, gives a wrong hash and the file is refused, never used. The sender does not hash
+ * the whole file again: the receiver's check covers it. Memory: one chunk at a time on both sides.
  */
 public final class Delta {
     private static final byte COPY = 'C';
@@ -47,12 +48,15 @@ public final class Delta {
     public record Stats(long size, String sha256, long literalBytes, long copiedBytes) {
     }
 
-    /** Writes the delta of {@code file} against the receiver's basis {@code have} (ids in the receiver's order). */
-    public static Stats encode(InputStream file, ChunkIndex have, DataOutputStream out) throws IOException {
+    /**
+     * Writes the delta of {@code file}, cut with {@code sizes}, against the receiver's basis {@code have} (ids in the
+     * receiver's order). The returned stats carry no hash (null).
+     */
+    public static Stats encode(InputStream file, Chunker.Sizes sizes, ChunkIndex have, DataOutputStream out) throws IOException {
         long[] literal = {0};
         long[] copied = {0};
         int[] run = {-1, 0}; // first entry, count
-        Chunker.Result r = Chunker.scan(file, (offset, buf, from, len, id) -> {
+        long size = Chunker.scan(file, sizes, (offset, buf, from, len, id) -> {
             int e = have.size() == 0 ? -1 : have.find(id);
             if (e >= 0) {
                 copied[0] += len;
@@ -73,9 +77,8 @@ public final class Delta {
         });
         flush(out, run);
         out.writeByte(END);
-        out.writeLong(r.size());
-        out.write(HexFormat.of().parseHex(r.sha256()));
-        return new Stats(r.size(), r.sha256(), literal[0], copied[0]);
+        out.writeLong(size);
+        return new Stats(size, null, literal[0], copied[0]);
     }
 
     private static void flush(DataOutputStream out, int[] run) throws IOException {
@@ -89,10 +92,11 @@ public final class Delta {
 
     /**
      * Reads one delta from {@code in} and writes the file it describes to {@code out}, copying basis chunks from
-     * their files. Returns the length and SHA-256 of what was written; the caller compares them with what it expects.
+     * their files. Returns the length and SHA-256 of what was written; the caller compares them with what was announced.
      *
      * @throws BadBatchException when the stream is not a delta (unknown op, a run outside the basis, a literal longer
-     *     than a chunk), or when what was written is not what its end record says; {@link CutException} when it ends early
+     *     than a chunk), or when what was written is not as long as its end record says; {@link CutException} when it
+ *     ends early
      */
     public static Stats decode(DataInputStream in, ChunkIndex basis, OutputStream out, String path) throws IOException {
         MessageDigest sha = Chunker.sha256();
@@ -148,14 +152,10 @@ public final class Delta {
                     literal += len;
                 } else if (op == END) {
                     long declared = in.readLong();
-                    byte[] hash = new byte[32];
-                    in.readFully(hash);
-                    String got = HexFormat.of().formatHex(sha.digest());
-                    if (declared != size || !got.equals(HexFormat.of().formatHex(hash))) {
-                        throw bad(path, "the file built is " + size + " bytes with SHA-256 " + got + ", the sender's end record says "
-                                + declared + " bytes, " + HexFormat.of().formatHex(hash));
+                    if (declared != size) {
+                        throw bad(path, "the file built is " + size + " bytes, the sender's end record says " + declared);
                     }
-                    return new Stats(size, got, literal, copied);
+                    return new Stats(size, HexFormat.of().formatHex(sha.digest()), literal, copied);
                 } else {
                     throw bad(path, "unknown delta op " + op);
                 }

@@ -27,21 +27,43 @@ import java.util.Set;
 /*
  * A channel's folder at the node that receives files. A file appears whole or not at all: it is built in the folder's
  * working folder (SafePath.WORK_DIR, same file system), checked against the announced length and SHA-256, flushed to
- * disk, given its modification time and permissions, and then renamed over the target in one atomic step; the folder
- * is flushed after the rename. A transfer that breaks keeps what it wrote as <sha256>.part, and the next attempt
+ * disk, given its modification time and permissions, and then renamed over the target in one atomic step; the folders
+ * renamed into are flushed by flush(), once per exchange rather than once per file (a folder flush after each of many
+ * small files doubled their cost), before the receiver records the changes as applied. A transfer that breaks keeps what it wrote as <sha256>.part, and the next attempt
  * offers those chunks in its basis, so only the rest travels again (chunks are known by the id of their content, so
  * a partial file can never contribute a wrong byte). Every path from the other side goes through
  * SafePath first. One writer per folder at a time (the caller's lock).
  */
 public final class FileFolder {
+    /**
+     * Contents (by folder and SHA-256) whose build from a basis gave another hash: asked for again with no basis, so a
+     * chunk id two different chunks share cannot hold a file back for good. Bounded: cleared when it grows large.
+     */
+    private static final Set<String> NO_BASIS = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final Path root;
     private final Path work;
+    private final boolean posix;
+    /** Folders with renames or deletions not flushed to disk yet (see {@link #flush}). */
+    private final Set<Path> dirty = new java.util.LinkedHashSet<>();
 
     public FileFolder(Path root) throws IOException {
         Files.createDirectories(root);
         this.root = root.toRealPath();
         this.work = this.root.resolve(SafePath.WORK_DIR);
         Files.createDirectories(work);
+        this.posix = Files.getFileStore(this.root).supportsFileAttributeView("posix");
+    }
+
+    /**
+     * Flushes to disk the folders this object renamed files into or deleted files from since the last flush. Call it
+     * before recording that the changes are applied: until then a crash may undo a rename (and the change is applied
+     * again, which is harmless).
+     */
+    public void flush() {
+        for (Path dir : dirty) {
+            syncDirectory(dir);
+        }
+        dirty.clear();
     }
 
     public Path root() {
@@ -53,8 +75,23 @@ public final class FileFolder {
         return SafePath.resolve(root, path);
     }
 
-    /** True when {@code path} holds {@code meta}'s content (length first, then hash: a file of another length is not read). */
+    /**
+     * True when {@code path} holds {@code meta}'s content. Only a file of the same length and modification time is read
+     * and hashed: one with another time is taken as different (an edited file, the common case, is then not read twice;
+     * a file only touched costs a delta of copies instead).
+     */
     public boolean holds(String path, FileMeta meta) throws IOException {
+        Path f = file(path);
+        if (!Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS)) {
+            return false;
+        }
+        java.nio.file.attribute.BasicFileAttributes a = Files.readAttributes(f, java.nio.file.attribute.BasicFileAttributes.class,
+                LinkOption.NOFOLLOW_LINKS);
+        return a.size() == meta.size() && a.lastModifiedTime().toMillis() == meta.mtimeMillis() && sha256(f).equals(meta.sha256());
+    }
+
+    /** True when {@code path} holds {@code meta}'s content, whatever its time: for the source of a move or copy. */
+    public boolean sameContent(String path, FileMeta meta) throws IOException {
         Path f = file(path);
         return Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS) && Files.size(f) == meta.size() && sha256(f).equals(meta.sha256());
     }
@@ -78,9 +115,11 @@ public final class FileFolder {
             keepPartial(fresh, part(meta.sha256()));
         }
         List<Path> sources = new ArrayList<>();
-        sources.add(file(meta.path()));
-        sources.add(part(meta.sha256()));
-        return ChunkIndex.of(sources);
+        if (!NO_BASIS.contains(root + "/" + meta.sha256())) {
+            sources.add(file(meta.path()));
+            sources.add(part(meta.sha256()));
+        }
+        return ChunkIndex.of(sources, Chunker.Sizes.forFile(meta.size()));
     }
 
     /**
@@ -103,18 +142,30 @@ public final class FileFolder {
                 out.flush();
             }
             if (got.size() != meta.size() || !got.sha256().equals(meta.sha256())) {
+                if (got.copiedBytes() > 0) {
+                    if (NO_BASIS.size() > 10_000) {
+                        NO_BASIS.clear();
+                    }
+                    NO_BASIS.add(root + "/" + meta.sha256()); // in case a chunk id matched a different chunk
+                }
+                Files.deleteIfExists(part); // what was built is not that content: nothing of it is kept
                 throw new BadBatchException(SyncException.Stage.APPLY, "file '" + meta.path() + "': received " + got.size()
                         + " bytes with SHA-256 " + got.sha256() + " but " + meta.size() + " bytes with " + meta.sha256()
                         + " were announced (the file changed at the sender while it was sent; it is sent again)");
             }
             ch.force(true);
         } catch (IOException | RuntimeException e) {
-            keepPartial(fresh, part);
+            if (NO_BASIS.contains(root + "/" + meta.sha256())) {
+                Files.deleteIfExists(fresh);
+            } else {
+                keepPartial(fresh, part);
+            }
             throw e;
         }
         setAttributes(fresh, meta);
         install(fresh, target, meta.path());
         Files.deleteIfExists(part);
+        NO_BASIS.remove(root + "/" + meta.sha256());
         return got;
     }
 
@@ -124,7 +175,7 @@ public final class FileFolder {
      */
     public boolean copyLocal(String from, FileMeta meta, boolean move) throws IOException {
         Path source = file(from);
-        if (!holds(from, meta)) {
+        if (!sameContent(from, meta)) {
             return false;
         }
         Path target = file(meta.path());
@@ -151,7 +202,7 @@ public final class FileFolder {
             throw new BadBatchException(SyncException.Stage.APPLY, "file '" + path + "' is to be deleted but is a folder here");
         }
         if (Files.deleteIfExists(f)) {
-            syncDirectory(f.getParent());
+            dirty.add(f.getParent());
             pruneEmptyParents(f);
         }
     }
@@ -167,7 +218,8 @@ public final class FileFolder {
         } catch (AtomicMoveNotSupportedException e) {
             throw new IOException("the file system of " + root + " cannot rename atomically; file channels need one that can", e);
         }
-        syncDirectory(target.getParent());
+        dirty.add(target.getParent());
+        dirty.add(from.getParent());
     }
 
     /**
@@ -205,8 +257,8 @@ public final class FileFolder {
         }
     }
 
-    static void setAttributes(Path f, FileMeta meta) throws IOException {
-        if (meta.mode() >= 0 && Files.getFileStore(f).supportsFileAttributeView("posix")) {
+    private void setAttributes(Path f, FileMeta meta) throws IOException {
+        if (meta.mode() >= 0 && posix) {
             Files.setPosixFilePermissions(f, permissions(meta.mode()));
         }
         Files.setLastModifiedTime(f, FileTime.fromMillis(meta.mtimeMillis()));

@@ -6,7 +6,6 @@ import java.io.ByteArrayInputStream;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.HashSet;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.Random;
 import java.util.Set;
@@ -18,7 +17,7 @@ class ChunkerTest {
 
     static List<Piece> chunks(byte[] data) throws IOException {
         List<Piece> out = new ArrayList<>();
-        Chunker.scan(new ByteArrayInputStream(data), (offset, buf, from, len, id) -> out.add(new Piece(offset, len, id)));
+        Chunker.scan(new ByteArrayInputStream(data), Chunker.Sizes.LARGE, (offset, buf, from, len, id) -> out.add(new Piece(offset, len, id)));
         return out;
     }
 
@@ -36,15 +35,15 @@ class ChunkerTest {
         for (int i = 0; i < cs.size(); i++) {
             Piece c = cs.get(i);
             assertThat(c.offset()).isEqualTo(at);
-            assertThat(c.len()).isLessThanOrEqualTo(Chunker.MAX);
+            assertThat(c.len()).isLessThanOrEqualTo(Chunker.Sizes.LARGE.max());
             if (i < cs.size() - 1) {
-                assertThat(c.len()).isGreaterThanOrEqualTo(Chunker.MIN);
+                assertThat(c.len()).isGreaterThanOrEqualTo(Chunker.Sizes.LARGE.min());
             }
             at += c.len();
         }
         assertThat(at).isEqualTo(data.length);
         double avg = data.length / (double) cs.size();
-        assertThat(avg).as("average chunk size").isBetween(Chunker.AVG / 2.0, Chunker.AVG * 2.0);
+        assertThat(avg).as("average chunk size").isBetween(Chunker.Sizes.LARGE.avg() / 2.0, Chunker.Sizes.LARGE.avg() * 2.0);
     }
 
     @Test
@@ -61,14 +60,30 @@ class ChunkerTest {
     }
 
     @Test
-    void shouldHashTheWholeStreamAndHandleEmptyInput() throws Exception {
-        byte[] data = random(100_000, 3);
-        Chunker.Result r = Chunker.scan(new ByteArrayInputStream(data), (o, b, f, l, id) -> { });
-        assertThat(r.size()).isEqualTo(100_000);
-        assertThat(r.sha256()).isEqualTo(HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256").digest(data)));
-        List<Piece> none = chunks(new byte[0]);
-        assertThat(none).isEmpty();
-        assertThat(Chunker.scan(new ByteArrayInputStream(new byte[0]), (o, b, f, l, id) -> { }).sha256())
-                .isEqualTo("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    void shouldCutSmallFilesIntoSmallChunksAndCoverEmptyInput() throws Exception {
+        for (Chunker.Sizes sizes : List.of(Chunker.Sizes.SMALL, Chunker.Sizes.MEDIUM)) {
+            byte[] data = random(sizes == Chunker.Sizes.SMALL ? 60_000 : 3_000_000, 3);
+            List<Piece> cs = new ArrayList<>();
+            long n = Chunker.scan(new ByteArrayInputStream(data), sizes, (o, b, f, l, id) -> cs.add(new Piece(o, l, id)));
+            assertThat(n).isEqualTo(data.length);
+            double avg = data.length / (double) cs.size();
+            assertThat(avg).as("average chunk size for %s", sizes).isBetween(sizes.avg() / 2.0, sizes.avg() * 2.0);
+        }
+        assertThat(Chunker.Sizes.forFile(10_000)).isEqualTo(Chunker.Sizes.SMALL);
+        assertThat(Chunker.Sizes.forFile(1 << 20)).isEqualTo(Chunker.Sizes.MEDIUM);
+        assertThat(Chunker.Sizes.forFile(1L << 30)).isEqualTo(Chunker.Sizes.LARGE);
+        assertThat(chunks(new byte[0])).isEmpty();
+    }
+
+    @Test
+    void shouldGiveDifferentIdsToChunksThatDifferInOneByte() {
+        byte[] a = random(5000, 4);
+        long base = Chunker.id(a, 0, a.length);
+        for (int i = 0; i < a.length; i += 37) {
+            byte[] b = a.clone();
+            b[i] ^= 1;
+            assertThat(Chunker.id(b, 0, b.length)).as("byte %d flipped", i).isNotEqualTo(base);
+        }
+        assertThat(Chunker.id(a, 0, 4999)).as("one byte shorter").isNotEqualTo(base);
     }
 }

@@ -35,7 +35,8 @@ class FileFolderTest {
     static byte[] delta(byte[] content, ChunkIndex receiverBasis, Delta.Stats[] stats) throws Exception {
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
         DataOutputStream out = new DataOutputStream(bytes);
-        stats[0] = Delta.encode(new ByteArrayInputStream(content), ChunkIndex.ofIds(receiverBasis.ids()), out);
+        stats[0] = Delta.encode(new ByteArrayInputStream(content), Chunker.Sizes.forFile(content.length),
+                ChunkIndex.ofIds(receiverBasis.ids()), out);
         out.flush();
         return bytes.toByteArray();
     }
@@ -72,7 +73,7 @@ class FileFolderTest {
         FileMeta meta = new FileMeta("big.bin", edited.length, 1_000L, -1, sha(edited));
         Delta.Stats[] s = new Delta.Stats[1];
         byte[] d = delta(edited, folder.basis(meta), s);
-        assertThat(s[0].literalBytes()).as("bytes sent for 10 edits").isLessThanOrEqualTo(10L * 2 * Chunker.MAX);
+        assertThat(s[0].literalBytes()).as("bytes sent for 10 edits").isLessThanOrEqualTo(10L * 2 * Chunker.Sizes.LARGE.max());
         assertThat(d.length).isLessThan(edited.length / 8);
         folder.receive(meta, new DataInputStream(new ByteArrayInputStream(d)), folder.basis(meta));
         assertThat(Files.readAllBytes(folder.root().resolve("big.bin"))).isEqualTo(edited);
@@ -99,6 +100,28 @@ class FileFolderTest {
         try (var left = Files.list(folder.root().resolve(SafePath.WORK_DIR))) {
             assertThat(left).as("partial files after success").isEmpty();
         }
+    }
+
+    @Test
+    void shouldAskWithoutABasisAfterABuildFromOneGaveTheWrongContent() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        byte[] old = random(500_000, 8);
+        Files.write(folder.root().resolve("f.bin"), old);
+        byte[] content = old.clone();
+        content[250_000] ^= 1;
+        FileMeta meta = new FileMeta("f.bin", content.length, 9_000L, -1, sha(content));
+        ChunkIndex basis = folder.basis(meta);
+        Delta.Stats[] s = new Delta.Stats[1];
+        byte[] d = delta(content, basis, s);
+        byte[] changedMeanwhile = old.clone();
+        changedMeanwhile[10] ^= 1; // the basis no longer says what the chunks hold: the build gives another hash
+        Files.write(folder.root().resolve("f.bin"), changedMeanwhile);
+        assertThatThrownBy(() -> folder.receive(meta, new DataInputStream(new ByteArrayInputStream(d)), basis))
+                .isInstanceOf(BadBatchException.class).hasMessageContaining("f.bin");
+        assertThat(folder.basis(meta).size()).as("chunks offered for that content from now on").isZero();
+        byte[] full = delta(content, folder.basis(meta), s);
+        folder.receive(meta, new DataInputStream(new ByteArrayInputStream(full)), folder.basis(meta));
+        assertThat(Files.readAllBytes(folder.root().resolve("f.bin"))).isEqualTo(content);
     }
 
     @Test
