@@ -37,6 +37,8 @@ import java.util.stream.Stream;
  * counting TCP proxy (FaultProxy, no faults), so "bytes" are what crossed the loopback both ways, HTTP and rsync
  * protocol included. The same source folder feeds both. Scenarios: one large file (first copy, then a given share of
  * it changed in 1,000 scattered places, in place), and a tree of small files (first copy, then a share of them changed).
+ * rsync runs twice each time, into two copies: as it comes, and with --fsync (each file flushed to disk, as Syncline
+ * always does; bytes are counted for the first run).
  * Syncline's time runs from the change on disk (its site sees it through the file system's notifications) until the
  * hub has recorded the last change; rsync's is the client's run. Each result is checked by SHA-256 or by comparing the
  * trees.
@@ -54,6 +56,8 @@ public final class FileBenchmark {
     private Path site;
     private Path hubCopy;
     private Path rsyncCopy;
+    /** The target of rsync --fsync, which flushes each file to disk as Syncline does. */
+    private Path rsyncFsyncCopy;
 
     private FileBenchmark(Map<String, String> o) {
         this.sizeMib = Long.parseLong(o.getOrDefault("size-mib", "1024"));
@@ -85,6 +89,7 @@ public final class FileBenchmark {
         Path hubFolder = dir.resolve("hub");
         hubCopy = hubFolder.resolve("s1");
         rsyncCopy = Files.createDirectories(dir.resolve("rsync"));
+        rsyncFsyncCopy = Files.createDirectories(dir.resolve("rsync-fsync"));
         Process rsyncd = startRsyncDaemon();
         siteUrl = "jdbc:h2:" + dir.resolve("site-db").toAbsolutePath();
         hubUrl = "jdbc:h2:" + dir.resolve("hub-db").toAbsolutePath();
@@ -126,10 +131,10 @@ public final class FileBenchmark {
             deleteTree(dir);
         }
         System.out.println();
-        System.out.printf("%-44s %14s %14s %8s %10s %10s %8s%n", "scenario", "Syncline bytes", "rsync bytes", "ratio", "Syncline s",
-                "rsync s", "ratio");
+        System.out.printf("%-44s %14s %14s %6s %10s %8s %6s %13s %6s%n", "scenario", "Syncline bytes", "rsync bytes", "ratio", "Syncline s",
+                "rsync s", "ratio", "rsync fsync s", "ratio");
         for (String[] r : results) {
-            System.out.printf("%-44s %14s %14s %8s %10s %10s %8s%n", (Object[]) r);
+            System.out.printf("%-44s %14s %14s %6s %10s %8s %6s %13s %6s%n", (Object[]) r);
         }
     }
 
@@ -141,8 +146,8 @@ public final class FileBenchmark {
         long b0 = hubProxy.bytesForwarded();
         Files.move(staged, site.resolve("big.bin"));
         awaitHub(base + 1);
-        measured("large file " + sizeMib + " MiB, first copy", t0, b0, () -> rsync());
-        check(site.resolve("big.bin"), hubCopy.resolve("big.bin"), rsyncCopy.resolve("big.bin"));
+        measured("large file " + sizeMib + " MiB, first copy", t0, b0);
+        check(site.resolve("big.bin"), hubCopy.resolve("big.bin"), rsyncCopy.resolve("big.bin"), rsyncFsyncCopy.resolve("big.bin"));
 
         long size = sizeMib << 20;
         int places = 1000;
@@ -159,8 +164,8 @@ public final class FileBenchmark {
             }
         }
         awaitHub(base + 1);
-        measured(String.format("large file, %.1f%% changed in %d places", changePct, places), t0, b0, () -> rsync());
-        check(site.resolve("big.bin"), hubCopy.resolve("big.bin"), rsyncCopy.resolve("big.bin"));
+        measured(String.format("large file, %.1f%% changed in %d places", changePct, places), t0, b0);
+        check(site.resolve("big.bin"), hubCopy.resolve("big.bin"), rsyncCopy.resolve("big.bin"), rsyncFsyncCopy.resolve("big.bin"));
     }
 
     private void tree() throws Exception {
@@ -180,8 +185,8 @@ public final class FileBenchmark {
         long b0 = hubProxy.bytesForwarded();
         Files.move(staged, site.resolve("tree"));
         awaitHub(base + files);
-        measured(String.format("%,d small files, first copy", files), t0, b0, () -> rsync());
-        checkTrees(site.resolve("tree"), hubCopy.resolve("tree"), rsyncCopy.resolve("tree"));
+        measured(String.format("%,d small files, first copy", files), t0, b0);
+        checkTrees(site.resolve("tree"), hubCopy.resolve("tree"), rsyncCopy.resolve("tree"), rsyncFsyncCopy.resolve("tree"));
 
         int changed = (int) Math.max(1, Math.round(files * changePct / 100));
         base = siteSeq();
@@ -196,27 +201,30 @@ public final class FileBenchmark {
             }
         }
         awaitHub(base + changed);
-        measured(String.format("%,d small files, %d changed", files, changed), t0, b0, () -> rsync());
-        checkTrees(site.resolve("tree"), hubCopy.resolve("tree"), rsyncCopy.resolve("tree"));
+        measured(String.format("%,d small files, %d changed", files, changed), t0, b0);
+        checkTrees(site.resolve("tree"), hubCopy.resolve("tree"), rsyncCopy.resolve("tree"), rsyncFsyncCopy.resolve("tree"));
     }
 
-    @FunctionalInterface
-    private interface Run {
-        void run() throws Exception;
-    }
-
-    /** Records Syncline's figures (from t0 and the proxy's count b0 until now) and runs and measures rsync after it. */
-    private void measured(String scenario, long t0, long b0, Run rsync) throws Exception {
+    /**
+     * Records Syncline's figures (from t0 and the proxy's count b0 until now), then runs and measures rsync, and rsync
+     * --fsync into its own copy (the same guarantee as Syncline's: each file on disk before it is in place).
+     */
+    private void measured(String scenario, long t0, long b0) throws Exception {
         double sSec = (System.nanoTime() - t0) / 1e9;
         long sBytes = hubProxy.bytesForwarded() - b0;
         long r0 = rsyncProxy.bytesForwarded();
         long t1 = System.nanoTime();
-        rsync.run();
+        rsync(false);
         double rSec = (System.nanoTime() - t1) / 1e9;
         long rBytes = rsyncProxy.bytesForwarded() - r0;
+        long t2 = System.nanoTime();
+        rsync(true);
+        double fSec = (System.nanoTime() - t2) / 1e9;
         results.add(new String[] {scenario, String.format("%,d", sBytes), String.format("%,d", rBytes), String.format("%.2f", sBytes / (double) rBytes),
-            String.format("%.2f", sSec), String.format("%.2f", rSec), String.format("%.2f", sSec / rSec)});
-        System.out.printf("  %s: Syncline %,d bytes in %.2f s; rsync %,d bytes in %.2f s%n", scenario, sBytes, sSec, rBytes, rSec);
+            String.format("%.2f", sSec), String.format("%.2f", rSec), String.format("%.2f", sSec / rSec), String.format("%.2f", fSec),
+            String.format("%.2f", sSec / fSec)});
+        System.out.printf("  %s: Syncline %,d bytes in %.2f s; rsync %,d bytes in %.2f s (with --fsync %.2f s)%n", scenario, sBytes, sSec,
+                rBytes, rSec, fSec);
     }
 
     /** The last change number the site recorded for the channel. */
@@ -247,9 +255,14 @@ public final class FileBenchmark {
         throw new IllegalStateException("the hub did not catch up within 30 minutes");
     }
 
-    private void rsync() throws Exception {
-        Process p = new ProcessBuilder("rsync", "-a", "--stats", site + "/", "rsync://127.0.0.1:" + rsyncProxy.port() + "/bench/")
-                .redirectErrorStream(true).start();
+    private void rsync(boolean fsync) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of("rsync", "-a", "--stats"));
+        if (fsync) {
+            cmd.add("--fsync");
+        }
+        cmd.add(site + "/");
+        cmd.add("rsync://127.0.0.1:" + rsyncProxy.port() + (fsync ? "/fsync/" : "/bench/"));
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
         String out = new String(p.getInputStream().readAllBytes());
         if (p.waitFor() != 0) {
             throw new IllegalStateException("rsync failed: " + out);
@@ -264,7 +277,8 @@ public final class FileBenchmark {
         Path conf = dir.resolve("rsyncd.conf");
         boolean root = "root".equals(System.getProperty("user.name"));
         Files.writeString(conf, "use chroot = no\npid file = " + dir.resolve("rsyncd.pid") + "\nlog file = " + dir.resolve("rsyncd.log")
-                + "\n[bench]\n  path = " + rsyncCopy + "\n  read only = false\n" + (root ? "  uid = root\n  gid = root\n" : ""));
+                + "\n[bench]\n  path = " + rsyncCopy + "\n  read only = false\n" + (root ? "  uid = root\n  gid = root\n" : "")
+                + "[fsync]\n  path = " + rsyncFsyncCopy + "\n  read only = false\n" + (root ? "  uid = root\n  gid = root\n" : ""));
         Process p = new ProcessBuilder("rsync", "--daemon", "--no-detach", "--config=" + conf, "--port=" + port, "--address=127.0.0.1")
                 .redirectErrorStream(true).redirectOutput(dir.resolve("rsyncd.out").toFile()).start();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
