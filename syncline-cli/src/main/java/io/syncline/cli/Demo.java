@@ -55,6 +55,8 @@ final class Demo {
     /** What a site of {@code :region} must hold of the hub's catalog: the channel's filter, in SQL. */
     private static final String SHARE = "region IS NULL OR region = '%s'";
     private static final int SHELVES = 25;
+    /** Product images per site: written one at a time, then written over, while the workload runs. */
+    private static final int IMAGES = 12;
 
     private final Path root;
     private final int siteCount;
@@ -67,6 +69,8 @@ final class Demo {
     private final AtomicLong failed = new AtomicLong();
     /** Edits of the two-way shelf_stock table, at the sites and at HQ. */
     private final AtomicLong shelfEdits = new AtomicLong();
+    /** Product images written at the sites. */
+    private final AtomicLong images = new AtomicLong();
 
     Demo(Path root, int siteCount, Duration duration, int rate, PrintStream out) {
         this.root = root;
@@ -82,6 +86,54 @@ final class Demo {
 
     private static String siteId(int i) {
         return String.format("site-%02d", i);
+    }
+
+    /** A site's folder of product images (a site-to-hub file channel); the hub keeps each site's in images/<site id>. */
+    private Path images(String node) {
+        return root.resolve("files").resolve(node).resolve("images");
+    }
+
+    /** Writes (or writes over) product image {@code n} of site {@code i}: a few KiB standing in for a photo. */
+    private void writeImage(int i, int n, SplittableRandom random) {
+        byte[] b = new byte[2048 + random.nextInt(30 * 1024)];
+        random.nextBytes(b);
+        Path f = images(siteId(i)).resolve(String.format("product-%03d.jpg", n));
+        try {
+            Files.createDirectories(f.getParent());
+            Path tmp = f.resolveSibling(f.getFileName() + ".tmp"); // as an application would: write, then rename
+            Files.write(tmp, b);
+            Files.move(tmp, f, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+            images.incrementAndGet();
+        } catch (IOException e) {
+            failed.incrementAndGet();
+        }
+    }
+
+    /** Whether the hub holds exactly site {@code i}'s images; with {@code counts}, fills in {site files, hub files}. */
+    private boolean imagesMatch(int i, long[] counts) {
+        Path site = images(siteId(i));
+        Path hub = images("hq").resolve(siteId(i));
+        try (Stream<Path> a = Files.exists(site) ? Files.list(site) : Stream.empty();
+             Stream<Path> b = Files.exists(hub) ? Files.list(hub) : Stream.empty()) {
+            List<Path> mine = a.filter(p -> p.toString().endsWith(".jpg")).toList();
+            List<Path> theirs = b.filter(p -> p.toString().endsWith(".jpg")).toList();
+            if (counts != null) {
+                counts[0] = mine.size();
+                counts[1] = theirs.size();
+            }
+            if (mine.size() != theirs.size()) {
+                return false;
+            }
+            for (Path p : mine) {
+                Path h = hub.resolve(p.getFileName().toString());
+                if (!Files.exists(h) || Files.mismatch(p, h) != -1) {
+                    return false;
+                }
+            }
+            return true;
+        } catch (IOException e) {
+            return false;
+        }
     }
 
     boolean run() throws Exception {
@@ -112,7 +164,10 @@ final class Demo {
                     direction: two-way
                     conflict: {policy: column-merge}
                     tables: [{name: shelf_stock}]
-                """.formatted(url("hub"), TOKEN, overrides.isEmpty() ? "  {}" : overrides.toString().stripTrailing()),
+                fileChannels:
+                  - {name: images, include: ["*.jpg"]}
+                folders: {images: "%s"}
+                """.formatted(url("hub"), TOKEN, overrides.isEmpty() ? "  {}" : overrides.toString().stripTrailing(), images("hq")),
                 Role.HUB, Map.of());
         long start = System.nanoTime();
         List<SiteNode> sites = new ArrayList<>();
@@ -122,12 +177,14 @@ final class Demo {
         try {
             out.printf("hub hq listening on %s%n", hub.url());
             for (int i = 1; i <= siteCount; i++) {
+                Files.createDirectories(images(siteId(i))); // a site's folder must be there: a missing one is an error, not "all deleted"
                 sites.add(SiteNode.start(NodeConfig.parse("""
                         node: {id: %s}
                         database: {url: "%s", poolSize: 3}
                         hub: {url: "%s", token: "%s"}
                         capture: {interval: 200ms}
-                        """.formatted(siteId(i), url(siteId(i)), hub.url(), TOKEN), Role.SITE, Map.of()), Clock.systemUTC()));
+                        folders: {images: "%s"}
+                        """.formatted(siteId(i), url(siteId(i)), hub.url(), TOKEN, images(siteId(i))), Role.SITE, Map.of()), Clock.systemUTC()));
             }
             out.printf("%d sites started (odd sites pulled by the hub, even sites push) in %d ms%n", siteCount,
                     (System.nanoTime() - start) / 1_000_000);
@@ -135,6 +192,13 @@ final class Demo {
             for (int i = 1; i <= siteCount; i++) {
                 SiteWorkload w = new SiteWorkload(url(siteId(i)), i);
                 workload.scheduleAtFixedRate(w::step, (i * 37L) % period, period, TimeUnit.MILLISECONDS);
+            }
+            for (int i = 1; i <= siteCount; i++) {
+                int site = i;
+                SplittableRandom random = new SplittableRandom(i);
+                AtomicInteger next = new AtomicInteger();
+                workload.scheduleAtFixedRate(() -> writeImage(site, next.getAndIncrement() % IMAGES + 1, random), (i * 53L) % 2000, 2000,
+                        TimeUnit.MILLISECONDS);
             }
             CatalogWorkload catalog = new CatalogWorkload(url("hub"), shelfEdits);
             workload.scheduleAtFixedRate(catalog::step, 0, 100, TimeUnit.MILLISECONDS);
@@ -162,7 +226,7 @@ final class Demo {
                 behind.add(i);
             }
             while (!behind.isEmpty() && System.nanoTime() < deadline) {
-                behind.removeIf(i -> catalogMatches(i) && shelfMatches(i));
+                behind.removeIf(i -> catalogMatches(i) && shelfMatches(i) && imagesMatch(i, null));
                 if (!behind.isEmpty()) {
                     Thread.sleep(200);
                 }
@@ -172,12 +236,14 @@ final class Demo {
                 out.printf("WARNING: %d sites did not drain within 180 s: %s%n", waiting.size(),
                         waiting.stream().map(SiteNode::nodeId).toList());
             } else if (!behind.isEmpty()) {
-                out.printf("WARNING: %d sites did not receive the hub's catalog and shelves within 180 s: %s%n", behind.size(),
+                out.printf("WARNING: %d sites did not receive the hub's catalog and shelves, or the hub their images, within 180 s: %s%n",
+                        behind.size(),
                         behind.stream().map(Demo::siteId).toList());
             } else {
                 out.printf("all sites drained, hold their share of the hub's catalog (%d catalog changes) and the hub's shelves "
-                        + "(%d shelf edits at the sites and HQ, %d conflicts settled), in %d ms%n", catalog.changes.get(), shelfEdits.get(),
-                        hub.status().conflicts(), (System.nanoTime() - drainStart) / 1_000_000);
+                        + "(%d shelf edits at the sites and HQ, %d conflicts settled), and the hub holds their product images (%d written), "
+                        + "in %d ms%n", catalog.changes.get(), shelfEdits.get(), hub.status().conflicts(), images.get(),
+                        (System.nanoTime() - drainStart) / 1_000_000);
             }
             printProgress(hub, t0);
         } finally {
@@ -475,8 +541,8 @@ final class Demo {
 
     private boolean compare() throws SQLException {
         out.println();
-        out.printf("%-9s %10s %10s  %-12s  %-12s  %-6s %8s %8s  %-12s  %s%n", "site", "rows@site", "rows@hub", "sum@site", "sum@hub", "region",
-                "catalog", "share", "shelves", "match");
+        out.printf("%-9s %10s %10s  %-12s  %-12s  %-6s %8s %8s  %-12s  %-7s  %s%n", "site", "rows@site", "rows@hub", "sum@site", "sum@hub",
+                "region", "catalog", "share", "shelves", "images", "match");
         int mismatches = 0;
         long totalRows = 0;
         H2Dialect dialect = new H2Dialect();
@@ -496,11 +562,14 @@ final class Demo {
                     shelves = TableChecksum.of(site, dialect, "shelf_stock");
                 }
                 TableChecksum.Result share = TableChecksum.where(hub, dialect, "catalog_item", SHARE.formatted(region(i)));
-                boolean match = atSite.equals(atHub) && catalogAtSite.equals(share) && shelves.equals(shelvesAtHub);
+                long[] pics = new long[2];
+                boolean imagesOk = imagesMatch(i, pics);
+                boolean match = atSite.equals(atHub) && catalogAtSite.equals(share) && shelves.equals(shelvesAtHub) && imagesOk;
                 mismatches += match ? 0 : 1;
                 totalRows += atSite.rows();
-                out.printf("%-9s %10d %10d  %-12s  %-12s  %-6s %8d %8d  %-12s  %s%n", id, atSite.rows(), atHub.rows(), atSite.shortSha(),
-                        atHub.shortSha(), region(i), catalogAtSite.rows(), share.rows(), shelves.shortSha(), match ? "yes" : "NO");
+                out.printf("%-9s %10d %10d  %-12s  %-12s  %-6s %8d %8d  %-12s  %-7s  %s%n", id, atSite.rows(), atHub.rows(), atSite.shortSha(),
+                        atHub.shortSha(), region(i), catalogAtSite.rows(), share.rows(), shelves.shortSha(), pics[0] + "/" + pics[1],
+                        match ? "yes" : "NO");
             }
             long hubRows;
             try (Statement s = hub.createStatement(); ResultSet rs = s.executeQuery("SELECT COUNT(*) FROM product")) {
@@ -514,7 +583,8 @@ final class Demo {
             }
             out.printf("%nhub table holds %d rows; the sites hold %d. Catalog and share: the site's copy of the hub's catalog_item, "
                     + "and the hub's rows of the site's region or of none. Shelves: the site's shelf_stock (two-way), the hub's is %s; "
-                    + "%d conflicts settled by column merge, each in sync_conflict.%n%s%n", hubRows, totalRows, shelvesAtHub.shortSha(), conflicts,
+                    + "%d conflicts settled by column merge, each in sync_conflict. Images: the site's product images and the hub's copy "
+                    + "of them (a file channel; every file compared byte for byte).%n%s%n", hubRows, totalRows, shelvesAtHub.shortSha(), conflicts,
                     mismatches == 0 && hubRows == totalRows ? "Every site matches the hub." : mismatches + " sites DO NOT match.");
             return mismatches == 0 && hubRows == totalRows;
         }

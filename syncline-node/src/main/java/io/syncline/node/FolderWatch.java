@@ -76,8 +76,16 @@ final class FolderWatch implements AutoCloseable {
             boolean failed = false;
             for (Target t : targets.get()) {
                 try {
-                    Files.createDirectories(t.folder());
-                    watch(t.folder());
+                    // A sending folder that is not there (not mounted, moved) is an error, never "every file deleted".
+                    if (!Files.isDirectory(t.folder())) {
+                        throw new IOException("folder " + t.folder() + " does not exist or is not a folder (not mounted?); nothing "
+                                + "is sent, and no file is taken as deleted, until it is there");
+                    }
+                    try {
+                        watch(t.folder());
+                    } catch (IOException | RuntimeException e) { // e.g. the system's limit of watches: the timed walks go on
+                        LOG.warn("{}: cannot watch {} ({}); changes there are seen at the next timed walk", name, t.folder(), e.toString());
+                    }
                     walk.walk(t);
                 } catch (Exception e) {
                     failed = true;

@@ -178,14 +178,16 @@ final class HubFiles implements AutoCloseable {
         while (true) {
             long seen = bell.rung();
             List<FileEntry> page;
+            long last;
             try (Connection c = db.connection()) {
                 page = FileOutbox.pending(c, ch.name(), after, SiteFiles.PAGE);
+                last = FileOutbox.next(c, ch.name()) - 1;
                 c.commit();
             } catch (SQLException e) {
                 throw new HttpError(503, "hub database unavailable: " + e.getMessage());
             }
-            if (!page.isEmpty() || System.nanoTime() >= deadline) {
-                HttpEndpoint.sendJson(ex, 200, Map.of("entries", page));
+            if (!page.isEmpty() || System.nanoTime() >= deadline || after > last) {
+                HttpEndpoint.sendJson(ex, 200, Map.of("entries", page, "last", last));
                 return;
             }
             try {
@@ -287,10 +289,18 @@ final class HubFiles implements AutoCloseable {
         Path root = folders.get(ch.name());
         try (DataOutputStream out = new DataOutputStream(new BufferedOutputStream(ex.getResponseBody(), 64 * 1024))) {
             for (int i = 0; i < paths.size(); i++) {
-                InputStream file;
+                InputStream file = null;
                 try {
-                    file = Files.newInputStream(SafePath.resolve(root, paths.get(i)));
+                    Path f = SafePath.resolve(root, paths.get(i));
+                    // Only what the channel lists (its patterns, not deleted) and only regular files: never any other
+                    // file under the folder, nor a pipe or device that would hold the thread.
+                    if (recorded(ch.name(), paths.get(i)) && Files.isRegularFile(f, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                        file = Files.newInputStream(f, java.nio.file.LinkOption.NOFOLLOW_LINKS);
+                    }
                 } catch (NoSuchFileException | BadBatchException gone) {
+                    file = null;
+                }
+                if (file == null) {
                     out.writeByte(0);
                     continue;
                 }
@@ -301,6 +311,17 @@ final class HubFiles implements AutoCloseable {
                     copiedBytes.addAndGet(s.copiedBytes());
                 }
             }
+        }
+    }
+
+    /** Whether the hub's record of a hub-to-sites channel lists {@code path} as a file it has (not deleted). */
+    private boolean recorded(String channel, String path) throws IOException {
+        try (Connection c = db.connection()) {
+            boolean r = FileOutbox.isRecorded(c, channel, path);
+            c.commit();
+            return r;
+        } catch (SQLException e) {
+            throw new IOException("hub database unavailable: " + e.getMessage(), e);
         }
     }
 
@@ -334,18 +355,30 @@ final class HubFiles implements AutoCloseable {
         if (offer == null || offer.entries() == null) {
             throw new HttpError(400, "file offer of channel '" + ch.name() + "' has no entries");
         }
+        if (offer.entries().size() > SiteFiles.PAGE) {
+            throw new HttpError(400, "file offer of channel '" + ch.name() + "' has " + offer.entries().size() + " changes; at most "
+                    + SiteFiles.PAGE + " at a time");
+        }
         FileFolder folder = folder(ch, site);
-        long applied = applied(site, ch.name());
+        // Under the exchange's lock: working out a basis may take over what an earlier transfer left (FileFolder.basis),
+        // which must not happen while that transfer is still being received.
+        ReentrantLock lock = lock(site, ch);
         List<Decision> out = new ArrayList<>();
-        for (FileEntry e : offer.entries()) {
-            check(ch, e);
-            if (e.seq() <= applied) {
-                out.add(new Decision(e.seq(), "skip", null));
-            } else if (e.deleted() || e.from() != null && folder.sameContent(e.from(), e.meta()) || folder.holds(e.path(), e.meta())) {
-                out.add(new Decision(e.seq(), "none", null));
-            } else {
-                out.add(new Decision(e.seq(), "data", basis(folder.basis(e.meta()))));
+        long applied;
+        try {
+            applied = applied(site, ch.name());
+            for (FileEntry e : offer.entries()) {
+                check(ch, e);
+                if (e.seq() <= applied) {
+                    out.add(new Decision(e.seq(), "skip", null));
+                } else if (e.deleted() || e.from() != null && folder.sameContent(e.from(), e.meta()) || folder.holds(e.path(), e.meta())) {
+                    out.add(new Decision(e.seq(), "none", null));
+                } else {
+                    out.add(new Decision(e.seq(), "data", basis(folder.basis(e.meta()))));
+                }
             }
+        } finally {
+            lock.unlock();
         }
         HttpEndpoint.sendJson(ex, 200, Map.of("applied", applied, "entries", out));
     }
@@ -353,15 +386,14 @@ final class HubFiles implements AutoCloseable {
     void handleApply(HttpExchange ex, String site) throws IOException {
         FileChannelSpec ch = channel(ex, ChannelSpec.Direction.SITE_TO_HUB);
         FileFolder folder = folder(ch, site);
-        ReentrantLock lock = locks.computeIfAbsent(site + '\0' + ch.name(), k -> new ReentrantLock());
-        if (!lock.tryLock()) {
-            throw new HttpError(409, "site '" + site + "' is already sending files of channel '" + ch.name() + "'");
-        }
-        long applied = applied(site, ch.name());
-        long start = applied;
+        ReentrantLock lock = lock(site, ch);
+        long applied = 0;
+        long start = 0;
         String error = null;
         DataInputStream in = new DataInputStream(new BufferedInputStream(ex.getRequestBody(), 64 * 1024));
         try {
+            applied = applied(site, ch.name());
+            start = applied;
             while (true) {
                 int len = in.readInt();
                 if (len == 0) {
@@ -398,6 +430,16 @@ final class HubFiles implements AutoCloseable {
             body.put("error", error);
         }
         HttpEndpoint.sendJson(ex, 200, body);
+    }
+
+    /** Takes the lock of a site's exchanges of a channel, or answers 409 when an exchange holds it. */
+    private ReentrantLock lock(String site, FileChannelSpec ch) {
+        ReentrantLock lock = locks.computeIfAbsent(site + '\0' + ch.name(), k -> new ReentrantLock());
+        if (!lock.tryLock()) {
+            throw new HttpError(409, "site '" + site + "' is already exchanging files of channel '" + ch.name() + "' (an earlier "
+                    + "exchange has not ended yet)");
+        }
+        return lock;
     }
 
     private void apply(FileFolder folder, FileEntry e, boolean data, DataInputStream in) throws IOException {

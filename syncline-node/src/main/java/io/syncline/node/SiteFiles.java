@@ -84,7 +84,7 @@ final class SiteFiles implements AutoCloseable {
     record ApplyAnswer(long applied, String error) {
     }
 
-    record Changes(List<FileEntry> entries) {
+    record Changes(List<FileEntry> entries, long last) {
     }
 
     SiteFiles(NodeConfig cfg, Database db, Clock clock, Supplier<Registration.Response> registration) throws IOException {
@@ -193,6 +193,12 @@ final class SiteFiles implements AutoCloseable {
             polls.remove(name);
             conn.disconnect();
         }
+        if (page.last() < applied) {
+            LOG.warn("site {}: the hub's file channel '{}' ends at change {}, but this site applied up to {} (the hub's database "
+                    + "is new or was restored): taking every file again", cfg.nodeId(), name, page.last(), applied);
+            inTransaction(c -> FileOutbox.recordApplied(c, r.hub(), name, 0, clock.instant()));
+            return;
+        }
         if (page.entries() == null || page.entries().isEmpty() || closed) {
             return;
         }
@@ -288,21 +294,25 @@ final class SiteFiles implements AutoCloseable {
     private void send(Registration.Response r, FileChannelSpec ch, Path folder) throws IOException, SQLException {
         while (!closed) {
             long acked;
-            long next;
+            long offered;
             List<FileEntry> pending;
             try (Connection c = db.connection()) {
                 acked = FileOutbox.acknowledged(c, ch.name());
-                next = FileOutbox.next(c, ch.name());
+                offered = FileOutbox.offered(c, ch.name());
                 pending = FileOutbox.pending(c, ch.name(), acked, PAGE);
+                if (!pending.isEmpty()) {
+                    FileOutbox.markOffered(c, ch.name(), pending.get(pending.size() - 1).seq());
+                }
                 c.commit();
             }
             if (pending.isEmpty()) {
                 return;
             }
             OfferAnswer offer = offer(r, ch, pending);
-            if (offer.applied() >= next) {
-                LOG.warn("site {}: the hub has file changes of channel '{}' up to {}, but this site numbered only up to {} (database "
-                        + "restored?): every file is offered again", cfg.nodeId(), ch.name(), offer.applied(), next - 1);
+            if (offer.applied() > offered || offer.applied() < acked) {
+                LOG.warn("site {}: the hub has file changes of channel '{}' up to {}, but this site offered up to {} and saw up to {} "
+                        + "acknowledged (a database restored from an older copy): every file is offered again", cfg.nodeId(), ch.name(),
+                        offer.applied(), offered, acked);
                 inTransaction(c -> FileOutbox.renumberAfter(c, ch.name(), offer.applied()));
                 continue;
             }

@@ -187,6 +187,30 @@ class FileChannelTest {
     }
 
     @Test
+    void shouldResumeAFileWhoseConnectionWasCutMidwayFromWhatHadArrived() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        dbs().exec("s3", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        Path big = write(dir.resolve("s3-images").resolve("big.bin"), random(6 << 20, 9));
+        try (HubNode hub = HubNode.start(hub("30s"), Clock.systemUTC());
+             io.syncline.testkit.FaultProxy proxy = new io.syncline.testkit.FaultProxy("cut", "127.0.0.1", hub.port())) {
+            proxy.cutAfter(3_000_000); // the file's connection is cut half way (what the hub had not read yet is lost with it)
+            try (SiteNode s3 = SiteNode.start(site("s3", proxy.url(), "30s"), Clock.systemUTC())) {
+                await().atMost(Duration.ofSeconds(30)).until(() -> proxy.cuts() >= 1);
+                proxy.cutAfter(-1);
+                Path at = dir.resolve("hub-images").resolve("s3").resolve("big.bin");
+                await().atMost(Duration.ofSeconds(30)).until(() -> same(big, at));
+                assertThat(hub.files().copiedBytes.get()).as("bytes the second attempt took from what the first left")
+                        .isPositive();
+                assertThat(hub.files().copiedBytes.get() + hub.files().literalBytes.get()).as("all bytes of the file that landed")
+                        .isGreaterThanOrEqualTo(6 << 20);
+                try (var left = Files.list(at.getParent().resolve(".syncline-tmp"))) {
+                    assertThat(left).as("partial files once the file is in place").isEmpty();
+                }
+            }
+        }
+    }
+
+    @Test
     void shouldSeeAChangeThroughTheFileSystemWatchWithoutWaitingForTheWalk() throws Exception {
         dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
         dbs().exec("s2", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");

@@ -92,13 +92,14 @@ public final class Delta {
 
     /**
      * Reads one delta from {@code in} and writes the file it describes to {@code out}, copying basis chunks from
-     * their files. Returns the length and SHA-256 of what was written; the caller compares them with what was announced.
+     * their files, never more than {@code expectedSize} bytes. Returns the length and SHA-256 of what was written; the
+     * caller compares them with what was announced.
      *
      * @throws BadBatchException when the stream is not a delta (unknown op, a run outside the basis, a literal longer
      *     than a chunk), or when what was written is not as long as its end record says; {@link CutException} when it
  *     ends early
      */
-    public static Stats decode(DataInputStream in, ChunkIndex basis, OutputStream out, String path) throws IOException {
+    public static Stats decode(DataInputStream in, ChunkIndex basis, OutputStream out, String path, long expectedSize) throws IOException {
         MessageDigest sha = Chunker.sha256();
         byte[] buf = new byte[Chunker.MAX];
         long size = 0;
@@ -121,6 +122,9 @@ public final class Delta {
                                 + basis.size() + " chunks the receiver listed");
                     }
                     for (int e = first; e < first + count; e++) {
+                        if (size + basis.length(e) > expectedSize) {
+                            throw bad(path, "the data builds more than the " + expectedSize + " bytes announced");
+                        }
                         FileChannel ch = open.get(basis.source(e));
                         if (ch == null) {
                             ch = FileChannel.open(basis.source(e), StandardOpenOption.READ);
@@ -144,6 +148,9 @@ public final class Delta {
                     int len = in.readInt();
                     if (len <= 0 || len > Chunker.MAX) {
                         throw bad(path, "literal of " + len + " bytes (a chunk is 1 to " + Chunker.MAX + ")");
+                    }
+                    if (size + len > expectedSize) {
+                        throw bad(path, "the data builds more than the " + expectedSize + " bytes announced");
                     }
                     in.readFully(buf, 0, len);
                     sha.update(buf, 0, len);

@@ -50,6 +50,9 @@ public final class FileFolder {
         Files.createDirectories(root);
         this.root = root.toRealPath();
         this.work = this.root.resolve(SafePath.WORK_DIR);
+        if (Files.isSymbolicLink(work)) {
+            throw new IOException(work + " is a symbolic link; Syncline's working folder must be a real folder inside " + this.root);
+        }
         Files.createDirectories(work);
         this.posix = Files.getFileStore(this.root).supportsFileAttributeView("posix");
     }
@@ -70,6 +73,22 @@ public final class FileFolder {
         return root;
     }
 
+    /**
+     * The file a checked path names here, or null when a file stands where the path needs a folder (a file that is to
+     * become a folder: the change that deletes it comes first when the changes are applied, so the question whether the
+     * content is here already is simply answered no).
+     */
+    private Path fileOrNull(String path) throws IOException {
+        try {
+            return file(path);
+        } catch (io.syncline.api.UnsafePathException e) {
+            if (e.getMessage().contains("is a file, not a folder")) {
+                return null;
+            }
+            throw e;
+        }
+    }
+
     /** The file a checked path names here (no links on the way). */
     public Path file(String path) throws IOException {
         return SafePath.resolve(root, path);
@@ -81,7 +100,10 @@ public final class FileFolder {
      * a file only touched costs a delta of copies instead).
      */
     public boolean holds(String path, FileMeta meta) throws IOException {
-        Path f = file(path);
+        Path f = fileOrNull(path);
+        if (f == null) {
+            return false;
+        }
         if (!Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS)) {
             return false;
         }
@@ -92,8 +114,8 @@ public final class FileFolder {
 
     /** True when {@code path} holds {@code meta}'s content, whatever its time: for the source of a move or copy. */
     public boolean sameContent(String path, FileMeta meta) throws IOException {
-        Path f = file(path);
-        return Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS) && Files.size(f) == meta.size() && sha256(f).equals(meta.sha256());
+        Path f = fileOrNull(path);
+        return f != null && Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS) && Files.size(f) == meta.size() && sha256(f).equals(meta.sha256());
     }
 
     /** True when {@code meta.path()} already holds {@code meta}'s content; then its time and permissions are set as in meta. */
@@ -116,7 +138,7 @@ public final class FileFolder {
         }
         List<Path> sources = new ArrayList<>();
         if (!NO_BASIS.contains(root + "/" + meta.sha256())) {
-            sources.add(file(meta.path()));
+            sources.add(fileOrNull(meta.path()));
             sources.add(part(meta.sha256()));
         }
         return ChunkIndex.of(sources, Chunker.Sizes.forFile(meta.size()));
@@ -133,11 +155,16 @@ public final class FileFolder {
         Path fresh = work.resolve(meta.sha256() + ".new");
         Path part = part(meta.sha256());
         Delta.Stats got;
-        try (FileChannel ch = FileChannel.open(fresh, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
-                StandardOpenOption.WRITE)) {
+        Files.deleteIfExists(fresh);
+        boolean cut = false;
+        // CREATE_NEW with NOFOLLOW_LINKS: a link planted in the working folder is never written through.
+        try (FileChannel ch = FileChannel.open(fresh, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS)) {
             OutputStream out = new BufferedOutputStream(Channels.newOutputStream(ch), 64 * 1024);
             try {
-                got = Delta.decode(in, basis, out, meta.path());
+                got = Delta.decode(in, basis, out, meta.path(), meta.size());
+            } catch (Delta.CutException | IOException e) { // the data stopped (a cut connection, a peer gone): not malformed
+                cut = true;
+                throw e;
             } finally {
                 out.flush();
             }
@@ -155,10 +182,10 @@ public final class FileFolder {
             }
             ch.force(true);
         } catch (IOException | RuntimeException e) {
-            if (NO_BASIS.contains(root + "/" + meta.sha256())) {
-                Files.deleteIfExists(fresh);
+            if (cut) {
+                keepPartial(fresh, part); // a correct start of the file, worth keeping for the next attempt
             } else {
-                keepPartial(fresh, part);
+                Files.deleteIfExists(fresh); // malformed, or not the announced content: nothing of it is kept
             }
             throw e;
         }
@@ -259,9 +286,11 @@ public final class FileFolder {
 
     private void setAttributes(Path f, FileMeta meta) throws IOException {
         if (meta.mode() >= 0 && posix) {
-            Files.setPosixFilePermissions(f, permissions(meta.mode()));
+            Files.getFileAttributeView(f, java.nio.file.attribute.PosixFileAttributeView.class, LinkOption.NOFOLLOW_LINKS)
+                    .setPermissions(permissions(meta.mode()));
         }
-        Files.setLastModifiedTime(f, FileTime.fromMillis(meta.mtimeMillis()));
+        Files.getFileAttributeView(f, java.nio.file.attribute.BasicFileAttributeView.class, LinkOption.NOFOLLOW_LINKS)
+                .setTimes(FileTime.fromMillis(meta.mtimeMillis()), null, null);
     }
 
     static Set<PosixFilePermission> permissions(int mode) {

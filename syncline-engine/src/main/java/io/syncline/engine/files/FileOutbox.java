@@ -23,6 +23,7 @@ import java.util.Map;
 public final class FileOutbox {
     private static final String NEXT = "files.seq.";
     private static final String ACKED = "files.acked.";
+    private static final String OFFERED = "files.offered.";
 
     private FileOutbox() {
     }
@@ -150,6 +151,33 @@ public final class FileOutbox {
         }
     }
 
+    /**
+     * The highest change this node has ever offered its receiver. Stored before each offer, so a database restored from
+     * an older copy has a lower one, and a receiver that has more than it reveals the restore.
+     */
+    public static long offered(Connection c, String channel) throws SQLException {
+        String v = SyncSchema.getState(c, OFFERED + channel);
+        return v == null ? 0 : Long.parseLong(v);
+    }
+
+    /** Records that changes up to {@code upTo} are about to be offered. */
+    public static void markOffered(Connection c, String channel, long upTo) throws SQLException {
+        if (upTo > offered(c, channel)) {
+            SyncSchema.putState(c, OFFERED + channel, Long.toString(upTo));
+        }
+    }
+
+    /** Whether {@code path} is recorded as a file of the channel (not deleted). */
+    public static boolean isRecorded(Connection c, String channel, String path) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT 1 FROM sync_file WHERE channel = ? AND path_id = ? AND deleted = FALSE")) {
+            ps.setString(1, channel);
+            ps.setString(2, pathId(path));
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next();
+            }
+        }
+    }
+
     /** The next number this channel's changes get. */
     public static long next(Connection c, String channel) throws SQLException {
         String v = SyncSchema.getState(c, NEXT + channel);
@@ -157,9 +185,10 @@ public final class FileOutbox {
     }
 
     /**
-     * The receiver says it applied change {@code applied}, which this node never numbered (its database was restored
-     * from an older copy): every file is numbered again after it, so all are offered again (the receiver skips the
-     * content it holds), and the acknowledgement follows the receiver's.
+     * The receiver's count and this node's disagree: it applied changes this node never offered (this database was
+     * restored from an older copy), or fewer than this node had seen acknowledged (the receiver's was). Every file is
+     * numbered again after the receiver's count, so all are offered again (the receiver skips content it holds), and
+     * the acknowledgement follows the receiver's. Deletions acknowledged before are not sent again.
      */
     public static void renumberAfter(Connection c, String channel, long applied) throws SQLException {
         long seq = applied + 1;
@@ -182,6 +211,7 @@ public final class FileOutbox {
         }
         SyncSchema.putState(c, NEXT + channel, Long.toString(seq));
         SyncSchema.putState(c, ACKED + channel, Long.toString(applied));
+        SyncSchema.putState(c, OFFERED + channel, Long.toString(applied));
     }
 
     /** The last change of {@code source}'s channel this node applied (table sync_file_in; 0: none). */

@@ -59,7 +59,13 @@ public final class FileScanner {
     }
 
     public FileScanner(Path root, List<String> include, List<String> exclude) {
-        this.root = root;
+        Path real;
+        try {
+            real = root.toRealPath(); // a folder given as a symbolic link is walked where it leads
+        } catch (IOException e) {
+            real = root;
+        }
+        this.root = real;
         this.include = matchers(include);
         this.exclude = matchers(exclude);
         this.includeByName = include.stream().map(p -> !p.contains("/")).toList();
@@ -92,8 +98,8 @@ public final class FileScanner {
     }
 
     /**
-     * The changes from {@code known} (path to what was last recorded) to the folder now, deletions first and then the
-     * rest in path order.
+     * The changes from {@code known} (path to what was last recorded) to the folder now: deletions first, then moves,
+     * then the other new and changed files, each in path order.
      */
     public List<Change> scan(Map<String, FileMeta> known, long nowMillis) throws IOException {
         return scan(known, nowMillis, skipped -> { });
@@ -123,7 +129,13 @@ public final class FileScanner {
                 if (!matches(path)) {
                     return FileVisitResult.CONTINUE;
                 }
-                FileMeta now = look(file, path, attrs, known.get(path), nowMillis);
+                FileMeta now;
+                try {
+                    now = look(file, path, attrs, known.get(path), nowMillis);
+                } catch (java.nio.file.AccessDeniedException e) {
+                    unsyncable.accept("'" + path + "' cannot be read; it is left as it was");
+                    now = known.get(path);
+                }
                 if (now != null) {
                     found.put(path, now);
                 }
@@ -135,7 +147,35 @@ public final class FileScanner {
                 if (e instanceof NoSuchFileException) {
                     return FileVisitResult.CONTINUE; // deleted while we walked
                 }
+                if (e instanceof java.nio.file.AccessDeniedException) {
+                    unreadable(file, e);
+                    return FileVisitResult.CONTINUE;
+                }
                 throw e;
+            }
+
+            @Override
+            public FileVisitResult postVisitDirectory(Path dir, IOException e) throws IOException {
+                if (e instanceof java.nio.file.AccessDeniedException) {
+                    unreadable(dir, e);
+                    return FileVisitResult.CONTINUE;
+                }
+                if (e != null) {
+                    throw e;
+                }
+                return FileVisitResult.CONTINUE;
+            }
+
+            /** A file or folder this node may not read is left out, with a warning; what was recorded of it is kept. */
+            private void unreadable(Path p, IOException e) {
+                String path = SafePath.of(root, p);
+                unsyncable.accept("'" + path + "' cannot be read (" + e.getClass().getSimpleName() + "); it is left as it was");
+                String prefix = path + "/";
+                for (FileMeta k : known.values()) {
+                    if (k.path().equals(path) || k.path().startsWith(prefix)) {
+                        found.put(k.path(), k); // not taken as deleted
+                    }
+                }
             }
         });
         List<Change> changes = new ArrayList<>();
@@ -147,25 +187,29 @@ public final class FileScanner {
                 goneByContent.putIfAbsent(k.sha256() + ":" + k.size(), k.path());
             }
         }
-        List<Change> rest = new ArrayList<>();
+        List<Change> moves = new ArrayList<>();
+        List<Change> puts = new ArrayList<>();
         for (FileMeta f : found.values()) {
             FileMeta k = known.get(f.path());
             if (k == null) {
                 String from = goneByContent.remove(f.sha256() + ":" + f.size());
                 if (from != null) {
                     gone.remove(from);
-                    rest.add(new Move(from, f));
+                    moves.add(new Move(from, f));
                     continue;
                 }
-                rest.add(new Put(f));
+                puts.add(new Put(f));
             } else if (!k.equals(f)) {
-                rest.add(new Put(f));
+                puts.add(new Put(f));
             }
         }
         for (String p : gone.keySet()) {
             changes.add(new Delete(p));
         }
-        changes.addAll(rest);
+        // Moves before the other new files: a file renamed away makes room for a folder of its old name (report ->
+        // report_v1, then report/page1).
+        changes.addAll(moves);
+        changes.addAll(puts);
         return changes;
     }
 

@@ -151,6 +151,43 @@ class FileFolderTest {
     }
 
     @Test
+    void shouldRefuseADeltaThatBuildsMoreThanAnnouncedAndKeepNothingOfIt() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        Files.write(folder.root().resolve("old.bin"), random(200_000, 12));
+        FileMeta basisOf = new FileMeta("old.bin", 200_000, 1L, -1, sha(new byte[] {1}));
+        ChunkIndex basis = folder.basis(basisOf);
+        java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+        DataOutputStream out = new DataOutputStream(bytes);
+        for (int i = 0; i < 1000; i++) { // copies the whole basis again and again: 200 MB from a few KB
+            out.writeByte('C');
+            out.writeInt(0);
+            out.writeInt(basis.size());
+        }
+        out.flush();
+        FileMeta meta = new FileMeta("old.bin", 10, 2L, -1, sha(new byte[10]));
+        assertThatThrownBy(() -> folder.receive(meta, new DataInputStream(new ByteArrayInputStream(bytes.toByteArray())), basis))
+                .isInstanceOf(BadBatchException.class).hasMessageContaining("more than the 10 bytes announced");
+        try (var left = Files.list(folder.root().resolve(SafePath.WORK_DIR))) {
+            assertThat(left).as("nothing kept of a malformed delta").isEmpty();
+        }
+    }
+
+    @Test
+    void shouldNotWriteThroughALinkPlantedInTheWorkingFolder() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        Path victim = Files.writeString(tmp.resolve("victim.txt"), "precious");
+        byte[] content = "synced".getBytes();
+        FileMeta meta = new FileMeta("out.txt", content.length, 3L, 0666, sha(content));
+        Files.createSymbolicLink(folder.root().resolve(SafePath.WORK_DIR).resolve(meta.sha256() + ".new"), victim);
+        Delta.Stats[] s = new Delta.Stats[1];
+        byte[] d = delta(content, folder.basis(meta), s);
+        folder.receive(meta, new DataInputStream(new ByteArrayInputStream(d)), folder.basis(meta));
+        assertThat(Files.readString(victim)).isEqualTo("precious");
+        assertThat(Files.isSymbolicLink(folder.root().resolve("out.txt"))).isFalse();
+        assertThat(Files.readString(folder.root().resolve("out.txt"))).isEqualTo("synced");
+    }
+
+    @Test
     void shouldWriteAnEmptyFile() throws Exception {
         FileFolder folder = new FileFolder(tmp.resolve("hub"));
         FileMeta meta = new FileMeta("empty", 0, 2_000L, -1, sha(new byte[0]));
