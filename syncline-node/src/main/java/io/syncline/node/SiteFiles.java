@@ -99,6 +99,12 @@ final class SiteFiles implements AutoCloseable {
                 });
     }
 
+    /** The last problem with the site's file channels (walks and sends, or fetches), or null. */
+    String lastError() {
+        String walks = outgoing.lastError;
+        return walks != null ? walks : lastError;
+    }
+
     /** After a registration: walks and sends soon, and fetches the hub-to-sites channels it lists. */
     void wake() {
         outgoing.wake();

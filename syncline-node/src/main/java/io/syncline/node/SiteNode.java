@@ -184,6 +184,11 @@ public final class SiteNode implements NodeControl {
         ticker.scheduleWithFixedDelay(this::tick, 0, every, TimeUnit.MILLISECONDS);
     }
 
+    /** The last problem with this site's file channels, or null (for tests; status has no file channels yet). */
+    String filesError() {
+        return files.lastError();
+    }
+
     /** Starts a site: opens its database, registers with the hub (or uses the stored registration), starts syncing. */
     public static SiteNode start(NodeConfig cfg, Clock clock) {
         try {

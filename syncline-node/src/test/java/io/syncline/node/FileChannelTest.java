@@ -211,6 +211,22 @@ class FileChannelTest {
     }
 
     @Test
+    void shouldTakeAMissingFolderAsAnErrorAndNotAsEveryFileDeleted() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        dbs().exec("s4", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        Path src = dir.resolve("s4-images");
+        Path f = write(src.resolve("a.jpg"), random(5_000, 10));
+        try (HubNode hub = HubNode.start(hub("1s"), Clock.systemUTC());
+             SiteNode s4 = SiteNode.start(site("s4", hub.url(), "1s"), Clock.systemUTC())) {
+            Path at = dir.resolve("hub-images").resolve("s4").resolve("a.jpg");
+            await().atMost(Duration.ofSeconds(10)).until(() -> same(f, at));
+            Files.move(src, dir.resolve("unmounted")); // the folder goes at once, its file with it: as a disk not mounted
+            await().atMost(Duration.ofSeconds(10)).until(() -> String.valueOf(s4.filesError()).contains("does not exist"));
+            assertThat(at).as("the hub's copy after the walk that found no folder").exists();
+        }
+    }
+
+    @Test
     void shouldSeeAChangeThroughTheFileSystemWatchWithoutWaitingForTheWalk() throws Exception {
         dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
         dbs().exec("s2", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");

@@ -68,6 +68,34 @@ class FileScannerTest {
     }
 
     @Test
+    void shouldRecordAMoveBeforeANewFileThatTakesTheOldNameAsAFolder() throws Exception {
+        FileScanner scanner = new FileScanner(root, List.of(), List.of());
+        write("report", "the report");
+        Map<String, FileMeta> known = record(Map.of(), scanner.scan(Map.of(), NOW));
+        Files.move(root.resolve("report"), root.resolve("report_v1"));
+        write("report/page1", "page one");
+        List<FileScanner.Change> changes = scanner.scan(known, NOW);
+        assertThat(changes).extracting(FileScanner.Change::path).containsExactly("report_v1", "report/page1");
+        assertThat(changes.get(0)).isInstanceOf(FileScanner.Move.class);
+    }
+
+    @Test
+    void shouldLeaveOutAFileItMayNotReadWithoutTakingItAsDeleted() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeFalse("root".equals(System.getProperty("user.name")), "root reads every file");
+        FileScanner scanner = new FileScanner(root, List.of(), List.of());
+        write("secret/a.txt", "a");
+        Map<String, FileMeta> known = record(Map.of(), scanner.scan(Map.of(), NOW));
+        Files.setPosixFilePermissions(root.resolve("secret"), java.nio.file.attribute.PosixFilePermissions.fromString("---------"));
+        try {
+            List<String> why = new java.util.ArrayList<>();
+            assertThat(scanner.scan(known, NOW, why::add)).isEmpty();
+            assertThat(why).singleElement().asString().contains("'secret' cannot be read");
+        } finally {
+            Files.setPosixFilePermissions(root.resolve("secret"), java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
+        }
+    }
+
+    @Test
     void shouldReportATouchAsNewTimeWithTheSameContent() throws Exception {
         FileScanner scanner = new FileScanner(root, List.of(), List.of());
         write("a.txt", "alpha");
