@@ -122,15 +122,6 @@ class BigFileIT {
     }
 
     private static String sha256(Path f) throws Exception {
-        MessageDigest md = MessageDigest.getInstance("SHA-256");
-        ByteBuffer buf = ByteBuffer.allocate(1 << 20);
-        try (FileChannel ch = FileChannel.open(f)) {
-            while (ch.read(buf) > 0) {
-                buf.flip();
-                md.update(buf);
-                buf.clear();
-            }
-        }
-        return HexFormat.of().formatHex(md.digest());
+        return io.syncline.engine.files.FileFolder.sha256(f);
     }
 }
