@@ -136,6 +136,50 @@ final class HubFiles implements AutoCloseable {
         return sel.test(n -> attrs.get(n.toLowerCase(java.util.Locale.ROOT)), n -> attrs.get(n.toLowerCase(java.util.Locale.ROOT)));
     }
 
+    /** A site's file channels in the hub's status: last change per channel on the receiving side, and what it lacks. */
+    record FileStatus(Map<String, Long> changes, long pendingToSite) {
+    }
+
+    /** The status of every registered site's file channels, read in the caller's transaction. */
+    Map<String, FileStatus> status(Connection c, Set<String> sites) throws SQLException {
+        Map<String, Map<String, Long>> changes = new java.util.HashMap<>();
+        try (PreparedStatement ps = c.prepareStatement("SELECT source, channel, last_seq FROM sync_file_in");
+             ResultSet rs = ps.executeQuery()) {
+            while (rs.next()) {
+                changes.computeIfAbsent(rs.getString(1), k -> new java.util.TreeMap<>()).put(rs.getString(2), rs.getLong(3));
+            }
+        }
+        Map<String, Map<String, Long>> acked = new java.util.HashMap<>();
+        try (PreparedStatement ps = c.prepareStatement("SELECT destination, channel, acked_seq FROM sync_file_out");
+             ResultSet rs = ps.executeQuery()) {
+            while (rs.next()) {
+                acked.computeIfAbsent(rs.getString(1), k -> new java.util.HashMap<>()).put(rs.getString(2), rs.getLong(3));
+            }
+        }
+        Map<String, Long> last = new java.util.HashMap<>();
+        for (FileChannelSpec f : channels.values()) {
+            if (f.direction() == ChannelSpec.Direction.HUB_TO_SITES) {
+                last.put(f.name(), FileOutbox.next(c, f.name()) - 1);
+            }
+        }
+        Map<String, FileStatus> out = new java.util.HashMap<>();
+        for (String site : sites) {
+            Map<String, Long> mine = new java.util.TreeMap<>();
+            long pending = 0;
+            for (FileChannelSpec f : channelsFor(site)) {
+                if (f.direction() == ChannelSpec.Direction.HUB_TO_SITES) {
+                    long ack = acked.getOrDefault(site, Map.of()).getOrDefault(f.name(), 0L);
+                    mine.put(f.name(), ack);
+                    pending += Math.max(0, last.get(f.name()) - ack);
+                } else {
+                    mine.put(f.name(), changes.getOrDefault(site, Map.of()).getOrDefault(f.name(), 0L));
+                }
+            }
+            out.put(site, new FileStatus(mine, pending));
+        }
+        return out;
+    }
+
     /** Records what changed in a hub-to-sites channel's folder, and wakes the sites waiting for it. */
     private void walk(FolderWatch.Target t) throws IOException, SQLException {
         FileScanner scanner = new FileScanner(t.folder(), t.channel().include(), t.channel().exclude());

@@ -620,6 +620,7 @@ public final class HubNode implements NodeControl {
         Map<String, Long> rows = new LinkedHashMap<>();
         Map<String, Long> conflictsBySite = new LinkedHashMap<>();
         ConflictLog.Counts conflicts;
+        Map<String, HubFiles.FileStatus> fileStatus;
         try (Connection c = db.connection()) {
             try (PreparedStatement ps = c.prepareStatement("SELECT source, channel, last_batch, rows_applied FROM sync_incoming");
                  ResultSet rs = ps.executeQuery()) {
@@ -635,6 +636,7 @@ public final class HubNode implements NodeControl {
                 }
             }
             conflicts = ConflictLog.counts(c);
+            fileStatus = files.status(c, sites.keySet());
             c.commit();
         } catch (SQLException e) {
             throw new RetriableSyncException(SyncException.Stage.APPLY, "cannot read status: " + e.getMessage(), e);
@@ -650,9 +652,10 @@ public final class HubNode implements NodeControl {
             String state = s.lastContact == null ? "NEVER"
                     : Duration.between(s.lastContact, now).toMillis() > staleAfter ? "OFFLINE"
                     : lag > staleAfter ? "LAGGING" : "ONLINE";
+            HubFiles.FileStatus f = fileStatus.getOrDefault(s.id, new HubFiles.FileStatus(Map.of(), 0));
             out.add(new NodeStatus.SiteStatus(s.id, s.schedule.mode().name().toLowerCase(), state, s.lastContact, b.rows(), lag,
                     batches.getOrDefault(s.id, Map.of()), rows.getOrDefault(s.id, 0L), s.lastError, distributor.pendingFor(s.id),
-                    conflictsBySite.getOrDefault(s.id, 0L), distributor.retentionNotice(s.id)));
+                    conflictsBySite.getOrDefault(s.id, 0L), distributor.retentionNotice(s.id), f.changes(), f.pendingToSite()));
         }
         out.sort(Comparator.comparing(NodeStatus.SiteStatus::site));
         return new NodeStatus(cfg.nodeId(), "hub", now, out, Map.of(), conflicts.total(), conflicts.open());

@@ -37,9 +37,12 @@ public record NodeStatus(String node, String role, Instant at, List<SiteStatus> 
      * @param conflicts     conflicts recorded for changes of this site
      * @param retention     when the site has not fetched a channel for half of retention.maxAge or longer: until when the hub
      *                      keeps that channel's changes for it, or that it no longer does; null otherwise
+     * @param fileChanges   per file channel of the site: the last file change the receiving side has (site-to-hub: applied
+     *                      at the hub; hub-to-sites: acknowledged by the site)
+     * @param filesPendingToSite file changes of hub-to-sites file channels routed to the site that it has not acknowledged
      */
     public record SiteStatus(String site, String mode, String state, Instant lastContact, long pendingChanges, long lagMillis,
                              Map<String, Long> lastBatches, long rowsApplied, String lastError, long pendingToSite, long conflicts,
-                             String retention) {
+                             String retention, Map<String, Long> fileChanges, long filesPendingToSite) {
     }
 }

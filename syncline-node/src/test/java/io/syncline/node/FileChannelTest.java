@@ -111,6 +111,8 @@ class FileChannelTest {
                     && !Files.exists(at.resolve("empty.txt")));
             assertThat(Files.readString(at.resolve("moved/b2.txt"))).isEqualTo("beta");
             assertThat(hub.files().literalBytes.get()).as("a moved file is not sent again").isEqualTo(sent);
+            assertThat(hub.status().sites()).singleElement().satisfies(st -> assertThat(st.fileChanges().get("images"))
+                    .as("last file change of s1 applied at the hub").isGreaterThanOrEqualTo(7));
         }
     }
 
@@ -175,6 +177,11 @@ class FileChannelTest {
                 await().atMost(Duration.ofSeconds(20)).until(() -> sites.stream().noneMatch(at -> Files.exists(at.resolve("a.pdf"))));
                 await("tombstones dropped once every routed site has them").atMost(Duration.ofSeconds(20))
                         .until(() -> dbs().count("hub", "SELECT COUNT(*) FROM sync_file WHERE deleted = TRUE") == 0);
+                long last = dbs().count("hub", "SELECT MAX(seq) FROM sync_file") + 1; // the deletion's number is past every row's
+                assertThat(hub.status().sites()).hasSize(2).allSatisfy(st -> {
+                    assertThat(st.filesPendingToSite()).as("hub file changes %s lacks", st.site()).isZero();
+                    assertThat(st.fileChanges().get("docs")).as("acknowledged by %s", st.site()).isGreaterThanOrEqualTo(last);
+                });
 
                 RawHubClient raw = new RawHubClient(hub.url());
                 RawHubClient.Answer reg = raw.register("s9", "secret-token");
