@@ -255,7 +255,13 @@ final class HubDistributor implements AutoCloseable {
             }
         }
         c.commit();
+        Map<String, String> before = broken;
         broken = byChannel;
+        for (String ch : byChannel.keySet()) {
+            if (!before.containsKey(ch)) {
+                bell(ch).ring(); // the long polls waiting on it answer that it is not served now, instead of at their end
+            }
+        }
         return problems.isEmpty() ? null : String.join("; ", problems);
     }
 
