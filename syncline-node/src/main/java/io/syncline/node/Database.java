@@ -47,6 +47,26 @@ final class Database implements AutoCloseable {
         return pool.getConnection();
     }
 
+    /** Work on one connection, in one transaction. */
+    @FunctionalInterface
+    interface Work<T> {
+        T run(Connection c) throws SQLException;
+    }
+
+    /** Runs {@code w} in a transaction of its own: committed when it returns, rolled back when it throws. */
+    <T> T inTransaction(Work<T> w) throws SQLException {
+        try (Connection c = pool.getConnection()) {
+            try {
+                T result = w.run(c);
+                c.commit();
+                return result;
+            } catch (SQLException | RuntimeException e) {
+                c.rollback();
+                throw e;
+            }
+        }
+    }
+
     /**
      * Starts the dialect's capture watch (null when the database cannot report commits): on PostgreSQL it holds a
      * connection of its own, outside the pool, for as long as it listens.

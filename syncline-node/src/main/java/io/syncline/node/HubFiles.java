@@ -78,6 +78,12 @@ final class HubFiles implements AutoCloseable {
     private final Map<String, FileChannelSpec> channels = new LinkedHashMap<>();
     private final Map<String, Path> folders = new LinkedHashMap<>();
     private final Map<String, ReentrantLock> locks = new ConcurrentHashMap<>();
+    /**
+     * Per site and channel, the bases of the last offer's files (by path and content), taken by the apply that follows,
+     * so the hub reads its old copy of a changed file once per exchange, not twice. One page's worth per site and
+     * channel at most; a site that never applies leaves its last one until its next offer.
+     */
+    private final Map<String, Map<String, ChunkIndex>> offered = new ConcurrentHashMap<>();
     private final Map<String, RouteExpression> selectors = new LinkedHashMap<>();
     private final Supplier<Set<String>> registered;
     /** Rung when a walk recorded changes of a hub-to-sites channel: wakes the sites' long polls. */
@@ -360,10 +366,8 @@ final class HubFiles implements AutoCloseable {
 
     /** Whether the hub's record of a hub-to-sites channel lists {@code path} as a file it has (not deleted). */
     private boolean recorded(String channel, String path) throws IOException {
-        try (Connection c = db.connection()) {
-            boolean r = FileOutbox.isRecorded(c, channel, path);
-            c.commit();
-            return r;
+        try {
+            return db.inTransaction(c -> FileOutbox.isRecorded(c, channel, path));
         } catch (SQLException e) {
             throw new IOException("hub database unavailable: " + e.getMessage(), e);
         }
@@ -408,6 +412,7 @@ final class HubFiles implements AutoCloseable {
         // which must not happen while that transfer is still being received.
         ReentrantLock lock = lock(site, ch);
         List<Decision> out = new ArrayList<>();
+        Map<String, ChunkIndex> bases = new java.util.HashMap<>();
         long applied;
         try {
             applied = applied(site, ch.name());
@@ -418,9 +423,12 @@ final class HubFiles implements AutoCloseable {
                 } else if (e.deleted() || e.from() != null && folder.sameContent(e.from(), e.meta()) || folder.holds(e.path(), e.meta())) {
                     out.add(new Decision(e.seq(), "none", null));
                 } else {
-                    out.add(new Decision(e.seq(), "data", basis(folder.basis(e.meta()))));
+                    ChunkIndex b = folder.basis(e.meta());
+                    bases.put(e.path() + '\0' + e.sha256(), b);
+                    out.add(new Decision(e.seq(), "data", basis(b)));
                 }
             }
+            offered.put(site + '\0' + ch.name(), bases); // the apply that follows uses them instead of reading the files again
         } finally {
             lock.unlock();
         }
@@ -431,6 +439,7 @@ final class HubFiles implements AutoCloseable {
         FileChannelSpec ch = channel(ex, ChannelSpec.Direction.SITE_TO_HUB);
         FileFolder folder = folder(ch, site);
         ReentrantLock lock = lock(site, ch);
+        Map<String, ChunkIndex> bases = offered.remove(site + '\0' + ch.name());
         long applied = 0;
         long start = 0;
         String error = null;
@@ -450,7 +459,7 @@ final class HubFiles implements AutoCloseable {
                 FileEntry e = WireFormat.MAPPER.readValue(in.readNBytes(len), FileEntry.class);
                 boolean data = in.readBoolean();
                 check(ch, e);
-                apply(folder, e, data, in);
+                apply(folder, e, data, in, bases == null ? null : bases.remove(e.path() + '\0' + e.sha256()));
                 applied = Math.max(applied, e.seq());
             }
         } catch (SyncException | IOException e) {
@@ -486,11 +495,12 @@ final class HubFiles implements AutoCloseable {
         return lock;
     }
 
-    private void apply(FileFolder folder, FileEntry e, boolean data, DataInputStream in) throws IOException {
+    /** {@code offeredBasis}: the basis the offer sent for this change (the same files, unless they changed since), or null. */
+    private void apply(FileFolder folder, FileEntry e, boolean data, DataInputStream in, ChunkIndex offeredBasis) throws IOException {
         if (e.deleted()) {
             folder.delete(e.path());
         } else if (data) {
-            ChunkIndex basis = folder.basis(e.meta());
+            ChunkIndex basis = offeredBasis != null ? offeredBasis : folder.basis(e.meta());
             Delta.Stats s = folder.receive(e.meta(), in, basis);
             literalBytes.addAndGet(s.literalBytes());
             copiedBytes.addAndGet(s.copiedBytes());
@@ -556,19 +566,19 @@ final class HubFiles implements AutoCloseable {
     }
 
     private long applied(String site, String channel) {
-        try (Connection c = db.connection()) {
-            long v = FileOutbox.applied(c, site, channel);
-            c.commit();
-            return v;
+        try {
+            return db.inTransaction(c -> FileOutbox.applied(c, site, channel));
         } catch (SQLException e) {
             throw new HttpError(503, "hub database unavailable: " + e.getMessage());
         }
     }
 
     private void record(String site, String channel, long seq) {
-        try (Connection c = db.connection()) {
-            FileOutbox.recordApplied(c, site, channel, seq, clock.instant());
-            c.commit();
+        try {
+            db.inTransaction(c -> {
+                FileOutbox.recordApplied(c, site, channel, seq, clock.instant());
+                return null;
+            });
         } catch (SQLException e) {
             // The files are in place; the next exchange applies them again (no harm) and records then.
             LOG.warn("hub {}: could not record files of channel '{}' from site {} up to change {}: {}", cfg.nodeId(), channel, site, seq,

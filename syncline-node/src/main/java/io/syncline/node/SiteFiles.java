@@ -181,11 +181,7 @@ final class SiteFiles implements AutoCloseable {
     /** One long poll for the hub's changes after the last one applied here, and applying them. */
     private void fetchOnce(Registration.Response r, FolderWatch.Target t) throws IOException, SQLException {
         String name = t.channel().name();
-        long applied;
-        try (Connection c = db.connection()) {
-            applied = FileOutbox.applied(c, r.hub(), name);
-            c.commit();
-        }
+        long applied = db.inTransaction(c -> FileOutbox.applied(c, r.hub(), name));
         HttpURLConnection conn = open(r, "/v1/files/changes", name, "&after=" + applied + "&wait=" + LONG_POLL_MILLIS, "GET");
         conn.setReadTimeout((int) (LONG_POLL_MILLIS + 30_000));
         Changes page;
@@ -202,7 +198,10 @@ final class SiteFiles implements AutoCloseable {
         if (page.last() < applied) {
             LOG.warn("site {}: the hub's file channel '{}' ends at change {}, but this site applied up to {} (the hub's database "
                     + "is new or was restored): taking every file again", cfg.nodeId(), name, page.last(), applied);
-            inTransaction(c -> FileOutbox.recordApplied(c, r.hub(), name, 0, clock.instant()));
+            db.inTransaction(c -> {
+                FileOutbox.recordApplied(c, r.hub(), name, 0, clock.instant());
+                return null;
+            });
             return;
         }
         if (page.entries() == null || page.entries().isEmpty() || closed) {
@@ -270,7 +269,10 @@ final class SiteFiles implements AutoCloseable {
             folder.flush();
             if (done > applied) {
                 long upTo = done;
-                inTransaction(c -> FileOutbox.recordApplied(c, r.hub(), name, upTo, clock.instant()));
+                db.inTransaction(c -> {
+                    FileOutbox.recordApplied(c, r.hub(), name, upTo, clock.instant());
+                    return null;
+                });
             }
         }
     }
@@ -319,11 +321,17 @@ final class SiteFiles implements AutoCloseable {
                 LOG.warn("site {}: the hub has file changes of channel '{}' up to {}, but this site offered up to {} and saw up to {} "
                         + "acknowledged (a database restored from an older copy): every file is offered again", cfg.nodeId(), ch.name(),
                         offer.applied(), offered, acked);
-                inTransaction(c -> FileOutbox.renumberAfter(c, ch.name(), offer.applied()));
+                db.inTransaction(c -> {
+                    FileOutbox.renumberAfter(c, ch.name(), offer.applied());
+                    return null;
+                });
                 continue;
             }
             if (offer.applied() > acked) {
-                inTransaction(c -> FileOutbox.acknowledge(c, ch.name(), offer.applied()));
+                db.inTransaction(c -> {
+                    FileOutbox.acknowledge(c, ch.name(), offer.applied());
+                    return null;
+                });
             }
             Map<Long, Decision> bySeq = new java.util.HashMap<>();
             offer.entries().forEach(d -> bySeq.put(d.seq(), d));
@@ -342,30 +350,16 @@ final class SiteFiles implements AutoCloseable {
             }
             ApplyAnswer res = apply(r, ch, folder, toApply, bySeq);
             if (res.applied() > acked) {
-                inTransaction(c -> FileOutbox.acknowledge(c, ch.name(), res.applied()));
+                db.inTransaction(c -> {
+                    FileOutbox.acknowledge(c, ch.name(), res.applied());
+                    return null;
+                });
             }
             if (res.error() != null) {
                 throw new IOException("the hub applied changes up to " + res.applied() + ", then: " + res.error());
             }
             if (res.applied() < toApply.get(toApply.size() - 1).seq()) {
                 return; // a file went away while it was sent: the next walk records that
-            }
-        }
-    }
-
-    @FunctionalInterface
-    private interface Work {
-        void run(Connection c) throws SQLException;
-    }
-
-    private void inTransaction(Work w) throws SQLException {
-        try (Connection c = db.connection()) {
-            try {
-                w.run(c);
-                c.commit();
-            } catch (SQLException | RuntimeException e) {
-                c.rollback();
-                throw e;
             }
         }
     }
