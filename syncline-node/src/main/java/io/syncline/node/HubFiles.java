@@ -249,7 +249,10 @@ final class HubFiles implements AutoCloseable {
         }
     }
 
-    /** A site applied the channel's changes up to {@code seq}: recorded, and tombstones every routed site has are dropped. */
+    /**
+     * A site applied the channel's changes up to {@code seq}: recorded, then the tombstones every routed site has are
+     * dropped.
+     */
     private void acknowledge(String site, FileChannelSpec ch, long seq) {
         try (Connection c = db.connection()) {
             try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file_out SET acked_seq = ?, acked_at = ? WHERE destination = ? AND channel = ?")) {
@@ -268,6 +271,10 @@ final class HubFiles implements AutoCloseable {
                     }
                 }
             }
+            // Committed before the acknowledgements are read: of two sites acknowledging at once, the later reader then
+            // sees both, so the last tombstone every site has is dropped (reading in the same transaction, each could
+            // miss the other's and neither drop it).
+            c.commit();
             Map<String, Long> acks = new java.util.HashMap<>();
             try (PreparedStatement ps = c.prepareStatement("SELECT destination, acked_seq FROM sync_file_out WHERE channel = ?")) {
                 ps.setString(1, ch.name());

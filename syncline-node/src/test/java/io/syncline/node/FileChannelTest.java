@@ -14,10 +14,17 @@ import java.nio.file.Path;
 import java.nio.file.attribute.FileTime;
 import java.time.Clock;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -189,6 +196,59 @@ class FileChannelTest {
                 RawHubClient.Answer refused = raw.get("s9", "/v1/files/changes?channel=docs&after=0");
                 assertThat(refused.status()).isEqualTo(403);
                 assertThat(refused.error()).contains("not routed to site 's9'");
+            }
+        }
+    }
+
+    @Test
+    void shouldDropATombstoneWhenTheSitesRoutedToItAcknowledgeItAtTheSameMoment() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        Path hq = dir.resolve("hub-docs");
+        int rounds = 30;
+        for (int r = 0; r < rounds; r++) {
+            write(hq.resolve("f" + r + ".txt"), ("file " + r).getBytes());
+        }
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hub}
+                database: {url: "%s"}
+                enrollment: {token: secret-token}
+                channels:
+                  - {name: products, tables: [{name: product}]}
+                fileChannels:
+                  - {name: docs, direction: hub-to-sites}
+                folders: {docs: "%s"}
+                """.formatted(dbs().url("hub"), hq), Role.HUB, Map.of());
+        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
+            List<String> sites = List.of("s1", "s2", "s3", "s4", "s5", "s6");
+            Map<String, RawHubClient> clients = new HashMap<>();
+            for (String s : sites) {
+                RawHubClient raw = new RawHubClient(hub.url());
+                assertThat(raw.register(s, "secret-token").status()).isEqualTo(200);
+                clients.put(s, raw);
+            }
+            await().atMost(Duration.ofSeconds(20)).until(() -> dbs().count("hub", "SELECT COUNT(*) FROM sync_file") == rounds);
+            ExecutorService pool = Executors.newFixedThreadPool(sites.size());
+            try {
+                for (int r = 0; r < rounds; r++) {
+                    Files.delete(hq.resolve("f" + r + ".txt"));
+                    await().atMost(Duration.ofSeconds(20)).until(() -> dbs().count("hub", "SELECT COUNT(*) FROM sync_file WHERE deleted = TRUE") == 1);
+                    long deletion = dbs().count("hub", "SELECT seq FROM sync_file WHERE deleted = TRUE");
+                    CyclicBarrier together = new CyclicBarrier(sites.size());
+                    List<Future<RawHubClient.Answer>> acks = new ArrayList<>();
+                    for (String s : sites) {
+                        acks.add(pool.submit(() -> {
+                            together.await(10, TimeUnit.SECONDS);
+                            return clients.get(s).get(s, "/v1/files/changes?channel=docs&after=" + deletion);
+                        }));
+                    }
+                    for (var a : acks) {
+                        assertThat(a.get(30, TimeUnit.SECONDS).status()).isEqualTo(200);
+                    }
+                    assertThat(dbs().count("hub", "SELECT COUNT(*) FROM sync_file WHERE deleted = TRUE"))
+                            .as("tombstone of round %d, once all %d sites acknowledged it at once", r, sites.size()).isZero();
+                }
+            } finally {
+                pool.shutdownNow();
             }
         }
     }
