@@ -127,6 +127,6 @@ public record ChannelSpec(String name, Direction direction, String sites, List<T
      */
     public ChannelSpec fromHub() {
         return new ChannelSpec(name, direction, sites, tables.stream()
-                .map(t -> new TableSpec(t.target(), t.name(), null, t.filter(), t.conflict())).toList(), conflict, schedule);
+                .map(t -> new TableSpec(t.target(), t.name(), null, t.filter(), t.conflict(), t.files())).toList(), conflict, schedule);
     }
 }

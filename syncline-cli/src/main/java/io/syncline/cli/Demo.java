@@ -95,17 +95,23 @@ final class Demo {
 
     /** Writes (or writes over) product image {@code n} of site {@code i}: a few KiB standing in for a photo. */
     private void writeImage(int i, int n, SplittableRandom random) {
-        byte[] b = new byte[2048 + random.nextInt(30 * 1024)];
+        writeFile(images(siteId(i)).resolve(String.format("product-%03d.jpg", n)), 2048 + random.nextInt(30 * 1024), random);
+    }
+
+    /** Writes {@code size} random bytes to {@code f} as an application would (write, then rename); whether it did. */
+    private boolean writeFile(Path f, int size, SplittableRandom random) {
+        byte[] b = new byte[size];
         random.nextBytes(b);
-        Path f = images(siteId(i)).resolve(String.format("product-%03d.jpg", n));
         try {
             Files.createDirectories(f.getParent());
-            Path tmp = f.resolveSibling(f.getFileName() + ".tmp"); // as an application would: write, then rename
+            Path tmp = f.resolveSibling(f.getFileName() + ".tmp");
             Files.write(tmp, b);
             Files.move(tmp, f, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
             images.incrementAndGet();
+            return true;
         } catch (IOException e) {
             failed.incrementAndGet();
+            return false;
         }
     }
 
@@ -156,7 +162,7 @@ final class Demo {
                 capture: {interval: 200ms}
                 channels:
                   - name: products
-                    tables: [{name: product, hubColumn: site_id}]
+                    tables: [{name: product, hubColumn: site_id, files: {image: images}}]
                   - name: catalog
                     direction: hub-to-sites
                     tables: [{name: catalog_item, filter: "region IS NULL OR region = :site.region"}]
@@ -325,7 +331,7 @@ final class Demo {
         try (Connection c = DriverManager.getConnection(url("hub")); Statement s = c.createStatement()) {
             s.execute("CREATE TABLE IF NOT EXISTS product (site_id VARCHAR(64) NOT NULL, id BIGINT NOT NULL, sku VARCHAR(32) NOT NULL, "
                     + "name VARCHAR(200) NOT NULL, price DECIMAL(12,2) NOT NULL, stock INT NOT NULL, updated_at TIMESTAMP NOT NULL, "
-                    + "PRIMARY KEY (site_id, id))");
+                    + "image VARCHAR(64), PRIMARY KEY (site_id, id))");
             s.execute(CATALOG_ITEM);
             s.execute(SHELF_STOCK);
             try (PreparedStatement ps = c.prepareStatement("MERGE INTO shelf_stock KEY (shelf) VALUES (?, ?, ?)")) {
@@ -354,8 +360,8 @@ final class Demo {
                 s.execute(CATALOG_ITEM);
                 s.execute(SHELF_STOCK);
                 s.execute("CREATE TABLE IF NOT EXISTS product (id BIGINT PRIMARY KEY, sku VARCHAR(32) NOT NULL, name VARCHAR(200) NOT NULL, "
-                        + "price DECIMAL(12,2) NOT NULL, stock INT NOT NULL, updated_at TIMESTAMP NOT NULL)");
-                try (PreparedStatement ps = c.prepareStatement("MERGE INTO product KEY (id) VALUES (?, ?, ?, ?, ?, ?)")) {
+                        + "price DECIMAL(12,2) NOT NULL, stock INT NOT NULL, updated_at TIMESTAMP NOT NULL, image VARCHAR(64))");
+                try (PreparedStatement ps = c.prepareStatement("MERGE INTO product KEY (id) VALUES (?, ?, ?, ?, ?, ?, NULL)")) {
                     for (int p = 1; p <= INITIAL_PRODUCTS; p++) {
                         ps.setLong(1, p);
                         ps.setString(2, "SKU-" + i + "-" + p);
@@ -446,13 +452,20 @@ final class Demo {
                 return update(c, "UPDATE product SET stock = GREATEST(0, stock + ?), updated_at = ? WHERE id = ?", random.nextInt(-5, 10));
             } else if (dice < 90) {
                 int id = nextId.incrementAndGet();
-                try (PreparedStatement ps = c.prepareStatement("INSERT INTO product VALUES (?, ?, ?, ?, ?, ?)")) {
+                // As a store's application would: the new product's photo is saved, then the product row references it. The
+                // hub shows the row only once the photo is there too (files: {image: images}).
+                String image = String.format("item-%05d.jpg", id);
+                if (!writeFile(images(siteId(site)).resolve(image), 1024 + random.nextInt(3 * 1024), random)) {
+                    image = null;
+                }
+                try (PreparedStatement ps = c.prepareStatement("INSERT INTO product VALUES (?, ?, ?, ?, ?, ?, ?)")) {
                     ps.setLong(1, id);
                     ps.setString(2, "NEW-" + id);
                     ps.setString(3, "New product " + id + " \u00e9t\u00e9 \u2603");
                     ps.setBigDecimal(4, BigDecimal.valueOf(random.nextInt(100, 100_000), 2));
                     ps.setInt(5, random.nextInt(0, 100));
                     ps.setObject(6, LocalDateTime.now().withNano(0));
+                    ps.setString(7, image);
                     return ps.executeUpdate();
                 }
             }
@@ -581,12 +594,27 @@ final class Demo {
                 rs.next();
                 conflicts = rs.getLong(1);
             }
+            // Rows and files together: no product at the hub names an image the hub does not hold.
+            long withImage = 0;
+            long imageMissing = 0;
+            try (Statement s = hub.createStatement();
+                 ResultSet rs = s.executeQuery("SELECT site_id, image FROM product WHERE image IS NOT NULL")) {
+                while (rs.next()) {
+                    withImage++;
+                    if (!Files.isRegularFile(images("hq").resolve(rs.getString(1)).resolve(rs.getString(2)))) {
+                        imageMissing++;
+                    }
+                }
+            }
+            out.printf("%nproducts at the hub that reference an image: %d; of them without their image at the hub: %d%n", withImage,
+                    imageMissing);
+
             out.printf("%nhub table holds %d rows; the sites hold %d. Catalog and share: the site's copy of the hub's catalog_item, "
                     + "and the hub's rows of the site's region or of none. Shelves: the site's shelf_stock (two-way), the hub's is %s; "
                     + "%d conflicts settled by column merge, each in sync_conflict. Images: the site's product images and the hub's copy "
                     + "of them (a file channel; every file compared byte for byte).%n%s%n", hubRows, totalRows, shelvesAtHub.shortSha(), conflicts,
                     mismatches == 0 && hubRows == totalRows ? "Every site matches the hub." : mismatches + " sites DO NOT match.");
-            return mismatches == 0 && hubRows == totalRows;
+            return mismatches == 0 && hubRows == totalRows && imageMissing == 0;
         }
     }
 

@@ -127,6 +127,16 @@ final class HubFiles implements AutoCloseable {
                 : new FolderWatch("syncline-hub-files", cfg.fileScanInterval(), () -> outgoing, this::walk);
     }
 
+    /**
+     * Where file {@code path} of site-to-hub file channel {@code fileChannel} from {@code site} is at the hub once it has
+     * arrived (for rows that reference it); null for another kind of channel.
+     */
+    Path locate(String site, String fileChannel, String path) {
+        FileChannelSpec ch = channels.get(fileChannel);
+        return ch == null || ch.direction() != ChannelSpec.Direction.SITE_TO_HUB ? null
+                : folders.get(fileChannel).resolve(site).resolve(path);
+    }
+
     /** The file channels a site takes part in: every site-to-hub one, and the hub-to-sites ones routed to it. */
     List<FileChannelSpec> channelsFor(String site) {
         return channels.values().stream().filter(f -> f.direction() == ChannelSpec.Direction.SITE_TO_HUB || routes(f, site)).toList();

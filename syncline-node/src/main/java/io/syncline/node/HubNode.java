@@ -11,6 +11,7 @@ import io.syncline.api.OutOfOrderBatchException;
 import io.syncline.api.RetriableSyncException;
 import io.syncline.api.SyncException;
 import io.syncline.api.TableSpec;
+import io.syncline.api.WaitingForFileException;
 import io.syncline.engine.apply.ApplyOutcome;
 import io.syncline.engine.apply.BatchApplier;
 import io.syncline.engine.conflict.ConflictLog;
@@ -144,7 +145,6 @@ public final class HubNode implements NodeControl {
             db.close();
             throw e;
         }
-        this.applier = new BatchApplier(db.dialect(), clock);
         try {
             this.files = new HubFiles(cfg, db, clock, sites::keySet);
         } catch (SyncException | IOException e) {
@@ -152,6 +152,7 @@ public final class HubNode implements NodeControl {
             db.close();
             throw e;
         }
+        this.applier = new BatchApplier(db.dialect(), clock, null, null, files::locate, cfg.fileReferenceWait());
         AtomicInteger n = new AtomicInteger();
         this.pullScheduler = Executors.newScheduledThreadPool(4, r -> {
             Thread t = new Thread(r, "syncline-hub-pull-" + n.incrementAndGet());
@@ -387,9 +388,9 @@ public final class HubNode implements NodeControl {
         SiteState s = authenticate(ex);
         Backlog reported = Backlog.parse(ex.getRequestHeaders().getFirst(Headers.BACKLOG));
         Map<String, Long> acks = new LinkedHashMap<>();
-        long applied;
+        Received got;
         try (WireReader reader = new WireReader(ex.getRequestBody())) {
-            applied = receive(s, reader, acks).changes();
+            got = receive(s, reader, acks);
         } catch (BadBatchException e) {
             s.lastError = e.getMessage();
             LOG.warn("hub {}: site {}: batch refused: {}", cfg.nodeId(), s.id, e.getMessage());
@@ -406,19 +407,28 @@ public final class HubNode implements NodeControl {
             LOG.warn("hub {}: site {}: connection lost while receiving batches: {}", cfg.nodeId(), s.id, e.getMessage());
             throw e.getCause();
         }
-        contact(s, reported, applied);
+        contact(s, reported, got.changes());
+        s.lastError = got.waiting();
         ex.getResponseHeaders().set(Headers.CONFIG, configHash(s.id, s.schedule));
         HttpEndpoint.sendJson(ex, 200, Map.of("acks", acks, "config", configHash(s.id, s.schedule)));
     }
 
-    /** Batches and changes taken from one stream. */
-    private record Received(int batches, long changes) {
+    /**
+     * Batches and changes taken from one stream; {@code waiting}: why a channel's batch waits for a file its rows
+     * reference (null when none does).
+     */
+    private record Received(int batches, long changes, String waiting) {
     }
 
-    /** Applies every batch of a stream from site {@code s}; fills {@code acks}. */
+    /**
+     * Applies every batch of a stream from site {@code s}; fills {@code acks}. A batch whose rows wait for a file is not
+     * applied, nor are the channel's batches after it in the stream (the site sends them again); other channels go on.
+     */
     private Received receive(SiteState s, WireReader reader, Map<String, Long> acks) {
         long applied = 0;
         int batches = 0;
+        java.util.Set<String> held = new java.util.HashSet<>();
+        String waiting = null;
         BatchHeader h;
         while ((h = reader.nextBatch()) != null) {
             try (MDC.MDCCloseable m1 = MDC.putCloseable("node", cfg.nodeId()); MDC.MDCCloseable m2 = MDC.putCloseable("batch", h.id().toString())) {
@@ -437,16 +447,26 @@ public final class HubNode implements NodeControl {
                             + h.id().channel() + "' (the hub has " + channels.keySet() + ")");
                 }
                 Iterator<Change> changes = reader.changes();
+                if (held.contains(ch.name())) {
+                    drain(changes);
+                    continue;
+                }
                 ApplyOutcome outcome;
                 try (Connection c = db.connection()) {
                     outcome = ch.direction() == ChannelSpec.Direction.TWO_WAY ? applier.applyTwoWay(c, h, ch, changes, twoWay)
                             : applier.apply(c, h, ch, changes);
                 } catch (SQLException e) {
                     throw new RetriableSyncException(SyncException.Stage.APPLY, "no database connection: " + e.getMessage(), e);
+                } catch (WaitingForFileException e) {
+                    drain(changes);
+                    held.add(ch.name());
+                    if (!e.getMessage().equals(s.lastError)) {
+                        LOG.info("hub {}: site {}: {}", cfg.nodeId(), s.id, e.getMessage());
+                    }
+                    waiting = e.getMessage();
+                    continue;
                 }
-                while (changes.hasNext()) {
-                    changes.next();
-                }
+                drain(changes);
                 if (outcome instanceof ApplyOutcome.Applied a) {
                     applied += a.changes();
                     LOG.debug("applied batch {} ({} changes)", h.id(), a.changes());
@@ -455,7 +475,13 @@ public final class HubNode implements NodeControl {
                 batches++;
             }
         }
-        return new Received(batches, applied);
+        return new Received(batches, applied, waiting);
+    }
+
+    private static void drain(Iterator<Change> changes) {
+        while (changes.hasNext()) {
+            changes.next();
+        }
     }
 
     private void contact(SiteState s, Backlog reported, long appliedNow) {
@@ -547,6 +573,7 @@ public final class HubNode implements NodeControl {
             }
             Backlog total = Backlog.NONE;
             long applied = 0;
+            String waiting = null;
             for (ChannelSpec ch : channels.values()) {
                 if (!sendsTo(ch, s.id)) {
                     continue;
@@ -587,7 +614,10 @@ public final class HubNode implements NodeControl {
                             got = receive(s, reader, acks);
                         }
                         applied += got.changes();
-                        if (got.batches() < cfg.maxBatchesPerExchange()) {
+                        if (got.waiting() != null) {
+                            waiting = got.waiting();
+                        }
+                        if (got.batches() < cfg.maxBatchesPerExchange() || got.waiting() != null) {
                             break;
                         }
                     } finally {
@@ -599,6 +629,7 @@ public final class HubNode implements NodeControl {
                 }
             }
             contact(s, total, applied);
+            s.lastError = waiting;
         }
     }
 

@@ -66,6 +66,7 @@ final class SiteFiles implements AutoCloseable {
     private final Database db;
     private final Clock clock;
     private final Supplier<Registration.Response> registration;
+    private final Runnable arrived;
     private final FolderWatch outgoing;
     private final Set<String> warned = ConcurrentHashMap.newKeySet();
     /** Hub-to-sites channels being fetched, by name. */
@@ -87,11 +88,15 @@ final class SiteFiles implements AutoCloseable {
     record Changes(List<FileEntry> entries, long last) {
     }
 
-    SiteFiles(NodeConfig cfg, Database db, Clock clock, Supplier<Registration.Response> registration) throws IOException {
+    /**
+     * @param arrived run after files from the hub were applied here: rows of the hub that wait for them may now be applied
+     */
+    SiteFiles(NodeConfig cfg, Database db, Clock clock, Supplier<Registration.Response> registration, Runnable arrived) throws IOException {
         this.cfg = cfg;
         this.db = db;
         this.clock = clock;
         this.registration = registration;
+        this.arrived = arrived;
         this.outgoing = new FolderWatch("syncline-site-" + cfg.nodeId() + "-files", cfg.fileScanInterval(),
                 () -> targets(ChannelSpec.Direction.SITE_TO_HUB), t -> {
                     walk(t.channel(), t.folder());
@@ -116,6 +121,20 @@ final class SiteFiles implements AutoCloseable {
                 return th;
             });
         }
+    }
+
+    /**
+     * Where file {@code path} of hub-to-sites file channel {@code fileChannel} is here once it has arrived from the hub
+     * {@code source} (for rows that reference it); null when this site does not take that channel from it.
+     */
+    Path locate(String source, String fileChannel, String path) {
+        Registration.Response r = registration.get();
+        if (r == null || !r.hub().equals(source)) {
+            return null;
+        }
+        boolean taken = r.fileChannels().stream()
+                .anyMatch(ch -> ch.name().equals(fileChannel) && ch.direction() == ChannelSpec.Direction.HUB_TO_SITES);
+        return taken ? cfg.folder(fileChannel).map(f -> f.resolve(path)).orElse(null) : null;
     }
 
     /** The file channels of the current registration that go {@code direction} and have a folder here. */
@@ -273,6 +292,7 @@ final class SiteFiles implements AutoCloseable {
                     FileOutbox.recordApplied(c, r.hub(), name, upTo, clock.instant());
                     return null;
                 });
+                arrived.run();
             }
         }
     }

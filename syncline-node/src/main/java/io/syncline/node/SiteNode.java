@@ -127,6 +127,8 @@ public final class SiteNode implements NodeControl {
     /** Waits between failed registrations (tick thread; the constructor's first attempt comes before the ticks). */
     private final Backoff registrationRetry = new Backoff(Duration.ofMillis(500), RETRY_CAP, new java.util.Random());
     private volatile String lastError;
+    /** By channel from the hub: why its last fetch failed (none when it did not). */
+    private final Map<String, String> fetchErrors = new java.util.concurrent.ConcurrentHashMap<>();
     private volatile Instant lastContact;
     /** This site's hybrid logical clock: stamps its batches, and takes in the stamps of the hub's batches it applies. */
     private final HybridClock stamps;
@@ -142,7 +144,7 @@ public final class SiteNode implements NodeControl {
         Guards guards = new Guards(db.dialect(), this::isTwoWay);
         this.outbox = new OutboxStore(db.dialect(), clock, stamps, guards);
         this.loader = new InitialLoader(db.dialect(), cfg.loadChunkSize());
-        this.applier = new BatchApplier(db.dialect(), clock, outbox, guards);
+        this.applier = new BatchApplier(db.dialect(), clock, outbox, guards, this::locateFile, cfg.fileReferenceWait());
         try (Connection c = db.connection()) {
             SyncSchema.install(c, db.dialect());
             c.commit();
@@ -175,13 +177,19 @@ public final class SiteNode implements NodeControl {
         this.watch = db.watchCaptures("site-" + cfg.nodeId(), waker);
         waker.reportsBeforeCommit(watch != null && watch.callsBeforeCommit());
         startListener();
-        this.files = new SiteFiles(cfg, db, clock, () -> registration);
+        // Files from the hub end the back-off of a fetch whose rows wait for them.
+        this.files = new SiteFiles(cfg, db, clock, () -> registration, () -> fetchers.values().forEach(Fetcher::wake));
         tryRegister();
         if (registration != null) {
             installCapture(false);
         }
         long every = Math.max(10, cfg.captureInterval().toMillis());
         ticker.scheduleWithFixedDelay(this::tick, 0, every, TimeUnit.MILLISECONDS);
+    }
+
+    /** Why the last fetch of hub-to-sites or two-way channel {@code channel} failed, or null when it did not (for tests). */
+    String fetchError(String channel) {
+        return fetchErrors.get(channel);
     }
 
     /** The last problem with this site's file channels, or null (for tests; status has no file channels yet). */
@@ -297,6 +305,12 @@ public final class SiteNode implements NodeControl {
         } catch (SQLException e) {
             throw new SyncException(SyncException.Stage.CAPTURE, "site " + cfg.nodeId() + ": cannot install capture: " + e.getMessage(), e);
         }
+    }
+
+    /** Where a file the hub's rows reference is here once it has arrived (null: not waited for); see SiteFiles#locate. */
+    private java.nio.file.Path locateFile(String source, String fileChannel, String path) {
+        SiteFiles f = files;
+        return f == null ? null : f.locate(source, fileChannel, path);
     }
 
     /** Whether {@code channel} is a two-way channel of the current registration. */
@@ -750,6 +764,7 @@ public final class SiteNode implements NodeControl {
                     }
                     got = fetch(r, ch, s.realtime() ? LONG_POLL_MILLIS : 0, conn -> exchange = conn);
                     backoff.reset();
+                    fetchErrors.remove(ch.name());
                 } catch (IOException | SQLException | RuntimeException e) {
                     if (closed) {
                         return; // the stop cut the exchange
@@ -763,6 +778,7 @@ public final class SiteNode implements NodeControl {
                         LOG.warn("site {}: {}", cfg.nodeId(), msg);
                     }
                     lastError = msg;
+                    fetchErrors.put(ch.name(), msg);
                     pause(backoff.next());
                     continue;
                 }

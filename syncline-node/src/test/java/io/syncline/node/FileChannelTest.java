@@ -25,6 +25,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -249,6 +250,106 @@ class FileChannelTest {
                 }
             } finally {
                 pool.shutdownNow();
+            }
+        }
+    }
+
+    @Test
+    void shouldShowARowAtTheHubOnlyOnceTheFileItReferencesHasArrived() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100), image VARCHAR(200))");
+        dbs().exec("hub", "CREATE TABLE price (id INT PRIMARY KEY, amount INT)");
+        dbs().exec("s1", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100), image VARCHAR(200))");
+        dbs().exec("s1", "CREATE TABLE price (id INT PRIMARY KEY, amount INT)");
+        Path hubImages = dir.resolve("hub-images");
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hub}
+                database: {url: "%s"}
+                enrollment: {token: secret-token}
+                sync: {interval: 200ms}
+                channels:
+                  - {name: products, tables: [{name: product, files: {image: images}}]}
+                  - {name: prices, tables: [{name: price}]}
+                fileChannels:
+                  - {name: images}
+                folders: {images: "%s"}
+                """.formatted(dbs().url("hub"), hubImages), Role.HUB, Map.of());
+        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC());
+             SiteNode s1 = SiteNode.start(site("s1", hub.url(), "30s"), Clock.systemUTC())) {
+            dbs().exec("s1", "INSERT INTO product VALUES (1, 'chair', 'chairs/1.jpg')");
+            await("the hub says what the row waits for").atMost(Duration.ofSeconds(20)).until(() -> hub.status().sites().stream()
+                    .anyMatch(st -> String.valueOf(st.lastError()).contains("'chairs/1.jpg'")));
+            assertThat(dbs().count("hub", "SELECT COUNT(*) FROM product")).isZero();
+
+            dbs().exec("s1", "INSERT INTO price VALUES (1, 250)");
+            await("another channel of the same site goes on").atMost(Duration.ofSeconds(20))
+                    .until(() -> dbs().count("hub", "SELECT COUNT(*) FROM price") == 1);
+            assertThat(dbs().count("hub", "SELECT COUNT(*) FROM product")).isZero();
+
+            // Watched from the side while the file travels: the row never shows before the file is complete at the hub.
+            Path atHub = hubImages.resolve("s1/chairs/1.jpg");
+            byte[] image = random(200_000, 3);
+            AtomicBoolean early = new AtomicBoolean();
+            AtomicBoolean watching = new AtomicBoolean(true);
+            Thread watcher = new Thread(() -> {
+                while (watching.get()) {
+                    try {
+                        if (dbs().count("hub", "SELECT COUNT(*) FROM product") > 0 && !same(dir.resolve("s1-images/chairs/1.jpg"), atHub)) {
+                            early.set(true);
+                        }
+                    } catch (Exception e) {
+                        early.set(true);
+                    }
+                }
+            }, "row-watcher");
+            watcher.start();
+            try {
+                write(dir.resolve("s1-images/chairs/1.jpg"), image);
+                await().atMost(Duration.ofSeconds(20)).until(() -> dbs().count("hub", "SELECT COUNT(*) FROM product") == 1);
+            } finally {
+                watching.set(false);
+                watcher.join(10_000);
+            }
+            assertThat(early).as("the row was visible at the hub before its file").isFalse();
+            assertThat(Files.readAllBytes(atHub)).isEqualTo(image);
+            await().atMost(Duration.ofSeconds(20)).until(() -> hub.status().sites().getFirst().lastError() == null);
+        }
+    }
+
+    @Test
+    void shouldApplyTheHubsRowAtASiteOnlyOnceTheFileItReferencesHasArrived() throws Exception {
+        dbs().exec("hub", "CREATE TABLE sheet (id INT PRIMARY KEY, doc VARCHAR(200))");
+        dbs().exec("s1", "CREATE TABLE sheet (id INT PRIMARY KEY, doc VARCHAR(200))");
+        Path hq = dir.resolve("hub-docs");
+        Files.createDirectories(hq);
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hub}
+                database: {url: "%s"}
+                enrollment: {token: secret-token}
+                channels:
+                  - {name: sheets, direction: hub-to-sites, tables: [{name: sheet, files: {doc: docs}}]}
+                fileChannels:
+                  - {name: docs, direction: hub-to-sites}
+                folders: {docs: "%s"}
+                files: {scanInterval: 1h}
+                """.formatted(dbs().url("hub"), hq), Role.HUB, Map.of());
+        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
+            NodeConfig siteCfg = NodeConfig.parse("""
+                    node: {id: s1}
+                    database: {url: "%s"}
+                    hub: {url: "%s", token: secret-token}
+                    capture: {interval: 200ms}
+                    folders: {docs: "%s"}
+                    """.formatted(dbs().url("s1"), hub.url(), dir.resolve("s1-docs")), Role.SITE, Map.of());
+            try (SiteNode s1 = SiteNode.start(siteCfg, Clock.systemUTC())) {
+                dbs().exec("hub", "INSERT INTO sheet VALUES (1, 'specs/1.pdf')");
+                await("the site says what the row waits for").atMost(Duration.ofSeconds(20))
+                        .until(() -> String.valueOf(s1.fetchError("sheets")).contains("'specs/1.pdf'"));
+                assertThat(dbs().count("s1", "SELECT COUNT(*) FROM sheet")).isZero();
+
+                byte[] pdf = random(50_000, 4);
+                write(hq.resolve("specs/1.pdf"), pdf); // seen by the hub's watch (its walk is an hour away)
+                await().atMost(Duration.ofSeconds(30)).until(() -> dbs().count("s1", "SELECT COUNT(*) FROM sheet") == 1);
+                assertThat(Files.readAllBytes(dir.resolve("s1-docs/specs/1.pdf"))).isEqualTo(pdf);
             }
         }
     }

@@ -72,16 +72,25 @@ public final class BatchApplier {
     /** At a site: its outbox and the guards of its two-way channels (null elsewhere). */
     private final OutboxStore outbox;
     private final Guards guards;
+    /** Rows wait for the files they reference (null: no table of this node references files). */
+    private final FileReferences files;
 
     public BatchApplier(Dialect dialect, Clock clock) {
         this(dialect, clock, null, null);
     }
 
+    public BatchApplier(Dialect dialect, Clock clock, OutboxStore outbox, Guards guards) {
+        this(dialect, clock, outbox, guards, null, null);
+    }
+
     /**
      * At a site with two-way channels: {@code outbox} is the site's own (its seals record {@code guards}), and batches of
      * a two-way channel from the hub are applied under those guards (docs/conflicts.md, "A change never comes back").
+     * With {@code files}, a row that references a file (a table's {@code files} columns) is written only once {@code files}
+     * finds that file here, or after {@code maxFileWait}: until then its batch is refused with
+     * {@link io.syncline.api.WaitingForFileException} (docs/files.md, "Rows and files together").
      */
-    public BatchApplier(Dialect dialect, Clock clock, OutboxStore outbox, Guards guards) {
+    public BatchApplier(Dialect dialect, Clock clock, OutboxStore outbox, Guards guards, FileGate files, java.time.Duration maxFileWait) {
         if ((outbox == null) != (guards == null)) {
             throw new IllegalArgumentException("a site's outbox and guards go together");
         }
@@ -89,6 +98,7 @@ public final class BatchApplier {
         this.clock = clock;
         this.outbox = outbox;
         this.guards = guards;
+        this.files = files == null ? null : new FileReferences(files, maxFileWait, clock);
     }
 
     /**
@@ -1024,6 +1034,9 @@ public final class BatchApplier {
             TableSpec spec = channel.table(change.table());
             if (spec == null) {
                 throw new BadBatchException(Stage.APPLY, "table '" + change.table() + "' is not in channel '" + channel.name() + "'");
+            }
+            if (files != null) {
+                files.check(id, spec, change);
             }
             TableMeta t = target(c, spec.target());
             count++;

@@ -84,6 +84,11 @@ public final class ConfigDef {
             new ConfigKey("channels[].tables[].conflict.priority", Type.LIST, null, false, HUB, "As channels[].conflict.priority."),
             new ConfigKey("channels[].tables[].conflict.priority[]", Type.NAME, null, false, HUB, "A node id."),
             new ConfigKey("channels[].tables[].conflict.resolver", Type.STRING, null, false, HUB, "As channels[].conflict.resolver."),
+            new ConfigKey("channels[].tables[].files", Type.MAP, null, false, HUB,
+                    "Columns that hold the path of a file in a file channel, keyed by column: files: {image: images}. A row is "
+                            + "written at the target only once the file it references is there (docs/files.md, \"Rows and files "
+                            + "together\"). The file channel flows the same way as the table's channel (site-to-hub or hub-to-sites)."),
+            new ConfigKey("channels[].tables[].files.*", Type.NAME, null, false, HUB, "A file channel's name."),
             new ConfigKey("fileChannels", Type.LIST, null, false, HUB,
                     "File channels: the files of a folder at each node that sync next to the tables (docs/files.md)."),
             new ConfigKey("fileChannels[].name", Type.NAME, null, true, HUB, "File channel name; no table channel may have it too."),
@@ -106,6 +111,10 @@ public final class ConfigDef {
                     "How often a node walks its file channels' folders in full. Changes are also seen at once through the file "
                             + "system's notifications; the walk is the safety net (notifications can be lost, and nothing is watched "
                             + "while the node is down)."),
+            new ConfigKey("files.referenceWait", Type.DURATION, "10m", false, BOTH,
+                    "How long a row waits for a file it references (channels[].tables[].files) that has not arrived. After that the "
+                            + "row is written without it, with a warning: a file deleted at the source before it was sent never comes, "
+                            + "and must not hold its channel for ever."),
             new ConfigKey("hub.url", Type.URL, null, true, SITE, "Base URL of the hub, e.g. http://hq.example.com:8080."),
             new ConfigKey("hub.token", Type.SECRET, null, true, SITE,
                     "The hub's enrollment token. Write ${SYNCLINE_ENROLLMENT_TOKEN} to take it from the environment."),

@@ -495,11 +495,8 @@ public final class NodeConfig {
     public List<FileChannelSpec> fileChannels() {
         List<FileChannelSpec> out = new ArrayList<>();
         JsonNode list = at(root, "fileChannels");
-        if (list == null) {
-            return out;
-        }
         int i = 0;
-        for (JsonNode ch : list) {
+        for (JsonNode ch : list == null ? List.<JsonNode>of() : list) {
             String path = "fileChannels[" + i++ + "]";
             List<String> include = new ArrayList<>();
             ch.path("include").forEach(n -> include.add(n.asText()));
@@ -527,6 +524,21 @@ public final class NodeConfig {
                 throw new IllegalArgumentException("'" + f.name() + "' names both a file channel and a table channel");
             }
         }
+        for (ChannelSpec ch : channels()) {
+            for (TableSpec t : ch.tables()) {
+                for (Map.Entry<String, String> ref : t.files().entrySet()) {
+                    String where = "channel '" + ch.name() + "' table '" + t.name() + "' column '" + ref.getKey() + "'";
+                    FileChannelSpec f = out.stream().filter(x -> x.name().equals(ref.getValue())).findFirst().orElseThrow(() ->
+                            new IllegalArgumentException(where + " references file channel '" + ref.getValue() + "', which is not "
+                                    + "defined (fileChannels)"));
+                    if (ch.direction() == ChannelSpec.Direction.TWO_WAY || f.direction() != ch.direction()) {
+                        throw new IllegalArgumentException(where + " references file channel '" + f.name() + "', which flows "
+                                + words(f.direction()) + " while the table's channel flows " + words(ch.direction())
+                                + ": a row can wait only for a file that travels the same way, site-to-hub or hub-to-sites");
+                    }
+                }
+            }
+        }
         return out;
     }
 
@@ -534,6 +546,10 @@ public final class NodeConfig {
         List<String> out = new ArrayList<>(a);
         out.addAll(b);
         return out;
+    }
+
+    private static String words(ChannelSpec.Direction d) {
+        return d.name().toLowerCase(Locale.ROOT).replace('_', '-');
     }
 
     private static ChannelSpec.Direction direction(String text) {
@@ -548,6 +564,11 @@ public final class NodeConfig {
     public Optional<Path> folder(String channel) {
         JsonNode f = at(root, "folders");
         return f == null || !f.hasNonNull(channel) ? Optional.empty() : Optional.of(Path.of(f.get(channel).asText()));
+    }
+
+    /** {@code files.referenceWait}: how long a row waits for a file it references. */
+    public Duration fileReferenceWait() {
+        return parseDuration(raw("files.referenceWait"));
     }
 
     /** {@code files.scanInterval}: how often file channel folders are walked in full. */
@@ -569,9 +590,15 @@ public final class NodeConfig {
             int tIndex = 0;
             for (JsonNode t : ch.path("tables")) {
                 String tPath = chPath + ".tables[" + tIndex++ + "].conflict";
-                tables.add(new TableSpec(t.path("name").asText(), t.hasNonNull("target") ? t.get("target").asText() : null,
-                        t.hasNonNull("hubColumn") ? t.get("hubColumn").asText() : null,
-                        t.hasNonNull("filter") ? t.get("filter").asText() : null, conflictPolicy(t.get("conflict"), tPath, null)));
+                Map<String, String> files = new LinkedHashMap<>();
+                t.path("files").fields().forEachRemaining(f -> files.put(f.getKey(), f.getValue().asText()));
+                try {
+                    tables.add(new TableSpec(t.path("name").asText(), t.hasNonNull("target") ? t.get("target").asText() : null,
+                            t.hasNonNull("hubColumn") ? t.get("hubColumn").asText() : null,
+                            t.hasNonNull("filter") ? t.get("filter").asText() : null, conflictPolicy(t.get("conflict"), tPath, null), files));
+                } catch (IllegalArgumentException e) {
+                    throw new IllegalArgumentException(chPath + ".tables[" + (tIndex - 1) + "]: " + e.getMessage(), e);
+                }
             }
             ChannelSpec.Direction direction = direction(ch.path("direction").asText());
             String schedule = ch.hasNonNull("schedule") ? ch.get("schedule").asText() : null;

@@ -85,6 +85,34 @@ class NodeConfigTest {
     }
 
     @Test
+    void shouldReadFileColumnsAndRefuseOnesNoFileChannelCanServe() {
+        String base = """
+                node: {id: hq}
+                database: {url: "jdbc:h2:mem:hq"}
+                enrollment: {token: t}
+                channels:
+                  - {name: products, tables: [{name: product, files: {Image: images, sheet: %s}}]}
+                fileChannels:
+                  - {name: images}
+                  - {name: docs, direction: hub-to-sites}
+                """;
+        NodeConfig cfg = NodeConfig.parse(base.formatted("images"), Role.HUB, Map.of());
+        assertThat(cfg.channels().getFirst().tables().getFirst().files()).isEqualTo(Map.of("image", "images", "sheet", "images"));
+        assertThat(cfg.fileReferenceWait()).isEqualTo(Duration.ofMinutes(10));
+
+        assertThatThrownBy(() -> NodeConfig.parse(base.formatted("specs"), Role.HUB, Map.of()))
+                .isInstanceOf(ConfigException.class)
+                .hasMessageContaining("channel 'products' table 'product' column 'sheet' references file channel 'specs', which is not defined");
+        assertThatThrownBy(() -> NodeConfig.parse(base.formatted("docs"), Role.HUB, Map.of()))
+                .isInstanceOf(ConfigException.class)
+                .hasMessageContaining("column 'sheet' references file channel 'docs', which flows hub-to-sites while the table's "
+                        + "channel flows site-to-hub");
+        assertThatThrownBy(() -> NodeConfig.parse(base.formatted("'no good'"), Role.HUB, Map.of()))
+                .isInstanceOf(ConfigException.class)
+                .hasMessageContaining("channels[0].tables[0].files.sheet: 'no good' is not a valid name");
+    }
+
+    @Test
     void shouldRefuseRoutingThatCannotWork() {
         String bad = """
                 node: {id: hq}
