@@ -85,6 +85,8 @@ final class HubFiles implements AutoCloseable {
      */
     private final Map<String, Map<String, ChunkIndex>> offered = new ConcurrentHashMap<>();
     private final Map<String, RouteExpression> selectors = new LinkedHashMap<>();
+    /** Two-way channels: held while a site's changes are applied to the shared folder, and while the hub walks it. */
+    private final Map<String, ReentrantLock> shared = new LinkedHashMap<>();
     private final Supplier<Set<String>> registered;
     /** Rung when a walk recorded changes of a hub-to-sites channel: wakes the sites' long polls. */
     private final Bell bell = new Bell();
@@ -92,6 +94,8 @@ final class HubFiles implements AutoCloseable {
     /** Bytes of file content received, and bytes built from chunks the hub already had (for status and tests). */
     final AtomicLong literalBytes = new AtomicLong();
     final AtomicLong copiedBytes = new AtomicLong();
+    /** Two-way: site changes kept as conflict copies (for status and tests). */
+    final AtomicLong conflicts = new AtomicLong();
     final AtomicLong filesApplied = new AtomicLong();
 
     /** Offer answer for one change: skip (already applied), none (no content needed) or data (with the basis). */
@@ -110,7 +114,7 @@ final class HubFiles implements AutoCloseable {
         for (FileChannelSpec f : cfg.fileChannels()) {
             channels.put(f.name(), f);
             if (f.direction() == ChannelSpec.Direction.TWO_WAY) {
-                problems.add("file channel '" + f.name() + "': two-way file channels are not supported yet");
+                shared.put(f.name(), new ReentrantLock());
             }
             if (f.sites() != null) {
                 selectors.put(f.name(), RouteExpression.parse(f.sites()));
@@ -121,7 +125,7 @@ final class HubFiles implements AutoCloseable {
         if (!problems.isEmpty()) {
             throw new SyncException(SyncException.Stage.CONFIG, "hub " + cfg.nodeId() + ": " + String.join("; ", problems));
         }
-        List<FolderWatch.Target> outgoing = channels.values().stream().filter(f -> f.direction() == ChannelSpec.Direction.HUB_TO_SITES)
+        List<FolderWatch.Target> outgoing = channels.values().stream().filter(f -> f.direction().toSites())
                 .map(f -> new FolderWatch.Target(f, folders.get(f.name()))).toList();
         this.watch = outgoing.isEmpty() ? null
                 : new FolderWatch("syncline-hub-files", cfg.fileScanInterval(), () -> outgoing, this::walk);
@@ -198,12 +202,33 @@ final class HubFiles implements AutoCloseable {
 
     /** Records what changed in a hub-to-sites channel's folder, and wakes the sites waiting for it. */
     private void walk(FolderWatch.Target t) throws IOException, SQLException {
-        FileScanner scanner = new FileScanner(t.folder(), t.channel().include(), t.channel().exclude());
+        ReentrantLock lock = shared.get(t.channel().name());
+        if (lock != null) {
+            lock.lock(); // a two-way channel's folder: not while a site's changes are applied to it
+        }
+        try {
+            walk(t.channel(), t.folder(), List.of());
+        } finally {
+            if (lock != null) {
+                lock.unlock();
+            }
+        }
+    }
+
+    /**
+     * Records what changed in a channel's folder and, as changes again, the files at {@code resend} (two-way: the hub's
+     * version of a file a site's change lost to, so that site takes it back); wakes the sites waiting for changes.
+     */
+    private void walk(FileChannelSpec ch, Path folder, List<String> resend) throws IOException, SQLException {
+        FileScanner scanner = new FileScanner(folder, ch.include(), ch.exclude());
         int n;
         try (Connection c = db.connection()) {
             try {
-                n = FileOutbox.recordWalk(c, t.channel().name(), scanner, clock.millis(),
-                        why -> LOG.warn("hub {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), t.channel().name(), why));
+                n = FileOutbox.recordWalk(c, ch.name(), scanner, clock.millis(),
+                        why -> LOG.warn("hub {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why));
+                for (String path : resend) {
+                    n += FileOutbox.recordAgain(c, ch.name(), path) ? 1 : 0;
+                }
                 c.commit();
             } catch (IOException | SQLException | RuntimeException e) {
                 c.rollback();
@@ -411,6 +436,9 @@ final class HubFiles implements AutoCloseable {
 
     void handleOffer(HttpExchange ex, String site) throws IOException {
         FileChannelSpec ch = channel(ex, ChannelSpec.Direction.SITE_TO_HUB);
+        if (!routes(ch, site)) {
+            throw new HttpError(403, "file channel '" + ch.name() + "' is not routed to site '" + site + "'");
+        }
         Offer offer;
         try {
             offer = WireFormat.MAPPER.readValue(HttpEndpoint.readSmallBody(ex), Offer.class);
@@ -454,8 +482,25 @@ final class HubFiles implements AutoCloseable {
 
     void handleApply(HttpExchange ex, String site) throws IOException {
         FileChannelSpec ch = channel(ex, ChannelSpec.Direction.SITE_TO_HUB);
+        if (!routes(ch, site)) {
+            throw new HttpError(403, "file channel '" + ch.name() + "' is not routed to site '" + site + "'");
+        }
         FileFolder folder = folder(ch, site);
         ReentrantLock lock = lock(site, ch);
+        ReentrantLock sharedLock = shared.get(ch.name());
+        if (sharedLock != null) {
+            try {
+                if (!sharedLock.tryLock(60, java.util.concurrent.TimeUnit.SECONDS)) {
+                    lock.unlock();
+                    throw new HttpError(503, "file channel '" + ch.name() + "': other sites' changes are being applied; try again");
+                }
+            } catch (InterruptedException e) {
+                lock.unlock();
+                Thread.currentThread().interrupt();
+                throw new HttpError(503, "hub stopping");
+            }
+        }
+        List<String> lost = new ArrayList<>();
         Map<String, ChunkIndex> bases = offered.remove(site + '\0' + ch.name());
         long applied = 0;
         long start = 0;
@@ -476,7 +521,12 @@ final class HubFiles implements AutoCloseable {
                 FileEntry e = WireFormat.MAPPER.readValue(in.readNBytes(len), FileEntry.class);
                 boolean data = in.readBoolean();
                 check(ch, e);
-                apply(folder, e, data, in, bases == null ? null : bases.remove(e.path() + '\0' + e.sha256()));
+                ChunkIndex offeredBasis = bases == null ? null : bases.remove(e.path() + '\0' + e.sha256());
+                if (sharedLock != null) {
+                    applyTwoWay(ch, folder, site, e, data, in, offeredBasis, lost);
+                } else {
+                    apply(folder, e, data, in, offeredBasis);
+                }
                 applied = Math.max(applied, e.seq());
             }
         } catch (SyncException | IOException e) {
@@ -487,10 +537,22 @@ final class HubFiles implements AutoCloseable {
         } finally {
             try {
                 folder.flush();
+                if (sharedLock != null && (applied > start || !lost.isEmpty())) {
+                    // What the folder became goes to every site of the channel (the site sent it: it takes it as its own).
+                    try {
+                        walk(ch, folder.root(), lost);
+                    } catch (IOException | SQLException | RuntimeException e) {
+                        LOG.warn("hub {}: file channel '{}': could not record what site {} changed ({}); the next walk does", cfg.nodeId(),
+                                ch.name(), site, e.getMessage());
+                    }
+                }
                 if (applied > start) {
                     record(site, ch.name(), applied);
                 }
             } finally {
+                if (sharedLock != null) {
+                    sharedLock.unlock();
+                }
                 lock.unlock();
             }
         }
@@ -532,20 +594,101 @@ final class HubFiles implements AutoCloseable {
         filesApplied.incrementAndGet();
     }
 
+    /**
+     * Two-way: applies a site's change to the shared folder against what the hub holds there now (under the channel's
+     * lock). The change is made on {@code e.base()}, the content the site last had in common with the hub. When the hub
+     * holds that content (or the same content as the change, or nothing and the site edited), the change applies. When
+     * it holds something else, both were changed at once: the hub's version stays, the site's is kept beside it as a
+     * conflict copy named after the site and the time of its change, and the path goes into {@code lost} so the site
+     * takes the hub's version back. A deletion of a file the hub changed meanwhile loses the same way (nothing to copy).
+     */
+    private void applyTwoWay(FileChannelSpec ch, FileFolder folder, String site, FileEntry e, boolean data, DataInputStream in,
+                             ChunkIndex offeredBasis, List<String> lost) throws IOException {
+        String current = currentContent(ch, folder, e.path());
+        if (e.deleted()) {
+            if (current == null) {
+                return;
+            }
+            if (current.equals(e.base())) {
+                folder.delete(e.path());
+                filesApplied.incrementAndGet();
+            } else {
+                LOG.info("hub {}: file channel '{}': site {} deleted '{}', which changed at the hub since the site had it; the file "
+                        + "stays and goes back to the site", cfg.nodeId(), ch.name(), site, e.path());
+                lost.add(e.path());
+            }
+            return;
+        }
+        boolean conflict = current != null && !current.equals(e.sha256()) && !current.equals(e.base());
+        FileEntry target = e;
+        if (conflict) {
+            String copy = conflictCopy(folder, e.path(), site, e.mtime());
+            LOG.info("hub {}: file channel '{}': '{}' was changed at site {} and at the hub at once; the hub's stays, the site's is "
+                    + "kept as '{}'", cfg.nodeId(), ch.name(), e.path(), site, copy);
+            target = new FileEntry(e.seq(), copy, null, false, e.size(), e.mtime(), e.mode(), e.sha256(), null);
+            lost.add(e.path());
+            conflicts.incrementAndGet();
+        }
+        apply(folder, target, data, in, offeredBasis);
+    }
+
+    /** The content (SHA-256) of the channel's file at {@code path} now, or null when there is none. */
+    private String currentContent(FileChannelSpec ch, FileFolder folder, String path) throws IOException {
+        Path f = folder.file(path);
+        if (f == null || !Files.isRegularFile(f, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            return null;
+        }
+        try {
+            FileOutbox.Recorded rec = db.inTransaction(c -> FileOutbox.recorded(c, ch.name(), path));
+            if (rec != null && rec.meta() != null && folder.holds(path, rec.meta())) {
+                return rec.meta().sha256(); // as the hub's last walk recorded it: not read again
+            }
+        } catch (SQLException e) {
+            throw new IOException("hub database unavailable: " + e.getMessage(), e);
+        }
+        return FileFolder.sha256(f);
+    }
+
+    /**
+     * The name a site's losing version of {@code path} is kept under, beside it: {@code report (conflict from s2
+     * 2026-11-29 21-50-02 UTC).txt}, with the time the site changed it; a number is added when that name is taken.
+     */
+    static String conflictCopy(FileFolder folder, String path, String site, long mtimeMillis) throws IOException {
+        int slash = path.lastIndexOf('/');
+        String dir = path.substring(0, slash + 1);
+        String name = path.substring(slash + 1);
+        int dot = name.lastIndexOf('.');
+        String stem = dot > 0 ? name.substring(0, dot) : name;
+        String ext = dot > 0 ? name.substring(dot) : "";
+        String when = CONFLICT_TIME.format(java.time.Instant.ofEpochMilli(mtimeMillis));
+        String base = dir + stem + " (conflict from " + site + " " + when + " UTC)";
+        String candidate = base + ext;
+        for (int n = 2; folder.file(candidate) != null && Files.exists(folder.file(candidate), java.nio.file.LinkOption.NOFOLLOW_LINKS); n++) {
+            candidate = base + " " + n + ext;
+        }
+        return candidate;
+    }
+
+    private static final java.time.format.DateTimeFormatter CONFLICT_TIME =
+            java.time.format.DateTimeFormatter.ofPattern("yyyy-MM-dd HH-mm-ss").withZone(java.time.ZoneOffset.UTC);
+
+    /** The request's channel: one that goes {@code direction}, or a two-way one. */
     private FileChannelSpec channel(HttpExchange ex, ChannelSpec.Direction direction) {
         String name = HttpEndpoint.query(ex).get("channel");
         FileChannelSpec ch = name == null ? null : channels.get(name);
         if (ch == null) {
             throw new HttpError(404, name == null ? "missing query parameter 'channel'" : "no file channel '" + name + "' at this hub");
         }
-        if (ch.direction() != direction) {
+        if (ch.direction() != direction && ch.direction() != ChannelSpec.Direction.TWO_WAY) {
             throw new HttpError(400, "file channel '" + name + "' is " + ch.direction() + "; this request is for " + direction + " channels");
         }
         return ch;
     }
 
+    /** Where a site's changes of a channel land: its own sub-folder, or for a two-way channel the folder all share. */
     private FileFolder folder(FileChannelSpec ch, String site) throws IOException {
-        return new FileFolder(folders.get(ch.name()).resolve(site));
+        Path root = folders.get(ch.name());
+        return new FileFolder(ch.direction() == ChannelSpec.Direction.TWO_WAY ? root : root.resolve(site));
     }
 
     private static void check(FileChannelSpec ch, FileEntry e) {

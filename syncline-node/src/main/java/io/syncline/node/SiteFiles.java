@@ -42,6 +42,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -71,6 +72,7 @@ final class SiteFiles implements AutoCloseable {
     private final Set<String> warned = ConcurrentHashMap.newKeySet();
     /** Hub-to-sites channels being fetched, by name. */
     private final Map<String, Thread> fetchers = new ConcurrentHashMap<>();
+    private final Map<String, ReentrantLock> folderLocks = new ConcurrentHashMap<>();
     /** The long polls under way, by channel: cut at close so it need not wait for them. */
     private final Map<String, HttpURLConnection> polls = new ConcurrentHashMap<>();
     private volatile boolean closed;
@@ -137,7 +139,7 @@ final class SiteFiles implements AutoCloseable {
         return taken ? cfg.folder(fileChannel).map(f -> f.resolve(path)).orElse(null) : null;
     }
 
-    /** The file channels of the current registration that go {@code direction} and have a folder here. */
+    /** The file channels of the current registration that go {@code direction} (or both ways) and have a folder here. */
     private List<FolderWatch.Target> targets(ChannelSpec.Direction direction) {
         Registration.Response r = registration.get();
         List<FolderWatch.Target> out = new ArrayList<>();
@@ -145,7 +147,7 @@ final class SiteFiles implements AutoCloseable {
             return out;
         }
         for (FileChannelSpec ch : r.fileChannels()) {
-            if (ch.direction() != direction) {
+            if (ch.direction() != direction && ch.direction() != ChannelSpec.Direction.TWO_WAY) {
                 continue;
             }
             Path folder = cfg.folder(ch.name()).orElse(null);
@@ -173,7 +175,9 @@ final class SiteFiles implements AutoCloseable {
                 continue;
             }
             try {
-                fetchOnce(registration.get(), t);
+                if (fetchOnce(registration.get(), t)) {
+                    pause(Duration.ofSeconds(1)); // held by a change of this site's that the hub has not taken yet
+                }
                 backoff.reset();
             } catch (IOException | SQLException | RuntimeException e) {
                 lastError = "files of channel '" + channel + "' from the hub: " + e.getMessage();
@@ -197,8 +201,11 @@ final class SiteFiles implements AutoCloseable {
         }
     }
 
-    /** One long poll for the hub's changes after the last one applied here, and applying them. */
-    private void fetchOnce(Registration.Response r, FolderWatch.Target t) throws IOException, SQLException {
+    /**
+     * One long poll for the hub's changes after the last one applied here, and applying them; true when the first of them
+     * waits for a change of this site's (two-way).
+     */
+    private boolean fetchOnce(Registration.Response r, FolderWatch.Target t) throws IOException, SQLException {
         String name = t.channel().name();
         long applied = db.inTransaction(c -> FileOutbox.applied(c, r.hub(), name));
         HttpURLConnection conn = open(r, "/v1/files/changes", name, "&after=" + applied + "&wait=" + LONG_POLL_MILLIS, "GET");
@@ -207,7 +214,7 @@ final class SiteFiles implements AutoCloseable {
         polls.put(name, conn);
         try {
             if (closed) {
-                return;
+                return false;
             }
             page = WireFormat.MAPPER.readValue(answer(conn, "changes"), Changes.class);
         } finally {
@@ -221,21 +228,61 @@ final class SiteFiles implements AutoCloseable {
                 FileOutbox.recordApplied(c, r.hub(), name, 0, clock.instant());
                 return null;
             });
-            return;
+            return false;
         }
         if (page.entries() == null || page.entries().isEmpty() || closed) {
-            return;
+            return false;
         }
+        boolean twoWay = t.channel().direction() == ChannelSpec.Direction.TWO_WAY;
+        ReentrantLock lock = lock(name);
+        if (twoWay) {
+            lock.lock(); // the folder's record must not change between the checks below and the changes' application
+        }
+        try {
+            return applyPage(r, t, page.entries(), applied, twoWay);
+        } finally {
+            if (twoWay) {
+                lock.unlock();
+            }
+        }
+    }
+
+    /**
+     * Applies a page of the hub's changes in order, and records the last applied. Two-way: the changes are applied up to
+     * one of a path this site changed too and has not had taken by the hub yet, which waits (true is returned when it is
+     * the first): the site's own change reaches the hub, which settles the two and records the outcome as a new change
+     * of the hub's, the one this site then applies. The changes applied are recorded as what the site shares with the hub.
+     */
+    private boolean applyPage(Registration.Response r, FolderWatch.Target t, List<FileEntry> page, long applied, boolean twoWay)
+            throws IOException, SQLException {
+        String name = t.channel().name();
         FileFolder folder = new FileFolder(t.folder());
+        List<FileEntry> taken = new ArrayList<>(); // two-way: the changes applied here, recorded as shared with the hub
+        List<FileEntry> entries = page;
+        if (twoWay) {
+            long acked = db.inTransaction(c -> FileOutbox.acknowledged(c, name));
+            for (int i = 0; i < page.size(); i++) {
+                String path = page.get(i).path();
+                FileOutbox.Recorded rec = db.inTransaction(c -> FileOutbox.recorded(c, name, path));
+                if (changedHere(folder, path, rec, acked)) {
+                    LOG.debug("site {}: file channel '{}': '{}' changed here too; the hub settles it first", cfg.nodeId(), name, path);
+                    entries = page.subList(0, i);
+                    break;
+                }
+            }
+            if (entries.isEmpty()) {
+                return true;
+            }
+        }
         // What each change needs here, decided before the content is asked for (in the order of the changes).
-        List<FileEntry> entries = page.entries();
         Map<Long, ChunkIndex> wanted = new java.util.LinkedHashMap<>();
         for (FileEntry e : entries) {
             SafePath.check(e.path());
             if (e.from() != null) {
                 SafePath.check(e.from());
             }
-            if (!e.deleted() && !(e.from() != null && folder.sameContent(e.from(), e.meta())) && !folder.holds(e.path(), e.meta())) {
+            if (!e.deleted() && !(e.from() != null && folder.sameContent(e.from(), e.meta()))
+                    && !folder.holds(e.path(), e.meta())) {
                 wanted.put(e.seq(), folder.basis(e.meta()));
             }
         }
@@ -276,8 +323,12 @@ final class SiteFiles implements AutoCloseable {
                         break; // gone at the hub since it was listed: its deletion comes as a later change
                     }
                     folder.receive(e.meta(), content, basis);
-                } else if (!(e.from() != null && folder.copyLocal(e.from(), e.meta(), true)) && !folder.has(e.meta())) {
+                } else if (!(e.from() != null && folder.copyLocal(e.from(), e.meta(), !twoWay)) && !folder.has(e.meta())) {
+                    // (two-way copies rather than moves: the hub's deletion of the old path follows, and is checked then)
                     break; // changed here since it was looked at: asked for again at the next poll
+                }
+                if (twoWay) {
+                    taken.add(e);
                 }
                 done = e.seq();
             }
@@ -288,13 +339,42 @@ final class SiteFiles implements AutoCloseable {
             folder.flush();
             if (done > applied) {
                 long upTo = done;
+                // After the flush: a record of a file the disk might still lose in a crash would make the site send its
+                // old version back as a change of its own.
                 db.inTransaction(c -> {
+                    for (FileEntry e : taken) {
+                        if (e.deleted()) {
+                            FileOutbox.forget(c, name, e.path());
+                        } else {
+                            FileOutbox.adopt(c, name, e.meta());
+                        }
+                    }
                     FileOutbox.recordApplied(c, r.hub(), name, upTo, clock.instant());
                     return null;
                 });
                 arrived.run();
             }
         }
+        return false;
+    }
+
+    /**
+     * Two-way: whether this site changed {@code path} since it last had it in common with the hub: a change recorded and
+     * not yet taken by the hub, or a file that differs from its record (or exists unrecorded, or is gone), not yet walked.
+     */
+    private static boolean changedHere(FileFolder folder, String path, FileOutbox.Recorded rec, long acked) throws IOException {
+        Path f = folder.file(path);
+        boolean exists = f != null && Files.exists(f, java.nio.file.LinkOption.NOFOLLOW_LINKS);
+        if (rec == null) {
+            return exists;
+        }
+        if (rec.seq() > acked) {
+            return true;
+        }
+        if (rec.meta() == null) {
+            return exists;
+        }
+        return !exists || !folder.holds(path, rec.meta());
     }
 
     // ---- site to hub -----------------------------------------------------------------------------
@@ -302,6 +382,8 @@ final class SiteFiles implements AutoCloseable {
     /** Records what changed in the folder since the last walk. */
     private void walk(FileChannelSpec ch, Path folder) throws IOException, SQLException {
         FileScanner scanner = new FileScanner(folder, ch.include(), ch.exclude());
+        ReentrantLock lock = lock(ch.name());
+        lock.lock(); // two-way: not while the hub's changes are applied to the folder (see fetchOnce)
         try (Connection c = db.connection()) {
             try {
                 int n = FileOutbox.recordWalk(c, ch.name(), scanner, clock.millis(), why -> {
@@ -315,7 +397,14 @@ final class SiteFiles implements AutoCloseable {
                 c.rollback();
                 throw e;
             }
+        } finally {
+            lock.unlock();
         }
+    }
+
+    /** The lock of a channel's folder record: the walk, and the application of the hub's changes of a two-way channel. */
+    private ReentrantLock lock(String channel) {
+        return folderLocks.computeIfAbsent(channel, k -> new ReentrantLock());
     }
 
     /** Sends every recorded change the hub has not acknowledged, a page at a time. */

@@ -76,6 +76,20 @@ class FileChannelTest {
         return f;
     }
 
+    /** Every file under {@code root} (but Syncline's working folder) with its content, for failure messages. */
+    private static String describe(Path root) throws Exception {
+        try (var files = Files.walk(root)) {
+            return root.getFileName() + " " + files.filter(Files::isRegularFile).filter(f -> !root.relativize(f).startsWith(".syncline-tmp"))
+                    .map(f -> {
+                        try {
+                            return root.relativize(f) + "=" + Files.readString(f);
+                        } catch (Exception e) {
+                            return root.relativize(f) + "=?";
+                        }
+                    }).sorted().toList();
+        }
+    }
+
     private static boolean same(Path a, Path b) throws Exception {
         return Files.exists(b) && Arrays.equals(Files.readAllBytes(a), Files.readAllBytes(b));
     }
@@ -350,6 +364,92 @@ class FileChannelTest {
                 write(hq.resolve("specs/1.pdf"), pdf); // seen by the hub's watch (its walk is an hour away)
                 await().atMost(Duration.ofSeconds(30)).until(() -> dbs().count("s1", "SELECT COUNT(*) FROM sheet") == 1);
                 assertThat(Files.readAllBytes(dir.resolve("s1-docs/specs/1.pdf"))).isEqualTo(pdf);
+            }
+        }
+    }
+
+    @Test
+    void shouldSyncATwoWayFolderThroughTheHubKeepingBothVersionsOfAConcurrentEdit() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        Path hq = dir.resolve("hub-shared");
+        write(hq.resolve("a.txt"), "v0".getBytes());
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hub}
+                database: {url: "%s"}
+                enrollment: {token: secret-token}
+                channels:
+                  - {name: products, tables: [{name: product}]}
+                fileChannels:
+                  - {name: shared, direction: two-way}
+                folders: {shared: "%s"}
+                """.formatted(dbs().url("hub"), hq), Role.HUB, Map.of());
+        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
+            Map<String, NodeConfig> cfgs = new HashMap<>();
+            for (String id : List.of("s1", "s2")) {
+                dbs().exec(id, "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+                Files.createDirectories(dir.resolve(id + "-shared"));
+                cfgs.put(id, NodeConfig.parse("""
+                        node: {id: %s}
+                        database: {url: "%s"}
+                        hub: {url: "%s", token: secret-token}
+                        folders: {shared: "%s"}
+                        """.formatted(id, dbs().url(id), hub.url(), dir.resolve(id + "-shared")), Role.SITE, Map.of()));
+            }
+            Path s1 = dir.resolve("s1-shared");
+            Path s2 = dir.resolve("s2-shared");
+            SiteNode site1 = SiteNode.start(cfgs.get("s1"), Clock.systemUTC());
+            try {
+                SiteNode site2 = SiteNode.start(cfgs.get("s2"), Clock.systemUTC());
+                try {
+                    await("the hub's file at both sites").atMost(Duration.ofSeconds(20))
+                            .until(() -> same(hq.resolve("a.txt"), s1.resolve("a.txt")) && same(hq.resolve("a.txt"), s2.resolve("a.txt")));
+
+                    // A change at one site reaches the hub and the other site; a new file at the other comes back the same way.
+                    write(s1.resolve("a.txt"), "v1 from s1".getBytes());
+                    write(s2.resolve("docs/b.txt"), "b from s2".getBytes());
+                    await("each site's change everywhere").atMost(Duration.ofSeconds(20)).until(() -> List.of(hq, s1, s2).stream().allMatch(at -> {
+                        try {
+                            return Files.readString(at.resolve("a.txt")).equals("v1 from s1") && same(s2.resolve("docs/b.txt"), at.resolve("docs/b.txt"));
+                        } catch (Exception e) {
+                            return false;
+                        }
+                    }));
+                    assertThat(dbs().count("s2", "SELECT seq FROM sync_file WHERE path = 'a.txt'"))
+                            .as("s2 took s1's change as shared with the hub: it has nothing to send back").isZero();
+                } finally {
+                    site2.close();
+                }
+
+                // Both change a.txt at once: s2 while it is away, s1 meanwhile (its change reaches the hub first).
+                Files.writeString(s2.resolve("a.txt"), "v2 from s2");
+                Files.setLastModifiedTime(s2.resolve("a.txt"), FileTime.from(java.time.Instant.parse("2026-11-29T10:00:00Z")));
+                Files.writeString(s1.resolve("a.txt"), "v3 from s1");
+                await().atMost(Duration.ofSeconds(20)).until(() -> Files.readString(hq.resolve("a.txt")).equals("v3 from s1"));
+                site2 = SiteNode.start(cfgs.get("s2"), Clock.systemUTC());
+                try {
+                    Path copy = Path.of("a (conflict from s2 2026-11-29 10-00-00 UTC).txt");
+                    try {
+                        await("both versions everywhere").atMost(Duration.ofSeconds(30)).until(() -> List.of(hq, s1, s2).stream().allMatch(at -> {
+                            try {
+                                return Files.readString(at.resolve("a.txt")).equals("v3 from s1") && Files.exists(at.resolve(copy.toString()))
+                                        && Files.readString(at.resolve(copy.toString())).equals("v2 from s2");
+                            } catch (Exception e) {
+                                return false;
+                            }
+                        }));
+                    } catch (org.awaitility.core.ConditionTimeoutException e) {
+                        throw new AssertionError(e.getMessage() + "; folders: " + describe(hq) + " | " + describe(s1) + " | " + describe(s2), e);
+                    }
+                    assertThat(hub.files().conflicts.get()).isEqualTo(1);
+                    try (var listing = Files.list(hq)) {
+                        assertThat(listing.map(f -> f.getFileName().toString()).filter(n -> !n.startsWith(".")).sorted().toList())
+                                .containsExactly("a (conflict from s2 2026-11-29 10-00-00 UTC).txt", "a.txt", "docs");
+                    }
+                } finally {
+                    site2.close();
+                }
+            } finally {
+                site1.close();
             }
         }
     }

@@ -118,15 +118,15 @@ public final class FileOutbox {
     /** Changes after {@code after}, oldest first, at most {@code limit}. */
     public static List<FileEntry> pending(Connection c, String channel, long after, int limit) throws SQLException {
         List<FileEntry> out = new ArrayList<>();
-        try (PreparedStatement ps = c.prepareStatement("SELECT seq, path, moved_from, deleted, size, mtime, mode, sha256 FROM sync_file "
-                + "WHERE channel = ? AND seq > ? ORDER BY seq")) {
+        try (PreparedStatement ps = c.prepareStatement("SELECT seq, path, moved_from, deleted, size, mtime, mode, sha256, base_sha "
+                + "FROM sync_file WHERE channel = ? AND seq > ? ORDER BY seq")) {
             ps.setString(1, channel);
             ps.setLong(2, after);
             ps.setMaxRows(limit);
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
                     out.add(new FileEntry(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getBoolean(4), rs.getLong(5), rs.getLong(6),
-                            rs.getInt(7), rs.getString(8)));
+                            rs.getInt(7), rs.getString(8), rs.getString(9)));
                 }
             }
         }
@@ -148,6 +148,94 @@ public final class FileOutbox {
             ps.setString(1, channel);
             ps.setLong(2, upTo);
             ps.executeUpdate();
+        }
+        // What the receiver took is now what both have: the base of this node's next change of the path (two-way).
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET base_sha = sha256 WHERE channel = ? AND seq <= ? "
+                + "AND (base_sha IS NULL OR base_sha <> sha256)")) {
+            ps.setString(1, channel);
+            ps.setLong(2, upTo);
+            ps.executeUpdate();
+        }
+    }
+
+    /**
+     * Two-way: this node took the hub's {@code meta} at its path. Recorded as what this node has and what it shares with
+     * the hub, without a change to send back (number 0, never pending).
+     */
+    public static void adopt(Connection c, String channel, FileMeta m) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET path = ?, size = ?, mtime = ?, mode = ?, sha256 = ?, seq = 0, "
+                + "deleted = FALSE, moved_from = NULL, base_sha = ? WHERE channel = ? AND path_id = ?")) {
+            ps.setString(1, m.path());
+            ps.setLong(2, m.size());
+            ps.setLong(3, m.mtimeMillis());
+            ps.setInt(4, m.mode());
+            ps.setString(5, m.sha256());
+            ps.setString(6, m.sha256());
+            ps.setString(7, channel);
+            ps.setString(8, pathId(m.path()));
+            if (ps.executeUpdate() > 0) {
+                return;
+            }
+        }
+        try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_file (channel, path_id, path, size, mtime, mode, sha256, seq, deleted, "
+                + "moved_from, base_sha) VALUES (?, ?, ?, ?, ?, ?, ?, 0, FALSE, NULL, ?)")) {
+            ps.setString(1, channel);
+            ps.setString(2, pathId(m.path()));
+            ps.setString(3, m.path());
+            ps.setLong(4, m.size());
+            ps.setLong(5, m.mtimeMillis());
+            ps.setInt(6, m.mode());
+            ps.setString(7, m.sha256());
+            ps.setString(8, m.sha256());
+            ps.executeUpdate();
+        }
+    }
+
+    /**
+     * Records the file at {@code path} as changed again, as it is (the next number), so every receiver takes it again;
+     * false when no file is recorded there.
+     */
+    public static boolean recordAgain(Connection c, String channel, String path) throws SQLException {
+        long seq = next(c, channel);
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET seq = ?, moved_from = NULL WHERE channel = ? AND path_id = ? "
+                + "AND deleted = FALSE")) {
+            ps.setLong(1, seq);
+            ps.setString(2, channel);
+            ps.setString(3, pathId(path));
+            if (ps.executeUpdate() == 0) {
+                return false;
+            }
+        }
+        SyncSchema.putState(c, NEXT + channel, Long.toString(seq + 1));
+        return true;
+    }
+
+    /** Two-way: this node deleted its file at {@code path} as the hub did; nothing of it is recorded any more. */
+    public static void forget(Connection c, String channel, String path) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_file WHERE channel = ? AND path_id = ?")) {
+            ps.setString(1, channel);
+            ps.setString(2, pathId(path));
+            ps.executeUpdate();
+        }
+    }
+
+    /** What is recorded of {@code path}: its state (null for a deletion), the number of its last change, its base. */
+    public record Recorded(FileMeta meta, long seq, String base) {
+    }
+
+    /** The record of {@code path}, or null when none. */
+    public static Recorded recorded(Connection c, String channel, String path) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT size, mtime, mode, sha256, seq, deleted, base_sha FROM sync_file "
+                + "WHERE channel = ? AND path_id = ?")) {
+            ps.setString(1, channel);
+            ps.setString(2, pathId(path));
+            try (ResultSet rs = ps.executeQuery()) {
+                if (!rs.next()) {
+                    return null;
+                }
+                FileMeta m = rs.getBoolean(6) ? null : new FileMeta(path, rs.getLong(1), rs.getLong(2), rs.getInt(3), rs.getString(4));
+                return new Recorded(m, rs.getLong(5), rs.getString(7));
+            }
         }
     }
 

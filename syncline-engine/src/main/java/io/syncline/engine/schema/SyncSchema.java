@@ -77,6 +77,11 @@ public final class SyncSchema {
                     + " NOT NULL, size BIGINT NOT NULL, mtime BIGINT NOT NULL, mode INT NOT NULL, sha256 CHAR(64) NOT NULL, "
                     + "seq BIGINT NOT NULL, deleted BOOLEAN NOT NULL, moved_from " + text + ", PRIMARY KEY (channel, path_id))");
             s.execute("CREATE INDEX IF NOT EXISTS sync_file_seq ON sync_file (channel, seq)");
+            // Added with two-way file channels: the content the node last had in common with the hub at the path.
+            TableMeta file = SchemaReader.tryRead(c, "sync_file");
+            if (file != null && !file.byKey().containsKey("base_sha")) {
+                s.execute("ALTER TABLE sync_file ADD COLUMN IF NOT EXISTS base_sha CHAR(64)");
+            }
             s.execute("CREATE TABLE IF NOT EXISTS sync_file_in (source VARCHAR(64) NOT NULL, channel VARCHAR(64) NOT NULL, "
                     + "last_seq BIGINT NOT NULL, applied_at TIMESTAMP WITH TIME ZONE NOT NULL, PRIMARY KEY (source, channel))");
             // At the hub, for hub-to-sites file channels: the last change each site said it applied.

@@ -94,7 +94,7 @@ public final class ConfigDef {
             new ConfigKey("fileChannels[].name", Type.NAME, null, true, HUB, "File channel name; no table channel may have it too."),
             new ConfigKey("fileChannels[].direction", Type.ENUM_DIRECTION, "site-to-hub", false, HUB,
                     "'site-to-hub' (each site's files arrive at the hub in a sub-folder named after the site), 'hub-to-sites' or "
-                            + "'two-way'."),
+                            + "'two-way' (one folder shared by the hub and its sites; concurrent edits keep both versions, docs/files.md)."),
             new ConfigKey("fileChannels[].sites", Type.ROUTE, null, false, HUB,
                     "Hub-to-sites and two-way file channels: which sites take part, as for channels[].sites. Default: every site."),
             new ConfigKey("fileChannels[].include", Type.LIST, null, false, HUB,
