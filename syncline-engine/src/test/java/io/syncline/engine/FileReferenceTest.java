@@ -115,7 +115,9 @@ class FileReferenceTest extends DbTestBase {
             Files.delete(f.folder().resolve("s1/chairs/2.jpg"));
             Map<String, Object> renamed = row(2, "armchair", "chairs/2.jpg");
             Map<String, Object> old = new LinkedHashMap<>(Map.of("id", 2, "name", "chair"));
-            assertThat(f.apply(c, 2, new Change.Update("product", old, renamed))).isInstanceOf(ApplyOutcome.Applied.class);
+            Map<String, Object> wholeOld = row(2, "chair", "chairs/2.jpg"); // an old row with every column, the reference unchanged
+            assertThat(f.apply(c, 2, new Change.Update("product", old, renamed), new Change.Update("product", wholeOld, renamed)))
+                    .isInstanceOf(ApplyOutcome.Applied.class);
 
             // One that changes it waits for the new file; a deletion never waits.
             Map<String, Object> oldImage = new LinkedHashMap<>(Map.of("id", 2));
@@ -136,13 +138,23 @@ class FileReferenceTest extends DbTestBase {
         try (Connection c = f.db().open()) {
             SyncSchema.install(c, f.db().dialect());
             c.commit();
-            Change never = new Change.Insert("product", row(1, "lamp", "lamps/1.jpg"));
-            assertThatThrownBy(() -> f.apply(c, 1, never)).isInstanceOf(WaitingForFileException.class);
+            // Three files that never come: the batch waits 10 minutes once, not once per file.
+            Change[] never = {new Change.Insert("product", row(1, "lamp", "lamps/1.jpg")), new Change.Insert("product", row(2, "lamp", "lamps/2.jpg")),
+                    new Change.Insert("product", row(3, "lamp", "lamps/3.jpg"))};
+            assertThatThrownBy(() -> f.apply(c, 1, never)).isInstanceOf(WaitingForFileException.class).hasMessageContaining("lamps/1.jpg");
+            f.arrive("lamps/1.jpg");
             f.clock().now = f.clock().now.plus(Duration.ofMinutes(9));
-            assertThatThrownBy(() -> f.apply(c, 1, never)).as("9 minutes of 10").isInstanceOf(WaitingForFileException.class);
+            assertThatThrownBy(() -> f.apply(c, 1, never)).as("9 minutes of 10").isInstanceOf(WaitingForFileException.class)
+                    .hasMessageContaining("lamps/2.jpg");
             f.clock().now = f.clock().now.plus(Duration.ofMinutes(1));
             assertThat(f.apply(c, 1, never)).isInstanceOf(ApplyOutcome.Applied.class);
-            assertThat(f.count(c)).isEqualTo(1);
+            assertThat(f.count(c)).isEqualTo(3);
+
+            // The next batch that references a missing file waits its own time.
+            Change later = new Change.Insert("product", row(4, "lamp", "lamps/2.jpg"));
+            assertThatThrownBy(() -> f.apply(c, 2, later)).isInstanceOf(WaitingForFileException.class);
+            f.clock().now = f.clock().now.plus(Duration.ofMinutes(10));
+            assertThat(f.apply(c, 2, later)).isInstanceOf(ApplyOutcome.Applied.class);
         }
     }
 

@@ -85,6 +85,8 @@ final class HubFiles implements AutoCloseable {
      */
     private final Map<String, Map<String, ChunkIndex>> offered = new ConcurrentHashMap<>();
     private final Map<String, RouteExpression> selectors = new LinkedHashMap<>();
+    /** Per channel, its patterns (for rows that reference files). */
+    private final Map<FileChannelSpec, FileScanner> matchers = new ConcurrentHashMap<>();
     /** Two-way channels: held while a site's changes are applied to the shared folder, and while the hub walks it. */
     private final Map<String, ReentrantLock> shared = new LinkedHashMap<>();
     private final Supplier<Set<String>> registered;
@@ -137,8 +139,12 @@ final class HubFiles implements AutoCloseable {
      */
     Path locate(String site, String fileChannel, String path) {
         FileChannelSpec ch = channels.get(fileChannel);
-        return ch == null || ch.direction() != ChannelSpec.Direction.SITE_TO_HUB ? null
-                : folders.get(fileChannel).resolve(site).resolve(path);
+        if (ch == null || ch.direction() != ChannelSpec.Direction.SITE_TO_HUB) {
+            return null;
+        }
+        Path folder = folders.get(fileChannel).resolve(site);
+        // A path the channel's patterns leave out never comes: not waited for.
+        return matchers.computeIfAbsent(ch, c -> new FileScanner(folder, c.include(), c.exclude())).matches(path) ? folder.resolve(path) : null;
     }
 
     /** The file channels a site takes part in: every site-to-hub one, and the hub-to-sites ones routed to it. */

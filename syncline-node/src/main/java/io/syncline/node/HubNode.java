@@ -410,14 +410,19 @@ public final class HubNode implements NodeControl {
         contact(s, reported, got.changes());
         s.lastError = got.waiting();
         ex.getResponseHeaders().set(Headers.CONFIG, configHash(s.id, s.schedule));
-        HttpEndpoint.sendJson(ex, 200, Map.of("acks", acks, "config", configHash(s.id, s.schedule)));
+        // held: channels whose first batch here waits for a file; the site leaves them out of its next pushes for a while.
+        HttpEndpoint.sendJson(ex, 200, Map.of("acks", acks, "config", configHash(s.id, s.schedule), "held", got.held()));
     }
 
     /**
      * Batches and changes taken from one stream; {@code waiting}: why a channel's batch waits for a file its rows
      * reference (null when none does).
      */
-    private record Received(int batches, long changes, String waiting) {
+    private record Received(int batches, long changes, Map<String, String> held) {
+        /** Why a batch waits (the first channel's reason), or null. */
+        String waiting() {
+            return held.isEmpty() ? null : held.values().iterator().next();
+        }
     }
 
     /**
@@ -427,8 +432,7 @@ public final class HubNode implements NodeControl {
     private Received receive(SiteState s, WireReader reader, Map<String, Long> acks) {
         long applied = 0;
         int batches = 0;
-        java.util.Set<String> held = new java.util.HashSet<>();
-        String waiting = null;
+        Map<String, String> held = new LinkedHashMap<>();
         BatchHeader h;
         while ((h = reader.nextBatch()) != null) {
             try (MDC.MDCCloseable m1 = MDC.putCloseable("node", cfg.nodeId()); MDC.MDCCloseable m2 = MDC.putCloseable("batch", h.id().toString())) {
@@ -447,7 +451,7 @@ public final class HubNode implements NodeControl {
                             + h.id().channel() + "' (the hub has " + channels.keySet() + ")");
                 }
                 Iterator<Change> changes = reader.changes();
-                if (held.contains(ch.name())) {
+                if (held.containsKey(ch.name())) {
                     drain(changes);
                     continue;
                 }
@@ -459,11 +463,10 @@ public final class HubNode implements NodeControl {
                     throw new RetriableSyncException(SyncException.Stage.APPLY, "no database connection: " + e.getMessage(), e);
                 } catch (WaitingForFileException e) {
                     drain(changes);
-                    held.add(ch.name());
+                    held.put(ch.name(), e.getMessage());
                     if (!e.getMessage().equals(s.lastError)) {
                         LOG.info("hub {}: site {}: {}", cfg.nodeId(), s.id, e.getMessage());
                     }
-                    waiting = e.getMessage();
                     continue;
                 }
                 drain(changes);
@@ -475,7 +478,7 @@ public final class HubNode implements NodeControl {
                 batches++;
             }
         }
-        return new Received(batches, applied, waiting);
+        return new Received(batches, applied, held);
     }
 
     private static void drain(Iterator<Change> changes) {
@@ -585,6 +588,7 @@ public final class HubNode implements NodeControl {
                         && now.isBefore(s.pullDue.computeIfAbsent(dueKey, k -> schedule.first(now, java.time.ZoneId.systemDefault())))) {
                     continue; // a channel with a schedule is pulled when it is due
                 }
+                boolean held = false; // a batch waits for a file: asked for again at the next pull, whatever the schedule
                 for (int round = 0; round < 1000; round++) {
                     long last;
                     try (Connection c = db.connection()) {
@@ -616,6 +620,7 @@ public final class HubNode implements NodeControl {
                         applied += got.changes();
                         if (got.waiting() != null) {
                             waiting = got.waiting();
+                            held = true;
                         }
                         if (got.batches() < cfg.maxBatchesPerExchange() || got.waiting() != null) {
                             break;
@@ -624,7 +629,7 @@ public final class HubNode implements NodeControl {
                         conn.disconnect();
                     }
                 }
-                if (!schedule.realtime()) {
+                if (!schedule.realtime() && !held) {
                     s.pullDue.put(dueKey, schedule.next(now, java.time.ZoneId.systemDefault()));
                 }
             }

@@ -73,6 +73,8 @@ final class SiteFiles implements AutoCloseable {
     /** Hub-to-sites channels being fetched, by name. */
     private final Map<String, Thread> fetchers = new ConcurrentHashMap<>();
     private final Map<String, ReentrantLock> folderLocks = new ConcurrentHashMap<>();
+    /** Per channel, its patterns (for rows that reference files). */
+    private final Map<FileChannelSpec, FileScanner> matchers = new ConcurrentHashMap<>();
     /** The long polls under way, by channel: cut at close so it need not wait for them. */
     private final Map<String, HttpURLConnection> polls = new ConcurrentHashMap<>();
     private volatile boolean closed;
@@ -134,9 +136,14 @@ final class SiteFiles implements AutoCloseable {
         if (r == null || !r.hub().equals(source)) {
             return null;
         }
-        boolean taken = r.fileChannels().stream()
-                .anyMatch(ch -> ch.name().equals(fileChannel) && ch.direction() == ChannelSpec.Direction.HUB_TO_SITES);
-        return taken ? cfg.folder(fileChannel).map(f -> f.resolve(path)).orElse(null) : null;
+        FileChannelSpec ch = r.fileChannels().stream()
+                .filter(c -> c.name().equals(fileChannel) && c.direction() == ChannelSpec.Direction.HUB_TO_SITES).findFirst().orElse(null);
+        Path folder = ch == null ? null : cfg.folder(fileChannel).orElse(null);
+        if (folder == null) {
+            return null;
+        }
+        // A path the channel's patterns leave out never comes: not waited for.
+        return matchers.computeIfAbsent(ch, c -> new FileScanner(folder, c.include(), c.exclude())).matches(path) ? folder.resolve(path) : null;
     }
 
     /** The file channels of the current registration that go {@code direction} (or both ways) and have a folder here. */

@@ -9,6 +9,7 @@ import io.syncline.api.ChannelSpec;
 import io.syncline.api.NodeRole;
 import io.syncline.api.SyncException;
 import io.syncline.api.TableSpec;
+import io.syncline.api.WaitingForFileException;
 import io.syncline.engine.apply.BatchApplier;
 import io.syncline.engine.apply.Guards;
 import io.syncline.engine.conflict.HybridClock;
@@ -36,6 +37,7 @@ import java.net.HttpURLConnection;
 import java.net.URI;
 import java.net.URLEncoder;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.sql.Connection;
 import java.sql.SQLException;
 import java.time.Clock;
@@ -127,6 +129,10 @@ public final class SiteNode implements NodeControl {
     /** Waits between failed registrations (tick thread; the constructor's first attempt comes before the ticks). */
     private final Backoff registrationRetry = new Backoff(Duration.ofMillis(500), RETRY_CAP, new java.util.Random());
     private volatile String lastError;
+    /** By channel to the hub: until when it is left out of pushes, because the hub holds its batch for a file. */
+    private final Map<String, Instant> held = new ConcurrentHashMap<>();
+    /** By channel to the hub: why the hub last held it (to log each reason once). */
+    private final Map<String, String> heldWhy = new ConcurrentHashMap<>();
     /** By channel from the hub: why its last fetch failed (none when it did not). */
     private final Map<String, String> fetchErrors = new java.util.concurrent.ConcurrentHashMap<>();
     private volatile Instant lastContact;
@@ -178,7 +184,7 @@ public final class SiteNode implements NodeControl {
         waker.reportsBeforeCommit(watch != null && watch.callsBeforeCommit());
         startListener();
         // Files from the hub end the back-off of a fetch whose rows wait for them.
-        this.files = new SiteFiles(cfg, db, clock, () -> registration, () -> fetchers.values().forEach(Fetcher::wake));
+        this.files = new SiteFiles(cfg, db, clock, () -> registration, () -> fetchers.values().forEach(Fetcher::wakeIfArrived));
         tryRegister();
         if (registration != null) {
             installCapture(false);
@@ -609,10 +615,16 @@ public final class SiteNode implements NodeControl {
             Map<String, List<SealedBatch>> sending = new java.util.LinkedHashMap<>();
             int room = r.maxBatches();
             boolean everything = true;
+            Instant now = clock.instant();
             for (ChannelSpec ch : upstream(r)) {
                 if (room <= 0) {
                     everything = false;
                     break;
+                }
+                Instant heldTill = held.get(ch.name());
+                if (heldTill != null && now.isBefore(heldTill)) {
+                    everything = false; // its batches wait for a file at the hub: they do not take the others' room
+                    continue;
                 }
                 List<SealedBatch> batches = outbox.unacknowledged(c, r.hub(), ch.name(), room);
                 everything &= batches.size() < room;
@@ -641,6 +653,17 @@ public final class SiteNode implements NodeControl {
             int code = conn.getResponseCode();
             Map<String, Object> body = readJson(code == 200 ? conn.getInputStream() : conn.getErrorStream());
             recordAcks(c, r, body.get("acks"));
+            if (body.get("held") instanceof Map<?, ?> waiting) {
+                // A batch the hub holds until a file its rows reference is there: sent again after the interval, and
+                // meanwhile the other channels have the pushes to themselves.
+                Instant till = clock.instant().plusMillis(Math.max(1000, r.intervalMillis()));
+                for (Map.Entry<?, ?> e : waiting.entrySet()) {
+                    held.put(String.valueOf(e.getKey()), till);
+                    if (!String.valueOf(e.getValue()).equals(heldWhy.put(String.valueOf(e.getKey()), String.valueOf(e.getValue())))) {
+                        LOG.info("site {}: {}", cfg.nodeId(), e.getValue());
+                    }
+                }
+            }
             if (code == 401) {
                 reregister = true;
                 throw new IOException("hub refused our credentials: " + body.get("error") + " (registering again)");
@@ -770,7 +793,13 @@ public final class SiteNode implements NodeControl {
                         return; // the stop cut the exchange
                     }
                     String msg = "channel " + ch.name() + ": " + Responses.describe(e, "hub at " + cfg.hubUrl());
-                    if (e instanceof io.syncline.api.RetriableSyncException && backoff.failures() == 0) {
+                    waitingFor = e instanceof WaitingForFileException w ? w : null;
+                    if (waitingFor != null) {
+                        // Not a failure: the batch waits for a file, and the file's arrival ends the pause (wakeFor).
+                        if (!msg.equals(fetchErrors.get(ch.name()))) {
+                            LOG.info("site {}: {}", cfg.nodeId(), msg);
+                        }
+                    } else if (e instanceof io.syncline.api.RetriableSyncException && backoff.failures() == 0) {
                         // A race the next attempt settles (a local write during a two-way apply): worth a warning
                         // only if it happens again at once.
                         LOG.info("site {}: {}", cfg.nodeId(), msg);
@@ -787,6 +816,21 @@ public final class SiteNode implements NodeControl {
                 } else if (!got.more() && got.batches() == 0
                         && System.nanoTime() - started < TimeUnit.MILLISECONDS.toNanos(LONG_POLL_MILLIS / 2)) {
                     pause(interval); // the hub answered early with nothing (stopping, or it does not hold polls): no busy loop
+                }
+            }
+        }
+
+        /** Why the last fetch's batch waits for a file, or null. */
+        private volatile WaitingForFileException waitingFor;
+
+        /** Ends the pause of a fetch whose batch waits for a file that is here now. */
+        void wakeIfArrived() {
+            WaitingForFileException w = waitingFor;
+            Registration.Response r = registration;
+            if (w != null && r != null) {
+                java.nio.file.Path at = locateFile(r.hub(), w.fileChannel(), w.path());
+                if (at == null || Files.isRegularFile(at)) {
+                    wake();
                 }
             }
         }

@@ -275,16 +275,18 @@ class FileChannelTest {
         dbs().exec("s1", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100), image VARCHAR(200))");
         dbs().exec("s1", "CREATE TABLE price (id INT PRIMARY KEY, amount INT)");
         Path hubImages = dir.resolve("hub-images");
+        // One batch per push: the held channel comes first, and must not take every push from the other.
         NodeConfig hubCfg = NodeConfig.parse("""
                 node: {id: hub}
                 database: {url: "%s"}
                 enrollment: {token: secret-token}
                 sync: {interval: 200ms}
+                transport: {maxBatchesPerExchange: 1}
                 channels:
                   - {name: products, tables: [{name: product, files: {image: images}}]}
                   - {name: prices, tables: [{name: price}]}
                 fileChannels:
-                  - {name: images}
+                  - {name: images, include: ["*.jpg"]}
                 folders: {images: "%s"}
                 """.formatted(dbs().url("hub"), hubImages), Role.HUB, Map.of());
         try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC());
@@ -292,6 +294,8 @@ class FileChannelTest {
             dbs().exec("s1", "INSERT INTO product VALUES (1, 'chair', 'chairs/1.jpg')");
             await("the hub says what the row waits for").atMost(Duration.ofSeconds(20)).until(() -> hub.status().sites().stream()
                     .anyMatch(st -> String.valueOf(st.lastError()).contains("'chairs/1.jpg'")));
+            dbs().exec("s1", "INSERT INTO product VALUES (2, 'stool', 'chairs/1.jpg')"); // a second batch of the held channel
+            dbs().exec("s1", "INSERT INTO product VALUES (3, 'sketch', 'chairs/1.png')"); // left out by the channel: not waited for
             assertThat(dbs().count("hub", "SELECT COUNT(*) FROM product")).isZero();
 
             dbs().exec("s1", "INSERT INTO price VALUES (1, 250)");
@@ -303,29 +307,41 @@ class FileChannelTest {
             Path atHub = hubImages.resolve("s1/chairs/1.jpg");
             byte[] image = random(200_000, 3);
             AtomicBoolean early = new AtomicBoolean();
+            java.util.concurrent.atomic.AtomicReference<Exception> watchFailed = new java.util.concurrent.atomic.AtomicReference<>();
             AtomicBoolean watching = new AtomicBoolean(true);
             Thread watcher = new Thread(() -> {
                 while (watching.get()) {
                     try {
-                        if (dbs().count("hub", "SELECT COUNT(*) FROM product") > 0 && !same(dir.resolve("s1-images/chairs/1.jpg"), atHub)) {
+                        if (dbs().count("hub", "SELECT COUNT(*) FROM product WHERE id = 1") > 0 && !Arrays.equals(image, readOrEmpty(atHub))) {
                             early.set(true);
                         }
+                        Thread.sleep(5);
                     } catch (Exception e) {
-                        early.set(true);
+                        watchFailed.compareAndSet(null, e);
                     }
                 }
             }, "row-watcher");
             watcher.start();
             try {
-                write(dir.resolve("s1-images/chairs/1.jpg"), image);
-                await().atMost(Duration.ofSeconds(20)).until(() -> dbs().count("hub", "SELECT COUNT(*) FROM product") == 1);
+                Path tmp = write(dir.resolve("s1-images/chairs/1.jpg.tmp"), image); // written whole, then renamed into place
+                Files.move(tmp, dir.resolve("s1-images/chairs/1.jpg"), java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+                await().atMost(Duration.ofSeconds(20)).until(() -> dbs().count("hub", "SELECT COUNT(*) FROM product") == 3);
             } finally {
                 watching.set(false);
                 watcher.join(10_000);
             }
+            assertThat(watchFailed.get()).as("the watcher could read the hub").isNull();
             assertThat(early).as("the row was visible at the hub before its file").isFalse();
             assertThat(Files.readAllBytes(atHub)).isEqualTo(image);
             await().atMost(Duration.ofSeconds(20)).until(() -> hub.status().sites().getFirst().lastError() == null);
+        }
+    }
+
+    private static byte[] readOrEmpty(Path f) {
+        try {
+            return Files.readAllBytes(f);
+        } catch (java.io.IOException e) {
+            return new byte[0];
         }
     }
 

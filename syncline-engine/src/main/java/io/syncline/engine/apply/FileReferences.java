@@ -12,7 +12,6 @@ import java.nio.file.Path;
 import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
-import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Objects;
 import org.slf4j.Logger;
@@ -24,32 +23,23 @@ import org.slf4j.LoggerFactory;
  * and sends it again, and only its source and channel wait). A reference is checked when a row is inserted or loaded,
  * or when an update changes the column; a null or empty value references nothing.
  *
- * A file that never comes (deleted at the source before it was sent, or never there) must not hold the channel for
- * ever: after maxWait from the first time a reference was found missing, its row is written without it, with a warning.
- * Those first times are kept in memory, at most MAX_TRACKED of them (a restart starts the wait again).
+ * Files that never come (deleted at the source before they were sent, or never there) must not hold the channel for
+ * ever: maxWait after a batch was first refused, its rows are written without the files still missing, with a warning.
+ * The clock runs per batch, not per file, so a batch that references many missing files waits maxWait once. Only the
+ * last refused batch of each source and channel is remembered (batches apply in order), in memory: a restart starts the
+ * wait again.
  *
  * Thread-safe.
  */
 final class FileReferences {
     private static final Logger LOG = LoggerFactory.getLogger(FileReferences.class);
-    private static final int MAX_TRACKED = 10_000;
     private final FileGate gate;
     private final Duration maxWait;
     private final Clock clock;
-    private final Map<String, Waiting> waiting = new LinkedHashMap<>() {
-        @Override
-        protected boolean removeEldestEntry(Map.Entry<String, Waiting> eldest) {
-            return size() > MAX_TRACKED;
-        }
-    };
+    /** By source and channel: the batch that last waited, and since when. */
+    private final Map<String, Waiting> waiting = new java.util.concurrent.ConcurrentHashMap<>();
 
-    private static final class Waiting {
-        final Instant since;
-        boolean gaveUp;
-
-        Waiting(Instant since) {
-            this.since = since;
-        }
+    private record Waiting(long batch, Instant since) {
     }
 
     FileReferences(FileGate gate, Duration maxWait, Clock clock) {
@@ -92,46 +82,28 @@ final class FileReferences {
     }
 
     private void check(BatchId id, TableSpec spec, String column, String fileChannel, String path) {
-        String key = id.source() + '\0' + fileChannel + '\0' + path;
         try {
             SafePath.check(path);
         } catch (UnsafePathException e) {
-            warnOnce(key, "batch {}: table '{}' column '{}' holds '{}', which cannot be a file of file channel '{}' ({}); the row is "
-                    + "written without waiting", id, spec.name(), column, path, fileChannel, e.getMessage());
+            LOG.warn("batch {}: table '{}' column '{}' holds '{}', which cannot be a file of file channel '{}' ({}); the row is written "
+                    + "without waiting", id, spec.name(), column, path, fileChannel, e.getMessage());
             return;
         }
         Path at = gate.locate(id.source(), fileChannel, path);
         if (at == null || Files.isRegularFile(at, LinkOption.NOFOLLOW_LINKS)) {
-            synchronized (waiting) {
-                waiting.remove(key);
-            }
             return;
         }
         Instant now = clock.instant();
-        Waiting w;
-        synchronized (waiting) {
-            w = waiting.computeIfAbsent(key, k -> new Waiting(now));
-        }
-        Duration waited = Duration.between(w.since, now);
+        Waiting w = waiting.compute(id.source() + '\0' + id.channel(),
+                (k, old) -> old != null && old.batch() == id.sequence() ? old : new Waiting(id.sequence(), now));
+        Duration waited = Duration.between(w.since(), now);
         if (waited.compareTo(maxWait) >= 0) {
-            warnOnce(key, "batch {}: table '{}' references file '{}' of file channel '{}', still not here ({}) after {}; the row is "
-                    + "written without it", id, spec.name(), path, fileChannel, at, maxWait);
+            LOG.warn("batch {}: table '{}' references file '{}' of file channel '{}', still not here ({}) after the batch waited {}; the "
+                    + "row is written without it", id, spec.name(), path, fileChannel, at, maxWait);
             return;
         }
         throw new WaitingForFileException("batch " + id + ": a row of table '" + spec.name() + "' references file '" + path
                 + "' of file channel '" + fileChannel + "', which is not here yet (" + at + "); the batch is applied once it is, "
-                + "or without it " + maxWait.toSeconds() + " s after this was first seen", fileChannel, path);
-    }
-
-    private void warnOnce(String key, String message, Object... args) {
-        boolean first;
-        synchronized (waiting) {
-            Waiting w = waiting.computeIfAbsent(key, k -> new Waiting(clock.instant()));
-            first = !w.gaveUp;
-            w.gaveUp = true;
-        }
-        if (first) {
-            LOG.warn(message, args);
-        }
+                + "or without it " + maxWait.toSeconds() + " s after it was first held", fileChannel, path);
     }
 }

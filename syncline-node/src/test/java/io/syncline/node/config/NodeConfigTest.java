@@ -107,6 +107,11 @@ class NodeConfigTest {
                 .isInstanceOf(ConfigException.class)
                 .hasMessageContaining("column 'sheet' references file channel 'docs', which flows hub-to-sites while the table's "
                         + "channel flows site-to-hub");
+        assertThatThrownBy(() -> NodeConfig.parse(base.replace("- {name: products, tables", "- {name: products, direction: two-way, tables")
+                .replace("- {name: images}", "- {name: images, direction: two-way}").formatted("images"), Role.HUB, Map.of()))
+                .isInstanceOf(ConfigException.class)
+                .hasMessageContaining("references file channel 'images', which flows two-way while the table's channel flows "
+                        + "two-way: a row can wait only for a file that travels the same way, site-to-hub or hub-to-sites");
         assertThatThrownBy(() -> NodeConfig.parse(base.formatted("'no good'"), Role.HUB, Map.of()))
                 .isInstanceOf(ConfigException.class)
                 .hasMessageContaining("channels[0].tables[0].files.sheet: 'no good' is not a valid name");
