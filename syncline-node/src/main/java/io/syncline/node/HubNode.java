@@ -107,6 +107,13 @@ public final class HubNode implements NodeControl {
         /** Age (by the site's clock) of the oldest change the site had waiting when the last exchange began. */
         volatile long lastExchangeLagMs;
         volatile String lastError;
+        /** By channel: why its next batch waits for a file here (until a batch of it is applied). */
+        final Map<String, String> held = new java.util.concurrent.ConcurrentHashMap<>();
+
+        /** Why one of its channels waits for a file, or null. */
+        String heldReason() {
+            return held.values().stream().findFirst().orElse(null);
+        }
         final Object pullLock = new Object();
         /** A pull asked for by the site's poke is queued and not started yet (pokes in between add nothing). */
         final java.util.concurrent.atomic.AtomicBoolean pokeQueued = new java.util.concurrent.atomic.AtomicBoolean();
@@ -408,7 +415,7 @@ public final class HubNode implements NodeControl {
             throw e.getCause();
         }
         contact(s, reported, got.changes());
-        s.lastError = got.waiting();
+        s.lastError = s.heldReason();
         ex.getResponseHeaders().set(Headers.CONFIG, configHash(s.id, s.schedule));
         // held: channels whose first batch here waits for a file; the site leaves them out of its next pushes for a while.
         HttpEndpoint.sendJson(ex, 200, Map.of("acks", acks, "config", configHash(s.id, s.schedule), "held", got.held()));
@@ -464,7 +471,7 @@ public final class HubNode implements NodeControl {
                 } catch (WaitingForFileException e) {
                     drain(changes);
                     held.put(ch.name(), e.getMessage());
-                    if (!e.getMessage().equals(s.lastError)) {
+                    if (!e.getMessage().equals(s.held.put(ch.name(), e.getMessage()))) {
                         LOG.info("hub {}: site {}: {}", cfg.nodeId(), s.id, e.getMessage());
                     }
                     continue;
@@ -475,6 +482,7 @@ public final class HubNode implements NodeControl {
                     LOG.debug("applied batch {} ({} changes)", h.id(), a.changes());
                 }
                 acks.put(ch.name(), outcome.lastApplied());
+                s.held.remove(ch.name());
                 batches++;
             }
         }
@@ -576,7 +584,6 @@ public final class HubNode implements NodeControl {
             }
             Backlog total = Backlog.NONE;
             long applied = 0;
-            String waiting = null;
             for (ChannelSpec ch : channels.values()) {
                 if (!sendsTo(ch, s.id)) {
                     continue;
@@ -619,7 +626,6 @@ public final class HubNode implements NodeControl {
                         }
                         applied += got.changes();
                         if (got.waiting() != null) {
-                            waiting = got.waiting();
                             held = true;
                         }
                         if (got.batches() < cfg.maxBatchesPerExchange() || got.waiting() != null) {
@@ -634,7 +640,7 @@ public final class HubNode implements NodeControl {
                 }
             }
             contact(s, total, applied);
-            s.lastError = waiting;
+            s.lastError = s.heldReason();
         }
     }
 
