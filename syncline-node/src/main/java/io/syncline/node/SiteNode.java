@@ -644,10 +644,15 @@ public final class SiteNode implements NodeControl {
             conn.setRequestProperty(Headers.NODE, cfg.nodeId());
             conn.setRequestProperty(Headers.BACKLOG, backlog.header());
             try (OutputStream out = conn.getOutputStream(); WireWriter w = new WireWriter(out)) {
-                for (List<SealedBatch> batches : sending.values()) {
-                    for (SealedBatch b : batches) {
-                        writeBatch(c, w, b, r.hub());
+                try {
+                    for (List<SealedBatch> batches : sending.values()) {
+                        for (SealedBatch b : batches) {
+                            writeBatch(c, w, b, r.hub());
+                        }
                     }
+                } catch (SQLException | IOException | RuntimeException e) {
+                    w.abort(); // the hub sees the stream cut, not a batch that ends early
+                    throw e;
                 }
             }
             int code = conn.getResponseCode();
@@ -1206,8 +1211,15 @@ public final class SiteNode implements NodeControl {
             ex.getResponseHeaders().set("Content-Type", WireFormat.CONTENT_TYPE);
             ex.sendResponseHeaders(200, 0);
             try (OutputStream out = ex.getResponseBody(); WireWriter w = new WireWriter(out)) {
-                for (SealedBatch b : batches) {
-                    writeBatch(c, w, b, r.hub());
+                try {
+                    for (SealedBatch b : batches) {
+                        writeBatch(c, w, b, r.hub());
+                    }
+                } catch (SQLException | IOException | RuntimeException e) {
+                    // The answer has begun: the hub must see it cut, not a batch that ends early and a proper end.
+                    w.abort();
+                    LOG.warn("site {}: pull of channel '{}' by the hub failed part way: {}", cfg.nodeId(), channel, e.toString());
+                    throw e;
                 }
             }
             lastContact = clock.instant();

@@ -34,6 +34,7 @@ public final class WireWriter implements Closeable {
     private final JsonGenerator json;
     private long inBatch = -1;
     private long seq;
+    private boolean ended;
 
     public WireWriter(OutputStream out) throws IOException {
         this.gzip = new Gzip(out);
@@ -143,9 +144,24 @@ public final class WireWriter implements Closeable {
         gzip.flush();
     }
 
+    /**
+     * Ends the stream without its final marker, after a failure part way through a batch: the reader then sees a cut
+     * stream ("truncated"), not a batch that ends early followed by a proper end. {@link #close} then does nothing.
+     */
+    public void abort() {
+        if (!ended) {
+            ended = true;
+            gzip.release();
+        }
+    }
+
     /** Writes the final marker and finishes the gzip stream; does not close the underlying stream. */
     @Override
     public void close() throws IOException {
+        if (ended) {
+            return;
+        }
+        ended = true;
         json.writeStartObject();
         json.writeBooleanField("done", true);
         json.writeStringField("at", Instant.now().toString());

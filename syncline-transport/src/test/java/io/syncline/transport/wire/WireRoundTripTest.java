@@ -288,6 +288,19 @@ class WireRoundTripTest {
     }
 
     @Test
+    void shouldShowAStreamAbortedPartWayThroughABatchAsCutAndNotAsAnEarlyEnd() throws IOException {
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        try (WireWriter w = new WireWriter(out)) {
+            w.beginBatch(new BatchHeader(new BatchId("site-1", "products", 1), SEALED, FIRST));
+            w.change("I", "product", null, "{\"id\":1}");
+            w.flush();
+            w.abort(); // as a sender does when reading the batch's next rows failed
+        }
+        BadBatchException e = badRead(out.toByteArray());
+        assertThat(e).hasMessageContaining("truncated").hasMessageNotContaining("final marker");
+    }
+
+    @Test
     void shouldRefuseEveryTruncationOfARealStreamOrReadOnlyCompleteBatches() throws IOException {
         List<Sent> sent = threeBatches();
         byte[] full = write(sent);
