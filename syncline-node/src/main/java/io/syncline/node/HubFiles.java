@@ -209,8 +209,8 @@ final class HubFiles implements AutoCloseable {
     /** Records what changed in a hub-to-sites channel's folder, and wakes the sites waiting for it. */
     private void walk(FolderWatch.Target t) throws IOException, SQLException {
         ReentrantLock lock = shared.get(t.channel().name());
-        if (lock != null) {
-            lock.lock(); // a two-way channel's folder: not while a site's changes are applied to it
+        if (lock != null && !lock.tryLock()) {
+            return; // a two-way channel's folder while a site's changes are applied to it: that exchange walks it after
         }
         try {
             walk(t.channel(), t.folder(), List.of());
@@ -231,7 +231,8 @@ final class HubFiles implements AutoCloseable {
         try (Connection c = db.connection()) {
             try {
                 n = FileOutbox.recordWalk(c, ch.name(), scanner, clock.millis(),
-                        why -> LOG.warn("hub {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why));
+                        why -> LOG.warn("hub {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why),
+                        ch.direction() == ChannelSpec.Direction.TWO_WAY);
                 for (String path : resend) {
                     n += FileOutbox.recordAgain(c, ch.name(), path) ? 1 : 0;
                 }
@@ -462,6 +463,7 @@ final class HubFiles implements AutoCloseable {
         // Under the exchange's lock: working out a basis may take over what an earlier transfer left (FileFolder.basis),
         // which must not happen while that transfer is still being received.
         ReentrantLock lock = lock(site, ch);
+        ReentrantLock sharedLock = shared(ch, lock);
         List<Decision> out = new ArrayList<>();
         Map<String, ChunkIndex> bases = new java.util.HashMap<>();
         long applied;
@@ -471,7 +473,9 @@ final class HubFiles implements AutoCloseable {
                 check(ch, e);
                 if (e.seq() <= applied) {
                     out.add(new Decision(e.seq(), "skip", null));
-                } else if (e.deleted() || e.from() != null && folder.sameContent(e.from(), e.meta()) || folder.holds(e.path(), e.meta())) {
+                } else if (e.deleted() || e.from() != null && folder.sameContent(e.from(), e.meta()) || folder.holds(e.path(), e.meta())
+                        || sharedLock != null && e.sha256().equals(e.base()) && currentContent(ch, folder, e.path()) != null) {
+                    // (two-way, the last: only the time or permissions changed, on content the hub holds or replaced)
                     out.add(new Decision(e.seq(), "none", null));
                 } else {
                     ChunkIndex b = folder.basis(e.meta());
@@ -481,6 +485,9 @@ final class HubFiles implements AutoCloseable {
             }
             offered.put(site + '\0' + ch.name(), bases); // the apply that follows uses them instead of reading the files again
         } finally {
+            if (sharedLock != null) {
+                sharedLock.unlock();
+            }
             lock.unlock();
         }
         HttpEndpoint.sendJson(ex, 200, Map.of("applied", applied, "entries", out));
@@ -493,19 +500,7 @@ final class HubFiles implements AutoCloseable {
         }
         FileFolder folder = folder(ch, site);
         ReentrantLock lock = lock(site, ch);
-        ReentrantLock sharedLock = shared.get(ch.name());
-        if (sharedLock != null) {
-            try {
-                if (!sharedLock.tryLock(60, java.util.concurrent.TimeUnit.SECONDS)) {
-                    lock.unlock();
-                    throw new HttpError(503, "file channel '" + ch.name() + "': other sites' changes are being applied; try again");
-                }
-            } catch (InterruptedException e) {
-                lock.unlock();
-                Thread.currentThread().interrupt();
-                throw new HttpError(503, "hub stopping");
-            }
-        }
+        ReentrantLock sharedLock = shared(ch, lock);
         List<String> lost = new ArrayList<>();
         Map<String, ChunkIndex> bases = offered.remove(site + '\0' + ch.name());
         long applied = 0;
@@ -548,8 +543,11 @@ final class HubFiles implements AutoCloseable {
                     try {
                         walk(ch, folder.root(), lost);
                     } catch (IOException | SQLException | RuntimeException e) {
-                        LOG.warn("hub {}: file channel '{}': could not record what site {} changed ({}); the next walk does", cfg.nodeId(),
-                                ch.name(), site, e.getMessage());
+                        // Not recorded as applied: the site offers its changes again, and the hub settles them again
+                        // (what is in place already costs nothing), recording the paths it lost on then.
+                        LOG.warn("hub {}: file channel '{}': could not record what site {} changed ({}); it sends them again",
+                                cfg.nodeId(), ch.name(), site, e.getMessage());
+                        applied = start;
                     }
                 }
                 if (applied > start) {
@@ -570,6 +568,28 @@ final class HubFiles implements AutoCloseable {
         HttpEndpoint.sendJson(ex, 200, body);
     }
 
+    /**
+     * Two-way: takes the channel's lock (its folder is shared), waiting at most 5 s, after the site's {@code lock}; on
+     * failure releases that and answers 503 (the site tries again after its back-off). Null for other channels.
+     */
+    private ReentrantLock shared(FileChannelSpec ch, ReentrantLock lock) {
+        ReentrantLock sharedLock = shared.get(ch.name());
+        if (sharedLock == null) {
+            return null;
+        }
+        try {
+            if (sharedLock.tryLock(5, java.util.concurrent.TimeUnit.SECONDS)) {
+                return sharedLock;
+            }
+            lock.unlock();
+            throw new HttpError(503, "file channel '" + ch.name() + "': other sites' changes are being applied; try again");
+        } catch (InterruptedException e) {
+            lock.unlock();
+            Thread.currentThread().interrupt();
+            throw new HttpError(503, "hub stopping");
+        }
+    }
+
     /** Takes the lock of a site's exchanges of a channel, or answers 409 when an exchange holds it. */
     private ReentrantLock lock(String site, FileChannelSpec ch) {
         ReentrantLock lock = locks.computeIfAbsent(site + '\0' + ch.name(), k -> new ReentrantLock());
@@ -582,6 +602,12 @@ final class HubFiles implements AutoCloseable {
 
     /** {@code offeredBasis}: the basis the offer sent for this change (the same files, unless they changed since), or null. */
     private void apply(FileFolder folder, FileEntry e, boolean data, DataInputStream in, ChunkIndex offeredBasis) throws IOException {
+        apply(folder, e, data, in, offeredBasis, true);
+    }
+
+    /** {@code move}: a moved file's old copy is moved (site-to-hub), or copied (two-way: its deletion follows on its own). */
+    private void apply(FileFolder folder, FileEntry e, boolean data, DataInputStream in, ChunkIndex offeredBasis, boolean move)
+            throws IOException {
         if (e.deleted()) {
             folder.delete(e.path());
         } else if (data) {
@@ -593,7 +619,7 @@ final class HubFiles implements AutoCloseable {
                 LOG.info("hub {}: file '{}' of {} bytes in place: {} bytes received, {} bytes from chunks the hub had", cfg.nodeId(),
                         e.path(), s.size(), s.literalBytes(), s.copiedBytes());
             }
-        } else if (!(e.from() != null && folder.copyLocal(e.from(), e.meta(), true)) && !folder.has(e.meta())) {
+        } else if (!(e.from() != null && folder.copyLocal(e.from(), e.meta(), move)) && !folder.has(e.meta())) {
             throw new BadBatchException(SyncException.Stage.APPLY, "file '" + e.path() + "' (change " + e.seq()
                     + "): the hub does not hold its content and none was sent; it is offered again");
         }
@@ -625,17 +651,25 @@ final class HubFiles implements AutoCloseable {
             }
             return;
         }
-        boolean conflict = current != null && !current.equals(e.sha256()) && !current.equals(e.base());
-        FileEntry target = e;
-        if (conflict) {
-            String copy = conflictCopy(folder, e.path(), site, e.mtime());
-            LOG.info("hub {}: file channel '{}': '{}' was changed at site {} and at the hub at once; the hub's stays, the site's is "
-                    + "kept as '{}'", cfg.nodeId(), ch.name(), e.path(), site, copy);
-            target = new FileEntry(e.seq(), copy, null, false, e.size(), e.mtime(), e.mode(), e.sha256(), null);
+        if (!data && current != null && !current.equals(e.sha256()) && e.sha256().equals(e.base())) {
+            // Only the time or permissions changed at the site, on content the hub has replaced since (the offer asked
+            // for no content): the hub's version goes back, no copy of the site's old content is made.
             lost.add(e.path());
-            conflicts.incrementAndGet();
+            return;
         }
-        apply(folder, target, data, in, offeredBasis);
+        boolean conflict = current != null && !current.equals(e.sha256()) && !current.equals(e.base());
+        if (!conflict) {
+            apply(folder, e, data, in, offeredBasis, false);
+            return;
+        }
+        String copy = conflictCopy(folder, e.path(), site, e.mtime(), e.sha256());
+        // The copy keeps the change's source, if any: a file renamed onto a path another node used is copied from it.
+        FileEntry target = new FileEntry(e.seq(), copy, e.from(), false, e.size(), e.mtime(), e.mode(), e.sha256(), null);
+        apply(folder, target, data, in, offeredBasis, false);
+        LOG.info("hub {}: file channel '{}': '{}' was changed at site {} and at the hub at once; the hub's stays, the site's is "
+                + "kept as '{}'", cfg.nodeId(), ch.name(), e.path(), site, copy);
+        lost.add(e.path());
+        conflicts.incrementAndGet();
     }
 
     /** The content (SHA-256) of the channel's file at {@code path} now, or null when there is none. */
@@ -659,7 +693,7 @@ final class HubFiles implements AutoCloseable {
      * The name a site's losing version of {@code path} is kept under, beside it: {@code report (conflict from s2
      * 2026-11-29 21-50-02 UTC).txt}, with the time the site changed it; a number is added when that name is taken.
      */
-    static String conflictCopy(FileFolder folder, String path, String site, long mtimeMillis) throws IOException {
+    static String conflictCopy(FileFolder folder, String path, String site, long mtimeMillis, String sha256) throws IOException {
         int slash = path.lastIndexOf('/');
         String dir = path.substring(0, slash + 1);
         String name = path.substring(slash + 1);
@@ -669,7 +703,12 @@ final class HubFiles implements AutoCloseable {
         String when = CONFLICT_TIME.format(java.time.Instant.ofEpochMilli(mtimeMillis));
         String base = dir + stem + " (conflict from " + site + " " + when + " UTC)";
         String candidate = base + ext;
-        for (int n = 2; folder.file(candidate) != null && Files.exists(folder.file(candidate), java.nio.file.LinkOption.NOFOLLOW_LINKS); n++) {
+        for (int n = 2; n < 1000; n++) {
+            Path f = folder.file(candidate);
+            if (f == null || !Files.exists(f, java.nio.file.LinkOption.NOFOLLOW_LINKS)
+                    || Files.isRegularFile(f, java.nio.file.LinkOption.NOFOLLOW_LINKS) && FileFolder.sha256(f).equals(sha256)) {
+                return candidate; // free, or the same copy made by an earlier attempt of this exchange
+            }
             candidate = base + " " + n + ext;
         }
         return candidate;

@@ -267,12 +267,10 @@ final class SiteFiles implements AutoCloseable {
         List<FileEntry> taken = new ArrayList<>(); // two-way: the changes applied here, recorded as shared with the hub
         List<FileEntry> entries = page;
         if (twoWay) {
-            long acked = db.inTransaction(c -> FileOutbox.acknowledged(c, name));
             for (int i = 0; i < page.size(); i++) {
-                String path = page.get(i).path();
-                FileOutbox.Recorded rec = db.inTransaction(c -> FileOutbox.recorded(c, name, path));
-                if (changedHere(folder, path, rec, acked)) {
-                    LOG.debug("site {}: file channel '{}': '{}' changed here too; the hub settles it first", cfg.nodeId(), name, path);
+                if (held(folder, name, page.get(i))) {
+                    LOG.debug("site {}: file channel '{}': '{}' changed here too; the hub settles it first", cfg.nodeId(), name,
+                            page.get(i).path());
                     entries = page.subList(0, i);
                     break;
                 }
@@ -323,13 +321,22 @@ final class SiteFiles implements AutoCloseable {
                     break;
                 }
                 ChunkIndex basis = wanted.get(e.seq());
+                // Two-way: looked at again just before the file is replaced or removed, since a page may take long.
+                FileFolder.Check stillOurs = () -> !twoWay || !held(folder, name, e);
                 if (e.deleted()) {
+                    if (!stillOurs.holds()) {
+                        break;
+                    }
                     folder.delete(e.path());
                 } else if (basis != null) {
                     if (content.readUnsignedByte() == 0) {
                         break; // gone at the hub since it was listed: its deletion comes as a later change
                     }
-                    folder.receive(e.meta(), content, basis);
+                    if (folder.receive(e.meta(), content, basis, stillOurs) == null) {
+                        break; // changed here meanwhile: the hub settles it first
+                    }
+                } else if (!stillOurs.holds()) {
+                    break;
                 } else if (!(e.from() != null && folder.copyLocal(e.from(), e.meta(), !twoWay)) && !folder.has(e.meta())) {
                     // (two-way copies rather than moves: the hub's deletion of the old path follows, and is checked then)
                     break; // changed here since it was looked at: asked for again at the next poll
@@ -366,6 +373,25 @@ final class SiteFiles implements AutoCloseable {
     }
 
     /**
+     * Two-way: whether the hub's change {@code e} waits because this site changed its path too and the hub has not
+     * taken that yet. Not when the hub's change is this site's own content coming back (a file saved again and again
+     * would otherwise hold the channel for good).
+     */
+    private boolean held(FileFolder folder, String channel, FileEntry e) throws IOException {
+        try {
+            long acked = db.inTransaction(c -> FileOutbox.acknowledged(c, channel));
+            FileOutbox.Recorded rec = db.inTransaction(c -> FileOutbox.recorded(c, channel, e.path()));
+            if (!e.deleted() && rec != null && rec.meta() != null && rec.meta().sha256().equals(e.sha256())
+                    && folder.holds(e.path(), rec.meta())) {
+                return false;
+            }
+            return changedHere(folder, e.path(), rec, acked);
+        } catch (SQLException x) {
+            throw new IOException("site database: " + x.getMessage(), x);
+        }
+    }
+
+    /**
      * Two-way: whether this site changed {@code path} since it last had it in common with the hub: a change recorded and
      * not yet taken by the hub, or a file that differs from its record (or exists unrecorded, or is gone), not yet walked.
      */
@@ -397,7 +423,7 @@ final class SiteFiles implements AutoCloseable {
                     if (warned.add(why)) {
                         LOG.warn("site {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why);
                     }
-                });
+                }, ch.direction() == ChannelSpec.Direction.TWO_WAY);
                 c.commit();
                 LOG.debug("site {}: file channel '{}': {} changes recorded", cfg.nodeId(), ch.name(), n);
             } catch (IOException | SQLException | RuntimeException e) {

@@ -76,6 +76,32 @@ class FileChannelTest {
         return f;
     }
 
+    /** The contents of the files of {@code root} whose name starts with {@code stem}, sorted. */
+    private static List<String> contents(Path root, String stem) throws Exception {
+        try (var files = Files.list(root)) {
+            return files.filter(f -> f.getFileName().toString().startsWith(stem)).map(f -> {
+                try {
+                    return Files.readString(f);
+                } catch (Exception e) {
+                    return "?";
+                }
+            }).sorted().toList();
+        }
+    }
+
+    /** Nothing moves any more in the hub's two-way channel: no new change recorded, no new conflict, for 2 s. */
+    private void assertQuiet(HubNode hub) {
+        long conflicts = hub.files().conflicts.get();
+        java.util.concurrent.atomic.AtomicLong seq = new java.util.concurrent.atomic.AtomicLong(-1);
+        await("the hub's folder settles").atMost(Duration.ofSeconds(20)).until(() -> {
+            long now = dbs().count("hub", "SELECT COALESCE(MAX(seq), 0) FROM sync_file");
+            return seq.getAndSet(now) == now;
+        });
+        long settled = seq.get();
+        await("nothing echoes").during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(5)).until(() ->
+                dbs().count("hub", "SELECT COALESCE(MAX(seq), 0) FROM sync_file") == settled && hub.files().conflicts.get() == conflicts);
+    }
+
     /** Every file under {@code root} (but Syncline's working folder) with its content, for failure messages. */
     private static String describe(Path root) throws Exception {
         try (var files = Files.walk(root)) {
@@ -430,8 +456,22 @@ class FileChannelTest {
                             return false;
                         }
                     }));
-                    assertThat(dbs().count("s2", "SELECT seq FROM sync_file WHERE path = 'a.txt'"))
-                            .as("s2 took s1's change as shared with the hub: it has nothing to send back").isZero();
+                    assertQuiet(hub);
+
+                    // Both online, both change the same file at the same moment: neither version is lost.
+                    Files.writeString(s1.resolve("c.txt"), "c from s1");
+                    Files.writeString(s2.resolve("c.txt"), "c from s2");
+                    try {
+                        await("both versions of c.txt everywhere").atMost(Duration.ofSeconds(30)).until(() -> {
+                            List<String> atHub = contents(hq, "c");
+                            return atHub.equals(List.of("c from s1", "c from s2")) && describe(hq).equals(describe(s1).replace("s1-shared", "hub-shared"))
+                                    && describe(hq).equals(describe(s2).replace("s2-shared", "hub-shared"));
+                        });
+                    } catch (org.awaitility.core.ConditionTimeoutException e) {
+                        throw new AssertionError(e.getMessage() + "; folders: " + describe(hq) + " | " + describe(s1) + " | " + describe(s2), e);
+                    }
+                    assertThat(hub.files().conflicts.get()).isEqualTo(1);
+                    assertQuiet(hub);
                 } finally {
                     site2.close();
                 }
@@ -456,11 +496,12 @@ class FileChannelTest {
                     } catch (org.awaitility.core.ConditionTimeoutException e) {
                         throw new AssertionError(e.getMessage() + "; folders: " + describe(hq) + " | " + describe(s1) + " | " + describe(s2), e);
                     }
-                    assertThat(hub.files().conflicts.get()).isEqualTo(1);
+                    assertThat(hub.files().conflicts.get()).isEqualTo(2);
                     try (var listing = Files.list(hq)) {
-                        assertThat(listing.map(f -> f.getFileName().toString()).filter(n -> !n.startsWith(".")).sorted().toList())
-                                .containsExactly("a (conflict from s2 2026-11-29 10-00-00 UTC).txt", "a.txt", "docs");
+                        assertThat(listing.map(f -> f.getFileName().toString()).filter(n -> !n.startsWith(".") && !n.startsWith("c"))
+                                .sorted().toList()).containsExactly("a (conflict from s2 2026-11-29 10-00-00 UTC).txt", "a.txt", "docs");
                     }
+                    assertQuiet(hub);
                 } finally {
                     site2.close();
                 }

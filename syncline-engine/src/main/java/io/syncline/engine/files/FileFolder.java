@@ -151,6 +151,21 @@ public final class FileFolder {
      *     target is untouched; a cut keeps the bytes received for the next attempt)
      */
     public Delta.Stats receive(FileMeta meta, DataInputStream in, ChunkIndex basis) throws IOException {
+        return receive(meta, in, basis, () -> true);
+    }
+
+    /** A check made just before a file is put in place. */
+    @FunctionalInterface
+    public interface Check {
+        boolean holds() throws IOException;
+    }
+
+    /**
+     * {@link #receive(FileMeta, DataInputStream, ChunkIndex)}, but the file is put in place only if {@code stillWanted}
+     * holds once it is built (checked just before the rename: two-way, the path was not changed here meanwhile); null
+     * when it was not (what was built is kept as a partial file, so asking again costs nothing).
+     */
+    public Delta.Stats receive(FileMeta meta, DataInputStream in, ChunkIndex basis, Check stillWanted) throws IOException {
         Path target = file(meta.path());
         Path fresh = work.resolve(meta.sha256() + ".new");
         Path part = part(meta.sha256());
@@ -188,6 +203,10 @@ public final class FileFolder {
                 Files.deleteIfExists(fresh); // malformed, or not the announced content: nothing of it is kept
             }
             throw e;
+        }
+        if (!stillWanted.holds()) {
+            keepPartial(fresh, part);
+            return null;
         }
         setAttributes(fresh, meta);
         install(fresh, target, meta.path());

@@ -45,7 +45,26 @@ public final class FileOutbox {
     /** Walks a folder with {@code scanner} against what is recorded and records the changes; returns how many. */
     public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
                                  java.util.function.Consumer<String> unsyncable) throws SQLException, java.io.IOException {
-        List<FileScanner.Change> changes = scanner.scan(known(c, channel), nowMillis, unsyncable);
+        return recordWalk(c, channel, scanner, nowMillis, unsyncable, false);
+    }
+
+    /**
+     * As {@link #recordWalk(Connection, String, FileScanner, long, java.util.function.Consumer)}; with
+     * {@code forgetUnmatched} (two-way channels), a recorded file that is still there but that the channel's patterns no
+     * longer take is forgotten rather than recorded as deleted: narrowing the patterns must not delete it everywhere.
+     */
+    public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
+                                 java.util.function.Consumer<String> unsyncable, boolean forgetUnmatched)
+            throws SQLException, java.io.IOException {
+        List<FileScanner.Change> changes = new ArrayList<>(scanner.scan(known(c, channel), nowMillis, unsyncable));
+        if (forgetUnmatched) {
+            for (java.util.Iterator<FileScanner.Change> it = changes.iterator(); it.hasNext(); ) {
+                if (it.next() instanceof FileScanner.Delete d && scanner.present(d.path())) {
+                    forget(c, channel, d.path());
+                    it.remove();
+                }
+            }
+        }
         record(c, channel, changes);
         return changes.size();
     }

@@ -84,6 +84,11 @@ public final class FileScanner {
         return out;
     }
 
+    /** True when a file (of any kind, links not followed) is at relative path {@code path}, whether the channel takes it or not. */
+    public boolean present(String path) {
+        return Files.exists(root.resolve(path), java.nio.file.LinkOption.NOFOLLOW_LINKS);
+    }
+
     /** True when the channel takes the file at relative path {@code path}. */
     public boolean matches(String path) {
         String name = path.substring(path.lastIndexOf('/') + 1);
