@@ -415,27 +415,10 @@ class FileChannelTest {
         dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
         Path hq = dir.resolve("hub-shared");
         write(hq.resolve("a.txt"), "v0".getBytes());
-        NodeConfig hubCfg = NodeConfig.parse("""
-                node: {id: hub}
-                database: {url: "%s"}
-                enrollment: {token: secret-token}
-                channels:
-                  - {name: products, tables: [{name: product}]}
-                fileChannels:
-                  - {name: shared, direction: two-way}
-                folders: {shared: "%s"}
-                """.formatted(dbs().url("hub"), hq), Role.HUB, Map.of());
-        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
+        try (HubNode hub = HubNode.start(twoWayHub(hq), Clock.systemUTC())) {
             Map<String, NodeConfig> cfgs = new HashMap<>();
             for (String id : List.of("s1", "s2")) {
-                dbs().exec(id, "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
-                Files.createDirectories(dir.resolve(id + "-shared"));
-                cfgs.put(id, NodeConfig.parse("""
-                        node: {id: %s}
-                        database: {url: "%s"}
-                        hub: {url: "%s", token: secret-token}
-                        folders: {shared: "%s"}
-                        """.formatted(id, dbs().url(id), hub.url(), dir.resolve(id + "-shared")), Role.SITE, Map.of()));
+                cfgs.put(id, twoWaySite(id, hub.url()));
             }
             Path s1 = dir.resolve("s1-shared");
             Path s2 = dir.resolve("s2-shared");
@@ -507,6 +490,73 @@ class FileChannelTest {
                 }
             } finally {
                 site1.close();
+            }
+        }
+    }
+
+    private NodeConfig twoWayHub(Path hq) {
+        return NodeConfig.parse("""
+                node: {id: hub}
+                database: {url: "%s"}
+                enrollment: {token: secret-token}
+                channels:
+                  - {name: products, tables: [{name: product}]}
+                fileChannels:
+                  - {name: shared, direction: two-way}
+                folders: {shared: "%s"}
+                """.formatted(dbs().url("hub"), hq), Role.HUB, Map.of());
+    }
+
+    private NodeConfig twoWaySite(String id, String hubUrl) throws Exception {
+        Files.createDirectories(dir.resolve(id + "-shared"));
+        dbs().exec(id, "CREATE TABLE IF NOT EXISTS product (id INT PRIMARY KEY, name VARCHAR(100))");
+        return NodeConfig.parse("""
+                node: {id: %s}
+                database: {url: "%s"}
+                hub: {url: "%s", token: secret-token}
+                folders: {shared: "%s"}
+                """.formatted(id, dbs().url(id), hubUrl, dir.resolve(id + "-shared")), Role.SITE, Map.of());
+    }
+
+    @Test
+    void shouldKeepARenamedFileAsAConflictCopyWhenAnotherSiteTookItsNewName() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        Path hq = dir.resolve("hub-shared");
+        write(hq.resolve("draft.txt"), "the draft".getBytes());
+        Path s1 = dir.resolve("s1-shared");
+        Path s2 = dir.resolve("s2-shared");
+        try (HubNode hub = HubNode.start(twoWayHub(hq), Clock.systemUTC())) {
+            NodeConfig c1 = twoWaySite("s1", hub.url());
+            try (SiteNode site2 = SiteNode.start(twoWaySite("s2", hub.url()), Clock.systemUTC())) {
+                SiteNode site1 = SiteNode.start(c1, Clock.systemUTC());
+                try {
+                    await().atMost(Duration.ofSeconds(20)).until(() -> same(hq.resolve("draft.txt"), s1.resolve("draft.txt"))
+                            && same(hq.resolve("draft.txt"), s2.resolve("draft.txt")));
+                } finally {
+                    site1.close();
+                }
+                write(s2.resolve("final.txt"), "final from s2".getBytes());
+                await().atMost(Duration.ofSeconds(20)).until(() -> Files.exists(hq.resolve("final.txt")));
+                Files.setLastModifiedTime(s1.resolve("draft.txt"), FileTime.from(java.time.Instant.parse("2026-11-29T11:00:00Z")));
+                Files.move(s1.resolve("draft.txt"), s1.resolve("final.txt")); // while s1 is away: its rename meets s2's new file
+                try (SiteNode again = SiteNode.start(c1, Clock.systemUTC())) {
+                    String copy = "final (conflict from s1 2026-11-29 11-00-00 UTC).txt";
+                    try {
+                        await("the rename kept as a conflict copy everywhere").atMost(Duration.ofSeconds(30)).until(() ->
+                                List.of(hq, s1, s2).stream().allMatch(at -> {
+                                    try {
+                                        return Files.readString(at.resolve("final.txt")).equals("final from s2")
+                                                && Files.exists(at.resolve(copy)) && Files.readString(at.resolve(copy)).equals("the draft")
+                                                && !Files.exists(at.resolve("draft.txt"));
+                                    } catch (Exception e) {
+                                        return false;
+                                    }
+                                }));
+                    } catch (org.awaitility.core.ConditionTimeoutException e) {
+                        throw new AssertionError(e.getMessage() + "; folders: " + describe(hq) + " | " + describe(s1) + " | " + describe(s2), e);
+                    }
+                    assertQuiet(hub);
+                }
             }
         }
     }
