@@ -106,17 +106,39 @@ public final class SyncSchema {
 
     /** Writes a value into {@code sync_state}. Callers serialize writers of the same key. */
     public static void putState(Connection c, String key, String value) throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_state SET v = ? WHERE k = ?")) {
-            ps.setString(1, value);
-            ps.setString(2, key);
-            if (ps.executeUpdate() > 0) {
-                return;
-            }
+        if (updateState(c, key, value)) {
+            return;
         }
+        // The first value of a key. Two transactions may both find it missing (two channels' first batches applied at
+        // once): the later insert then fails on the key, and is rolled back alone (a savepoint: on PostgreSQL a failed
+        // statement would otherwise doom the whole transaction) before the update that now finds the row.
+        java.sql.Savepoint sp = c.getAutoCommit() ? null : c.setSavepoint();
         try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_state (k, v) VALUES (?, ?)")) {
             ps.setString(1, key);
             ps.setString(2, value);
             ps.executeUpdate();
+        } catch (SQLException e) {
+            if (e.getSQLState() == null || !e.getSQLState().startsWith("23")) {
+                throw e;
+            }
+            if (sp != null) {
+                c.rollback(sp);
+            }
+            if (!updateState(c, key, value)) {
+                throw e;
+            }
+            return;
+        }
+        if (sp != null) {
+            c.releaseSavepoint(sp);
+        }
+    }
+
+    private static boolean updateState(Connection c, String key, String value) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_state SET v = ? WHERE k = ?")) {
+            ps.setString(1, value);
+            ps.setString(2, key);
+            return ps.executeUpdate() > 0;
         }
     }
 }
