@@ -89,23 +89,32 @@ public final class FileOutbox {
     }
 
     private static void put(Connection c, String channel, FileMeta m, String from, long seq) throws SQLException {
+        write(c, channel, m, from, seq, null);
+    }
+
+    /** Writes a path's row (updated, else inserted); {@code base}: its new base, or null to keep it (NULL for a new row). */
+    private static void write(Connection c, String channel, FileMeta m, String from, long seq, String base) throws SQLException {
         try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET path = ?, size = ?, mtime = ?, mode = ?, sha256 = ?, seq = ?, "
-                + "deleted = FALSE, moved_from = ? WHERE channel = ? AND path_id = ?")) {
-            ps.setString(1, m.path());
-            ps.setLong(2, m.size());
-            ps.setLong(3, m.mtimeMillis());
-            ps.setInt(4, m.mode());
-            ps.setString(5, m.sha256());
-            ps.setLong(6, seq);
-            ps.setString(7, from);
-            ps.setString(8, channel);
-            ps.setString(9, pathId(m.path()));
+                + "deleted = FALSE, moved_from = ?" + (base != null ? ", base_sha = ?" : "") + " WHERE channel = ? AND path_id = ?")) {
+            int i = 1;
+            ps.setString(i++, m.path());
+            ps.setLong(i++, m.size());
+            ps.setLong(i++, m.mtimeMillis());
+            ps.setInt(i++, m.mode());
+            ps.setString(i++, m.sha256());
+            ps.setLong(i++, seq);
+            ps.setString(i++, from);
+            if (base != null) {
+                ps.setString(i++, base);
+            }
+            ps.setString(i++, channel);
+            ps.setString(i, pathId(m.path()));
             if (ps.executeUpdate() > 0) {
                 return;
             }
         }
         try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_file (channel, path_id, path, size, mtime, mode, sha256, seq, deleted, "
-                + "moved_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, FALSE, ?)")) {
+                + "moved_from, base_sha) VALUES (?, ?, ?, ?, ?, ?, ?, ?, FALSE, ?, ?)")) {
             ps.setString(1, channel);
             ps.setString(2, pathId(m.path()));
             ps.setString(3, m.path());
@@ -115,9 +124,11 @@ public final class FileOutbox {
             ps.setString(7, m.sha256());
             ps.setLong(8, seq);
             ps.setString(9, from);
+            ps.setString(10, base);
             ps.executeUpdate();
         }
     }
+
 
     private static void tombstone(Connection c, String channel, String path, long seq) throws SQLException {
         try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET seq = ?, deleted = TRUE, moved_from = NULL WHERE channel = ? AND path_id = ?")) {
@@ -182,33 +193,9 @@ public final class FileOutbox {
      * the hub, without a change to send back (number 0, never pending).
      */
     public static void adopt(Connection c, String channel, FileMeta m) throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET path = ?, size = ?, mtime = ?, mode = ?, sha256 = ?, seq = 0, "
-                + "deleted = FALSE, moved_from = NULL, base_sha = ? WHERE channel = ? AND path_id = ?")) {
-            ps.setString(1, m.path());
-            ps.setLong(2, m.size());
-            ps.setLong(3, m.mtimeMillis());
-            ps.setInt(4, m.mode());
-            ps.setString(5, m.sha256());
-            ps.setString(6, m.sha256());
-            ps.setString(7, channel);
-            ps.setString(8, pathId(m.path()));
-            if (ps.executeUpdate() > 0) {
-                return;
-            }
-        }
-        try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_file (channel, path_id, path, size, mtime, mode, sha256, seq, deleted, "
-                + "moved_from, base_sha) VALUES (?, ?, ?, ?, ?, ?, ?, 0, FALSE, NULL, ?)")) {
-            ps.setString(1, channel);
-            ps.setString(2, pathId(m.path()));
-            ps.setString(3, m.path());
-            ps.setLong(4, m.size());
-            ps.setLong(5, m.mtimeMillis());
-            ps.setInt(6, m.mode());
-            ps.setString(7, m.sha256());
-            ps.setString(8, m.sha256());
-            ps.executeUpdate();
-        }
+        write(c, channel, m, null, 0, m.sha256());
     }
+
 
     /**
      * Records the file at {@code path} as changed again, as it is (the next number), so every receiver takes it again;
