@@ -617,7 +617,10 @@ public final class HubNode implements NodeControl {
                         }
                         Backlog b = Backlog.parse(conn.getHeaderField(Headers.BACKLOG));
                         if (round == 0 && b != null) {
-                            total = total.plus(b);
+                            // The site's whole backlog, every channel's (not this channel's): the latest answer's is the
+                            // one to keep. Summed over the channels pulled, it counted each change once per channel, and
+                            // the site looked behind by that much.
+                            total = b;
                         }
                         Map<String, Long> acks = new LinkedHashMap<>();
                         Received got;
