@@ -315,6 +315,8 @@ final class HubDistributor implements AutoCloseable {
         try (Connection c = db.connection()) {
             for (String ch : channels.keySet()) {
                 seal(c, ch);
+                // A purge a fetch asked for while this seal held the outbox's lock runs now, not at the channel's next fetch.
+                outbox.purgeIfWanted(c, ch, sharers(ch));
                 if (channels.get(ch).direction() == ChannelSpec.Direction.TWO_WAY
                         && outbox.lastSealed(c, ch) > recordedUpTo.getOrDefault(ch, -1L)) {
                     recordEditsLater(ch);

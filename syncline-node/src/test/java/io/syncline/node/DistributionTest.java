@@ -74,6 +74,22 @@ class DistributionTest {
                 """.formatted(id, url(id), hubUrl), Role.SITE, Map.of());
     }
 
+    /** Every row of a query, for failure messages. */
+    private String rows(String db, String sql) throws SQLException {
+        StringBuilder out = new StringBuilder();
+        try (java.sql.Connection c = java.sql.DriverManager.getConnection(url(db)); java.sql.Statement st = c.createStatement();
+             java.sql.ResultSet rs = st.executeQuery(sql)) {
+            while (rs.next()) {
+                out.append('[');
+                for (int i = 1; i <= rs.getMetaData().getColumnCount(); i++) {
+                    out.append(i > 1 ? " " : "").append(rs.getString(i));
+                }
+                out.append(']');
+            }
+        }
+        return out.toString();
+    }
+
     private static int freePort() throws Exception {
         try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
             return s.getLocalPort();
@@ -169,7 +185,12 @@ class DistributionTest {
                 int n = i;
                 await().atMost(Duration.ofSeconds(20)).until(() -> count("north2", "SELECT count(*) FROM product WHERE id = " + n) == 1);
             }
-            await().atMost(Duration.ofSeconds(20)).until(() -> count("hq2", "SELECT count(*) FROM sync_batch") == 0);
+            try {
+                await().atMost(Duration.ofSeconds(20)).until(() -> count("hq2", "SELECT count(*) FROM sync_batch") == 0);
+            } catch (org.awaitility.core.ConditionTimeoutException e) {
+                throw new AssertionError("the hub kept batches: " + rows("hq2", "SELECT channel, batch_seq FROM sync_batch") + "; acknowledged: "
+                        + rows("hq2", "SELECT * FROM sync_ack"), e);
+            }
             try (SiteNode s1 = SiteNode.start(site("south1", hub.url()), Clock.systemUTC())) {
                 await().atMost(Duration.ofSeconds(30)).until(() -> converged("hq2", "north"));
                 assertThat(count("south1", "SELECT count(*) FROM product")).isEqualTo(5);
