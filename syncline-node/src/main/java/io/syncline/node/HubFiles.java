@@ -474,7 +474,7 @@ final class HubFiles implements AutoCloseable {
                 if (e.seq() <= applied) {
                     out.add(new Decision(e.seq(), "skip", null));
                 } else if (e.deleted() || e.from() != null && folder.sameContent(e.from(), e.meta()) || folder.holds(e.path(), e.meta())
-                        || sharedLock != null && e.sha256().equals(e.base()) && currentContent(ch, folder, e.path()) != null) {
+                        || sharedLock != null && e.sha256().equals(e.base()) && currentContent(folder, e.path()) != null) {
                     // (two-way, the last: only the time or permissions changed, on content the hub holds or replaced)
                     out.add(new Decision(e.seq(), "none", null));
                 } else {
@@ -636,7 +636,7 @@ final class HubFiles implements AutoCloseable {
      */
     private void applyTwoWay(FileChannelSpec ch, FileFolder folder, String site, FileEntry e, boolean data, DataInputStream in,
                              ChunkIndex offeredBasis, List<String> lost) throws IOException {
-        String current = currentContent(ch, folder, e.path());
+        String current = currentContent(folder, e.path());
         if (e.deleted()) {
             if (current == null) {
                 return;
@@ -673,21 +673,15 @@ final class HubFiles implements AutoCloseable {
     }
 
     /** The content (SHA-256) of the channel's file at {@code path} now, or null when there is none. */
-    private String currentContent(FileChannelSpec ch, FileFolder folder, String path) throws IOException {
+    private static String currentContent(FileFolder folder, String path) throws IOException {
         Path f = folder.file(path);
         if (f == null || !Files.isRegularFile(f, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
             return null;
         }
-        try {
-            FileOutbox.Recorded rec = db.inTransaction(c -> FileOutbox.recorded(c, ch.name(), path));
-            if (rec != null && rec.meta() != null && folder.holds(path, rec.meta())) {
-                return rec.meta().sha256(); // as the hub's last walk recorded it: not read again
-            }
-        } catch (SQLException e) {
-            throw new IOException("hub database unavailable: " + e.getMessage(), e);
-        }
+        // Read once: the hub's record of it could only be trusted after reading it anyway (FileFolder.holds hashes).
         return FileFolder.sha256(f);
     }
+
 
     /**
      * The name a site's losing version of {@code path} is kept under, beside it: {@code report (conflict from s2

@@ -421,15 +421,8 @@ public final class HubNode implements NodeControl {
         HttpEndpoint.sendJson(ex, 200, Map.of("acks", acks, "config", configHash(s.id, s.schedule), "held", got.held()));
     }
 
-    /**
-     * Batches and changes taken from one stream; {@code waiting}: why a channel's batch waits for a file its rows
-     * reference (null when none does).
-     */
+    /** Batches and changes taken from one stream; {@code held}: by channel, why its batch waits for a file its rows reference. */
     private record Received(int batches, long changes, Map<String, String> held) {
-        /** Why a batch waits (the first channel's reason), or null. */
-        String waiting() {
-            return held.isEmpty() ? null : held.values().iterator().next();
-        }
     }
 
     /**
@@ -628,10 +621,8 @@ public final class HubNode implements NodeControl {
                             got = receive(s, reader, acks);
                         }
                         applied += got.changes();
-                        if (got.waiting() != null) {
-                            held = true;
-                        }
-                        if (got.batches() < cfg.maxBatchesPerExchange() || got.waiting() != null) {
+                        held |= !got.held().isEmpty();
+                        if (got.batches() < cfg.maxBatchesPerExchange() || held) {
                             break;
                         }
                     } finally {

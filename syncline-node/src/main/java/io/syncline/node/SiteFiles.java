@@ -379,13 +379,16 @@ final class SiteFiles implements AutoCloseable {
      */
     private boolean held(FileFolder folder, String channel, FileEntry e) throws IOException {
         try {
-            long acked = db.inTransaction(c -> FileOutbox.acknowledged(c, channel));
-            FileOutbox.Recorded rec = db.inTransaction(c -> FileOutbox.recorded(c, channel, e.path()));
+            long[] acked = new long[1];
+            FileOutbox.Recorded rec = db.inTransaction(c -> {
+                acked[0] = FileOutbox.acknowledged(c, channel);
+                return FileOutbox.recorded(c, channel, e.path());
+            });
             if (!e.deleted() && rec != null && rec.meta() != null && rec.meta().sha256().equals(e.sha256())
                     && folder.holds(e.path(), rec.meta())) {
                 return false;
             }
-            return changedHere(folder, e.path(), rec, acked);
+            return changedHere(folder, e.path(), rec, acked[0]);
         } catch (SQLException x) {
             throw new IOException("site database: " + x.getMessage(), x);
         }

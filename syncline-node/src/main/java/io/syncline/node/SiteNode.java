@@ -129,10 +129,11 @@ public final class SiteNode implements NodeControl {
     /** Waits between failed registrations (tick thread; the constructor's first attempt comes before the ticks). */
     private final Backoff registrationRetry = new Backoff(Duration.ofMillis(500), RETRY_CAP, new java.util.Random());
     private volatile String lastError;
-    /** By channel to the hub: until when it is left out of pushes, because the hub holds its batch for a file. */
-    private final Map<String, Instant> held = new ConcurrentHashMap<>();
-    /** By channel to the hub: why the hub last held it (to log each reason once). */
-    private final Map<String, String> heldWhy = new ConcurrentHashMap<>();
+    /** By channel to the hub: until when it is left out of pushes, because the hub holds its batch for a file, and why. */
+    private final Map<String, Held> held = new ConcurrentHashMap<>();
+
+    private record Held(Instant till, String why) {
+    }
     /** By channel from the hub: why its last fetch failed (none when it did not). */
     private final Map<String, String> fetchErrors = new java.util.concurrent.ConcurrentHashMap<>();
     private volatile Instant lastContact;
@@ -621,8 +622,8 @@ public final class SiteNode implements NodeControl {
                     everything = false;
                     break;
                 }
-                Instant heldTill = held.get(ch.name());
-                if (heldTill != null && now.isBefore(heldTill)) {
+                Held h = held.get(ch.name());
+                if (h != null && now.isBefore(h.till())) {
                     everything = false; // its batches wait for a file at the hub: they do not take the others' room
                     continue;
                 }
@@ -663,9 +664,10 @@ public final class SiteNode implements NodeControl {
                 // meanwhile the other channels have the pushes to themselves.
                 Instant till = clock.instant().plusMillis(Math.max(1000, r.intervalMillis()));
                 for (Map.Entry<?, ?> e : waiting.entrySet()) {
-                    held.put(String.valueOf(e.getKey()), till);
-                    if (!String.valueOf(e.getValue()).equals(heldWhy.put(String.valueOf(e.getKey()), String.valueOf(e.getValue())))) {
-                        LOG.info("site {}: {}", cfg.nodeId(), e.getValue());
+                    String why = String.valueOf(e.getValue());
+                    Held before = held.put(String.valueOf(e.getKey()), new Held(till, why));
+                    if (before == null || !before.why().equals(why)) {
+                        LOG.info("site {}: {}", cfg.nodeId(), why);
                     }
                 }
             }
