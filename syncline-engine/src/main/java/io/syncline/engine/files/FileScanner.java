@@ -23,7 +23,8 @@ import java.util.TreeMap;
  * time and permissions are as recorded is taken as unchanged without reading it, except when it was modified in the
  * last two seconds (a write in the same clock tick as the last scan would otherwise go unseen); every other file is
  * hashed. A file that disappeared while another appeared with the same content is a move, so its content is not sent
- * again. A file that changes while it is hashed is left for the next scan. Symbolic links and other special files are
+ * again. A file that changes while it is hashed is left for the next scan (what was recorded of it stands meanwhile:
+ * it is not taken as deleted). Symbolic links and other special files are
  * not synced, nor is Syncline's working folder. Patterns are globs: one without '/' matches a file name in any
  * folder ("*.jpg"), one with '/' the whole relative path ("images/**").
  */
@@ -218,7 +219,11 @@ public final class FileScanner {
         return changes;
     }
 
-    /** The file as it is now, hashing it unless the record says it is unchanged; null if it changed while hashed. */
+    /**
+     * The file as it is now, hashing it unless the record says it is unchanged; when it changed while it was hashed (it
+     * is being written), what was recorded of it ({@code known}, or null for a new file): it is looked at again at the
+     * next walk, and meanwhile is neither sent half-written nor taken as deleted. Null when it is gone.
+     */
     private FileMeta look(Path file, String path, BasicFileAttributes attrs, FileMeta known, long nowMillis) throws IOException {
         long mtime = attrs.lastModifiedTime().toMillis();
         int mode = mode(file);
@@ -239,7 +244,7 @@ public final class FileScanner {
             return null;
         }
         if (after.size() != attrs.size() || after.lastModifiedTime().toMillis() != mtime) {
-            return null; // being written: the next scan takes it
+            return known; // being written: the next scan takes it
         }
         return new FileMeta(path, attrs.size(), mtime, mode, sha);
     }

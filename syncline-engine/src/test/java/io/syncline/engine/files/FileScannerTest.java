@@ -68,6 +68,47 @@ class FileScannerTest {
     }
 
     @Test
+    void shouldNeitherRecordNorDeleteAFileThatChangesWhileItIsHashed() throws Exception {
+        FileScanner scanner = new FileScanner(root, List.of(), List.of());
+        Path big = root.resolve("big.bin");
+        Files.write(big, new byte[32 << 20]); // hashing it takes a while: the writer below changes it meanwhile
+        Files.setLastModifiedTime(big, FileTime.fromMillis(NOW - 3_600_000));
+        Map<String, FileMeta> known = record(Map.of(), scanner.scan(Map.of(), NOW));
+        FileMeta before = known.get("big.bin");
+
+        java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
+        Thread writer = new Thread(() -> { // another program saving the file: its time moves on and on
+            for (long k = 0; !stop.get(); k++) {
+                try {
+                    Files.setLastModifiedTime(big, FileTime.fromMillis(NOW - 1_000_000 + k % 500_000));
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            }
+        }, "test-writer");
+        writer.start();
+        int caught = 0; // walks that saw the file change while they hashed it
+        try {
+            for (int i = 0; i < 50 && caught < 3; i++) {
+                List<FileScanner.Change> changes = scanner.scan(known, NOW);
+                assertThat(changes).as("walk %d while the file is being written", i).noneMatch(c -> c instanceof FileScanner.Delete);
+                if (changes.isEmpty()) {
+                    caught++;
+                } else { // (a walk the writer did not disturb records the file's new time)
+                    known = record(known, changes);
+                }
+            }
+        } finally {
+            stop.set(true);
+            writer.join(10_000);
+        }
+        assertThat(caught).as("walks that hashed the file while its time changed").isPositive();
+        Files.setLastModifiedTime(big, FileTime.fromMillis(NOW - 60_000));
+        assertThat(scanner.scan(known, NOW)).as("once written, the next walk records it")
+                .containsExactly(new FileScanner.Put(new FileMeta("big.bin", 32 << 20, NOW - 60_000, before.mode(), before.sha256())));
+    }
+
+    @Test
     void shouldRecordAMoveBeforeANewFileThatTakesTheOldNameAsAFolder() throws Exception {
         FileScanner scanner = new FileScanner(root, List.of(), List.of());
         write("report", "the report");
