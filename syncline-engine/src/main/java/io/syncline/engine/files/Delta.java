@@ -53,6 +53,9 @@ public final class Delta {
      * receiver's order). The returned stats carry no hash (null).
      */
     public static Stats encode(InputStream file, Chunker.Sizes sizes, ChunkIndex have, DataOutputStream out) throws IOException {
+        if (have.size() == 0) {
+            return literals(file, out);
+        }
         long[] literal = {0};
         long[] copied = {0};
         int[] run = {-1, 0}; // first entry, count
@@ -79,6 +82,25 @@ public final class Delta {
         out.writeByte(END);
         out.writeLong(size);
         return new Stats(size, null, literal[0], copied[0]);
+    }
+
+    /**
+     * The delta of a file the receiver has no chunk of (a first copy): its bytes as literals of the largest size, with
+     * no chunking at all, since no boundary could match anything.
+     */
+    private static Stats literals(InputStream file, DataOutputStream out) throws IOException {
+        byte[] buf = new byte[Chunker.MAX];
+        long size = 0;
+        int n;
+        while ((n = file.readNBytes(buf, 0, buf.length)) > 0) {
+            out.writeByte(LITERAL);
+            out.writeInt(n);
+            out.write(buf, 0, n);
+            size += n;
+        }
+        out.writeByte(END);
+        out.writeLong(size);
+        return new Stats(size, null, size, 0);
     }
 
     private static void flush(DataOutputStream out, int[] run) throws IOException {

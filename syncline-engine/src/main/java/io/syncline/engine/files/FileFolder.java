@@ -6,7 +6,6 @@ import java.io.BufferedOutputStream;
 import java.io.DataInputStream;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.OutputStream;
 import java.nio.channels.Channels;
 import java.nio.channels.FileChannel;
 import java.nio.file.AtomicMoveNotSupportedException;
@@ -174,7 +173,7 @@ public final class FileFolder {
         boolean cut = false;
         // CREATE_NEW with NOFOLLOW_LINKS: a link planted in the working folder is never written through.
         try (FileChannel ch = FileChannel.open(fresh, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS)) {
-            OutputStream out = new BufferedOutputStream(Channels.newOutputStream(ch), 64 * 1024);
+            Writeback out = new Writeback(new BufferedOutputStream(Channels.newOutputStream(ch), 64 * 1024), ch);
             try {
                 got = Delta.decode(in, basis, out, meta.path(), meta.size());
             } catch (Delta.CutException | IOException e) { // the data stopped (a cut connection, a peer gone): not malformed
@@ -182,6 +181,7 @@ public final class FileFolder {
                 throw e;
             } finally {
                 out.flush();
+                out.settle();
             }
             if (got.size() != meta.size() || !got.sha256().equals(meta.sha256())) {
                 if (got.copiedBytes() > 0) {

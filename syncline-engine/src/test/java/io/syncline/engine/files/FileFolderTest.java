@@ -54,7 +54,31 @@ class FileFolderTest {
         assertThat(Files.getLastModifiedTime(f).toMillis()).isEqualTo(1_700_000_000_000L);
         assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(f))).isEqualTo("rw-r-----");
         assertThat(s[0].literalBytes()).isEqualTo(content.length);
+        assertThat(d.length).as("a first copy is not chunked: literals of %d bytes, then the end", Chunker.MAX)
+                .isEqualTo(content.length + 5 * ((content.length + Chunker.MAX - 1) / Chunker.MAX) + 9);
         assertThat(folder.has(meta)).isTrue();
+    }
+
+    @Test
+    void shouldFlushALargeFileToDiskWhileItIsStillBeingWritten() throws Exception {
+        Path f = tmp.resolve("large.bin");
+        byte[] block = random(1 << 20, 5);
+        java.security.MessageDigest expected = java.security.MessageDigest.getInstance("SHA-256");
+        int blocks = (int) (Writeback.STEP * 5 / 2 >> 20); // two and a half steps
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(f, java.nio.file.StandardOpenOption.CREATE_NEW,
+                java.nio.file.StandardOpenOption.WRITE)) {
+            Writeback out = new Writeback(new java.io.BufferedOutputStream(java.nio.channels.Channels.newOutputStream(ch), 64 * 1024), ch);
+            for (int i = 0; i < blocks; i++) {
+                block[0] = (byte) i;
+                out.write(block, 0, block.length);
+                expected.update(block);
+            }
+            out.flush();
+            out.settle();
+            assertThat(out.started()).as("early flushes started while writing").isBetween(1, 2);
+            ch.force(true);
+        }
+        assertThat(FileFolder.sha256(f)).as("what reached the file").isEqualTo(HexFormat.of().formatHex(expected.digest()));
     }
 
     @Test
