@@ -16,7 +16,8 @@ import java.security.NoSuchAlgorithmException;
  * before the minimum or after the maximum.
  *
  * Chunk sizes scale with the file (Sizes.forFile): 256 B to 4 KiB (1 KiB on average) for files under 64 KiB, 1 to 16
- * KiB (4 KiB) under 4 MiB, 4 to 64 KiB (16 KiB) from there. Both sides choose them by the size of the new file, which
+ * KiB (4 KiB) under 128 MiB, 4 to 64 KiB (16 KiB) from there (rsync's blocks, the square root of the file's size, are
+ * 4 KiB at 16 MiB and 16 KiB at 256 MiB). Both sides choose them by the size of the new file, which
  * the sender announces, so a small file changed a little sends a little, and a large one is not described by more
  * ids than it needs. A chunk is known by a 64-bit hash of its bytes (an id; fast, not cryptographic). The whole file
  * is checked by SHA-256 at the receiver before it is used, so a wrong match can never put a wrong byte in place; the
@@ -39,7 +40,7 @@ public final class Chunker {
 
         /** The sizes both sides use for a file of {@code size} bytes (the new version's size). */
         public static Sizes forFile(long size) {
-            return size < 64 * 1024 ? SMALL : size < 4L * 1024 * 1024 ? MEDIUM : LARGE;
+            return size < 64 * 1024 ? SMALL : size < 128L * 1024 * 1024 ? MEDIUM : LARGE;
         }
     }
 
