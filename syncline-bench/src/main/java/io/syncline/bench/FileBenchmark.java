@@ -249,6 +249,7 @@ public final class FileBenchmark {
     private void measured(String scenario, long t0, long b0) throws Exception {
         double sSec = (System.nanoTime() - t0) / 1e9;
         long sBytes = hubProxy.bytesForwarded() - b0;
+        awaitSynclineIdle();
         long r0 = rsyncProxy.bytesForwarded();
         long t1 = System.nanoTime();
         rsync(false);
@@ -262,6 +263,21 @@ public final class FileBenchmark {
             String.format("%.2f", sSec / fSec)});
         System.out.printf("  %s: Syncline %,d bytes in %.2f s; rsync %,d bytes in %.2f s (with --fsync %.2f s)%n", scenario, sBytes, sSec,
                 rBytes, rSec, fSec);
+    }
+
+    /**
+     * Waits (at most a minute) until no Syncline thread still works after the measured run (the receiver indexes a
+     * large file it received in the background, syncline-file-index), so that rsync's run has the processors to itself.
+     */
+    private static void awaitSynclineIdle() throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(1);
+        int quiet = 0;
+        while (quiet < 5 && System.nanoTime() < deadline) {
+            boolean busy = Thread.getAllStackTraces().keySet().stream()
+                    .anyMatch(t -> t.getName().equals("syncline-file-index") && t.getState() == Thread.State.RUNNABLE);
+            quiet = busy ? 0 : quiet + 1;
+            Thread.sleep(20);
+        }
     }
 
     /** The last change number the site recorded for the channel. */

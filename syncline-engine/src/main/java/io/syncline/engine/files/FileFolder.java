@@ -136,11 +136,19 @@ public final class FileFolder {
             keepPartial(fresh, part(meta.sha256()));
         }
         List<Path> sources = new ArrayList<>();
+        Chunker.Sizes sizes = Chunker.Sizes.forFile(meta.size());
         if (!NO_BASIS.contains(root + "/" + meta.sha256())) {
-            sources.add(fileOrNull(meta.path()));
+            Path current = fileOrNull(meta.path());
+            if (current != null && !Files.exists(part(meta.sha256()))) {
+                ChunkIndex ready = Indexes.get(current, sizes); // a large file received earlier, indexed since
+                if (ready != null) {
+                    return ready;
+                }
+            }
+            sources.add(current);
             sources.add(part(meta.sha256()));
         }
-        return ChunkIndex.of(sources, Chunker.Sizes.forFile(meta.size()));
+        return ChunkIndex.of(sources, sizes);
     }
 
     /**
@@ -212,6 +220,7 @@ public final class FileFolder {
         install(fresh, target, meta.path());
         Files.deleteIfExists(part);
         NO_BASIS.remove(root + "/" + meta.sha256());
+        Indexes.prepare(target, meta.size()); // its next change finds its basis ready
         return got;
     }
 

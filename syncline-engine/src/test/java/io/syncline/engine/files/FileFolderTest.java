@@ -60,6 +60,31 @@ class FileFolderTest {
     }
 
     @Test
+    void shouldHaveTheBasisOfALargeFileReadyAfterReceivingItAndNotUseItOnceTheFileChanged() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        byte[] content = random((int) Indexes.MIN_SIZE, 6);
+        FileMeta meta = new FileMeta("big.bin", content.length, 1_700_000_000_000L, 0644, sha(content));
+        Delta.Stats[] s = new Delta.Stats[1];
+        folder.receive(meta, new DataInputStream(new ByteArrayInputStream(delta(content, folder.basis(meta), s))), folder.basis(meta));
+        Path f = folder.root().resolve("big.bin");
+        Chunker.Sizes sizes = Chunker.Sizes.forFile(content.length);
+        org.awaitility.Awaitility.await("the received file indexed in the background").atMost(java.time.Duration.ofSeconds(60))
+                .until(() -> Indexes.get(f, sizes) != null);
+        ChunkIndex read = ChunkIndex.of(java.util.List.of(f), sizes);
+        FileMeta next = new FileMeta("big.bin", content.length, 1_700_000_100_000L, 0644, sha(random(16, 7)));
+        assertThat(folder.basis(next)).as("the basis of its next change: the index worked out ahead").isSameAs(Indexes.get(f, sizes));
+        assertThat(folder.basis(next).ids()).isEqualTo(read.ids());
+
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(f, java.nio.file.StandardOpenOption.WRITE)) {
+            ch.write(java.nio.ByteBuffer.wrap(random(100_000, 8)), 1_000_000); // edited here, in place
+        }
+        Files.setLastModifiedTime(f, java.nio.file.attribute.FileTime.fromMillis(1_700_000_050_000L));
+        assertThat(Indexes.get(f, sizes)).as("not used for the file as it is now").isNull();
+        assertThat(folder.basis(next).ids()).as("read again").isEqualTo(ChunkIndex.of(java.util.List.of(f), sizes).ids())
+                .isNotEqualTo(read.ids());
+    }
+
+    @Test
     void shouldFlushALargeFileToDiskWhileItIsStillBeingWritten() throws Exception {
         Path f = tmp.resolve("large.bin");
         byte[] block = random(1 << 20, 5);
