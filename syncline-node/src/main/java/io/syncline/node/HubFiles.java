@@ -389,8 +389,9 @@ final class HubFiles implements AutoCloseable {
         try (DataOutputStream out = new DataOutputStream(new BufferedOutputStream(ex.getResponseBody(), 64 * 1024))) {
             for (int i = 0; i < paths.size(); i++) {
                 InputStream file = null;
+                Path f = null;
                 try {
-                    Path f = SafePath.resolve(root, paths.get(i));
+                    f = SafePath.resolve(root, paths.get(i));
                     // Only what the channel lists (its patterns, not deleted) and only regular files: never any other
                     // file under the folder, nor a pipe or device that would hold the thread.
                     if (recorded(ch.name(), paths.get(i)) && Files.isRegularFile(f, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
@@ -404,8 +405,8 @@ final class HubFiles implements AutoCloseable {
                     continue;
                 }
                 out.writeByte(1);
-                try (InputStream f = file) {
-                    Delta.Stats s = Delta.encode(f, Chunker.Sizes.forFile(sizes.get(i)), ChunkIndex.ofIds(bases.get(i)), out);
+                try (InputStream content = file) {
+                    Delta.Stats s = Delta.encode(content, f, sizes.get(i), ChunkIndex.ofIds(bases.get(i)), out);
                     literalBytes.addAndGet(s.literalBytes());
                     copiedBytes.addAndGet(s.copiedBytes());
                 }

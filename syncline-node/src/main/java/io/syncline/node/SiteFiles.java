@@ -533,9 +533,11 @@ final class SiteFiles implements AutoCloseable {
                     Decision d = bySeq.get(e.seq());
                     boolean data = d.need().equals("data") && !e.deleted();
                     InputStream content = null;
+                    Path file = null;
                     if (data) {
                         try {
-                            content = Files.newInputStream(SafePath.resolve(folder, e.path()));
+                            file = SafePath.resolve(folder, e.path());
+                            content = Files.newInputStream(file);
                         } catch (NoSuchFileException gone) {
                             break; // deleted since the walk: the changes before it go, the next walk records the deletion
                         }
@@ -546,8 +548,7 @@ final class SiteFiles implements AutoCloseable {
                     out.writeBoolean(data);
                     if (content != null) {
                         try (InputStream in = content) {
-                            Delta.encode(in, Chunker.Sizes.forFile(e.size()), ChunkIndex.ofIds(HubFiles.basisIds(d.basis() == null ? "" : d.basis())),
-                                    out);
+                            Delta.encode(in, file, e.size(), ChunkIndex.ofIds(HubFiles.basisIds(d.basis() == null ? "" : d.basis())), out);
                         }
                     }
                 }

@@ -52,6 +52,18 @@ public final class Delta {
      * Writes the delta of {@code file}, cut with {@code sizes}, against the receiver's basis {@code have} (ids in the
      * receiver's order). The returned stats carry no hash (null).
      */
+    /**
+     * As {@link #encode(InputStream, Chunker.Sizes, ChunkIndex, DataOutputStream)}, for the file at {@code path}
+     * ({@code file} reads it), of {@code size} bytes as recorded: when the list of its chunks was worked out ahead (a
+     * large file, while it was hashed: Indexes), the file is not cut again; only its literal chunks are read.
+     */
+    public static Stats encode(InputStream file, java.nio.file.Path path, long size, ChunkIndex have, DataOutputStream out)
+            throws IOException {
+        Chunker.Sizes sizes = Chunker.Sizes.forFile(size);
+        Indexes.ChunkList ready = have.size() == 0 || size < Indexes.MIN_SIZE ? null : Indexes.list(path, sizes);
+        return ready != null ? encode(file, ready, have, out) : encode(file, sizes, have, out);
+    }
+
     public static Stats encode(InputStream file, Chunker.Sizes sizes, ChunkIndex have, DataOutputStream out) throws IOException {
         if (have.size() == 0) {
             return literals(file, out);
@@ -101,6 +113,54 @@ public final class Delta {
         out.writeByte(END);
         out.writeLong(size);
         return new Stats(size, null, size, 0);
+    }
+
+    /** The delta of a file whose chunks are known: runs of the receiver's chunks are skipped over, the rest read and sent. */
+    private static Stats encode(InputStream file, Indexes.ChunkList chunks, ChunkIndex have, DataOutputStream out) throws IOException {
+        byte[] buf = new byte[Chunker.MAX];
+        long literal = 0;
+        long copied = 0;
+        long size = 0;
+        int[] run = {-1, 0}; // first entry, count
+        long[] ids = chunks.ids();
+        int[] lengths = chunks.lengths();
+        for (int i = 0; i < ids.length; i++) {
+            int len = lengths[i];
+            int e = have.find(ids[i]);
+            if (e >= 0) {
+                try {
+                    file.skipNBytes(len);
+                } catch (java.io.EOFException shorter) {
+                    break; // changed since it was listed: the receiver's check refuses what this builds, and it is sent again
+                }
+                copied += len;
+                size += len;
+                if (run[1] > 0 && e == run[0] + run[1]) {
+                    run[1]++;
+                } else {
+                    flush(out, run);
+                    run[0] = e;
+                    run[1] = 1;
+                }
+                continue;
+            }
+            flush(out, run);
+            int n = file.readNBytes(buf, 0, len);
+            if (n > 0) {
+                out.writeByte(LITERAL);
+                out.writeInt(n);
+                out.write(buf, 0, n);
+                literal += n;
+                size += n;
+            }
+            if (n < len) {
+                break; // (as above)
+            }
+        }
+        flush(out, run);
+        out.writeByte(END);
+        out.writeLong(size);
+        return new Stats(size, null, literal, copied);
     }
 
     private static void flush(DataOutputStream out, int[] run) throws IOException {

@@ -232,6 +232,10 @@ public final class FileScanner {
             return known;
         }
         String sha;
+        if (known != null && (known.size() != attrs.size() || known.mtimeMillis() != mtime)) {
+            // A large file changed (its receiver has the old one): its chunks are listed meanwhile.
+            Indexes.prepareList(file, attrs.size());
+        }
         try {
             sha = FileFolder.sha256(file);
         } catch (NoSuchFileException e) {

@@ -15,22 +15,29 @@ import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 
 /*
- * The chunk indexes of large files a node received, worked out on a thread of their own (syncline-file-index) once
- * each file is in place, so that the next change of such a file finds its basis ready instead of reading the whole
- * file while the sender waits (about a second a GiB). An index is used only while the file has the length,
- * modification time and identity (inode) it had when it was read; a stale one could only cost a resend (the receiver
- * checks the SHA-256 of every file it builds). Bounded: at most MAX_CHUNKS chunks in all (about 40 bytes each), the
- * least recently used dropped first; at most a few files wait to be indexed, others are skipped.
+ * The chunks of large files, worked out ahead on a thread of their own (syncline-file-index): at the receiver, the
+ * index of each large file once it is in place, so that the next change of that file finds its basis ready instead of
+ * reading the whole file while the sender waits (about a second a GiB); at the sender, the list of a changed large
+ * file's chunks, worked out while the walk hashes the file (the other processor), so that sending its delta needs no
+ * second pass of cutting. Either is used only while the file has the length, modification time and identity (inode)
+ * it had when it was read; a stale one could only cost a resend (the receiver checks the SHA-256 of every file it
+ * builds). Bounded: at most MAX_CHUNKS chunks in all (about 40 bytes each in an index, 12 in a list), the least
+ * recently used dropped first; at most a few files wait, others are skipped.
  */
 final class Indexes {
     /** Files at least this large are indexed ahead. */
     static final long MIN_SIZE = 64L << 20;
     private static final int MAX_CHUNKS = 1 << 21;
 
-    private record Key(Path file, Object inode, long size, FileTime mtime, Chunker.Sizes sizes) {
+    /** The file (its inode, or its path where the file system has none), as it was when read, and what was worked out. */
+    private record Key(Object file, long size, FileTime mtime, Chunker.Sizes sizes, boolean list) {
     }
 
-    private static final Map<Key, ChunkIndex> CACHE = new LinkedHashMap<>(16, 0.75f, true);
+    /** A file's chunks in order, as Chunker cuts it: for a sender. */
+    record ChunkList(long[] ids, int[] lengths) {
+    }
+
+    private static final Map<Key, Object> CACHE = new LinkedHashMap<>(16, 0.75f, true);
     private static int chunks;
     private static final ThreadPoolExecutor INDEXER = new ThreadPoolExecutor(1, 1, 0, TimeUnit.SECONDS, new ArrayBlockingQueue<>(4), r -> {
         Thread t = new Thread(r, "syncline-file-index");
@@ -44,13 +51,53 @@ final class Indexes {
 
     /** The index of {@code file} cut with {@code sizes}, if one was worked out for the file as it is now; else null. */
     static ChunkIndex get(Path file, Chunker.Sizes sizes) {
-        Key k = key(file, sizes);
+        return (ChunkIndex) cached(key(file, sizes, false));
+    }
+
+    /** The list of {@code file}'s chunks cut with {@code sizes}, if one was worked out for the file as it is now; else null. */
+    static ChunkList list(Path file, Chunker.Sizes sizes) {
+        return (ChunkList) cached(key(file, sizes, true));
+    }
+
+    private static Object cached(Key k) {
         if (k == null) {
             return null;
         }
         synchronized (CACHE) {
             return CACHE.get(k);
         }
+    }
+
+    /** Has the list of {@code file}'s chunks worked out in the background (a sender, about to hash it), when it is large. */
+    static void prepareList(Path file, long size) {
+        if (size < MIN_SIZE) {
+            return;
+        }
+        Chunker.Sizes sizes = Chunker.Sizes.forFile(size);
+        INDEXER.execute(() -> {
+            Key before = key(file, sizes, true);
+            if (before == null || cached(before) != null) {
+                return;
+            }
+            int[] n = {0};
+            long[][] ids = {new long[1024]};
+            int[][] lengths = {new int[1024]};
+            try (java.io.InputStream in = Files.newInputStream(file, LinkOption.NOFOLLOW_LINKS)) {
+                Chunker.scan(in, sizes, (offset, buf, from, len, id) -> {
+                    if (n[0] == ids[0].length) {
+                        ids[0] = java.util.Arrays.copyOf(ids[0], n[0] * 2);
+                        lengths[0] = java.util.Arrays.copyOf(lengths[0], n[0] * 2);
+                    }
+                    ids[0][n[0]] = id;
+                    lengths[0][n[0]++] = len;
+                });
+            } catch (IOException e) {
+                return;
+            }
+            if (before.equals(key(file, sizes, true))) {
+                put(before, new ChunkList(java.util.Arrays.copyOf(ids[0], n[0]), java.util.Arrays.copyOf(lengths[0], n[0])), n[0]);
+            }
+        });
     }
 
     /** Has {@code file}'s index worked out in the background, when it is large enough to be worth it. */
@@ -60,8 +107,8 @@ final class Indexes {
         }
         Chunker.Sizes sizes = Chunker.Sizes.forFile(size);
         INDEXER.execute(() -> {
-            Key before = key(file, sizes);
-            if (before == null || get(file, sizes) != null) {
+            Key before = key(file, sizes, false);
+            if (before == null || cached(before) != null) {
                 return;
             }
             ChunkIndex idx;
@@ -70,27 +117,32 @@ final class Indexes {
             } catch (IOException e) {
                 return; // gone or unreadable: the next basis reads the file as usual
             }
-            if (before.equals(key(file, sizes))) { // not changed while it was read
-                put(before, idx);
+            if (before.equals(key(file, sizes, false))) { // not changed while it was read
+                put(before, idx, idx.size());
             }
         });
     }
 
-    private static void put(Key k, ChunkIndex idx) {
+    private static void put(Key k, Object value, int count) {
         synchronized (CACHE) {
-            ChunkIndex old = CACHE.put(k, idx);
-            chunks += idx.size() - (old == null ? 0 : old.size());
-            for (Iterator<ChunkIndex> it = CACHE.values().iterator(); chunks > MAX_CHUNKS && it.hasNext(); ) {
-                chunks -= it.next().size();
+            Object old = CACHE.put(k, value);
+            chunks += count - (old == null ? 0 : count(old));
+            for (Iterator<Object> it = CACHE.values().iterator(); chunks > MAX_CHUNKS && it.hasNext(); ) {
+                chunks -= count(it.next());
                 it.remove();
             }
         }
     }
 
-    private static Key key(Path file, Chunker.Sizes sizes) {
+    private static int count(Object v) {
+        return v instanceof ChunkIndex idx ? idx.size() : ((ChunkList) v).ids().length;
+    }
+
+    private static Key key(Path file, Chunker.Sizes sizes, boolean list) {
         try {
             BasicFileAttributes a = Files.readAttributes(file, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
-            return a.isRegularFile() ? new Key(file, a.fileKey(), a.size(), a.lastModifiedTime(), sizes) : null;
+            Object id = a.fileKey() != null ? a.fileKey() : file.toAbsolutePath();
+            return a.isRegularFile() ? new Key(id, a.size(), a.lastModifiedTime(), sizes, list) : null;
         } catch (IOException e) {
             return null;
         }

@@ -85,6 +85,42 @@ class FileFolderTest {
     }
 
     @Test
+    void shouldSendTheSameDeltaFromTheChunksListedWhileTheWalkHashedTheFile() throws Exception {
+        Path site = Files.createDirectories(tmp.resolve("site"));
+        Path f = site.resolve("big.bin");
+        byte[] old = random((int) Indexes.MIN_SIZE, 9);
+        byte[] now = old.clone();
+        Random rnd = new Random(10);
+        for (int i = 0; i < 300; i++) { // scattered edits
+            now[rnd.nextInt(now.length)] ^= 0x5a;
+        }
+        Files.write(f, now);
+        FileFolder hub = new FileFolder(tmp.resolve("hub"));
+        Files.write(hub.root().resolve("big.bin"), old);
+        FileMeta meta = new FileMeta("big.bin", now.length, 1_700_000_000_000L, 0644, sha(now));
+        ChunkIndex basis = hub.basis(meta);
+
+        FileMeta before = new FileMeta("big.bin", old.length, 1_600_000_000_000L, 0644, sha(old)); // what the walk recorded
+        new FileScanner(site, java.util.List.of(), java.util.List.of()).scan(java.util.Map.of("big.bin", before), System.currentTimeMillis());
+        Chunker.Sizes sizes = Chunker.Sizes.forFile(now.length);
+        org.awaitility.Awaitility.await("the chunks listed while the walk hashed the file").atMost(java.time.Duration.ofSeconds(60))
+                .until(() -> Indexes.list(f, sizes) != null);
+        byte[] cutAgain = delta(now, basis, new Delta.Stats[1]);
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        Delta.Stats s;
+        try (java.io.InputStream in = Files.newInputStream(f); DataOutputStream out = new DataOutputStream(bytes)) {
+            s = Delta.encode(in, f, now.length, ChunkIndex.ofIds(basis.ids()), out);
+        }
+        assertThat(bytes.toByteArray()).as("the delta from the listed chunks").isEqualTo(cutAgain);
+        assertThat(s.literalBytes()).isLessThan(now.length / 4);
+        hub.receive(meta, new DataInputStream(new ByteArrayInputStream(bytes.toByteArray())), basis);
+        assertThat(Files.readAllBytes(hub.root().resolve("big.bin"))).isEqualTo(now);
+
+        Files.setLastModifiedTime(f, java.nio.file.attribute.FileTime.fromMillis(1_650_000_000_000L));
+        assertThat(Indexes.list(f, sizes)).as("not used once the file changed").isNull();
+    }
+
+    @Test
     void shouldFlushALargeFileToDiskWhileItIsStillBeingWritten() throws Exception {
         Path f = tmp.resolve("large.bin");
         byte[] block = random(1 << 20, 5);
