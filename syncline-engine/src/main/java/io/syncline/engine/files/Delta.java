@@ -22,7 +22,7 @@ import java.util.Map;
  * of its chunks, in the order it listed them) and bytes sent. The sender cuts its file into chunks (Chunker) and
  * writes, in file order:
  *   'C' int first, int count   copy basis entries first .. first+count-1, in that order (runs of unchanged chunks)
- *   'L' int length, bytes       literal bytes (one chunk, at most Chunker.MAX)
+ *   'L' int length, bytes       literal bytes (one chunk; a first copy, not cut: 64 KiB pieces; at most Chunker.MAX)
  *   'E' long size               end: the file's length
  * The receiver writes what the ops say, hashing it (SHA-256), and checks length and hash against what the sender
  * announced before it uses the file: a file that changed at the sender after it was announced, a basis that changed in
@@ -49,13 +49,11 @@ public final class Delta {
     }
 
     /**
-     * Writes the delta of {@code file}, cut with {@code sizes}, against the receiver's basis {@code have} (ids in the
-     * receiver's order). The returned stats carry no hash (null).
-     */
-    /**
      * As {@link #encode(InputStream, Chunker.Sizes, ChunkIndex, DataOutputStream)}, for the file at {@code path}
      * ({@code file} reads it), of {@code size} bytes as recorded: when the list of its chunks was worked out ahead (a
-     * large file, while it was hashed: Indexes), the file is not cut again; only its literal chunks are read.
+     * large file, while it was hashed: Indexes), the file is not cut again; only its literal chunks are read. (A file
+     * replaced by another between the opening of {@code file} and this call is paired with the new one's list: what
+     * that builds fails the receiver's SHA-256 check, and the file is sent again.)
      */
     public static Stats encode(InputStream file, java.nio.file.Path path, long size, ChunkIndex have, DataOutputStream out)
             throws IOException {
@@ -64,6 +62,10 @@ public final class Delta {
         return ready != null ? encode(file, ready, have, out) : encode(file, sizes, have, out);
     }
 
+    /**
+     * Writes the delta of {@code file}, cut with {@code sizes}, against the receiver's basis {@code have} (ids in the
+     * receiver's order). The returned stats carry no hash (null).
+     */
     public static Stats encode(InputStream file, Chunker.Sizes sizes, ChunkIndex have, DataOutputStream out) throws IOException {
         if (have.size() == 0) {
             return literals(file, out);

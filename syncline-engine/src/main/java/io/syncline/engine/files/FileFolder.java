@@ -191,6 +191,7 @@ public final class FileFolder {
                 out.flush();
                 out.settle();
             }
+            out.check();
             if (got.size() != meta.size() || !got.sha256().equals(meta.sha256())) {
                 if (got.copiedBytes() > 0) {
                     if (NO_BASIS.size() > 10_000) {

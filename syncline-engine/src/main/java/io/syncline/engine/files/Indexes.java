@@ -27,10 +27,14 @@ import java.util.concurrent.TimeUnit;
 final class Indexes {
     /** Files at least this large are indexed ahead. */
     static final long MIN_SIZE = 64L << 20;
-    private static final int MAX_CHUNKS = 1 << 21;
+    /** Chunks kept in all: about an eighth of the heap at most (an index takes up to 80 bytes a chunk while it grows). */
+    private static final long MAX_CHUNKS = Math.min(1 << 21, Runtime.getRuntime().maxMemory() / 640);
 
-    /** The file (its inode, or its path where the file system has none), as it was when read, and what was worked out. */
-    private record Key(Object file, long size, FileTime mtime, Chunker.Sizes sizes, boolean list) {
+    /**
+     * The file, as it was when read (its inode, or its path where the file system has none; an index also by its
+     * path, since it names where its chunks are), and what was worked out.
+     */
+    private record Key(Object file, Path path, long size, FileTime mtime, Chunker.Sizes sizes, boolean list) {
     }
 
     /** A file's chunks in order, as Chunker cuts it: for a sender. */
@@ -38,11 +42,10 @@ final class Indexes {
     }
 
     private static final Map<Key, Object> CACHE = new LinkedHashMap<>(16, 0.75f, true);
-    private static int chunks;
+    private static long chunks;
     private static final ThreadPoolExecutor INDEXER = new ThreadPoolExecutor(1, 1, 0, TimeUnit.SECONDS, new ArrayBlockingQueue<>(4), r -> {
         Thread t = new Thread(r, "syncline-file-index");
         t.setDaemon(true);
-        t.setPriority(Thread.MIN_PRIORITY);
         return t;
     }, new ThreadPoolExecutor.DiscardPolicy());
 
@@ -74,6 +77,9 @@ final class Indexes {
             return;
         }
         Chunker.Sizes sizes = Chunker.Sizes.forFile(size);
+        if (size / sizes.avg() > MAX_CHUNKS) {
+            return; // more than all that may be kept
+        }
         INDEXER.execute(() -> {
             Key before = key(file, sizes, true);
             if (before == null || cached(before) != null) {
@@ -91,8 +97,8 @@ final class Indexes {
                     ids[0][n[0]] = id;
                     lengths[0][n[0]++] = len;
                 });
-            } catch (IOException e) {
-                return;
+            } catch (IOException | RuntimeException e) {
+                return; // gone or unreadable: the delta is cut while it is sent, as usual
             }
             if (before.equals(key(file, sizes, true))) {
                 put(before, new ChunkList(java.util.Arrays.copyOf(ids[0], n[0]), java.util.Arrays.copyOf(lengths[0], n[0])), n[0]);
@@ -106,6 +112,9 @@ final class Indexes {
             return;
         }
         Chunker.Sizes sizes = Chunker.Sizes.forFile(size);
+        if (size / sizes.avg() > MAX_CHUNKS) {
+            return;
+        }
         INDEXER.execute(() -> {
             Key before = key(file, sizes, false);
             if (before == null || cached(before) != null) {
@@ -114,7 +123,7 @@ final class Indexes {
             ChunkIndex idx;
             try {
                 idx = ChunkIndex.of(List.of(file), sizes);
-            } catch (IOException e) {
+            } catch (IOException | RuntimeException e) {
                 return; // gone or unreadable: the next basis reads the file as usual
             }
             if (before.equals(key(file, sizes, false))) { // not changed while it was read
@@ -138,11 +147,20 @@ final class Indexes {
         return v instanceof ChunkIndex idx ? idx.size() : ((ChunkList) v).ids().length;
     }
 
+    /** Forgets every index and list (tests). */
+    static void clear() {
+        synchronized (CACHE) {
+            CACHE.clear();
+            chunks = 0;
+        }
+    }
+
     private static Key key(Path file, Chunker.Sizes sizes, boolean list) {
         try {
             BasicFileAttributes a = Files.readAttributes(file, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
-            Object id = a.fileKey() != null ? a.fileKey() : file.toAbsolutePath();
-            return a.isRegularFile() ? new Key(id, a.size(), a.lastModifiedTime(), sizes, list) : null;
+            Path path = file.toAbsolutePath().normalize();
+            Object id = a.fileKey() != null ? a.fileKey() : path;
+            return a.isRegularFile() ? new Key(id, list ? null : path, a.size(), a.lastModifiedTime(), sizes, list) : null;
         } catch (IOException e) {
             return null;
         }

@@ -14,8 +14,8 @@ import java.util.concurrent.Future;
  * data is flushed (fdatasync) on the shared thread syncline-file-writeback while the receiver goes on writing, so the
  * flush the file needs before its rename (FileFolder.receive) finds little left to do instead of the whole file. Each
  * file has at most one such flush under way; a receiver that writes faster than the disk simply skips steps. This
- * only moves work earlier: the final flush is what makes the file durable, and a failed early flush is ignored (the
- * final one reports it).
+ * only moves work earlier: the final flush is what makes the file durable. An early flush that fails fails the file
+ * (check()): Linux reports a failed write-back once, so the final flush might not see it again.
  */
 final class Writeback extends FilterOutputStream {
     /** Bytes between early flushes: small files never start one. */
@@ -29,6 +29,7 @@ final class Writeback extends FilterOutputStream {
     private long unflushed;
     private Future<?> pending;
     private int started;
+    private IOException failed;
 
     Writeback(OutputStream out, FileChannel ch) {
         super(out);
@@ -50,6 +51,7 @@ final class Writeback extends FilterOutputStream {
     private void wrote(long n) throws IOException {
         unflushed += n;
         if (unflushed >= STEP && (pending == null || pending.isDone())) {
+            settle();
             out.flush(); // what is buffered reaches the file first
             unflushed = 0;
             started++;
@@ -71,12 +73,23 @@ final class Writeback extends FilterOutputStream {
         if (f == null) {
             return;
         }
+        pending = null;
         try {
             f.get();
-        } catch (ExecutionException ignored) {
-            // the final flush reports a disk that fails
+        } catch (ExecutionException e) {
+            if (failed == null) {
+                failed = e.getCause() instanceof IOException io ? io : new IOException("flushing the file to disk failed", e.getCause());
+            }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+        }
+    }
+
+    /** Throws when an early flush failed: what was written may not be on disk, whatever the final flush says. */
+    void check() throws IOException {
+        settle();
+        if (failed != null) {
+            throw failed;
         }
     }
 }

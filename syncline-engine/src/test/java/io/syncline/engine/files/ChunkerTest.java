@@ -90,6 +90,10 @@ class ChunkerTest {
     @Test
     void shouldIdAChunkByItsXxHash64() {
         // Reference values from the xxHash library (python3-xxhash 3.2.0, xxh64 with seed 0): the id is part of the protocol.
+        byte[] seq47 = new byte[47];
+        for (int i = 0; i < seq47.length; i++) {
+            seq47[i] = (byte) i;
+        }
         byte[] seq37 = new byte[37];
         byte[] mul100 = new byte[100];
         for (int i = 0; i < mul100.length; i++) {
@@ -103,6 +107,8 @@ class ChunkerTest {
         assertThat(Chunker.id(new byte[0], 0, 0)).isEqualTo(0xef46db3751d8e999L);
         assertThat(Chunker.id("abc".getBytes(java.nio.charset.StandardCharsets.US_ASCII), 0, 3)).isEqualTo(0x44bc2cf5ad770999L);
         assertThat(Chunker.id(seq37, 0, 37)).as("a 32-byte stripe, four bytes, one byte").isEqualTo(0xd93fa2dfee5c24c9L);
+        assertThat(Chunker.id(seq47, 0, 15)).as("an eight-byte word, four bytes, three bytes").isEqualTo(0xa948f5f0f6abac2dL);
+        assertThat(Chunker.id(seq47, 0, 47)).as("a stripe, an eight-byte word, four bytes, three bytes").isEqualTo(0x0d9883a03e7bfbb8L);
         assertThat(Chunker.id(inside, 7, 100)).as("three stripes and four bytes, at an offset").isEqualTo(0x8e2272c08247d5dbL);
     }
 }
