@@ -139,7 +139,7 @@ public final class FileFolder {
         Chunker.Sizes sizes = Chunker.Sizes.forFile(meta.size());
         if (!NO_BASIS.contains(root + "/" + meta.sha256())) {
             Path current = fileOrNull(meta.path());
-            if (current != null && !Files.exists(part(meta.sha256()))) {
+            if (current != null && meta.size() >= Indexes.MIN_SIZE && !Files.exists(part(meta.sha256()))) {
                 ChunkIndex ready = Indexes.get(current, sizes); // a large file received earlier, indexed since
                 if (ready != null) {
                     return ready;
