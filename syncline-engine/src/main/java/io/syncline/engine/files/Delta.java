@@ -70,32 +70,16 @@ public final class Delta {
         if (have.size() == 0) {
             return literals(file, out);
         }
-        long[] literal = {0};
-        long[] copied = {0};
-        int[] run = {-1, 0}; // first entry, count
-        long size = Chunker.scan(file, sizes, (offset, buf, from, len, id) -> {
-            int e = have.size() == 0 ? -1 : have.find(id);
+        Ops ops = new Ops(out);
+        Chunker.scan(file, sizes, (offset, buf, from, len, id) -> {
+            int e = have.find(id);
             if (e >= 0) {
-                copied[0] += len;
-                if (run[1] > 0 && e == run[0] + run[1]) {
-                    run[1]++;
-                    return;
-                }
-                flush(out, run);
-                run[0] = e;
-                run[1] = 1;
-                return;
+                ops.copy(e, len);
+            } else {
+                ops.literal(buf, from, len);
             }
-            flush(out, run);
-            out.writeByte(LITERAL);
-            out.writeInt(len);
-            out.write(buf, from, len);
-            literal[0] += len;
         });
-        flush(out, run);
-        out.writeByte(END);
-        out.writeLong(size);
-        return new Stats(size, null, literal[0], copied[0]);
+        return ops.end();
     }
 
     /**
@@ -103,27 +87,19 @@ public final class Delta {
      * no chunking at all, since no boundary could match anything.
      */
     private static Stats literals(InputStream file, DataOutputStream out) throws IOException {
+        Ops ops = new Ops(out);
         byte[] buf = new byte[Chunker.MAX];
-        long size = 0;
         int n;
         while ((n = file.readNBytes(buf, 0, buf.length)) > 0) {
-            out.writeByte(LITERAL);
-            out.writeInt(n);
-            out.write(buf, 0, n);
-            size += n;
+            ops.literal(buf, 0, n);
         }
-        out.writeByte(END);
-        out.writeLong(size);
-        return new Stats(size, null, size, 0);
+        return ops.end();
     }
 
     /** The delta of a file whose chunks are known: runs of the receiver's chunks are skipped over, the rest read and sent. */
     private static Stats encode(InputStream file, Indexes.ChunkList chunks, ChunkIndex have, DataOutputStream out) throws IOException {
+        Ops ops = new Ops(out);
         byte[] buf = new byte[Chunker.MAX];
-        long literal = 0;
-        long copied = 0;
-        long size = 0;
-        int[] run = {-1, 0}; // first entry, count
         long[] ids = chunks.ids();
         int[] lengths = chunks.lengths();
         for (int i = 0; i < ids.length; i++) {
@@ -135,42 +111,67 @@ public final class Delta {
                 } catch (java.io.EOFException shorter) {
                     break; // changed since it was listed: the receiver's check refuses what this builds, and it is sent again
                 }
-                copied += len;
-                size += len;
-                if (run[1] > 0 && e == run[0] + run[1]) {
-                    run[1]++;
-                } else {
-                    flush(out, run);
-                    run[0] = e;
-                    run[1] = 1;
-                }
+                ops.copy(e, len);
                 continue;
             }
-            flush(out, run);
             int n = file.readNBytes(buf, 0, len);
             if (n > 0) {
-                out.writeByte(LITERAL);
-                out.writeInt(n);
-                out.write(buf, 0, n);
-                literal += n;
-                size += n;
+                ops.literal(buf, 0, n);
             }
             if (n < len) {
                 break; // (as above)
             }
         }
-        flush(out, run);
-        out.writeByte(END);
-        out.writeLong(size);
-        return new Stats(size, null, literal, copied);
+        return ops.end();
     }
 
-    private static void flush(DataOutputStream out, int[] run) throws IOException {
-        if (run[1] > 0) {
-            out.writeByte(COPY);
-            out.writeInt(run[0]);
-            out.writeInt(run[1]);
-            run[1] = 0;
+    /** Writes a delta's ops: copies of consecutive basis entries are sent as one run. */
+    private static final class Ops {
+        private final DataOutputStream out;
+        private int first = -1;
+        private int count;
+        private long literal;
+        private long copied;
+
+        Ops(DataOutputStream out) {
+            this.out = out;
+        }
+
+        void copy(int entry, int len) throws IOException {
+            copied += len;
+            if (count > 0 && entry == first + count) {
+                count++;
+                return;
+            }
+            flush();
+            first = entry;
+            count = 1;
+        }
+
+        void literal(byte[] buf, int from, int len) throws IOException {
+            flush();
+            out.writeByte(LITERAL);
+            out.writeInt(len);
+            out.write(buf, from, len);
+            literal += len;
+        }
+
+        /** Writes the end record; the stats carry no hash (null). */
+        Stats end() throws IOException {
+            flush();
+            long size = literal + copied;
+            out.writeByte(END);
+            out.writeLong(size);
+            return new Stats(size, null, literal, copied);
+        }
+
+        private void flush() throws IOException {
+            if (count > 0) {
+                out.writeByte(COPY);
+                out.writeInt(first);
+                out.writeInt(count);
+                count = 0;
+            }
         }
     }
 

@@ -73,18 +73,7 @@ final class Indexes {
 
     /** Has the list of {@code file}'s chunks worked out in the background (a sender, about to hash it), when it is large. */
     static void prepareList(Path file, long size) {
-        if (size < MIN_SIZE) {
-            return;
-        }
-        Chunker.Sizes sizes = Chunker.Sizes.forFile(size);
-        if (size / sizes.avg() > MAX_CHUNKS) {
-            return; // more than all that may be kept
-        }
-        INDEXER.execute(() -> {
-            Key before = key(file, sizes, true);
-            if (before == null || cached(before) != null) {
-                return;
-            }
+        ahead(file, size, true, sizes -> {
             int[] n = {0};
             long[][] ids = {new long[1024]};
             int[][] lengths = {new int[1024]};
@@ -97,45 +86,53 @@ final class Indexes {
                     ids[0][n[0]] = id;
                     lengths[0][n[0]++] = len;
                 });
-            } catch (IOException | RuntimeException e) {
-                return; // gone or unreadable: the delta is cut while it is sent, as usual
             }
-            if (before.equals(key(file, sizes, true))) {
-                put(before, new ChunkList(java.util.Arrays.copyOf(ids[0], n[0]), java.util.Arrays.copyOf(lengths[0], n[0])), n[0]);
-            }
+            return new ChunkList(java.util.Arrays.copyOf(ids[0], n[0]), java.util.Arrays.copyOf(lengths[0], n[0]));
         });
     }
 
-    /** Has {@code file}'s index worked out in the background, when it is large enough to be worth it. */
+    /** Has {@code file}'s index worked out in the background (a receiver, the file just in place), when it is large. */
     static void prepare(Path file, long size) {
-        if (size < MIN_SIZE) {
-            return;
-        }
+        ahead(file, size, false, sizes -> ChunkIndex.of(List.of(file), sizes));
+    }
+
+    /** What is worked out from a file's bytes, cut with the given sizes. */
+    @FunctionalInterface
+    private interface Work {
+        Object from(Chunker.Sizes sizes) throws IOException;
+    }
+
+    /**
+     * Works out {@code work} for {@code file} on the background thread, unless the file is small, has more chunks than
+     * may be kept, or has it already; keeps it only if the file did not change while it was read. A file that is gone
+     * or unreadable is skipped: the sender cuts it, or the receiver reads it, as usual.
+     */
+    private static void ahead(Path file, long size, boolean list, Work work) {
         Chunker.Sizes sizes = Chunker.Sizes.forFile(size);
-        if (size / sizes.avg() > MAX_CHUNKS) {
+        if (size < MIN_SIZE || size / sizes.avg() > MAX_CHUNKS) {
             return;
         }
         INDEXER.execute(() -> {
-            Key before = key(file, sizes, false);
+            Key before = key(file, sizes, list);
             if (before == null || cached(before) != null) {
                 return;
             }
-            ChunkIndex idx;
+            Object done;
             try {
-                idx = ChunkIndex.of(List.of(file), sizes);
+                done = work.from(sizes);
             } catch (IOException | RuntimeException e) {
-                return; // gone or unreadable: the next basis reads the file as usual
+                return;
             }
-            if (before.equals(key(file, sizes, false))) { // not changed while it was read
-                put(before, idx, idx.size());
+            if (before.equals(key(file, sizes, list))) {
+                put(before, done);
             }
         });
     }
 
-    private static void put(Key k, Object value, int count) {
+    private static void put(Key k, Object value) {
         synchronized (CACHE) {
             Object old = CACHE.put(k, value);
-            chunks += count - (old == null ? 0 : count(old));
+            chunks += count(value) - (old == null ? 0 : count(old));
             for (Iterator<Object> it = CACHE.values().iterator(); chunks > MAX_CHUNKS && it.hasNext(); ) {
                 chunks -= count(it.next());
                 it.remove();
