@@ -84,6 +84,11 @@ final class HubFiles implements AutoCloseable {
      * channel at most; a site that never applies leaves its last one until its next offer.
      */
     private final Map<String, Map<String, ChunkIndex>> offered = new ConcurrentHashMap<>();
+    /**
+     * Per hub-to-sites channel, the change up to which the tombstones every site has were dropped since the start (after
+     * a restart, the first purge looks at every change again, once).
+     */
+    private final Map<String, Long> purged = new ConcurrentHashMap<>();
     private final Map<String, RouteExpression> selectors = new LinkedHashMap<>();
     /** Per channel, its patterns (for rows that reference files). */
     private final Map<FileChannelSpec, FileScanner> matchers = new ConcurrentHashMap<>();
@@ -332,10 +337,12 @@ final class HubFiles implements AutoCloseable {
                     min = Math.min(min, acks.getOrDefault(s, 0L));
                 }
             }
-            if (min != Long.MAX_VALUE && min > 0) {
-                FileOutbox.purgeTombstones(c, ch.name(), min);
+            long after = purged.getOrDefault(ch.name(), 0L);
+            if (min != Long.MAX_VALUE && min > after) {
+                FileOutbox.purgeTombstones(c, ch.name(), after, min);
+                c.commit();
+                purged.merge(ch.name(), min, Math::max);
             }
-            c.commit();
         } catch (SQLException e) {
             throw new HttpError(503, "hub database unavailable: " + e.getMessage());
         }

@@ -103,12 +103,9 @@ public final class FileFolder {
         if (f == null) {
             return false;
         }
-        if (!Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS)) {
-            return false;
-        }
-        java.nio.file.attribute.BasicFileAttributes a = Files.readAttributes(f, java.nio.file.attribute.BasicFileAttributes.class,
-                LinkOption.NOFOLLOW_LINKS);
-        return a.size() == meta.size() && a.lastModifiedTime().toMillis() == meta.mtimeMillis() && sha256(f).equals(meta.sha256());
+        java.nio.file.attribute.BasicFileAttributes a = f.getFileSystem().provider().readAttributesIfExists(f,
+                java.nio.file.attribute.BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+        return a != null && a.isRegularFile() && a.size() == meta.size() && a.lastModifiedTime().toMillis() == meta.mtimeMillis() && sha256(f).equals(meta.sha256());
     }
 
     /** True when {@code path} holds {@code meta}'s content, whatever its time: for the source of a move or copy. */
@@ -267,8 +264,10 @@ public final class FileFolder {
         if (Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS)) {
             throw new BadBatchException(SyncException.Stage.APPLY, "file '" + path + "' cannot be written: a folder of that name is in the way");
         }
-        Files.createDirectories(target.getParent());
-        file(path); // the folders just made are real folders
+        if (!Files.isDirectory(target.getParent(), LinkOption.NOFOLLOW_LINKS)) { // (createDirectories on one that is there costs an exception)
+            Files.createDirectories(target.getParent());
+        }
+        file(path); // the way is still made of real folders (also those just made)
         try {
             Files.move(from, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         } catch (AtomicMoveNotSupportedException e) {

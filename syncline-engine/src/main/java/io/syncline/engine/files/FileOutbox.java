@@ -149,7 +149,9 @@ public final class FileOutbox {
     public static List<FileEntry> pending(Connection c, String channel, long after, int limit) throws SQLException {
         List<FileEntry> out = new ArrayList<>();
         try (PreparedStatement ps = c.prepareStatement("SELECT seq, path, moved_from, deleted, size, mtime, mode, sha256, base_sha "
-                + "FROM sync_file WHERE channel = ? AND seq > ? ORDER BY seq")) {
+                + "FROM sync_file WHERE channel = ? AND seq > ? ORDER BY channel, seq")) {
+            // (ORDER BY the index's columns, channel included: H2 then reads the index in order and stops at the limit;
+            // ORDER BY seq alone made it read and sort every change after, on each page)
             ps.setString(1, channel);
             ps.setLong(2, after);
             ps.setMaxRows(limit);
@@ -165,25 +167,31 @@ public final class FileOutbox {
 
     /** The receiver has every change up to {@code upTo}: tombstones and move sources up to it are no longer needed. */
     public static void acknowledge(Connection c, String channel, long upTo) throws SQLException {
-        if (upTo <= acknowledged(c, channel)) {
+        long before = acknowledged(c, channel);
+        if (upTo <= before) {
             return;
         }
         SyncSchema.putState(c, ACKED + channel, Long.toString(upTo));
-        try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_file WHERE channel = ? AND deleted = TRUE AND seq <= ?")) {
+        // Only the changes acknowledged now: those up to the last acknowledgement were dealt with then (a change always
+        // gets a number above it), so each page costs its own rows, not every row before it.
+        try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_file WHERE channel = ? AND deleted = TRUE AND seq > ? AND seq <= ?")) {
             ps.setString(1, channel);
-            ps.setLong(2, upTo);
+            ps.setLong(2, before);
+            ps.setLong(3, upTo);
             ps.executeUpdate();
         }
-        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET moved_from = NULL WHERE channel = ? AND seq <= ? AND moved_from IS NOT NULL")) {
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET moved_from = NULL WHERE channel = ? AND seq > ? AND seq <= ? AND moved_from IS NOT NULL")) {
             ps.setString(1, channel);
-            ps.setLong(2, upTo);
+            ps.setLong(2, before);
+            ps.setLong(3, upTo);
             ps.executeUpdate();
         }
         // What the receiver took is now what both have: the base of this node's next change of the path (two-way).
-        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET base_sha = sha256 WHERE channel = ? AND seq <= ? "
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET base_sha = sha256 WHERE channel = ? AND seq > ? AND seq <= ? "
                 + "AND (base_sha IS NULL OR base_sha <> sha256)")) {
             ps.setString(1, channel);
-            ps.setLong(2, upTo);
+            ps.setLong(2, before);
+            ps.setLong(3, upTo);
             ps.executeUpdate();
         }
     }
@@ -339,11 +347,16 @@ public final class FileOutbox {
         }
     }
 
-    /** Drops the tombstones every receiver has (up to {@code upTo}): for a sender with many receivers (the hub). */
-    public static void purgeTombstones(Connection c, String channel, long upTo) throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_file WHERE channel = ? AND deleted = TRUE AND seq <= ?")) {
+    /**
+     * Drops the tombstones every receiver has, those after {@code after} up to {@code upTo} (the ones up to {@code after}
+     * were dropped before: a change always gets a number above every acknowledgement): for a sender with many receivers
+     * (the hub).
+     */
+    public static void purgeTombstones(Connection c, String channel, long after, long upTo) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_file WHERE channel = ? AND deleted = TRUE AND seq > ? AND seq <= ?")) {
             ps.setString(1, channel);
-            ps.setLong(2, upTo);
+            ps.setLong(2, after);
+            ps.setLong(3, upTo);
             ps.executeUpdate();
         }
     }

@@ -2,9 +2,9 @@ package io.syncline.engine.files;
 
 import io.syncline.api.UnsafePathException;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
+import java.nio.file.attribute.BasicFileAttributes;
 
 /**
  * Paths of files as they travel between nodes: relative to the channel's folder, segments separated by '/', never
@@ -72,16 +72,23 @@ public final class SafePath {
         check(path);
         Path p = root;
         String[] segments = path.split("/");
+        boolean exists = true;
         for (int i = 0; i < segments.length; i++) {
             p = p.resolve(segments[i]);
             if (!p.normalize().startsWith(root.normalize())) { // a segment the file system reads as a way up
                 throw new UnsafePathException("file path '" + path + "' leads outside the channel's folder");
             }
-            if (Files.isSymbolicLink(p)) {
+            if (!exists) {
+                continue; // under a folder that is not there, nothing is: no need to ask the file system again
+            }
+            // One lstat a segment, and no exception for a missing one (a new file's path is mostly missing parts).
+            BasicFileAttributes a = p.getFileSystem().provider().readAttributesIfExists(p, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+            if (a == null) {
+                exists = false;
+            } else if (a.isSymbolicLink()) {
                 throw new UnsafePathException("file path '" + path + "' goes through the symbolic link '"
                         + String.join("/", java.util.Arrays.copyOf(segments, i + 1)) + "'; Syncline does not follow links");
-            }
-            if (i < segments.length - 1 && Files.exists(p, LinkOption.NOFOLLOW_LINKS) && !Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
+            } else if (i < segments.length - 1 && !a.isDirectory()) {
                 throw new UnsafePathException("file path '" + path + "': '" + String.join("/", java.util.Arrays.copyOf(segments, i + 1))
                         + "' is a file, not a folder");
             }

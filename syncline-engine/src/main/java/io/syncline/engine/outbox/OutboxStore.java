@@ -485,7 +485,9 @@ public final class OutboxStore {
     public List<SealedBatch> sealedAfter(Connection c, String channel, long after, int limit) throws SQLException {
         List<SealedBatch> out = new ArrayList<>();
         try (PreparedStatement ps = c.prepareStatement("SELECT batch_seq, snap_from, snap_to, row_count, sealed_at, first_captured, "
-                + "stamp, token FROM sync_batch WHERE channel = ? AND batch_seq > ? ORDER BY batch_seq")) {
+                + "stamp, token FROM sync_batch WHERE channel = ? AND batch_seq > ? ORDER BY channel, batch_seq")) {
+            // (ORDER BY the key's columns, channel included: H2 then reads the key in order and stops at the limit;
+            // ORDER BY batch_seq alone made it read and sort every batch after, on each call)
             ps.setString(1, channel);
             ps.setLong(2, after);
             ps.setMaxRows(limit);

@@ -1,0 +1,73 @@
+package io.syncline.engine.files;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.syncline.engine.dialect.h2.H2Dialect;
+import io.syncline.engine.schema.SyncSchema;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.UUID;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** FileOutbox on a real (H2) database: what the receiver's acknowledgements, page by page, leave of the record. */
+class FileOutboxTest {
+    private static final String CH = "docs";
+    private Connection c;
+
+    @BeforeEach
+    void open() throws Exception {
+        c = DriverManager.getConnection("jdbc:h2:mem:" + UUID.randomUUID());
+        c.setAutoCommit(false);
+        SyncSchema.install(c, new H2Dialect());
+        c.commit();
+    }
+
+    @AfterEach
+    void close() throws Exception {
+        c.close();
+    }
+
+    private static FileMeta meta(String path, String content) {
+        return new FileMeta(path, content.length(), 1_000, 0644, content.repeat(64).substring(0, 64));
+    }
+
+    @Test
+    void shouldSettleEachAcknowledgedPageAndLeaveTheChangesAfterIt() throws Exception {
+        // Changes 1-4: files a, b, c, d. Then 5: a deleted; 6 and 7: b moved to b2 (b2 from b, b's tombstone); 8: c deleted;
+        // 9: file e.
+        FileOutbox.record(c, CH, List.of(new FileScanner.Put(meta("a", "1")), new FileScanner.Put(meta("b", "2")),
+                new FileScanner.Put(meta("c", "3")), new FileScanner.Put(meta("d", "4"))));
+        FileOutbox.record(c, CH, List.of(new FileScanner.Delete("a"), new FileScanner.Move("b", meta("b2", "2")),
+                new FileScanner.Delete("c"), new FileScanner.Put(meta("e", "5"))));
+        assertThat(seqs(FileOutbox.pending(c, CH, 0, 100))).containsExactly(4L, 5L, 6L, 7L, 8L, 9L);
+
+        FileOutbox.acknowledge(c, CH, 6); // up to the move to b2 (not b's tombstone, 7)
+        List<FileEntry> left = FileOutbox.pending(c, CH, 0, 100);
+        assertThat(seqs(left)).as("a's tombstone is gone: the receiver has it").containsExactly(4L, 6L, 7L, 8L, 9L);
+        assertThat(left.get(1).path()).isEqualTo("b2");
+        assertThat(left.get(1).from()).as("the move's source, no longer needed").isNull();
+        assertThat(left.get(1).base()).as("what both now have").isEqualTo(meta("b2", "2").sha256());
+        assertThat(left.get(2).deleted()).as("b's tombstone, not acknowledged yet").isTrue();
+        assertThat(FileOutbox.recorded(c, CH, "e").base()).as("not acknowledged yet").isNull();
+
+        FileOutbox.acknowledge(c, CH, 9);
+        assertThat(seqs(FileOutbox.pending(c, CH, 0, 100))).as("tombstones of b and c dropped by the second page")
+                .containsExactly(4L, 6L, 9L);
+        assertThat(FileOutbox.recorded(c, CH, "e").base()).isEqualTo(meta("e", "5").sha256());
+        assertThat(FileOutbox.recorded(c, CH, "d").base()).as("acknowledged with the first page").isEqualTo(meta("d", "4").sha256());
+        assertThat(FileOutbox.acknowledged(c, CH)).isEqualTo(9);
+
+        FileOutbox.acknowledge(c, CH, 7); // an older acknowledgement changes nothing
+        assertThat(FileOutbox.acknowledged(c, CH)).isEqualTo(9);
+    }
+
+    private static List<Long> seqs(List<FileEntry> entries) {
+        List<Long> out = new ArrayList<>();
+        entries.forEach(e -> out.add(e.seq()));
+        return out;
+    }
+}
