@@ -2,13 +2,21 @@ package io.syncline.engine;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.syncline.engine.files.ContentHash;
+import io.syncline.engine.files.FileOutbox;
+import io.syncline.engine.files.FileScanner;
 import io.syncline.engine.schema.SchemaReader;
 import io.syncline.engine.schema.SyncSchema;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
 import java.sql.Connection;
 import java.time.Duration;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.awaitility.Awaitility;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
@@ -69,6 +77,46 @@ class SyncSchemaTest extends DbTestBase {
             a.commit();
             other.get(10, TimeUnit.SECONDS); // no duplicate-key error
             assertThat(SyncSchema.getState(watch, "first")).isEqualTo("from b");
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldHaveEveryFileRecordedWithSha256HashedAgainByTheNextWalk(TestDb.Kind kind, @TempDir Path folder) throws Exception {
+        TestDb db = newDb(kind);
+        Path f = Files.writeString(folder.resolve("a.txt"), "alpha");
+        Files.setLastModifiedTime(f, FileTime.fromMillis(1_700_000_000_000L));
+        Files.setPosixFilePermissions(f, java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
+        int mode = 0644;
+        String pathId = java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256")
+                .digest("a.txt".getBytes(java.nio.charset.StandardCharsets.UTF_8))); // path_id: the path's SHA-256
+        // sync_file as file channels created it before content hashes (SHA-256 in sha256 and base_sha).
+        db.exec("CREATE TABLE sync_file (channel VARCHAR(64) NOT NULL, path_id CHAR(64) NOT NULL, path " + db.dialect().textType()
+                + " NOT NULL, size BIGINT NOT NULL, mtime BIGINT NOT NULL, mode INT NOT NULL, sha256 CHAR(64) NOT NULL, "
+                + "seq BIGINT NOT NULL, deleted BOOLEAN NOT NULL, moved_from " + db.dialect().textType() + ", base_sha CHAR(64), "
+                + "PRIMARY KEY (channel, path_id))",
+                "INSERT INTO sync_file VALUES ('docs', '" + pathId + "', 'a.txt', 5, 1700000000000, " + mode
+                        + ", '8ed3f6ad685b959ead7022518e1af76cd816f8e8ec7ccdda1ed4018e8f2223f8', 1, FALSE, NULL, "
+                        + "'8ed3f6ad685b959ead7022518e1af76cd816f8e8ec7ccdda1ed4018e8f2223f8')");
+        try (Connection c = db.open()) {
+            SyncSchema.install(c, db.dialect());
+            SyncSchema.putState(c, "files.seq.docs", "2"); // (FileOutbox's count of the channel's changes: one so far)
+            c.commit();
+            assertThat(SchemaReader.read(c, "sync_file").byKey()).containsKeys("content_hash", "base_hash")
+                    .doesNotContainKeys("sha256", "base_sha");
+            FileOutbox.Recorded before = FileOutbox.recorded(c, "docs", "a.txt");
+            assertThat(before.meta().hash()).isEqualTo(ContentHash.UNKNOWN);
+            assertThat(before.base()).as("a SHA-256 base names nothing now").isNull();
+            // Same length, time and permissions as recorded: without the mark, the walk would not read the file.
+            int n = FileOutbox.recordWalk(c, "docs", new FileScanner(folder, List.of(), List.of()), 1_800_000_000_000L, why -> { });
+            c.commit();
+            assertThat(n).isEqualTo(1);
+            FileOutbox.Recorded after = FileOutbox.recorded(c, "docs", "a.txt");
+            assertThat(after.meta().hash()).isEqualTo(ContentHash.of(f));
+            assertThat(after.seq()).as("recorded again, so it is offered again").isGreaterThan(before.seq());
+            SyncSchema.install(c, db.dialect()); // again: nothing to do
+            c.commit();
+            assertThat(FileOutbox.recorded(c, "docs", "a.txt").meta().hash()).isEqualTo(ContentHash.of(f));
         }
     }
 }

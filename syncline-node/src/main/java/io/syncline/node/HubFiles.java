@@ -7,6 +7,7 @@ import io.syncline.api.FileChannelSpec;
 import io.syncline.api.SyncException;
 import io.syncline.engine.files.ChunkIndex;
 import io.syncline.engine.files.Chunker;
+import io.syncline.engine.files.ContentHash;
 import io.syncline.engine.files.Delta;
 import io.syncline.engine.files.FileEntry;
 import io.syncline.engine.files.FileFolder;
@@ -350,7 +351,7 @@ final class HubFiles implements AutoCloseable {
 
     /**
      * POST /v1/files/get?channel=: the content of files of a hub-to-sites channel as deltas. Body: per file a 4-byte
-     * length, JSON {path, sha256}, a 4-byte count and that many 8-byte chunk ids the site has; a length of 0 ends it.
+     * length, JSON {path, size, hash}, a 4-byte count and that many 8-byte chunk ids the site has; a length of 0 ends it.
      * Answer, in the same order: 1 and the delta, or 0 when the hub no longer has the file.
      */
     void handleGet(HttpExchange ex, String site) throws IOException {
@@ -431,7 +432,7 @@ final class HubFiles implements AutoCloseable {
     }
 
     /** One file a site asks for, as the hub listed it (its size chooses the chunk sizes). */
-    record Wanted(String path, long size, String sha256) {
+    record Wanted(String path, long size, String hash) {
     }
 
     @Override
@@ -482,12 +483,12 @@ final class HubFiles implements AutoCloseable {
                 if (e.seq() <= applied) {
                     out.add(new Decision(e.seq(), "skip", null));
                 } else if (e.deleted() || e.from() != null && folder.sameContent(e.from(), e.meta()) || folder.holds(e.path(), e.meta())
-                        || sharedLock != null && e.sha256().equals(e.base()) && currentContent(folder, e.path()) != null) {
+                        || sharedLock != null && e.hash().equals(e.base()) && currentContent(folder, e.path()) != null) {
                     // (two-way, the last: only the time or permissions changed, on content the hub holds or replaced)
                     out.add(new Decision(e.seq(), "none", null));
                 } else {
                     ChunkIndex b = folder.basis(e.meta());
-                    bases.put(e.path() + '\0' + e.sha256(), b);
+                    bases.put(e.path() + '\0' + e.hash(), b);
                     out.add(new Decision(e.seq(), "data", basis(b)));
                 }
             }
@@ -530,7 +531,7 @@ final class HubFiles implements AutoCloseable {
                 FileEntry e = WireFormat.MAPPER.readValue(in.readNBytes(len), FileEntry.class);
                 boolean data = in.readBoolean();
                 check(ch, e);
-                ChunkIndex offeredBasis = bases == null ? null : bases.remove(e.path() + '\0' + e.sha256());
+                ChunkIndex offeredBasis = bases == null ? null : bases.remove(e.path() + '\0' + e.hash());
                 if (sharedLock != null) {
                     applyTwoWay(ch, folder, site, e, data, in, offeredBasis, lost);
                 } else {
@@ -659,20 +660,20 @@ final class HubFiles implements AutoCloseable {
             }
             return;
         }
-        if (!data && current != null && !current.equals(e.sha256()) && e.sha256().equals(e.base())) {
+        if (!data && current != null && !current.equals(e.hash()) && e.hash().equals(e.base())) {
             // Only the time or permissions changed at the site, on content the hub has replaced since (the offer asked
             // for no content): the hub's version goes back, no copy of the site's old content is made.
             lost.add(e.path());
             return;
         }
-        boolean conflict = current != null && !current.equals(e.sha256()) && !current.equals(e.base());
+        boolean conflict = current != null && !current.equals(e.hash()) && !current.equals(e.base());
         if (!conflict) {
             apply(folder, e, data, in, offeredBasis, false);
             return;
         }
-        String copy = conflictCopy(folder, e.path(), site, e.mtime(), e.sha256());
+        String copy = conflictCopy(folder, e.path(), site, e.mtime(), e.hash());
         // The copy keeps the change's source, if any: a file renamed onto a path another node used is copied from it.
-        FileEntry target = new FileEntry(e.seq(), copy, e.from(), false, e.size(), e.mtime(), e.mode(), e.sha256(), null);
+        FileEntry target = new FileEntry(e.seq(), copy, e.from(), false, e.size(), e.mtime(), e.mode(), e.hash(), null);
         apply(folder, target, data, in, offeredBasis, false);
         LOG.info("hub {}: file channel '{}': '{}' was changed at site {} and at the hub at once; the hub's stays, the site's is "
                 + "kept as '{}'", cfg.nodeId(), ch.name(), e.path(), site, copy);
@@ -680,14 +681,14 @@ final class HubFiles implements AutoCloseable {
         conflicts.incrementAndGet();
     }
 
-    /** The content (SHA-256) of the channel's file at {@code path} now, or null when there is none. */
+    /** The content (ContentHash) of the channel's file at {@code path} now, or null when there is none. */
     private static String currentContent(FileFolder folder, String path) throws IOException {
         Path f = folder.file(path);
         if (f == null || !Files.isRegularFile(f, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
             return null;
         }
         // Read once: the hub's record of it could only be trusted after reading it anyway (FileFolder.holds hashes).
-        return FileFolder.sha256(f);
+        return ContentHash.of(f);
     }
 
 
@@ -695,7 +696,7 @@ final class HubFiles implements AutoCloseable {
      * The name a site's losing version of {@code path} is kept under, beside it: {@code report (conflict from s2
      * 2026-11-29 21-50-02 UTC).txt}, with the time the site changed it; a number is added when that name is taken.
      */
-    static String conflictCopy(FileFolder folder, String path, String site, long mtimeMillis, String sha256) throws IOException {
+    static String conflictCopy(FileFolder folder, String path, String site, long mtimeMillis, String hash) throws IOException {
         int slash = path.lastIndexOf('/');
         String dir = path.substring(0, slash + 1);
         String name = path.substring(slash + 1);
@@ -708,7 +709,7 @@ final class HubFiles implements AutoCloseable {
         for (int n = 2; n < 1000; n++) {
             Path f = folder.file(candidate);
             if (f == null || !Files.exists(f, java.nio.file.LinkOption.NOFOLLOW_LINKS)
-                    || Files.isRegularFile(f, java.nio.file.LinkOption.NOFOLLOW_LINKS) && FileFolder.sha256(f).equals(sha256)) {
+                    || Files.isRegularFile(f, java.nio.file.LinkOption.NOFOLLOW_LINKS) && ContentHash.of(f).equals(hash)) {
                 return candidate; // free, or the same copy made by an earlier attempt of this exchange
             }
             candidate = base + " " + n + ext;

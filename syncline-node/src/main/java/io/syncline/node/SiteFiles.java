@@ -303,7 +303,7 @@ final class SiteFiles implements AutoCloseable {
                         if (basis == null) {
                             continue;
                         }
-                        byte[] header = WireFormat.MAPPER.writeValueAsBytes(Map.of("path", e.path(), "size", e.size(), "sha256", e.sha256()));
+                        byte[] header = WireFormat.MAPPER.writeValueAsBytes(Map.of("path", e.path(), "size", e.size(), "hash", e.hash()));
                         out.writeInt(header.length);
                         out.write(header);
                         long[] ids = basis.ids();
@@ -384,7 +384,7 @@ final class SiteFiles implements AutoCloseable {
                 acked[0] = FileOutbox.acknowledged(c, channel);
                 return FileOutbox.recorded(c, channel, e.path());
             });
-            if (!e.deleted() && rec != null && rec.meta() != null && rec.meta().sha256().equals(e.sha256())
+            if (!e.deleted() && rec != null && rec.meta() != null && rec.meta().hash().equals(e.hash())
                     && folder.holds(e.path(), rec.meta())) {
                 return false;
             }

@@ -20,7 +20,7 @@ import java.security.NoSuchAlgorithmException;
  * 4 KiB at 16 MiB and 16 KiB at 256 MiB). Both sides choose them by the size of the new file, which
  * the sender announces, so a small file changed a little sends a little, and a large one is not described by more
  * ids than it needs. A chunk is known by a 64-bit hash of its bytes (an id: xxHash64; fast, not cryptographic). The whole file
- * is checked by SHA-256 at the receiver before it is used, so a wrong match can never put a wrong byte in place; the
+ * is checked by its content hash at the receiver before it is used, so a wrong match can never put a wrong byte in place; the
  * receiver then asks again with no basis at all (see FileFolder).
  *
  * The gear table and the id function are part of the protocol (docs/protocol.md). Memory: one buffer of twice the

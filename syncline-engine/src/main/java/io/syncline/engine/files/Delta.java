@@ -1,5 +1,6 @@
 package io.syncline.engine.files;
 
+import com.dynatrace.hash4j.hashing.HashStream128;
 import io.syncline.api.BadBatchException;
 import io.syncline.api.SyncException;
 import java.io.DataInputStream;
@@ -12,9 +13,7 @@ import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.security.MessageDigest;
 import java.util.HashMap;
-import java.util.HexFormat;
 import java.util.Map;
 
 /*
@@ -24,7 +23,7 @@ import java.util.Map;
  *   'C' int first, int count   copy basis entries first .. first+count-1, in that order (runs of unchanged chunks)
  *   'L' int length, bytes       literal bytes (one chunk; a first copy, not cut: 64 KiB pieces; at most Chunker.MAX)
  *   'E' long size               end: the file's length
- * The receiver writes what the ops say, hashing it (SHA-256), and checks length and hash against what the sender
+ * The receiver writes what the ops say, hashing it (ContentHash), and checks length and hash against what the sender
  * announced before it uses the file: a file that changed at the sender after it was announced, a basis that changed in
  * between, or an id two chunks share, gives a wrong hash and the file is refused, never used. The sender does not hash
  * the whole file again: the receiver's check covers it. Memory: one chunk at a time on both sides.
@@ -45,7 +44,7 @@ public final class Delta {
     }
 
     /** What one delta carried. */
-    public record Stats(long size, String sha256, long literalBytes, long copiedBytes) {
+    public record Stats(long size, String hash, long literalBytes, long copiedBytes) {
     }
 
     /**
@@ -53,7 +52,7 @@ public final class Delta {
      * ({@code file} reads it), of {@code size} bytes as recorded: when the list of its chunks was worked out ahead (a
      * large file, while it was hashed: Indexes), the file is not cut again; only its literal chunks are read. (A file
      * replaced by another between the opening of {@code file} and this call is paired with the new one's list: what
-     * that builds fails the receiver's SHA-256 check, and the file is sent again.)
+     * that builds fails the receiver's content hash check, and the file is sent again.)
      */
     public static Stats encode(InputStream file, java.nio.file.Path path, long size, ChunkIndex have, DataOutputStream out)
             throws IOException {
@@ -177,7 +176,7 @@ public final class Delta {
 
     /**
      * Reads one delta from {@code in} and writes the file it describes to {@code out}, copying basis chunks from
-     * their files, never more than {@code expectedSize} bytes. Returns the length and SHA-256 of what was written; the
+     * their files, never more than {@code expectedSize} bytes. Returns the length and content hash of what was written; the
      * caller compares them with what was announced.
      *
      * @throws BadBatchException when the stream is not a delta (unknown op, a run outside the basis, a literal longer
@@ -185,7 +184,7 @@ public final class Delta {
  *     ends early
      */
     public static Stats decode(DataInputStream in, ChunkIndex basis, OutputStream out, String path, long expectedSize) throws IOException {
-        MessageDigest sha = Chunker.sha256();
+        HashStream128 hash = ContentHash.stream();
         byte[] buf = new byte[Chunker.MAX];
         long size = 0;
         long literal = 0;
@@ -224,7 +223,7 @@ public final class Delta {
                                         + " (changed while the file was sent)");
                             }
                         }
-                        sha.update(buf, 0, len);
+                        hash.putBytes(buf, 0, len);
                         out.write(buf, 0, len);
                         size += len;
                         copied += len;
@@ -238,7 +237,7 @@ public final class Delta {
                         throw bad(path, "the data builds more than the " + expectedSize + " bytes announced");
                     }
                     in.readFully(buf, 0, len);
-                    sha.update(buf, 0, len);
+                    hash.putBytes(buf, 0, len);
                     out.write(buf, 0, len);
                     size += len;
                     literal += len;
@@ -247,7 +246,7 @@ public final class Delta {
                     if (declared != size) {
                         throw bad(path, "the file built is " + size + " bytes, the sender's end record says " + declared);
                     }
-                    return new Stats(size, HexFormat.of().formatHex(sha.digest()), literal, copied);
+                    return new Stats(size, ContentHash.hex(hash.get()), literal, copied);
                 } else {
                     throw bad(path, "unknown delta op " + op);
                 }

@@ -19,23 +19,22 @@ import java.nio.file.attribute.FileTime;
 import java.nio.file.attribute.PosixFilePermission;
 import java.util.ArrayList;
 import java.util.EnumSet;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.Set;
 
 /*
  * A channel's folder at the node that receives files. A file appears whole or not at all: it is built in the folder's
- * working folder (SafePath.WORK_DIR, same file system), checked against the announced length and SHA-256, flushed to
+ * working folder (SafePath.WORK_DIR, same file system), checked against the announced length and content hash, flushed to
  * disk, given its modification time and permissions, and then renamed over the target in one atomic step; the folders
  * renamed into are flushed by flush(), once per exchange rather than once per file (a folder flush after each of many
- * small files doubled their cost), before the receiver records the changes as applied. A transfer that breaks keeps what it wrote as <sha256>.part, and the next attempt
+ * small files doubled their cost), before the receiver records the changes as applied. A transfer that breaks keeps what it wrote as <hash>.part, and the next attempt
  * offers those chunks in its basis, so only the rest travels again (chunks are known by the id of their content, so
  * a partial file can never contribute a wrong byte). Every path from the other side goes through
  * SafePath first. One writer per folder at a time (the caller's lock).
  */
 public final class FileFolder {
     /**
-     * Contents (by folder and SHA-256) whose build from a basis gave another hash: asked for again with no basis, so a
+     * Contents (by folder and hash) whose build from a basis gave another hash: asked for again with no basis, so a
      * chunk id two different chunks share cannot hold a file back for good. Bounded: cleared when it grows large.
      */
     private static final Set<String> NO_BASIS = java.util.concurrent.ConcurrentHashMap.newKeySet();
@@ -105,13 +104,13 @@ public final class FileFolder {
         }
         java.nio.file.attribute.BasicFileAttributes a = f.getFileSystem().provider().readAttributesIfExists(f,
                 java.nio.file.attribute.BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
-        return a != null && a.isRegularFile() && a.size() == meta.size() && a.lastModifiedTime().toMillis() == meta.mtimeMillis() && sha256(f).equals(meta.sha256());
+        return a != null && a.isRegularFile() && a.size() == meta.size() && a.lastModifiedTime().toMillis() == meta.mtimeMillis() && ContentHash.of(f).equals(meta.hash());
     }
 
     /** True when {@code path} holds {@code meta}'s content, whatever its time: for the source of a move or copy. */
     public boolean sameContent(String path, FileMeta meta) throws IOException {
         Path f = fileOrNull(path);
-        return f != null && Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS) && Files.size(f) == meta.size() && sha256(f).equals(meta.sha256());
+        return f != null && Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS) && Files.size(f) == meta.size() && ContentHash.of(f).equals(meta.hash());
     }
 
     /** True when {@code meta.path()} already holds {@code meta}'s content; then its time and permissions are set as in meta. */
@@ -128,22 +127,22 @@ public final class FileFolder {
      * path and of a partial earlier transfer of the same content.
      */
     public ChunkIndex basis(FileMeta meta) throws IOException {
-        Path fresh = work.resolve(meta.sha256() + ".new");
+        Path fresh = work.resolve(meta.hash() + ".new");
         if (Files.exists(fresh)) { // left by a transfer whose process died: what it wrote is worth keeping too
-            keepPartial(fresh, part(meta.sha256()));
+            keepPartial(fresh, part(meta.hash()));
         }
         List<Path> sources = new ArrayList<>();
         Chunker.Sizes sizes = Chunker.Sizes.forFile(meta.size());
-        if (!NO_BASIS.contains(root + "/" + meta.sha256())) {
+        if (!NO_BASIS.contains(root + "/" + meta.hash())) {
             Path current = fileOrNull(meta.path());
-            if (current != null && meta.size() >= Indexes.MIN_SIZE && !Files.exists(part(meta.sha256()))) {
+            if (current != null && meta.size() >= Indexes.MIN_SIZE && !Files.exists(part(meta.hash()))) {
                 ChunkIndex ready = Indexes.get(current, sizes); // a large file received earlier, indexed since
                 if (ready != null) {
                     return ready;
                 }
             }
             sources.add(current);
-            sources.add(part(meta.sha256()));
+            sources.add(part(meta.hash()));
         }
         return ChunkIndex.of(sources, sizes);
     }
@@ -171,8 +170,8 @@ public final class FileFolder {
      */
     public Delta.Stats receive(FileMeta meta, DataInputStream in, ChunkIndex basis, Check stillWanted) throws IOException {
         Path target = file(meta.path());
-        Path fresh = work.resolve(meta.sha256() + ".new");
-        Path part = part(meta.sha256());
+        Path fresh = work.resolve(meta.hash() + ".new");
+        Path part = part(meta.hash());
         Delta.Stats got;
         Files.deleteIfExists(fresh);
         boolean cut = false;
@@ -189,16 +188,16 @@ public final class FileFolder {
                 out.settle();
             }
             out.check();
-            if (got.size() != meta.size() || !got.sha256().equals(meta.sha256())) {
+            if (got.size() != meta.size() || !got.hash().equals(meta.hash())) {
                 if (got.copiedBytes() > 0) {
                     if (NO_BASIS.size() > 10_000) {
                         NO_BASIS.clear();
                     }
-                    NO_BASIS.add(root + "/" + meta.sha256()); // in case a chunk id matched a different chunk
+                    NO_BASIS.add(root + "/" + meta.hash()); // in case a chunk id matched a different chunk
                 }
                 Files.deleteIfExists(part); // what was built is not that content: nothing of it is kept
                 throw new BadBatchException(SyncException.Stage.APPLY, "file '" + meta.path() + "': received " + got.size()
-                        + " bytes with SHA-256 " + got.sha256() + " but " + meta.size() + " bytes with " + meta.sha256()
+                        + " bytes with content hash " + got.hash() + " but " + meta.size() + " bytes with " + meta.hash()
                         + " were announced (the file changed at the sender while it was sent; it is sent again)");
             }
             ch.force(true);
@@ -217,7 +216,7 @@ public final class FileFolder {
         setAttributes(fresh, meta);
         install(fresh, target, meta.path());
         Files.deleteIfExists(part);
-        NO_BASIS.remove(root + "/" + meta.sha256());
+        NO_BASIS.remove(root + "/" + meta.hash());
         Indexes.prepare(target, meta.size()); // its next change finds its basis ready
         return got;
     }
@@ -238,7 +237,7 @@ public final class FileFolder {
             pruneEmptyParents(source);
             return true;
         }
-        Path fresh = work.resolve(meta.sha256() + ".new");
+        Path fresh = work.resolve(meta.hash() + ".new");
         Files.copy(source, fresh, StandardCopyOption.REPLACE_EXISTING);
         try (FileChannel ch = FileChannel.open(fresh, StandardOpenOption.WRITE)) {
             ch.force(true);
@@ -299,8 +298,8 @@ public final class FileFolder {
         }
     }
 
-    private Path part(String sha256) {
-        return work.resolve(sha256 + ".part");
+    private Path part(String hash) {
+        return work.resolve(hash + ".part");
     }
 
     /** Flushes a folder's entries (a rename or delete in it) to disk; a no-op where the platform cannot. */
@@ -350,18 +349,5 @@ public final class FileFolder {
             };
         }
         return m;
-    }
-
-    /** The SHA-256 of a file's content, read in a stream. */
-    public static String sha256(Path f) throws IOException {
-        java.security.MessageDigest md = Chunker.sha256();
-        byte[] buf = new byte[64 * 1024];
-        try (InputStream in = Files.newInputStream(f)) {
-            int n;
-            while ((n = in.read(buf)) > 0) {
-                md.update(buf, 0, n);
-            }
-        }
-        return HexFormat.of().formatHex(md.digest());
     }
 }

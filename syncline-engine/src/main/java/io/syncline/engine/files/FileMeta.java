@@ -5,17 +5,18 @@ import java.util.Objects;
 /**
  * One file as a channel knows it: path ('/'-separated, relative to the channel's folder), length, modification time
  * (milliseconds since the epoch), POSIX permission bits (-1 where the file system has none) and content hash
- * (SHA-256, lower-case hex).
+ * ({@link ContentHash}).
  */
-public record FileMeta(String path, long size, long mtimeMillis, int mode, String sha256) {
+public record FileMeta(String path, long size, long mtimeMillis, int mode, String hash) {
     public FileMeta {
         Objects.requireNonNull(path, "path");
-        Objects.requireNonNull(sha256, "sha256");
+        Objects.requireNonNull(hash, "hash");
         if (size < 0) {
             throw new IllegalArgumentException("file '" + path + "': negative size " + size);
         }
-        if (!sha256.matches("[0-9a-f]{64}")) {
-            throw new IllegalArgumentException("file '" + path + "': content hash '" + sha256 + "' is not 64 lower-case hex digits");
+        if (!ContentHash.isWellFormed(hash)) {
+            throw new IllegalArgumentException("file '" + path + "': content hash '" + hash + "' is not " + ContentHash.DIGITS
+                    + " lower-case hex digits");
         }
         if (mode < -1 || mode > 07777) {
             throw new IllegalArgumentException("file '" + path + "': permission bits " + mode + " out of range");
@@ -24,6 +25,6 @@ public record FileMeta(String path, long size, long mtimeMillis, int mode, Strin
 
     /** The same content at another path. */
     public FileMeta at(String other) {
-        return new FileMeta(other, size, mtimeMillis, mode, sha256);
+        return new FileMeta(other, size, mtimeMillis, mode, hash);
     }
 }

@@ -31,7 +31,7 @@ public final class FileOutbox {
     /** Every file recorded and not deleted, by path. */
     public static Map<String, FileMeta> known(Connection c, String channel) throws SQLException {
         Map<String, FileMeta> out = new HashMap<>();
-        try (PreparedStatement ps = c.prepareStatement("SELECT path, size, mtime, mode, sha256 FROM sync_file WHERE channel = ? AND deleted = FALSE")) {
+        try (PreparedStatement ps = c.prepareStatement("SELECT path, size, mtime, mode, content_hash FROM sync_file WHERE channel = ? AND deleted = FALSE")) {
             ps.setString(1, channel);
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
@@ -94,14 +94,14 @@ public final class FileOutbox {
 
     /** Writes a path's row (updated, else inserted); {@code base}: its new base, or null to keep it (NULL for a new row). */
     private static void write(Connection c, String channel, FileMeta m, String from, long seq, String base) throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET path = ?, size = ?, mtime = ?, mode = ?, sha256 = ?, seq = ?, "
-                + "deleted = FALSE, moved_from = ?" + (base != null ? ", base_sha = ?" : "") + " WHERE channel = ? AND path_id = ?")) {
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET path = ?, size = ?, mtime = ?, mode = ?, content_hash = ?, seq = ?, "
+                + "deleted = FALSE, moved_from = ?" + (base != null ? ", base_hash = ?" : "") + " WHERE channel = ? AND path_id = ?")) {
             int i = 1;
             ps.setString(i++, m.path());
             ps.setLong(i++, m.size());
             ps.setLong(i++, m.mtimeMillis());
             ps.setInt(i++, m.mode());
-            ps.setString(i++, m.sha256());
+            ps.setString(i++, m.hash());
             ps.setLong(i++, seq);
             ps.setString(i++, from);
             if (base != null) {
@@ -113,15 +113,15 @@ public final class FileOutbox {
                 return;
             }
         }
-        try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_file (channel, path_id, path, size, mtime, mode, sha256, seq, deleted, "
-                + "moved_from, base_sha) VALUES (?, ?, ?, ?, ?, ?, ?, ?, FALSE, ?, ?)")) {
+        try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_file (channel, path_id, path, size, mtime, mode, content_hash, seq, deleted, "
+                + "moved_from, base_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, FALSE, ?, ?)")) {
             ps.setString(1, channel);
             ps.setString(2, pathId(m.path()));
             ps.setString(3, m.path());
             ps.setLong(4, m.size());
             ps.setLong(5, m.mtimeMillis());
             ps.setInt(6, m.mode());
-            ps.setString(7, m.sha256());
+            ps.setString(7, m.hash());
             ps.setLong(8, seq);
             ps.setString(9, from);
             ps.setString(10, base);
@@ -148,7 +148,7 @@ public final class FileOutbox {
     /** Changes after {@code after}, oldest first, at most {@code limit}. */
     public static List<FileEntry> pending(Connection c, String channel, long after, int limit) throws SQLException {
         List<FileEntry> out = new ArrayList<>();
-        try (PreparedStatement ps = c.prepareStatement("SELECT seq, path, moved_from, deleted, size, mtime, mode, sha256, base_sha "
+        try (PreparedStatement ps = c.prepareStatement("SELECT seq, path, moved_from, deleted, size, mtime, mode, content_hash, base_hash "
                 + "FROM sync_file WHERE channel = ? AND seq > ? ORDER BY channel, seq")) {
             // (ORDER BY the index's columns, channel included: H2 then reads the index in order and stops at the limit;
             // ORDER BY seq alone made it read and sort every change after, on each page)
@@ -187,8 +187,8 @@ public final class FileOutbox {
             ps.executeUpdate();
         }
         // What the receiver took is now what both have: the base of this node's next change of the path (two-way).
-        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET base_sha = sha256 WHERE channel = ? AND seq > ? AND seq <= ? "
-                + "AND (base_sha IS NULL OR base_sha <> sha256)")) {
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET base_hash = content_hash WHERE channel = ? AND seq > ? AND seq <= ? "
+                + "AND (base_hash IS NULL OR base_hash <> content_hash)")) {
             ps.setString(1, channel);
             ps.setLong(2, before);
             ps.setLong(3, upTo);
@@ -201,7 +201,7 @@ public final class FileOutbox {
      * the hub, without a change to send back (number 0, never pending).
      */
     public static void adopt(Connection c, String channel, FileMeta m) throws SQLException {
-        write(c, channel, m, null, 0, m.sha256());
+        write(c, channel, m, null, 0, m.hash());
     }
 
 
@@ -239,7 +239,7 @@ public final class FileOutbox {
 
     /** The record of {@code path}, or null when none. */
     public static Recorded recorded(Connection c, String channel, String path) throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement("SELECT size, mtime, mode, sha256, seq, deleted, base_sha FROM sync_file "
+        try (PreparedStatement ps = c.prepareStatement("SELECT size, mtime, mode, content_hash, seq, deleted, base_hash FROM sync_file "
                 + "WHERE channel = ? AND path_id = ?")) {
             ps.setString(1, channel);
             ps.setString(2, pathId(path));

@@ -185,12 +185,12 @@ public final class FileScanner {
             }
         });
         List<Change> changes = new ArrayList<>();
-        Map<String, String> goneByContent = new HashMap<>(); // sha256 -> a path that is gone
+        Map<String, String> goneByContent = new HashMap<>(); // content hash and length -> a path that is gone
         Map<String, FileMeta> gone = new LinkedHashMap<>();
         for (FileMeta k : new TreeMap<>(known).values()) {
             if (!found.containsKey(k.path())) {
                 gone.put(k.path(), k);
-                goneByContent.putIfAbsent(k.sha256() + ":" + k.size(), k.path());
+                goneByContent.putIfAbsent(k.hash() + ":" + k.size(), k.path());
             }
         }
         List<Change> moves = new ArrayList<>();
@@ -198,7 +198,7 @@ public final class FileScanner {
         for (FileMeta f : found.values()) {
             FileMeta k = known.get(f.path());
             if (k == null) {
-                String from = goneByContent.remove(f.sha256() + ":" + f.size());
+                String from = goneByContent.remove(f.hash() + ":" + f.size());
                 if (from != null) {
                     gone.remove(from);
                     moves.add(new Move(from, f));
@@ -228,16 +228,16 @@ public final class FileScanner {
         long mtime = attrs.lastModifiedTime().toMillis();
         int mode = mode(file);
         if (known != null && known.size() == attrs.size() && known.mtimeMillis() == mtime && known.mode() == mode
-                && nowMillis - mtime > RACY_MILLIS) {
+                && nowMillis - mtime > RACY_MILLIS && !known.hash().equals(ContentHash.UNKNOWN)) {
             return known;
         }
-        String sha;
+        String hash;
         if (known != null && (known.size() != attrs.size() || known.mtimeMillis() != mtime)) {
             // A large file changed (its receiver has the old one): its chunks are listed meanwhile.
             Indexes.prepareList(file, attrs.size());
         }
         try {
-            sha = FileFolder.sha256(file);
+            hash = ContentHash.of(file);
         } catch (NoSuchFileException e) {
             return null;
         }
@@ -250,7 +250,7 @@ public final class FileScanner {
         if (after.size() != attrs.size() || after.lastModifiedTime().toMillis() != mtime) {
             return known; // being written: the next scan takes it
         }
-        return new FileMeta(path, attrs.size(), mtime, mode, sha);
+        return new FileMeta(path, attrs.size(), mtime, mode, hash);
     }
 
     static int mode(Path file) throws IOException {

@@ -20,7 +20,7 @@ import java.util.concurrent.TimeUnit;
  * reading the whole file while the sender waits (about a second a GiB); at the sender, the list of a changed large
  * file's chunks, worked out while the walk hashes the file (the other processor), so that sending its delta needs no
  * second pass of cutting. Either is used only while the file has the length, modification time and identity (inode)
- * it had when it was read; a stale one could only cost a resend (the receiver checks the SHA-256 of every file it
+ * it had when it was read; a stale one could only cost a resend (the receiver checks the content hash of every file it
  * builds). Bounded: at most MAX_CHUNKS chunks in all (about 40 bytes each in an index, 12 in a list), the least
  * recently used dropped first; at most a few files wait, others are skipped.
  */

@@ -73,14 +73,25 @@ public final class SyncSchema {
             // (path_id: SHA-256 of the path, as paths can be longer than an index allows); seq orders the changes still
             // to send; a deleted file stays as a tombstone until the receiver has it. At a receiving node, the last
             // change applied per source and channel.
+            // content_hash: the file's ContentHash; base_hash (two-way channels): the content the node last had in common
+            // with the hub at the path.
             s.execute("CREATE TABLE IF NOT EXISTS sync_file (channel VARCHAR(64) NOT NULL, path_id CHAR(64) NOT NULL, path " + text
-                    + " NOT NULL, size BIGINT NOT NULL, mtime BIGINT NOT NULL, mode INT NOT NULL, sha256 CHAR(64) NOT NULL, "
-                    + "seq BIGINT NOT NULL, deleted BOOLEAN NOT NULL, moved_from " + text + ", PRIMARY KEY (channel, path_id))");
+                    + " NOT NULL, size BIGINT NOT NULL, mtime BIGINT NOT NULL, mode INT NOT NULL, content_hash VARCHAR(64) NOT NULL, "
+                    + "seq BIGINT NOT NULL, deleted BOOLEAN NOT NULL, moved_from " + text + ", base_hash VARCHAR(64), "
+                    + "PRIMARY KEY (channel, path_id))");
             s.execute("CREATE INDEX IF NOT EXISTS sync_file_seq ON sync_file (channel, seq)");
-            // Added with two-way file channels: the content the node last had in common with the hub at the path.
             TableMeta file = SchemaReader.tryRead(c, "sync_file");
-            if (file != null && !file.byKey().containsKey("base_sha")) {
-                s.execute("ALTER TABLE sync_file ADD COLUMN IF NOT EXISTS base_sha CHAR(64)");
+            if (file != null && !file.byKey().containsKey("content_hash")) {
+                // Recorded before 2026-11-30, when content was named by SHA-256 (sha256, base_sha): those names mean
+                // nothing now. Every file is marked as not hashed yet, so the next walk hashes it and records it again (its
+                // receivers find they hold it and nothing travels); bases are forgotten (docs/files.md, "Upgrading").
+                String unknown = "0".repeat(32); // ContentHash.UNKNOWN (the files package builds on this one, not the reverse)
+                s.execute("ALTER TABLE sync_file ADD COLUMN content_hash VARCHAR(64) DEFAULT '" + unknown + "' NOT NULL");
+                s.execute("ALTER TABLE sync_file ADD COLUMN base_hash VARCHAR(64)");
+                s.execute("ALTER TABLE sync_file DROP COLUMN sha256");
+                if (file.byKey().containsKey("base_sha")) {
+                    s.execute("ALTER TABLE sync_file DROP COLUMN base_sha");
+                }
             }
             s.execute("CREATE TABLE IF NOT EXISTS sync_file_in (source VARCHAR(64) NOT NULL, channel VARCHAR(64) NOT NULL, "
                     + "last_seq BIGINT NOT NULL, applied_at TIMESTAMP WITH TIME ZONE NOT NULL, PRIMARY KEY (source, channel))");

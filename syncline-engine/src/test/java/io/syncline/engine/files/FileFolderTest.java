@@ -12,7 +12,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.Arrays;
-import java.util.HexFormat;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -27,8 +26,8 @@ class FileFolderTest {
         return b;
     }
 
-    static String sha(byte[] b) throws Exception {
-        return HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256").digest(b));
+    static String hash(byte[] b) {
+        return ContentHash.of(b);
     }
 
     /** The sender's side: the delta of {@code content} against what the receiver listed. */
@@ -50,7 +49,7 @@ class FileFolderTest {
     void shouldWriteANewFileWholeWithItsTimeAndPermissions() throws Exception {
         FileFolder folder = new FileFolder(tmp.resolve("hub"));
         byte[] content = random(300_000, 1);
-        FileMeta meta = new FileMeta("images/a b/ü.jpg", content.length, 1_700_000_000_000L, 0640, sha(content));
+        FileMeta meta = new FileMeta("images/a b/ü.jpg", content.length, 1_700_000_000_000L, 0640, hash(content));
         Delta.Stats[] s = new Delta.Stats[1];
         byte[] d = delta(content, folder.basis(meta), s);
         folder.receive(meta, new DataInputStream(new ByteArrayInputStream(d)), folder.basis(meta));
@@ -68,7 +67,7 @@ class FileFolderTest {
     void shouldHaveTheBasisOfALargeFileReadyAfterReceivingItAndNotUseItOnceTheFileChanged() throws Exception {
         FileFolder folder = new FileFolder(tmp.resolve("hub"));
         byte[] content = random((int) Indexes.MIN_SIZE, 6);
-        FileMeta meta = new FileMeta("big.bin", content.length, 1_700_000_000_000L, 0644, sha(content));
+        FileMeta meta = new FileMeta("big.bin", content.length, 1_700_000_000_000L, 0644, hash(content));
         Delta.Stats[] s = new Delta.Stats[1];
         folder.receive(meta, new DataInputStream(new ByteArrayInputStream(delta(content, folder.basis(meta), s))), folder.basis(meta));
         Path f = folder.root().resolve("big.bin");
@@ -76,7 +75,7 @@ class FileFolderTest {
         org.awaitility.Awaitility.await("the received file indexed in the background").atMost(java.time.Duration.ofSeconds(60))
                 .until(() -> Indexes.get(f, sizes) != null);
         ChunkIndex read = ChunkIndex.of(java.util.List.of(f), sizes);
-        FileMeta next = new FileMeta("big.bin", content.length, 1_700_000_100_000L, 0644, sha(random(16, 7)));
+        FileMeta next = new FileMeta("big.bin", content.length, 1_700_000_100_000L, 0644, hash(random(16, 7)));
         assertThat(folder.basis(next)).as("the basis of its next change: the index worked out ahead").isSameAs(Indexes.get(f, sizes));
         assertThat(folder.basis(next).ids()).isEqualTo(read.ids());
 
@@ -102,10 +101,10 @@ class FileFolderTest {
         Files.write(f, now);
         FileFolder hub = new FileFolder(tmp.resolve("hub"));
         Files.write(hub.root().resolve("big.bin"), old);
-        FileMeta meta = new FileMeta("big.bin", now.length, 1_700_000_000_000L, 0644, sha(now));
+        FileMeta meta = new FileMeta("big.bin", now.length, 1_700_000_000_000L, 0644, hash(now));
         ChunkIndex basis = hub.basis(meta);
 
-        FileMeta before = new FileMeta("big.bin", old.length, 1_600_000_000_000L, 0644, sha(old)); // what the walk recorded
+        FileMeta before = new FileMeta("big.bin", old.length, 1_600_000_000_000L, 0644, hash(old)); // what the walk recorded
         new FileScanner(site, java.util.List.of(), java.util.List.of()).scan(java.util.Map.of("big.bin", before), System.currentTimeMillis());
         Chunker.Sizes sizes = Chunker.Sizes.forFile(now.length);
         org.awaitility.Awaitility.await("the chunks listed while the walk hashed the file").atMost(java.time.Duration.ofSeconds(60))
@@ -138,7 +137,7 @@ class FileFolderTest {
     void shouldFlushALargeFileToDiskWhileItIsStillBeingWritten() throws Exception {
         Path f = tmp.resolve("large.bin");
         byte[] block = random(1 << 20, 5);
-        java.security.MessageDigest expected = java.security.MessageDigest.getInstance("SHA-256");
+        com.dynatrace.hash4j.hashing.HashStream128 expected = ContentHash.stream();
         int blocks = (int) (Writeback.STEP * 5 / 2 >> 20); // two and a half steps
         try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(f, java.nio.file.StandardOpenOption.CREATE_NEW,
                 java.nio.file.StandardOpenOption.WRITE)) {
@@ -146,14 +145,14 @@ class FileFolderTest {
             for (int i = 0; i < blocks; i++) {
                 block[0] = (byte) i;
                 out.write(block, 0, block.length);
-                expected.update(block);
+                expected.putBytes(block);
             }
             out.flush();
             out.settle();
             assertThat(out.started()).as("early flushes started while writing").isBetween(1, 2);
             ch.force(true);
         }
-        assertThat(FileFolder.sha256(f)).as("what reached the file").isEqualTo(HexFormat.of().formatHex(expected.digest()));
+        assertThat(ContentHash.of(f)).as("what reached the file").isEqualTo(ContentHash.hex(expected.get()));
     }
 
     @Test
@@ -169,7 +168,7 @@ class FileFolderTest {
                 edited[at + k] ^= 0x5a;
             }
         }
-        FileMeta meta = new FileMeta("big.bin", edited.length, 1_000L, -1, sha(edited));
+        FileMeta meta = new FileMeta("big.bin", edited.length, 1_000L, -1, hash(edited));
         Delta.Stats[] s = new Delta.Stats[1];
         byte[] d = delta(edited, folder.basis(meta), s);
         assertThat(s[0].literalBytes()).as("bytes sent for 10 edits").isLessThanOrEqualTo(10L * 2 * Chunker.Sizes.LARGE.max());
@@ -183,7 +182,7 @@ class FileFolderTest {
         FileFolder folder = new FileFolder(tmp.resolve("hub"));
         Files.writeString(folder.root().resolve("doc.pdf"), "old version");
         byte[] content = random(2 * 1024 * 1024, 4);
-        FileMeta meta = new FileMeta("doc.pdf", content.length, 5_000L, -1, sha(content));
+        FileMeta meta = new FileMeta("doc.pdf", content.length, 5_000L, -1, hash(content));
         Delta.Stats[] s = new Delta.Stats[1];
         byte[] full = delta(content, folder.basis(meta), s);
         byte[] cut = Arrays.copyOf(full, full.length * 6 / 10);
@@ -208,7 +207,7 @@ class FileFolderTest {
         Files.write(folder.root().resolve("f.bin"), old);
         byte[] content = old.clone();
         content[250_000] ^= 1;
-        FileMeta meta = new FileMeta("f.bin", content.length, 9_000L, -1, sha(content));
+        FileMeta meta = new FileMeta("f.bin", content.length, 9_000L, -1, hash(content));
         ChunkIndex basis = folder.basis(meta);
         Delta.Stats[] s = new Delta.Stats[1];
         byte[] d = delta(content, basis, s);
@@ -228,7 +227,7 @@ class FileFolderTest {
         FileFolder folder = new FileFolder(tmp.resolve("hub"));
         Files.writeString(folder.root().resolve("a.txt"), "kept");
         byte[] content = "new content".getBytes();
-        FileMeta announced = new FileMeta("a.txt", content.length, 1L, -1, sha("other content".getBytes()));
+        FileMeta announced = new FileMeta("a.txt", content.length, 1L, -1, hash("other content".getBytes()));
         Delta.Stats[] s = new Delta.Stats[1];
         byte[] d = delta(content, folder.basis(announced), s);
         assertThatThrownBy(() -> folder.receive(announced, new DataInputStream(new ByteArrayInputStream(d)), folder.basis(announced)))
@@ -239,7 +238,7 @@ class FileFolderTest {
     @Test
     void shouldRefuseAMalformedDeltaNamingTheFile() throws Exception {
         FileFolder folder = new FileFolder(tmp.resolve("hub"));
-        FileMeta meta = new FileMeta("x.bin", 1, 1L, -1, sha(new byte[] {1}));
+        FileMeta meta = new FileMeta("x.bin", 1, 1L, -1, hash(new byte[] {1}));
         byte[] junk = {'Z', 0, 0};
         assertThatThrownBy(() -> folder.receive(meta, new DataInputStream(new ByteArrayInputStream(junk)), folder.basis(meta)))
                 .isInstanceOf(BadBatchException.class).hasMessageContaining("x.bin").hasMessageContaining("unknown delta op 90");
@@ -253,7 +252,7 @@ class FileFolderTest {
     void shouldRefuseADeltaThatBuildsMoreThanAnnouncedAndKeepNothingOfIt() throws Exception {
         FileFolder folder = new FileFolder(tmp.resolve("hub"));
         Files.write(folder.root().resolve("old.bin"), random(200_000, 12));
-        FileMeta basisOf = new FileMeta("old.bin", 200_000, 1L, -1, sha(new byte[] {1}));
+        FileMeta basisOf = new FileMeta("old.bin", 200_000, 1L, -1, hash(new byte[] {1}));
         ChunkIndex basis = folder.basis(basisOf);
         java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
         DataOutputStream out = new DataOutputStream(bytes);
@@ -263,7 +262,7 @@ class FileFolderTest {
             out.writeInt(basis.size());
         }
         out.flush();
-        FileMeta meta = new FileMeta("old.bin", 10, 2L, -1, sha(new byte[10]));
+        FileMeta meta = new FileMeta("old.bin", 10, 2L, -1, hash(new byte[10]));
         assertThatThrownBy(() -> folder.receive(meta, new DataInputStream(new ByteArrayInputStream(bytes.toByteArray())), basis))
                 .isInstanceOf(BadBatchException.class).hasMessageContaining("more than the 10 bytes announced");
         try (var left = Files.list(folder.root().resolve(SafePath.WORK_DIR))) {
@@ -276,8 +275,8 @@ class FileFolderTest {
         FileFolder folder = new FileFolder(tmp.resolve("hub"));
         Path victim = Files.writeString(tmp.resolve("victim.txt"), "precious");
         byte[] content = "synced".getBytes();
-        FileMeta meta = new FileMeta("out.txt", content.length, 3L, 0666, sha(content));
-        Files.createSymbolicLink(folder.root().resolve(SafePath.WORK_DIR).resolve(meta.sha256() + ".new"), victim);
+        FileMeta meta = new FileMeta("out.txt", content.length, 3L, 0666, hash(content));
+        Files.createSymbolicLink(folder.root().resolve(SafePath.WORK_DIR).resolve(meta.hash() + ".new"), victim);
         Delta.Stats[] s = new Delta.Stats[1];
         byte[] d = delta(content, folder.basis(meta), s);
         folder.receive(meta, new DataInputStream(new ByteArrayInputStream(d)), folder.basis(meta));
@@ -289,7 +288,7 @@ class FileFolderTest {
     @Test
     void shouldWriteAnEmptyFile() throws Exception {
         FileFolder folder = new FileFolder(tmp.resolve("hub"));
-        FileMeta meta = new FileMeta("empty", 0, 2_000L, -1, sha(new byte[0]));
+        FileMeta meta = new FileMeta("empty", 0, 2_000L, -1, hash(new byte[0]));
         Delta.Stats[] s = new Delta.Stats[1];
         byte[] d = delta(new byte[0], folder.basis(meta), s);
         folder.receive(meta, new DataInputStream(new ByteArrayInputStream(d)), folder.basis(meta));
@@ -301,7 +300,7 @@ class FileFolderTest {
         FileFolder folder = new FileFolder(tmp.resolve("hub"));
         Path a = Files.createDirectories(folder.root().resolve("old/deep")).resolve("a.jpg");
         Files.writeString(a, "image");
-        FileMeta moved = new FileMeta("new/a.jpg", 5, 3_000L, -1, sha("image".getBytes()));
+        FileMeta moved = new FileMeta("new/a.jpg", 5, 3_000L, -1, hash("image".getBytes()));
         assertThat(folder.copyLocal("old/deep/a.jpg", moved, true)).isTrue();
         assertThat(Files.readString(folder.root().resolve("new/a.jpg"))).isEqualTo("image");
         assertThat(Files.exists(folder.root().resolve("old"))).as("emptied folders removed").isFalse();

@@ -32,7 +32,7 @@ class FileOutboxTest {
     }
 
     private static FileMeta meta(String path, String content) {
-        return new FileMeta(path, content.length(), 1_000, 0644, content.repeat(64).substring(0, 64));
+        return new FileMeta(path, content.length(), 1_000, 0644, ContentHash.of(content.getBytes(java.nio.charset.StandardCharsets.UTF_8)));
     }
 
     @Test
@@ -50,15 +50,15 @@ class FileOutboxTest {
         assertThat(seqs(left)).as("a's tombstone is gone: the receiver has it").containsExactly(4L, 6L, 7L, 8L, 9L);
         assertThat(left.get(1).path()).isEqualTo("b2");
         assertThat(left.get(1).from()).as("the move's source, no longer needed").isNull();
-        assertThat(left.get(1).base()).as("what both now have").isEqualTo(meta("b2", "2").sha256());
+        assertThat(left.get(1).base()).as("what both now have").isEqualTo(meta("b2", "2").hash());
         assertThat(left.get(2).deleted()).as("b's tombstone, not acknowledged yet").isTrue();
         assertThat(FileOutbox.recorded(c, CH, "e").base()).as("not acknowledged yet").isNull();
 
         FileOutbox.acknowledge(c, CH, 9);
         assertThat(seqs(FileOutbox.pending(c, CH, 0, 100))).as("tombstones of b and c dropped by the second page")
                 .containsExactly(4L, 6L, 9L);
-        assertThat(FileOutbox.recorded(c, CH, "e").base()).isEqualTo(meta("e", "5").sha256());
-        assertThat(FileOutbox.recorded(c, CH, "d").base()).as("acknowledged with the first page").isEqualTo(meta("d", "4").sha256());
+        assertThat(FileOutbox.recorded(c, CH, "e").base()).isEqualTo(meta("e", "5").hash());
+        assertThat(FileOutbox.recorded(c, CH, "d").base()).as("acknowledged with the first page").isEqualTo(meta("d", "4").hash());
         assertThat(FileOutbox.acknowledged(c, CH)).isEqualTo(9);
 
         FileOutbox.acknowledge(c, CH, 7); // an older acknowledgement changes nothing

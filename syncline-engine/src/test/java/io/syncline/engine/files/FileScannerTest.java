@@ -62,7 +62,7 @@ class FileScannerTest {
         assertThat(second).containsExactlyInAnyOrder(
                 new FileScanner.Delete("empty"),
                 new FileScanner.Put(new FileMeta("a.txt", 13, NOW - 3_600_000, known.get("a.txt").mode(),
-                        FileFolder.sha256(root.resolve("a.txt")))),
+                        ContentHash.of(root.resolve("a.txt")))),
                 new FileScanner.Move("nested/deep/b.txt", known.get("nested/deep/b.txt").at("moved/b.txt")));
         assertThat(second.get(0)).as("deletions come first").isInstanceOf(FileScanner.Delete.class);
     }
@@ -105,7 +105,7 @@ class FileScannerTest {
         assertThat(caught).as("walks that hashed the file while its time changed").isPositive();
         Files.setLastModifiedTime(big, FileTime.fromMillis(NOW - 60_000));
         assertThat(scanner.scan(known, NOW)).as("once written, the next walk records it")
-                .containsExactly(new FileScanner.Put(new FileMeta("big.bin", 32 << 20, NOW - 60_000, before.mode(), before.sha256())));
+                .containsExactly(new FileScanner.Put(new FileMeta("big.bin", 32 << 20, NOW - 60_000, before.mode(), before.hash())));
     }
 
     @Test
@@ -145,7 +145,7 @@ class FileScannerTest {
         List<FileScanner.Change> changes = scanner.scan(known, NOW);
         assertThat(changes).hasSize(1);
         FileMeta touched = ((FileScanner.Put) changes.get(0)).meta();
-        assertThat(touched.sha256()).isEqualTo(known.get("a.txt").sha256());
+        assertThat(touched.hash()).isEqualTo(known.get("a.txt").hash());
         assertThat(touched.mtimeMillis()).isEqualTo(NOW - 60_000);
     }
 
