@@ -3,6 +3,8 @@ package io.syncline.engine;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.syncline.engine.files.ContentHash;
+import io.syncline.engine.files.FileEntry;
+import io.syncline.engine.files.FileMeta;
 import io.syncline.engine.files.FileOutbox;
 import io.syncline.engine.files.FileScanner;
 import io.syncline.engine.schema.SchemaReader;
@@ -82,41 +84,76 @@ class SyncSchemaTest extends DbTestBase {
 
     @ParameterizedTest
     @EnumSource(TestDb.Kind.class)
-    void shouldHaveEveryFileRecordedWithSha256HashedAgainByTheNextWalk(TestDb.Kind kind, @TempDir Path folder) throws Exception {
+    void shouldHashAgainInPlaceTheFilesRecordedWithSha256AndRecordOnlyThoseChangedSince(TestDb.Kind kind, @TempDir Path folder)
+            throws Exception {
         TestDb db = newDb(kind);
-        Path f = Files.writeString(folder.resolve("a.txt"), "alpha");
-        Files.setLastModifiedTime(f, FileTime.fromMillis(1_700_000_000_000L));
-        Files.setPosixFilePermissions(f, java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
-        int mode = 0644;
-        String pathId = java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256")
-                .digest("a.txt".getBytes(java.nio.charset.StandardCharsets.UTF_8))); // path_id: the path's SHA-256
-        // sync_file as file channels created it before content hashes (SHA-256 in sha256 and base_sha).
+        Path same = Files.writeString(folder.resolve("same.txt"), "alpha");
+        Path edited = Files.writeString(folder.resolve("edited.txt"), "beta, edited since");
+        for (Path f : List.of(same, edited)) {
+            Files.setLastModifiedTime(f, FileTime.fromMillis(1_700_000_000_000L));
+            Files.setPosixFilePermissions(f, java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
+        }
+        // sync_file as file channels created it before content hashes (SHA-256 in sha256 and base_sha): same.txt as
+        // recorded and shared with the hub (base = content); edited.txt recorded at 5 bytes, shared, edited since.
+        String sha = "8ed3f6ad685b959ead7022518e1af76cd816f8e8ec7ccdda1ed4018e8f2223f8";
         db.exec("CREATE TABLE sync_file (channel VARCHAR(64) NOT NULL, path_id CHAR(64) NOT NULL, path " + db.dialect().textType()
                 + " NOT NULL, size BIGINT NOT NULL, mtime BIGINT NOT NULL, mode INT NOT NULL, sha256 CHAR(64) NOT NULL, "
                 + "seq BIGINT NOT NULL, deleted BOOLEAN NOT NULL, moved_from " + db.dialect().textType() + ", base_sha CHAR(64), "
                 + "PRIMARY KEY (channel, path_id))",
-                "INSERT INTO sync_file VALUES ('docs', '" + pathId + "', 'a.txt', 5, 1700000000000, " + mode
-                        + ", '8ed3f6ad685b959ead7022518e1af76cd816f8e8ec7ccdda1ed4018e8f2223f8', 1, FALSE, NULL, "
-                        + "'8ed3f6ad685b959ead7022518e1af76cd816f8e8ec7ccdda1ed4018e8f2223f8')");
+                "INSERT INTO sync_file VALUES ('docs', '" + pathId("same.txt") + "', 'same.txt', 5, 1700000000000, 420, '" + sha
+                        + "', 1, FALSE, NULL, '" + sha + "')",
+                "INSERT INTO sync_file VALUES ('docs', '" + pathId("edited.txt") + "', 'edited.txt', 5, 1600000000000, 420, '" + sha
+                        + "', 2, FALSE, NULL, '" + sha + "')");
         try (Connection c = db.open()) {
             SyncSchema.install(c, db.dialect());
-            SyncSchema.putState(c, "files.seq.docs", "2"); // (FileOutbox's count of the channel's changes: one so far)
+            SyncSchema.putState(c, "files.seq.docs", "3"); // (FileOutbox's count of the channel's changes: two so far)
             c.commit();
             assertThat(SchemaReader.read(c, "sync_file").byKey()).containsKeys("content_hash", "base_hash")
                     .doesNotContainKeys("sha256", "base_sha");
-            FileOutbox.Recorded before = FileOutbox.recorded(c, "docs", "a.txt");
-            assertThat(before.meta().hash()).isEqualTo(ContentHash.UNKNOWN);
-            assertThat(before.base()).as("a SHA-256 base names nothing now").isNull();
-            // Same length, time and permissions as recorded: without the mark, the walk would not read the file.
+            assertThat(FileOutbox.recorded(c, "docs", "same.txt").meta().hash()).isEqualTo(ContentHash.UNKNOWN);
+            assertThat(FileOutbox.pending(c, "docs", 0, 10)).as("nothing offered with a hash that names nothing").isEmpty();
+
+            // The walk: same.txt has length, time and permissions as recorded (without the mark it would not be read).
             int n = FileOutbox.recordWalk(c, "docs", new FileScanner(folder, List.of(), List.of()), 1_800_000_000_000L, why -> { });
             c.commit();
-            assertThat(n).isEqualTo(1);
-            FileOutbox.Recorded after = FileOutbox.recorded(c, "docs", "a.txt");
-            assertThat(after.meta().hash()).isEqualTo(ContentHash.of(f));
-            assertThat(after.seq()).as("recorded again, so it is offered again").isGreaterThan(before.seq());
-            SyncSchema.install(c, db.dialect()); // again: nothing to do
-            c.commit();
-            assertThat(FileOutbox.recorded(c, "docs", "a.txt").meta().hash()).isEqualTo(ContentHash.of(f));
+            assertThat(n).as("only the file edited since is a change").isEqualTo(1);
+            FileOutbox.Recorded s = FileOutbox.recorded(c, "docs", "same.txt");
+            assertThat(s.meta().hash()).isEqualTo(ContentHash.of(same));
+            assertThat(s.seq()).as("no new change: not offered again").isEqualTo(1);
+            assertThat(s.base()).as("shared with the hub: still the base").isEqualTo(ContentHash.of(same));
+            FileOutbox.Recorded e = FileOutbox.recorded(c, "docs", "edited.txt");
+            assertThat(e.meta().hash()).isEqualTo(ContentHash.of(edited));
+            assertThat(e.seq()).isEqualTo(3);
+            assertThat(e.base()).as("what it was edited from cannot be named").isNull();
+            assertThat(FileOutbox.pending(c, "docs", 0, 10)).extracting(FileEntry::path).containsExactly("same.txt", "edited.txt");
         }
+    }
+
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldFinishAMoveToContentHashesThatStoppedHalfway(TestDb.Kind kind) throws Exception {
+        TestDb db = newDb(kind);
+        // As left by a crash after the first step (H2 commits each ALTER on its own): both columns there.
+        db.exec("CREATE TABLE sync_file (channel VARCHAR(64) NOT NULL, path_id CHAR(64) NOT NULL, path " + db.dialect().textType()
+                + " NOT NULL, size BIGINT NOT NULL, mtime BIGINT NOT NULL, mode INT NOT NULL, sha256 CHAR(64) NOT NULL, "
+                + "seq BIGINT NOT NULL, deleted BOOLEAN NOT NULL, moved_from " + db.dialect().textType() + ", base_sha CHAR(64), "
+                + "content_hash VARCHAR(64) DEFAULT '" + ContentHash.UNKNOWN + "' NOT NULL, PRIMARY KEY (channel, path_id))");
+        try (Connection c = db.open()) {
+            SyncSchema.install(c, db.dialect());
+            c.commit();
+            assertThat(SchemaReader.read(c, "sync_file").byKey()).containsKeys("content_hash", "base_hash")
+                    .doesNotContainKeys("sha256", "base_sha");
+            SyncSchema.install(c, db.dialect()); // and again: nothing to do
+            c.commit();
+            FileOutbox.record(c, "docs", List.of(new FileScanner.Put(new FileMeta("a", 1, 1, 0644, ContentHash.of(new byte[] {1})))));
+            c.commit();
+            assertThat(FileOutbox.pending(c, "docs", 0, 10)).extracting(FileEntry::hash).containsExactly(ContentHash.of(new byte[] {1}));
+        }
+    }
+
+    /** sync_file's key of a path: its SHA-256. */
+    private static String pathId(String path) throws Exception {
+        return java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256")
+                .digest(path.getBytes(java.nio.charset.StandardCharsets.UTF_8)));
     }
 }

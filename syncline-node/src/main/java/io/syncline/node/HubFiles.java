@@ -414,7 +414,7 @@ final class HubFiles implements AutoCloseable {
                 }
                 out.writeByte(1);
                 try (InputStream content = file) {
-                    Delta.Stats s = Delta.encode(content, f, sizes.get(i), ChunkIndex.ofIds(bases.get(i)), out);
+                    Delta.Stats s = Delta.encode(content, Chunker.Sizes.forFile(sizes.get(i)), ChunkIndex.ofIds(bases.get(i)), out);
                     literalBytes.addAndGet(s.literalBytes());
                     copiedBytes.addAndGet(s.copiedBytes());
                 }
@@ -747,6 +747,9 @@ final class HubFiles implements AutoCloseable {
             }
             if (!e.deleted()) {
                 e.meta();
+                if (e.hash().equals(ContentHash.UNKNOWN)) {
+                    throw new IllegalArgumentException("file '" + e.path() + "': its content hash was not worked out (all zeros)");
+                }
             }
         } catch (IllegalArgumentException | BadBatchException x) {
             throw new HttpError(400, "file channel '" + ch.name() + "', change " + e.seq() + ": " + x.getMessage());

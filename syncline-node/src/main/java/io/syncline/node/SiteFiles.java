@@ -548,7 +548,7 @@ final class SiteFiles implements AutoCloseable {
                     out.writeBoolean(data);
                     if (content != null) {
                         try (InputStream in = content) {
-                            Delta.encode(in, file, e.size(), ChunkIndex.ofIds(HubFiles.basisIds(d.basis() == null ? "" : d.basis())), out);
+                            Delta.encode(in, Chunker.Sizes.forFile(e.size()), ChunkIndex.ofIds(HubFiles.basisIds(d.basis() == null ? "" : d.basis())), out);
                         }
                     }
                 }

@@ -642,6 +642,12 @@ class FileChannelTest {
                 assertThat(apply.status()).as(path).isEqualTo(400);
                 assertThat(apply.error()).contains(path);
             }
+            // A change whose content hash names nothing (a file recorded before content hashes, not walked since).
+            FileEntry unhashed = new FileEntry(1, "a.jpg", null, false, 0, 0, -1, io.syncline.engine.files.ContentHash.UNKNOWN);
+            RawHubClient.Answer zeros = raw.post("evil", "/v1/files/offer?channel=images", "application/json",
+                    WireFormat.MAPPER.writeValueAsBytes(Map.of("entries", List.of(unhashed))));
+            assertThat(zeros.status()).isEqualTo(400);
+            assertThat(zeros.error()).contains("change 1").contains("'a.jpg'").contains("not worked out");
             RawHubClient.Answer unknown = raw.post("evil", "/v1/files/offer?channel=nope", "application/json", "{}".getBytes());
             assertThat(unknown.status()).isEqualTo(404);
             assertThat(unknown.error()).contains("no file channel 'nope'");

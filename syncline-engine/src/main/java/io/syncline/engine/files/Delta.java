@@ -48,20 +48,6 @@ public final class Delta {
     }
 
     /**
-     * As {@link #encode(InputStream, Chunker.Sizes, ChunkIndex, DataOutputStream)}, for the file at {@code path}
-     * ({@code file} reads it), of {@code size} bytes as recorded: when the list of its chunks was worked out ahead (a
-     * large file, while it was hashed: Indexes), the file is not cut again; only its literal chunks are read. (A file
-     * replaced by another between the opening of {@code file} and this call is paired with the new one's list: what
-     * that builds fails the receiver's content hash check, and the file is sent again.)
-     */
-    public static Stats encode(InputStream file, java.nio.file.Path path, long size, ChunkIndex have, DataOutputStream out)
-            throws IOException {
-        Chunker.Sizes sizes = Chunker.Sizes.forFile(size);
-        Indexes.ChunkList ready = have.size() == 0 || size < Indexes.MIN_SIZE ? null : Indexes.list(path, sizes);
-        return ready != null ? encode(file, ready, have, out) : encode(file, sizes, have, out);
-    }
-
-    /**
      * Writes the delta of {@code file}, cut with {@code sizes}, against the receiver's basis {@code have} (ids in the
      * receiver's order). The returned stats carry no hash (null).
      */
@@ -91,35 +77,6 @@ public final class Delta {
         int n;
         while ((n = file.readNBytes(buf, 0, buf.length)) > 0) {
             ops.literal(buf, 0, n);
-        }
-        return ops.end();
-    }
-
-    /** The delta of a file whose chunks are known: runs of the receiver's chunks are skipped over, the rest read and sent. */
-    private static Stats encode(InputStream file, Indexes.ChunkList chunks, ChunkIndex have, DataOutputStream out) throws IOException {
-        Ops ops = new Ops(out);
-        byte[] buf = new byte[Chunker.MAX];
-        long[] ids = chunks.ids();
-        int[] lengths = chunks.lengths();
-        for (int i = 0; i < ids.length; i++) {
-            int len = lengths[i];
-            int e = have.find(ids[i]);
-            if (e >= 0) {
-                try {
-                    file.skipNBytes(len);
-                } catch (java.io.EOFException shorter) {
-                    break; // changed since it was listed: the receiver's check refuses what this builds, and it is sent again
-                }
-                ops.copy(e, len);
-                continue;
-            }
-            int n = file.readNBytes(buf, 0, len);
-            if (n > 0) {
-                ops.literal(buf, 0, n);
-            }
-            if (n < len) {
-                break; // (as above)
-            }
         }
         return ops.end();
     }

@@ -10,6 +10,7 @@ import java.nio.channels.Channels;
 import java.nio.channels.FileChannel;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.DirectoryNotEmptyException;
+import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
@@ -38,6 +39,8 @@ public final class FileFolder {
      * chunk id two different chunks share cannot hold a file back for good. Bounded: cleared when it grows large.
      */
     private static final Set<String> NO_BASIS = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    /** Roots whose working folder was swept of files left from before content hashes (once per process each). */
+    private static final Set<Path> SWEPT = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final Path root;
     private final Path work;
     private final boolean posix;
@@ -53,6 +56,24 @@ public final class FileFolder {
         }
         Files.createDirectories(work);
         this.posix = Files.getFileStore(this.root).supportsFileAttributeView("posix");
+        if (SWEPT.add(this.root)) {
+            sweepSha256Leftovers();
+        }
+    }
+
+    /**
+     * Deletes what transfers broken before 2026-11-30 left in the working folder, named by SHA-256 (64 hex digits):
+     * no content is asked for by those names any more.
+     */
+    private void sweepSha256Leftovers() throws IOException {
+        try (DirectoryStream<Path> left = Files.newDirectoryStream(work, "*.{part,new}")) {
+            for (Path f : left) {
+                String name = f.getFileName().toString();
+                if (name.indexOf('.') == 64 && name.substring(0, 64).chars().allMatch(ch -> ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'f')) {
+                    Files.deleteIfExists(f);
+                }
+            }
+        }
     }
 
     /**

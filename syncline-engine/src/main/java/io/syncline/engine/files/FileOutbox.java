@@ -56,7 +56,18 @@ public final class FileOutbox {
     public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
                                  java.util.function.Consumer<String> unsyncable, boolean forgetUnmatched)
             throws SQLException, java.io.IOException {
-        List<FileScanner.Change> changes = new ArrayList<>(scanner.scan(known(c, channel), nowMillis, unsyncable));
+        Map<String, FileMeta> known = known(c, channel);
+        List<FileScanner.Change> changes = new ArrayList<>(scanner.scan(known, nowMillis, unsyncable));
+        boolean unknown = false;
+        for (java.util.Iterator<FileScanner.Change> it = changes.iterator(); it.hasNext(); ) {
+            if (it.next() instanceof FileScanner.Put p && known.get(p.path()) instanceof FileMeta k && k.hash().equals(ContentHash.UNKNOWN)) {
+                unknown = true;
+                if (k.size() == p.meta().size() && k.mtimeMillis() == p.meta().mtimeMillis() && k.mode() == p.meta().mode()) {
+                    hashed(c, channel, p.meta()); // as recorded before content hashes: no change to send
+                    it.remove();
+                }
+            }
+        }
         if (forgetUnmatched) {
             for (java.util.Iterator<FileScanner.Change> it = changes.iterator(); it.hasNext(); ) {
                 if (it.next() instanceof FileScanner.Delete d && scanner.present(d.path())) {
@@ -66,7 +77,38 @@ public final class FileOutbox {
             }
         }
         record(c, channel, changes);
+        if (unknown) {
+            // A file recorded before content hashes that changed or went since: the content its marked base stood for
+            // cannot be named any more (docs/files.md, "Upgrading").
+            try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET base_hash = NULL WHERE channel = ? AND base_hash = ? "
+                    + "AND (deleted = TRUE OR content_hash <> ?)")) {
+                ps.setString(1, channel);
+                ps.setString(2, ContentHash.UNKNOWN);
+                ps.setString(3, ContentHash.UNKNOWN);
+                ps.executeUpdate();
+            }
+        }
         return changes.size();
+    }
+
+    /**
+     * A file recorded before content hashes (its hash {@link ContentHash#UNKNOWN}) is as it was: its hash is put in
+     * place, and in its base when that was the same content, without a new change.
+     */
+    private static void hashed(Connection c, String channel, FileMeta m) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET base_hash = ? WHERE channel = ? AND path_id = ? AND base_hash = ?")) {
+            ps.setString(1, m.hash());
+            ps.setString(2, channel);
+            ps.setString(3, pathId(m.path()));
+            ps.setString(4, ContentHash.UNKNOWN);
+            ps.executeUpdate();
+        }
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET content_hash = ? WHERE channel = ? AND path_id = ?")) {
+            ps.setString(1, m.hash());
+            ps.setString(2, channel);
+            ps.setString(3, pathId(m.path()));
+            ps.executeUpdate();
+        }
     }
 
     /** Records what a scan found, each change with the next number. */
@@ -145,7 +187,10 @@ public final class FileOutbox {
         return v == null ? 0 : Long.parseLong(v);
     }
 
-    /** Changes after {@code after}, oldest first, at most {@code limit}. */
+    /**
+     * Changes after {@code after}, oldest first, at most {@code limit}; they stop before a file recorded before content
+     * hashes whose walk has not hashed it yet (it is never offered with a hash that names nothing).
+     */
     public static List<FileEntry> pending(Connection c, String channel, long after, int limit) throws SQLException {
         List<FileEntry> out = new ArrayList<>();
         try (PreparedStatement ps = c.prepareStatement("SELECT seq, path, moved_from, deleted, size, mtime, mode, content_hash, base_hash "
@@ -157,6 +202,9 @@ public final class FileOutbox {
             ps.setMaxRows(limit);
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
+                    if (!rs.getBoolean(4) && ContentHash.UNKNOWN.equals(rs.getString(8))) {
+                        break;
+                    }
                     out.add(new FileEntry(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getBoolean(4), rs.getLong(5), rs.getLong(6),
                             rs.getInt(7), rs.getString(8), rs.getString(9)));
                 }

@@ -232,10 +232,6 @@ public final class FileScanner {
             return known;
         }
         String hash;
-        if (known != null && (known.size() != attrs.size() || known.mtimeMillis() != mtime)) {
-            // A large file changed (its receiver has the old one): its chunks are listed meanwhile.
-            Indexes.prepareList(file, attrs.size());
-        }
         try {
             hash = ContentHash.of(file);
         } catch (NoSuchFileException e) {

@@ -6,23 +6,33 @@ import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.attribute.BasicFileAttributes;
 import java.nio.file.attribute.FileTime;
+import java.util.HashMap;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 /*
- * The chunks of large files, worked out ahead on a thread of their own (syncline-file-index): at the receiver, the
- * index of each large file once it is in place, so that the next change of that file finds its basis ready instead of
- * reading the whole file while the sender waits (about a second a GiB); at the sender, the list of a changed large
- * file's chunks, worked out while the walk hashes the file (the other processor), so that sending its delta needs no
- * second pass of cutting. Either is used only while the file has the length, modification time and identity (inode)
- * it had when it was read; a stale one could only cost a resend (the receiver checks the content hash of every file it
- * builds). Bounded: at most MAX_CHUNKS chunks in all (about 40 bytes each in an index, 12 in a list), the least
- * recently used dropped first; at most a few files wait, others are skipped.
+ * The chunks of large files a receiver has, worked out ahead on a thread of their own (syncline-file-index): the index
+ * of each large file once it is in place, so that the next change of that file finds its basis ready instead of
+ * reading the whole file while the sender waits (about a second a GiB). An index is used only while the file has the
+ * length, modification time, identity (inode) and path it had when it was read; a stale one could only cost a resend
+ * (the receiver checks the content hash of every file it builds). Bounded: at most MAX_CHUNKS chunks in all (about 40
+ * bytes each), the least recently used dropped first; at most a few files wait, others are skipped. Who asks for an
+ * index while it is being worked out waits for it (at most WAIT_SECONDS) rather than reading the file a second time
+ * beside the thread that reads it: with two processors, the two would share them, and neither be done sooner.
+ *
+ * (Until 2026-11-30 a sender also listed a changed large file's chunks here while its walk hashed the file with
+ * SHA-256, about as slow as cutting. With XXH3-128 the list became the longer of the two, and cutting while sending
+ * streams the delta at once, so the receiver builds and flushes the file meanwhile: a GiB changed in 1,000 places went
+ * from 3.5 to 4.2 s to 3.0 to 3.5 s.)
  */
 final class Indexes {
     /** Files at least this large are indexed ahead. */
@@ -31,117 +41,115 @@ final class Indexes {
     private static final long MAX_CHUNKS = Math.min(1 << 21, Runtime.getRuntime().maxMemory() / 640);
 
     /**
-     * The file, as it was when read (its inode, or its path where the file system has none; an index also by its
-     * path, since it names where its chunks are), and what was worked out.
+     * The file, as it was when read: its inode (or its path where the file system has none), its path (an index names
+     * where its chunks are), length and time, and the chunk sizes.
      */
-    private record Key(Object file, Path path, long size, FileTime mtime, Chunker.Sizes sizes, boolean list) {
+    private record Key(Object file, Path path, long size, FileTime mtime, Chunker.Sizes sizes) {
     }
 
-    /** A file's chunks in order, as Chunker cuts it: for a sender. */
-    record ChunkList(long[] ids, int[] lengths) {
-    }
+    /** How long a caller waits for an index being worked out before it reads the file itself. */
+    static final long WAIT_SECONDS = 30;
 
-    private static final Map<Key, Object> CACHE = new LinkedHashMap<>(16, 0.75f, true);
+    private static final Map<Key, ChunkIndex> CACHE = new LinkedHashMap<>(16, 0.75f, true);
+    /** What is queued or being worked out: completed with the index, or null when none came of it. Guarded by CACHE. */
+    private static final Map<Key, CompletableFuture<ChunkIndex>> UNDER_WAY = new HashMap<>();
     private static long chunks;
     private static final ThreadPoolExecutor INDEXER = new ThreadPoolExecutor(1, 1, 0, TimeUnit.SECONDS, new ArrayBlockingQueue<>(4), r -> {
         Thread t = new Thread(r, "syncline-file-index");
         t.setDaemon(true);
         return t;
-    }, new ThreadPoolExecutor.DiscardPolicy());
+    }, new ThreadPoolExecutor.AbortPolicy());
 
     private Indexes() {
     }
 
-    /** The index of {@code file} cut with {@code sizes}, if one was worked out for the file as it is now; else null. */
+    /**
+     * The index of {@code file} cut with {@code sizes}, if one was (or is being) worked out for the file as it is now;
+     * else null.
+     */
     static ChunkIndex get(Path file, Chunker.Sizes sizes) {
-        return (ChunkIndex) cached(key(file, sizes, false));
-    }
-
-    /** The list of {@code file}'s chunks cut with {@code sizes}, if one was worked out for the file as it is now; else null. */
-    static ChunkList list(Path file, Chunker.Sizes sizes) {
-        return (ChunkList) cached(key(file, sizes, true));
-    }
-
-    private static Object cached(Key k) {
+        Key k = key(file, sizes);
         if (k == null) {
             return null;
         }
+        CompletableFuture<ChunkIndex> f;
         synchronized (CACHE) {
-            return CACHE.get(k);
+            ChunkIndex v = CACHE.get(k);
+            if (v != null) {
+                return v;
+            }
+            f = UNDER_WAY.get(k);
+        }
+        if (f == null) {
+            return null;
+        }
+        try {
+            return f.get(WAIT_SECONDS, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return null;
+        } catch (ExecutionException | TimeoutException e) {
+            return null;
         }
     }
 
-    /** Has the list of {@code file}'s chunks worked out in the background (a sender, about to hash it), when it is large. */
-    static void prepareList(Path file, long size) {
-        ahead(file, size, true, sizes -> {
-            int[] n = {0};
-            long[][] ids = {new long[1024]};
-            int[][] lengths = {new int[1024]};
-            try (java.io.InputStream in = Files.newInputStream(file, LinkOption.NOFOLLOW_LINKS)) {
-                Chunker.scan(in, sizes, (offset, buf, from, len, id) -> {
-                    if (n[0] == ids[0].length) {
-                        ids[0] = java.util.Arrays.copyOf(ids[0], n[0] * 2);
-                        lengths[0] = java.util.Arrays.copyOf(lengths[0], n[0] * 2);
-                    }
-                    ids[0][n[0]] = id;
-                    lengths[0][n[0]++] = len;
-                });
-            }
-            return new ChunkList(java.util.Arrays.copyOf(ids[0], n[0]), java.util.Arrays.copyOf(lengths[0], n[0]));
-        });
-    }
-
-    /** Has {@code file}'s index worked out in the background (a receiver, the file just in place), when it is large. */
-    static void prepare(Path file, long size) {
-        ahead(file, size, false, sizes -> ChunkIndex.of(List.of(file), sizes));
-    }
-
-    /** What is worked out from a file's bytes, cut with the given sizes. */
-    @FunctionalInterface
-    private interface Work {
-        Object from(Chunker.Sizes sizes) throws IOException;
-    }
-
     /**
-     * Works out {@code work} for {@code file} on the background thread, unless the file is small, has more chunks than
-     * may be kept, or has it already; keeps it only if the file did not change while it was read. A file that is gone
-     * or unreadable is skipped: the sender cuts it, or the receiver reads it, as usual.
+     * Has {@code file}'s index worked out in the background (a receiver, the file just in place), unless the file is
+     * small, has more chunks than may be kept, or has one already; it is kept only if the file did not change while it
+     * was read. A file that is gone or unreadable is skipped: the receiver reads it as usual.
      */
-    private static void ahead(Path file, long size, boolean list, Work work) {
+    static void prepare(Path file, long size) {
         Chunker.Sizes sizes = Chunker.Sizes.forFile(size);
         if (size < MIN_SIZE || size / sizes.avg() > MAX_CHUNKS) {
             return;
         }
-        INDEXER.execute(() -> {
-            Key before = key(file, sizes, list);
-            if (before == null || cached(before) != null) {
-                return;
-            }
-            Object done;
-            try {
-                done = work.from(sizes);
-            } catch (IOException | RuntimeException e) {
-                return;
-            }
-            if (before.equals(key(file, sizes, list))) {
-                put(before, done);
-            }
-        });
-    }
-
-    private static void put(Key k, Object value) {
+        Key before = key(file, sizes);
+        if (before == null) {
+            return;
+        }
+        CompletableFuture<ChunkIndex> result = new CompletableFuture<>();
         synchronized (CACHE) {
-            Object old = CACHE.put(k, value);
-            chunks += count(value) - (old == null ? 0 : count(old));
-            for (Iterator<Object> it = CACHE.values().iterator(); chunks > MAX_CHUNKS && it.hasNext(); ) {
-                chunks -= count(it.next());
-                it.remove();
+            if (CACHE.containsKey(before) || UNDER_WAY.containsKey(before)) {
+                return;
             }
+            UNDER_WAY.put(before, result);
+        }
+        try {
+            INDEXER.execute(() -> {
+                ChunkIndex done = null;
+                try {
+                    ChunkIndex worked = ChunkIndex.of(List.of(file), sizes);
+                    if (before.equals(key(file, sizes))) { // else the file changed while it was read
+                        put(before, worked);
+                        done = worked;
+                    }
+                } catch (IOException | RuntimeException e) {
+                    // gone or unreadable: whoever needs it reads the file as usual
+                } finally {
+                    settle(before, result, done);
+                }
+            });
+        } catch (RejectedExecutionException e) { // a few files wait already: skipped
+            settle(before, result, null);
         }
     }
 
-    private static int count(Object v) {
-        return v instanceof ChunkIndex idx ? idx.size() : ((ChunkList) v).ids().length;
+    private static void settle(Key k, CompletableFuture<ChunkIndex> result, ChunkIndex done) {
+        synchronized (CACHE) {
+            UNDER_WAY.remove(k);
+        }
+        result.complete(done);
+    }
+
+    private static void put(Key k, ChunkIndex value) {
+        synchronized (CACHE) {
+            ChunkIndex old = CACHE.put(k, value);
+            chunks += value.size() - (old == null ? 0 : old.size());
+            for (Iterator<ChunkIndex> it = CACHE.values().iterator(); chunks > MAX_CHUNKS && it.hasNext(); ) {
+                chunks -= it.next().size();
+                it.remove();
+            }
+        }
     }
 
     /** Forgets every index and list (tests). */
@@ -152,12 +160,12 @@ final class Indexes {
         }
     }
 
-    private static Key key(Path file, Chunker.Sizes sizes, boolean list) {
+    private static Key key(Path file, Chunker.Sizes sizes) {
         try {
             BasicFileAttributes a = Files.readAttributes(file, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
             Path path = file.toAbsolutePath().normalize();
             Object id = a.fileKey() != null ? a.fileKey() : path;
-            return a.isRegularFile() ? new Key(id, list ? null : path, a.size(), a.lastModifiedTime(), sizes, list) : null;
+            return a.isRegularFile() ? new Key(id, path, a.size(), a.lastModifiedTime(), sizes) : null;
         } catch (IOException e) {
             return null;
         }

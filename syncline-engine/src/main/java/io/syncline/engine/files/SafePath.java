@@ -81,7 +81,7 @@ public final class SafePath {
             if (!exists) {
                 continue; // under a folder that is not there, nothing is: no need to ask the file system again
             }
-            // One lstat a segment, and no exception for a missing one (a new file's path is mostly missing parts).
+            // One lstat a segment (a new file's path is mostly missing parts: the first missing one ends the questions).
             BasicFileAttributes a = p.getFileSystem().provider().readAttributesIfExists(p, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
             if (a == null) {
                 exists = false;

@@ -81,17 +81,21 @@ public final class SyncSchema {
                     + "PRIMARY KEY (channel, path_id))");
             s.execute("CREATE INDEX IF NOT EXISTS sync_file_seq ON sync_file (channel, seq)");
             TableMeta file = SchemaReader.tryRead(c, "sync_file");
-            if (file != null && !file.byKey().containsKey("content_hash")) {
+            if (file != null && (!file.byKey().containsKey("content_hash") || file.byKey().containsKey("sha256"))) {
                 // Recorded before 2026-11-30, when content was named by SHA-256 (sha256, base_sha): those names mean
-                // nothing now. Every file is marked as not hashed yet, so the next walk hashes it and records it again (its
-                // receivers find they hold it and nothing travels); bases are forgotten (docs/files.md, "Upgrading").
+                // nothing now. Every file is marked as not hashed yet, and a base that was the file's content as marked
+                // too: the next walk hashes the file and, when it is as recorded, puts the new hash in place without
+                // recording a change (FileOutbox.recordWalk; docs/files.md, "Upgrading"). Each step can run again (a
+                // crash between two of them, where DDL commits on its own; two nodes starting at once).
                 String unknown = "0".repeat(32); // ContentHash.UNKNOWN (the files package builds on this one, not the reverse)
-                s.execute("ALTER TABLE sync_file ADD COLUMN content_hash VARCHAR(64) DEFAULT '" + unknown + "' NOT NULL");
-                s.execute("ALTER TABLE sync_file ADD COLUMN base_hash VARCHAR(64)");
-                s.execute("ALTER TABLE sync_file DROP COLUMN sha256");
-                if (file.byKey().containsKey("base_sha")) {
-                    s.execute("ALTER TABLE sync_file DROP COLUMN base_sha");
+                s.execute("ALTER TABLE sync_file ADD COLUMN IF NOT EXISTS content_hash VARCHAR(64) DEFAULT '" + unknown + "' NOT NULL");
+                s.execute("ALTER TABLE sync_file ADD COLUMN IF NOT EXISTS base_hash VARCHAR(64)");
+                if (file.byKey().containsKey("base_sha") && file.byKey().containsKey("sha256")) {
+                    s.execute("UPDATE sync_file SET base_hash = '" + unknown + "' WHERE base_sha = sha256");
                 }
+                s.execute("ALTER TABLE sync_file DROP COLUMN IF EXISTS base_sha");
+                s.execute("ALTER TABLE sync_file DROP COLUMN IF EXISTS sha256");
+                s.execute("ALTER TABLE sync_file ALTER COLUMN content_hash DROP DEFAULT");
             }
             s.execute("CREATE TABLE IF NOT EXISTS sync_file_in (source VARCHAR(64) NOT NULL, channel VARCHAR(64) NOT NULL, "
                     + "last_seq BIGINT NOT NULL, applied_at TIMESTAMP WITH TIME ZONE NOT NULL, PRIMARY KEY (source, channel))");
