@@ -507,6 +507,16 @@ final class HubFiles implements AutoCloseable {
         if (!routes(ch, site)) {
             throw new HttpError(403, "file channel '" + ch.name() + "' is not routed to site '" + site + "'");
         }
+        // unoffered: the site sends new files without an offer (none was ever taken here, so none has a basis): each
+        // delta is literals only, and no basis is worked out for it. The site's counts come along, checked as the site
+        // checks an offer's answer.
+        Map<String, String> query = HttpEndpoint.query(ex);
+        boolean unoffered = "1".equals(query.get("unoffered"));
+        long siteAcked = unoffered ? count(query, "acked") : 0;
+        long siteOffered = unoffered ? count(query, "offered") : 0;
+        if (unoffered && ch.direction() == ChannelSpec.Direction.TWO_WAY) {
+            throw new HttpError(400, "file channel '" + ch.name() + "' is two-way: its changes are offered first");
+        }
         FileFolder folder = folder(ch, site);
         ReentrantLock lock = lock(site, ch);
         ReentrantLock sharedLock = shared(ch, lock);
@@ -515,11 +525,16 @@ final class HubFiles implements AutoCloseable {
         long applied = 0;
         long start = 0;
         String error = null;
+        boolean stale = false;
         DataInputStream in = new DataInputStream(new BufferedInputStream(ex.getRequestBody(), 64 * 1024));
         try {
             applied = applied(site, ch.name());
             start = applied;
-            while (true) {
+            if (unoffered && (applied > siteOffered || applied < siteAcked)) {
+                HttpEndpoint.drain(in);
+                stale = true; // nothing applied: the site numbers its changes again
+            }
+            while (!stale) {
                 int len = in.readInt();
                 if (len == 0) {
                     break;
@@ -531,7 +546,7 @@ final class HubFiles implements AutoCloseable {
                 FileEntry e = WireFormat.MAPPER.readValue(in.readNBytes(len), FileEntry.class);
                 boolean data = in.readBoolean();
                 check(ch, e);
-                ChunkIndex offeredBasis = bases == null ? null : bases.remove(e.path() + '\0' + e.hash());
+                ChunkIndex offeredBasis = unoffered ? ChunkIndex.ofIds(new long[0]) : bases == null ? null : bases.remove(e.path() + '\0' + e.hash());
                 if (sharedLock != null) {
                     applyTwoWay(ch, folder, site, e, data, in, offeredBasis, lost);
                 } else {
@@ -573,6 +588,9 @@ final class HubFiles implements AutoCloseable {
         body.put("applied", applied);
         if (error != null) {
             body.put("error", error);
+        }
+        if (stale) {
+            body.put("stale", true);
         }
         HttpEndpoint.sendJson(ex, 200, body);
     }
@@ -754,6 +772,20 @@ final class HubFiles implements AutoCloseable {
         } catch (IllegalArgumentException | BadBatchException x) {
             throw new HttpError(400, "file channel '" + ch.name() + "', change " + e.seq() + ": " + x.getMessage());
         }
+    }
+
+    /** A count the site sent in the query (0 or more), or 400 naming it. */
+    private static long count(Map<String, String> query, String name) {
+        String v = query.get(name);
+        try {
+            long n = Long.parseLong(v);
+            if (n >= 0) {
+                return n;
+            }
+        } catch (NumberFormatException e) {
+            // below
+        }
+        throw new HttpError(400, "file apply without an offer: '" + name + "' must be a count of changes (0 or more), not '" + v + "'");
     }
 
     private static String basis(ChunkIndex idx) {

@@ -86,7 +86,11 @@ final class SiteFiles implements AutoCloseable {
     record OfferAnswer(long applied, List<Decision> entries) {
     }
 
-    record ApplyAnswer(long applied, String error) {
+    /**
+     * {@code stale}: an apply of changes not offered first was refused, nothing applied, because the hub's count
+     * ({@code applied}) disagrees with this site's, as an offer's answer can (a database restored from an older copy).
+     */
+    record ApplyAnswer(long applied, String error, boolean stale) {
     }
 
     record Changes(List<FileEntry> entries, long last) {
@@ -461,15 +465,25 @@ final class SiteFiles implements AutoCloseable {
             if (pending.isEmpty()) {
                 return;
             }
+            if (ch.direction() == ChannelSpec.Direction.SITE_TO_HUB && pending.get(0).seq() > offered
+                    && pending.stream().allMatch(SiteFiles::neverTaken)) {
+                // New files only (a first copy), never sent before: the hub has nothing of them from this site, so an
+                // offer would only hear "data, no basis" for each. Sent whole at once; the hub checks the counts as for
+                // an offer. (A page sent before, whose exchange broke, is offered: the hub lists what it kept of a
+                // file cut midway, and the transfer resumes.)
+                ApplyAnswer res = apply(r, ch, folder, pending, null, "&unoffered=1&acked=" + acked + "&offered=" + offered);
+                if (res.stale()) {
+                    startOver(ch, res.applied(), offered, acked);
+                    continue;
+                }
+                if (!applied(ch, pending, res, acked)) {
+                    return;
+                }
+                continue;
+            }
             OfferAnswer offer = offer(r, ch, pending);
             if (offer.applied() > offered || offer.applied() < acked) {
-                LOG.warn("site {}: the hub has file changes of channel '{}' up to {}, but this site offered up to {} and saw up to {} "
-                        + "acknowledged (a database restored from an older copy): every file is offered again", cfg.nodeId(), ch.name(),
-                        offer.applied(), offered, acked);
-                db.inTransaction(c -> {
-                    FileOutbox.renumberAfter(c, ch.name(), offer.applied());
-                    return null;
-                });
+                startOver(ch, offer.applied(), offered, acked);
                 continue;
             }
             if (offer.applied() > acked) {
@@ -493,20 +507,44 @@ final class SiteFiles implements AutoCloseable {
             if (toApply.isEmpty()) {
                 continue;
             }
-            ApplyAnswer res = apply(r, ch, folder, toApply, bySeq);
-            if (res.applied() > acked) {
-                db.inTransaction(c -> {
-                    FileOutbox.acknowledge(c, ch.name(), res.applied());
-                    return null;
-                });
-            }
-            if (res.error() != null) {
-                throw new IOException("the hub applied changes up to " + res.applied() + ", then: " + res.error());
-            }
-            if (res.applied() < toApply.get(toApply.size() - 1).seq()) {
-                return; // a file went away while it was sent: the next walk records that
+            ApplyAnswer res = apply(r, ch, folder, toApply, bySeq, "");
+            if (!applied(ch, toApply, res, acked)) {
+                return;
             }
         }
+    }
+
+    /** A change the hub never took: a new file, not moved here, whose path has no content acknowledged by the hub. */
+    private static boolean neverTaken(FileEntry e) {
+        return !e.deleted() && e.from() == null && e.base() == null;
+    }
+
+    /** The hub's count and this site's disagree (see FileOutbox.renumberAfter): every file is offered again. */
+    private void startOver(FileChannelSpec ch, long hubApplied, long offered, long acked) throws SQLException {
+        LOG.warn("site {}: the hub has file changes of channel '{}' up to {}, but this site offered up to {} and saw up to {} "
+                + "acknowledged (a database restored from an older copy): every file is offered again", cfg.nodeId(), ch.name(),
+                hubApplied, offered, acked);
+        db.inTransaction(c -> {
+            FileOutbox.renumberAfter(c, ch.name(), hubApplied);
+            return null;
+        });
+    }
+
+    /**
+     * Records what the hub applied of {@code sent}; throws when it stopped at an error; false when it stopped short
+     * without one (a file went away while it was sent: the next walk records that), true to go on with the next page.
+     */
+    private boolean applied(FileChannelSpec ch, List<FileEntry> sent, ApplyAnswer res, long acked) throws IOException, SQLException {
+        if (res.applied() > acked) {
+            db.inTransaction(c -> {
+                FileOutbox.acknowledge(c, ch.name(), res.applied());
+                return null;
+            });
+        }
+        if (res.error() != null) {
+            throw new IOException("the hub applied changes up to " + res.applied() + ", then: " + res.error());
+        }
+        return res.applied() >= sent.get(sent.size() - 1).seq();
     }
 
     private OfferAnswer offer(Registration.Response r, FileChannelSpec ch, List<FileEntry> pending) throws IOException {
@@ -522,16 +560,21 @@ final class SiteFiles implements AutoCloseable {
         }
     }
 
-    private ApplyAnswer apply(Registration.Response r, FileChannelSpec ch, Path folder, List<FileEntry> changes, Map<Long, Decision> bySeq)
-            throws IOException {
-        HttpURLConnection conn = open(r, "/v1/files/apply", ch.name(), "", "POST");
+    /**
+     * Sends {@code changes} with their content where {@code bySeq} (the offer's answer) asks for it, as a delta against
+     * the basis it lists; with {@code bySeq} null (changes not offered), the content of every change that is not a
+     * deletion, whole.
+     */
+    private ApplyAnswer apply(Registration.Response r, FileChannelSpec ch, Path folder, List<FileEntry> changes, Map<Long, Decision> bySeq,
+                              String query) throws IOException {
+        HttpURLConnection conn = open(r, "/v1/files/apply", ch.name(), query, "POST");
         try {
             conn.setRequestProperty("Content-Type", "application/octet-stream");
             conn.setChunkedStreamingMode(64 * 1024);
             try (DataOutputStream out = new DataOutputStream(new BufferedOutputStream(conn.getOutputStream(), 64 * 1024))) {
                 for (FileEntry e : changes) {
-                    Decision d = bySeq.get(e.seq());
-                    boolean data = d.need().equals("data") && !e.deleted();
+                    Decision d = bySeq == null ? null : bySeq.get(e.seq());
+                    boolean data = (d == null || d.need().equals("data")) && !e.deleted();
                     InputStream content = null;
                     Path file = null;
                     if (data) {
@@ -548,7 +591,7 @@ final class SiteFiles implements AutoCloseable {
                     out.writeBoolean(data);
                     if (content != null) {
                         try (InputStream in = content) {
-                            Delta.encode(in, Chunker.Sizes.forFile(e.size()), ChunkIndex.ofIds(HubFiles.basisIds(d.basis() == null ? "" : d.basis())), out);
+                            Delta.encode(in, Chunker.Sizes.forFile(e.size()), ChunkIndex.ofIds(HubFiles.basisIds(d == null || d.basis() == null ? "" : d.basis())), out);
                         }
                     }
                 }

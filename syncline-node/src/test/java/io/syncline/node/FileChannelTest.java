@@ -618,6 +618,66 @@ class FileChannelTest {
     }
 
     @Test
+    void shouldTakeNewFilesSentWithoutAnOfferOnlyWhenTheSiteAndTheHubAgreeOnTheCount() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        try (HubNode hub = HubNode.start(hub("30s"), Clock.systemUTC())) {
+            RawHubClient raw = new RawHubClient(hub.url());
+            assertThat(raw.register("s9", "secret-token").status()).isEqualTo(200);
+            byte[] image = new byte[100_000];
+            new Random(4).nextBytes(image);
+            RawHubClient.Answer first = raw.post("s9", "/v1/files/apply?channel=images&unoffered=1&acked=0&offered=0",
+                    "application/octet-stream", unoffered(1, "a.jpg", image, false));
+            assertThat(first.status()).isEqualTo(200);
+            assertThat(first.body()).containsEntry("applied", 1).doesNotContainKey("error").doesNotContainKey("stale");
+            assertThat(Files.readAllBytes(dir.resolve("hub-images/s9/a.jpg"))).isEqualTo(image);
+
+            // The site's database went back (it says it never offered anything): nothing is applied, the site is told.
+            RawHubClient.Answer behind = raw.post("s9", "/v1/files/apply?channel=images&unoffered=1&acked=0&offered=0",
+                    "application/octet-stream", unoffered(1, "b.jpg", image, false));
+            assertThat(behind.status()).isEqualTo(200);
+            assertThat(behind.body()).containsEntry("applied", 1).containsEntry("stale", true);
+            assertThat(dir.resolve("hub-images/s9/b.jpg")).doesNotExist();
+
+            // Without an offer the hub lists no chunk: a delta that copies one is refused, and nothing of it is kept.
+            RawHubClient.Answer copies = raw.post("s9", "/v1/files/apply?channel=images&unoffered=1&acked=1&offered=1",
+                    "application/octet-stream", unoffered(2, "c.jpg", image, true));
+            assertThat(copies.status()).isEqualTo(200);
+            assertThat(copies.body()).containsEntry("applied", 1);
+            assertThat(copies.error()).contains("c.jpg").contains("outside the 0 chunks");
+            assertThat(dir.resolve("hub-images/s9/c.jpg")).doesNotExist();
+
+            RawHubClient.Answer bad = raw.post("s9", "/v1/files/apply?channel=images&unoffered=1&acked=x&offered=1",
+                    "application/octet-stream", unoffered(2, "c.jpg", image, false));
+            assertThat(bad.status()).isEqualTo(400);
+            assertThat(bad.error()).contains("'acked'");
+        }
+    }
+
+    /** An apply body of one new file, sent whole (or, with {@code copy}, as a copy of the hub's first chunk). */
+    private static byte[] unoffered(long seq, String path, byte[] content, boolean copy) throws Exception {
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        DataOutputStream out = new DataOutputStream(bytes);
+        byte[] header = WireFormat.MAPPER.writeValueAsBytes(new FileEntry(seq, path, null, false, content.length, 1_700_000_000_000L, -1,
+                io.syncline.engine.files.ContentHash.of(content)));
+        out.writeInt(header.length);
+        out.write(header);
+        out.writeBoolean(true);
+        if (copy) {
+            out.writeByte('C');
+            out.writeInt(0);
+            out.writeInt(1);
+            out.writeByte('E');
+            out.writeLong(content.length);
+        } else {
+            io.syncline.engine.files.Delta.encode(new java.io.ByteArrayInputStream(content),
+                    io.syncline.engine.files.Chunker.Sizes.forFile(content.length), io.syncline.engine.files.ChunkIndex.ofIds(new long[0]), out);
+        }
+        out.writeInt(0);
+        out.flush();
+        return bytes.toByteArray();
+    }
+
+    @Test
     void shouldRefuseHostilePathsWithAClearErrorAndWriteNothing() throws Exception {
         dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
         try (HubNode hub = HubNode.start(hub("30s"), Clock.systemUTC())) {
