@@ -76,7 +76,15 @@ public final class FileOutbox {
                 }
             }
         }
-        record(c, channel, changes);
+        // Paths with no row at all (not recorded, not even as a tombstone): inserted in one batch, with no update first.
+        java.util.Set<String> rowless = new java.util.HashSet<>();
+        java.util.Set<String> tombstones = tombstones(c, channel);
+        for (FileScanner.Change ch : changes) {
+            if (ch instanceof FileScanner.Put p && !known.containsKey(p.path()) && !tombstones.contains(p.path())) {
+                rowless.add(p.path());
+            }
+        }
+        record(c, channel, changes, rowless);
         if (unknown) {
             // A file recorded before content hashes that changed or went since: the content its marked base stood for
             // cannot be named any more (docs/files.md, "Upgrading").
@@ -113,21 +121,61 @@ public final class FileOutbox {
 
     /** Records what a scan found, each change with the next number. */
     public static void record(Connection c, String channel, List<FileScanner.Change> changes) throws SQLException {
+        record(c, channel, changes, java.util.Set.of());
+    }
+
+    /** As {@link #record(Connection, String, List)}; {@code rowless}: paths that have no row (inserted in a batch). */
+    private static void record(Connection c, String channel, List<FileScanner.Change> changes, java.util.Set<String> rowless)
+            throws SQLException {
         if (changes.isEmpty()) {
             return;
         }
         long seq = next(c, channel);
-        for (FileScanner.Change ch : changes) {
-            switch (ch) {
-                case FileScanner.Put p -> put(c, channel, p.meta(), null, seq++);
-                case FileScanner.Move m -> {
-                    put(c, channel, m.to(), m.from(), seq++);
-                    tombstone(c, channel, m.from(), seq++);
+        try (PreparedStatement insert = c.prepareStatement(INSERT)) {
+            int batched = 0;
+            for (FileScanner.Change ch : changes) {
+                if (ch instanceof FileScanner.Put p && rowless.contains(p.path())) {
+                    insert(insert, channel, p.meta(), null, seq++, null);
+                    insert.addBatch();
+                    if (++batched % 1000 == 0) {
+                        insert.executeBatch();
+                    }
+                } else {
+                    seq = record(c, channel, ch, seq);
                 }
-                case FileScanner.Delete d -> tombstone(c, channel, d.path(), seq++);
+            }
+            if (batched % 1000 != 0) {
+                insert.executeBatch();
             }
         }
         SyncSchema.putState(c, NEXT + channel, Long.toString(seq));
+    }
+
+    /** Records one change from number {@code seq} on; returns the next number. */
+    private static long record(Connection c, String channel, FileScanner.Change change, long seq) throws SQLException {
+        switch (change) {
+            case FileScanner.Put p -> put(c, channel, p.meta(), null, seq++);
+            case FileScanner.Move m -> {
+                put(c, channel, m.to(), m.from(), seq++);
+                tombstone(c, channel, m.from(), seq++);
+            }
+            case FileScanner.Delete d -> tombstone(c, channel, d.path(), seq++);
+        }
+        return seq;
+    }
+
+    /** The paths of the channel's tombstones (deletions not acknowledged yet). */
+    private static java.util.Set<String> tombstones(Connection c, String channel) throws SQLException {
+        java.util.Set<String> out = new java.util.HashSet<>();
+        try (PreparedStatement ps = c.prepareStatement("SELECT path FROM sync_file WHERE channel = ? AND deleted = TRUE")) {
+            ps.setString(1, channel);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    out.add(rs.getString(1));
+                }
+            }
+        }
+        return out;
     }
 
     private static void put(Connection c, String channel, FileMeta m, String from, long seq) throws SQLException {
@@ -155,20 +203,26 @@ public final class FileOutbox {
                 return;
             }
         }
-        try (PreparedStatement ps = c.prepareStatement("INSERT INTO sync_file (channel, path_id, path, size, mtime, mode, content_hash, seq, deleted, "
-                + "moved_from, base_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, FALSE, ?, ?)")) {
-            ps.setString(1, channel);
-            ps.setString(2, pathId(m.path()));
-            ps.setString(3, m.path());
-            ps.setLong(4, m.size());
-            ps.setLong(5, m.mtimeMillis());
-            ps.setInt(6, m.mode());
-            ps.setString(7, m.hash());
-            ps.setLong(8, seq);
-            ps.setString(9, from);
-            ps.setString(10, base);
+        try (PreparedStatement ps = c.prepareStatement(INSERT)) {
+            insert(ps, channel, m, from, seq, base);
             ps.executeUpdate();
         }
+    }
+
+    private static final String INSERT = "INSERT INTO sync_file (channel, path_id, path, size, mtime, mode, content_hash, seq, deleted, "
+            + "moved_from, base_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, FALSE, ?, ?)";
+
+    private static void insert(PreparedStatement ps, String channel, FileMeta m, String from, long seq, String base) throws SQLException {
+        ps.setString(1, channel);
+        ps.setString(2, pathId(m.path()));
+        ps.setString(3, m.path());
+        ps.setLong(4, m.size());
+        ps.setLong(5, m.mtimeMillis());
+        ps.setInt(6, m.mode());
+        ps.setString(7, m.hash());
+        ps.setLong(8, seq);
+        ps.setString(9, from);
+        ps.setString(10, base);
     }
 
 

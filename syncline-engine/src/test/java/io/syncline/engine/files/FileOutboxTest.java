@@ -5,6 +5,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import io.syncline.engine.dialect.h2.H2Dialect;
 import io.syncline.engine.schema.SyncSchema;
 import java.sql.Connection;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.sql.DriverManager;
 import java.util.ArrayList;
 import java.util.List;
@@ -12,6 +14,7 @@ import java.util.UUID;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /** FileOutbox on a real (H2) database: what the receiver's acknowledgements, page by page, leave of the record. */
 class FileOutboxTest {
@@ -63,6 +66,30 @@ class FileOutboxTest {
 
         FileOutbox.acknowledge(c, CH, 7); // an older acknowledgement changes nothing
         assertThat(FileOutbox.acknowledged(c, CH)).isEqualTo(9);
+    }
+
+    @Test
+    void shouldRecordNewFilesInOneBatchAndAFileBackWhereItsTombstoneStillIs(@TempDir Path folder) throws Exception {
+        FileScanner scanner = new FileScanner(folder, List.of(), List.of());
+        long later = System.currentTimeMillis() + 60_000; // past the walk's two seconds of doubt
+        for (int i = 0; i < 2_500; i++) { // more than one batch
+            Files.writeString(folder.resolve("f" + i + ".txt"), "content " + i);
+        }
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { })).isEqualTo(2_500);
+        List<FileEntry> all = FileOutbox.pending(c, CH, 0, 3_000);
+        assertThat(all).hasSize(2_500);
+        assertThat(seqs(all)).as("numbered in order, from 1").containsExactlyElementsOf(
+                java.util.stream.LongStream.rangeClosed(1, 2_500).boxed().toList());
+        assertThat(FileOutbox.recorded(c, CH, "f7.txt").meta().hash()).isEqualTo(ContentHash.of("content 7".getBytes()));
+
+        Files.delete(folder.resolve("f7.txt"));
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { })).isEqualTo(1);
+        assertThat(FileOutbox.recorded(c, CH, "f7.txt").meta()).as("a tombstone").isNull();
+        Files.writeString(folder.resolve("f7.txt"), "back again"); // before the deletion was acknowledged
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { })).isEqualTo(1);
+        FileOutbox.Recorded back = FileOutbox.recorded(c, CH, "f7.txt");
+        assertThat(back.meta().hash()).isEqualTo(ContentHash.of("back again".getBytes()));
+        assertThat(back.seq()).isEqualTo(2_502);
     }
 
     private static List<Long> seqs(List<FileEntry> entries) {
