@@ -24,13 +24,16 @@ import org.slf4j.LoggerFactory;
 
 /*
  * Runs the walks of the folders a node sends files from, on one thread of its own: each folder is walked at start,
- * when the file system reports a change in it (WatchService; a burst of events is one walk, SETTLE_MILLIS after it
- * settles) and every `interval` in any case, the safety net for lost notifications and for what changed while the node
+ * when the file system reports a change in it (WatchService; a burst of events is one walk, once no event came for
+ * QUIET_MILLIS, or SETTLE_MILLIS after its first) and every `interval` in any case, the safety net for lost notifications and for what changed while the node
  * was down. A walk that fails is tried again after a growing pause. Folders are watched before they are walked, and
  * folders that appear are watched from the next walk on. No interrupts: they would close the embedded databases' files.
  */
 final class FolderWatch implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(FolderWatch.class);
+    /** A burst of events has settled when none came for this long... */
+    private static final long QUIET_MILLIS = 20;
+    /** ...or when this long has passed since its first event, whichever comes first. */
     private static final long SETTLE_MILLIS = 100;
 
     /** A folder to walk, and its channel. */
@@ -110,9 +113,13 @@ final class FolderWatch implements AutoCloseable {
                 }
                 WatchKey k = watcher.poll(Math.min(left, TimeUnit.MILLISECONDS.toNanos(250)), TimeUnit.NANOSECONDS);
                 if (k != null) {
-                    drain(k);
-                    Thread.sleep(SETTLE_MILLIS);
-                    while ((k = watcher.poll()) != null) {
+                    long settled = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(SETTLE_MILLIS);
+                    do {
+                        drain(k);
+                        long wait = Math.min(TimeUnit.MILLISECONDS.toNanos(QUIET_MILLIS), settled - System.nanoTime());
+                        k = wait > 0 ? watcher.poll(wait, TimeUnit.NANOSECONDS) : null;
+                    } while (k != null);
+                    while ((k = watcher.poll()) != null) { // (what came at the last moment goes with it)
                         drain(k);
                     }
                     return;
