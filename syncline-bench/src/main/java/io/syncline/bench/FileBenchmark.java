@@ -39,13 +39,16 @@ import java.util.stream.Stream;
  * always does; bytes are counted for the first run).
  * Syncline's time runs from the change on disk (its site sees it through the file system's notifications) until the
  * hub has recorded the last change; rsync's is the client's run. Each result is checked by SHA-256 or by comparing the
- * trees.
+ * trees. The scenarios run --rounds times (3), each round on new files that are deleted everywhere after it; the
+ * summary gives medians, and per ratio the median of the rounds' ratios with their range (this machine's disk is noisy).
  */
 public final class FileBenchmark {
     private final long sizeMib;
     private final int files;
     private final double changePct;
-    private final List<String[]> results = new ArrayList<>();
+    private final int rounds;
+    /** Per scenario, in order, each round's figures: Syncline bytes, rsync bytes, Syncline s, rsync s, rsync --fsync s. */
+    private final Map<String, List<double[]>> results = new LinkedHashMap<>();
     private Path dir;
     private String siteUrl;
     private String hubUrl;
@@ -61,17 +64,19 @@ public final class FileBenchmark {
         this.sizeMib = Long.parseLong(o.getOrDefault("size-mib", "1024"));
         this.files = Integer.parseInt(o.getOrDefault("files", "10000"));
         this.changePct = Double.parseDouble(o.getOrDefault("change", "1"));
+        this.rounds = Integer.parseInt(o.getOrDefault("rounds", "3"));
     }
 
     public static void main(String[] args) throws Exception {
         Map<String, String> opts = new LinkedHashMap<>();
         for (String a : args) {
             if (a.equals("-h") || a.equals("--help")) {
-                System.out.println("usage: bench/files [--size-mib=1024 (the large file)] [--files=10000 (the tree)] [--change=1 (% changed)]");
+                System.out.println("usage: bench/files [--size-mib=1024 (the large file)] [--files=10000 (the tree)] [--change=1 (% changed)] "
+                        + "[--rounds=3 (each scenario again, on new files; medians reported)]");
                 return;
             }
-            if (!a.startsWith("--") || !a.contains("=") || !List.of("size-mib", "files", "change").contains(a.substring(2, a.indexOf('=')))) {
-                System.err.println("unknown argument '" + a + "' (known: --size-mib=N, --files=N, --change=P; --help)");
+            if (!a.startsWith("--") || !a.contains("=") || !List.of("size-mib", "files", "change", "rounds").contains(a.substring(2, a.indexOf('=')))) {
+                System.err.println("unknown argument '" + a + "' (known: --size-mib=N, --files=N, --change=P, --rounds=N; --help)");
                 System.exit(2);
             }
             opts.put(a.substring(2, a.indexOf('=')), a.substring(a.indexOf('=') + 1));
@@ -118,8 +123,15 @@ public final class FileBenchmark {
                     files: {scanInterval: 1h}
                     """.formatted(siteUrl, hp.url(), site), Role.SITE, Map.of()), Clock.systemUTC())) {
                 warmUp();
-                bigFile();
-                tree();
+                for (int r = 1; r <= rounds; r++) {
+                    System.out.printf("round %d of %d%n", r, rounds);
+                    bigFile("big-" + r + ".bin");
+                    tree("tree-" + r);
+                    // The round's files go, everywhere, so that every round starts from the same folders.
+                    for (String name : List.of("big-" + r + ".bin", "tree-" + r)) {
+                        removeEverywhere(name);
+                    }
+                }
             }
         } finally {
             rsyncd.destroy();
@@ -130,10 +142,50 @@ public final class FileBenchmark {
             deleteTree(dir);
         }
         System.out.println();
-        System.out.printf("%-44s %14s %14s %6s %10s %8s %6s %13s %6s%n", "scenario", "Syncline bytes", "rsync bytes", "ratio", "Syncline s",
-                "rsync s", "ratio", "rsync fsync s", "ratio");
-        for (String[] r : results) {
-            System.out.printf("%-44s %14s %14s %6s %10s %8s %6s %13s %6s%n", (Object[]) r);
+        System.out.printf("Medians of %d round(s); a ratio is the median of the rounds' ratios (Syncline / rsync), with their range%n", rounds);
+        System.out.printf("%-44s %14s %14s %6s %10s %8s %17s %13s %17s%n", "scenario", "Syncline bytes", "rsync bytes", "ratio",
+                "Syncline s", "rsync s", "ratio (range)", "rsync fsync s", "ratio (range)");
+        for (Map.Entry<String, List<double[]>> e : results.entrySet()) {
+            List<double[]> rs = e.getValue();
+            System.out.printf("%-44s %,14.0f %,14.0f %6.2f %10.2f %8.2f %17s %13.2f %17s%n", e.getKey(), median(rs, r -> r[0]), median(rs, r -> r[1]),
+                    median(rs, r -> r[0] / r[1]), median(rs, r -> r[2]), median(rs, r -> r[3]), ratio(rs, 3), median(rs, r -> r[4]),
+                    ratio(rs, 4));
+        }
+    }
+
+    private static double median(List<double[]> rounds, java.util.function.ToDoubleFunction<double[]> f) {
+        double[] v = rounds.stream().mapToDouble(f).sorted().toArray();
+        return v.length % 2 == 1 ? v[v.length / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+    }
+
+    /** The median of the rounds' Syncline time over the time in column {@code col}, and their range. */
+    private static String ratio(List<double[]> rounds, int col) {
+        double[] v = rounds.stream().mapToDouble(r -> r[2] / r[col]).sorted().toArray();
+        return String.format("%.2f (%.2f-%.2f)", median(rounds, r -> r[2] / r[col]), v[0], v[v.length - 1]);
+    }
+
+    /** Deletes {@code name} from the site's folder, waits until the hub's copy is gone, and deletes rsync's copies. */
+    private void removeEverywhere(String name) throws Exception {
+        Path p = site.resolve(name);
+        if (Files.isDirectory(p)) {
+            deleteTree(p);
+        } else {
+            Files.deleteIfExists(p);
+        }
+        long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(5);
+        while (Files.exists(hubCopy.resolve(name))) { // (the site forgets acknowledged deletions: no change count to wait for)
+            if (System.nanoTime() > deadline) {
+                throw new IllegalStateException("the deletion of " + name + " did not reach the hub within 5 minutes");
+            }
+            Thread.sleep(20);
+        }
+        awaitHub(0);
+        for (Path copy : List.of(rsyncCopy.resolve(name), rsyncFsyncCopy.resolve(name))) {
+            if (Files.isDirectory(copy)) {
+                deleteTree(copy);
+            } else {
+                Files.deleteIfExists(copy);
+            }
         }
     }
 
@@ -162,27 +214,19 @@ public final class FileBenchmark {
             }
         }
         awaitHub(base + 1);
-        deleteTree(site.resolve("warm-up"));
-        long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(5);
-        while (Files.exists(hubCopy.resolve("warm-up"))) { // (the site forgets acknowledged deletions: no change count to wait for)
-            if (System.nanoTime() > deadline) {
-                throw new IllegalStateException("the warm-up's deletions did not reach the hub within 5 minutes");
-            }
-            Thread.sleep(20);
-        }
-        awaitHub(0);
+        removeEverywhere("warm-up");
     }
 
-    private void bigFile() throws Exception {
-        Path staged = dir.resolve("big.bin");
+    private void bigFile(String name) throws Exception {
+        Path staged = dir.resolve(name);
         writeUnique(staged, sizeMib << 20, 42);
         long base = siteSeq();
         long t0 = System.nanoTime();
         long b0 = hubProxy.bytesForwarded();
-        Files.move(staged, site.resolve("big.bin"));
+        Files.move(staged, site.resolve(name));
         awaitHub(base + 1);
         measured("large file " + sizeMib + " MiB, first copy", t0, b0);
-        check(site.resolve("big.bin"), hubCopy.resolve("big.bin"), rsyncCopy.resolve("big.bin"), rsyncFsyncCopy.resolve("big.bin"));
+        check(site.resolve(name), hubCopy.resolve(name), rsyncCopy.resolve(name), rsyncFsyncCopy.resolve(name));
 
         long size = sizeMib << 20;
         int places = 1000;
@@ -192,20 +236,20 @@ public final class FileBenchmark {
         base = siteSeq();
         t0 = System.nanoTime();
         b0 = hubProxy.bytesForwarded();
-        try (FileChannel ch = FileChannel.open(site.resolve("big.bin"), StandardOpenOption.WRITE)) {
+        try (FileChannel ch = FileChannel.open(site.resolve(name), StandardOpenOption.WRITE)) {
             for (int i = 0; i < places; i++) {
                 rnd.nextBytes(junk);
                 ch.write(ByteBuffer.wrap(junk), (long) (rnd.nextDouble() * (size - each)));
             }
         }
-        apartFromTheCopy(site.resolve("big.bin"));
+        apartFromTheCopy(site.resolve(name));
         awaitHub(base + 1);
         measured(String.format("large file, %.1f%% changed in %d places", changePct, places), t0, b0);
-        check(site.resolve("big.bin"), hubCopy.resolve("big.bin"), rsyncCopy.resolve("big.bin"), rsyncFsyncCopy.resolve("big.bin"));
+        check(site.resolve(name), hubCopy.resolve(name), rsyncCopy.resolve(name), rsyncFsyncCopy.resolve(name));
     }
 
-    private void tree() throws Exception {
-        Path staged = Files.createDirectories(dir.resolve("stage/tree"));
+    private void tree(String name) throws Exception {
+        Path staged = Files.createDirectories(dir.resolve("stage").resolve(name));
         Random rnd = new Random(11);
         List<Path> all = new ArrayList<>();
         for (int i = 0; i < files; i++) {
@@ -214,15 +258,15 @@ public final class FileBenchmark {
             byte[] b = new byte[1024 + rnd.nextInt(15 * 1024)];
             rnd.nextBytes(b);
             Files.write(f, b);
-            all.add(site.resolve("tree").resolve(staged.relativize(f)));
+            all.add(site.resolve(name).resolve(staged.relativize(f)));
         }
         long base = siteSeq();
         long t0 = System.nanoTime();
         long b0 = hubProxy.bytesForwarded();
-        Files.move(staged, site.resolve("tree"));
+        Files.move(staged, site.resolve(name));
         awaitHub(base + files);
         measured(String.format("%,d small files, first copy", files), t0, b0);
-        checkTrees(site.resolve("tree"), hubCopy.resolve("tree"), rsyncCopy.resolve("tree"), rsyncFsyncCopy.resolve("tree"));
+        checkTrees(site.resolve(name), hubCopy.resolve(name), rsyncCopy.resolve(name), rsyncFsyncCopy.resolve(name));
 
         int changed = (int) Math.max(1, Math.round(files * changePct / 100));
         base = siteSeq();
@@ -239,7 +283,7 @@ public final class FileBenchmark {
         }
         awaitHub(base + changed);
         measured(String.format("%,d small files, %d changed", files, changed), t0, b0);
-        checkTrees(site.resolve("tree"), hubCopy.resolve("tree"), rsyncCopy.resolve("tree"), rsyncFsyncCopy.resolve("tree"));
+        checkTrees(site.resolve(name), hubCopy.resolve(name), rsyncCopy.resolve(name), rsyncFsyncCopy.resolve(name));
     }
 
     /**
@@ -258,9 +302,7 @@ public final class FileBenchmark {
         long t2 = System.nanoTime();
         rsync(true);
         double fSec = (System.nanoTime() - t2) / 1e9;
-        results.add(new String[] {scenario, String.format("%,d", sBytes), String.format("%,d", rBytes), String.format("%.2f", sBytes / (double) rBytes),
-            String.format("%.2f", sSec), String.format("%.2f", rSec), String.format("%.2f", sSec / rSec), String.format("%.2f", fSec),
-            String.format("%.2f", sSec / fSec)});
+        results.computeIfAbsent(scenario, k -> new ArrayList<>()).add(new double[] {sBytes, rBytes, sSec, rSec, fSec});
         System.out.printf("  %s: Syncline %,d bytes in %.2f s; rsync %,d bytes in %.2f s (with --fsync %.2f s)%n", scenario, sBytes, sSec,
                 rBytes, rSec, fSec);
     }
