@@ -339,10 +339,17 @@ final class HubFiles implements AutoCloseable {
                 }
             }
             long after = purged.getOrDefault(ch.name(), 0L);
+            if (min != Long.MAX_VALUE) {
+                // (no further than the hub's own last change: a site's acknowledgement beyond it, after a restore of
+                // the hub's database, must not mark later changes as purged)
+                min = Math.min(min, FileOutbox.next(c, ch.name()) - 1);
+            }
             if (min != Long.MAX_VALUE && min > after) {
                 FileOutbox.purgeTombstones(c, ch.name(), after, min);
                 c.commit();
                 purged.merge(ch.name(), min, Math::max);
+            } else {
+                c.commit(); // (only read)
             }
         } catch (SQLException e) {
             throw new HttpError(503, "hub database unavailable: " + e.getMessage());
