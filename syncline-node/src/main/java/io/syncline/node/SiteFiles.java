@@ -60,6 +60,11 @@ import org.slf4j.LoggerFactory;
 final class SiteFiles implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(SiteFiles.class);
     static final int PAGE = 256;
+    /**
+     * The most bytes of files a page sent without an offer may hold: the hub reads the whole request even when it
+     * refuses it (stale counts), and an offer costs nothing next to sending large files.
+     */
+    static final long UNOFFERED_MAX_BYTES = 32L << 20;
     /** How long a fetch of the hub's file changes waits for one. */
     static final long LONG_POLL_MILLIS = 20_000;
 
@@ -466,7 +471,8 @@ final class SiteFiles implements AutoCloseable {
                 return;
             }
             if (ch.direction() == ChannelSpec.Direction.SITE_TO_HUB && pending.get(0).seq() > offered
-                    && pending.stream().allMatch(SiteFiles::neverTaken)) {
+                    && pending.stream().allMatch(SiteFiles::neverTaken)
+                    && pending.stream().mapToLong(FileEntry::size).sum() <= UNOFFERED_MAX_BYTES) {
                 // New files only (a first copy), never sent before: the hub has nothing of them from this site, so an
                 // offer would only hear "data, no basis" for each. Sent whole at once; the hub checks the counts as for
                 // an offer. (A page sent before, whose exchange broke, is offered: the hub lists what it kept of a

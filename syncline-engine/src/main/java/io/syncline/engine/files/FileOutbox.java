@@ -59,11 +59,15 @@ public final class FileOutbox {
         Map<String, FileMeta> known = known(c, channel);
         List<FileScanner.Change> changes = new ArrayList<>(scanner.scan(known, nowMillis, unsyncable));
         boolean unknown = false;
+        long sentBeyond = -1;
         for (java.util.Iterator<FileScanner.Change> it = changes.iterator(); it.hasNext(); ) {
             if (it.next() instanceof FileScanner.Put p && known.get(p.path()) instanceof FileMeta k && k.hash().equals(ContentHash.UNKNOWN)) {
                 unknown = true;
                 if (k.size() == p.meta().size() && k.mtimeMillis() == p.meta().mtimeMillis() && k.mode() == p.meta().mode()) {
-                    hashed(c, channel, p.meta()); // as recorded before content hashes: no change to send
+                    if (sentBeyond < 0) {
+                        sentBeyond = lastHashed(c, channel);
+                    }
+                    hashed(c, channel, p.meta(), sentBeyond); // as recorded before content hashes: no change to send
                     it.remove();
                 }
             }
@@ -78,11 +82,13 @@ public final class FileOutbox {
         }
         // Paths with no row at all (not recorded, not even as a tombstone): inserted in one batch, with no update first.
         java.util.Set<String> rowless = new java.util.HashSet<>();
-        java.util.Set<String> tombstones = tombstones(c, channel);
         for (FileScanner.Change ch : changes) {
-            if (ch instanceof FileScanner.Put p && !known.containsKey(p.path()) && !tombstones.contains(p.path())) {
+            if (ch instanceof FileScanner.Put p && !known.containsKey(p.path())) {
                 rowless.add(p.path());
             }
+        }
+        if (!rowless.isEmpty()) {
+            rowless.removeAll(tombstones(c, channel));
         }
         record(c, channel, changes, rowless);
         if (unknown) {
@@ -99,11 +105,35 @@ public final class FileOutbox {
         return changes.size();
     }
 
+    /** The number of the channel's last change whose file has its hash (0: none), as a walk starts. */
+    private static long lastHashed(Connection c, String channel) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT MAX(seq) FROM sync_file WHERE channel = ? AND content_hash <> ?")) {
+            ps.setString(1, channel);
+            ps.setString(2, ContentHash.UNKNOWN);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() ? rs.getLong(1) : 0;
+            }
+        }
+    }
+
     /**
      * A file recorded before content hashes (its hash {@link ContentHash#UNKNOWN}) is as it was: its hash is put in
-     * place, and in its base when that was the same content, without a new change.
+     * place, and in its base when that was the same content, without a new change. Unless changes numbered after it had
+     * their hash already ({@code sentBeyond}): then they may have been sent while it was left out (a file that could not
+     * be read at the first walk), and it gets a new number, so that its receivers take it after all.
      */
-    private static void hashed(Connection c, String channel, FileMeta m) throws SQLException {
+    private static void hashed(Connection c, String channel, FileMeta m, long sentBeyond) throws SQLException {
+        Recorded r = recorded(c, channel, m.path());
+        if (r != null && r.seq() < sentBeyond) {
+            long seq = next(c, channel);
+            try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET seq = ? WHERE channel = ? AND path_id = ?")) {
+                ps.setLong(1, seq);
+                ps.setString(2, channel);
+                ps.setString(3, pathId(m.path()));
+                ps.executeUpdate();
+            }
+            SyncSchema.putState(c, NEXT + channel, Long.toString(seq + 1));
+        }
         try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET base_hash = ? WHERE channel = ? AND path_id = ? AND base_hash = ?")) {
             ps.setString(1, m.hash());
             ps.setString(2, channel);
@@ -242,23 +272,21 @@ public final class FileOutbox {
     }
 
     /**
-     * Changes after {@code after}, oldest first, at most {@code limit}; they stop before a file recorded before content
-     * hashes whose walk has not hashed it yet (it is never offered with a hash that names nothing).
+     * Changes after {@code after}, oldest first, at most {@code limit}; without the files recorded before content hashes
+     * that no walk has hashed yet (never offered with a hash that names nothing; see {@link #hashed}).
      */
     public static List<FileEntry> pending(Connection c, String channel, long after, int limit) throws SQLException {
         List<FileEntry> out = new ArrayList<>();
         try (PreparedStatement ps = c.prepareStatement("SELECT seq, path, moved_from, deleted, size, mtime, mode, content_hash, base_hash "
-                + "FROM sync_file WHERE channel = ? AND seq > ? ORDER BY channel, seq")) {
+                + "FROM sync_file WHERE channel = ? AND seq > ? AND (deleted = TRUE OR content_hash <> ?) ORDER BY channel, seq")) {
             // (ORDER BY the index's columns, channel included: H2 then reads the index in order and stops at the limit;
             // ORDER BY seq alone made it read and sort every change after, on each page)
             ps.setString(1, channel);
             ps.setLong(2, after);
+            ps.setString(3, ContentHash.UNKNOWN);
             ps.setMaxRows(limit);
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
-                    if (!rs.getBoolean(4) && ContentHash.UNKNOWN.equals(rs.getString(8))) {
-                        break;
-                    }
                     out.add(new FileEntry(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getBoolean(4), rs.getLong(5), rs.getLong(6),
                             rs.getInt(7), rs.getString(8), rs.getString(9)));
                 }
@@ -290,10 +318,11 @@ public final class FileOutbox {
         }
         // What the receiver took is now what both have: the base of this node's next change of the path (two-way).
         try (PreparedStatement ps = c.prepareStatement("UPDATE sync_file SET base_hash = content_hash WHERE channel = ? AND seq > ? AND seq <= ? "
-                + "AND (base_hash IS NULL OR base_hash <> content_hash)")) {
+                + "AND (base_hash IS NULL OR base_hash <> content_hash) AND content_hash <> ?")) { // (not a file left out: not sent)
             ps.setString(1, channel);
             ps.setLong(2, before);
             ps.setLong(3, upTo);
+            ps.setString(4, ContentHash.UNKNOWN);
             ps.executeUpdate();
         }
     }
