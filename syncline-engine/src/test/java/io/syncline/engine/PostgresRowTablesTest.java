@@ -1,6 +1,7 @@
 package io.syncline.engine;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 import io.syncline.api.Change;
 import io.syncline.api.ChannelSpec;
@@ -11,8 +12,13 @@ import java.sql.Connection;
 import java.sql.ResultSet;
 import java.sql.Statement;
 import java.time.Clock;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
 /** PostgreSQL keeps captured rows typed in one row table per table and schema generation (PostgresCapture). */
@@ -44,6 +50,41 @@ class PostgresRowTablesTest extends DbTestBase {
             assertThat(rowTables(c)).as("only the current generation is left").hasSize(1);
             assertThat(count(c, "SELECT count(*) FROM " + rowTables(c).get(0))).isZero();
             assertThat(count(c, "SELECT count(*) FROM sync_outbox")).isZero();
+        }
+    }
+
+    @Test
+    void shouldKeepAHeaderAndItsRowsTogetherWhenTheOutboxIsClearedWhileAWriterCommits() throws Exception {
+        TestDb db = newDb(TestDb.Kind.POSTGRES);
+        db.exec("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(100))");
+        ExecutorService startOver = Executors.newSingleThreadExecutor();
+        try (Connection c = db.open(); Connection writer = db.open()) {
+            new CaptureInstaller(db.dialect(), Clock.systemUTC()).install(c, List.of(CHANNEL));
+            db.exec("INSERT INTO item VALUES (1, 'before')");
+            // The writer holds the committed header, so the start-over's delete of sync_outbox waits, with its snapshot
+            // already taken, until the writer commits a change of its own: header and row.
+            try (Statement s = writer.createStatement()) {
+                s.executeQuery("SELECT seq FROM sync_outbox FOR UPDATE").close();
+                s.executeUpdate("INSERT INTO item VALUES (2, 'committed during the start-over')");
+            }
+            Future<?> done = startOver.submit(() -> {
+                try (Connection r = db.open()) {
+                    Pipe.store(db).startOver(r);
+                    r.commit();
+                }
+                return null;
+            });
+            await().atMost(Duration.ofSeconds(30)).until(() -> count(c, "SELECT count(*) FROM pg_locks WHERE NOT granted") > 0);
+            writer.commit();
+            done.get(30, TimeUnit.SECONDS);
+
+            String rowTable = rowTables(c).get(0);
+            assertThat(count(c, "SELECT count(*) FROM sync_outbox o WHERE o.row_count <> "
+                    + "(SELECT count(*) FROM " + rowTable + " r WHERE r.stmt = o.seq)")).as("headers without their rows").isZero();
+            SealedBatch kept = Pipe.seal(db, c, "ch").orElseThrow();
+            assertThat(Pipe.read(db, c, kept, "hub")).extracting(ch -> ((Change.Insert) ch).newRow().get("id")).containsExactly(2);
+        } finally {
+            startOver.shutdownNow();
         }
     }
 

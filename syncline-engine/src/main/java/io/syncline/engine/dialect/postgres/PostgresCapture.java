@@ -222,14 +222,25 @@ final class PostgresCapture {
         }
     }
 
-    /** Empties every row table and drops retired generations (the caller empties sync_outbox). */
+    /**
+     * Empties sync_outbox and every row table, and drops retired generations. The deletes are one statement, so they
+     * see one snapshot: a transaction that commits meanwhile keeps both its headers and their rows, or loses both.
+     * Statement by statement (READ COMMITTED takes a snapshot per statement), its rows could go and its header stay,
+     * and a header whose rows are gone stops its channel for good ("recorded 1 rows, but ... holds 0").
+     */
     static void reset(Connection c) throws SQLException {
-        for (Generation g : generations(c, "true")) {
+        List<Generation> all = generations(c, "true");
+        StringBuilder sql = new StringBuilder("WITH outbox AS (DELETE FROM sync_outbox)");
+        for (Generation g : all) {
             if (g.active()) {
-                try (Statement s = c.createStatement()) {
-                    s.executeUpdate("DELETE FROM " + g.rowTable());
-                }
-            } else {
+                sql.append(", g").append(g.id()).append(" AS (DELETE FROM ").append(g.rowTable()).append(')');
+            }
+        }
+        try (Statement s = c.createStatement()) {
+            s.execute(sql.append(" SELECT 1").toString());
+        }
+        for (Generation g : all) {
+            if (!g.active()) {
                 drop(c, g);
             }
         }

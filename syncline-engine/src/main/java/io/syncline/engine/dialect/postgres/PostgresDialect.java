@@ -314,8 +314,7 @@ public final class PostgresDialect implements Dialect {
 
     @Override
     public void resetOutbox(Connection c) throws SQLException {
-        Dialect.super.resetOutbox(c);
-        PostgresCapture.reset(c);
+        PostgresCapture.reset(c); // sync_outbox too, in the same statement as the row tables
         try (PreparedStatement ps = c.prepareStatement("DELETE FROM sync_state WHERE k LIKE ?")) {
             ps.setString(1, SNAPSHOT_KEY + "%");
             ps.executeUpdate();
