@@ -101,6 +101,8 @@ public final class HubNode implements NodeControl {
         volatile String secretHash;
         volatile String pullUrl;
         volatile String pullToken;
+        /** The site's database as of its last registration: a pull names it, so a site that started over since ignores it. */
+        volatile String incarnation;
         volatile Instant lastContact;
         volatile Backlog reported = Backlog.NONE;
         volatile Instant reportedAt;
@@ -119,6 +121,8 @@ public final class HubNode implements NodeControl {
         final java.util.concurrent.atomic.AtomicBoolean pokeQueued = new java.util.concurrent.atomic.AtomicBoolean();
         /** Per channel with a schedule (key: name and schedule), when the hub next pulls it (under pullLock). */
         final Map<String, Instant> pullDue = new java.util.HashMap<>();
+        /** Per channel, the token of the site's answer to a pull whose ack was below what it had (under pullLock). */
+        final Map<String, String> confirmLowAck = new java.util.HashMap<>();
 
         SiteState(String id) {
             this.id = id;
@@ -238,7 +242,7 @@ public final class HubNode implements NodeControl {
 
     private void loadSites() throws SQLException {
         try (Connection c = db.connection();
-             PreparedStatement ps = c.prepareStatement("SELECT node_id, secret_hash, listen_url, pull_token FROM sync_node");
+             PreparedStatement ps = c.prepareStatement("SELECT node_id, secret_hash, listen_url, pull_token, incarnation FROM sync_node");
              ResultSet rs = ps.executeQuery()) {
             while (rs.next()) {
                 SiteState s = new SiteState(rs.getString(1));
@@ -246,6 +250,7 @@ public final class HubNode implements NodeControl {
                 s.schedule = cfg.schedule(s.id);
                 s.pullUrl = s.schedule.url() != null ? s.schedule.url() : rs.getString(3);
                 s.pullToken = rs.getString(4);
+                s.incarnation = rs.getString(5);
                 sites.put(s.id, s);
                 schedulePull(s);
             }
@@ -293,6 +298,7 @@ public final class HubNode implements NodeControl {
         s.schedule = schedule;
         s.pullUrl = pullUrl;
         s.pullToken = r.pullToken();
+        s.incarnation = r.incarnation();
         s.lastContact = clock.instant();
         schedulePull(s);
         LOG.info("hub {}: site {} registered ({} mode, every {} ms)", cfg.nodeId(), r.node(),
@@ -595,18 +601,34 @@ public final class HubNode implements NodeControl {
                         last = BatchApplier.lastApplied(c, s.id, ch.name());
                         c.commit();
                     }
+                    String confirm = s.confirmLowAck.remove(ch.name());
                     URI uri = URI.create(s.pullUrl + "/v1/pull?channel=" + URLEncoder.encode(ch.name(), StandardCharsets.UTF_8)
-                            + "&ack=" + last + "&max=" + cfg.maxBatchesPerExchange());
+                            + "&ack=" + last + "&max=" + cfg.maxBatchesPerExchange()
+                            + (confirm == null ? "" : "&confirm=" + URLEncoder.encode(confirm, StandardCharsets.UTF_8)));
                     HttpURLConnection conn = (HttpURLConnection) uri.toURL().openConnection();
                     conn.setConnectTimeout(5000);
                     conn.setReadTimeout((int) Math.min(Integer.MAX_VALUE, cfg.readTimeout().toMillis()));
                     conn.setRequestProperty("Authorization", "Bearer " + s.pullToken);
                     conn.setRequestProperty(Headers.NODE, cfg.nodeId());
                     conn.setRequestProperty(Headers.CONFIG, configHash(s.id, s.schedule));
+                    if (s.incarnation != null) {
+                        conn.setRequestProperty(Headers.INCARNATION, s.incarnation);
+                    }
                     try {
                         int code = conn.getResponseCode();
                         if (code != 200) {
-                            throw new IOException("site " + s.id + " answered " + code + ": " + Responses.errorBody(conn));
+                            String error = Responses.errorBody(conn);
+                            String token = code == 409 && confirm == null ? confirmToken(error) : null;
+                            if (token != null) {
+                                // Our ledger is below what we acknowledged to the site before: the site asks us to say
+                                // so again, with its token, to tell this pull from one held up in the network.
+                                LOG.warn("hub {}: site {} says we acknowledged more of channel '{}' than the {} batches we "
+                                        + "have (our database is older than what we acknowledged); confirming", cfg.nodeId(),
+                                        s.id, ch.name(), last);
+                                s.confirmLowAck.put(ch.name(), token);
+                                continue;
+                            }
+                            throw new IOException("site " + s.id + " answered " + code + ": " + error);
                         }
                         Backlog b = Backlog.parse(conn.getHeaderField(Headers.BACKLOG));
                         if (round == 0 && b != null) {
@@ -638,6 +660,16 @@ public final class HubNode implements NodeControl {
         }
     }
 
+
+    /** The {@code confirm} token of a site's 409 answer to a pull, or null. */
+    private static String confirmToken(String error) {
+        try {
+            com.fasterxml.jackson.databind.JsonNode token = WireFormat.MAPPER.readTree(error).get("confirm");
+            return token != null && token.isTextual() ? token.asText() : null;
+        } catch (IOException | RuntimeException e) {
+            return null;
+        }
+    }
 
     // ---- status ----------------------------------------------------------------------------------
 

@@ -114,9 +114,12 @@ public final class SiteNode implements NodeControl {
     /**
      * A fetch applies each batch under the read lock, after checking that the site has not started over or begun to
      * register again since the fetch started; a start-over takes the write lock. So a response asked for under the old
-     * numbering is never applied under the new one.
+     * numbering is never applied under the new one. Seals and acknowledgements take the read lock too: one committed
+     * during a start-over would leave a batch number or an acknowledgement of the old numbering in the new one.
      */
     private final java.util.concurrent.locks.ReentrantReadWriteLock epoch = new java.util.concurrent.locks.ReentrantReadWriteLock();
+    /** By upstream channel: a pull's low ack waiting for the hub to confirm it (confirmLowAck). */
+    private final Map<String, LowAck> lowAcks = new ConcurrentHashMap<>();
     private volatile boolean closed;
     /** Pull mode: when this site last poked the hub, and when the hub last started a pull (System.nanoTime). */
     private volatile long pokedAt = Long.MIN_VALUE;
@@ -514,15 +517,19 @@ public final class SiteNode implements NodeControl {
     /** Seals what is committed into the channel's next batch; whether there was anything. */
     private boolean seal(String channel) throws SQLException {
         ReentrantLock lock = sealLocks.computeIfAbsent(channel, k -> new ReentrantLock());
+        DivergedException diverged;
         lock.lock();
+        epoch.readLock().lock(); // after the seal lock, as a two-way apply takes them
         try (Connection c = db.connection()) {
             return outbox.seal(c, channel).isPresent();
         } catch (DivergedException e) {
-            startOver(e);
-            return false;
+            diverged = e;
         } finally {
+            epoch.readLock().unlock();
             lock.unlock();
         }
+        startOver(diverged); // outside the read lock, which the start-over's write lock waits for
+        return false;
     }
 
     /**
@@ -1138,11 +1145,18 @@ public final class SiteNode implements NodeControl {
     }
 
     private void acknowledge(Connection c, Registration.Response r, String channel, long upTo) throws SQLException {
-        int purged;
+        int purged = 0;
+        DivergedException diverged = null;
+        epoch.readLock().lock();
         try {
             purged = outbox.acknowledge(c, r.hub(), channel, upTo);
         } catch (DivergedException e) {
-            startOver(e);
+            diverged = e;
+        } finally {
+            epoch.readLock().unlock();
+        }
+        if (diverged != null) {
+            startOver(diverged); // outside the read lock, which the start-over's write lock waits for
             return;
         }
         if (purged > 0) {
@@ -1171,6 +1185,34 @@ public final class SiteNode implements NodeControl {
 
     // ---- pull listener ---------------------------------------------------------------------------
 
+    /** A pull whose ack was below what the hub had acknowledged, and the token that confirms it (see confirmLowAck). */
+    private record LowAck(long acknowledged, String token) {
+    }
+
+    /**
+     * Returns when a pull whose {@code ack} is below the {@code acknowledged} one recorded here is confirmed: the hub
+     * sent it with the token of this site's previous answer. Otherwise answers 409 with a token. A lower ack means the
+     * hub lost batches (its database was restored) only if the hub still says so after it read that answer: the same
+     * ack can come from a request the network held up while later pulls went through, and starting over on it would
+     * load every table again for nothing. The token is good while the recorded acknowledgement stays where it is.
+     */
+    private void confirmLowAck(String channel, long ack, long acknowledged, String confirm) {
+        LowAck known = lowAcks.get(channel);
+        if (known != null && known.acknowledged() == acknowledged && known.token().equals(confirm)) {
+            lowAcks.remove(channel, known);
+            return;
+        }
+        LowAck asked = lowAcks.compute(channel, (k, v) -> v != null && v.acknowledged() == acknowledged
+                ? v : new LowAck(acknowledged, Secrets.newToken()));
+        LOG.warn("site {}: a pull of channel '{}' acknowledges batch {}, below the {} the hub acknowledged before: a delayed "
+                + "request, or the hub's database is older than what it acknowledged; asking the hub to confirm",
+                cfg.nodeId(), channel, ack, acknowledged);
+        throw new HttpError(409, "the hub's ack " + ack + " of channel '" + channel + "' is below the " + acknowledged
+                + " it acknowledged before; pull again with this confirm token if the hub's database really is older "
+                + "(site " + cfg.nodeId() + " then starts over)",
+                Map.of("channel", channel, "expected", ack + 1, "confirm", asked.token()));
+    }
+
     private void handlePull(HttpExchange ex) throws IOException {
         Registration.Response r = registration;
         if (r == null) {
@@ -1183,6 +1225,14 @@ public final class SiteNode implements NodeControl {
         if (!Secrets.matches(token, pullToken)) {
             LOG.warn("site {}: pull from {} refused: wrong credentials", cfg.nodeId(), ex.getRemoteAddress());
             throw new HttpError(401, "wrong credentials for pulling from site '" + cfg.nodeId() + "'");
+        }
+        String before = incarnation;
+        String addressed = ex.getRequestHeaders().getFirst(Headers.INCARNATION);
+        if (addressed != null && !addressed.equals(before)) {
+            // Sent before this site started over (held up in the network meanwhile): its ack counts batches of the
+            // numbering that ended, and acting on it would make the site start over once more.
+            throw new HttpError(409, "pull addressed to an earlier database of site " + cfg.nodeId() + " (incarnation "
+                    + addressed + "): a request delayed since the site started over; ignored", Map.of("stale", true));
         }
         Map<String, String> q = HttpEndpoint.query(ex);
         String channel = q.get("channel");
@@ -1198,9 +1248,12 @@ public final class SiteNode implements NodeControl {
             reregister = true;
         }
         try (Connection c = db.connection()) {
-            String before = incarnation;
-            hubLostBatches(c, r, channel, ack + 1);
-            if (ack > 0 && before.equals(incarnation)) {
+            long acknowledged = outbox.acknowledged(c, r.hub(), channel);
+            c.commit();
+            if (ack < acknowledged) {
+                confirmLowAck(channel, ack, acknowledged, q.get("confirm"));
+                hubLostBatches(c, r, channel, ack + 1);
+            } else if (ack > 0) {
                 acknowledge(c, r, channel, ack);
             }
             if (!before.equals(incarnation)) {

@@ -184,6 +184,72 @@ class H2ClusterTest {
         }
     }
 
+    @Test
+    void shouldNotStartOverForAPullHeldUpInTheNetworkButAnswerIt() throws Exception {
+        exec(url("hub5"), "CREATE TABLE product (site_id VARCHAR(64), id INT, name VARCHAR(100), price DECIMAL(10,2), PRIMARY KEY (site_id, id))");
+        exec(url("p1"), "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100), price DECIMAL(10,2))");
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hub}
+                database: {url: "%s"}
+                enrollment: {token: secret-token}
+                sync: {mode: pull, interval: 100ms}
+                channels:
+                  - name: products
+                    tables: [{name: product, hubColumn: site_id}]
+                """.formatted(url("hub5")), Role.HUB, Map.of());
+        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC());
+             SiteNode site = SiteNode.start(site("p1", hub.url()), Clock.systemUTC())) {
+            for (int i = 1; i <= 3; i++) { // three batches, each acknowledged by a later pull
+                exec(url("p1"), "INSERT INTO product VALUES (" + i + ", 'before', 1)");
+                int n = i;
+                await().atMost(Duration.ofSeconds(20)).until(() -> site.isDrained() && hubRows("hub5", "p1") == n);
+            }
+            String listener;
+            String token;
+            String incarnation;
+            try (Connection h = DriverManager.getConnection(url("hub5")); Statement st = h.createStatement();
+                 java.sql.ResultSet rs = st.executeQuery("SELECT listen_url, pull_token, incarnation FROM sync_node WHERE node_id = 'p1'")) {
+                assertThat(rs.next()).isTrue();
+                listener = rs.getString(1);
+                token = rs.getString(2);
+                incarnation = rs.getString(3);
+            }
+            java.net.http.HttpClient http = java.net.http.HttpClient.newHttpClient();
+            java.util.function.BiFunction<String, String, java.net.http.HttpResponse<String>> pull = (query, addressedTo) -> {
+                try {
+                    return http.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(listener + "/v1/pull?channel=products&max=20" + query))
+                            .header("Authorization", "Bearer " + token).header("Syncline-Incarnation", addressedTo).GET().build(),
+                            java.net.http.HttpResponse.BodyHandlers.ofString());
+                } catch (java.io.IOException | InterruptedException e) {
+                    throw new IllegalStateException(e);
+                }
+            };
+
+            // A pull sent when the hub had one batch, arriving now: a lower ack than the site recorded.
+            var late = pull.apply("&ack=1", incarnation);
+            assertThat(late.statusCode()).isEqualTo(409);
+            Map<?, ?> answer = io.syncline.transport.wire.WireFormat.MAPPER.readValue(late.body(), Map.class);
+            assertThat(answer.get("confirm")).as(late.body()).isInstanceOf(String.class);
+            assertThat(answer.get("expected")).isEqualTo(2);
+            var wrongToken = pull.apply("&ack=1&confirm=guessed", incarnation);
+            assertThat(wrongToken.statusCode()).isEqualTo(409);
+            assertThat(wrongToken.body()).as("the token stays the same while the site's acknowledgement does")
+                    .contains((String) answer.get("confirm"));
+            // A pull sent to the site's database before a start-over (not this one): refused as stale.
+            var earlier = pull.apply("&ack=1", "an-earlier-incarnation");
+            assertThat(earlier.statusCode()).isEqualTo(409);
+            assertThat(earlier.body()).contains("\"stale\":true");
+
+            exec(url("p1"), "INSERT INTO product VALUES (4, 'after the late pulls', 1)");
+            await().atMost(Duration.ofSeconds(20)).until(() -> site.isDrained() && hubRows("hub5", "p1") == 4);
+            try (Connection s = DriverManager.getConnection(url("p1")); Statement st = s.createStatement();
+                 java.sql.ResultSet rs = st.executeQuery("SELECT v FROM sync_state WHERE k = 'incarnation'")) {
+                assertThat(rs.next()).isTrue();
+                assertThat(rs.getString(1)).as("the site did not start over").isEqualTo(incarnation);
+            }
+        }
+    }
+
     private long hubRows(String hubDb, String filter) throws SQLException {
         String[] parts = filter.split(" ", 2);
         String sql = "SELECT count(*) FROM product WHERE site_id = '" + parts[0] + "'" + (parts.length > 1 ? " AND " + parts[1] : "");
