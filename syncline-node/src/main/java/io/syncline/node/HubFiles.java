@@ -528,6 +528,7 @@ final class HubFiles implements AutoCloseable {
         ReentrantLock lock = lock(site, ch);
         ReentrantLock sharedLock = shared(ch, lock);
         List<String> lost = new ArrayList<>();
+        Settling settling = new Settling();
         Map<String, ChunkIndex> bases = offered.remove(site + '\0' + ch.name());
         long applied = 0;
         long start = 0;
@@ -537,6 +538,7 @@ final class HubFiles implements AutoCloseable {
         try {
             applied = applied(site, ch.name());
             start = applied;
+            settling.applied = applied;
             if (unoffered && (applied > siteOffered || applied < siteAcked)) {
                 HttpEndpoint.drain(in);
                 stale = true; // nothing applied: the site numbers its changes again
@@ -554,14 +556,25 @@ final class HubFiles implements AutoCloseable {
                 boolean data = in.readBoolean();
                 check(ch, e);
                 ChunkIndex offeredBasis = unoffered ? ChunkIndex.ofIds(new long[0]) : bases == null ? null : bases.remove(e.path() + '\0' + e.hash());
+                if (sharedLock == null && data && !e.deleted()) {
+                    // Its flush and rename overlap the next files' (one-way: nothing else changes the folder meanwhile).
+                    ChunkIndex basis = offeredBasis != null ? offeredBasis : folder.basis(e.meta());
+                    settling.add(e, folder.receiveLater(e.meta(), in, basis));
+                    continue;
+                }
+                settling.settle();
                 if (sharedLock != null) {
                     applyTwoWay(ch, folder, site, e, data, in, offeredBasis, lost);
                 } else {
                     apply(folder, e, data, in, offeredBasis);
                 }
-                applied = Math.max(applied, e.seq());
+                settling.applied = Math.max(settling.applied, e.seq());
             }
+            settling.settle();
+            applied = settling.applied;
         } catch (SyncException | IOException e) {
+            settling.settleQuietly();
+            applied = settling.applied;
             error = e.getMessage();
             LOG.warn("hub {}: files of channel '{}' from site {}: applied up to change {}, then: {}", cfg.nodeId(), ch.name(), site,
                     applied, error);
@@ -634,6 +647,89 @@ final class HubFiles implements AutoCloseable {
         return lock;
     }
 
+    /**
+     * The files of an exchange's changes being flushed and put in place by the folder's flush threads, and the last
+     * change applied. The changes applied end before the first file that failed: files put in place after it are not
+     * counted (the site sends them again, and what is in place already costs nothing).
+     */
+    private final class Settling {
+        private record UnderWay(FileEntry entry, java.util.concurrent.Future<Delta.Stats> done) {
+        }
+
+        private final java.util.ArrayDeque<UnderWay> underWay = new java.util.ArrayDeque<>();
+        /** The last change applied (by the files settled here and the changes applied one by one). */
+        long applied;
+
+        /**
+         * Adds a file put in place by a flush thread, and counts those ahead of it that are in place already (so that
+         * only files still under way are held). A file that failed is thrown at once, after every file has ended (the
+         * rest of the request is not worth reading).
+         */
+        void add(FileEntry e, java.util.concurrent.Future<Delta.Stats> done) throws IOException {
+            underWay.add(new UnderWay(e, done));
+            for (UnderWay u = underWay.peek(); u != null && u.done().isDone(); u = underWay.peek()) {
+                Delta.Stats s;
+                try {
+                    s = u.done().get();
+                } catch (java.util.concurrent.ExecutionException | InterruptedException failed) {
+                    settle(); // throws that failure
+                    return;
+                }
+                underWay.poll();
+                counted(u.entry(), s);
+                applied = Math.max(applied, u.entry().seq());
+            }
+        }
+
+        /**
+         * Waits for every file under way, raising {@link #applied} by each in place before the first that failed. That
+         * failure is thrown once every file has ended (none is left under way).
+         */
+        void settle() throws IOException {
+            Exception first = null;
+            for (UnderWay u = underWay.poll(); u != null; u = underWay.poll()) {
+                Delta.Stats s;
+                try {
+                    s = u.done().get();
+                } catch (java.util.concurrent.ExecutionException e) {
+                    first = first != null ? first : e.getCause() instanceof Exception cause ? cause
+                            : new IOException("file '" + u.entry().path() + "': " + e.getCause(), e.getCause());
+                    continue;
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    first = first != null ? first : new IOException("interrupted while file '" + u.entry().path()
+                            + "' was put in place", e);
+                    continue;
+                }
+                if (first == null) {
+                    counted(u.entry(), s);
+                    applied = Math.max(applied, u.entry().seq());
+                }
+            }
+            if (first instanceof IOException io) {
+                throw io;
+            }
+            if (first instanceof RuntimeException re) {
+                throw re; // a BadBatchException among them, as from receive
+            }
+            if (first != null) {
+                throw new IOException(first.getMessage(), first);
+            }
+        }
+
+        /**
+         * After a failure of a later change: {@link #settle}, whose files came before it and count, logging instead of
+         * throwing a failure of theirs.
+         */
+        void settleQuietly() {
+            try {
+                settle();
+            } catch (IOException | RuntimeException e) {
+                LOG.warn("hub {}: a file sent before the change that failed failed too: {}", cfg.nodeId(), e.getMessage());
+            }
+        }
+    }
+
     /** {@code offeredBasis}: the basis the offer sent for this change (the same files, unless they changed since), or null. */
     private void apply(FileFolder folder, FileEntry e, boolean data, DataInputStream in, ChunkIndex offeredBasis) throws IOException {
         apply(folder, e, data, in, offeredBasis, true);
@@ -646,16 +742,22 @@ final class HubFiles implements AutoCloseable {
             folder.delete(e.path());
         } else if (data) {
             ChunkIndex basis = offeredBasis != null ? offeredBasis : folder.basis(e.meta());
-            Delta.Stats s = folder.receive(e.meta(), in, basis);
-            literalBytes.addAndGet(s.literalBytes());
-            copiedBytes.addAndGet(s.copiedBytes());
-            if (s.size() >= BIG_FILE) {
-                LOG.info("hub {}: file '{}' of {} bytes in place: {} bytes received, {} bytes from chunks the hub had", cfg.nodeId(),
-                        e.path(), s.size(), s.literalBytes(), s.copiedBytes());
-            }
+            counted(e, folder.receive(e.meta(), in, basis));
+            return;
         } else if (!(e.from() != null && folder.copyLocal(e.from(), e.meta(), move)) && !folder.has(e.meta())) {
             throw new BadBatchException(SyncException.Stage.APPLY, "file '" + e.path() + "' (change " + e.seq()
                     + "): the hub does not hold its content and none was sent; it is offered again");
+        }
+        filesApplied.incrementAndGet();
+    }
+
+    /** Counts a file received and put in place. */
+    private void counted(FileEntry e, Delta.Stats s) {
+        literalBytes.addAndGet(s.literalBytes());
+        copiedBytes.addAndGet(s.copiedBytes());
+        if (s.size() >= BIG_FILE) {
+            LOG.info("hub {}: file '{}' of {} bytes in place: {} bytes received, {} bytes from chunks the hub had", cfg.nodeId(),
+                    e.path(), s.size(), s.literalBytes(), s.copiedBytes());
         }
         filesApplied.incrementAndGet();
     }

@@ -65,6 +65,12 @@ final class SiteFiles implements AutoCloseable {
      * refuses it (stale counts), and an offer costs nothing next to sending large files.
      */
     static final long UNOFFERED_MAX_BYTES = 32L << 20;
+    /**
+     * The most new files a page sent without an offer may hold. More than an offered page: nothing of it is held in
+     * memory at the hub, and each page ends with the hub waiting for its files' flushes and its folders' (a first copy
+     * of many small files spent a fifth of its time at the ends of pages of 256).
+     */
+    static final int UNOFFERED_PAGE = 2_048;
     /** How long a fetch of the hub's file changes waits for one. */
     static final long LONG_POLL_MILLIS = 20_000;
 
@@ -458,10 +464,14 @@ final class SiteFiles implements AutoCloseable {
             long acked;
             long offered;
             List<FileEntry> pending;
+            List<FileEntry> unoffered;
             try (Connection c = db.connection()) {
                 acked = FileOutbox.acknowledged(c, ch.name());
                 offered = FileOutbox.offered(c, ch.name());
-                pending = FileOutbox.pending(c, ch.name(), acked, PAGE);
+                boolean oneWay = ch.direction() == ChannelSpec.Direction.SITE_TO_HUB;
+                pending = FileOutbox.pending(c, ch.name(), acked, oneWay ? UNOFFERED_PAGE : PAGE);
+                unoffered = oneWay ? unoffered(pending, offered) : null;
+                pending = unoffered != null ? unoffered : pending.subList(0, Math.min(PAGE, pending.size()));
                 if (!pending.isEmpty()) {
                     FileOutbox.markOffered(c, ch.name(), pending.get(pending.size() - 1).seq());
                 }
@@ -470,13 +480,7 @@ final class SiteFiles implements AutoCloseable {
             if (pending.isEmpty()) {
                 return;
             }
-            if (ch.direction() == ChannelSpec.Direction.SITE_TO_HUB && pending.get(0).seq() > offered
-                    && pending.stream().allMatch(SiteFiles::neverTaken)
-                    && pending.stream().mapToLong(FileEntry::size).sum() <= UNOFFERED_MAX_BYTES) {
-                // New files only (a first copy), never sent before: the hub has nothing of them from this site, so an
-                // offer would only hear "data, no basis" for each. Sent whole at once; the hub checks the counts as for
-                // an offer. (A page sent before, whose exchange broke, is offered: the hub lists what it kept of a
-                // file cut midway, and the transfer resumes.)
+            if (unoffered != null) {
                 ApplyAnswer res = apply(r, ch, folder, pending, null, "&unoffered=1&acked=" + acked + "&offered=" + offered);
                 if (res.stale()) {
                     startOver(ch, res.applied(), offered, acked);
@@ -518,6 +522,29 @@ final class SiteFiles implements AutoCloseable {
                 return;
             }
         }
+    }
+
+    /**
+     * The changes at the start of {@code pending} that go to the hub without an offer, or null. New files only (a first
+     * copy), never sent before: the hub has nothing of them from this site, so an offer would only hear "data, no basis"
+     * for each. Sent whole at once, up to {@link #UNOFFERED_MAX_BYTES}; the hub checks the counts as for an offer. (A
+     * page sent before, whose exchange broke, is offered: the hub lists what it kept of a file cut midway, and the
+     * transfer resumes.) Site-to-hub channels only.
+     */
+    private static List<FileEntry> unoffered(List<FileEntry> pending, long offered) {
+        if (pending.isEmpty() || pending.get(0).seq() <= offered) {
+            return null;
+        }
+        long bytes = 0;
+        int n = 0;
+        for (FileEntry e : pending) {
+            if (!neverTaken(e) || bytes + e.size() > UNOFFERED_MAX_BYTES) {
+                break;
+            }
+            bytes += e.size();
+            n++;
+        }
+        return n == 0 ? null : pending.subList(0, n);
     }
 
     /** A change the hub never took: a new file, not moved here, whose path has no content acknowledged by the hub. */

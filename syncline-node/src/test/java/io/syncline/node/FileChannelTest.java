@@ -653,10 +653,58 @@ class FileChannelTest {
         }
     }
 
+    @Test
+    void shouldCountAsAppliedOnlyTheFilesBeforeTheFirstThatCouldNotBePutInPlace() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        try (HubNode hub = HubNode.start(hub("30s"), Clock.systemUTC())) {
+            RawHubClient raw = new RawHubClient(hub.url());
+            assertThat(raw.register("s8", "secret-token").status()).isEqualTo(200);
+            Files.createDirectories(dir.resolve("hub-images/s8/b.jpg/in-the-way"));
+            List<String> paths = List.of("a.jpg", "b.jpg", "c.jpg", "d.jpg");
+            ByteArrayOutputStream page = new ByteArrayOutputStream();
+            DataOutputStream out = new DataOutputStream(page);
+            for (int i = 0; i < paths.size(); i++) {
+                writeNewFile(out, i + 1, paths.get(i), random(5_000, 50 + i), false);
+            }
+            out.writeInt(0);
+            out.flush();
+            RawHubClient.Answer answer = raw.post("s8", "/v1/files/apply?channel=images&unoffered=1&acked=0&offered=0",
+                    "application/octet-stream", page.toByteArray());
+            assertThat(answer.status()).isEqualTo(200);
+            // b.jpg's rename fails while c.jpg and d.jpg are being put in place beside it: the site sends from b.jpg again.
+            assertThat(answer.body()).containsEntry("applied", 1);
+            assertThat(answer.error()).contains("'b.jpg'").contains("a folder of that name is in the way");
+            assertThat(Files.readAllBytes(dir.resolve("hub-images/s8/a.jpg"))).isEqualTo(random(5_000, 50));
+
+            Files.delete(dir.resolve("hub-images/s8/b.jpg/in-the-way"));
+            Files.delete(dir.resolve("hub-images/s8/b.jpg"));
+            ByteArrayOutputStream again = new ByteArrayOutputStream();
+            DataOutputStream rest = new DataOutputStream(again);
+            for (int i = 1; i < paths.size(); i++) {
+                writeNewFile(rest, i + 1, paths.get(i), random(5_000, 50 + i), false);
+            }
+            rest.writeInt(0);
+            rest.flush();
+            RawHubClient.Answer retried = raw.post("s8", "/v1/files/apply?channel=images&unoffered=1&acked=1&offered=1",
+                    "application/octet-stream", again.toByteArray());
+            assertThat(retried.body()).containsEntry("applied", 4).doesNotContainKey("error");
+            for (int i = 0; i < paths.size(); i++) {
+                assertThat(Files.readAllBytes(dir.resolve("hub-images/s8/" + paths.get(i)))).isEqualTo(random(5_000, 50 + i));
+            }
+        }
+    }
+
     /** An apply body of one new file, sent whole (or, with {@code copy}, as a copy of the hub's first chunk). */
     private static byte[] unoffered(long seq, String path, byte[] content, boolean copy) throws Exception {
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
         DataOutputStream out = new DataOutputStream(bytes);
+        writeNewFile(out, seq, path, content, copy);
+        out.writeInt(0);
+        out.flush();
+        return bytes.toByteArray();
+    }
+
+    private static void writeNewFile(DataOutputStream out, long seq, String path, byte[] content, boolean copy) throws Exception {
         byte[] header = WireFormat.MAPPER.writeValueAsBytes(new FileEntry(seq, path, null, false, content.length, 1_700_000_000_000L, -1,
                 io.syncline.engine.files.ContentHash.of(content)));
         out.writeInt(header.length);
@@ -672,9 +720,6 @@ class FileChannelTest {
             io.syncline.engine.files.Delta.encode(new java.io.ByteArrayInputStream(content),
                     io.syncline.engine.files.Chunker.Sizes.forFile(content.length), io.syncline.engine.files.ChunkIndex.ofIds(new long[0]), out);
         }
-        out.writeInt(0);
-        out.flush();
-        return bytes.toByteArray();
     }
 
     @Test

@@ -22,6 +22,9 @@ import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 
 /*
  * A channel's folder at the node that receives files. A file appears whole or not at all: it is built in the folder's
@@ -31,7 +34,8 @@ import java.util.Set;
  * small files doubled their cost), before the receiver records the changes as applied. A transfer that breaks keeps what it wrote as <hash>.part, and the next attempt
  * offers those chunks in its basis, so only the rest travels again (chunks are known by the id of their content, so
  * a partial file can never contribute a wrong byte). Every path from the other side goes through
- * SafePath first. One writer per folder at a time (the caller's lock).
+ * SafePath first. One writer per folder at a time (the caller's lock). receiveLater leaves the flush and the rename of
+ * each file to the flush threads, so the flushes of many small files overlap; flush() waits for them first.
  */
 public final class FileFolder {
     /**
@@ -44,8 +48,33 @@ public final class FileFolder {
     private final Path root;
     private final Path work;
     private final boolean posix;
-    /** Folders with renames or deletions not flushed to disk yet (see {@link #flush}). */
-    private final Set<Path> dirty = new java.util.LinkedHashSet<>();
+    /** At most this many files of {@link #receiveLater} are under way at a time. */
+    static final int MAX_UNSETTLED = 64;
+    /** Files of {@link #receiveLater} up to this size are received into memory (see buildInMemory). */
+    static final int SMALL_FILE = 256 << 10;
+    /** Bytes of small files received into memory and not written yet, every folder's together: at most 32 MiB. */
+    private static final java.util.concurrent.Semaphore IN_MEMORY = new java.util.concurrent.Semaphore(32 << 20);
+    /**
+     * Flush and put in place the files of {@link #receiveLater}, every folder's: a few at once, so that the disk
+     * commits their flushes together. Daemon threads, like Writeback's: what they have under way is always waited for
+     * by a receiver (settle, flush) before it answers.
+     */
+    private static final ExecutorService FLUSHERS = Executors.newFixedThreadPool(4, new java.util.concurrent.ThreadFactory() {
+        private final java.util.concurrent.atomic.AtomicInteger n = new java.util.concurrent.atomic.AtomicInteger();
+
+        @Override
+        public Thread newThread(Runnable r) {
+            Thread t = new Thread(r, "syncline-file-flush-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        }
+    });
+    /** Folders with renames or deletions not flushed to disk yet (see {@link #flush}); the flush threads add to it. */
+    private final Set<Path> dirty = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    /** Files of {@link #receiveLater} not known to be settled, oldest first (the receiving thread's). */
+    private final java.util.ArrayDeque<Future<?>> unsettled = new java.util.ArrayDeque<>();
+    /** Their contents' hashes: one content is built under one name at a time. */
+    private final Set<String> underWay = new java.util.HashSet<>();
 
     public FileFolder(Path root) throws IOException {
         Files.createDirectories(root);
@@ -82,6 +111,7 @@ public final class FileFolder {
      * again, which is harmless).
      */
     public void flush() {
+        settle();
         for (Path dir : dirty) {
             syncDirectory(dir);
         }
@@ -136,6 +166,7 @@ public final class FileFolder {
 
     /** True when {@code meta.path()} already holds {@code meta}'s content; then its time and permissions are set as in meta. */
     public boolean has(FileMeta meta) throws IOException {
+        settle();
         if (!holds(meta.path(), meta)) {
             return false;
         }
@@ -148,6 +179,9 @@ public final class FileFolder {
      * path and of a partial earlier transfer of the same content.
      */
     public ChunkIndex basis(FileMeta meta) throws IOException {
+        if (underWay.contains(meta.hash())) {
+            settle(); // its new file is in the working folder, not a leftover
+        }
         Path fresh = work.resolve(meta.hash() + ".new");
         if (Files.exists(fresh)) { // left by a transfer whose process died: what it wrote is worth keeping too
             keepPartial(fresh, part(meta.hash()));
@@ -190,14 +224,171 @@ public final class FileFolder {
      * when it was not (what was built is kept as a partial file, so asking again costs nothing).
      */
     public Delta.Stats receive(FileMeta meta, DataInputStream in, ChunkIndex basis, Check stillWanted) throws IOException {
+        settle();
         Path target = file(meta.path());
+        Built b = build(meta, in, basis);
+        if (!stillWanted.holds()) {
+            b.close();
+            keepPartial(b.fresh(), part(meta.hash()));
+            return null;
+        }
+        return putInPlace(b, target);
+    }
+
+    /**
+     * {@link #receive(FileMeta, DataInputStream, ChunkIndex)}, but the file's flush to disk, its attributes and its
+     * rename are left to the flush threads: the flushes of many small files overlap, and the disk commits them together,
+     * while the next file arrives. The file is in place once the returned future is done, or failed as receive fails;
+     * {@link #settle} and {@link #flush} wait for every one. At most {@value #MAX_UNSETTLED} are under way at a time
+     * (each holds an open file): beyond, this waits for the oldest. A file with the same content as one under way waits
+     * for every one, since both are built under the content's name. Only for changes that need nothing else of the
+     * folder in between: a deletion, a move or a check of what is here first settles.
+     *
+     * @throws BadBatchException as receive, when what arrived is not the announced file (nothing is put in place)
+     */
+    public Future<Delta.Stats> receiveLater(FileMeta meta, DataInputStream in, ChunkIndex basis) throws IOException {
+        Path target = file(meta.path());
+        if (underWay.contains(meta.hash())) {
+            settle();
+        }
+        while (unsettled.size() >= MAX_UNSETTLED) {
+            await(unsettled.poll());
+        }
+        Built b = meta.size() <= SMALL_FILE && IN_MEMORY.tryAcquire((int) meta.size())
+                ? buildInMemory(meta, in, basis) : build(meta, in, basis);
+        underWay.add(meta.hash());
+        Future<Delta.Stats> done;
+        try {
+            done = FLUSHERS.submit(() -> putInPlace(b, target));
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            b.close();
+            if (b.content() == null) {
+                Files.deleteIfExists(b.fresh());
+            }
+            throw new IOException("file '" + meta.path() + "' could not be handed to a flush thread", e);
+        }
+        unsettled.add(done);
+        return done;
+    }
+
+    /** Writes a file built in memory into the working folder; its channel is left open, not flushed yet. */
+    private static FileChannel written(Built b) throws IOException {
+        try {
+            FileChannel ch = createNew(b.fresh());
+            try {
+                java.nio.ByteBuffer buf = java.nio.ByteBuffer.wrap(b.content());
+                while (buf.hasRemaining()) {
+                    ch.write(buf);
+                }
+                return ch;
+            } catch (IOException | RuntimeException e) {
+                ch.close();
+                throw e;
+            }
+        } finally {
+            b.close(); // the bytes are in the file (or it failed): their memory goes back
+        }
+    }
+
+    /**
+     * Creates {@code fresh}, replacing what a failed attempt left there. CREATE_NEW with NOFOLLOW_LINKS: a link planted
+     * in the working folder is never written through (it is deleted and the file created in its place).
+     */
+    private static FileChannel createNew(Path fresh) throws IOException {
+        try {
+            return FileChannel.open(fresh, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS);
+        } catch (java.nio.file.FileAlreadyExistsException e) {
+            Files.delete(fresh);
+            return FileChannel.open(fresh, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS);
+        }
+    }
+
+    /** Waits until every file of {@link #receiveLater} is in place or has failed (its future says which). */
+    public void settle() {
+        for (Future<?> f = unsettled.poll(); f != null; f = unsettled.poll()) {
+            await(f);
+        }
+        underWay.clear();
+    }
+
+    private static void await(Future<?> f) {
+        boolean interrupted = false;
+        while (true) {
+            try {
+                f.get();
+                break;
+            } catch (InterruptedException e) {
+                interrupted = true; // the file is being put in place: its end is waited for, not abandoned
+            } catch (java.util.concurrent.ExecutionException e) {
+                break; // the caller learns it from its own future
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /**
+     * A file received and checked: in the working folder, its channel still open and not flushed yet, or (a small file
+     * of {@link #receiveLater}) in {@code content}, holding that many bytes of {@link #IN_MEMORY}, not written yet.
+     */
+    private record Built(FileMeta meta, Path fresh, FileChannel channel, Delta.Stats stats, byte[] content) {
+        void close() {
+            if (content != null) {
+                IN_MEMORY.release(content.length);
+                return;
+            }
+            try {
+                channel.close();
+            } catch (IOException ignored) {
+                // nothing was flushed through it yet, and the file is dropped or kept as a partial one
+            }
+        }
+    }
+
+    /**
+     * Reads a small file's delta into memory and checks it, so that a flush thread creates and writes the file, not the
+     * receiving thread: creating a file waits while the file system commits other files' flushes, and the receiving
+     * thread would wait for each in turn. The caller holds {@code meta.size()} bytes of {@link #IN_MEMORY}, released
+     * here on failure, else once the file is written. A cut keeps nothing (a small file is simply sent again).
+     */
+    private Built buildInMemory(FileMeta meta, DataInputStream in, ChunkIndex basis) throws IOException {
+        try {
+            java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream((int) meta.size());
+            Delta.Stats got = Delta.decode(in, basis, out, meta.path(), meta.size());
+            if (got.size() != meta.size() || !got.hash().equals(meta.hash())) {
+                throw notAnnounced(meta, got);
+            }
+            return new Built(meta, work.resolve(meta.hash() + ".new"), null, got, out.toByteArray());
+        } catch (IOException | RuntimeException e) {
+            IN_MEMORY.release((int) meta.size());
+            throw e;
+        }
+    }
+
+    private BadBatchException notAnnounced(FileMeta meta, Delta.Stats got) {
+        if (got.copiedBytes() > 0) {
+            if (NO_BASIS.size() > 10_000) {
+                NO_BASIS.clear();
+            }
+            NO_BASIS.add(root + "/" + meta.hash()); // in case a chunk id matched a different chunk
+        }
+        return new BadBatchException(SyncException.Stage.APPLY, "file '" + meta.path() + "': received " + got.size()
+                + " bytes with content hash " + got.hash() + " but " + meta.size() + " bytes with " + meta.hash()
+                + " were announced (the file changed at the sender while it was sent; it is sent again)");
+    }
+
+    /**
+     * Reads {@code meta}'s delta into a new file of the working folder and checks it against the announced length and
+     * hash. On failure nothing is left but a partial file worth keeping (a cut), and the exception goes on.
+     */
+    private Built build(FileMeta meta, DataInputStream in, ChunkIndex basis) throws IOException {
         Path fresh = work.resolve(meta.hash() + ".new");
         Path part = part(meta.hash());
-        Delta.Stats got;
-        Files.deleteIfExists(fresh);
         boolean cut = false;
-        // CREATE_NEW with NOFOLLOW_LINKS: a link planted in the working folder is never written through.
-        try (FileChannel ch = FileChannel.open(fresh, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS)) {
+        FileChannel ch = createNew(fresh);
+        try {
+            Delta.Stats got;
             Writeback out = new Writeback(new BufferedOutputStream(Channels.newOutputStream(ch), 64 * 1024), ch);
             try {
                 got = Delta.decode(in, basis, out, meta.path(), meta.size());
@@ -210,19 +401,13 @@ public final class FileFolder {
             }
             out.check();
             if (got.size() != meta.size() || !got.hash().equals(meta.hash())) {
-                if (got.copiedBytes() > 0) {
-                    if (NO_BASIS.size() > 10_000) {
-                        NO_BASIS.clear();
-                    }
-                    NO_BASIS.add(root + "/" + meta.hash()); // in case a chunk id matched a different chunk
-                }
+                BadBatchException refused = notAnnounced(meta, got);
                 Files.deleteIfExists(part); // what was built is not that content: nothing of it is kept
-                throw new BadBatchException(SyncException.Stage.APPLY, "file '" + meta.path() + "': received " + got.size()
-                        + " bytes with content hash " + got.hash() + " but " + meta.size() + " bytes with " + meta.hash()
-                        + " were announced (the file changed at the sender while it was sent; it is sent again)");
+                throw refused;
             }
-            ch.force(true);
+            return new Built(meta, fresh, ch, got, null);
         } catch (IOException | RuntimeException e) {
+            ch.close();
             if (cut) {
                 keepPartial(fresh, part); // a correct start of the file, worth keeping for the next attempt
             } else {
@@ -230,16 +415,23 @@ public final class FileFolder {
             }
             throw e;
         }
-        if (!stillWanted.holds()) {
-            keepPartial(fresh, part);
-            return null;
+    }
+
+    /** Flushes a built file to disk, gives it its attributes and renames it over {@code target}. */
+    private Delta.Stats putInPlace(Built b, Path target) throws IOException {
+        FileMeta meta = b.meta();
+        try (FileChannel ch = b.content() == null ? b.channel() : written(b)) {
+            setAttributes(b.fresh(), meta); // before the flush, which then writes them with the file's creation
+            ch.force(true);
+        } catch (IOException | RuntimeException e) {
+            Files.deleteIfExists(b.fresh()); // not known to be on disk: nothing of it is kept
+            throw e;
         }
-        setAttributes(fresh, meta);
-        install(fresh, target, meta.path());
-        Files.deleteIfExists(part);
+        install(b.fresh(), target, meta.path());
+        Files.deleteIfExists(part(meta.hash()));
         NO_BASIS.remove(root + "/" + meta.hash());
         Indexes.prepare(target, meta.size()); // its next change finds its basis ready
-        return got;
+        return b.stats();
     }
 
     /**
@@ -247,6 +439,7 @@ public final class FileFolder {
      * sender renamed or copied), without receiving it. False when {@code from} no longer holds that content.
      */
     public boolean copyLocal(String from, FileMeta meta, boolean move) throws IOException {
+        settle();
         Path source = file(from);
         if (!sameContent(from, meta)) {
             return false;
@@ -270,6 +463,7 @@ public final class FileFolder {
 
     /** Deletes the file at {@code path} if there is one, and the folders it leaves empty. */
     public void delete(String path) throws IOException {
+        settle();
         Path f = file(path);
         if (Files.isDirectory(f, LinkOption.NOFOLLOW_LINKS)) {
             throw new BadBatchException(SyncException.Stage.APPLY, "file '" + path + "' is to be deleted but is a folder here");
@@ -280,21 +474,37 @@ public final class FileFolder {
         }
     }
 
+    /**
+     * Renames {@code from} over {@code target}, making the folders it needs. The rename is tried first: the folders are
+     * usually there, and a folder in the way fails it, so neither is looked for beforehand.
+     */
     private void install(Path from, Path target, String path) throws IOException {
-        if (Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS)) {
-            throw new BadBatchException(SyncException.Stage.APPLY, "file '" + path + "' cannot be written: a folder of that name is in the way");
+        file(path); // the way is still made of real folders
+        try {
+            move(from, target);
+        } catch (java.nio.file.NoSuchFileException e) {
+            if (!Files.exists(from, LinkOption.NOFOLLOW_LINKS)) {
+                throw e;
+            }
+            Files.createDirectories(target.getParent()); // (another flush thread may have just made them)
+            file(path); // also the folders just made
+            move(from, target);
+        } catch (IOException e) {
+            if (Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS)) {
+                throw new BadBatchException(SyncException.Stage.APPLY, "file '" + path + "' cannot be written: a folder of that name is in the way");
+            }
+            throw e;
         }
-        if (!Files.isDirectory(target.getParent(), LinkOption.NOFOLLOW_LINKS)) { // (createDirectories on one that is there costs an exception)
-            Files.createDirectories(target.getParent());
-        }
-        file(path); // the way is still made of real folders (also those just made)
+        dirty.add(target.getParent());
+        dirty.add(from.getParent());
+    }
+
+    private void move(Path from, Path target) throws IOException {
         try {
             Files.move(from, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         } catch (AtomicMoveNotSupportedException e) {
             throw new IOException("the file system of " + root + " cannot rename atomically; file channels need one that can", e);
         }
-        dirty.add(target.getParent());
-        dirty.add(from.getParent());
     }
 
     /**

@@ -242,6 +242,70 @@ class FileFolderTest {
     }
 
     @Test
+    void shouldPutFilesReceivedLaterInPlaceOnceSettledEvenWithTheSameContentTwice() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        int n = FileFolder.MAX_UNSETTLED * 6 + 5; // more than may be under way at once
+        java.util.List<java.util.concurrent.Future<Delta.Stats>> done = new java.util.ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            byte[] content = random(1_000 + i, i % 7); // files 0, 7, 14... share a seed but not a length
+            byte[] same = i % 10 == 9 ? random(1_000 + i - 1, (i - 1) % 7) : content; // every tenth: the previous file's content
+            FileMeta meta = new FileMeta(path(i), same.length, 1_700_000_000_000L + i, 0600, hash(same));
+            byte[] d = delta(same, folder.basis(meta), new Delta.Stats[1]);
+            done.add(folder.receiveLater(meta, new DataInputStream(new ByteArrayInputStream(d)), folder.basis(meta)));
+        }
+        folder.flush();
+        assertThat(done).allMatch(java.util.concurrent.Future::isDone);
+        for (int i = 0; i < n; i++) {
+            byte[] content = i % 10 == 9 ? random(1_000 + i - 1, (i - 1) % 7) : random(1_000 + i, i % 7);
+            Path f = folder.root().resolve(path(i));
+            assertThat(Files.readAllBytes(f)).as("file %d", i).isEqualTo(content);
+            assertThat(Files.getLastModifiedTime(f).toMillis()).isEqualTo(1_700_000_000_000L + i);
+            assertThat(done.get(i).get().size()).isEqualTo(content.length);
+        }
+        try (var left = Files.list(folder.root().resolve(SafePath.WORK_DIR))) {
+            assertThat(left).as("nothing left in the working folder").isEmpty();
+        }
+    }
+
+    /** Nested folders that do not exist yet, each wanted by 40 files in a row: by several flush threads at once. */
+    private static String path(int i) {
+        return "d" + (i / 40) + "/e/f" + i;
+    }
+
+    @Test
+    void shouldFailOnlyTheFileReceivedLaterThatCannotBePutInPlace() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        Files.createDirectories(folder.root().resolve("taken")); // a folder where the second file is to go
+        java.util.List<java.util.concurrent.Future<Delta.Stats>> done = new java.util.ArrayList<>();
+        String[] paths = {"a", "taken", "c"};
+        for (int i = 0; i < paths.length; i++) {
+            byte[] content = random(500, 40 + i);
+            FileMeta meta = new FileMeta(paths[i], content.length, 1_000L, -1, hash(content));
+            byte[] d = delta(content, folder.basis(meta), new Delta.Stats[1]);
+            done.add(folder.receiveLater(meta, new DataInputStream(new ByteArrayInputStream(d)), folder.basis(meta)));
+        }
+        folder.settle();
+        assertThat(done.get(0).get().size()).isEqualTo(500);
+        assertThatThrownBy(() -> done.get(1).get()).hasCauseInstanceOf(BadBatchException.class)
+                .hasMessageContaining("file 'taken' cannot be written: a folder of that name is in the way");
+        assertThat(done.get(2).get().size()).isEqualTo(500);
+        assertThat(Files.readAllBytes(folder.root().resolve("c"))).isEqualTo(random(500, 42));
+        assertThat(Files.isDirectory(folder.root().resolve("taken"))).isTrue();
+    }
+
+    @Test
+    void shouldRefuseAtOnceAFileReceivedLaterThatIsNotWhatWasAnnounced() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        byte[] content = random(2_000, 5);
+        FileMeta meta = new FileMeta("x", content.length, 1_000L, -1, hash(random(2_000, 6)));
+        byte[] d = delta(content, folder.basis(meta), new Delta.Stats[1]);
+        assertThatThrownBy(() -> folder.receiveLater(meta, new DataInputStream(new ByteArrayInputStream(d)), folder.basis(meta)))
+                .isInstanceOf(BadBatchException.class).hasMessageContaining("file 'x': received 2000 bytes");
+        folder.flush();
+        assertThat(Files.exists(folder.root().resolve("x"))).isFalse();
+    }
+
+    @Test
     void shouldWriteAnEmptyFile() throws Exception {
         FileFolder folder = new FileFolder(tmp.resolve("hub"));
         FileMeta meta = new FileMeta("empty", 0, 2_000L, -1, hash(new byte[0]));
