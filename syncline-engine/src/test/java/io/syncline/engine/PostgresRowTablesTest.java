@@ -67,14 +67,18 @@ class PostgresRowTablesTest extends DbTestBase {
                 s.executeQuery("SELECT seq FROM sync_outbox FOR UPDATE").close();
                 s.executeUpdate("INSERT INTO item VALUES (2, 'committed during the start-over')");
             }
+            java.util.concurrent.CompletableFuture<Long> backend = new java.util.concurrent.CompletableFuture<>();
             Future<?> done = startOver.submit(() -> {
                 try (Connection r = db.open()) {
+                    backend.complete(count(r, "SELECT pg_backend_pid()"));
                     Pipe.store(db).startOver(r);
                     r.commit();
                 }
                 return null;
             });
-            await().atMost(Duration.ofSeconds(30)).until(() -> count(c, "SELECT count(*) FROM pg_locks WHERE NOT granted") > 0);
+            long pid = backend.get(30, TimeUnit.SECONDS);
+            await().atMost(Duration.ofSeconds(30))
+                    .until(() -> count(c, "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid = " + pid) > 0);
             writer.commit();
             done.get(30, TimeUnit.SECONDS);
 

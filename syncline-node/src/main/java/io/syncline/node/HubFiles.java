@@ -581,6 +581,9 @@ final class HubFiles implements AutoCloseable {
             HttpEndpoint.drain(in);
         } finally {
             try {
+                // Also after a failure of another kind (a refused path is answered 400): what is in place is applied.
+                settling.settleQuietly();
+                applied = Math.max(applied, settling.applied);
                 folder.flush();
                 if (sharedLock != null && (applied > start || !lost.isEmpty())) {
                     // What the folder became goes to every site of the channel (the site sent it: it takes it as its own).

@@ -616,6 +616,7 @@ public final class SiteNode implements NodeControl {
     /** Sends unacknowledged batches to the hub; returns true when more are waiting. */
     private boolean push(Registration.Response r) throws IOException, SQLException {
         boolean full = false;
+        String under = incarnation; // the acknowledgements in the answer count batches of this numbering
         HttpURLConnection conn = (HttpURLConnection) URI.create(cfg.hubUrl() + "/v1/batches").toURL().openConnection();
         try (Connection c = db.connection()) {
             // What to send, read first: when it is every batch not yet acknowledged (the common case in real time), it is
@@ -665,7 +666,7 @@ public final class SiteNode implements NodeControl {
             }
             int code = conn.getResponseCode();
             Map<String, Object> body = readJson(code == 200 ? conn.getInputStream() : conn.getErrorStream());
-            recordAcks(c, r, body.get("acks"));
+            recordAcks(c, r, body.get("acks"), under);
             if (body.get("held") instanceof Map<?, ?> waiting) {
                 // A batch the hub holds until a file its rows reference is there: sent again after the interval, and
                 // meanwhile the other channels have the pushes to themselves.
@@ -1133,22 +1134,29 @@ public final class SiteNode implements NodeControl {
         w.endBatch();
     }
 
-    private void recordAcks(Connection c, Registration.Response r, Object acks) throws SQLException {
+    private void recordAcks(Connection c, Registration.Response r, Object acks, String under) throws SQLException {
         if (!(acks instanceof Map<?, ?> m)) {
             return;
         }
         for (Map.Entry<?, ?> e : m.entrySet()) {
             if (e.getValue() instanceof Number n && upstream(r).stream().anyMatch(ch -> ch.name().equals(e.getKey()))) {
-                acknowledge(c, r, e.getKey().toString(), n.longValue());
+                acknowledge(c, r, e.getKey().toString(), n.longValue(), under);
             }
         }
     }
 
-    private void acknowledge(Connection c, Registration.Response r, String channel, long upTo) throws SQLException {
+    /**
+     * Records the hub's acknowledgement of {@code channel} up to {@code upTo}, read for the numbering of incarnation
+     * {@code under}: none if the site started over since (it would purge or refuse batches of the new numbering).
+     */
+    private void acknowledge(Connection c, Registration.Response r, String channel, long upTo, String under) throws SQLException {
         int purged = 0;
         DivergedException diverged = null;
         epoch.readLock().lock();
         try {
+            if (!incarnation.equals(under)) {
+                return;
+            }
             purged = outbox.acknowledge(c, r.hub(), channel, upTo);
         } catch (DivergedException e) {
             diverged = e;
@@ -1213,6 +1221,44 @@ public final class SiteNode implements NodeControl {
                 Map.of("channel", channel, "expected", ack + 1, "confirm", asked.token()));
     }
 
+    /**
+     * Records a pull's {@code ack} for the numbering of incarnation {@code before}, or starts over when the hub
+     * confirms an ack below what it acknowledged. Under the epoch read lock, taken before any connection: a start-over
+     * queued for the write lock needs a connection of its own once it has the lock, and waiters must not hold them all.
+     */
+    private void acknowledgePulled(Registration.Response r, String channel, long ack, String before, String confirm)
+            throws SQLException {
+        DivergedException diverged = null;
+        epoch.readLock().lock();
+        try (Connection c = db.connection()) {
+            if (!before.equals(incarnation)) {
+                return; // started over since the pull came in: the caller answers 409
+            }
+            long acknowledged = outbox.acknowledged(c, r.hub(), channel);
+            c.commit();
+            if (ack < acknowledged) {
+                confirmLowAck(channel, ack, acknowledged, confirm);
+                diverged = new DivergedException("hub " + r.hub() + " expects batch " + (ack + 1) + " of channel '" + channel
+                        + "' but had acknowledged up to " + acknowledged + ": its database is older than what it acknowledged");
+            } else if (ack > 0) {
+                try {
+                    int purged = outbox.acknowledge(c, r.hub(), channel, ack);
+                    if (purged > 0) {
+                        LOG.debug("site {}: hub acknowledged {} up to batch {}; purged {} outbox rows", cfg.nodeId(), channel, ack,
+                                purged);
+                    }
+                } catch (DivergedException e) {
+                    diverged = e;
+                }
+            }
+        } finally {
+            epoch.readLock().unlock();
+        }
+        if (diverged != null) {
+            startOver(diverged); // outside the read lock, which the start-over's write lock waits for
+        }
+    }
+
     private void handlePull(HttpExchange ex) throws IOException {
         Registration.Response r = registration;
         if (r == null) {
@@ -1247,20 +1293,21 @@ public final class SiteNode implements NodeControl {
         if (config != null && !config.equals(r.configHash())) {
             reregister = true;
         }
+        try {
+            acknowledgePulled(r, channel, ack, before, q.get("confirm"));
+        } catch (SQLException e) {
+            throw new HttpError(503, "site " + cfg.nodeId() + ": database error: " + e.getMessage());
+        }
+        if (!before.equals(incarnation)) {
+            throw new HttpError(409, "site " + cfg.nodeId() + " started over (its database and the hub's no longer agree "
+                    + "on what was delivered); it registers again under a new incarnation");
+        }
+        try {
+            seal(channel); // before this pull's connection: a seal may wait for a start-over, which needs one
+        } catch (SQLException e) {
+            throw new HttpError(503, "site " + cfg.nodeId() + ": database error: " + e.getMessage());
+        }
         try (Connection c = db.connection()) {
-            long acknowledged = outbox.acknowledged(c, r.hub(), channel);
-            c.commit();
-            if (ack < acknowledged) {
-                confirmLowAck(channel, ack, acknowledged, q.get("confirm"));
-                hubLostBatches(c, r, channel, ack + 1);
-            } else if (ack > 0) {
-                acknowledge(c, r, channel, ack);
-            }
-            if (!before.equals(incarnation)) {
-                throw new HttpError(409, "site " + cfg.nodeId() + " started over (its database and the hub's no longer agree "
-                        + "on what was delivered); it registers again under a new incarnation");
-            }
-            seal(channel);
             List<SealedBatch> batches = outbox.unacknowledged(c, r.hub(), channel, max);
             ex.getResponseHeaders().set(Headers.BACKLOG, backlog(c, r).header());
             ex.getResponseHeaders().set("Content-Type", WireFormat.CONTENT_TYPE);

@@ -691,6 +691,21 @@ class FileChannelTest {
             for (int i = 0; i < paths.size(); i++) {
                 assertThat(Files.readAllBytes(dir.resolve("hub-images/s8/" + paths.get(i)))).isEqualTo(random(5_000, 50 + i));
             }
+
+            // A path refused in the middle of a page (answered 400): the files before it are in place and count.
+            ByteArrayOutputStream refused = new ByteArrayOutputStream();
+            DataOutputStream bad = new DataOutputStream(refused);
+            writeNewFile(bad, 5, "e.jpg", random(5_000, 60), false);
+            writeNewFile(bad, 6, "../escape.jpg", random(5_000, 61), false);
+            bad.writeInt(0);
+            bad.flush();
+            RawHubClient.Answer hostile = raw.post("s8", "/v1/files/apply?channel=images", "application/octet-stream", refused.toByteArray());
+            assertThat(hostile.status()).isEqualTo(400);
+            assertThat(hostile.error()).contains("../escape.jpg");
+            assertThat(Files.readAllBytes(dir.resolve("hub-images/s8/e.jpg"))).isEqualTo(random(5_000, 60));
+            RawHubClient.Answer count = raw.post("s8", "/v1/files/apply?channel=images&unoffered=1&acked=0&offered=0",
+                    "application/octet-stream", new byte[] {0, 0, 0, 0});
+            assertThat(count.body()).as("e.jpg (change 5) counted as applied").containsEntry("applied", 5).containsEntry("stale", true);
         }
     }
 

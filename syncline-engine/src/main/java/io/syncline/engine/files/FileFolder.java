@@ -52,6 +52,11 @@ public final class FileFolder {
     static final int MAX_UNSETTLED = 64;
     /** Files of {@link #receiveLater} up to this size are received into memory (see buildInMemory). */
     static final int SMALL_FILE = 256 << 10;
+    /**
+     * Files of {@link #receiveLater} under way in the whole process (each may hold an open file): at most 256. Beyond,
+     * the receiving thread puts its file in place itself.
+     */
+    private static final java.util.concurrent.Semaphore UNDER_WAY = new java.util.concurrent.Semaphore(256);
     /** Bytes of small files received into memory and not written yet, every folder's together: at most 32 MiB. */
     private static final java.util.concurrent.Semaphore IN_MEMORY = new java.util.concurrent.Semaphore(32 << 20);
     /**
@@ -254,18 +259,33 @@ public final class FileFolder {
         while (unsettled.size() >= MAX_UNSETTLED) {
             await(unsettled.poll());
         }
-        Built b = meta.size() <= SMALL_FILE && IN_MEMORY.tryAcquire((int) meta.size())
-                ? buildInMemory(meta, in, basis) : build(meta, in, basis);
-        underWay.add(meta.hash());
+        if (!UNDER_WAY.tryAcquire()) {
+            // Every flush thread has work enough (many exchanges at once): this one puts its file in place itself.
+            return java.util.concurrent.CompletableFuture.completedFuture(putInPlace(build(meta, in, basis), target));
+        }
         Future<Delta.Stats> done;
         try {
-            done = FLUSHERS.submit(() -> putInPlace(b, target));
-        } catch (java.util.concurrent.RejectedExecutionException e) {
-            b.close();
-            if (b.content() == null) {
-                Files.deleteIfExists(b.fresh());
+            Built b = meta.size() <= SMALL_FILE && IN_MEMORY.tryAcquire((int) meta.size())
+                    ? buildInMemory(meta, in, basis) : build(meta, in, basis);
+            underWay.add(meta.hash());
+            try {
+                done = FLUSHERS.submit(() -> {
+                    try {
+                        return putInPlace(b, target);
+                    } finally {
+                        UNDER_WAY.release();
+                    }
+                });
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                b.close();
+                if (b.content() == null) {
+                    Files.deleteIfExists(b.fresh());
+                }
+                throw new IOException("file '" + meta.path() + "' could not be handed to a flush thread", e);
             }
-            throw new IOException("file '" + meta.path() + "' could not be handed to a flush thread", e);
+        } catch (IOException | RuntimeException | Error e) {
+            UNDER_WAY.release();
+            throw e;
         }
         unsettled.add(done);
         return done;
@@ -360,7 +380,7 @@ public final class FileFolder {
                 throw notAnnounced(meta, got);
             }
             return new Built(meta, work.resolve(meta.hash() + ".new"), null, got, out.toByteArray());
-        } catch (IOException | RuntimeException e) {
+        } catch (IOException | RuntimeException | Error e) {
             IN_MEMORY.release((int) meta.size());
             throw e;
         }
@@ -427,7 +447,12 @@ public final class FileFolder {
             Files.deleteIfExists(b.fresh()); // not known to be on disk: nothing of it is kept
             throw e;
         }
-        install(b.fresh(), target, meta.path());
+        try {
+            install(b.fresh(), target, meta.path());
+        } catch (IOException | RuntimeException e) {
+            Files.deleteIfExists(b.fresh()); // (a folder in the way): nothing is left in the working folder
+            throw e;
+        }
         Files.deleteIfExists(part(meta.hash()));
         NO_BASIS.remove(root + "/" + meta.hash());
         Indexes.prepare(target, meta.size()); // its next change finds its basis ready

@@ -291,6 +291,9 @@ class FileFolderTest {
         assertThat(done.get(2).get().size()).isEqualTo(500);
         assertThat(Files.readAllBytes(folder.root().resolve("c"))).isEqualTo(random(500, 42));
         assertThat(Files.isDirectory(folder.root().resolve("taken"))).isTrue();
+        try (var left = Files.list(folder.root().resolve(SafePath.WORK_DIR))) {
+            assertThat(left).as("nothing left in the working folder").isEmpty();
+        }
     }
 
     @Test
