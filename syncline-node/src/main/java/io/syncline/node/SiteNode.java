@@ -1150,25 +1150,31 @@ public final class SiteNode implements NodeControl {
      * {@code under}: none if the site started over since (it would purge or refuse batches of the new numbering).
      */
     private void acknowledge(Connection c, Registration.Response r, String channel, long upTo, String under) throws SQLException {
-        int purged = 0;
-        DivergedException diverged = null;
+        DivergedException diverged;
         epoch.readLock().lock();
         try {
             if (!incarnation.equals(under)) {
                 return;
             }
-            purged = outbox.acknowledge(c, r.hub(), channel, upTo);
-        } catch (DivergedException e) {
-            diverged = e;
+            diverged = recordAck(c, r, channel, upTo);
         } finally {
             epoch.readLock().unlock();
         }
         if (diverged != null) {
             startOver(diverged); // outside the read lock, which the start-over's write lock waits for
-            return;
         }
-        if (purged > 0) {
-            LOG.debug("site {}: hub acknowledged {} up to batch {}; purged {} outbox rows", cfg.nodeId(), channel, upTo, purged);
+    }
+
+    /** Records the hub's acknowledgement (the caller holds the epoch read lock); the divergence it shows, or null. */
+    private DivergedException recordAck(Connection c, Registration.Response r, String channel, long upTo) throws SQLException {
+        try {
+            int purged = outbox.acknowledge(c, r.hub(), channel, upTo);
+            if (purged > 0) {
+                LOG.debug("site {}: hub acknowledged {} up to batch {}; purged {} outbox rows", cfg.nodeId(), channel, upTo, purged);
+            }
+            return null;
+        } catch (DivergedException e) {
+            return e;
         }
     }
 
@@ -1241,15 +1247,7 @@ public final class SiteNode implements NodeControl {
                 diverged = new DivergedException("hub " + r.hub() + " expects batch " + (ack + 1) + " of channel '" + channel
                         + "' but had acknowledged up to " + acknowledged + ": its database is older than what it acknowledged");
             } else if (ack > 0) {
-                try {
-                    int purged = outbox.acknowledge(c, r.hub(), channel, ack);
-                    if (purged > 0) {
-                        LOG.debug("site {}: hub acknowledged {} up to batch {}; purged {} outbox rows", cfg.nodeId(), channel, ack,
-                                purged);
-                    }
-                } catch (DivergedException e) {
-                    diverged = e;
-                }
+                diverged = recordAck(c, r, channel, ack);
             }
         } finally {
             epoch.readLock().unlock();

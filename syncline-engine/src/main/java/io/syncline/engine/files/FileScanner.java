@@ -2,13 +2,11 @@ package io.syncline.engine.files;
 
 import java.io.IOException;
 import java.nio.file.FileSystems;
-import java.nio.file.FileVisitResult;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.PathMatcher;
-import java.nio.file.SimpleFileVisitor;
 import java.nio.file.attribute.BasicFileAttributes;
 import java.nio.file.attribute.PosixFileAttributes;
 import java.util.ArrayList;
@@ -114,76 +112,7 @@ public final class FileScanner {
     /** As above; {@code unsyncable} hears of each file whose path cannot travel (SafePath.check refuses it), with the reason. */
     public List<Change> scan(Map<String, FileMeta> known, long nowMillis, java.util.function.Consumer<String> unsyncable) throws IOException {
         Map<String, FileMeta> found = new TreeMap<>();
-        Files.walkFileTree(root, new SimpleFileVisitor<>() {
-            @Override
-            public FileVisitResult preVisitDirectory(Path dir, BasicFileAttributes attrs) {
-                return dir.equals(root.resolve(SafePath.WORK_DIR)) ? FileVisitResult.SKIP_SUBTREE : FileVisitResult.CONTINUE;
-            }
-
-            @Override
-            public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
-                if (!attrs.isRegularFile()) {
-                    return FileVisitResult.CONTINUE; // links, devices, pipes
-                }
-                String path = SafePath.of(root, file);
-                try {
-                    SafePath.check(path);
-                } catch (io.syncline.api.UnsafePathException e) {
-                    unsyncable.accept(e.getMessage());
-                    return FileVisitResult.CONTINUE;
-                }
-                if (!matches(path)) {
-                    return FileVisitResult.CONTINUE;
-                }
-                FileMeta now;
-                try {
-                    now = look(file, path, attrs, known.get(path), nowMillis);
-                } catch (java.nio.file.AccessDeniedException e) {
-                    unsyncable.accept("'" + path + "' cannot be read; it is left as it was");
-                    now = known.get(path);
-                }
-                if (now != null) {
-                    found.put(path, now);
-                }
-                return FileVisitResult.CONTINUE;
-            }
-
-            @Override
-            public FileVisitResult visitFileFailed(Path file, IOException e) throws IOException {
-                if (e instanceof NoSuchFileException) {
-                    return FileVisitResult.CONTINUE; // deleted while we walked
-                }
-                if (e instanceof java.nio.file.AccessDeniedException) {
-                    unreadable(file, e);
-                    return FileVisitResult.CONTINUE;
-                }
-                throw e;
-            }
-
-            @Override
-            public FileVisitResult postVisitDirectory(Path dir, IOException e) throws IOException {
-                if (e instanceof java.nio.file.AccessDeniedException) {
-                    unreadable(dir, e);
-                    return FileVisitResult.CONTINUE;
-                }
-                if (e != null) {
-                    throw e;
-                }
-                return FileVisitResult.CONTINUE;
-            }
-
-            /** A file or folder this node may not read is left out, with a warning; what was recorded of it is kept. */
-            private void unreadable(Path p, IOException e) {
-                String path = SafePath.of(root, p);
-                unsyncable.accept("'" + path + "' cannot be read (" + e.getClass().getSimpleName() + "); it is left as it was");
-                String prefix = path + "/";
-                for (FileMeta k : known.values()) {
-                    if (k.path().equals(path) || k.path().startsWith(prefix)) {
-                        found.put(k.path(), k); // not taken as deleted
-                    }
-                }
-            }
-        });
+        new Walk(known, nowMillis, unsyncable, found).all();
         List<Change> changes = new ArrayList<>();
         Map<String, String> goneByContent = new HashMap<>(); // content hash and length -> a path that is gone
         Map<String, FileMeta> gone = new LinkedHashMap<>();
@@ -220,13 +149,122 @@ public final class FileScanner {
     }
 
     /**
+     * One walk of the folder: each entry's attributes are read once, with its permissions (a walk with
+     * Files.walkFileTree reads them a second time for every file, since its visitor gets only the basic ones).
+     * Links, devices and pipes are left out; so is the working folder. What cannot be read is left as recorded.
+     */
+    private final class Walk {
+        private final Map<String, FileMeta> known;
+        private final long nowMillis;
+        private final java.util.function.Consumer<String> unsyncable;
+        private final Map<String, FileMeta> found;
+        private final boolean posix;
+        private final Path work = root.resolve(SafePath.WORK_DIR);
+
+        Walk(Map<String, FileMeta> known, long nowMillis, java.util.function.Consumer<String> unsyncable, Map<String, FileMeta> found) {
+            this.known = known;
+            this.nowMillis = nowMillis;
+            this.unsyncable = unsyncable;
+            this.found = found;
+            boolean p;
+            try {
+                p = Files.getFileStore(root).supportsFileAttributeView("posix");
+            } catch (IOException e) {
+                p = false; // the root is not there: the walk finds nothing (the caller checks the folder first)
+            }
+            this.posix = p;
+        }
+
+        /** Every folder from the root down, one open at a time (no recursion: a deep tree needs no deep stack). */
+        void all() throws IOException {
+            java.util.ArrayDeque<Path> folders = new java.util.ArrayDeque<>();
+            folders.push(root);
+            for (Path dir = folders.poll(); dir != null; dir = folders.poll()) {
+                folder(dir, dir == root, folders);
+            }
+        }
+
+        private void folder(Path dir, boolean isRoot, java.util.ArrayDeque<Path> folders) throws IOException {
+            try (java.nio.file.DirectoryStream<Path> entries = Files.newDirectoryStream(dir)) {
+                for (Path entry : entries) {
+                    BasicFileAttributes attrs;
+                    try {
+                        attrs = posix ? Files.readAttributes(entry, PosixFileAttributes.class, LinkOption.NOFOLLOW_LINKS)
+                                : Files.readAttributes(entry, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+                    } catch (NoSuchFileException e) {
+                        continue; // deleted while we walked
+                    } catch (java.nio.file.AccessDeniedException e) {
+                        unreadable(entry, e);
+                        continue;
+                    }
+                    if (attrs.isDirectory()) {
+                        if (!entry.equals(work)) {
+                            folders.push(entry);
+                        }
+                    } else if (attrs.isRegularFile()) {
+                        file(entry, attrs);
+                    } // links, devices, pipes
+                }
+            } catch (NoSuchFileException e) {
+                // deleted while we walked (or, the root, not there: nothing found)
+            } catch (java.nio.file.AccessDeniedException e) {
+                if (isRoot) {
+                    throw e;
+                }
+                unreadable(dir, e);
+            } catch (java.nio.file.DirectoryIteratorException e) {
+                if (e.getCause() instanceof java.nio.file.AccessDeniedException denied && !isRoot) {
+                    unreadable(dir, denied);
+                } else {
+                    throw e.getCause();
+                }
+            }
+        }
+
+        private void file(Path file, BasicFileAttributes attrs) throws IOException {
+            String path = SafePath.of(root, file);
+            try {
+                SafePath.check(path);
+            } catch (io.syncline.api.UnsafePathException e) {
+                unsyncable.accept(e.getMessage());
+                return;
+            }
+            if (!matches(path)) {
+                return;
+            }
+            FileMeta now;
+            try {
+                now = look(file, path, attrs, known.get(path), nowMillis);
+            } catch (java.nio.file.AccessDeniedException e) {
+                unsyncable.accept("'" + path + "' cannot be read; it is left as it was");
+                now = known.get(path);
+            }
+            if (now != null) {
+                found.put(path, now);
+            }
+        }
+
+        /** A file or folder this node may not read is left out, with a warning; what was recorded of it is kept. */
+        private void unreadable(Path p, IOException e) {
+            String path = SafePath.of(root, p);
+            unsyncable.accept("'" + path + "' cannot be read (" + e.getClass().getSimpleName() + "); it is left as it was");
+            String prefix = path + "/";
+            for (FileMeta k : known.values()) {
+                if (k.path().equals(path) || k.path().startsWith(prefix)) {
+                    found.put(k.path(), k); // not taken as deleted
+                }
+            }
+        }
+    }
+
+    /**
      * The file as it is now, hashing it unless the record says it is unchanged; when it changed while it was hashed (it
      * is being written), what was recorded of it ({@code known}, or null for a new file): it is looked at again at the
      * next walk, and meanwhile is neither sent half-written nor taken as deleted. Null when it is gone.
      */
     private FileMeta look(Path file, String path, BasicFileAttributes attrs, FileMeta known, long nowMillis) throws IOException {
         long mtime = attrs.lastModifiedTime().toMillis();
-        int mode = mode(file);
+        int mode = attrs instanceof PosixFileAttributes p ? FileFolder.mode(p.permissions()) : mode(file);
         if (known != null && known.size() == attrs.size() && known.mtimeMillis() == mtime && known.mode() == mode
                 && nowMillis - mtime > RACY_MILLIS && !known.hash().equals(ContentHash.UNKNOWN)) {
             return known;
