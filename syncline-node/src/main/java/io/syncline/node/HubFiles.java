@@ -571,19 +571,17 @@ final class HubFiles implements AutoCloseable {
                 settling.applied = Math.max(settling.applied, e.seq());
             }
             settling.settle();
-            applied = settling.applied;
         } catch (SyncException | IOException e) {
-            settling.settleQuietly();
-            applied = settling.applied;
+            settling.settleQuietly(); // what came before the failure counts
             error = e.getMessage();
             LOG.warn("hub {}: files of channel '{}' from site {}: applied up to change {}, then: {}", cfg.nodeId(), ch.name(), site,
-                    applied, error);
+                    settling.applied, error);
             HttpEndpoint.drain(in);
         } finally {
             try {
                 // Also after a failure of another kind (a refused path is answered 400): what is in place is applied.
                 settling.settleQuietly();
-                applied = Math.max(applied, settling.applied);
+                applied = Math.max(applied, settling.applied); // (settling starts from the hub's count)
                 folder.flush();
                 if (sharedLock != null && (applied > start || !lost.isEmpty())) {
                     // What the folder became goes to every site of the channel (the site sent it: it takes it as its own).

@@ -541,9 +541,13 @@ public final class SiteNode implements NodeControl {
         long acknowledged = outbox.acknowledged(c, r.hub(), channel);
         c.commit();
         if (expected <= acknowledged) {
-            startOver(new DivergedException("hub " + r.hub() + " expects batch " + expected + " of channel '" + channel
-                    + "' but had acknowledged up to " + acknowledged + ": its database is older than what it acknowledged"));
+            startOver(lostBatches(r, channel, expected, acknowledged));
         }
+    }
+
+    private static DivergedException lostBatches(Registration.Response r, String channel, long expected, long acknowledged) {
+        return new DivergedException("hub " + r.hub() + " expects batch " + expected + " of channel '" + channel
+                + "' but had acknowledged up to " + acknowledged + ": its database is older than what it acknowledged");
     }
 
     /*
@@ -1244,8 +1248,7 @@ public final class SiteNode implements NodeControl {
             c.commit();
             if (ack < acknowledged) {
                 confirmLowAck(channel, ack, acknowledged, confirm);
-                diverged = new DivergedException("hub " + r.hub() + " expects batch " + (ack + 1) + " of channel '" + channel
-                        + "' but had acknowledged up to " + acknowledged + ": its database is older than what it acknowledged");
+                diverged = lostBatches(r, channel, ack + 1, acknowledged);
             } else if (ack > 0) {
                 diverged = recordAck(c, r, channel, ack);
             }
