@@ -188,6 +188,41 @@ class SyncSchemaTest extends DbTestBase {
         }
     }
 
+    @ParameterizedTest
+    @EnumSource(TestDb.Kind.class)
+    void shouldRecordAWalkOfSomeFoldersWithoutTouchingTheOthersWhateverTheirNamesHold(TestDb.Kind kind, @TempDir Path folder) throws Exception {
+        TestDb db = newDb(kind);
+        // Folder names that are patterns to LIKE (% and _), or the same but for case (a database may compare without it).
+        for (String p : List.of("50%/a.txt", "50x/b.txt", "a_b/c.txt", "axb/d.txt", "Img/e.txt", "img/f.txt", "img/deep/g.txt")) {
+            Path f = folder.resolve(p);
+            Files.createDirectories(f.getParent());
+            Files.writeString(f, p);
+            Files.setLastModifiedTime(f, FileTime.fromMillis(1_700_000_000_000L));
+        }
+        try (Connection c = db.open()) {
+            SyncSchema.install(c, db.dialect());
+            FileScanner scanner = new FileScanner(folder, List.of(), List.of());
+            assertThat(FileOutbox.recordWalk(c, "docs", scanner, 1_800_000_000_000L, why -> { })).isEqualTo(7);
+            c.commit();
+            for (String p : List.of("50%/a.txt", "50x/b.txt", "a_b/c.txt", "axb/d.txt", "Img/e.txt", "img/f.txt", "img/deep/g.txt")) {
+                Files.delete(folder.resolve(p));
+            }
+            assertThat(FileOutbox.recordWalk(c, "docs", scanner, 1_800_000_000_000L, why -> { }, false, List.of("50%", "a_b", "img")))
+                    .isEqualTo(4);
+            c.commit();
+            List<String> deleted = new java.util.ArrayList<>();
+            for (FileEntry e : FileOutbox.pending(c, "docs", 0, 100)) {
+                if (e.deleted()) {
+                    deleted.add(e.path());
+                }
+            }
+            assertThat(deleted).containsExactlyInAnyOrder("50%/a.txt", "a_b/c.txt", "img/f.txt", "img/deep/g.txt");
+            assertThat(FileOutbox.recordWalk(c, "docs", scanner, 1_800_000_000_000L, why -> { }, false, List.of())).as("no folder").isZero();
+            assertThat(FileOutbox.recordWalk(c, "docs", scanner, 1_800_000_000_000L, why -> { })).as("the rest, at a whole walk").isEqualTo(3);
+            c.commit();
+        }
+    }
+
     /** sync_file's key of a path: its SHA-256. */
     private static String pathId(String path) throws Exception {
         return java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256")

@@ -6,16 +6,21 @@ import java.io.IOException;
 import java.nio.file.ClosedWatchServiceException;
 import java.nio.file.FileSystems;
 import java.nio.file.FileVisitResult;
+import java.nio.file.LinkOption;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.SimpleFileVisitor;
 import java.nio.file.StandardWatchEventKinds;
+import java.nio.file.WatchEvent;
 import java.nio.file.WatchKey;
 import java.nio.file.WatchService;
 import java.nio.file.attribute.BasicFileAttributes;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
@@ -23,11 +28,15 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /*
- * Runs the walks of the folders a node sends files from, on one thread of its own: each folder is walked at start,
- * when the file system reports a change in it (WatchService; a burst of events is one walk, once no event came for
- * QUIET_MILLIS, or SETTLE_MILLIS after its first) and every `interval` in any case, the safety net for lost notifications and for what changed while the node
- * was down. A walk that fails is tried again after a growing pause. Folders are watched before they are walked, and
- * folders that appear are watched from the next walk on. No interrupts: they would close the embedded databases' files.
+ * Runs the walks of the folders a node sends files from, on one thread of its own: each folder is walked in full at
+ * start and every `interval` (the safety net for lost notifications and for what changed while the node was down),
+ * and, in between, in part when the file system reports a change (WatchService): only the folders it named, each with
+ * everything below it, so that one changed file in a tree of a million does not cost a million looks. A burst of
+ * events is one walk, once no event came for QUIET_MILLIS, or SETTLE_MILLIS after its first. A change in a folder's
+ * top level, a lost event (overflow), a wake, or more than MAX_FOLDERS folders at once make the walk a whole one. A walk
+ * that fails is tried again, in full, after a growing pause. Folders are watched before they are walked: every folder at
+ * a whole walk, a folder that appears as soon as its creation is heard of. No interrupts: they would close the embedded
+ * databases' files.
  */
 final class FolderWatch implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(FolderWatch.class);
@@ -35,6 +44,10 @@ final class FolderWatch implements AutoCloseable {
     private static final long QUIET_MILLIS = 20;
     /** ...or when this long has passed since its first event, whichever comes first. */
     private static final long SETTLE_MILLIS = 100;
+    /** A walk of more folders than this (after those inside others are left out) is a whole walk instead. */
+    static final int MAX_FOLDERS = 64;
+    /** Folders heard of before a walk beyond this many make it a whole walk (bounds what is kept meanwhile). */
+    private static final int MAX_HEARD = 4096;
 
     /** A folder to walk, and its channel. */
     record Target(FileChannelSpec channel, Path folder) {
@@ -43,7 +56,16 @@ final class FolderWatch implements AutoCloseable {
     /** Walks one folder (and sends what it found); throws to have it tried again soon. */
     @FunctionalInterface
     interface Walk {
-        void walk(Target t) throws Exception;
+        /**
+         * @param under the folders, relative to the target's, where the file system reported changes, each to walk with
+         *              everything below it; empty: none there (what was recorded before may still be sent); null: the
+         *              whole folder
+         */
+        void walk(Target t, List<String> under) throws Exception;
+    }
+
+    /** A watched folder: its key, and the file (inode) it was watched as, to notice a folder renamed and another made in its place. */
+    private record Watched(WatchKey key, Object fileKey) {
     }
 
     private final String name;
@@ -51,9 +73,17 @@ final class FolderWatch implements AutoCloseable {
     private final Supplier<List<Target>> targets;
     private final Walk walk;
     private final WatchService watcher;
-    private final Map<Path, WatchKey> watched = new ConcurrentHashMap<>();
+    private final Map<Path, Watched> watched = new ConcurrentHashMap<>();
     private final Backoff backoff = new Backoff(Duration.ofMillis(500), Duration.ofSeconds(30), new java.util.Random());
     private final Thread thread;
+    /** Folders where changes were heard of since the last walk (this thread only). */
+    private final Set<Path> heard = new HashSet<>();
+    /** Folders that appeared since the last walk, to watch before it (this thread only). */
+    private final Set<Path> appeared = new HashSet<>();
+    /** The targets walked in full since their last failure (this thread only): the others are walked in full. */
+    private final Set<Target> whole = new HashSet<>();
+    /** The next walk is a whole one (the start, an overflow, a wake). */
+    private final java.util.concurrent.atomic.AtomicBoolean everything = new java.util.concurrent.atomic.AtomicBoolean(true);
     private volatile boolean closed;
     private volatile boolean woken;
     volatile String lastError;
@@ -69,38 +99,91 @@ final class FolderWatch implements AutoCloseable {
         thread.start();
     }
 
-    /** Walks every folder soon (within a quarter of a second). */
+    /** Walks every folder in full soon (within a quarter of a second). */
     void wake() {
+        everything.set(true);
         woken = true;
     }
 
     private void loop() {
+        long nextWhole = System.nanoTime();
         while (!closed) {
+            boolean full = everything.getAndSet(false) | System.nanoTime() - nextWhole >= 0;
+            if (full) {
+                whole.clear();
+                nextWhole = System.nanoTime() + interval.toNanos();
+            }
+            List<Path> changed = new ArrayList<>(heard);
+            List<Path> fresh = new ArrayList<>(appeared);
+            heard.clear();
+            appeared.clear();
             boolean failed = false;
-            for (Target t : targets.get()) {
+            List<Target> all = targets.get();
+            for (Target t : all) {
                 try {
                     // A sending folder that is not there (not mounted, moved) is an error, never "every file deleted".
                     if (!Files.isDirectory(t.folder())) {
                         throw new IOException("folder " + t.folder() + " does not exist or is not a folder (not mounted?); nothing "
                                 + "is sent, and no file is taken as deleted, until it is there");
                     }
+                    List<String> under = whole.contains(t) ? under(t.folder(), changed) : null;
                     try {
-                        watch(t.folder());
+                        if (under == null) {
+                            forgetGone(t.folder(), watch(t.folder(), all));
+                        } else {
+                            for (Path f : fresh) {
+                                if (f.startsWith(t.folder())) {
+                                    watch(f, all);
+                                }
+                            }
+                        }
                     } catch (IOException | RuntimeException e) { // e.g. the system's limit of watches: the timed walks go on
                         LOG.warn("{}: cannot watch {} ({}); changes there are seen at the next timed walk", name, t.folder(), e.toString());
                     }
-                    walk.walk(t);
+                    walk.walk(t, under);
+                    whole.add(t);
                 } catch (Exception e) {
                     failed = true;
+                    whole.remove(t);
                     lastError = "files of channel '" + t.channel().name() + "': " + e.getMessage();
                     LOG.warn("{}: {}", name, lastError);
                 }
             }
+            watched.entrySet().removeIf(e -> !e.getValue().key().isValid());
             if (!failed) {
                 backoff.reset();
             }
-            waitForChange(System.nanoTime() + (failed ? backoff.next() : interval).toNanos());
+            waitForChange(failed ? System.nanoTime() + backoff.next().toNanos() : nextWhole);
         }
+    }
+
+    /**
+     * The folders, relative to {@code folder}, to walk for changes heard of in {@code changed}, without those inside
+     * another; null (walk it all) when a change was in its top level or in more than MAX_FOLDERS folders. A folder that
+     * is no longer there is walked from the nearest one above it that is (a folder renamed or removed since: its
+     * parent heard of that, and is walked too).
+     */
+    static List<String> under(Path folder, List<Path> changed) {
+        java.util.TreeSet<String> rel = new java.util.TreeSet<>();
+        for (Path d : changed) {
+            if (!d.startsWith(folder)) {
+                continue;
+            }
+            while (!d.equals(folder) && !Files.isDirectory(d, LinkOption.NOFOLLOW_LINKS)) {
+                d = d.getParent();
+            }
+            if (d.equals(folder)) {
+                return null;
+            }
+            rel.add(folder.relativize(d).toString().replace(java.io.File.separatorChar, '/'));
+        }
+        List<String> out = new ArrayList<>();
+        for (String r : rel) { // in order, a folder comes right before those inside it
+            if (out.isEmpty() || !(r.startsWith(out.get(out.size() - 1)) && r.charAt(out.get(out.size() - 1).length()) == '/')) {
+                out.add(r);
+            }
+        }
+        return out.size() > MAX_FOLDERS ? null : out;
     }
 
     /** Sleeps until {@code deadline} (System.nanoTime), a wake, or a change in a watched folder (then lets the burst settle). */
@@ -135,22 +218,52 @@ final class FolderWatch implements AutoCloseable {
         }
     }
 
-    private static void drain(WatchKey k) {
-        k.pollEvents();
+    /** Notes where the key's events happened: its folder, and the folders that appeared in it. */
+    private void drain(WatchKey k) {
+        Path dir = (Path) k.watchable();
+        for (WatchEvent<?> e : k.pollEvents()) {
+            if (e.kind() == StandardWatchEventKinds.OVERFLOW) {
+                everything.set(true); // events were lost
+                continue;
+            }
+            heard.add(dir);
+            if (e.kind() == StandardWatchEventKinds.ENTRY_CREATE && e.context() instanceof Path child
+                    && Files.isDirectory(dir.resolve(child), LinkOption.NOFOLLOW_LINKS)) {
+                appeared.add(dir.resolve(child));
+            }
+        }
         k.reset();
+        if (heard.size() + appeared.size() > MAX_HEARD) {
+            everything.set(true);
+            heard.clear();
+            appeared.clear();
+        }
     }
 
-    /** Watches every folder under {@code root} but Syncline's own working folder. */
-    private void watch(Path root) throws IOException {
-        Files.walkFileTree(root, new SimpleFileVisitor<>() {
+    /**
+     * Watches every folder under {@code start} (itself included) but Syncline's own working folder of a target; returns
+     * the folders it found.
+     */
+    private Set<Path> watch(Path start, List<Target> all) throws IOException {
+        Set<Path> found = new HashSet<>();
+        Files.walkFileTree(start, new SimpleFileVisitor<>() {
             @Override
             public FileVisitResult preVisitDirectory(Path dir, BasicFileAttributes attrs) throws IOException {
-                if (dir.getFileName() != null && dir.getFileName().toString().equals(SafePath.WORK_DIR) && root.equals(dir.getParent())) {
+                if (dir.getFileName() != null && dir.getFileName().toString().equals(SafePath.WORK_DIR)
+                        && all.stream().anyMatch(t -> t.folder().equals(dir.getParent()))) {
                     return FileVisitResult.SKIP_SUBTREE;
                 }
-                if (!watched.containsKey(dir)) {
-                    watched.put(dir, dir.register(watcher, StandardWatchEventKinds.ENTRY_CREATE, StandardWatchEventKinds.ENTRY_DELETE,
-                            StandardWatchEventKinds.ENTRY_MODIFY));
+                found.add(dir);
+                Watched w = watched.get(dir);
+                if (w == null || !w.key().isValid() || !dir.equals(w.key().watchable()) || !java.util.Objects.equals(w.fileKey(), attrs.fileKey())) {
+                    WatchKey k = register(dir);
+                    if (!dir.equals(k.watchable())) {
+                        // The file system watches this folder already, under the name it had (renamed since): events
+                        // would name that one. Watched again under this name.
+                        k.cancel();
+                        k = register(dir);
+                    }
+                    watched.put(dir, new Watched(k, attrs.fileKey()));
                 }
                 return FileVisitResult.CONTINUE;
             }
@@ -160,7 +273,25 @@ final class FolderWatch implements AutoCloseable {
                 return FileVisitResult.CONTINUE;
             }
         });
-        watched.entrySet().removeIf(e -> !e.getValue().isValid());
+        return found;
+    }
+
+    /**
+     * After a whole walk of {@code folder}: stops watching what is no longer a folder under it by that name (a folder
+     * moved out of it is still watched by the file system, which would name it as it was).
+     */
+    private void forgetGone(Path folder, Set<Path> found) {
+        for (var it = watched.entrySet().iterator(); it.hasNext(); ) {
+            Map.Entry<Path, Watched> e = it.next();
+            if (e.getKey().startsWith(folder) && !found.contains(e.getKey())) {
+                e.getValue().key().cancel();
+                it.remove();
+            }
+        }
+    }
+
+    private WatchKey register(Path dir) throws IOException {
+        return dir.register(watcher, StandardWatchEventKinds.ENTRY_CREATE, StandardWatchEventKinds.ENTRY_DELETE, StandardWatchEventKinds.ENTRY_MODIFY);
     }
 
     @Override

@@ -213,13 +213,16 @@ final class HubFiles implements AutoCloseable {
     }
 
     /** Records what changed in a hub-to-sites channel's folder, and wakes the sites waiting for it. */
-    private void walk(FolderWatch.Target t) throws IOException, SQLException {
+    private void walk(FolderWatch.Target t, List<String> under) throws IOException, SQLException {
+        if (under != null && under.isEmpty()) {
+            return;
+        }
         ReentrantLock lock = shared.get(t.channel().name());
         if (lock != null && !lock.tryLock()) {
             return; // a two-way channel's folder while a site's changes are applied to it: that exchange walks it after
         }
         try {
-            walk(t.channel(), t.folder(), List.of());
+            walk(t.channel(), t.folder(), under, List.of());
         } finally {
             if (lock != null) {
                 lock.unlock();
@@ -231,14 +234,14 @@ final class HubFiles implements AutoCloseable {
      * Records what changed in a channel's folder and, as changes again, the files at {@code resend} (two-way: the hub's
      * version of a file a site's change lost to, so that site takes it back); wakes the sites waiting for changes.
      */
-    private void walk(FileChannelSpec ch, Path folder, List<String> resend) throws IOException, SQLException {
+    private void walk(FileChannelSpec ch, Path folder, List<String> under, List<String> resend) throws IOException, SQLException {
         FileScanner scanner = new FileScanner(folder, ch.include(), ch.exclude());
         int n;
         try (Connection c = db.connection()) {
             try {
                 n = FileOutbox.recordWalk(c, ch.name(), scanner, clock.millis(),
                         why -> LOG.warn("hub {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why),
-                        ch.direction() == ChannelSpec.Direction.TWO_WAY);
+                        ch.direction() == ChannelSpec.Direction.TWO_WAY, under);
                 for (String path : resend) {
                     n += FileOutbox.recordAgain(c, ch.name(), path) ? 1 : 0;
                 }
@@ -586,7 +589,7 @@ final class HubFiles implements AutoCloseable {
                 if (sharedLock != null && (applied > start || !lost.isEmpty())) {
                     // What the folder became goes to every site of the channel (the site sent it: it takes it as its own).
                     try {
-                        walk(ch, folder.root(), lost);
+                        walk(ch, folder.root(), null, lost);
                     } catch (IOException | SQLException | RuntimeException e) {
                         // Not recorded as applied: the site offers its changes again, and the hub settles them again
                         // (what is in place already costs nothing), recording the paths it lost on then.

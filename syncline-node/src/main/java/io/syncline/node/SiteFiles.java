@@ -117,8 +117,8 @@ final class SiteFiles implements AutoCloseable {
         this.registration = registration;
         this.arrived = arrived;
         this.outgoing = new FolderWatch("syncline-site-" + cfg.nodeId() + "-files", cfg.fileScanInterval(),
-                () -> targets(ChannelSpec.Direction.SITE_TO_HUB), t -> {
-                    walk(t.channel(), t.folder());
+                () -> targets(ChannelSpec.Direction.SITE_TO_HUB), (t, under) -> {
+                    walk(t.channel(), t.folder(), under);
                     send(registration.get(), t.channel(), t.folder());
                 });
     }
@@ -430,8 +430,11 @@ final class SiteFiles implements AutoCloseable {
 
     // ---- site to hub -----------------------------------------------------------------------------
 
-    /** Records what changed in the folder since the last walk. */
-    private void walk(FileChannelSpec ch, Path folder) throws IOException, SQLException {
+    /** Records what changed in the folder since the last walk: in the folders {@code under} (FolderWatch.Walk), or all of it. */
+    private void walk(FileChannelSpec ch, Path folder, List<String> under) throws IOException, SQLException {
+        if (under != null && under.isEmpty()) {
+            return;
+        }
         FileScanner scanner = new FileScanner(folder, ch.include(), ch.exclude());
         ReentrantLock lock = lock(ch.name());
         lock.lock(); // two-way: not while the hub's changes are applied to the folder (see fetchOnce)
@@ -441,7 +444,7 @@ final class SiteFiles implements AutoCloseable {
                     if (warned.add(why)) {
                         LOG.warn("site {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why);
                     }
-                }, ch.direction() == ChannelSpec.Direction.TWO_WAY);
+                }, ch.direction() == ChannelSpec.Direction.TWO_WAY, under);
                 c.commit();
                 LOG.debug("site {}: file channel '{}': {} changes recorded", cfg.nodeId(), ch.name(), n);
             } catch (IOException | SQLException | RuntimeException e) {

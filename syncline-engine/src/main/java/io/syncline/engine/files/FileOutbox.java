@@ -30,9 +30,24 @@ public final class FileOutbox {
 
     /** Every file recorded and not deleted, by path. */
     public static Map<String, FileMeta> known(Connection c, String channel) throws SQLException {
+        return known(c, channel, null);
+    }
+
+    /**
+     * As {@link #known(Connection, String)}, with at least the files in the folders {@code under} (relative paths, at any
+     * depth; null: all). The database narrows by prefix; it may give more (a case-blind LIKE), which the scanner leaves out.
+     */
+    private static Map<String, FileMeta> known(Connection c, String channel, List<String> under) throws SQLException {
         Map<String, FileMeta> out = new HashMap<>();
-        try (PreparedStatement ps = c.prepareStatement("SELECT path, size, mtime, mode, content_hash FROM sync_file WHERE channel = ? AND deleted = FALSE")) {
+        StringBuilder sql = new StringBuilder("SELECT path, size, mtime, mode, content_hash FROM sync_file WHERE channel = ? AND deleted = FALSE");
+        if (under != null) {
+            sql.append(under.isEmpty() ? " AND 1 = 0" : " AND (" + String.join(" OR ", java.util.Collections.nCopies(under.size(), "path LIKE ? ESCAPE '!'")) + ")");
+        }
+        try (PreparedStatement ps = c.prepareStatement(sql.toString())) {
             ps.setString(1, channel);
+            for (int i = 0; under != null && i < under.size(); i++) {
+                ps.setString(i + 2, under.get(i).replace("!", "!!").replace("%", "!%").replace("_", "!_") + "/%");
+            }
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
                     out.put(rs.getString(1), new FileMeta(rs.getString(1), rs.getLong(2), rs.getLong(3), rs.getInt(4), rs.getString(5)));
@@ -56,8 +71,21 @@ public final class FileOutbox {
     public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
                                  java.util.function.Consumer<String> unsyncable, boolean forgetUnmatched)
             throws SQLException, java.io.IOException {
-        Map<String, FileMeta> known = known(c, channel);
-        List<FileScanner.Change> changes = new ArrayList<>(scanner.scan(known, nowMillis, unsyncable));
+        return recordWalk(c, channel, scanner, nowMillis, unsyncable, forgetUnmatched, null);
+    }
+
+    /**
+     * As above, walking only the folders {@code under} (relative paths, each with everything below it; null: the whole
+     * folder; empty: nothing), where the file system said something changed (FileScanner.scan).
+     */
+    public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
+                                 java.util.function.Consumer<String> unsyncable, boolean forgetUnmatched, List<String> under)
+            throws SQLException, java.io.IOException {
+        if (under != null && under.isEmpty()) {
+            return 0;
+        }
+        Map<String, FileMeta> known = known(c, channel, under);
+        List<FileScanner.Change> changes = new ArrayList<>(scanner.scan(known, nowMillis, unsyncable, under));
         boolean unknown = false;
         long sentBeyond = -1;
         for (java.util.Iterator<FileScanner.Change> it = changes.iterator(); it.hasNext(); ) {

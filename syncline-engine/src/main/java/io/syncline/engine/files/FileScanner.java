@@ -111,8 +111,33 @@ public final class FileScanner {
 
     /** As above; {@code unsyncable} hears of each file whose path cannot travel (SafePath.check refuses it), with the reason. */
     public List<Change> scan(Map<String, FileMeta> known, long nowMillis, java.util.function.Consumer<String> unsyncable) throws IOException {
+        return scan(known, nowMillis, unsyncable, null);
+    }
+
+    /**
+     * As above, for only the folders {@code under} (relative paths, each walked with everything below it; null: the
+     * whole folder): the files recorded elsewhere in {@code known} are left out, neither compared nor taken as deleted.
+     * A folder in the list that is gone, or is no longer a folder (a file, a link: links are never followed), has nothing
+     * in it. Lets a node that heard from the file system where something changed walk only there.
+     */
+    public List<Change> scan(Map<String, FileMeta> known, long nowMillis, java.util.function.Consumer<String> unsyncable, List<String> under)
+            throws IOException {
+        if (under != null) {
+            Map<String, FileMeta> inside = new HashMap<>();
+            for (FileMeta k : known.values()) {
+                if (within(k.path(), under)) {
+                    inside.put(k.path(), k);
+                }
+            }
+            known = inside;
+        }
         Map<String, FileMeta> found = new TreeMap<>();
-        new Walk(known, nowMillis, unsyncable, found).all();
+        Walk walk = new Walk(known, nowMillis, unsyncable, found);
+        if (under == null) {
+            walk.all();
+        } else {
+            walk.only(under);
+        }
         List<Change> changes = new ArrayList<>();
         Map<String, String> goneByContent = new HashMap<>(); // content hash and length -> a path that is gone
         Map<String, FileMeta> gone = new LinkedHashMap<>();
@@ -179,6 +204,47 @@ public final class FileScanner {
         void all() throws IOException {
             java.util.ArrayDeque<Path> folders = new java.util.ArrayDeque<>();
             folders.push(root);
+            walk(folders);
+        }
+
+        /**
+         * The folders {@code under} and everything below them, each only when the way to it from the root is made of
+         * real folders (as a whole walk would find it: links are not followed) and is not the working folder.
+         */
+        void only(List<String> under) throws IOException {
+            java.util.ArrayDeque<Path> folders = new java.util.ArrayDeque<>();
+            for (String u : under) {
+                if (u.isEmpty()) {
+                    throw new IllegalArgumentException("a folder to walk is named by a non-empty relative path (null walks the whole folder)");
+                }
+                SafePath.check(u);
+                Path dir = root;
+                for (String part : u.split("/")) {
+                    dir = dir.resolve(part);
+                    if (dir.equals(work) || !isFolder(dir)) {
+                        dir = null;
+                        break;
+                    }
+                }
+                if (dir != null) {
+                    folders.push(dir);
+                }
+            }
+            walk(folders);
+        }
+
+        private boolean isFolder(Path dir) throws IOException {
+            try {
+                return Files.readAttributes(dir, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS).isDirectory();
+            } catch (NoSuchFileException e) {
+                return false;
+            } catch (java.nio.file.AccessDeniedException e) {
+                unreadable(dir, e);
+                return false;
+            }
+        }
+
+        private void walk(java.util.ArrayDeque<Path> folders) throws IOException {
             for (Path dir = folders.poll(); dir != null; dir = folders.poll()) {
                 folder(dir, dir == root, folders);
             }
@@ -285,6 +351,16 @@ public final class FileScanner {
             return known; // being written: the next scan takes it
         }
         return new FileMeta(path, attrs.size(), mtime, mode, hash);
+    }
+
+    /** True when relative path {@code path} is in one of the folders {@code under} (at any depth). */
+    static boolean within(String path, List<String> under) {
+        for (String u : under) {
+            if (path.length() > u.length() && path.startsWith(u) && path.charAt(u.length()) == '/') {
+                return true;
+            }
+        }
+        return false;
     }
 
     static int mode(Path file) throws IOException {

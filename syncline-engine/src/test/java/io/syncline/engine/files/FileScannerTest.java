@@ -173,4 +173,50 @@ class FileScannerTest {
         assertThat(scanner.scan(Map.of(), NOW)).extracting(FileScanner.Change::path)
                 .containsExactly("a.jpg", "deep/b.jpg", "docs/x/spec.pdf");
     }
+
+    @Test
+    void shouldWalkOnlyTheFoldersItIsGivenAndLeaveWhatIsRecordedElsewhereAsItIs() throws Exception {
+        FileScanner scanner = new FileScanner(root, List.of(), List.of());
+        write("a/b/one.txt", "1");
+        write("a/two.txt", "2");
+        write("ab/three.txt", "3");
+        write("top.txt", "4");
+        Map<String, FileMeta> known = record(Map.of(), scanner.scan(Map.of(), NOW));
+
+        write("a/b/one.txt", "1, edited");
+        write("a/b/deeper/new.txt", "5");
+        write("top.txt", "4, edited"); // outside: not looked at
+        Files.delete(root.resolve("ab/three.txt")); // "ab" is not inside "a": not taken as deleted
+        Files.move(root.resolve("a/two.txt"), root.resolve("a/b/two.txt"));
+        List<FileScanner.Change> changes = scanner.scan(known, NOW, why -> { }, List.of("a"));
+        assertThat(changes).extracting(c -> c.getClass().getSimpleName() + " " + c.path())
+                .containsExactlyInAnyOrder("Put a/b/one.txt", "Put a/b/deeper/new.txt", "Move a/b/two.txt");
+        known = record(known, changes);
+
+        assertThat(scanner.scan(known, NOW, why -> { }, List.of("a/b/deeper", "ab")))
+                .containsExactly(new FileScanner.Delete("ab/three.txt"));
+        assertThat(scanner.scan(known, NOW, why -> { }, List.of())).as("no folder: nothing walked").isEmpty();
+    }
+
+    @Test
+    void shouldTakeTheFilesOfAGivenFolderThatIsGoneOrNowALinkAsDeletedWithoutFollowingTheLink() throws Exception {
+        FileScanner scanner = new FileScanner(root, List.of(), List.of());
+        write("a/b/one.txt", "1");
+        write("c/two.txt", "2");
+        Path outside = Files.createDirectories(root.getParent().resolve(root.getFileName() + "-outside"));
+        Files.writeString(outside.resolve("one.txt"), "secret");
+        Map<String, FileMeta> known = record(Map.of(), scanner.scan(Map.of(), NOW));
+
+        Files.delete(root.resolve("a/b/one.txt"));
+        Files.delete(root.resolve("a/b"));
+        Files.createSymbolicLink(root.resolve("a/b"), outside);
+        Files.delete(root.resolve("c/two.txt"));
+        Files.delete(root.resolve("c"));
+        assertThat(scanner.scan(known, NOW, why -> { }, List.of("a/b", "c")))
+                .containsExactlyInAnyOrder(new FileScanner.Delete("a/b/one.txt"), new FileScanner.Delete("c/two.txt"));
+        for (String bad : List.of("../elsewhere", SafePath.WORK_DIR, "/etc")) {
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> scanner.scan(known, NOW, why -> { }, List.of(bad)))
+                    .as(bad).isInstanceOf(io.syncline.api.UnsafePathException.class);
+        }
+    }
 }

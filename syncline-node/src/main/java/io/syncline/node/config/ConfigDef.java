@@ -109,8 +109,8 @@ public final class ConfigDef {
                     "A folder path. Syncline keeps its partial and temporary files in its sub-folder .syncline-tmp, never synced."),
             new ConfigKey("files.scanInterval", Type.DURATION, "30s", false, BOTH,
                     "How often a node walks its file channels' folders in full. Changes are also seen at once through the file "
-                            + "system's notifications; the walk is the safety net (notifications can be lost, and nothing is watched "
-                            + "while the node is down)."),
+                            + "system's notifications, which make it walk only the sub-folders they name; the whole walk is the safety "
+                            + "net (notifications can be lost, and nothing is watched while the node is down)."),
             new ConfigKey("files.referenceWait", Type.DURATION, "10m", false, BOTH,
                     "How long a row waits for a file it references (channels[].tables[].files) that has not arrived. After that the "
                             + "row is written without it, with a warning: a file deleted at the source before it was sent never comes, "

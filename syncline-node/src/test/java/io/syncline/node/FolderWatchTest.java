@@ -1,0 +1,127 @@
+package io.syncline.node;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import io.syncline.api.ChannelSpec;
+import io.syncline.api.FileChannelSpec;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Which walks the file system's notifications lead to: whole, or only where something changed. */
+class FolderWatchTest {
+    @TempDir
+    Path root;
+
+    private static final FileChannelSpec CHANNEL = new FileChannelSpec("docs", ChannelSpec.Direction.SITE_TO_HUB, null, List.of(), List.of());
+
+    /** Each walk's folders, in order; null stands for a whole walk (Optional.empty()). */
+    private final List<Optional<List<String>>> walks = Collections.synchronizedList(new ArrayList<>());
+
+    private FolderWatch watch(FolderWatch.Walk walk) throws Exception {
+        return new FolderWatch("test-watch", Duration.ofHours(1), () -> List.of(new FolderWatch.Target(CHANNEL, root)), walk);
+    }
+
+    private FolderWatch watch() throws Exception {
+        return watch((t, under) -> walks.add(Optional.ofNullable(under)));
+    }
+
+    /** Waits for the next walk after those seen so far and returns it. */
+    private Optional<List<String>> nextWalk(int seen) {
+        await().atMost(Duration.ofSeconds(10)).until(() -> walks.size() > seen);
+        return walks.get(seen);
+    }
+
+    @Test
+    void shouldWalkOnlyTheFolderWhereAFileChangedAndTheWholeFolderAtStartAndForTheTopLevel() throws Exception {
+        Files.createDirectories(root.resolve("a/b"));
+        Files.createDirectories(root.resolve("c"));
+        try (FolderWatch w = watch()) {
+            assertThat(nextWalk(0)).as("at start: the whole folder").isEmpty();
+            Files.writeString(root.resolve("a/b/f.txt"), "x");
+            assertThat(nextWalk(1)).contains(List.of("a/b"));
+            Files.writeString(root.resolve("a/b/g.txt"), "y");
+            Files.writeString(root.resolve("c/i.txt"), "z");
+            await().atMost(Duration.ofSeconds(10)).until(() -> walks.stream().skip(2).flatMap(Optional::stream).flatMap(List::stream)
+                    .toList().containsAll(List.of("a/b", "c")));
+            assertThat(walks.subList(1, walks.size())).as("no whole walk").allMatch(Optional::isPresent);
+            int seen = walks.size();
+            Files.writeString(root.resolve("top.txt"), "t");
+            assertThat(nextWalk(seen)).as("a change in the top level: the whole folder").isEmpty();
+            seen = walks.size();
+            w.wake();
+            assertThat(nextWalk(seen)).as("a wake: the whole folder").isEmpty();
+        }
+    }
+
+    @Test
+    void shouldWatchAFolderFromItsCreationAndARenamedFolderUnderItsNewName() throws Exception {
+        Files.createDirectories(root.resolve("a/b"));
+        try (FolderWatch w = watch()) {
+            nextWalk(0);
+            Files.createDirectories(root.resolve("a/new/deeper"));
+            Files.writeString(root.resolve("a/new/deeper/f.txt"), "x");
+            assertThat(nextWalk(1)).as("the folder the new one appeared in").contains(List.of("a"));
+            int seen = walks.size();
+            Files.writeString(root.resolve("a/new/deeper/g.txt"), "y");
+            assertThat(nextWalk(seen)).as("a folder made after the start is watched").contains(List.of("a/new/deeper"));
+
+            Files.move(root.resolve("a/b"), root.resolve("a/renamed"));
+            await().atMost(Duration.ofSeconds(10)).until(() -> walks.get(walks.size() - 1).equals(Optional.of(List.of("a"))));
+            seen = walks.size();
+            Files.writeString(root.resolve("a/renamed/f.txt"), "z");
+            // The file system watches the folder still, and would name it a/b: it is watched again under its new name.
+            assertThat(nextWalk(seen)).contains(List.of("a/renamed"));
+
+            Files.delete(root.resolve("a/renamed/f.txt"));
+            Files.delete(root.resolve("a/renamed"));
+            // Removed: its own watch names it, and it is walked from the folder above it.
+            await().atMost(Duration.ofSeconds(10)).until(() -> walks.get(walks.size() - 1).equals(Optional.of(List.of("a"))));
+            assertThat(walks.subList(1, walks.size())).as("no whole walk").allMatch(Optional::isPresent);
+        }
+    }
+
+    @Test
+    void shouldWalkTheWholeFolderAfterAWalkFailed() throws Exception {
+        Files.createDirectories(root.resolve("a"));
+        AtomicBoolean fail = new AtomicBoolean();
+        try (FolderWatch w = watch((t, under) -> {
+            walks.add(Optional.ofNullable(under));
+            if (fail.getAndSet(false)) {
+                throw new java.io.IOException("the database is away");
+            }
+        })) {
+            nextWalk(0);
+            fail.set(true);
+            Files.writeString(root.resolve("a/f.txt"), "x");
+            assertThat(nextWalk(1)).contains(List.of("a"));
+            assertThat(nextWalk(2)).as("what that walk would have recorded is found by a whole one (after the pause)").isEmpty();
+        }
+    }
+
+    @Test
+    void shouldNameEachFolderOnceAndTheTopmostOfNestedOnes() throws Exception {
+        Files.createDirectories(root.resolve("a/b/c"));
+        Files.createDirectories(root.resolve("ab"));
+        assertThat(FolderWatch.under(root, List.of(root.resolve("a/b/c"), root.resolve("ab"), root.resolve("a/b"), root.resolve("a/b"))))
+                .containsExactly("a/b", "ab");
+        assertThat(FolderWatch.under(root, List.of(root.resolve("a/gone/deeper")))).as("gone: the nearest folder above").containsExactly("a");
+        assertThat(FolderWatch.under(root, List.of(root.resolve("gone")))).as("gone from the top level: the whole folder").isNull();
+        assertThat(FolderWatch.under(root, List.of(root.resolve("a"), root))).isNull();
+        assertThat(FolderWatch.under(root, List.of(root.getParent().resolve("elsewhere")))).as("not in this folder").isEmpty();
+        List<Path> many = new ArrayList<>();
+        for (int i = 0; i <= FolderWatch.MAX_FOLDERS; i++) {
+            many.add(Files.createDirectories(root.resolve("many/d" + i)));
+        }
+        assertThat(FolderWatch.under(root, many.subList(0, FolderWatch.MAX_FOLDERS))).hasSize(FolderWatch.MAX_FOLDERS);
+        assertThat(FolderWatch.under(root, many)).as("more folders than MAX_FOLDERS: the whole folder").isNull();
+    }
+}
