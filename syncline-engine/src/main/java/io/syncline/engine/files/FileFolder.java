@@ -60,11 +60,12 @@ public final class FileFolder {
     /** Bytes of small files received into memory and not written yet, every folder's together: at most 32 MiB. */
     private static final java.util.concurrent.Semaphore IN_MEMORY = new java.util.concurrent.Semaphore(32 << 20);
     /**
-     * Flush and put in place the files of {@link #receiveLater}, every folder's: a few at once, so that the disk
-     * commits their flushes together. Daemon threads, like Writeback's: what they have under way is always waited for
+     * Flush and put in place the files of {@link #receiveLater}, every folder's: several at once, so that the disk
+     * commits their flushes together (8 rather than 4: as fast or faster in interleaved runs of bench/files,
+     * docs/benchmarks.md). Daemon threads, like Writeback's: what they have under way is always waited for
      * by a receiver (settle, flush) before it answers.
      */
-    private static final ExecutorService FLUSHERS = Executors.newFixedThreadPool(4, new java.util.concurrent.ThreadFactory() {
+    private static final ExecutorService FLUSHERS = Executors.newFixedThreadPool(8, new java.util.concurrent.ThreadFactory() {
         private final java.util.concurrent.atomic.AtomicInteger n = new java.util.concurrent.atomic.AtomicInteger();
 
         @Override
