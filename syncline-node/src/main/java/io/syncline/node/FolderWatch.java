@@ -48,20 +48,32 @@ final class FolderWatch implements AutoCloseable {
     static final int MAX_FOLDERS = 64;
     /** Folders heard of before a walk beyond this many make it a whole walk (bounds what is kept meanwhile). */
     private static final int MAX_HEARD = 4096;
+    /** A folder that was busy is walked again after this long. */
+    private static final long BUSY_MILLIS = 250;
 
     /** A folder to walk, and its channel. */
     record Target(FileChannelSpec channel, Path folder) {
     }
 
-    /** Walks one folder (and sends what it found); throws to have it tried again soon. */
+    /** Walks one folder (and sends what it found); throws to have it tried again, in full, after a pause. */
     @FunctionalInterface
     interface Walk {
         /**
          * @param under the folders, relative to the target's, where the file system reported changes, each to walk with
          *              everything below it; empty: none there (what was recorded before may still be sent); null: the
          *              whole folder
+         * @return false when the folder cannot be walked now (busy): what was heard of it is kept, and it is walked again soon
+         * @throws AfterWalkException when the walk was recorded but what comes after it (the sending) failed: tried again
+         *                            after a pause, without a whole walk
          */
-        void walk(Target t, List<String> under) throws Exception;
+        boolean walk(Target t, List<String> under) throws Exception;
+    }
+
+    /** See {@link Walk#walk}: the walk was recorded; what came after it failed. */
+    static final class AfterWalkException extends Exception {
+        AfterWalkException(Exception cause) {
+            super(cause.getMessage(), cause);
+        }
     }
 
     /** A watched folder: its key, and the file (inode) it was watched as, to notice a folder renamed and another made in its place. */
@@ -111,13 +123,13 @@ final class FolderWatch implements AutoCloseable {
             boolean full = everything.getAndSet(false) | System.nanoTime() - nextWhole >= 0;
             if (full) {
                 whole.clear();
-                nextWhole = System.nanoTime() + interval.toNanos();
             }
             List<Path> changed = new ArrayList<>(heard);
             List<Path> fresh = new ArrayList<>(appeared);
             heard.clear();
             appeared.clear();
             boolean failed = false;
+            boolean busy = false;
             List<Target> all = targets.get();
             for (Target t : all) {
                 try {
@@ -127,21 +139,33 @@ final class FolderWatch implements AutoCloseable {
                                 + "is sent, and no file is taken as deleted, until it is there");
                     }
                     List<String> under = whole.contains(t) ? under(t.folder(), changed) : null;
-                    try {
-                        if (under == null) {
-                            forgetGone(t.folder(), watch(t.folder(), all));
-                        } else {
-                            for (Path f : fresh) {
-                                if (f.startsWith(t.folder())) {
-                                    watch(f, all);
-                                }
+                    if (under == null) {
+                        watchQuietly(t.folder(), all, true);
+                    } else {
+                        for (Path f : fresh) {
+                            if (f.startsWith(t.folder())) {
+                                watchQuietly(f, all, false);
                             }
                         }
-                    } catch (IOException | RuntimeException e) { // e.g. the system's limit of watches: the timed walks go on
-                        LOG.warn("{}: cannot watch {} ({}); changes there are seen at the next timed walk", name, t.folder(), e.toString());
                     }
-                    walk.walk(t, under);
+                    if (!walk.walk(t, under)) {
+                        busy = true;
+                        if (under == null) {
+                            whole.remove(t);
+                        }
+                        for (Path d : changed) {
+                            if (d.startsWith(t.folder())) {
+                                heard.add(d);
+                            }
+                        }
+                        continue;
+                    }
                     whole.add(t);
+                } catch (AfterWalkException e) {
+                    failed = true;
+                    whole.add(t); // the walk was recorded: only the sending is tried again
+                    lastError = "files of channel '" + t.channel().name() + "': " + e.getMessage();
+                    LOG.warn("{}: {}", name, lastError);
                 } catch (Exception e) {
                     failed = true;
                     whole.remove(t);
@@ -150,10 +174,26 @@ final class FolderWatch implements AutoCloseable {
                 }
             }
             watched.entrySet().removeIf(e -> !e.getValue().key().isValid());
+            if (full) {
+                nextWhole = System.nanoTime() + interval.toNanos(); // from its end: a walk longer than the interval leaves room for others
+            }
             if (!failed) {
                 backoff.reset();
             }
-            waitForChange(failed ? System.nanoTime() + backoff.next().toNanos() : nextWhole);
+            long until = failed ? System.nanoTime() + backoff.next().toNanos() : nextWhole;
+            waitForChange(busy ? Math.min(until, System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(BUSY_MILLIS)) : until);
+        }
+    }
+
+    /** Watches the folders under {@code start}; with {@code whole}, forgets those gone from under it. Failures are logged. */
+    private void watchQuietly(Path start, List<Target> all, boolean whole) {
+        try {
+            Set<Path> found = watch(start, all);
+            if (whole) {
+                forgetGone(start, found);
+            }
+        } catch (IOException | RuntimeException e) { // e.g. the system's limit of watches: the timed walks go on
+            LOG.warn("{}: cannot watch {} ({}); changes there are seen at the next timed walk", name, start, e.toString());
         }
     }
 
@@ -161,29 +201,44 @@ final class FolderWatch implements AutoCloseable {
      * The folders, relative to {@code folder}, to walk for changes heard of in {@code changed}, without those inside
      * another; null (walk it all) when a change was in its top level or in more than MAX_FOLDERS folders. A folder that
      * is no longer there is walked from the nearest one above it that is (a folder renamed or removed since: its
-     * parent heard of that, and is walked too).
+     * parent heard of that, and is walked too); so is one whose name cannot travel (SafePath.check; a whole walk leaves
+     * its files out with a warning).
      */
     static List<String> under(Path folder, List<Path> changed) {
-        java.util.TreeSet<String> rel = new java.util.TreeSet<>();
+        // Ordered with '/' first, so that a folder comes right before those inside it ("a", "a/b", "a b").
+        java.util.TreeSet<String> rel = new java.util.TreeSet<>(java.util.Comparator.comparing((String r) -> r.replace('/', '\0')));
         for (Path d : changed) {
             if (!d.startsWith(folder)) {
                 continue;
             }
-            while (!d.equals(folder) && !Files.isDirectory(d, LinkOption.NOFOLLOW_LINKS)) {
+            while (!d.equals(folder) && (!Files.isDirectory(d, LinkOption.NOFOLLOW_LINKS) || !travels(relative(folder, d)))) {
                 d = d.getParent();
             }
             if (d.equals(folder)) {
                 return null;
             }
-            rel.add(folder.relativize(d).toString().replace(java.io.File.separatorChar, '/'));
+            rel.add(relative(folder, d));
         }
         List<String> out = new ArrayList<>();
-        for (String r : rel) { // in order, a folder comes right before those inside it
+        for (String r : rel) {
             if (out.isEmpty() || !(r.startsWith(out.get(out.size() - 1)) && r.charAt(out.get(out.size() - 1).length()) == '/')) {
                 out.add(r);
             }
         }
         return out.size() > MAX_FOLDERS ? null : out;
+    }
+
+    private static String relative(Path folder, Path d) {
+        return folder.relativize(d).toString().replace(java.io.File.separatorChar, '/');
+    }
+
+    private static boolean travels(String path) {
+        try {
+            SafePath.check(path);
+            return true;
+        } catch (io.syncline.api.UnsafePathException e) {
+            return false;
+        }
     }
 
     /** Sleeps until {@code deadline} (System.nanoTime), a wake, or a change in a watched folder (then lets the burst settle). */
@@ -257,6 +312,9 @@ final class FolderWatch implements AutoCloseable {
                 Watched w = watched.get(dir);
                 if (w == null || !w.key().isValid() || !dir.equals(w.key().watchable()) || !java.util.Objects.equals(w.fileKey(), attrs.fileKey())) {
                     WatchKey k = register(dir);
+                    if (w != null && w.key() != k) {
+                        w.key().cancel(); // another folder's, that had this name (moved away; it might still be watched)
+                    }
                     if (!dir.equals(k.watchable())) {
                         // The file system watches this folder already, under the name it had (renamed since): events
                         // would name that one. Watched again under this name.

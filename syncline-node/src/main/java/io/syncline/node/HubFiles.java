@@ -212,17 +212,21 @@ final class HubFiles implements AutoCloseable {
         return out;
     }
 
-    /** Records what changed in a hub-to-sites channel's folder, and wakes the sites waiting for it. */
-    private void walk(FolderWatch.Target t, List<String> under) throws IOException, SQLException {
+    /**
+     * Records what changed in a hub-to-sites channel's folder, and wakes the sites waiting for it; false when a two-way
+     * channel's folder is busy with a site's changes (FolderWatch walks it again soon).
+     */
+    private boolean walk(FolderWatch.Target t, List<String> under) throws IOException, SQLException {
         if (under != null && under.isEmpty()) {
-            return;
+            return true;
         }
         ReentrantLock lock = shared.get(t.channel().name());
         if (lock != null && !lock.tryLock()) {
-            return; // a two-way channel's folder while a site's changes are applied to it: that exchange walks it after
+            return false;
         }
         try {
             walk(t.channel(), t.folder(), under, List.of());
+            return true;
         } finally {
             if (lock != null) {
                 lock.unlock();

@@ -119,7 +119,12 @@ final class SiteFiles implements AutoCloseable {
         this.outgoing = new FolderWatch("syncline-site-" + cfg.nodeId() + "-files", cfg.fileScanInterval(),
                 () -> targets(ChannelSpec.Direction.SITE_TO_HUB), (t, under) -> {
                     walk(t.channel(), t.folder(), under);
-                    send(registration.get(), t.channel(), t.folder());
+                    try {
+                        send(registration.get(), t.channel(), t.folder());
+                    } catch (IOException | SQLException | RuntimeException e) {
+                        throw new FolderWatch.AfterWalkException(e); // (the hub away: what was recorded is sent later)
+                    }
+                    return true;
                 });
     }
 

@@ -25,19 +25,31 @@ class FolderWatchTest {
 
     /** Each walk's folders, in order; null stands for a whole walk (Optional.empty()). */
     private final List<Optional<List<String>>> walks = Collections.synchronizedList(new ArrayList<>());
+    /** When the last walk was heard of (System.nanoTime). */
+    private volatile long lastWalk = System.nanoTime();
 
-    private FolderWatch watch(FolderWatch.Walk walk) throws Exception {
-        return new FolderWatch("test-watch", Duration.ofHours(1), () -> List.of(new FolderWatch.Target(CHANNEL, root)), walk);
+    private FolderWatch watch(Duration interval, FolderWatch.Walk walk) throws Exception {
+        return new FolderWatch("test-watch", interval, () -> List.of(new FolderWatch.Target(CHANNEL, root)), (t, under) -> {
+            walks.add(Optional.ofNullable(under));
+            lastWalk = System.nanoTime();
+            return walk.walk(t, under);
+        });
     }
 
     private FolderWatch watch() throws Exception {
-        return watch((t, under) -> walks.add(Optional.ofNullable(under)));
+        return watch(Duration.ofHours(1), (t, under) -> true);
     }
 
     /** Waits for the next walk after those seen so far and returns it. */
     private Optional<List<String>> nextWalk(int seen) {
         await().atMost(Duration.ofSeconds(10)).until(() -> walks.size() > seen);
         return walks.get(seen);
+    }
+
+    /** Waits until no walk came for half a second (the events of what was done before have all been walked); returns how many so far. */
+    private int quiet() {
+        await().atMost(Duration.ofSeconds(10)).until(() -> System.nanoTime() - lastWalk > 500_000_000L);
+        return walks.size();
     }
 
     @Test
@@ -53,10 +65,10 @@ class FolderWatchTest {
             await().atMost(Duration.ofSeconds(10)).until(() -> walks.stream().skip(2).flatMap(Optional::stream).flatMap(List::stream)
                     .toList().containsAll(List.of("a/b", "c")));
             assertThat(walks.subList(1, walks.size())).as("no whole walk").allMatch(Optional::isPresent);
-            int seen = walks.size();
+            int seen = quiet();
             Files.writeString(root.resolve("top.txt"), "t");
             assertThat(nextWalk(seen)).as("a change in the top level: the whole folder").isEmpty();
-            seen = walks.size();
+            seen = quiet();
             w.wake();
             assertThat(nextWalk(seen)).as("a wake: the whole folder").isEmpty();
         }
@@ -70,13 +82,13 @@ class FolderWatchTest {
             Files.createDirectories(root.resolve("a/new/deeper"));
             Files.writeString(root.resolve("a/new/deeper/f.txt"), "x");
             assertThat(nextWalk(1)).as("the folder the new one appeared in").contains(List.of("a"));
-            int seen = walks.size();
+            int seen = quiet();
             Files.writeString(root.resolve("a/new/deeper/g.txt"), "y");
             assertThat(nextWalk(seen)).as("a folder made after the start is watched").contains(List.of("a/new/deeper"));
 
             Files.move(root.resolve("a/b"), root.resolve("a/renamed"));
             await().atMost(Duration.ofSeconds(10)).until(() -> walks.get(walks.size() - 1).equals(Optional.of(List.of("a"))));
-            seen = walks.size();
+            seen = quiet();
             Files.writeString(root.resolve("a/renamed/f.txt"), "z");
             // The file system watches the folder still, and would name it a/b: it is watched again under its new name.
             assertThat(nextWalk(seen)).contains(List.of("a/renamed"));
@@ -93,11 +105,11 @@ class FolderWatchTest {
     void shouldWalkTheWholeFolderAfterAWalkFailed() throws Exception {
         Files.createDirectories(root.resolve("a"));
         AtomicBoolean fail = new AtomicBoolean();
-        try (FolderWatch w = watch((t, under) -> {
-            walks.add(Optional.ofNullable(under));
+        try (FolderWatch w = watch(Duration.ofHours(1), (t, under) -> {
             if (fail.getAndSet(false)) {
                 throw new java.io.IOException("the database is away");
             }
+            return true;
         })) {
             nextWalk(0);
             fail.set(true);
@@ -108,11 +120,75 @@ class FolderWatchTest {
     }
 
     @Test
+    void shouldNotWalkTheWholeFolderAgainWhenOnlyTheSendingAfterAWalkFailed() throws Exception {
+        Files.createDirectories(root.resolve("a"));
+        AtomicBoolean fail = new AtomicBoolean();
+        try (FolderWatch w = watch(Duration.ofHours(1), (t, under) -> {
+            if (fail.getAndSet(false)) {
+                throw new FolderWatch.AfterWalkException(new java.io.IOException("the hub is away"));
+            }
+            return true;
+        })) {
+            nextWalk(0);
+            fail.set(true);
+            Files.writeString(root.resolve("a/f.txt"), "x");
+            assertThat(nextWalk(1)).contains(List.of("a"));
+            assertThat(nextWalk(2)).as("tried again after the pause, to send: nothing to walk").contains(List.of());
+        }
+    }
+
+    @Test
+    void shouldKeepWhatItHeardOfAFolderThatWasBusyAndWalkItSoon() throws Exception {
+        Files.createDirectories(root.resolve("a"));
+        AtomicBoolean busy = new AtomicBoolean();
+        try (FolderWatch w = watch(Duration.ofHours(1), (t, under) -> !busy.getAndSet(false))) {
+            nextWalk(0);
+            busy.set(true);
+            Files.writeString(root.resolve("a/f.txt"), "x");
+            assertThat(nextWalk(1)).contains(List.of("a"));
+            assertThat(nextWalk(2)).as("the same folder, again, without a new event").contains(List.of("a"));
+        }
+    }
+
+    @Test
+    void shouldLeaveTimeBetweenWholeWalksLongerThanTheIntervalForWalksOfWhatChanged() throws Exception {
+        Files.createDirectories(root.resolve("a"));
+        // Each whole walk takes longer than the interval: the next whole one comes an interval after it ended.
+        try (FolderWatch w = watch(Duration.ofMillis(600), (t, under) -> {
+            if (under == null) {
+                Thread.sleep(800);
+            }
+            return true;
+        })) {
+            nextWalk(0);
+            int seen = walks.size();
+            Files.writeString(root.resolve("a/f.txt"), "x");
+            await().atMost(Duration.ofSeconds(10)).until(() -> walks.stream().skip(seen).anyMatch(u -> u.equals(Optional.of(List.of("a")))));
+        }
+    }
+
+    @Test
+    void shouldWalkAFolderWhoseNameCannotTravelFromTheNearestOneAboveIt() throws Exception {
+        Path odd = Files.createDirectories(root.resolve("a/back\\slash"));
+        try (FolderWatch w = watch()) {
+            nextWalk(0);
+            int seen = quiet();
+            Files.writeString(odd.resolve("f.txt"), "x");
+            assertThat(nextWalk(seen)).contains(List.of("a"));
+        }
+        assertThat(FolderWatch.under(root, List.of(odd))).containsExactly("a");
+    }
+
+    @Test
     void shouldNameEachFolderOnceAndTheTopmostOfNestedOnes() throws Exception {
         Files.createDirectories(root.resolve("a/b/c"));
         Files.createDirectories(root.resolve("ab"));
+        Files.createDirectories(root.resolve("a b"));
+        Files.createDirectories(root.resolve("a.d"));
         assertThat(FolderWatch.under(root, List.of(root.resolve("a/b/c"), root.resolve("ab"), root.resolve("a/b"), root.resolve("a/b"))))
                 .containsExactly("a/b", "ab");
+        assertThat(FolderWatch.under(root, List.of(root.resolve("a"), root.resolve("a b"), root.resolve("a.d"), root.resolve("a/b"))))
+                .as("names that sort before '/' do not hide a folder inside another").containsExactly("a", "a b", "a.d");
         assertThat(FolderWatch.under(root, List.of(root.resolve("a/gone/deeper")))).as("gone: the nearest folder above").containsExactly("a");
         assertThat(FolderWatch.under(root, List.of(root.resolve("gone")))).as("gone from the top level: the whole folder").isNull();
         assertThat(FolderWatch.under(root, List.of(root.resolve("a"), root))).isNull();
