@@ -871,7 +871,7 @@ final class HubFiles implements AutoCloseable {
     /** Where a site's changes of a channel land: its own sub-folder, or for a two-way channel the folder all share. */
     private FileFolder folder(FileChannelSpec ch, String site) throws IOException {
         Path root = folders.get(ch.name());
-        return new FileFolder(ch.direction() == ChannelSpec.Direction.TWO_WAY ? root : root.resolve(site));
+        return new FileFolder(ch.direction() == ChannelSpec.Direction.TWO_WAY ? root : root.resolve(site), cfg.filePartialMaxAge(), clock);
     }
 
     private static void check(FileChannelSpec ch, FileEntry e) {

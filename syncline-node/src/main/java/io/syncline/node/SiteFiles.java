@@ -283,7 +283,7 @@ final class SiteFiles implements AutoCloseable {
     private boolean applyPage(Registration.Response r, FolderWatch.Target t, List<FileEntry> page, long applied, boolean twoWay)
             throws IOException, SQLException {
         String name = t.channel().name();
-        FileFolder folder = new FileFolder(t.folder());
+        FileFolder folder = new FileFolder(t.folder(), cfg.filePartialMaxAge(), clock);
         List<FileEntry> taken = new ArrayList<>(); // two-way: the changes applied here, recorded as shared with the hub
         List<FileEntry> entries = page;
         if (twoWay) {

@@ -45,6 +45,12 @@ public final class FileFolder {
     private static final Set<String> NO_BASIS = java.util.concurrent.ConcurrentHashMap.newKeySet();
     /** Roots whose working folder was swept of files left from before content hashes (once per process each). */
     private static final Set<Path> SWEPT = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    /** How long a broken transfer's partial file is kept when the caller does not say (files.partialMaxAge). */
+    public static final java.time.Duration PARTIAL_MAX_AGE = java.time.Duration.ofDays(7);
+    /** A working folder is looked at for old partial files at most this often. */
+    static final long SWEEP_EVERY_MILLIS = 3_600_000;
+    /** Per root, when its working folder was last looked at for old partial files (clock millis). */
+    private static final java.util.Map<Path, Long> SWEPT_AT = new java.util.concurrent.ConcurrentHashMap<>();
     private final Path root;
     private final Path work;
     private final boolean posix;
@@ -83,6 +89,15 @@ public final class FileFolder {
     private final Set<String> underWay = new java.util.HashSet<>();
 
     public FileFolder(Path root) throws IOException {
+        this(root, PARTIAL_MAX_AGE, java.time.Clock.systemUTC());
+    }
+
+    /**
+     * @param partialMaxAge how long what a broken transfer wrote (a {@code .part}, or a {@code .new} left by a process
+     *                      that died) is kept for the transfer to resume from; older ones are deleted, at most once an
+     *                      hour per folder (a transfer that comes later is sent whole again)
+     */
+    public FileFolder(Path root, java.time.Duration partialMaxAge, java.time.Clock clock) throws IOException {
         Files.createDirectories(root);
         this.root = root.toRealPath();
         this.work = this.root.resolve(SafePath.WORK_DIR);
@@ -93,6 +108,40 @@ public final class FileFolder {
         this.posix = Files.getFileStore(this.root).supportsFileAttributeView("posix");
         if (SWEPT.add(this.root)) {
             sweepSha256Leftovers();
+        }
+        long now = clock.millis();
+        boolean[] due = {false};
+        SWEPT_AT.compute(this.root, (k, last) -> {
+            if (last == null || now - last >= SWEEP_EVERY_MILLIS || now < last) {
+                due[0] = true;
+                return now;
+            }
+            return last;
+        });
+        if (due[0]) {
+            sweepOldPartials(now - partialMaxAge.toMillis());
+        }
+    }
+
+    /**
+     * Deletes the partial files of the working folder last written before {@code olderThan} (clock millis). A failure
+     * leaves them for the next sweep: it does not stop the transfer that came.
+     */
+    private void sweepOldPartials(long olderThan) {
+        try (DirectoryStream<Path> left = Files.newDirectoryStream(work, "*.{part,new}")) {
+            for (Path f : left) {
+                try {
+                    java.nio.file.attribute.BasicFileAttributes a = Files.readAttributes(f, java.nio.file.attribute.BasicFileAttributes.class,
+                            LinkOption.NOFOLLOW_LINKS);
+                    if (a.isRegularFile() && a.lastModifiedTime().toMillis() < olderThan) {
+                        Files.deleteIfExists(f);
+                    }
+                } catch (java.nio.file.NoSuchFileException e) {
+                    // taken meanwhile
+                }
+            }
+        } catch (IOException | java.nio.file.DirectoryIteratorException e) {
+            // an hour later
         }
     }
 

@@ -332,4 +332,35 @@ class FileFolderTest {
         folder.delete("new/a.jpg"); // deleting again is no error
         assertThat(Files.exists(folder.root().resolve("new"))).isFalse();
     }
+
+    @Test
+    void shouldDeletePartialFilesOlderThanTheirAgeAtMostOnceAnHour() throws Exception {
+        java.time.Instant now = java.time.Instant.parse("2026-11-30T12:00:00Z");
+        java.time.Duration week = java.time.Duration.ofDays(7);
+        Path root = tmp.resolve("folder");
+        Path work = Files.createDirectories(root.resolve(SafePath.WORK_DIR));
+        Path old = part(work, "aaaa.part", now.minus(java.time.Duration.ofDays(8)));
+        Path oldNew = part(work, "bbbb.new", now.minus(java.time.Duration.ofDays(8)));
+        Path recent = part(work, "cccc.part", now.minus(java.time.Duration.ofDays(6)));
+        Path other = part(work, "notes.txt", now.minus(java.time.Duration.ofDays(30)));
+
+        new FileFolder(root, week, java.time.Clock.fixed(now, java.time.ZoneOffset.UTC));
+        assertThat(old).doesNotExist();
+        assertThat(oldNew).doesNotExist();
+        assertThat(recent).as("younger than a week: kept to resume from").exists();
+        assertThat(other).as("not a partial file").exists();
+
+        Path later = part(work, "dddd.part", now.minus(java.time.Duration.ofDays(8)));
+        new FileFolder(root, week, java.time.Clock.fixed(now.plus(java.time.Duration.ofMinutes(30)), java.time.ZoneOffset.UTC));
+        assertThat(later).as("looked at once an hour at most").exists();
+        new FileFolder(root, week, java.time.Clock.fixed(now.plus(java.time.Duration.ofMinutes(61)), java.time.ZoneOffset.UTC));
+        assertThat(later).doesNotExist();
+        assertThat(recent).exists();
+    }
+
+    private static Path part(Path work, String name, java.time.Instant written) throws Exception {
+        Path f = Files.write(work.resolve(name), new byte[] {1, 2, 3});
+        Files.setLastModifiedTime(f, java.nio.file.attribute.FileTime.from(written));
+        return f;
+    }
 }

@@ -571,6 +571,11 @@ public final class NodeConfig {
         return parseDuration(raw("files.referenceWait"));
     }
 
+    /** {@code files.partialMaxAge}: how long a broken transfer's partial file is kept to resume from. */
+    public Duration filePartialMaxAge() {
+        return parseDuration(raw("files.partialMaxAge"));
+    }
+
     /** {@code files.scanInterval}: how often file channel folders are walked in full. */
     public Duration fileScanInterval() {
         return parseDuration(raw("files.scanInterval"));
