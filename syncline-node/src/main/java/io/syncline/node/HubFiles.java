@@ -535,6 +535,7 @@ final class HubFiles implements AutoCloseable {
         ReentrantLock lock = lock(site, ch);
         ReentrantLock sharedLock = shared(ch, lock);
         List<String> lost = new ArrayList<>();
+        java.util.Set<Path> touched = new java.util.HashSet<>(); // two-way: the folders the exchange changed
         Settling settling = new Settling();
         Map<String, ChunkIndex> bases = offered.remove(site + '\0' + ch.name());
         long applied = 0;
@@ -571,6 +572,10 @@ final class HubFiles implements AutoCloseable {
                 }
                 settling.settle();
                 if (sharedLock != null) {
+                    touched.add(folder.root().resolve(e.path()).getParent());
+                    if (e.from() != null) {
+                        touched.add(folder.root().resolve(e.from()).getParent());
+                    }
                     applyTwoWay(ch, folder, site, e, data, in, offeredBasis, lost);
                 } else {
                     apply(folder, e, data, in, offeredBasis);
@@ -591,9 +596,10 @@ final class HubFiles implements AutoCloseable {
                 applied = Math.max(applied, settling.applied); // (settling starts from the hub's count)
                 folder.flush();
                 if (sharedLock != null && (applied > start || !lost.isEmpty())) {
-                    // What the folder became goes to every site of the channel (the site sent it: it takes it as its own).
+                    // What the folder became goes to every site of the channel (the site sent it: it takes it as its own):
+                    // the folders the exchange changed are walked (the hub's FolderWatch walks those changed otherwise).
                     try {
-                        walk(ch, folder.root(), null, lost);
+                        walk(ch, folder.root(), FolderWatch.under(folder.root(), new ArrayList<>(touched)), lost);
                     } catch (IOException | SQLException | RuntimeException e) {
                         // Not recorded as applied: the site offers its changes again, and the hub settles them again
                         // (what is in place already costs nothing), recording the paths it lost on then.

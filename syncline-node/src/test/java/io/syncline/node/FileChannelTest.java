@@ -455,6 +455,21 @@ class FileChannelTest {
                     }
                     assertThat(hub.files().conflicts.get()).isEqualTo(1);
                     assertQuiet(hub);
+
+                    // The same in a sub-folder, where the hub walks only the folder the exchange changed.
+                    write(s1.resolve("deep/er/d.txt"), "d from s1".getBytes());
+                    write(s2.resolve("deep/er/d.txt"), "d from s2".getBytes());
+                    try {
+                        await("both versions of deep/er/d.txt everywhere").atMost(Duration.ofSeconds(30)).until(() -> {
+                            List<String> atHub = Files.isDirectory(hq.resolve("deep/er")) ? contents(hq.resolve("deep/er"), "d") : List.of();
+                            return atHub.equals(List.of("d from s1", "d from s2")) && describe(hq).equals(describe(s1).replace("s1-shared", "hub-shared"))
+                                    && describe(hq).equals(describe(s2).replace("s2-shared", "hub-shared"));
+                        });
+                    } catch (org.awaitility.core.ConditionTimeoutException e) {
+                        throw new AssertionError(e.getMessage() + "; folders: " + describe(hq) + " | " + describe(s1) + " | " + describe(s2), e);
+                    }
+                    assertThat(hub.files().conflicts.get()).isEqualTo(2);
+                    assertQuiet(hub);
                 } finally {
                     site2.close();
                 }
@@ -479,10 +494,10 @@ class FileChannelTest {
                     } catch (org.awaitility.core.ConditionTimeoutException e) {
                         throw new AssertionError(e.getMessage() + "; folders: " + describe(hq) + " | " + describe(s1) + " | " + describe(s2), e);
                     }
-                    assertThat(hub.files().conflicts.get()).isEqualTo(2);
+                    assertThat(hub.files().conflicts.get()).isEqualTo(3);
                     try (var listing = Files.list(hq)) {
                         assertThat(listing.map(f -> f.getFileName().toString()).filter(n -> !n.startsWith(".") && !n.startsWith("c"))
-                                .sorted().toList()).containsExactly("a (conflict from s2 2026-11-29 10-00-00 UTC).txt", "a.txt", "docs");
+                                .sorted().toList()).containsExactly("a (conflict from s2 2026-11-29 10-00-00 UTC).txt", "a.txt", "deep", "docs");
                     }
                     assertQuiet(hub);
                 } finally {
