@@ -29,14 +29,16 @@ import org.slf4j.LoggerFactory;
 
 /*
  * Runs the walks of the folders a node sends files from, on one thread of its own: each folder is walked in full at
- * start and every `interval` (the safety net for lost notifications and for what changed while the node was down),
- * and, in between, in part when the file system reports a change (WatchService): only the folders it named, each with
- * everything below it, so that one changed file in a tree of a million does not cost a million looks. A burst of
- * events is one walk, once no event came for QUIET_MILLIS, or SETTLE_MILLIS after its first. A change in a folder's
- * top level, a lost event (overflow), a wake, or more than MAX_FOLDERS folders at once make the walk a whole one. A walk
- * that fails is tried again, in full, after a growing pause. Folders are watched before they are walked: every folder at
- * a whole walk, a folder that appears as soon as its creation is heard of. No interrupts: they would close the embedded
- * databases' files.
+ * start and `interval` after the end of the last whole walk (the safety net for lost notifications and for what changed
+ * while the node was down), and, in between, in part when the file system reports a change (WatchService): only the
+ * folders it named, each with everything below it, so that one changed file in a tree of a million does not cost a
+ * million looks. A burst of events is one walk, once no event came for QUIET_MILLIS, or SETTLE_MILLIS after its first.
+ * A change in a folder's top level, a lost event (overflow), a wake, or more than MAX_FOLDERS folders at once make the
+ * walk a whole one. A walk that fails is tried again, in full, after a growing pause; one whose walk was recorded but
+ * whose sending failed (AfterWalkException) is tried again after the pause without a whole walk; a folder that is busy
+ * keeps what was heard of it and is walked again after BUSY_MILLIS. Folders are watched before they are walked: every
+ * folder at a whole walk, a folder that appears as soon as its creation is heard of. No interrupts: they would close the
+ * embedded databases' files.
  */
 final class FolderWatch implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(FolderWatch.class);

@@ -104,6 +104,8 @@ final class HubFiles implements AutoCloseable {
     final AtomicLong copiedBytes = new AtomicLong();
     /** Two-way: site changes kept as conflict copies (for status and tests). */
     final AtomicLong conflicts = new AtomicLong();
+    /** Two-way exchanges after which the whole shared folder was walked (not only the sub-folders they changed). */
+    final AtomicLong wholeWalksAfterExchanges = new AtomicLong();
     final AtomicLong filesApplied = new AtomicLong();
 
     /** Offer answer for one change: skip (already applied), none (no content needed) or data (with the basis). */
@@ -122,7 +124,7 @@ final class HubFiles implements AutoCloseable {
         for (FileChannelSpec f : cfg.fileChannels()) {
             channels.put(f.name(), f);
             if (f.direction() == ChannelSpec.Direction.TWO_WAY) {
-                shared.put(f.name(), new ReentrantLock());
+                shared.put(f.name(), new ReentrantLock(true)); // fair: the folder's own walk waits its turn among the sites
             }
             if (f.sites() != null) {
                 selectors.put(f.name(), RouteExpression.parse(f.sites()));
@@ -221,7 +223,13 @@ final class HubFiles implements AutoCloseable {
             return true;
         }
         ReentrantLock lock = shared.get(t.channel().name());
-        if (lock != null && !lock.tryLock()) {
+        try {
+            // In turn with the sites' exchanges (a fair lock): a steady stream of them cannot keep the hub's own changes out.
+            if (lock != null && !lock.tryLock(5, java.util.concurrent.TimeUnit.SECONDS)) {
+                return false;
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
             return false;
         }
         try {
@@ -599,7 +607,11 @@ final class HubFiles implements AutoCloseable {
                     // What the folder became goes to every site of the channel (the site sent it: it takes it as its own):
                     // the folders the exchange changed are walked (the hub's FolderWatch walks those changed otherwise).
                     try {
-                        walk(ch, folder.root(), FolderWatch.under(folder.root(), new ArrayList<>(touched)), lost);
+                        List<String> under = FolderWatch.under(folder.root(), new ArrayList<>(touched));
+                        if (under == null) {
+                            wholeWalksAfterExchanges.incrementAndGet();
+                        }
+                        walk(ch, folder.root(), under, lost);
                     } catch (IOException | SQLException | RuntimeException e) {
                         // Not recorded as applied: the site offers its changes again, and the hub settles them again
                         // (what is in place already costs nothing), recording the paths it lost on then.

@@ -457,6 +457,7 @@ class FileChannelTest {
                     assertQuiet(hub);
 
                     // The same in a sub-folder, where the hub walks only the folder the exchange changed.
+                    long wholeWalks = hub.files().wholeWalksAfterExchanges.get();
                     write(s1.resolve("deep/er/d.txt"), "d from s1".getBytes());
                     write(s2.resolve("deep/er/d.txt"), "d from s2".getBytes());
                     try {
@@ -469,6 +470,7 @@ class FileChannelTest {
                         throw new AssertionError(e.getMessage() + "; folders: " + describe(hq) + " | " + describe(s1) + " | " + describe(s2), e);
                     }
                     assertThat(hub.files().conflicts.get()).isEqualTo(2);
+                    assertThat(hub.files().wholeWalksAfterExchanges.get()).as("the exchanges walked deep/er only").isEqualTo(wholeWalks);
                     assertQuiet(hub);
                 } finally {
                     site2.close();

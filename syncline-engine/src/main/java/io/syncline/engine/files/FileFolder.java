@@ -47,7 +47,7 @@ public final class FileFolder {
     private static final Set<Path> SWEPT = java.util.concurrent.ConcurrentHashMap.newKeySet();
     /** How long a broken transfer's partial file is kept when the caller does not say (files.partialMaxAge). */
     public static final java.time.Duration PARTIAL_MAX_AGE = java.time.Duration.ofDays(7);
-    /** A working folder is looked at for old partial files at most this often. */
+    /** A working folder is looked at for old partial files at most this often; it is also the least age swept. */
     static final long SWEEP_EVERY_MILLIS = 3_600_000;
     /** Per root, when its working folder was last looked at for old partial files (clock millis). */
     private static final java.util.Map<Path, Long> SWEPT_AT = new java.util.concurrent.ConcurrentHashMap<>();
@@ -94,8 +94,9 @@ public final class FileFolder {
 
     /**
      * @param partialMaxAge how long what a broken transfer wrote (a {@code .part}, or a {@code .new} left by a process
-     *                      that died) is kept for the transfer to resume from; older ones are deleted, at most once an
-     *                      hour per folder (a transfer that comes later is sent whole again)
+     *                      that died) is kept for the transfer to resume from, from its last change (its ctime: a file's
+     *                      modification time is the source's, set before its flush); older ones are deleted, at most
+     *                      once an hour per folder (a transfer that comes later is sent whole again); at least an hour
      */
     public FileFolder(Path root, java.time.Duration partialMaxAge, java.time.Clock clock) throws IOException {
         Files.createDirectories(root);
@@ -119,7 +120,7 @@ public final class FileFolder {
             return last;
         });
         if (due[0]) {
-            sweepOldPartials(now - partialMaxAge.toMillis());
+            sweepOldPartials(now - Math.max(SWEEP_EVERY_MILLIS, partialMaxAge.toMillis()));
         }
     }
 
@@ -131,9 +132,7 @@ public final class FileFolder {
         try (DirectoryStream<Path> left = Files.newDirectoryStream(work, "*.{part,new}")) {
             for (Path f : left) {
                 try {
-                    java.nio.file.attribute.BasicFileAttributes a = Files.readAttributes(f, java.nio.file.attribute.BasicFileAttributes.class,
-                            LinkOption.NOFOLLOW_LINKS);
-                    if (a.isRegularFile() && a.lastModifiedTime().toMillis() < olderThan) {
+                    if (Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS) && changed(f) < olderThan) {
                         Files.deleteIfExists(f);
                     }
                 } catch (java.nio.file.NoSuchFileException e) {
@@ -601,6 +600,18 @@ public final class FileFolder {
             } catch (DirectoryNotEmptyException | java.nio.file.NoSuchFileException e) {
                 return;
             }
+        }
+    }
+
+    /**
+     * When the file was last changed (written, renamed, given its times): its ctime where the platform has one, else its
+     * modification time.
+     */
+    private static long changed(Path f) throws IOException {
+        try {
+            return ((FileTime) Files.getAttribute(f, "unix:ctime", LinkOption.NOFOLLOW_LINKS)).toMillis();
+        } catch (UnsupportedOperationException | IllegalArgumentException e) {
+            return Files.getLastModifiedTime(f, LinkOption.NOFOLLOW_LINKS).toMillis();
         }
     }
 

@@ -335,32 +335,44 @@ class FileFolderTest {
 
     @Test
     void shouldDeletePartialFilesOlderThanTheirAgeAtMostOnceAnHour() throws Exception {
-        java.time.Instant now = java.time.Instant.parse("2026-11-30T12:00:00Z");
+        // Ages count from a file's last change (ctime; files made now): the clock is moved on instead.
+        java.time.Instant now = java.time.Instant.now();
         java.time.Duration week = java.time.Duration.ofDays(7);
         Path root = tmp.resolve("folder");
         Path work = Files.createDirectories(root.resolve(SafePath.WORK_DIR));
-        Path old = part(work, "aaaa.part", now.minus(java.time.Duration.ofDays(8)));
-        Path oldNew = part(work, "bbbb.new", now.minus(java.time.Duration.ofDays(8)));
-        Path recent = part(work, "cccc.part", now.minus(java.time.Duration.ofDays(6)));
-        Path other = part(work, "notes.txt", now.minus(java.time.Duration.ofDays(30)));
+        Path part = partial(work, "aaaa.part");
+        Path fresh = partial(work, "bbbb.new");
+        // Being put in place: it has the source's time, years old, but was written just now.
+        Files.setLastModifiedTime(fresh, java.nio.file.attribute.FileTime.from(now.minus(java.time.Duration.ofDays(3000))));
+        Path other = partial(work, "notes.txt");
 
-        new FileFolder(root, week, java.time.Clock.fixed(now, java.time.ZoneOffset.UTC));
-        assertThat(old).doesNotExist();
-        assertThat(oldNew).doesNotExist();
-        assertThat(recent).as("younger than a week: kept to resume from").exists();
+        new FileFolder(root, week, at(now.plus(java.time.Duration.ofDays(6))));
+        assertThat(part).as("changed 6 days ago: kept to resume from").exists();
+        assertThat(fresh).as("changed just now, whatever its modification time").exists();
+
+        Path later = partial(work, "cccc.part");
+        new FileFolder(root, week, at(now.plus(java.time.Duration.ofDays(8)).minus(java.time.Duration.ofMinutes(10))));
+        assertThat(part).doesNotExist();
+        assertThat(fresh).doesNotExist();
         assertThat(other).as("not a partial file").exists();
-
-        Path later = part(work, "dddd.part", now.minus(java.time.Duration.ofDays(8)));
-        new FileFolder(root, week, java.time.Clock.fixed(now.plus(java.time.Duration.ofMinutes(30)), java.time.ZoneOffset.UTC));
-        assertThat(later).as("looked at once an hour at most").exists();
-        new FileFolder(root, week, java.time.Clock.fixed(now.plus(java.time.Duration.ofMinutes(61)), java.time.ZoneOffset.UTC));
+        Path again = partial(work, "dddd.part");
+        new FileFolder(root, week, at(now.plus(java.time.Duration.ofDays(8)).plus(java.time.Duration.ofMinutes(20))));
+        assertThat(again).as("looked at once an hour at most").exists();
+        new FileFolder(root, week, at(now.plus(java.time.Duration.ofDays(8)).plus(java.time.Duration.ofMinutes(51))));
+        assertThat(again).doesNotExist();
         assertThat(later).doesNotExist();
-        assertThat(recent).exists();
+
+        Path other2 = tmp.resolve("other");
+        Path young = partial(Files.createDirectories(other2.resolve(SafePath.WORK_DIR)), "eeee.part");
+        new FileFolder(other2, java.time.Duration.ZERO, at(now.plus(java.time.Duration.ofMinutes(30))));
+        assertThat(young).as("an age below an hour counts as an hour").exists();
     }
 
-    private static Path part(Path work, String name, java.time.Instant written) throws Exception {
-        Path f = Files.write(work.resolve(name), new byte[] {1, 2, 3});
-        Files.setLastModifiedTime(f, java.nio.file.attribute.FileTime.from(written));
-        return f;
+    private static java.time.Clock at(java.time.Instant t) {
+        return java.time.Clock.fixed(t, java.time.ZoneOffset.UTC);
+    }
+
+    private static Path partial(Path work, String name) throws Exception {
+        return Files.write(work.resolve(name), new byte[] {1, 2, 3});
     }
 }

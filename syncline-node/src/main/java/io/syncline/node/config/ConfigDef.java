@@ -112,9 +112,10 @@ public final class ConfigDef {
                             + "system's notifications, which make it walk only the sub-folders they name; the whole walk is the safety "
                             + "net (notifications can be lost, and nothing is watched while the node is down)."),
             new ConfigKey("files.partialMaxAge", Type.DURATION, "7d", false, BOTH,
-                    "How long what a broken file transfer wrote (.syncline-tmp/<content hash>.part) is kept for the transfer to resume "
-                            + "from. Older ones are deleted (a folder is looked at at most once an hour, when a transfer comes); a transfer "
-                            + "that comes later is sent whole again."),
+                    "How long what a broken file transfer wrote (.syncline-tmp/<content hash>.part, or .new left by a process that "
+                            + "died) is kept for the transfer to resume from, counted from the file's last change. Older ones are deleted "
+                            + "(a folder is looked at at most once an hour, when a transfer comes); a transfer that comes later is sent "
+                            + "whole again. At least an hour."),
             new ConfigKey("files.referenceWait", Type.DURATION, "10m", false, BOTH,
                     "How long a row waits for a file it references (channels[].tables[].files) that has not arrived. After that the "
                             + "row is written without it, with a warning: a file deleted at the source before it was sent never comes, "

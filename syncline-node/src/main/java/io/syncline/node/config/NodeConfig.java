@@ -226,7 +226,12 @@ public final class NodeConfig {
                         problems.add(path + ": port must be 0..65535, got " + text);
                     }
                 }
-                case DURATION -> parseDuration(text);
+                case DURATION -> {
+                    Duration d = parseDuration(text);
+                    if (d.isNegative() || d.compareTo(Duration.ofDays(36_500)) > 0) {
+                        problems.add(path + ": expected a duration from 0 to 36500d, got '" + text + "'");
+                    }
+                }
                 case URL -> {
                     URI u = URI.create(text);
                     if (!"http".equals(u.getScheme()) && !"https".equals(u.getScheme()) || u.getHost() == null) {

@@ -46,6 +46,7 @@ class NodeConfigTest {
                 database: {poolSize: lots}
                 hub: {url: "http://127.0.0.1:1"}
                 http: {port: 70000}
+                files: {partialMaxAge: PT-5M, scanInterval: 99999999d}
                 channels:
                   - name: products
                     tables: [{hubColumn: site_id}]
@@ -56,6 +57,8 @@ class NodeConfigTest {
                 .hasMessageContaining("database.poolSize: expected a non-negative whole number, got 'lots'")
                 .hasMessageContaining("hub.url: is a site setting; a hub does not read it")
                 .hasMessageContaining("http.port: port must be 0..65535")
+                .hasMessageContaining("files.partialMaxAge: expected a duration from 0 to 36500d, got 'PT-5M'")
+                .hasMessageContaining("files.scanInterval: expected a duration from 0 to 36500d, got '99999999d'")
                 .hasMessageContaining("channels[0].tables[0].name: required, missing")
                 .hasMessageContaining("database.url: required, missing")
                 .hasMessageContaining("enrollment.token: required, missing");
