@@ -199,11 +199,10 @@ class FileScannerTest {
     }
 
     @Test
-    void shouldTakeTheFilesOfAGivenFolderThatIsGoneOrNowALinkAsDeletedWithoutFollowingTheLink() throws Exception {
+    void shouldTakeTheFilesOfAGivenFolderThatIsGoneOrNowALinkAsDeletedWithoutFollowingTheLink(@TempDir Path outside) throws Exception {
         FileScanner scanner = new FileScanner(root, List.of(), List.of());
         write("a/b/one.txt", "1");
         write("c/two.txt", "2");
-        Path outside = Files.createDirectories(root.getParent().resolve(root.getFileName() + "-outside"));
         Files.writeString(outside.resolve("one.txt"), "secret");
         Map<String, FileMeta> known = record(Map.of(), scanner.scan(Map.of(), NOW));
 
