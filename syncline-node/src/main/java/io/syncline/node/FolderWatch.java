@@ -183,7 +183,8 @@ final class FolderWatch implements AutoCloseable {
                 backoff.reset();
             }
             long until = failed ? System.nanoTime() + backoff.next().toNanos() : nextWhole;
-            waitForChange(busy ? Math.min(until, System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(BUSY_MILLIS)) : until);
+            // (a failure's pause stands even when another folder was busy: a failing one is not walked again at once)
+            waitForChange(busy && !failed ? Math.min(until, System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(BUSY_MILLIS)) : until);
         }
     }
 

@@ -444,15 +444,7 @@ class FileChannelTest {
                     // Both online, both change the same file at the same moment: neither version is lost.
                     Files.writeString(s1.resolve("c.txt"), "c from s1");
                     Files.writeString(s2.resolve("c.txt"), "c from s2");
-                    try {
-                        await("both versions of c.txt everywhere").atMost(Duration.ofSeconds(30)).until(() -> {
-                            List<String> atHub = contents(hq, "c");
-                            return atHub.equals(List.of("c from s1", "c from s2")) && describe(hq).equals(describe(s1).replace("s1-shared", "hub-shared"))
-                                    && describe(hq).equals(describe(s2).replace("s2-shared", "hub-shared"));
-                        });
-                    } catch (org.awaitility.core.ConditionTimeoutException e) {
-                        throw new AssertionError(e.getMessage() + "; folders: " + describe(hq) + " | " + describe(s1) + " | " + describe(s2), e);
-                    }
+                    awaitBothVersionsEverywhere(hq, s1, s2, "", "c");
                     assertThat(hub.files().conflicts.get()).isEqualTo(1);
                     assertQuiet(hub);
 
@@ -460,15 +452,7 @@ class FileChannelTest {
                     long wholeWalks = hub.files().wholeWalksAfterExchanges.get();
                     write(s1.resolve("deep/er/d.txt"), "d from s1".getBytes());
                     write(s2.resolve("deep/er/d.txt"), "d from s2".getBytes());
-                    try {
-                        await("both versions of deep/er/d.txt everywhere").atMost(Duration.ofSeconds(30)).until(() -> {
-                            List<String> atHub = Files.isDirectory(hq.resolve("deep/er")) ? contents(hq.resolve("deep/er"), "d") : List.of();
-                            return atHub.equals(List.of("d from s1", "d from s2")) && describe(hq).equals(describe(s1).replace("s1-shared", "hub-shared"))
-                                    && describe(hq).equals(describe(s2).replace("s2-shared", "hub-shared"));
-                        });
-                    } catch (org.awaitility.core.ConditionTimeoutException e) {
-                        throw new AssertionError(e.getMessage() + "; folders: " + describe(hq) + " | " + describe(s1) + " | " + describe(s2), e);
-                    }
+                    awaitBothVersionsEverywhere(hq, s1, s2, "deep/er", "d");
                     assertThat(hub.files().conflicts.get()).isEqualTo(2);
                     assertThat(hub.files().wholeWalksAfterExchanges.get()).as("the exchanges walked deep/er only").isEqualTo(wholeWalks);
                     assertQuiet(hub);
@@ -508,6 +492,23 @@ class FileChannelTest {
             } finally {
                 site1.close();
             }
+        }
+    }
+
+    /**
+     * Waits until the hub's folder {@code sub} holds both sites' versions of file {@code stem} ("<stem> from s1" and the
+     * conflict copy with "<stem> from s2", in either place) and the three folders are alike.
+     */
+    private static void awaitBothVersionsEverywhere(Path hq, Path s1, Path s2, String sub, String stem) throws Exception {
+        try {
+            await("both versions of " + sub + "/" + stem + " everywhere").atMost(Duration.ofSeconds(30)).until(() -> {
+                Path at = hq.resolve(sub);
+                List<String> atHub = Files.isDirectory(at) ? contents(at, stem) : List.of();
+                return atHub.equals(List.of(stem + " from s1", stem + " from s2")) && describe(hq).equals(describe(s1).replace("s1-shared", "hub-shared"))
+                        && describe(hq).equals(describe(s2).replace("s2-shared", "hub-shared"));
+            });
+        } catch (org.awaitility.core.ConditionTimeoutException e) {
+            throw new AssertionError(e.getMessage() + "; folders: " + describe(hq) + " | " + describe(s1) + " | " + describe(s2), e);
         }
     }
 
