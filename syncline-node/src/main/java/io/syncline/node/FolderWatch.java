@@ -214,13 +214,13 @@ final class FolderWatch implements AutoCloseable {
             if (!d.startsWith(folder)) {
                 continue;
             }
-            while (!d.equals(folder) && (!Files.isDirectory(d, LinkOption.NOFOLLOW_LINKS) || !travels(relative(folder, d)))) {
+            while (!d.equals(folder) && (!Files.isDirectory(d, LinkOption.NOFOLLOW_LINKS) || !travels(SafePath.of(folder, d)))) {
                 d = d.getParent();
             }
             if (d.equals(folder)) {
                 return null;
             }
-            rel.add(relative(folder, d));
+            rel.add(SafePath.of(folder, d));
         }
         List<String> out = new ArrayList<>();
         for (String r : rel) {
@@ -229,10 +229,6 @@ final class FolderWatch implements AutoCloseable {
             }
         }
         return out.size() > MAX_FOLDERS ? null : out;
-    }
-
-    private static String relative(Path folder, Path d) {
-        return folder.relativize(d).toString().replace(java.io.File.separatorChar, '/');
     }
 
     private static boolean travels(String path) {
