@@ -679,15 +679,8 @@ class FileChannelTest {
             assertThat(raw.register("s8", "secret-token").status()).isEqualTo(200);
             Files.createDirectories(dir.resolve("hub-images/s8/b.jpg/in-the-way"));
             List<String> paths = List.of("a.jpg", "b.jpg", "c.jpg", "d.jpg");
-            ByteArrayOutputStream page = new ByteArrayOutputStream();
-            DataOutputStream out = new DataOutputStream(page);
-            for (int i = 0; i < paths.size(); i++) {
-                writeNewFile(out, i + 1, paths.get(i), random(5_000, 50 + i), false);
-            }
-            out.writeInt(0);
-            out.flush();
             RawHubClient.Answer answer = raw.post("s8", "/v1/files/apply?channel=images&unoffered=1&acked=0&offered=0",
-                    "application/octet-stream", page.toByteArray());
+                    "application/octet-stream", newFiles(paths, 0));
             assertThat(answer.status()).isEqualTo(200);
             // b.jpg's rename fails while c.jpg and d.jpg are being put in place beside it: the site sends from b.jpg again.
             assertThat(answer.body()).containsEntry("applied", 1);
@@ -696,15 +689,8 @@ class FileChannelTest {
 
             Files.delete(dir.resolve("hub-images/s8/b.jpg/in-the-way"));
             Files.delete(dir.resolve("hub-images/s8/b.jpg"));
-            ByteArrayOutputStream again = new ByteArrayOutputStream();
-            DataOutputStream rest = new DataOutputStream(again);
-            for (int i = 1; i < paths.size(); i++) {
-                writeNewFile(rest, i + 1, paths.get(i), random(5_000, 50 + i), false);
-            }
-            rest.writeInt(0);
-            rest.flush();
             RawHubClient.Answer retried = raw.post("s8", "/v1/files/apply?channel=images&unoffered=1&acked=1&offered=1",
-                    "application/octet-stream", again.toByteArray());
+                    "application/octet-stream", newFiles(paths, 1));
             assertThat(retried.body()).containsEntry("applied", 4).doesNotContainKey("error");
             for (int i = 0; i < paths.size(); i++) {
                 assertThat(Files.readAllBytes(dir.resolve("hub-images/s8/" + paths.get(i)))).isEqualTo(random(5_000, 50 + i));
@@ -735,6 +721,18 @@ class FileChannelTest {
         out.writeInt(0);
         out.flush();
         return bytes.toByteArray();
+    }
+
+    /** A page of new files {@code paths} from index {@code from} on, change i + 1 each, content random(5_000, 50 + i). */
+    private static byte[] newFiles(List<String> paths, int from) throws Exception {
+        ByteArrayOutputStream page = new ByteArrayOutputStream();
+        DataOutputStream out = new DataOutputStream(page);
+        for (int i = from; i < paths.size(); i++) {
+            writeNewFile(out, i + 1, paths.get(i), random(5_000, 50 + i), false);
+        }
+        out.writeInt(0);
+        out.flush();
+        return page.toByteArray();
     }
 
     private static void writeNewFile(DataOutputStream out, long seq, String path, byte[] content, boolean copy) throws Exception {

@@ -125,7 +125,7 @@ public final class FileFolder {
     }
 
     /**
-     * Deletes the partial files of the working folder last written before {@code olderThan} (clock millis). A failure
+     * Deletes the partial files of the working folder last changed before {@code olderThan} (clock millis). A failure
      * leaves them for the next sweep: it does not stop the transfer that came.
      */
     private void sweepOldPartials(long olderThan) {

@@ -35,13 +35,14 @@ public final class FileOutbox {
 
     /**
      * As {@link #known(Connection, String)}, with at least the files in the folders {@code under} (relative paths, at any
-     * depth; null: all). The database narrows by prefix; it may give more (a case-blind LIKE), which the scanner leaves out.
+     * depth, at least one; null: all). The database narrows by prefix; it may give more (a case-blind LIKE), which the
+     * scanner leaves out.
      */
     private static Map<String, FileMeta> known(Connection c, String channel, List<String> under) throws SQLException {
         Map<String, FileMeta> out = new HashMap<>();
         StringBuilder sql = new StringBuilder("SELECT path, size, mtime, mode, content_hash FROM sync_file WHERE channel = ? AND deleted = FALSE");
         if (under != null) {
-            sql.append(under.isEmpty() ? " AND 1 = 0" : " AND (" + String.join(" OR ", java.util.Collections.nCopies(under.size(), "path LIKE ? ESCAPE '!'")) + ")");
+            sql.append(" AND (").append(String.join(" OR ", java.util.Collections.nCopies(under.size(), "path LIKE ? ESCAPE '!'"))).append(')');
         }
         try (PreparedStatement ps = c.prepareStatement(sql.toString())) {
             ps.setString(1, channel);
