@@ -309,14 +309,16 @@ public final class FileBenchmark {
 
     /**
      * Waits (at most a minute) until no Syncline thread still works after the measured run (the receiver indexes a
-     * large file it received in the background, syncline-file-index), so that rsync's run has the processors to itself.
+     * large file it received in the background, syncline-file-index, and frees the old version of a file it replaced,
+     * syncline-file-reaper), so that rsync's run has the processors and the disk to itself.
      */
     private static void awaitSynclineIdle() throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(1);
         int quiet = 0;
         while (quiet < 5 && System.nanoTime() < deadline) {
             boolean busy = Thread.getAllStackTraces().keySet().stream()
-                    .anyMatch(t -> t.getName().equals("syncline-file-index") && t.getState() == Thread.State.RUNNABLE);
+                    .anyMatch(t -> (t.getName().equals("syncline-file-index") || t.getName().equals("syncline-file-reaper"))
+                            && t.getState() == Thread.State.RUNNABLE);
             quiet = busy ? 0 : quiet + 1;
             Thread.sleep(20);
         }

@@ -43,7 +43,7 @@ public final class FileFolder {
      * chunk id two different chunks share cannot hold a file back for good. Bounded: cleared when it grows large.
      */
     private static final Set<String> NO_BASIS = java.util.concurrent.ConcurrentHashMap.newKeySet();
-    /** Roots whose working folder was swept of files left from before content hashes (once per process each). */
+    /** Roots whose working folder was rid of what earlier processes left (files named before content hashes, old versions set aside; once per process each). */
     private static final Set<Path> SWEPT = java.util.concurrent.ConcurrentHashMap.newKeySet();
     /** How long a broken transfer's partial file is kept when the caller does not say (files.partialMaxAge). */
     public static final java.time.Duration PARTIAL_MAX_AGE = java.time.Duration.ofDays(7);
@@ -109,6 +109,7 @@ public final class FileFolder {
         this.posix = Files.getFileStore(this.root).supportsFileAttributeView("posix");
         if (SWEPT.add(this.root)) {
             sweepSha256Leftovers();
+            Reaper.releaseLeftovers(work); // old versions a process that died had set aside
         }
         long now = clock.millis();
         boolean[] due = {false};
@@ -497,7 +498,7 @@ public final class FileFolder {
             throw e;
         }
         try {
-            install(b.fresh(), target, meta.path());
+            install(b.fresh(), target, meta.path(), meta.size());
         } catch (IOException | RuntimeException e) {
             Files.deleteIfExists(b.fresh()); // (a folder in the way): nothing is left in the working folder
             throw e;
@@ -521,7 +522,7 @@ public final class FileFolder {
         Path target = file(meta.path());
         if (move) {
             setAttributes(source, meta);
-            install(source, target, meta.path());
+            install(source, target, meta.path(), meta.size());
             pruneEmptyParents(source);
             return true;
         }
@@ -531,7 +532,7 @@ public final class FileFolder {
             ch.force(true);
         }
         setAttributes(fresh, meta);
-        install(fresh, target, meta.path());
+        install(fresh, target, meta.path(), meta.size());
         return true;
     }
 
@@ -542,18 +543,41 @@ public final class FileFolder {
         if (Files.isDirectory(f, LinkOption.NOFOLLOW_LINKS)) {
             throw new BadBatchException(SyncException.Stage.APPLY, "file '" + path + "' is to be deleted but is a folder here");
         }
-        if (Files.deleteIfExists(f)) {
+        Path aside = Reaper.setAside(f, work); // a large file is freed afterwards, not in the deletion
+        boolean deleted;
+        try {
+            deleted = Files.deleteIfExists(f);
+        } catch (IOException | RuntimeException e) {
+            Reaper.keep(aside);
+            throw e;
+        }
+        Reaper.release(aside);
+        if (deleted) {
             dirty.add(f.getParent());
             pruneEmptyParents(f);
         }
     }
 
     /**
-     * Renames {@code from} over {@code target}, making the folders it needs. The rename is tried first: the folders are
-     * usually there, and a folder in the way fails it, so neither is looked for beforehand.
+     * Renames {@code from} ({@code size} bytes) over {@code target}, making the folders it needs. The rename is tried
+     * first: the folders are usually there, and a folder in the way fails it, so neither is looked for beforehand. When
+     * the new version is large, the old one is set aside and freed afterwards (Reaper), not during the rename.
      */
-    private void install(Path from, Path target, String path) throws IOException {
+    private void install(Path from, Path target, String path, long size) throws IOException {
         file(path); // the way is still made of real folders
+        Path aside = size >= Reaper.LARGE ? Reaper.setAside(target, work) : null;
+        try {
+            moveOrMakeWay(from, target, path);
+        } catch (IOException | RuntimeException e) {
+            Reaper.keep(aside);
+            throw e;
+        }
+        Reaper.release(aside);
+        dirty.add(target.getParent());
+        dirty.add(from.getParent());
+    }
+
+    private void moveOrMakeWay(Path from, Path target, String path) throws IOException {
         try {
             move(from, target);
         } catch (java.nio.file.NoSuchFileException e) {
@@ -569,8 +593,6 @@ public final class FileFolder {
             }
             throw e;
         }
-        dirty.add(target.getParent());
-        dirty.add(from.getParent());
     }
 
     private void move(Path from, Path target) throws IOException {
