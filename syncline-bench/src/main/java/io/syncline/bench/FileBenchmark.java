@@ -39,6 +39,7 @@ import java.util.stream.Stream;
  * always does; bytes are counted for the first run).
  * Syncline's time runs from the change on disk (its site sees it through the file system's notifications) until the
  * hub has recorded the last change; rsync's is the client's run. Each copy is compared with the source byte for byte.
+ * Every timed run starts after sync(1), with nothing of the steps before it left to write to disk.
  * The scenarios run --rounds times (3), each round on new files that are deleted everywhere after it; the
  * summary gives medians, and per ratio the median of the rounds' ratios with their range (this machine's disk is noisy).
  */
@@ -220,6 +221,7 @@ public final class FileBenchmark {
     private void bigFile(String name) throws Exception {
         Path staged = dir.resolve(name);
         writeUnique(staged, sizeMib << 20, 42);
+        diskSettled();
         long base = siteSeq();
         long t0 = System.nanoTime();
         long b0 = hubProxy.bytesForwarded();
@@ -233,6 +235,7 @@ public final class FileBenchmark {
         int each = (int) Math.max(1, size * changePct / 100 / places);
         Random rnd = new Random(7);
         byte[] junk = new byte[each];
+        diskSettled();
         base = siteSeq();
         t0 = System.nanoTime();
         b0 = hubProxy.bytesForwarded();
@@ -260,6 +263,7 @@ public final class FileBenchmark {
             Files.write(f, b);
             all.add(site.resolve(name).resolve(staged.relativize(f)));
         }
+        diskSettled();
         long base = siteSeq();
         long t0 = System.nanoTime();
         long b0 = hubProxy.bytesForwarded();
@@ -269,6 +273,7 @@ public final class FileBenchmark {
         checkTrees(site.resolve(name), hubCopy.resolve(name), rsyncCopy.resolve(name), rsyncFsyncCopy.resolve(name));
 
         int changed = (int) Math.max(1, Math.round(files * changePct / 100));
+        diskSettled();
         base = siteSeq();
         t0 = System.nanoTime();
         b0 = hubProxy.bytesForwarded();
@@ -294,11 +299,13 @@ public final class FileBenchmark {
         double sSec = (System.nanoTime() - t0) / 1e9;
         long sBytes = hubProxy.bytesForwarded() - b0;
         awaitSynclineIdle();
+        diskSettled();
         long r0 = rsyncProxy.bytesForwarded();
         long t1 = System.nanoTime();
         rsync(false);
         double rSec = (System.nanoTime() - t1) / 1e9;
         long rBytes = rsyncProxy.bytesForwarded() - r0;
+        diskSettled();
         long t2 = System.nanoTime();
         rsync(true);
         double fSec = (System.nanoTime() - t2) / 1e9;
@@ -350,6 +357,19 @@ public final class FileBenchmark {
             Thread.sleep(20);
         }
         throw new IllegalStateException("the hub did not catch up within 30 minutes");
+    }
+
+    /**
+     * Has the operating system write every file's pending data to disk (sync(1)), so that each timed run starts with
+     * nothing left to write by the step before (the files just made for the scenario, the previous run's copy): with
+     * ext4's ordered journal, a flush made while a lot is still to be written back waits for much of it.
+     */
+    private static void diskSettled() throws Exception {
+        Process p = new ProcessBuilder("sync").redirectErrorStream(true).start();
+        if (!p.waitFor(5, TimeUnit.MINUTES) || p.exitValue() != 0) {
+            p.destroyForcibly();
+            throw new IllegalStateException("sync(1) failed or took more than 5 minutes");
+        }
     }
 
     private void rsync(boolean fsync) throws Exception {
