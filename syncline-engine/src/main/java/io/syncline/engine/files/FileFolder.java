@@ -498,7 +498,7 @@ public final class FileFolder {
             throw e;
         }
         try {
-            install(b.fresh(), target, meta.path(), meta.size());
+            install(b.fresh(), target, meta.path());
         } catch (IOException | RuntimeException e) {
             Files.deleteIfExists(b.fresh()); // (a folder in the way): nothing is left in the working folder
             throw e;
@@ -522,7 +522,7 @@ public final class FileFolder {
         Path target = file(meta.path());
         if (move) {
             setAttributes(source, meta);
-            install(source, target, meta.path(), meta.size());
+            install(source, target, meta.path());
             pruneEmptyParents(source);
             return true;
         }
@@ -532,7 +532,7 @@ public final class FileFolder {
             ch.force(true);
         }
         setAttributes(fresh, meta);
-        install(fresh, target, meta.path(), meta.size());
+        install(fresh, target, meta.path());
         return true;
     }
 
@@ -559,13 +559,13 @@ public final class FileFolder {
     }
 
     /**
-     * Renames {@code from} ({@code size} bytes) over {@code target}, making the folders it needs. The rename is tried
-     * first: the folders are usually there, and a folder in the way fails it, so neither is looked for beforehand. When
-     * the new version is large, the old one is set aside and freed afterwards (Reaper), not during the rename.
+     * Renames {@code from} over {@code target}, making the folders it needs. The rename is tried first: the folders are
+     * usually there, and a folder in the way fails it, so neither is looked for beforehand. A large old version is set
+     * aside and freed afterwards (Reaper), not during the rename.
      */
-    private void install(Path from, Path target, String path, long size) throws IOException {
+    private void install(Path from, Path target, String path) throws IOException {
         file(path); // the way is still made of real folders
-        Path aside = size >= Reaper.LARGE ? Reaper.setAside(target, work) : null;
+        Path aside = Reaper.setAside(target, work);
         try {
             moveOrMakeWay(from, target, path);
         } catch (IOException | RuntimeException e) {
