@@ -233,7 +233,7 @@ final class HubFiles implements AutoCloseable {
             return false;
         }
         try {
-            walk(t.channel(), t.folder(), under, List.of());
+            walk(t.channel(), t.folder(), under, true, List.of());
             return true;
         } finally {
             if (lock != null) {
@@ -245,15 +245,16 @@ final class HubFiles implements AutoCloseable {
     /**
      * Records what changed in a channel's folder and, as changes again, the files at {@code resend} (two-way: the hub's
      * version of a file a site's change lost to, so that site takes it back); wakes the sites waiting for changes.
+     * {@code under}, {@code heard}: as in FileOutbox.recordWalk.
      */
-    private void walk(FileChannelSpec ch, Path folder, List<String> under, List<String> resend) throws IOException, SQLException {
+    private void walk(FileChannelSpec ch, Path folder, List<String> under, boolean heard, List<String> resend) throws IOException, SQLException {
         FileScanner scanner = new FileScanner(folder, ch.include(), ch.exclude());
         int n;
         try (Connection c = db.connection()) {
             try {
                 n = FileOutbox.recordWalk(c, ch.name(), scanner, clock.millis(),
                         why -> LOG.warn("hub {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why),
-                        ch.direction() == ChannelSpec.Direction.TWO_WAY, under);
+                        ch.direction() == ChannelSpec.Direction.TWO_WAY, under, heard);
                 for (String path : resend) {
                     n += FileOutbox.recordAgain(c, ch.name(), path) ? 1 : 0;
                 }
@@ -611,7 +612,7 @@ final class HubFiles implements AutoCloseable {
                         if (under == null) {
                             wholeWalksAfterExchanges.incrementAndGet();
                         }
-                        walk(ch, folder.root(), under, lost);
+                        walk(ch, folder.root(), under, false, lost);
                     } catch (IOException | SQLException | RuntimeException e) {
                         // Not recorded as applied: the site offers its changes again, and the hub settles them again
                         // (what is in place already costs nothing), recording the paths it lost on then.

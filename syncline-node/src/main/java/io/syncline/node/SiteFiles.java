@@ -449,7 +449,7 @@ final class SiteFiles implements AutoCloseable {
                     if (warned.add(why)) {
                         LOG.warn("site {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why);
                     }
-                }, ch.direction() == ChannelSpec.Direction.TWO_WAY, under);
+                }, ch.direction() == ChannelSpec.Direction.TWO_WAY, under, true);
                 c.commit();
                 LOG.debug("site {}: file channel '{}': {} changes recorded", cfg.nodeId(), ch.name(), n);
             } catch (IOException | SQLException | RuntimeException e) {

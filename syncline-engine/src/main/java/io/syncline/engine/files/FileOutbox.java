@@ -77,16 +77,32 @@ public final class FileOutbox {
 
     /**
      * As above, walking only the folders {@code under} (relative paths, each with everything below it; null: the whole
-     * folder; empty: nothing), where the file system said something changed (FileScanner.scan).
+     * folder; empty: nothing), the only ones the caller changed (FileScanner.scan).
      */
     public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
                                  java.util.function.Consumer<String> unsyncable, boolean forgetUnmatched, List<String> under)
             throws SQLException, java.io.IOException {
+        return recordWalk(c, channel, scanner, nowMillis, unsyncable, forgetUnmatched, under, false);
+    }
+
+    /**
+     * As above; with {@code heard}, {@code under} are the folders the file system said something changed in, and a
+     * file gone from them may have moved to a folder it has not named yet (a move's two ends heard in different
+     * bursts): when the walk finds a recorded file gone that it did not find elsewhere under them, it walks the whole
+     * folder instead, so that a move is recorded as one and its content is not sent again.
+     */
+    public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
+                                 java.util.function.Consumer<String> unsyncable, boolean forgetUnmatched, List<String> under,
+                                 boolean heard) throws SQLException, java.io.IOException {
         if (under != null && under.isEmpty()) {
             return 0;
         }
         Map<String, FileMeta> known = known(c, channel, under);
         List<FileScanner.Change> changes = new ArrayList<>(scanner.scan(known, nowMillis, unsyncable, under));
+        if (heard && under != null && changes.stream().anyMatch(ch -> ch instanceof FileScanner.Delete)) {
+            known = known(c, channel, null);
+            changes = new ArrayList<>(scanner.scan(known, nowMillis, unsyncable, null));
+        }
         boolean unknown = false;
         long sentBeyond = -1;
         for (java.util.Iterator<FileScanner.Change> it = changes.iterator(); it.hasNext(); ) {

@@ -69,6 +69,39 @@ class FileOutboxTest {
     }
 
     @Test
+    void shouldRecordAMoveBetweenFoldersHeardInDifferentWalksAsAMove(@TempDir Path folder) throws Exception {
+        FileScanner scanner = new FileScanner(folder, List.of(), List.of());
+        long later = System.currentTimeMillis() + 60_000; // past the walk's two seconds of doubt
+        Files.createDirectories(folder.resolve("a"));
+        Files.createDirectories(folder.resolve("b"));
+        Files.writeString(folder.resolve("a/x.jpg"), "image");
+        Files.writeString(folder.resolve("a/y.jpg"), "other");
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { })).isEqualTo(2);
+        FileOutbox.acknowledge(c, CH, 2);
+
+        Files.move(folder.resolve("a/x.jpg"), folder.resolve("b/x.jpg"));
+        // Only a is heard of first (b's event comes in the next burst): x is not taken as deleted and sent again.
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("a"), true)).isEqualTo(1);
+        List<FileEntry> moved = FileOutbox.pending(c, CH, 2, 10);
+        assertThat(moved).extracting(FileEntry::path, FileEntry::from).containsExactly(org.assertj.core.groups.Tuple.tuple("b/x.jpg", "a/x.jpg"),
+                org.assertj.core.groups.Tuple.tuple("a/x.jpg", null));
+        assertThat(moved.get(1).deleted()).isTrue();
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("b"), true)).as("b: nothing new").isZero();
+
+        Files.move(folder.resolve("a/y.jpg"), folder.resolve("b/y.jpg"));
+        // The folders this node changed itself (not heard): exactly those are looked at.
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("a"), false)).isEqualTo(1);
+        assertThat(FileOutbox.recorded(c, CH, "a/y.jpg").meta()).as("a deletion").isNull();
+        assertThat(FileOutbox.recorded(c, CH, "b/y.jpg")).as("not looked at yet").isNull();
+
+        Files.delete(folder.resolve("b/x.jpg"));
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("b"), true))
+                .as("heard gone, not found elsewhere: a deletion (and b/y.jpg found by the whole walk)").isEqualTo(2);
+        assertThat(FileOutbox.recorded(c, CH, "b/x.jpg").meta()).isNull();
+        assertThat(FileOutbox.recorded(c, CH, "b/y.jpg").meta()).isNotNull();
+    }
+
+    @Test
     void shouldRecordNewFilesInOneBatchAndAFileBackWhereItsTombstoneStillIs(@TempDir Path folder) throws Exception {
         FileScanner scanner = new FileScanner(folder, List.of(), List.of());
         long later = System.currentTimeMillis() + 60_000; // past the walk's two seconds of doubt
