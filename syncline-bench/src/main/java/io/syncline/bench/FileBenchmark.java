@@ -360,15 +360,42 @@ public final class FileBenchmark {
     }
 
     /**
-     * Has the operating system write every file's pending data to disk (sync(1)), so that each timed run starts with
-     * nothing left to write by the step before (the files just made for the scenario, the previous run's copy): with
-     * ext4's ordered journal, a flush made while a lot is still to be written back waits for much of it.
+     * Has the operating system write every file's pending data to disk (sync(1)), then waits until the disks are quiet
+     * (a second with at most a few writes, by /proc/diskstats; at most 30 s), so that each timed run starts with
+     * nothing left to write by the step before: the files just made for the scenario, the previous run's copy, and the
+     * file system's own work after the last round's files were deleted (tens of thousands: its journal is written back
+     * for seconds after sync returns). With ext4's ordered journal, a flush made meanwhile waits for much of that.
      */
     private static void diskSettled() throws Exception {
         Process p = new ProcessBuilder("sync").redirectErrorStream(true).start();
         if (!p.waitFor(5, TimeUnit.MINUTES) || p.exitValue() != 0) {
             p.destroyForcibly();
             throw new IllegalStateException("sync(1) failed or took more than 5 minutes");
+        }
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        long last = diskWrites();
+        int quiet = 0;
+        while (last >= 0 && quiet < 4 && System.nanoTime() < deadline) {
+            Thread.sleep(250);
+            long now = diskWrites();
+            quiet = now - last <= 2 ? quiet + 1 : 0;
+            last = now;
+        }
+    }
+
+    /** Writes completed by every block device so far (/proc/diskstats, Linux); -1 where there is no such file. */
+    private static long diskWrites() {
+        try {
+            long sum = 0;
+            for (String line : Files.readAllLines(Path.of("/proc/diskstats"))) {
+                String[] f = line.trim().split("\\s+");
+                if (f.length > 7) {
+                    sum += Long.parseLong(f[7]);
+                }
+            }
+            return sum;
+        } catch (IOException | NumberFormatException e) {
+            return -1;
         }
     }
 
