@@ -85,11 +85,16 @@ public final class FileOutbox {
         return recordWalk(c, channel, scanner, nowMillis, unsyncable, forgetUnmatched, under, false);
     }
 
+    /** A walk of heard folders that finds this many bytes gone (and not elsewhere in them) walks the whole folder. */
+    static final long WIDEN_FOR_BYTES = 1L << 20;
+
     /**
      * As above; with {@code heard}, {@code under} are the folders the file system said something changed in, and a
      * file gone from them may have moved to a folder it has not named yet (a move's two ends heard in different
-     * bursts): when the walk finds a recorded file gone that it did not find elsewhere under them, it walks the whole
-     * folder instead, so that a move is recorded as one and its content is not sent again.
+     * bursts). When the walk finds recorded files gone, not found elsewhere under them, of {@link #WIDEN_FOR_BYTES} or
+     * more together, it walks the whole folder instead, so that a move is recorded as one and its content is not sent
+     * again (the files it hashed are not read again). Fewer bytes cost less to send again than a walk of a large tree:
+     * those are recorded as deleted (and, if moved, as new where they went, at the walk that hears of it).
      */
     public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
                                  java.util.function.Consumer<String> unsyncable, boolean forgetUnmatched, List<String> under,
@@ -98,10 +103,20 @@ public final class FileOutbox {
             return 0;
         }
         Map<String, FileMeta> known = known(c, channel, under);
-        List<FileScanner.Change> changes = new ArrayList<>(scanner.scan(known, nowMillis, unsyncable, under));
-        if (heard && under != null && changes.stream().anyMatch(ch -> ch instanceof FileScanner.Delete)) {
+        List<String> warnings = new ArrayList<>(); // told once the walk whose result is kept is known
+        List<FileScanner.Change> changes = new ArrayList<>(scanner.scan(known, nowMillis, warnings::add, under));
+        if (heard && under != null && goneBytes(changes, known) >= WIDEN_FOR_BYTES) {
+            Map<String, FileMeta> hashed = new java.util.HashMap<>();
+            for (FileScanner.Change ch : changes) {
+                FileMeta m = ch instanceof FileScanner.Put p ? p.meta() : ch instanceof FileScanner.Move mv ? mv.to() : null;
+                if (m != null) {
+                    hashed.put(m.path(), m);
+                }
+            }
             known = known(c, channel, null);
-            changes = new ArrayList<>(scanner.scan(known, nowMillis, unsyncable, null));
+            changes = new ArrayList<>(scanner.scan(known, nowMillis, unsyncable, null, hashed));
+        } else {
+            warnings.forEach(unsyncable);
         }
         boolean unknown = false;
         long sentBeyond = -1;
@@ -148,6 +163,17 @@ public final class FileOutbox {
             }
         }
         return changes.size();
+    }
+
+    /** The length of the recorded files {@code changes} finds gone (deletions, not moves), all together. */
+    private static long goneBytes(List<FileScanner.Change> changes, Map<String, FileMeta> known) {
+        long bytes = 0;
+        for (FileScanner.Change ch : changes) {
+            if (ch instanceof FileScanner.Delete d && known.get(d.path()) instanceof FileMeta k) {
+                bytes += k.size();
+            }
+        }
+        return bytes;
     }
 
     /** The number of the channel's last change whose file has its hash (0: none), as a walk starts. */

@@ -122,6 +122,15 @@ public final class FileScanner {
      */
     public List<Change> scan(Map<String, FileMeta> known, long nowMillis, java.util.function.Consumer<String> unsyncable, List<String> under)
             throws IOException {
+        return scan(known, nowMillis, unsyncable, under, Map.of());
+    }
+
+    /**
+     * As above; a file whose length, time and permissions are as in {@code hashed} (by path: what a walk of this folder
+     * hashed a moment ago) takes its hash from there instead of being read again.
+     */
+    public List<Change> scan(Map<String, FileMeta> known, long nowMillis, java.util.function.Consumer<String> unsyncable, List<String> under,
+                             Map<String, FileMeta> hashed) throws IOException {
         if (under != null) {
             Map<String, FileMeta> inside = new HashMap<>();
             for (FileMeta k : known.values()) {
@@ -132,7 +141,7 @@ public final class FileScanner {
             known = inside;
         }
         Map<String, FileMeta> found = new TreeMap<>();
-        Walk walk = new Walk(known, nowMillis, unsyncable, found);
+        Walk walk = new Walk(known, hashed, nowMillis, unsyncable, found);
         if (under == null) {
             walk.all();
         } else {
@@ -180,14 +189,17 @@ public final class FileScanner {
      */
     private final class Walk {
         private final Map<String, FileMeta> known;
+        private final Map<String, FileMeta> hashed;
         private final long nowMillis;
         private final java.util.function.Consumer<String> unsyncable;
         private final Map<String, FileMeta> found;
         private final boolean posix;
         private final Path work = root.resolve(SafePath.WORK_DIR);
 
-        Walk(Map<String, FileMeta> known, long nowMillis, java.util.function.Consumer<String> unsyncable, Map<String, FileMeta> found) {
+        Walk(Map<String, FileMeta> known, Map<String, FileMeta> hashed, long nowMillis, java.util.function.Consumer<String> unsyncable,
+             Map<String, FileMeta> found) {
             this.known = known;
+            this.hashed = hashed;
             this.nowMillis = nowMillis;
             this.unsyncable = unsyncable;
             this.found = found;
@@ -300,7 +312,7 @@ public final class FileScanner {
             }
             FileMeta now;
             try {
-                now = look(file, path, attrs, known.get(path), nowMillis);
+                now = look(file, path, attrs, known.get(path), hashed.get(path), nowMillis);
             } catch (java.nio.file.AccessDeniedException e) {
                 unsyncable.accept("'" + path + "' cannot be read; it is left as it was");
                 now = known.get(path);
@@ -328,9 +340,12 @@ public final class FileScanner {
      * is being written), what was recorded of it ({@code known}, or null for a new file): it is looked at again at the
      * next walk, and meanwhile is neither sent half-written nor taken as deleted. Null when it is gone.
      */
-    private FileMeta look(Path file, String path, BasicFileAttributes attrs, FileMeta known, long nowMillis) throws IOException {
+    private FileMeta look(Path file, String path, BasicFileAttributes attrs, FileMeta known, FileMeta hashed, long nowMillis) throws IOException {
         long mtime = attrs.lastModifiedTime().toMillis();
         int mode = attrs instanceof PosixFileAttributes p ? FileFolder.mode(p.permissions()) : mode(file);
+        if (hashed != null && hashed.size() == attrs.size() && hashed.mtimeMillis() == mtime && hashed.mode() == mode) {
+            return hashed;
+        }
         if (known != null && known.size() == attrs.size() && known.mtimeMillis() == mtime && known.mode() == mode
                 && nowMillis - mtime > RACY_MILLIS && !known.hash().equals(ContentHash.UNKNOWN)) {
             return known;

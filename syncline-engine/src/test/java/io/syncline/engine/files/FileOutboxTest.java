@@ -69,36 +69,60 @@ class FileOutboxTest {
     }
 
     @Test
-    void shouldRecordAMoveBetweenFoldersHeardInDifferentWalksAsAMove(@TempDir Path folder) throws Exception {
+    void shouldRecordALargeMoveBetweenFoldersHeardInDifferentWalksAsAMove(@TempDir Path folder) throws Exception {
         FileScanner scanner = new FileScanner(folder, List.of(), List.of());
         long later = System.currentTimeMillis() + 60_000; // past the walk's two seconds of doubt
-        Files.createDirectories(folder.resolve("a"));
-        Files.createDirectories(folder.resolve("b"));
-        Files.writeString(folder.resolve("a/x.jpg"), "image");
-        Files.writeString(folder.resolve("a/y.jpg"), "other");
-        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { })).isEqualTo(2);
-        FileOutbox.acknowledge(c, CH, 2);
+        for (String d : List.of("a", "b", "c")) {
+            Files.createDirectories(folder.resolve(d));
+        }
+        Files.write(folder.resolve("a/x.bin"), FileFolderTest.random((int) FileOutbox.WIDEN_FOR_BYTES, 1));
+        Files.writeString(folder.resolve("a/y.txt"), "small");
+        Files.writeString(folder.resolve("c/w.txt"), "w");
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { })).isEqualTo(3);
+        FileOutbox.acknowledge(c, CH, 3);
 
-        Files.move(folder.resolve("a/x.jpg"), folder.resolve("b/x.jpg"));
-        // Only a is heard of first (b's event comes in the next burst): x is not taken as deleted and sent again.
-        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("a"), true)).isEqualTo(1);
-        List<FileEntry> moved = FileOutbox.pending(c, CH, 2, 10);
-        assertThat(moved).extracting(FileEntry::path, FileEntry::from).containsExactly(org.assertj.core.groups.Tuple.tuple("b/x.jpg", "a/x.jpg"),
-                org.assertj.core.groups.Tuple.tuple("a/x.jpg", null));
+        Files.move(folder.resolve("a/x.bin"), folder.resolve("b/x.bin"));
+        Files.writeString(folder.resolve("c/z.txt"), "new, where nothing was heard yet");
+        Files.writeString(folder.resolve("c/w.txt"), "w, changed");
+        // Only a is heard of first (b's event comes in the next burst): x.bin is not taken as deleted and sent again;
+        // the whole folder is walked instead.
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("a"), true)).isEqualTo(3);
+        List<FileEntry> moved = FileOutbox.pending(c, CH, 3, 10);
+        assertThat(moved).extracting(FileEntry::path, FileEntry::from).containsExactly(
+                org.assertj.core.groups.Tuple.tuple("b/x.bin", "a/x.bin"), org.assertj.core.groups.Tuple.tuple("a/x.bin", null),
+                org.assertj.core.groups.Tuple.tuple("c/w.txt", null), org.assertj.core.groups.Tuple.tuple("c/z.txt", null));
         assertThat(moved.get(1).deleted()).isTrue();
+        assertThat(moved.get(2).hash()).as("a recorded file changed outside the folders heard").isEqualTo(ContentHash.of(
+                "w, changed".getBytes(java.nio.charset.StandardCharsets.UTF_8)));
         assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("b"), true)).as("b: nothing new").isZero();
 
-        Files.move(folder.resolve("a/y.jpg"), folder.resolve("b/y.jpg"));
-        // The folders this node changed itself (not heard): exactly those are looked at.
-        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("a"), false)).isEqualTo(1);
-        assertThat(FileOutbox.recorded(c, CH, "a/y.jpg").meta()).as("a deletion").isNull();
-        assertThat(FileOutbox.recorded(c, CH, "b/y.jpg")).as("not looked at yet").isNull();
+        Files.move(folder.resolve("a/y.txt"), folder.resolve("b/y.txt"));
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("a"), true))
+                .as("a small file: cheaper to send again than to walk everything").isEqualTo(1);
+        assertThat(FileOutbox.recorded(c, CH, "a/y.txt").meta()).isNull();
+        assertThat(FileOutbox.recorded(c, CH, "b/y.txt")).isNull();
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("b"), true)).isEqualTo(1);
+        assertThat(FileOutbox.recorded(c, CH, "b/y.txt").meta()).isNotNull();
 
-        Files.delete(folder.resolve("b/x.jpg"));
-        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("b"), true))
-                .as("heard gone, not found elsewhere: a deletion (and b/y.jpg found by the whole walk)").isEqualTo(2);
-        assertThat(FileOutbox.recorded(c, CH, "b/x.jpg").meta()).isNull();
-        assertThat(FileOutbox.recorded(c, CH, "b/y.jpg").meta()).isNotNull();
+        Files.move(folder.resolve("b/x.bin"), folder.resolve("a/x.bin"));
+        // The folders this node changed itself (not heard): exactly those are looked at.
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("b"), false)).isEqualTo(1);
+        assertThat(FileOutbox.recorded(c, CH, "b/x.bin").meta()).as("a deletion").isNull();
+        assertThat(FileOutbox.recorded(c, CH, "a/x.bin").meta()).as("not looked at").isNull();
+    }
+
+    @Test
+    void shouldTellOfAFileThatCannotTravelOnceWhenAWalkIsWidened(@TempDir Path folder) throws Exception {
+        FileScanner scanner = new FileScanner(folder, List.of(), List.of());
+        long later = System.currentTimeMillis() + 60_000;
+        Files.createDirectories(folder.resolve("a"));
+        Files.write(folder.resolve("a/x.bin"), FileFolderTest.random((int) FileOutbox.WIDEN_FOR_BYTES, 2));
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { })).isEqualTo(1);
+        Files.delete(folder.resolve("a/x.bin"));
+        Files.writeString(folder.resolve("a/bad\\name.txt"), "a backslash cannot travel");
+        List<String> told = new ArrayList<>();
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, told::add, false, List.of("a"), true)).as("the deletion").isEqualTo(1);
+        assertThat(told).singleElement().asString().contains("bad");
     }
 
     @Test
