@@ -39,7 +39,7 @@ import java.util.stream.Stream;
  * always does; bytes are counted for the first run).
  * Syncline's time runs from the change on disk (its site sees it through the file system's notifications) until the
  * hub has recorded the last change; rsync's is the client's run. Each copy is compared with the source byte for byte.
- * Every timed run starts after sync(1), with nothing of the steps before it left to write to disk.
+ * Every timed run starts after sync(1) and a quiet disk, with nothing of the steps before it left to write.
  * The scenarios run --rounds times (3), each round on new files that are deleted everywhere after it; the
  * summary gives medians, and per ratio the median of the rounds' ratios with their range (this machine's disk is noisy).
  */

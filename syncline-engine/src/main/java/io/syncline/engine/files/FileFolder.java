@@ -43,7 +43,10 @@ public final class FileFolder {
      * chunk id two different chunks share cannot hold a file back for good. Bounded: cleared when it grows large.
      */
     private static final Set<String> NO_BASIS = java.util.concurrent.ConcurrentHashMap.newKeySet();
-    /** Roots whose working folder was rid of what earlier processes left (files named before content hashes, old versions set aside; once per process each). */
+    /**
+     * Roots whose working folder was rid of what earlier processes left (files named before content hashes, old
+     * versions set aside), once per process each.
+     */
     private static final Set<Path> SWEPT = java.util.concurrent.ConcurrentHashMap.newKeySet();
     /** How long a broken transfer's partial file is kept when the caller does not say (files.partialMaxAge). */
     public static final java.time.Duration PARTIAL_MAX_AGE = java.time.Duration.ofDays(7);
