@@ -36,7 +36,9 @@ import org.slf4j.LoggerFactory;
  * A change in a folder's top level, a lost event (overflow), a wake, or more than MAX_FOLDERS folders at once make the
  * walk a whole one. A walk that fails is tried again, in full, after a growing pause; one whose walk was recorded but
  * whose sending failed (AfterWalkException) is tried again after the pause without a whole walk; a folder that is busy
- * keeps what was heard of it and is walked again after BUSY_MILLIS. Folders are watched before they are walked: every
+ * keeps what was heard of it and is walked again after BUSY_MILLIS. A file a walk found gone and held back (Walk#walk)
+ * has its folder walked again with the next burst, or after HOLD_MILLIS if none comes, so that a move whose two ends
+ * are heard in different bursts is one walk's, and found. Folders are watched before they are walked: every
  * folder at a whole walk, a folder that appears as soon as its creation is heard of. No interrupts: they would close the
  * embedded databases' files.
  */
@@ -52,6 +54,8 @@ final class FolderWatch implements AutoCloseable {
     private static final int MAX_HEARD = 4096;
     /** A folder that was busy is walked again after this long. */
     private static final long BUSY_MILLIS = 250;
+    /** The folder of a file found gone and held back is walked again after this long, if no burst came before. */
+    static final long HOLD_MILLIS = 250;
 
     /** A folder to walk, and its channel. */
     record Target(FileChannelSpec channel, Path folder) {
@@ -64,11 +68,14 @@ final class FolderWatch implements AutoCloseable {
          * @param under the folders, relative to the target's, where the file system reported changes, each to walk with
          *              everything below it; empty: none there (what was recorded before may still be sent); null: the
          *              whole folder
+         * @param held  the paths, relative to the target's folder, of files a walk of heard folders found gone and did not
+         *              record as deleted yet (FileOutbox.recordWalk): read and replaced by the walk; their folders are
+         *              walked again, with the next burst or soon
          * @return false when the folder cannot be walked now (busy): what was heard of it is kept, and it is walked again soon
          * @throws AfterWalkException when the walk was recorded but what comes after it (the sending) failed: tried again
          *                            after a pause, without a whole walk
          */
-        boolean walk(Target t, List<String> under) throws Exception;
+        boolean walk(Target t, List<String> under, Set<String> held) throws Exception;
     }
 
     /** See {@link Walk#walk}: the walk was recorded; what came after it failed. */
@@ -94,6 +101,8 @@ final class FolderWatch implements AutoCloseable {
     private final Set<Path> heard = new HashSet<>();
     /** Folders that appeared since the last walk, to watch before it (this thread only). */
     private final Set<Path> appeared = new HashSet<>();
+    /** Per target, the files its last walk held back (Walk#walk; this thread only). */
+    private final Map<Target, Set<String>> held = new java.util.HashMap<>();
     /** The targets walked in full since their last failure (this thread only): the others are walked in full. */
     private final Set<Target> whole = new HashSet<>();
     /** The next walk is a whole one (the start, an overflow, a wake). */
@@ -132,8 +141,11 @@ final class FolderWatch implements AutoCloseable {
             appeared.clear();
             boolean failed = false;
             boolean busy = false;
+            boolean holding = false;
             List<Target> all = targets.get();
+            held.keySet().retainAll(all);
             for (Target t : all) {
+                Set<String> heldBack = held.computeIfAbsent(t, k -> new HashSet<>());
                 try {
                     // A sending folder that is not there (not mounted, moved) is an error, never "every file deleted".
                     if (!Files.isDirectory(t.folder())) {
@@ -150,7 +162,7 @@ final class FolderWatch implements AutoCloseable {
                             }
                         }
                     }
-                    if (!walk.walk(t, under)) {
+                    if (!walk.walk(t, under, heldBack)) {
                         busy = true;
                         if (under == null) {
                             whole.remove(t);
@@ -163,9 +175,11 @@ final class FolderWatch implements AutoCloseable {
                         continue;
                     }
                     whole.add(t);
+                    holding |= hear(t, heldBack);
                 } catch (AfterWalkException e) {
                     failed = true;
                     whole.add(t); // the walk was recorded: only the sending is tried again
+                    holding |= hear(t, heldBack);
                     lastError = "files of channel '" + t.channel().name() + "': " + e.getMessage();
                     LOG.warn("{}: {}", name, lastError);
                 } catch (Exception e) {
@@ -184,8 +198,17 @@ final class FolderWatch implements AutoCloseable {
             }
             long until = failed ? System.nanoTime() + backoff.next().toNanos() : nextWhole;
             // (a failure's pause stands even when another folder was busy: a failing one is not walked again at once)
-            waitForChange(busy && !failed ? Math.min(until, System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(BUSY_MILLIS)) : until);
+            long soon = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(holding ? HOLD_MILLIS : BUSY_MILLIS);
+            waitForChange((busy || holding) && !failed ? Math.min(until, soon) : until);
         }
+    }
+
+    /** Has the folders of the files {@code heldBack} from {@code t} walked again with the next walk; true if any. */
+    private boolean hear(Target t, Set<String> heldBack) {
+        for (String path : heldBack) {
+            heard.add(t.folder().resolve(path).getParent());
+        }
+        return !heldBack.isEmpty();
     }
 
     /** Watches the folders under {@code start}; with {@code whole}, forgets those gone from under it. Failures are logged. */

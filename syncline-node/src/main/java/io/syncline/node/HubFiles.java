@@ -218,7 +218,7 @@ final class HubFiles implements AutoCloseable {
      * Records what changed in a hub-to-sites channel's folder, and wakes the sites waiting for it; false when a two-way
      * channel's folder is busy with a site's changes (FolderWatch walks it again soon).
      */
-    private boolean walk(FolderWatch.Target t, List<String> under) throws IOException, SQLException {
+    private boolean walk(FolderWatch.Target t, List<String> under, java.util.Set<String> held) throws IOException, SQLException {
         if (under != null && under.isEmpty()) {
             return true;
         }
@@ -233,7 +233,7 @@ final class HubFiles implements AutoCloseable {
             return false;
         }
         try {
-            walk(t.channel(), t.folder(), under, true, List.of());
+            walk(t.channel(), t.folder(), under, held, List.of());
             return true;
         } finally {
             if (lock != null) {
@@ -245,16 +245,17 @@ final class HubFiles implements AutoCloseable {
     /**
      * Records what changed in a channel's folder and, as changes again, the files at {@code resend} (two-way: the hub's
      * version of a file a site's change lost to, so that site takes it back); wakes the sites waiting for changes.
-     * {@code under}, {@code heard}: as in FileOutbox.recordWalk.
+     * {@code under}, {@code held}: as in FileOutbox.recordWalk.
      */
-    private void walk(FileChannelSpec ch, Path folder, List<String> under, boolean heard, List<String> resend) throws IOException, SQLException {
+    private void walk(FileChannelSpec ch, Path folder, List<String> under, java.util.Set<String> held, List<String> resend)
+            throws IOException, SQLException {
         FileScanner scanner = new FileScanner(folder, ch.include(), ch.exclude());
         int n;
         try (Connection c = db.connection()) {
             try {
                 n = FileOutbox.recordWalk(c, ch.name(), scanner, clock.millis(),
                         why -> LOG.warn("hub {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why),
-                        ch.direction() == ChannelSpec.Direction.TWO_WAY, under, heard);
+                        ch.direction() == ChannelSpec.Direction.TWO_WAY, under, held);
                 for (String path : resend) {
                     n += FileOutbox.recordAgain(c, ch.name(), path) ? 1 : 0;
                 }
@@ -612,7 +613,7 @@ final class HubFiles implements AutoCloseable {
                         if (under == null) {
                             wholeWalksAfterExchanges.incrementAndGet();
                         }
-                        walk(ch, folder.root(), under, false, lost);
+                        walk(ch, folder.root(), under, null, lost);
                     } catch (IOException | SQLException | RuntimeException e) {
                         // Not recorded as applied: the site offers its changes again, and the hub settles them again
                         // (what is in place already costs nothing), recording the paths it lost on then.

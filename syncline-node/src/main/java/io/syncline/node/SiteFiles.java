@@ -117,8 +117,8 @@ final class SiteFiles implements AutoCloseable {
         this.registration = registration;
         this.arrived = arrived;
         this.outgoing = new FolderWatch("syncline-site-" + cfg.nodeId() + "-files", cfg.fileScanInterval(),
-                () -> targets(ChannelSpec.Direction.SITE_TO_HUB), (t, under) -> {
-                    walk(t.channel(), t.folder(), under);
+                () -> targets(ChannelSpec.Direction.SITE_TO_HUB), (t, under, held) -> {
+                    walk(t.channel(), t.folder(), under, held);
                     try {
                         send(registration.get(), t.channel(), t.folder());
                     } catch (IOException | SQLException | RuntimeException e) {
@@ -435,8 +435,11 @@ final class SiteFiles implements AutoCloseable {
 
     // ---- site to hub -----------------------------------------------------------------------------
 
-    /** Records what changed in the folder since the last walk: in the folders {@code under} (FolderWatch.Walk), or all of it. */
-    private void walk(FileChannelSpec ch, Path folder, List<String> under) throws IOException, SQLException {
+    /**
+     * Records what changed in the folder since the last walk: in the folders {@code under} (FolderWatch.Walk), or all of
+     * it; {@code held}: as in FolderWatch.Walk.
+     */
+    private void walk(FileChannelSpec ch, Path folder, List<String> under, java.util.Set<String> held) throws IOException, SQLException {
         if (under != null && under.isEmpty()) {
             return;
         }
@@ -449,7 +452,7 @@ final class SiteFiles implements AutoCloseable {
                     if (warned.add(why)) {
                         LOG.warn("site {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why);
                     }
-                }, ch.direction() == ChannelSpec.Direction.TWO_WAY, under, true);
+                }, ch.direction() == ChannelSpec.Direction.TWO_WAY, under, held);
                 c.commit();
                 LOG.debug("site {}: file channel '{}': {} changes recorded", cfg.nodeId(), ch.name(), n);
             } catch (IOException | SQLException | RuntimeException e) {

@@ -12,6 +12,7 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.Optional;
+import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -29,9 +30,9 @@ class FolderWatchTest {
     private volatile long lastWalk = System.nanoTime();
 
     private FolderWatch watch(Duration interval, FolderWatch.Walk walk) throws Exception {
-        return new FolderWatch("test-watch", interval, () -> List.of(new FolderWatch.Target(CHANNEL, root)), (t, under) -> {
+        return new FolderWatch("test-watch", interval, () -> List.of(new FolderWatch.Target(CHANNEL, root)), (t, under, held) -> {
             try {
-                return walk.walk(t, under);
+                return walk.walk(t, under, held);
             } finally { // (counted once it is over: a test that sets up the next walk's answer does not race with it)
                 walks.add(Optional.ofNullable(under));
                 lastWalk = System.nanoTime();
@@ -40,7 +41,7 @@ class FolderWatchTest {
     }
 
     private FolderWatch watch() throws Exception {
-        return watch(Duration.ofHours(1), (t, under) -> true);
+        return watch(Duration.ofHours(1), (t, under, held) -> true);
     }
 
     /** Waits for the next walk after those seen so far and returns it. */
@@ -108,7 +109,7 @@ class FolderWatchTest {
     void shouldWalkTheWholeFolderAfterAWalkFailed() throws Exception {
         Files.createDirectories(root.resolve("a"));
         AtomicBoolean fail = new AtomicBoolean();
-        try (FolderWatch w = watch(Duration.ofHours(1), (t, under) -> {
+        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, held) -> {
             if (fail.getAndSet(false)) {
                 throw new java.io.IOException("the database is away");
             }
@@ -126,7 +127,7 @@ class FolderWatchTest {
     void shouldNotWalkTheWholeFolderAgainWhenOnlyTheSendingAfterAWalkFailed() throws Exception {
         Files.createDirectories(root.resolve("a"));
         AtomicBoolean fail = new AtomicBoolean();
-        try (FolderWatch w = watch(Duration.ofHours(1), (t, under) -> {
+        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, held) -> {
             if (fail.getAndSet(false)) {
                 throw new FolderWatch.AfterWalkException(new java.io.IOException("the hub is away"));
             }
@@ -144,7 +145,7 @@ class FolderWatchTest {
     void shouldKeepWhatItHeardOfAFolderThatWasBusyAndWalkItSoon() throws Exception {
         Files.createDirectories(root.resolve("a"));
         AtomicBoolean busy = new AtomicBoolean();
-        try (FolderWatch w = watch(Duration.ofHours(1), (t, under) -> !busy.getAndSet(false))) {
+        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, held) -> !busy.getAndSet(false))) {
             nextWalk(0);
             busy.set(true);
             Files.writeString(root.resolve("a/f.txt"), "x");
@@ -154,10 +155,50 @@ class FolderWatchTest {
     }
 
     @Test
+    void shouldWalkTheFolderOfAFileHeldBackWithTheNextBurstOrSoonWithoutOne() throws Exception {
+        Files.createDirectories(root.resolve("a/deeper"));
+        Files.createDirectories(root.resolve("b"));
+        List<Set<String>> heldAtStart = Collections.synchronizedList(new ArrayList<>());
+        AtomicBoolean hold = new AtomicBoolean();
+        AtomicBoolean otherEnd = new AtomicBoolean();
+        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, held) -> {
+            heldAtStart.add(Set.copyOf(held));
+            held.clear();
+            if (hold.getAndSet(false)) {
+                held.add("a/deeper/gone.txt");
+                if (otherEnd.getAndSet(false)) {
+                    Files.writeString(root.resolve("b/came.txt"), "x"); // a move's other end, heard of in the next burst
+                }
+            }
+            return true;
+        })) {
+            nextWalk(0);
+            int seen = quiet();
+            hold.set(true);
+            otherEnd.set(true);
+            Files.writeString(root.resolve("a/f.txt"), "x");
+            assertThat(nextWalk(seen)).contains(List.of("a"));
+            assertThat(nextWalk(seen + 1)).as("the folder of what was held back, with the next burst's").contains(List.of("a/deeper", "b"));
+            assertThat(heldAtStart.get(seen + 1)).as("handed to the walk that follows").containsExactly("a/deeper/gone.txt");
+
+            seen = quiet();
+            hold.set(true);
+            Files.writeString(root.resolve("a/f.txt"), "y");
+            long start = System.nanoTime();
+            assertThat(nextWalk(seen)).contains(List.of("a"));
+            assertThat(nextWalk(seen + 1)).as("no burst follows: walked again soon all the same").contains(List.of("a/deeper"));
+            assertThat(System.nanoTime() - start).as("after HOLD_MILLIS, not at the next whole walk")
+                    .isGreaterThanOrEqualTo(java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(FolderWatch.HOLD_MILLIS));
+            assertThat(heldAtStart.get(seen + 1)).containsExactly("a/deeper/gone.txt");
+            assertThat(quiet()).as("nothing held back any more: no more walks").isEqualTo(seen + 2);
+        }
+    }
+
+    @Test
     void shouldLeaveTimeBetweenWholeWalksLongerThanTheIntervalForWalksOfWhatChanged() throws Exception {
         Files.createDirectories(root.resolve("a"));
         // Each whole walk takes longer than the interval: the next whole one comes an interval after it ended.
-        try (FolderWatch w = watch(Duration.ofMillis(600), (t, under) -> {
+        try (FolderWatch w = watch(Duration.ofMillis(600), (t, under, held) -> {
             if (under == null) {
                 Thread.sleep(800);
             }

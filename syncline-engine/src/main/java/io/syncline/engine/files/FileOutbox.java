@@ -82,30 +82,42 @@ public final class FileOutbox {
     public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
                                  java.util.function.Consumer<String> unsyncable, boolean forgetUnmatched, List<String> under)
             throws SQLException, java.io.IOException {
-        return recordWalk(c, channel, scanner, nowMillis, unsyncable, forgetUnmatched, under, false);
+        return recordWalk(c, channel, scanner, nowMillis, unsyncable, forgetUnmatched, under, null);
     }
 
     /** A walk of heard folders that finds this many bytes gone (and not elsewhere in them) walks the whole folder. */
     static final long WIDEN_FOR_BYTES = 1L << 20;
 
     /**
-     * As above; with {@code heard}, {@code under} are the folders the file system said something changed in, and a
-     * file gone from them may have moved to a folder it has not named yet (a move's two ends heard in different
-     * bursts). When the walk finds recorded files gone, not found elsewhere under them, of {@link #WIDEN_FOR_BYTES} or
-     * more together, it walks the whole folder instead, so that a move is recorded as one and its content is not sent
-     * again (the files it hashed are not read again). Fewer bytes cost less to send again than a walk of a large tree:
-     * those are recorded as deleted (and, if moved, as new where they went, at the walk that hears of it).
+     * As above. With {@code held} (not null), {@code under} are the folders the file system said something changed in,
+     * and a file gone from them may have moved to a folder it has not named yet: a move's two ends heard in different
+     * bursts. A move is only found (and its content not sent again) when both its ends are in one walk, so a file found
+     * gone and not elsewhere under them is not recorded as deleted at once:
+     * <ul>
+     * <li>gone files of {@link #WIDEN_FOR_BYTES} or more together: the whole folder is walked instead (the files just
+     * hashed are not read again);</li>
+     * <li>fewer: their paths are put in {@code held} and left as they were recorded. The caller walks their folders
+     * again, with the folders heard of meanwhile, passing the same set: a path that is in it as the walk starts and is
+     * still gone (and not moved) is recorded as deleted then.</li>
+     * </ul>
+     * On return, {@code held} has the paths this walk held back, and those it did not look at (none after a whole
+     * walk). Null: {@code under} are the
+     * folders the caller changed itself, looked at exactly.
      */
     public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
                                  java.util.function.Consumer<String> unsyncable, boolean forgetUnmatched, List<String> under,
-                                 boolean heard) throws SQLException, java.io.IOException {
+                                 java.util.Set<String> held) throws SQLException, java.io.IOException {
         if (under != null && under.isEmpty()) {
             return 0;
         }
         Map<String, FileMeta> known = known(c, channel, under);
         List<String> warnings = new ArrayList<>(); // told once the walk whose result is kept is known
         List<FileScanner.Change> changes = new ArrayList<>(scanner.scan(known, nowMillis, warnings::add, under));
-        if (heard && under != null && goneBytes(changes, known) >= WIDEN_FOR_BYTES) {
+        java.util.Set<String> heldBefore = held == null ? java.util.Set.of() : java.util.Set.copyOf(held);
+        if (held != null) {
+            held.clear();
+        }
+        if (held != null && under != null && goneBytes(changes, known) >= WIDEN_FOR_BYTES) {
             Map<String, FileMeta> hashed = new java.util.HashMap<>();
             for (FileScanner.Change ch : changes) {
                 FileMeta m = ch instanceof FileScanner.Put p ? p.meta() : ch instanceof FileScanner.Move mv ? mv.to() : null;
@@ -117,6 +129,19 @@ public final class FileOutbox {
             changes = new ArrayList<>(scanner.scan(known, nowMillis, unsyncable, null, hashed));
         } else {
             warnings.forEach(unsyncable);
+            if (held != null && under != null) {
+                for (java.util.Iterator<FileScanner.Change> it = changes.iterator(); it.hasNext(); ) {
+                    if (it.next() instanceof FileScanner.Delete d && !heldBefore.contains(d.path())) {
+                        held.add(d.path());
+                        it.remove();
+                    }
+                }
+                for (String path : heldBefore) {
+                    if (under.stream().noneMatch(u -> path.startsWith(u + "/"))) {
+                        held.add(path); // not looked at by this walk
+                    }
+                }
+            }
         }
         boolean unknown = false;
         long sentBeyond = -1;

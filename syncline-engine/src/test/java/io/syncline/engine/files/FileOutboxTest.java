@@ -86,7 +86,9 @@ class FileOutboxTest {
         Files.writeString(folder.resolve("c/w.txt"), "w, changed");
         // Only a is heard of first (b's event comes in the next burst): x.bin is not taken as deleted and sent again;
         // the whole folder is walked instead.
-        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("a"), true)).isEqualTo(3);
+        java.util.Set<String> held = new java.util.HashSet<>();
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("a"), held)).isEqualTo(3);
+        assertThat(held).as("nothing held back by a whole walk").isEmpty();
         List<FileEntry> moved = FileOutbox.pending(c, CH, 3, 10);
         assertThat(moved).extracting(FileEntry::path, FileEntry::from).containsExactly(
                 org.assertj.core.groups.Tuple.tuple("b/x.bin", "a/x.bin"), org.assertj.core.groups.Tuple.tuple("a/x.bin", null),
@@ -94,21 +96,37 @@ class FileOutboxTest {
         assertThat(moved.get(1).deleted()).isTrue();
         assertThat(moved.get(2).hash()).as("a recorded file changed outside the folders heard").isEqualTo(ContentHash.of(
                 "w, changed".getBytes(java.nio.charset.StandardCharsets.UTF_8)));
-        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("b"), true)).as("b: nothing new").isZero();
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("b"), held)).as("b: nothing new").isZero();
+        FileOutbox.acknowledge(c, CH, FileOutbox.next(c, CH) - 1);
 
         Files.move(folder.resolve("a/y.txt"), folder.resolve("b/y.txt"));
-        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("a"), true))
-                .as("a small file: cheaper to send again than to walk everything").isEqualTo(1);
-        assertThat(FileOutbox.recorded(c, CH, "a/y.txt").meta()).isNull();
-        assertThat(FileOutbox.recorded(c, CH, "b/y.txt")).isNull();
-        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("b"), true)).isEqualTo(1);
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("a"), held))
+                .as("a small file: cheaper to hold back than to walk everything").isZero();
+        assertThat(held).containsExactly("a/y.txt");
+        assertThat(FileOutbox.recorded(c, CH, "a/y.txt").meta()).as("recorded as it was").isNotNull();
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("a", "b"), held))
+                .as("walked again with the next burst's folder: a move").isEqualTo(1);
+        assertThat(held).isEmpty();
+        assertThat(FileOutbox.pending(c, CH, FileOutbox.acknowledged(c, CH), 10)).extracting(FileEntry::path, FileEntry::from)
+                .containsExactly(org.assertj.core.groups.Tuple.tuple("b/y.txt", "a/y.txt"), org.assertj.core.groups.Tuple.tuple("a/y.txt", null));
+
+        Files.delete(folder.resolve("b/y.txt"));
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("b"), held)).isZero();
+        assertThat(held).containsExactly("b/y.txt");
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("c"), held))
+                .as("the folder of what was held back not walked: nothing recorded of it").isZero();
         assertThat(FileOutbox.recorded(c, CH, "b/y.txt").meta()).isNotNull();
+        assertThat(held).as("still held back").containsExactly("b/y.txt");
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("b"), held))
+                .as("still gone, and nothing paired it: a deletion").isEqualTo(1);
+        assertThat(FileOutbox.recorded(c, CH, "b/y.txt").meta()).isNull();
+        assertThat(held).isEmpty();
 
         Files.move(folder.resolve("b/x.bin"), folder.resolve("a/x.bin"));
         // The folders this node changed itself (not heard): exactly those are looked at.
-        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("b"), false)).isEqualTo(1);
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("b"), null)).isEqualTo(1);
         assertThat(FileOutbox.recorded(c, CH, "b/x.bin").meta()).as("a deletion").isNull();
-        assertThat(FileOutbox.recorded(c, CH, "a/x.bin").meta()).as("not looked at").isNull();
+        assertThat(FileOutbox.recorded(c, CH, "a/x.bin")).as("not looked at (its tombstone was acknowledged)").isNull();
     }
 
     @Test
@@ -121,7 +139,7 @@ class FileOutboxTest {
         Files.delete(folder.resolve("a/x.bin"));
         Files.writeString(folder.resolve("a/bad\\name.txt"), "a backslash cannot travel");
         List<String> told = new ArrayList<>();
-        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, told::add, false, List.of("a"), true)).as("the deletion").isEqualTo(1);
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, told::add, false, List.of("a"), new java.util.HashSet<>())).as("the deletion").isEqualTo(1);
         assertThat(told).singleElement().asString().contains("bad");
     }
 
