@@ -70,7 +70,8 @@ final class FolderWatch implements AutoCloseable {
          *              whole folder
          * @param held  the paths, relative to the target's folder, of files a walk of heard folders found gone and did not
          *              record as deleted yet (FileOutbox.recordWalk): read and replaced by the walk; their folders are
-         *              walked again, with the next burst or soon
+         *              walked again, with the next burst or soon (after a failed walk, the next is a whole one, which
+         *              needs none of it)
          * @return false when the folder cannot be walked now (busy): what was heard of it is kept, and it is walked again soon
          * @throws AfterWalkException when the walk was recorded but what comes after it (the sending) failed: tried again
          *                            after a pause, without a whole walk
@@ -144,6 +145,7 @@ final class FolderWatch implements AutoCloseable {
             boolean holding = false;
             List<Target> all = targets.get();
             held.keySet().retainAll(all);
+            whole.retainAll(all); // (a target that comes back is walked in full: what was held of it is forgotten)
             for (Target t : all) {
                 Set<String> heldBack = held.computeIfAbsent(t, k -> new HashSet<>());
                 try {

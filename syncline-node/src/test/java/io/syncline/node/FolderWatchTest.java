@@ -158,36 +158,42 @@ class FolderWatchTest {
     void shouldWalkTheFolderOfAFileHeldBackWithTheNextBurstOrSoonWithoutOne() throws Exception {
         Files.createDirectories(root.resolve("a/deeper"));
         Files.createDirectories(root.resolve("b"));
+        Files.writeString(root.resolve("a/one.txt"), "1");
+        Files.writeString(root.resolve("a/two.txt"), "2");
+        // Each walk's held set as it began, when it began and when it ended (System.nanoTime), by walk.
         List<Set<String>> heldAtStart = Collections.synchronizedList(new ArrayList<>());
+        List<Long> began = Collections.synchronizedList(new ArrayList<>());
+        List<Long> ended = Collections.synchronizedList(new ArrayList<>());
         AtomicBoolean hold = new AtomicBoolean();
         AtomicBoolean otherEnd = new AtomicBoolean();
         try (FolderWatch w = watch(Duration.ofHours(1), (t, under, held) -> {
+            began.add(System.nanoTime());
             heldAtStart.add(Set.copyOf(held));
             held.clear();
             if (hold.getAndSet(false)) {
                 held.add("a/deeper/gone.txt");
                 if (otherEnd.getAndSet(false)) {
-                    Files.writeString(root.resolve("b/came.txt"), "x"); // a move's other end, heard of in the next burst
+                    Files.createFile(root.resolve("b/came.txt")); // a move's other end, heard of in the next burst (one event)
                 }
             }
+            ended.add(System.nanoTime());
             return true;
         })) {
             nextWalk(0);
             int seen = quiet();
             hold.set(true);
             otherEnd.set(true);
-            Files.writeString(root.resolve("a/f.txt"), "x");
+            Files.delete(root.resolve("a/one.txt")); // (one event: one burst)
             assertThat(nextWalk(seen)).contains(List.of("a"));
             assertThat(nextWalk(seen + 1)).as("the folder of what was held back, with the next burst's").contains(List.of("a/deeper", "b"));
             assertThat(heldAtStart.get(seen + 1)).as("handed to the walk that follows").containsExactly("a/deeper/gone.txt");
 
             seen = quiet();
             hold.set(true);
-            Files.writeString(root.resolve("a/f.txt"), "y");
-            long start = System.nanoTime();
+            Files.delete(root.resolve("a/two.txt"));
             assertThat(nextWalk(seen)).contains(List.of("a"));
             assertThat(nextWalk(seen + 1)).as("no burst follows: walked again soon all the same").contains(List.of("a/deeper"));
-            assertThat(System.nanoTime() - start).as("after HOLD_MILLIS, not at the next whole walk")
+            assertThat(began.get(seen + 1) - ended.get(seen)).as("after HOLD_MILLIS, not at once")
                     .isGreaterThanOrEqualTo(java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(FolderWatch.HOLD_MILLIS));
             assertThat(heldAtStart.get(seen + 1)).containsExactly("a/deeper/gone.txt");
             assertThat(quiet()).as("nothing held back any more: no more walks").isEqualTo(seen + 2);

@@ -101,7 +101,7 @@ public final class FileOutbox {
      * still gone (and not moved) is recorded as deleted then.</li>
      * </ul>
      * On return, {@code held} has the paths this walk held back, and those it did not look at (none after a whole
-     * walk). Null: {@code under} are the
+     * walk); after an exception, it is undefined, and the next walk must be a whole one. Null: {@code under} are the
      * folders the caller changed itself, looked at exactly.
      */
     public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
@@ -137,7 +137,7 @@ public final class FileOutbox {
                     }
                 }
                 for (String path : heldBefore) {
-                    if (under.stream().noneMatch(u -> path.startsWith(u + "/"))) {
+                    if (!FileScanner.within(path, under)) {
                         held.add(path); // not looked at by this walk
                     }
                 }

@@ -122,6 +122,21 @@ class FileOutboxTest {
         assertThat(FileOutbox.recorded(c, CH, "b/y.txt").meta()).isNull();
         assertThat(held).isEmpty();
 
+        Files.createDirectories(folder.resolve("bb"));
+        Files.writeString(folder.resolve("bb/q.txt"), "q");
+        Files.write(folder.resolve("c/big.bin"), FileFolderTest.random((int) FileOutbox.WIDEN_FOR_BYTES, 3));
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("bb", "c"), held)).isEqualTo(2);
+        Files.delete(folder.resolve("bb/q.txt"));
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("bb"), held)).isZero();
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("b"), held)).isZero();
+        assertThat(held).as("b is not bb: not looked at, still held back").containsExactly("bb/q.txt");
+        Files.delete(folder.resolve("c/big.bin"));
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("c"), held))
+                .as("widened to a whole walk: what was held back is recorded with it").isEqualTo(2);
+        assertThat(held).isEmpty();
+        assertThat(FileOutbox.recorded(c, CH, "bb/q.txt").meta()).isNull();
+        assertThat(FileOutbox.recorded(c, CH, "c/big.bin").meta()).isNull();
+
         Files.move(folder.resolve("b/x.bin"), folder.resolve("a/x.bin"));
         // The folders this node changed itself (not heard): exactly those are looked at.
         assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, List.of("b"), null)).isEqualTo(1);
