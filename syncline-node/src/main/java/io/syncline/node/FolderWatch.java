@@ -321,13 +321,16 @@ final class FolderWatch implements AutoCloseable {
 
     /**
      * Watches every folder under {@code start} (itself included) but Syncline's own working folder of a target; returns
-     * the folders it found.
+     * the folders it found. A {@code start} that is a symbolic link (a target's folder given as one) is walked where it
+     * leads, and its folders are watched by their names under it, which the events and the walks use.
      */
     private Set<Path> watch(Path start, List<Target> all) throws IOException {
         Set<Path> found = new HashSet<>();
-        Files.walkFileTree(start, new SimpleFileVisitor<>() {
+        Path real = Files.isSymbolicLink(start) ? start.toRealPath() : start;
+        Files.walkFileTree(real, new SimpleFileVisitor<>() {
             @Override
-            public FileVisitResult preVisitDirectory(Path dir, BasicFileAttributes attrs) throws IOException {
+            public FileVisitResult preVisitDirectory(Path visited, BasicFileAttributes attrs) throws IOException {
+                Path dir = real == start ? visited : start.resolve(real.relativize(visited));
                 if (dir.getFileName() != null && dir.getFileName().toString().equals(SafePath.WORK_DIR)
                         && all.stream().anyMatch(t -> t.folder().equals(dir.getParent()))) {
                     return FileVisitResult.SKIP_SUBTREE;

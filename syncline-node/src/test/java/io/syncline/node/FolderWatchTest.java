@@ -201,6 +201,20 @@ class FolderWatchTest {
     }
 
     @Test
+    void shouldWatchAFolderGivenAsASymbolicLinkWhereItLeads(@TempDir Path elsewhere) throws Exception {
+        Files.createDirectories(root.resolve("a/b"));
+        Path link = Files.createSymbolicLink(elsewhere.resolve("images"), root);
+        List<Optional<List<String>>> linked = Collections.synchronizedList(new ArrayList<>());
+        try (FolderWatch w = new FolderWatch("test-watch", Duration.ofHours(1), () -> List.of(new FolderWatch.Target(CHANNEL, link)),
+                (t, under, held) -> linked.add(Optional.ofNullable(under)))) {
+            await().atMost(Duration.ofSeconds(10)).until(() -> !linked.isEmpty());
+            assertThat(linked.get(0)).as("at start: the whole folder").isEmpty();
+            Files.writeString(root.resolve("a/b/f.txt"), "x");
+            await().atMost(Duration.ofSeconds(10)).until(() -> linked.contains(Optional.of(List.of("a/b"))));
+        }
+    }
+
+    @Test
     void shouldLeaveTimeBetweenWholeWalksLongerThanTheIntervalForWalksOfWhatChanged() throws Exception {
         Files.createDirectories(root.resolve("a"));
         // Each whole walk takes longer than the interval: the next whole one comes an interval after it ended.
