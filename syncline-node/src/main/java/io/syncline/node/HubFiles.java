@@ -99,6 +99,8 @@ final class HubFiles implements AutoCloseable {
     /** Rung when a walk recorded changes of a hub-to-sites channel: wakes the sites' long polls. */
     private final Bell bell = new Bell();
     private final FolderWatch watch;
+    /** The files that cannot be sent, told once each (walks). */
+    private final Once warned = new Once();
     /** Bytes of file content received, and bytes built from chunks the hub already had (for status and tests). */
     final AtomicLong literalBytes = new AtomicLong();
     final AtomicLong copiedBytes = new AtomicLong();
@@ -218,7 +220,7 @@ final class HubFiles implements AutoCloseable {
      * Records what changed in a hub-to-sites channel's folder, and wakes the sites waiting for it; false when a two-way
      * channel's folder is busy with a site's changes (FolderWatch walks it again soon).
      */
-    private boolean walk(FolderWatch.Target t, List<String> under, java.util.Set<String> held) throws IOException, SQLException {
+    private boolean walk(FolderWatch.Target t, List<String> under, Set<String> held) throws IOException, SQLException {
         if (under != null && under.isEmpty()) {
             return true;
         }
@@ -247,14 +249,18 @@ final class HubFiles implements AutoCloseable {
      * version of a file a site's change lost to, so that site takes it back); wakes the sites waiting for changes.
      * {@code under}, {@code held}: as in FileOutbox.recordWalk.
      */
-    private void walk(FileChannelSpec ch, Path folder, List<String> under, java.util.Set<String> held, List<String> resend)
+    private void walk(FileChannelSpec ch, Path folder, List<String> under, Set<String> held, List<String> resend)
             throws IOException, SQLException {
         FileScanner scanner = new FileScanner(folder, ch.include(), ch.exclude());
         int n;
         try (Connection c = db.connection()) {
             try {
                 n = FileOutbox.recordWalk(c, ch.name(), scanner, clock.millis(),
-                        why -> LOG.warn("hub {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why),
+                        why -> {
+                            if (warned.first(ch.name() + ": " + why)) {
+                                LOG.warn("hub {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why);
+                            }
+                        },
                         ch.direction() == ChannelSpec.Direction.TWO_WAY, under, held);
                 for (String path : resend) {
                     n += FileOutbox.recordAgain(c, ch.name(), path) ? 1 : 0;

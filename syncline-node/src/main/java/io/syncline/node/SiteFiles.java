@@ -80,7 +80,7 @@ final class SiteFiles implements AutoCloseable {
     private final Supplier<Registration.Response> registration;
     private final Runnable arrived;
     private final FolderWatch outgoing;
-    private final Set<String> warned = ConcurrentHashMap.newKeySet();
+    private final Once warned = new Once();
     /** Hub-to-sites channels being fetched, by name. */
     private final Map<String, Thread> fetchers = new ConcurrentHashMap<>();
     private final Map<String, ReentrantLock> folderLocks = new ConcurrentHashMap<>();
@@ -179,7 +179,7 @@ final class SiteFiles implements AutoCloseable {
             }
             Path folder = cfg.folder(ch.name()).orElse(null);
             if (folder == null) {
-                if (warned.add(ch.name())) {
+                if (warned.first("no folder: " + ch.name())) {
                     lastError = "file channel '" + ch.name() + "' has no folder here: set folders." + ch.name();
                     LOG.error("site {}: {}; the channel's files are not synced", cfg.nodeId(), lastError);
                 }
@@ -439,7 +439,7 @@ final class SiteFiles implements AutoCloseable {
      * Records what changed in the folder since the last walk: in the folders {@code under} (FolderWatch.Walk), or all of
      * it; {@code held}: as in FolderWatch.Walk.
      */
-    private void walk(FileChannelSpec ch, Path folder, List<String> under, java.util.Set<String> held) throws IOException, SQLException {
+    private void walk(FileChannelSpec ch, Path folder, List<String> under, Set<String> held) throws IOException, SQLException {
         if (under != null && under.isEmpty()) {
             return;
         }
@@ -449,7 +449,7 @@ final class SiteFiles implements AutoCloseable {
         try (Connection c = db.connection()) {
             try {
                 int n = FileOutbox.recordWalk(c, ch.name(), scanner, clock.millis(), why -> {
-                    if (warned.add(why)) {
+                    if (warned.first(why)) {
                         LOG.warn("site {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why);
                     }
                 }, ch.direction() == ChannelSpec.Direction.TWO_WAY, under, held);
