@@ -322,11 +322,27 @@ final class FolderWatch implements AutoCloseable {
     /**
      * Watches every folder under {@code start} (itself included) but Syncline's own working folder of a target; returns
      * the folders it found. A {@code start} that is a symbolic link (a target's folder given as one) is walked where it
-     * leads, and its folders are watched by their names under it, which the events and the walks use.
+     * leads, and its folders are watched by their names under it, which the events and the walks use; unless another
+     * target's folder is inside it or around it: the file system watches a folder once, under one name, and the other
+     * target would lose its watches (it is walked at the timed walks only, with a warning).
      */
     private Set<Path> watch(Path start, List<Target> all) throws IOException {
         Set<Path> found = new HashSet<>();
         Path real = Files.isSymbolicLink(start) ? start.toRealPath() : start;
+        if (real != start) {
+            for (Target other : all) {
+                Path o;
+                try {
+                    o = other.folder().equals(start) ? null : other.folder().toRealPath();
+                } catch (IOException e) {
+                    continue; // not there (that target's walk says so)
+                }
+                if (o != null && (o.startsWith(real) || real.startsWith(o))) {
+                    throw new IOException("it leads to " + real + ", which shares folders with the folder of channel '"
+                            + other.channel().name() + "' (" + other.folder() + ")");
+                }
+            }
+        }
         Files.walkFileTree(real, new SimpleFileVisitor<>() {
             @Override
             public FileVisitResult preVisitDirectory(Path visited, BasicFileAttributes attrs) throws IOException {

@@ -100,7 +100,8 @@ final class HubFiles implements AutoCloseable {
     private final Bell bell = new Bell();
     private final FolderWatch watch;
     /** The files that cannot be sent, told once each (walks). */
-    private final Once warned = new Once();
+    private final Once warned = new Once(() -> LOG.warn("hub: more than {} different files that cannot be sent told; further "
+            + "ones are not told until the node restarts", Once.MAX));
     /** Bytes of file content received, and bytes built from chunks the hub already had (for status and tests). */
     final AtomicLong literalBytes = new AtomicLong();
     final AtomicLong copiedBytes = new AtomicLong();

@@ -80,7 +80,8 @@ final class SiteFiles implements AutoCloseable {
     private final Supplier<Registration.Response> registration;
     private final Runnable arrived;
     private final FolderWatch outgoing;
-    private final Once warned = new Once();
+    private final Once warned = new Once(() -> LOG.warn("site: more than {} different problems with files told; further ones "
+            + "are not told until the node restarts", Once.MAX));
     /** Hub-to-sites channels being fetched, by name. */
     private final Map<String, Thread> fetchers = new ConcurrentHashMap<>();
     private final Map<String, ReentrantLock> folderLocks = new ConcurrentHashMap<>();
@@ -449,7 +450,7 @@ final class SiteFiles implements AutoCloseable {
         try (Connection c = db.connection()) {
             try {
                 int n = FileOutbox.recordWalk(c, ch.name(), scanner, clock.millis(), why -> {
-                    if (warned.first(why)) {
+                    if (warned.first(ch.name() + ": " + why)) {
                         LOG.warn("site {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why);
                     }
                 }, ch.direction() == ChannelSpec.Direction.TWO_WAY, under, held);

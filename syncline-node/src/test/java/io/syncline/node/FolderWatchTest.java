@@ -212,6 +212,24 @@ class FolderWatchTest {
             Files.writeString(root.resolve("a/b/f.txt"), "x");
             await().atMost(Duration.ofSeconds(10)).until(() -> linked.contains(Optional.of(List.of("a/b"))));
         }
+        // Another channel's folder inside where it leads: that one keeps its watches (the file system watches a folder
+        // under one name), and this one is walked at the timed walks only.
+        FileChannelSpec other = new FileChannelSpec("other", ChannelSpec.Direction.SITE_TO_HUB, null, List.of(), List.of());
+        List<Optional<List<String>>> plain = Collections.synchronizedList(new ArrayList<>());
+        try (FolderWatch w = new FolderWatch("test-watch", Duration.ofHours(1),
+                () -> List.of(new FolderWatch.Target(other, root.resolve("a")), new FolderWatch.Target(CHANNEL, link)), (t, under, held) -> {
+                    if (t.channel().equals(other)) {
+                        plain.add(Optional.ofNullable(under));
+                    } else {
+                        linked.add(Optional.ofNullable(under));
+                    }
+                    return true;
+                })) {
+            int before = linked.size();
+            await().atMost(Duration.ofSeconds(10)).until(() -> !plain.isEmpty() && linked.size() > before); // both watched
+            Files.writeString(root.resolve("a/b/g.txt"), "y");
+            await().atMost(Duration.ofSeconds(10)).until(() -> plain.contains(Optional.of(List.of("b"))));
+        }
     }
 
     @Test
