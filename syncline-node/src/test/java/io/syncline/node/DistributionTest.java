@@ -225,8 +225,9 @@ class DistributionTest {
              SiteNode n1 = SiteNode.start(site("north1", hub.url()), Clock.systemUTC());
              SiteNode n2 = SiteNode.start(site("north2", hub.url()), Clock.systemUTC());
              SiteNode s1 = SiteNode.start(site("south1", hub.url()), Clock.systemUTC())) {
+            // (every site has its share before the filter's column goes: the end asserts they keep it)
             await().atMost(Duration.ofSeconds(30)).until(() -> count("north2", "SELECT count(*) FROM product") == 2
-                    && count("north1", "SELECT count(*) FROM price") == 1);
+                    && count("north1", "SELECT count(*) FROM price") == 1 && count("south1", "SELECT count(*) FROM price") == 1);
             // The hub's product table gains a column that the sites already have; rows written before the hub's capture
             // notices it would travel without it. The reload the new signature causes brings every value.
             exec("hq3", "ALTER TABLE product ADD COLUMN note VARCHAR(20)", "UPDATE product SET note = 'noted'");
