@@ -113,11 +113,12 @@ public final class FileOutbox {
         Map<String, FileMeta> known = known(c, channel, under);
         List<String> warnings = new ArrayList<>(); // told once the walk whose result is kept is known
         List<FileScanner.Change> changes = new ArrayList<>(scanner.scan(known, nowMillis, warnings::add, under));
+        boolean heard = held != null && under != null; // a walk of folders the file system named
         java.util.Set<String> heldBefore = held == null ? java.util.Set.of() : java.util.Set.copyOf(held);
         if (held != null) {
             held.clear();
         }
-        if (held != null && under != null && goneBytes(changes, known) >= WIDEN_FOR_BYTES) {
+        if (heard && goneBytes(changes, known) >= WIDEN_FOR_BYTES) {
             Map<String, FileMeta> hashed = new java.util.HashMap<>();
             for (FileScanner.Change ch : changes) {
                 FileMeta m = ch instanceof FileScanner.Put p ? p.meta() : ch instanceof FileScanner.Move mv ? mv.to() : null;
@@ -129,7 +130,7 @@ public final class FileOutbox {
             changes = new ArrayList<>(scanner.scan(known, nowMillis, unsyncable, null, hashed));
         } else {
             warnings.forEach(unsyncable);
-            if (held != null && under != null) {
+            if (heard) {
                 for (java.util.Iterator<FileScanner.Change> it = changes.iterator(); it.hasNext(); ) {
                     if (it.next() instanceof FileScanner.Delete d && !heldBefore.contains(d.path())) {
                         held.add(d.path());
