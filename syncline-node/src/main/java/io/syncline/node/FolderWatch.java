@@ -33,8 +33,8 @@ import org.slf4j.LoggerFactory;
  * while the node was down), and, in between, in part when the file system reports a change (WatchService): only the
  * folders it named, each with everything below it, so that one changed file in a tree of a million does not cost a
  * million looks. A burst of events is one walk, once no event came for QUIET_MILLIS, or SETTLE_MILLIS after its first.
- * A change in a folder's top level, a lost event (overflow), a wake, or more than MAX_FOLDERS folders at once make the
- * walk a whole one. A walk that fails is tried again, in full, after a growing pause; one whose walk was recorded but
+ * A change in a folder's top level, a lost event (overflow) or a wake makes the walk a whole one; more than MAX_FOLDERS
+ * folders at once, a walk of the deepest folder that holds them all (whole when that is the top). A walk that fails is tried again, in full, after a growing pause; one whose walk was recorded but
  * whose sending failed (AfterWalkException) is tried again after the pause without a whole walk; a folder that is busy
  * keeps what was heard of it and is walked again after BUSY_MILLIS. A file a walk found gone and held back (Walk#walk)
  * has its folder walked again with the next burst, or after HOLD_MILLIS if none comes, so that a move whose two ends
@@ -48,7 +48,10 @@ final class FolderWatch implements AutoCloseable {
     private static final long QUIET_MILLIS = 20;
     /** ...or when this long has passed since its first event, whichever comes first. */
     private static final long SETTLE_MILLIS = 100;
-    /** A walk of more folders than this (after those inside others are left out) is a whole walk instead. */
+    /**
+     * A walk of more folders than this (after those inside others are left out) walks the deepest folder that holds them
+     * all instead (the whole folder when that is its top).
+     */
     static final int MAX_FOLDERS = 64;
     /** Folders heard of before a walk beyond this many make it a whole walk (bounds what is kept meanwhile). */
     private static final int MAX_HEARD = 4096;
@@ -227,7 +230,8 @@ final class FolderWatch implements AutoCloseable {
 
     /**
      * The folders, relative to {@code folder}, to walk for changes heard of in {@code changed}, without those inside
-     * another; null (walk it all) when a change was in its top level or in more than MAX_FOLDERS folders. A folder that
+     * another; null (walk it all) when a change was in its top level; with more than MAX_FOLDERS folders, the deepest
+     * folder that holds them all (null when that is the top). A folder that
      * is no longer there is walked from the nearest one above it that is (a folder renamed or removed since: its
      * parent heard of that, and is walked too); so is one whose name cannot travel (SafePath.check; a whole walk leaves
      * its files out with a warning).
@@ -253,7 +257,26 @@ final class FolderWatch implements AutoCloseable {
                 out.add(r);
             }
         }
-        return out.size() > MAX_FOLDERS ? null : out;
+        if (out.size() <= MAX_FOLDERS) {
+            return out;
+        }
+        String common = commonFolder(out);
+        return common == null ? null : List.of(common);
+    }
+
+    /** The deepest folder that holds every one of {@code folders} (relative, '/'-separated), or null for the top. */
+    private static String commonFolder(List<String> folders) {
+        String[] common = folders.get(0).split("/");
+        int n = common.length;
+        for (String f : folders) {
+            String[] s = f.split("/");
+            int i = 0;
+            while (i < n && i < s.length && s[i].equals(common[i])) {
+                i++;
+            }
+            n = i;
+        }
+        return n == 0 ? null : String.join("/", java.util.Arrays.copyOf(common, n));
     }
 
     private static boolean travels(String path) {

@@ -277,9 +277,17 @@ class FolderWatchTest {
         assertThat(FolderWatch.under(root, List.of(root.getParent().resolve("elsewhere")))).as("not in this folder").isEmpty();
         List<Path> many = new ArrayList<>();
         for (int i = 0; i <= FolderWatch.MAX_FOLDERS; i++) {
-            many.add(Files.createDirectories(root.resolve("many/d" + i)));
+            many.add(Files.createDirectories(root.resolve("many/deep/d" + i + "/e")));
         }
         assertThat(FolderWatch.under(root, many.subList(0, FolderWatch.MAX_FOLDERS))).hasSize(FolderWatch.MAX_FOLDERS);
-        assertThat(FolderWatch.under(root, many)).as("more folders than MAX_FOLDERS: the whole folder").isNull();
+        assertThat(FolderWatch.under(root, many)).as("more folders than MAX_FOLDERS: the deepest folder holding them all")
+                .containsExactly("many/deep");
+        List<Path> spread = new ArrayList<>(many);
+        spread.add(Files.createDirectories(root.resolve("many-other")));
+        assertThat(FolderWatch.under(root, spread)).as("a deepest common folder that is the top: the whole folder").isNull();
+        List<Path> prefix = new ArrayList<>(many);
+        prefix.add(Files.createDirectories(root.resolve("many/deeper")));
+        assertThat(FolderWatch.under(root, prefix)).as("common by whole names, not by characters ('deep', 'deeper')")
+                .containsExactly("many");
     }
 }
