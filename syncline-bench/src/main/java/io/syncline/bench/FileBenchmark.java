@@ -39,8 +39,9 @@ import java.util.stream.Stream;
  * always does; bytes are counted for the first run).
  * Syncline's time runs from the change on disk (its site sees it through the file system's notifications) until the
  * hub has recorded the last change; rsync's is the client's run. Each copy is compared with the source byte for byte.
- * Every timed run starts after sync(1) and a quiet disk, with nothing of the steps before it left to write, and once the
- * JIT compilers are idle after a warm-up of the same size. Nothing is deleted before the end (see diskSettled).
+ * Every timed run starts after sync(1) and a quiet disk, with nothing of the steps before it left to write. The JIT
+ * compilers are idle before the first round, after a warm-up (twice a 64 MiB file and as many small files as the tree,
+ * copied and changed). The benchmark deletes nothing before the end (see diskSettled).
  * The scenarios run --rounds times (3), each round on new files; the
  * summary gives medians, and per ratio the median of the rounds' ratios with their range (this machine's disk is noisy).
  */
@@ -218,7 +219,7 @@ public final class FileBenchmark {
             }
             int changed = (int) Math.max(1, Math.round(files * changePct / 100));
             for (int i = 0; i < changed; i++) {
-                try (FileChannel ch = FileChannel.open(small.get((int) ((long) i * files / changed)), StandardOpenOption.WRITE)) {
+                try (FileChannel ch = FileChannel.open(small.get(picked(i, changed)), StandardOpenOption.WRITE)) {
                     byte[] b = new byte[100];
                     rnd.nextBytes(b);
                     ch.write(ByteBuffer.wrap(b), ch.size() / 2);
@@ -280,6 +281,15 @@ public final class FileBenchmark {
         check(site.resolve(name), hubCopy(name), rsyncCopy.resolve(name), rsyncFsyncCopy.resolve(name));
     }
 
+    /**
+     * The {@code i}th of {@code changed} small files to change: spread over the tree and over its 100 folders (file
+     * {@code k} is in folder {@code k % 100}; every 100th file alone would all be in one folder, which a walk of the
+     * folders heard of covers in 100 looks, while rsync looks at every file).
+     */
+    private int picked(int i, int changed) {
+        return (int) (((long) i * files / changed + i) % files);
+    }
+
     private void tree(String name) throws Exception {
         Path staged = Files.createDirectories(dir.resolve("stage").resolve(name));
         Random rnd = new Random(11);
@@ -307,7 +317,7 @@ public final class FileBenchmark {
         t0 = System.nanoTime();
         b0 = hubProxy.bytesForwarded();
         for (int i = 0; i < changed; i++) {
-            Path f = all.get((int) ((long) i * files / changed));
+            Path f = all.get(picked(i, changed));
             try (FileChannel ch = FileChannel.open(f, StandardOpenOption.WRITE)) {
                 byte[] b = new byte[100];
                 rnd.nextBytes(b);
@@ -406,7 +416,8 @@ public final class FileBenchmark {
      * (a second with at most a few writes, by /proc/diskstats; at most 30 s), so that each timed run starts with nothing
      * left to write by the step before: the files just made for the scenario, the previous run's copy.
      * <p>
-     * Nothing is deleted before the end of the benchmark: ext4 without a journal (this machine's root file system)
+     * The benchmark deletes nothing before the end (the change scenarios replace files, which frees the old versions'
+     * inodes, a hundred or one, on both sides): ext4 without a journal (this machine's root file system)
      * does not hand out an inode freed in the last 60 s, or 360 s once its inode table block is written to again, and
      * looks at each such inode in turn, from the start of the group, every time it creates a file. Rounds that
      * started after the last round's 40,000 files were deleted spent most of their time there: perf showed 60 % of

@@ -34,8 +34,8 @@ import org.slf4j.LoggerFactory;
  * folders it named, each with everything below it, so that one changed file in a tree of a million does not cost a
  * million looks. A burst of events is one walk, once no event came for QUIET_MILLIS, or SETTLE_MILLIS after its first.
  * A change in a folder's top level, a lost event (overflow) or a wake makes the walk a whole one; more than MAX_FOLDERS
- * folders at once, a walk of the deepest folder that holds them all (whole when that is the top). A walk that fails is tried again, in full, after a growing pause; one whose walk was recorded but
- * whose sending failed (AfterWalkException) is tried again after the pause without a whole walk; a folder that is busy
+ * folders at once, a walk of the deepest folder that holds them all (whole when that is the top). A walk that fails is
+ * tried again, in full, after a growing pause; one whose walk was recorded but whose sending failed (AfterWalkException) is tried again after the pause without a whole walk; a folder that is busy
  * keeps what was heard of it and is walked again after BUSY_MILLIS. A file a walk found gone and held back (Walk#walk)
  * has its folder walked again with the next burst, or after HOLD_MILLIS if none comes, so that a move whose two ends
  * are heard in different bursts is one walk's, and found. Folders are watched before they are walked: every
