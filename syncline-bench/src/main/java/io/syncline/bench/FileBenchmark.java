@@ -31,9 +31,9 @@ import java.util.stream.Stream;
 
 /**
  * File sync against rsync (issue 5), in one run on one machine: a site and a hub (H2 databases) in this JVM with
- * site-to-hub file channels (one per round), and an rsync daemon on 127.0.0.1 pushed to by the rsync client, both reached through a
- * counting TCP proxy (FaultProxy, no faults), so "bytes" are what crossed the loopback both ways, HTTP and rsync
- * protocol included. The same source folder feeds both. Scenarios: one large file (first copy, then a given share of
+ * site-to-hub file channels (one per round), and an rsync daemon on 127.0.0.1 pushed to by the rsync client, both
+ * reached through a counting TCP proxy (FaultProxy, no faults), so "bytes" are what crossed the loopback both ways,
+ * HTTP and rsync protocol included. The same source folder feeds both. Scenarios: one large file (first copy, then a given share of
  * it changed in 1,000 scattered places, in place), and a tree of small files (first copy, then a share of them changed).
  * rsync runs twice each time, into two copies: as it comes, and with --fsync (each file flushed to disk, as Syncline
  * always does; bytes are counted for the first run).
@@ -197,15 +197,7 @@ public final class FileBenchmark {
             Path w = Files.createDirectories(dir.resolve("stage").resolve(name));
             writeUnique(w.resolve("big.bin"), 64L << 20, 5);
             Random rnd = new Random(3);
-            List<Path> small = new ArrayList<>();
-            for (int i = 0; i < files; i++) {
-                Path f = w.resolve(String.format("d%03d/f%05d.bin", i % 100, i));
-                Files.createDirectories(f.getParent());
-                byte[] b = new byte[1024 + rnd.nextInt(15 * 1024)];
-                rnd.nextBytes(b);
-                Files.write(f, b);
-                small.add(site.resolve(name).resolve(w.relativize(f)));
-            }
+            List<Path> small = writeTree(w, name, rnd);
             long base = siteSeq();
             Files.move(w, site.resolve(name));
             awaitHub(base + files + 1);
@@ -290,18 +282,27 @@ public final class FileBenchmark {
         return (int) (((long) i * files / changed + i) % files);
     }
 
-    private void tree(String name) throws Exception {
-        Path staged = Files.createDirectories(dir.resolve("stage").resolve(name));
-        Random rnd = new Random(11);
-        List<Path> all = new ArrayList<>();
+    /**
+     * Writes the small files (1 to 16 KiB of random bytes, in 100 folders) into {@code staged}, and returns the paths
+     * they will have at the site once {@code staged} is moved to its {@code name}.
+     */
+    private List<Path> writeTree(Path staged, String name, Random rnd) throws IOException {
+        List<Path> out = new ArrayList<>();
         for (int i = 0; i < files; i++) {
             Path f = staged.resolve(String.format("d%03d/f%05d.bin", i % 100, i));
             Files.createDirectories(f.getParent());
             byte[] b = new byte[1024 + rnd.nextInt(15 * 1024)];
             rnd.nextBytes(b);
             Files.write(f, b);
-            all.add(site.resolve(name).resolve(staged.relativize(f)));
+            out.add(site.resolve(name).resolve(staged.relativize(f)));
         }
+        return out;
+    }
+
+    private void tree(String name) throws Exception {
+        Path staged = Files.createDirectories(dir.resolve("stage").resolve(name));
+        Random rnd = new Random(11);
+        List<Path> all = writeTree(staged, name, rnd);
         diskSettled();
         long base = siteSeq();
         long t0 = System.nanoTime();
