@@ -211,11 +211,7 @@ public final class FileBenchmark {
             }
             int changed = (int) Math.max(1, Math.round(files * changePct / 100));
             for (int i = 0; i < changed; i++) {
-                try (FileChannel ch = FileChannel.open(small.get(picked(i, changed)), StandardOpenOption.WRITE)) {
-                    byte[] b = new byte[100];
-                    rnd.nextBytes(b);
-                    ch.write(ByteBuffer.wrap(b), ch.size() / 2);
-                }
+                overwriteMiddle(small.get(picked(i, changed)), rnd);
             }
             awaitHub(base + changed + 1);
         }
@@ -299,6 +295,15 @@ public final class FileBenchmark {
         return out;
     }
 
+    /** Overwrites 100 bytes in the middle of a small file, in place. */
+    private static void overwriteMiddle(Path f, Random rnd) throws IOException {
+        try (FileChannel ch = FileChannel.open(f, StandardOpenOption.WRITE)) {
+            byte[] b = new byte[100];
+            rnd.nextBytes(b);
+            ch.write(ByteBuffer.wrap(b), ch.size() / 2);
+        }
+    }
+
     private void tree(String name) throws Exception {
         Path staged = Files.createDirectories(dir.resolve("stage").resolve(name));
         Random rnd = new Random(11);
@@ -319,11 +324,7 @@ public final class FileBenchmark {
         b0 = hubProxy.bytesForwarded();
         for (int i = 0; i < changed; i++) {
             Path f = all.get(picked(i, changed));
-            try (FileChannel ch = FileChannel.open(f, StandardOpenOption.WRITE)) {
-                byte[] b = new byte[100];
-                rnd.nextBytes(b);
-                ch.write(ByteBuffer.wrap(b), ch.size() / 2);
-            }
+            overwriteMiddle(f, rnd);
             apartFromTheCopy(f);
         }
         awaitHub(base + changed);

@@ -35,8 +35,9 @@ import org.slf4j.LoggerFactory;
  * million looks. A burst of events is one walk, once no event came for QUIET_MILLIS, or SETTLE_MILLIS after its first.
  * A change in a folder's top level, a lost event (overflow) or a wake makes the walk a whole one; more than MAX_FOLDERS
  * folders at once, a walk of the deepest folder that holds them all (whole when that is the top). A walk that fails is
- * tried again, in full, after a growing pause; one whose walk was recorded but whose sending failed (AfterWalkException) is tried again after the pause without a whole walk; a folder that is busy
- * keeps what was heard of it and is walked again after BUSY_MILLIS. A file a walk found gone and held back (Walk#walk)
+ * tried again, in full, after a growing pause; one whose walk was recorded but whose sending failed
+ * (AfterWalkException) is tried again after the pause without a whole walk; a folder that is busy keeps what was heard
+ * of it and is walked again after BUSY_MILLIS. A file a walk found gone and held back (Walk#walk)
  * has its folder walked again with the next burst, or after HOLD_MILLIS if none comes, so that a move whose two ends
  * are heard in different bursts is one walk's, and found. Folders are watched before they are walked: every
  * folder at a whole walk, a folder that appears as soon as its creation is heard of. No interrupts: they would close the
@@ -231,8 +232,7 @@ final class FolderWatch implements AutoCloseable {
     /**
      * The folders, relative to {@code folder}, to walk for changes heard of in {@code changed}, without those inside
      * another; null (walk it all) when a change was in its top level; with more than MAX_FOLDERS folders, the deepest
-     * folder that holds them all (null when that is the top). A folder that
-     * is no longer there is walked from the nearest one above it that is (a folder renamed or removed since: its
+     * folder that holds them all (null when that is the top). A folder that is no longer there is walked from the nearest one above it that is (a folder renamed or removed since: its
      * parent heard of that, and is walked too); so is one whose name cannot travel (SafePath.check; a whole walk leaves
      * its files out with a warning).
      */
