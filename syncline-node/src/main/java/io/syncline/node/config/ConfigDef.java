@@ -106,7 +106,8 @@ public final class ConfigDef {
             new ConfigKey("folders", Type.MAP, null, false, BOTH,
                     "This node's folder for each file channel it takes part in, keyed by channel name: folders: {images: /srv/images}."),
             new ConfigKey("folders.*", Type.STRING, null, false, BOTH,
-                    "A folder path. Syncline keeps its partial and temporary files in its sub-folder .syncline-tmp, never synced."),
+                    "A folder path. Syncline keeps its partial and temporary files in its sub-folder .syncline-tmp, never synced. "
+                            + "The folders of two channels may be neither the same nor one inside the other."),
             new ConfigKey("files.scanInterval", Type.DURATION, "30s", false, BOTH,
                     "How often a node walks its file channels' folders in full. Changes are also seen at once through the file "
                             + "system's notifications, which make it walk only the sub-folders they name; the whole walk is the safety "

@@ -78,6 +78,7 @@ public final class NodeConfig {
         List<String> problems = new ArrayList<>();
         walk(root, "", "", role, env, problems);
         checkRequired(root, role, problems);
+        checkFolders(root, problems);
         if (problems.isEmpty()) {
             NodeConfig cfg = new NodeConfig(role, root);
             try {
@@ -265,6 +266,57 @@ public final class NodeConfig {
         } catch (IllegalArgumentException e) {
             problems.add(path + ": " + e.getMessage());
         }
+    }
+
+    /**
+     * The folders of two file channels may be neither the same nor one inside the other: each channel would take the
+     * other's files (a file received by one sent back by the other) and the files of its working folder. Compared as
+     * written, made absolute, and where they exist also as the folders they are (links followed).
+     */
+    private static void checkFolders(JsonNode root, List<String> problems) {
+        JsonNode folders = at(root, "folders");
+        if (folders == null || !folders.isObject()) {
+            return;
+        }
+        List<Map.Entry<String, List<Path>>> seen = new ArrayList<>();
+        for (Iterator<Map.Entry<String, JsonNode>> it = folders.fields(); it.hasNext(); ) {
+            Map.Entry<String, JsonNode> e = it.next();
+            if (!e.getValue().isTextual()) {
+                continue; // (reported by the type check)
+            }
+            List<Path> names;
+            try {
+                Path p = Path.of(e.getValue().asText()).toAbsolutePath().normalize();
+                names = Files.exists(p) ? List.of(p, p.toRealPath()) : List.of(p);
+            } catch (IOException | java.nio.file.InvalidPathException ex) {
+                problems.add("folders." + e.getKey() + ": '" + e.getValue().asText() + "' is not a usable folder path: " + ex.getMessage());
+                continue;
+            }
+            for (Map.Entry<String, List<Path>> other : seen) {
+                String clash = clash(names, other.getValue());
+                if (clash != null) {
+                    problems.add("folders." + e.getKey() + " (" + e.getValue().asText() + ") and folders." + other.getKey() + " ("
+                            + folders.get(other.getKey()).asText() + "): " + clash + "; the folders of two file channels may be "
+                            + "neither the same nor one inside the other (each would take the other's files)");
+                }
+            }
+            seen.add(Map.entry(e.getKey(), names));
+        }
+    }
+
+    /** How two folders, each by its names, share files: null when they do not. */
+    private static String clash(List<Path> a, List<Path> b) {
+        for (Path x : a) {
+            for (Path y : b) {
+                if (x.equals(y)) {
+                    return "the same folder";
+                }
+                if (x.startsWith(y) || y.startsWith(x)) {
+                    return "one is inside the other";
+                }
+            }
+        }
+        return null;
     }
 
     private static void checkRequired(JsonNode root, Role role, List<String> problems) {

@@ -6,9 +6,12 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import io.syncline.api.ChannelSpec;
 import io.syncline.api.TableSpec;
 import io.syncline.node.config.ConfigKey.Role;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 class NodeConfigTest {
     private static final String HUB = """
@@ -227,5 +230,42 @@ class NodeConfigTest {
                 """;
         assertThatThrownBy(() -> NodeConfig.parse(hub, Role.HUB, Map.of()))
                 .hasMessageContaining("a table is in more than one channel");
+    }
+
+    @Test
+    void shouldRefuseTwoFileChannelFoldersThatAreTheSameOrOneInsideTheOther(@TempDir Path tmp) throws Exception {
+        String site = """
+                node: {id: s1}
+                database: {url: "jdbc:h2:mem:s1"}
+                hub: {url: "http://127.0.0.1:1", token: t}
+                folders: {%s}
+                """;
+        Path images = Files.createDirectories(tmp.resolve("images"));
+        Path docs = Files.createDirectories(tmp.resolve("docs"));
+        Path link = Files.createSymbolicLink(tmp.resolve("link"), images);
+        NodeConfig ok = NodeConfig.parse(site.formatted("images: \"" + images + "\", docs: \"" + docs + "\", later: \""
+                + tmp.resolve("images-2") + "\""), Role.SITE, Map.of());
+        assertThat(ok.folder("docs")).contains(docs);
+
+        assertThatThrownBy(() -> NodeConfig.parse(site.formatted("images: \"" + images + "\", catalog: \"" + tmp.resolve("docs/../images/")
+                + "\""), Role.SITE, Map.of()))
+                .isInstanceOf(ConfigException.class)
+                .hasMessageContaining("folders.catalog (" + tmp.resolve("docs/../images/") + ") and folders.images (" + images
+                        + "): the same folder; the folders of two file channels may be neither the same nor one inside the other");
+        String hub = """
+                node: {id: hq}
+                database: {url: "jdbc:h2:mem:hq"}
+                enrollment: {token: t}
+                fileChannels: [{name: thumbs}, {name: images, direction: hub-to-sites}]
+                folders: {thumbs: "%s", images: "%s"}
+                """;
+        assertThatThrownBy(() -> NodeConfig.parse(hub.formatted(images.resolve("thumbs"), images), Role.HUB, Map.of()))
+                .isInstanceOf(ConfigException.class)
+                .hasMessageContaining("folders.images (" + images + ") and folders.thumbs (" + images.resolve("thumbs")
+                        + "): one is inside the other");
+        assertThatThrownBy(() -> NodeConfig.parse(site.formatted("images: \"" + images + "\", mirror: \"" + link + "\""), Role.SITE,
+                Map.of()))
+                .isInstanceOf(ConfigException.class)
+                .hasMessageContaining("folders.mirror (" + link + ") and folders.images (" + images + "): the same folder");
     }
 }
