@@ -12,6 +12,7 @@ import java.io.DataOutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.FileTime;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -131,6 +132,7 @@ class FileChannelTest {
         write(src.resolve("nested/deep/b.txt"), "beta".getBytes());
         write(src.resolve("empty.txt"), new byte[0]);
         write(src.resolve("ünï/名前.txt"), "gamma".getBytes());
+        Files.setPosixFilePermissions(src.resolve("ünï/名前.txt"), PosixFilePermissions.fromString("rwxr-x---"));
         write(src.resolve("draft.tmp"), "not synced".getBytes());
         try (HubNode hub = HubNode.start(hub("30s"), Clock.systemUTC());
              SiteNode s1 = SiteNode.start(site("s1", hub.url(), "30s"), Clock.systemUTC())) {
@@ -138,7 +140,15 @@ class FileChannelTest {
                     at.resolve("nested/deep/b.txt")) && same(src.resolve("empty.txt"), at.resolve("empty.txt"))
                     && same(src.resolve("ünï/名前.txt"), at.resolve("ünï/名前.txt")));
             assertThat(Files.getLastModifiedTime(at.resolve("big.bin")).toMillis()).isEqualTo(1_600_000_000_000L);
+            assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(at.resolve("ünï/名前.txt")))).isEqualTo("rwxr-x---");
             assertThat(at.resolve("draft.tmp")).doesNotExist();
+
+            // Permissions changed alone (same content, same time) arrive too, without the content being sent again.
+            long before = hub.files().literalBytes.get();
+            Files.setPosixFilePermissions(src.resolve("ünï/名前.txt"), PosixFilePermissions.fromString("rw-------"));
+            await("the new permissions at the hub").atMost(Duration.ofSeconds(20)).until(() ->
+                    PosixFilePermissions.toString(Files.getPosixFilePermissions(at.resolve("ünï/名前.txt"))).equals("rw-------"));
+            assertThat(hub.files().literalBytes.get()).as("content not sent again for a change of permissions").isEqualTo(before);
 
             long sent = hub.files().literalBytes.get();
             byte[] edited = Files.readAllBytes(big);
@@ -616,6 +626,24 @@ class FileChannelTest {
             Files.move(src, dir.resolve("unmounted")); // the folder goes at once, its file with it: as a disk not mounted
             await().atMost(Duration.ofSeconds(10)).until(() -> String.valueOf(s4.filesError()).contains("does not exist"));
             assertThat(at).as("the hub's copy after the walk that found no folder").exists();
+        }
+    }
+
+    @Test
+    void shouldFindAtTheTimedWalkAChangeTheFileSystemWatchMissed() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        dbs().exec("s5", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        Path f = write(dir.resolve("s5-images").resolve("a/f.bin"), random(2_000, 12));
+        // The same file under a second name in a folder nobody watches: written through it, the file changes without
+        // a notification for its channel folder (FolderWatchTest shows that no walk follows with a long interval).
+        Path other = Files.createLink(dir.resolve("elsewhere.bin"), f);
+        try (HubNode hub = HubNode.start(hub("1h"), Clock.systemUTC());
+             SiteNode s5 = SiteNode.start(site("s5", hub.url(), "2s"), Clock.systemUTC())) {
+            Path at = dir.resolve("hub-images").resolve("s5").resolve("a/f.bin");
+            await().atMost(Duration.ofSeconds(10)).until(() -> same(f, at));
+            Files.write(other, random(3_000, 13));
+            await("the change at the hub, found by a whole walk").atMost(Duration.ofSeconds(20)).until(() -> same(f, at));
+            assertThat(Files.readAllBytes(at)).isEqualTo(random(3_000, 13));
         }
     }
 

@@ -233,6 +233,26 @@ class FolderWatchTest {
     }
 
     @Test
+    void shouldCatchAtTheNextWholeWalkAChangeNoNotificationNamed(@TempDir Path elsewhere) throws Exception {
+        Path f = Files.writeString(Files.createDirectories(root.resolve("a")).resolve("f.txt"), "x");
+        Path other = Files.createLink(elsewhere.resolve("f.txt"), f); // the same file, under a folder nobody watches
+        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, held) -> true)) {
+            nextWalk(0);
+            int seen = quiet();
+            Files.writeString(other, "changed through its other name");
+            await("no notification, no walk").during(Duration.ofSeconds(1)).atMost(Duration.ofSeconds(2)).until(() -> walks.size() == seen);
+        }
+        walks.clear();
+        try (FolderWatch w = watch(Duration.ofMillis(300), (t, under, held) -> true)) {
+            nextWalk(0);
+            Files.writeString(other, "changed again");
+            // With no notification, the timed whole walks keep coming: one of them finds the change (FileChannelTest).
+            assertThat(nextWalk(1)).as("the next timed walk").isEmpty();
+            assertThat(nextWalk(2)).as("and the next").isEmpty();
+        }
+    }
+
+    @Test
     void shouldLeaveTimeBetweenWholeWalksLongerThanTheIntervalForWalksOfWhatChanged() throws Exception {
         Files.createDirectories(root.resolve("a"));
         // Each whole walk takes longer than the interval: the next whole one comes an interval after it ended.

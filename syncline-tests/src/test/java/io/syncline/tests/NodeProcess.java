@@ -69,6 +69,7 @@ public final class NodeProcess {
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(jvmOptions);
         cmd.add("-XX:+HeapDumpOnOutOfMemoryError");
+        cmd.add("-XX:+ExitOnOutOfMemoryError"); // a heap too small for the work ends the process: the tests' failFast sees it
         cmd.add("-XX:HeapDumpPath=" + log.getParent());
         cmd.add("-cp");
         cmd.add(System.getProperty("java.class.path"));
