@@ -175,6 +175,50 @@ class FileChannelTest {
     }
 
     @Test
+    void shouldRefuseAtASiteAHostilePathFromTheHubWithAClearErrorAndWriteNothing() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        dbs().exec("s6", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        Path hq = dir.resolve("hub-docs");
+        write(hq.resolve("fine.txt"), "fine".getBytes());
+        NodeConfig hubCfg = NodeConfig.parse("""
+                node: {id: hub}
+                database: {url: "%s"}
+                enrollment: {token: secret-token}
+                channels:
+                  - {name: products, tables: [{name: product}]}
+                fileChannels:
+                  - {name: docs, direction: hub-to-sites}
+                folders: {docs: "%s"}
+                files: {scanInterval: 1h}
+                """.formatted(dbs().url("hub"), hq), Role.HUB, Map.of());
+        try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
+            await("the hub's first walk").atMost(Duration.ofSeconds(10))
+                    .until(() -> dbs().count("hub", "SELECT COUNT(*) FROM sync_file WHERE path = 'fine.txt'") == 1);
+            // What a hub whose record was tampered with (or one that is not ours) would send: a file out of the folder.
+            try (java.sql.Connection c = java.sql.DriverManager.getConnection(dbs().url("hub"))) {
+                c.setAutoCommit(false);
+                io.syncline.engine.files.FileOutbox.record(c, "docs", List.of(new io.syncline.engine.files.FileScanner.Put(
+                        new io.syncline.engine.files.FileMeta("../escaped.txt", 4, 1_700_000_000_000L, 0644,
+                                io.syncline.engine.files.ContentHash.of("evil".getBytes())))));
+                c.commit();
+            }
+            NodeConfig siteCfg = NodeConfig.parse("""
+                    node: {id: s6}
+                    database: {url: "%s"}
+                    hub: {url: "%s", token: secret-token}
+                    folders: {docs: "%s"}
+                    """.formatted(dbs().url("s6"), hub.url(), dir.resolve("s6-docs")), Role.SITE, Map.of());
+            try (SiteNode s6 = SiteNode.start(siteCfg, Clock.systemUTC())) {
+                await("the site's error").atMost(Duration.ofSeconds(20)).until(() -> String.valueOf(s6.filesError()).contains("escaped"));
+                assertThat(s6.filesError()).contains("files of channel 'docs' from the hub").contains("'../escaped.txt'").contains("..");
+                assertThat(dir.resolve("escaped.txt")).as("nothing written out of the folder").doesNotExist();
+                assertThat(dir.resolve("s6-docs").resolve("fine.txt")).as("the page with the hostile path is refused whole")
+                        .doesNotExist();
+            }
+        }
+    }
+
+    @Test
     void shouldSendTheHubsFilesToTheSitesItRoutesTo() throws Exception {
         dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
         for (String s : List.of("s1", "s2")) {
