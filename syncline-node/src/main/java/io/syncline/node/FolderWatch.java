@@ -60,6 +60,8 @@ final class FolderWatch implements AutoCloseable {
     private static final long BUSY_MILLIS = 250;
     /** The folder of a file found gone and held back is walked again after this long, if no burst came before. */
     static final long HOLD_MILLIS = 250;
+    /** Files reported modified beyond this many in one burst: their folders are walked (see Walk#walk's edited). */
+    static final int MAX_EDITED = 1_000;
 
     /** A folder to walk, and its channel. */
     record Target(FileChannelSpec channel, Path folder) {
@@ -72,6 +74,9 @@ final class FolderWatch implements AutoCloseable {
          * @param under the folders, relative to the target's, where the file system reported changes, each to walk with
          *              everything below it; empty: none there (what was recorded before may still be sent); null: the
          *              whole folder
+         * @param edited null, or the files (relative paths, in {@code under}) that are all that changed there: the file
+         *              system reported only changes of content, time or permissions, no file or folder made, moved or
+         *              deleted. The walk may look at these files alone instead of walking {@code under}
          * @param held  the paths, relative to the target's folder, of files a walk of heard folders found gone and did not
          *              record as deleted yet (FileOutbox.recordWalk): read and replaced by the walk; their folders are
          *              walked again, with the next burst or soon (after a failed walk, the next is a whole one, which
@@ -80,7 +85,7 @@ final class FolderWatch implements AutoCloseable {
          * @throws AfterWalkException when the walk was recorded but what comes after it (the sending) failed: tried again
          *                            after a pause, without a whole walk
          */
-        boolean walk(Target t, List<String> under, Set<String> held) throws Exception;
+        boolean walk(Target t, List<String> under, List<String> edited, Set<String> held) throws Exception;
     }
 
     /** See {@link Walk#walk}: the walk was recorded; what came after it failed. */
@@ -104,6 +109,11 @@ final class FolderWatch implements AutoCloseable {
     private final Thread thread;
     /** Folders where changes were heard of since the last walk (this thread only). */
     private final Set<Path> heard = new HashSet<>();
+    /**
+     * Files reported modified (content, time or permissions) since the last walk, while nothing was reported made, moved
+     * or deleted; null once something was, or beyond MAX_EDITED (this thread only). See Walk#walk's edited.
+     */
+    private Set<Path> edited = new HashSet<>();
     /** Folders that appeared since the last walk, to watch before it (this thread only). */
     private final Set<Path> appeared = new HashSet<>();
     /** Per target, the files its last walk held back (Walk#walk; this thread only). */
@@ -142,8 +152,10 @@ final class FolderWatch implements AutoCloseable {
             }
             List<Path> changed = new ArrayList<>(heard);
             List<Path> fresh = new ArrayList<>(appeared);
+            List<Path> edits = full || edited == null ? null : new ArrayList<>(edited);
             heard.clear();
             appeared.clear();
+            edited = new HashSet<>();
             boolean failed = false;
             boolean busy = false;
             boolean holding = false;
@@ -159,16 +171,19 @@ final class FolderWatch implements AutoCloseable {
                                 + "is sent, and no file is taken as deleted, until it is there");
                     }
                     List<String> under = whole.contains(t) ? under(t.folder(), changed) : null;
-                    if (under == null) {
+                    // Only edits heard (nothing made, moved or deleted) and nothing held back, whose folders must be
+                    // looked at again: the walk may look at the edited files alone, and no folder is new to watch.
+                    List<String> files = whole.contains(t) && edits != null && heldBack.isEmpty() ? edited(t.folder(), edits) : null;
+                    if (files == null && under == null) {
                         watchQuietly(t.folder(), all, true);
-                    } else {
+                    } else if (files == null) {
                         for (Path f : fresh) {
                             if (f.startsWith(t.folder())) {
                                 watchQuietly(f, all, false);
                             }
                         }
                     }
-                    if (!walk.walk(t, under, heldBack)) {
+                    if (!walk.walk(t, under, files, heldBack)) {
                         busy = true;
                         if (under == null) {
                             whole.remove(t);
@@ -178,6 +193,7 @@ final class FolderWatch implements AutoCloseable {
                                 heard.add(d);
                             }
                         }
+                        edited = null; // (what this walk was told is not kept: its folders are walked)
                         continue;
                     }
                     whole.add(t);
@@ -207,6 +223,31 @@ final class FolderWatch implements AutoCloseable {
             long soon = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(holding ? HOLD_MILLIS : BUSY_MILLIS);
             waitForChange((busy || holding) && !failed ? Math.min(until, soon) : until);
         }
+    }
+
+    /**
+     * The files of {@code edits} in {@code folder}, relative to it and in path order; null when one of them is a
+     * folder or has a name that cannot travel (the folders are walked then).
+     */
+    static List<String> edited(Path folder, List<Path> edits) {
+        // (none here, with folders heard, is a folder heard for another reason: it is walked)
+        java.util.TreeSet<String> out = new java.util.TreeSet<>();
+        for (Path f : edits) {
+            if (!f.startsWith(folder) || f.equals(folder)) {
+                continue; // another target's
+            }
+            if (Files.isDirectory(f, LinkOption.NOFOLLOW_LINKS)) {
+                return null; // a folder's time or permissions: what is in it is walked
+            }
+            String path = SafePath.of(folder, f);
+            try {
+                SafePath.check(path);
+            } catch (io.syncline.api.UnsafePathException e) {
+                return null;
+            }
+            out.add(path);
+        }
+        return out.isEmpty() ? null : new ArrayList<>(out);
     }
 
     /** Has the folders of the files {@code heldBack} from {@code t} walked again with the next walk; true if any. */
@@ -326,9 +367,17 @@ final class FolderWatch implements AutoCloseable {
         for (WatchEvent<?> e : k.pollEvents()) {
             if (e.kind() == StandardWatchEventKinds.OVERFLOW) {
                 everything.set(true); // events were lost
+                edited = null;
                 continue;
             }
             heard.add(dir);
+            if (edited != null) {
+                if (e.kind() == StandardWatchEventKinds.ENTRY_MODIFY && e.context() instanceof Path child && edited.size() < MAX_EDITED) {
+                    edited.add(dir.resolve(child));
+                } else {
+                    edited = null; // made, moved or deleted (or too many): the folders are walked
+                }
+            }
             if (e.kind() == StandardWatchEventKinds.ENTRY_CREATE && e.context() instanceof Path child
                     && Files.isDirectory(dir.resolve(child), LinkOption.NOFOLLOW_LINKS)) {
                 appeared.add(dir.resolve(child));
@@ -339,6 +388,7 @@ final class FolderWatch implements AutoCloseable {
             everything.set(true);
             heard.clear();
             appeared.clear();
+            edited = null;
         }
     }
 

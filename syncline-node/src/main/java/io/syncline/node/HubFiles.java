@@ -141,7 +141,8 @@ final class HubFiles implements AutoCloseable {
         List<FolderWatch.Target> outgoing = channels.values().stream().filter(f -> f.direction().toSites())
                 .map(f -> new FolderWatch.Target(f, folders.get(f.name()))).toList();
         this.watch = outgoing.isEmpty() ? null
-                : new FolderWatch("syncline-hub-files", cfg.fileScanInterval(), () -> outgoing, this::walk);
+                : new FolderWatch("syncline-hub-files", cfg.fileScanInterval(), () -> outgoing,
+                        (t, under, edited, held) -> walk(t, under, held)); // (the heard folders: edited files not looked at alone)
     }
 
     /**

@@ -118,8 +118,8 @@ final class SiteFiles implements AutoCloseable {
         this.registration = registration;
         this.arrived = arrived;
         this.outgoing = new FolderWatch("syncline-site-" + cfg.nodeId() + "-files", cfg.fileScanInterval(),
-                () -> targets(ChannelSpec.Direction.SITE_TO_HUB), (t, under, held) -> {
-                    walk(t.channel(), t.folder(), under, held);
+                () -> targets(ChannelSpec.Direction.SITE_TO_HUB), (t, under, edited, held) -> {
+                    walk(t.channel(), t.folder(), under, edited, held);
                     try {
                         send(registration.get(), t.channel(), t.folder());
                     } catch (IOException | SQLException | RuntimeException e) {
@@ -440,7 +440,13 @@ final class SiteFiles implements AutoCloseable {
      * Records what changed in the folder since the last walk: in the folders {@code under} (FolderWatch.Walk), or all of
      * it; {@code held}: as in FolderWatch.Walk.
      */
-    private void walk(FileChannelSpec ch, Path folder, List<String> under, Set<String> held) throws IOException, SQLException {
+    /**
+     * Records what changed in a channel's folder: the folders {@code under} (null: all of it), or only the files
+     * {@code edited} when it is not null and the channel goes site-to-hub (FolderWatch.Walk); a two-way channel's walks
+     * also settle what the hub sent meanwhile, and look at folders.
+     */
+    private void walk(FileChannelSpec ch, Path folder, List<String> under, List<String> edited, Set<String> held)
+            throws IOException, SQLException {
         if (under != null && under.isEmpty()) {
             return;
         }
@@ -449,11 +455,17 @@ final class SiteFiles implements AutoCloseable {
         lock.lock(); // two-way: not while the hub's changes are applied to the folder (see fetchOnce)
         try (Connection c = db.connection()) {
             try {
-                int n = FileOutbox.recordWalk(c, ch.name(), scanner, clock.millis(), why -> {
+                java.util.function.Consumer<String> unsyncable = why -> {
                     if (warned.first(ch.name() + ": " + why)) {
                         LOG.warn("site {}: file channel '{}': a file is not sent: {}", cfg.nodeId(), ch.name(), why);
                     }
-                }, ch.direction() == ChannelSpec.Direction.TWO_WAY, under, held);
+                };
+                int n = edited != null && ch.direction() == ChannelSpec.Direction.SITE_TO_HUB
+                        ? FileOutbox.recordEdited(c, ch.name(), scanner, clock.millis(), edited) : -1;
+                if (n < 0) { // (or one of the edited files is no longer a plain file: their folders are walked)
+                    n = FileOutbox.recordWalk(c, ch.name(), scanner, clock.millis(), unsyncable,
+                            ch.direction() == ChannelSpec.Direction.TWO_WAY, under, held);
+                }
                 c.commit();
                 LOG.debug("site {}: file channel '{}': {} changes recorded", cfg.nodeId(), ch.name(), n);
             } catch (IOException | SQLException | RuntimeException e) {

@@ -30,9 +30,9 @@ class FolderWatchTest {
     private volatile long lastWalk = System.nanoTime();
 
     private FolderWatch watch(Duration interval, FolderWatch.Walk walk) throws Exception {
-        return new FolderWatch("test-watch", interval, () -> List.of(new FolderWatch.Target(CHANNEL, root)), (t, under, held) -> {
+        return new FolderWatch("test-watch", interval, () -> List.of(new FolderWatch.Target(CHANNEL, root)), (t, under, edited, held) -> {
             try {
-                return walk.walk(t, under, held);
+                return walk.walk(t, under, edited, held);
             } finally { // (counted once it is over: a test that sets up the next walk's answer does not race with it)
                 walks.add(Optional.ofNullable(under));
                 lastWalk = System.nanoTime();
@@ -41,7 +41,7 @@ class FolderWatchTest {
     }
 
     private FolderWatch watch() throws Exception {
-        return watch(Duration.ofHours(1), (t, under, held) -> true);
+        return watch(Duration.ofHours(1), (t, under, edited, held) -> true);
     }
 
     /** Waits for the next walk after those seen so far and returns it. */
@@ -109,7 +109,7 @@ class FolderWatchTest {
     void shouldWalkTheWholeFolderAfterAWalkFailed() throws Exception {
         Files.createDirectories(root.resolve("a"));
         AtomicBoolean fail = new AtomicBoolean();
-        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, held) -> {
+        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, edited, held) -> {
             if (fail.getAndSet(false)) {
                 throw new java.io.IOException("the database is away");
             }
@@ -127,7 +127,7 @@ class FolderWatchTest {
     void shouldNotWalkTheWholeFolderAgainWhenOnlyTheSendingAfterAWalkFailed() throws Exception {
         Files.createDirectories(root.resolve("a"));
         AtomicBoolean fail = new AtomicBoolean();
-        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, held) -> {
+        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, edited, held) -> {
             if (fail.getAndSet(false)) {
                 throw new FolderWatch.AfterWalkException(new java.io.IOException("the hub is away"));
             }
@@ -145,7 +145,7 @@ class FolderWatchTest {
     void shouldKeepWhatItHeardOfAFolderThatWasBusyAndWalkItSoon() throws Exception {
         Files.createDirectories(root.resolve("a"));
         AtomicBoolean busy = new AtomicBoolean();
-        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, held) -> !busy.getAndSet(false))) {
+        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, edited, held) -> !busy.getAndSet(false))) {
             nextWalk(0);
             busy.set(true);
             Files.writeString(root.resolve("a/f.txt"), "x");
@@ -166,7 +166,7 @@ class FolderWatchTest {
         List<Long> ended = Collections.synchronizedList(new ArrayList<>());
         AtomicBoolean hold = new AtomicBoolean();
         AtomicBoolean otherEnd = new AtomicBoolean();
-        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, held) -> {
+        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, edited, held) -> {
             began.add(System.nanoTime());
             heldAtStart.add(Set.copyOf(held));
             held.clear();
@@ -206,7 +206,7 @@ class FolderWatchTest {
         Path link = Files.createSymbolicLink(elsewhere.resolve("images"), root);
         List<Optional<List<String>>> linked = Collections.synchronizedList(new ArrayList<>());
         try (FolderWatch w = new FolderWatch("test-watch", Duration.ofHours(1), () -> List.of(new FolderWatch.Target(CHANNEL, link)),
-                (t, under, held) -> linked.add(Optional.ofNullable(under)))) {
+                (t, under, edited, held) -> linked.add(Optional.ofNullable(under)))) {
             await().atMost(Duration.ofSeconds(10)).until(() -> !linked.isEmpty());
             assertThat(linked.get(0)).as("at start: the whole folder").isEmpty();
             Files.writeString(root.resolve("a/b/f.txt"), "x");
@@ -217,7 +217,7 @@ class FolderWatchTest {
         FileChannelSpec other = new FileChannelSpec("other", ChannelSpec.Direction.SITE_TO_HUB, null, List.of(), List.of());
         List<Optional<List<String>>> plain = Collections.synchronizedList(new ArrayList<>());
         try (FolderWatch w = new FolderWatch("test-watch", Duration.ofHours(1),
-                () -> List.of(new FolderWatch.Target(other, root.resolve("a")), new FolderWatch.Target(CHANNEL, link)), (t, under, held) -> {
+                () -> List.of(new FolderWatch.Target(other, root.resolve("a")), new FolderWatch.Target(CHANNEL, link)), (t, under, edited, held) -> {
                     if (t.channel().equals(other)) {
                         plain.add(Optional.ofNullable(under));
                     } else {
@@ -236,14 +236,14 @@ class FolderWatchTest {
     void shouldCatchAtTheNextWholeWalkAChangeNoNotificationNamed(@TempDir Path elsewhere) throws Exception {
         Path f = Files.writeString(Files.createDirectories(root.resolve("a")).resolve("f.txt"), "x");
         Path other = Files.createLink(elsewhere.resolve("f.txt"), f); // the same file, under a folder nobody watches
-        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, held) -> true)) {
+        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, edited, held) -> true)) {
             nextWalk(0);
             int seen = quiet();
             Files.writeString(other, "changed through its other name");
             await("no notification, no walk").during(Duration.ofSeconds(1)).atMost(Duration.ofSeconds(2)).until(() -> walks.size() == seen);
         }
         walks.clear();
-        try (FolderWatch w = watch(Duration.ofMillis(300), (t, under, held) -> true)) {
+        try (FolderWatch w = watch(Duration.ofMillis(300), (t, under, edited, held) -> true)) {
             nextWalk(0);
             Files.writeString(other, "changed again");
             // With no notification, the timed whole walks keep coming: one of them finds the change (FileChannelTest).
@@ -253,10 +253,43 @@ class FolderWatchTest {
     }
 
     @Test
+    void shouldNameTheEditedFilesWhenABurstOnlyEditedFiles() throws Exception {
+        Path f = Files.writeString(Files.createDirectories(root.resolve("a/b")).resolve("f.txt"), "x");
+        Path g = Files.writeString(root.resolve("a/g.txt"), "y");
+        Path top = Files.writeString(root.resolve("top.txt"), "t");
+        List<List<String>> edits = Collections.synchronizedList(new ArrayList<>());
+        try (FolderWatch w = watch(Duration.ofHours(1), (t, under, edited, held) -> {
+            edits.add(edited);
+            return true;
+        })) {
+            nextWalk(0);
+            assertThat(edits.get(0)).as("the start: a whole walk").isNull();
+            int seen = quiet();
+            Files.writeString(f, "x2");
+            Files.writeString(g, "y2");
+            Files.setPosixFilePermissions(top, java.nio.file.attribute.PosixFilePermissions.fromString("rw-------"));
+            nextWalk(seen);
+            assertThat(edits.get(seen)).as("edits only: the files").containsExactly("a/b/f.txt", "a/g.txt", "top.txt");
+
+            seen = quiet();
+            Files.writeString(f, "x3");
+            Files.writeString(root.resolve("a/new.txt"), "n");
+            nextWalk(seen);
+            assertThat(edits.get(seen)).as("a file made too: the folders are walked").isNull();
+            assertThat(walks.get(seen)).contains(List.of("a"));
+
+            seen = quiet();
+            Files.setPosixFilePermissions(root.resolve("a/b"), java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
+            nextWalk(seen);
+            assertThat(edits.get(seen)).as("a folder's permissions: it is walked").isNull();
+        }
+    }
+
+    @Test
     void shouldLeaveTimeBetweenWholeWalksLongerThanTheIntervalForWalksOfWhatChanged() throws Exception {
         Files.createDirectories(root.resolve("a"));
         // Each whole walk takes longer than the interval: the next whole one comes an interval after it ended.
-        try (FolderWatch w = watch(Duration.ofMillis(600), (t, under, held) -> {
+        try (FolderWatch w = watch(Duration.ofMillis(600), (t, under, edited, held) -> {
             if (under == null) {
                 Thread.sleep(800);
             }

@@ -191,6 +191,34 @@ public final class FileOutbox {
         return changes.size();
     }
 
+    /**
+     * Records the changes of files the file system reported modified (content, time or permissions) while nothing was
+     * made, moved or deleted around them (FolderWatch): each is looked at alone against its record, rather than walking
+     * the folders it is in, so the cost is that of the files changed, not of their folders. Returns how many changes
+     * were recorded; -1, having recorded nothing, when one of them is no longer a plain file of the channel (gone, a
+     * folder, a link: FileScanner.lookAt) or its record predates content hashes: the caller walks their folders then.
+     */
+    public static int recordEdited(Connection c, String channel, FileScanner scanner, long nowMillis, List<String> paths)
+            throws SQLException, java.io.IOException {
+        List<FileScanner.Change> changes = new ArrayList<>();
+        for (String path : paths) {
+            Recorded r = recorded(c, channel, path);
+            FileMeta known = r == null ? null : r.meta();
+            if (known != null && known.hash().equals(ContentHash.UNKNOWN)) {
+                return -1;
+            }
+            FileMeta now = scanner.lookAt(path, known, nowMillis);
+            if (now == null) {
+                return -1;
+            }
+            if (!now.equals(known)) {
+                changes.add(new FileScanner.Put(now));
+            }
+        }
+        record(c, channel, changes);
+        return changes.size();
+    }
+
     /** The length of the recorded files {@code changes} finds gone (deletions, not moves), all together. */
     private static long goneBytes(List<FileScanner.Change> changes, Map<String, FileMeta> known) {
         long bytes = 0;

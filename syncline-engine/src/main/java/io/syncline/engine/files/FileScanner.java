@@ -88,6 +88,31 @@ public final class FileScanner {
         return Files.exists(root.resolve(path), java.nio.file.LinkOption.NOFOLLOW_LINKS);
     }
 
+    /**
+     * One file looked at alone, as a walk of its folder would look at it (hashed unless its record {@code known} says
+     * it is unchanged): its state now, or {@code known} while it is being written (as a walk leaves it). Null when
+     * {@code path} is not a plain file the channel takes (gone, a folder, a link or a way through one, left out by the
+     * patterns) or when it is new and being written: its folder must be walked to know what became of it.
+     */
+    public FileMeta lookAt(String path, FileMeta known, long nowMillis) throws IOException {
+        if (!matches(path)) {
+            return null;
+        }
+        Path file;
+        BasicFileAttributes attrs;
+        try {
+            file = SafePath.resolve(root, path);
+            try {
+                attrs = Files.readAttributes(file, PosixFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+            } catch (UnsupportedOperationException e) {
+                attrs = Files.readAttributes(file, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+            }
+        } catch (io.syncline.api.UnsafePathException | NoSuchFileException e) {
+            return null;
+        }
+        return attrs.isRegularFile() ? look(file, path, attrs, known, null, nowMillis) : null;
+    }
+
     /** True when the channel takes the file at relative path {@code path}. */
     public boolean matches(String path) {
         String name = path.substring(path.lastIndexOf('/') + 1);

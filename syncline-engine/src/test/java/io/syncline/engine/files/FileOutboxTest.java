@@ -187,4 +187,38 @@ class FileOutboxTest {
         entries.forEach(e -> out.add(e.seq()));
         return out;
     }
+
+    @Test
+    void shouldRecordEditedFilesAloneAndLeaveToAWalkAnyThatIsNoLongerAPlainFile(@TempDir Path folder) throws Exception {
+        FileScanner scanner = new FileScanner(folder, List.of(), List.of("*.tmp"));
+        Path a = Files.writeString(Files.createDirectories(folder.resolve("d")).resolve("a.txt"), "one");
+        Path b = Files.writeString(folder.resolve("d/b.txt"), "two");
+        Files.writeString(folder.resolve("d/other.txt"), "never looked at");
+        long old = System.currentTimeMillis() - 60_000;
+        for (Path f : List.of(a, b)) {
+            Files.setLastModifiedTime(f, java.nio.file.attribute.FileTime.fromMillis(old));
+        }
+        FileOutbox.record(c, CH, List.of(new FileScanner.Put(scanner.lookAt("d/a.txt", null, System.currentTimeMillis())),
+                new FileScanner.Put(scanner.lookAt("d/b.txt", null, System.currentTimeMillis()))));
+        long next = FileOutbox.next(c, CH);
+
+        Files.writeString(a, "one, edited");
+        assertThat(FileOutbox.recordEdited(c, CH, scanner, System.currentTimeMillis(), List.of("d/a.txt", "d/b.txt")))
+                .as("a changed, b did not").isEqualTo(1);
+        assertThat(FileOutbox.recorded(c, CH, "d/a.txt").meta().hash()).isEqualTo(ContentHash.of("one, edited".getBytes()));
+        assertThat(FileOutbox.recorded(c, CH, "d/a.txt").seq()).isEqualTo(next);
+        assertThat(FileOutbox.recorded(c, CH, "d/other.txt")).as("its folder was not walked").isNull();
+
+        Files.delete(b);
+        Files.writeString(a, "one, edited again");
+        assertThat(FileOutbox.recordEdited(c, CH, scanner, System.currentTimeMillis(), List.of("d/a.txt", "d/b.txt")))
+                .as("b is gone: its folder must be walked").isEqualTo(-1);
+        Files.createDirectories(b);
+        assertThat(FileOutbox.recordEdited(c, CH, scanner, System.currentTimeMillis(), List.of("d/b.txt"))).as("now a folder").isEqualTo(-1);
+        Files.writeString(folder.resolve("d/c.tmp"), "left out");
+        assertThat(FileOutbox.recordEdited(c, CH, scanner, System.currentTimeMillis(), List.of("d/c.tmp"))).as("left out by the patterns")
+                .isEqualTo(-1);
+        assertThat(FileOutbox.next(c, CH)).as("nothing recorded by the refused ones").isEqualTo(next + 1);
+        assertThat(FileOutbox.recorded(c, CH, "d/a.txt").meta().hash()).isEqualTo(ContentHash.of("one, edited".getBytes()));
+    }
 }
