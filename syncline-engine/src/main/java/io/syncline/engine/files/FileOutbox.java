@@ -194,9 +194,10 @@ public final class FileOutbox {
     /**
      * Records the changes of files the file system reported modified (content, time or permissions) while nothing was
      * made, moved or deleted around them (FolderWatch): each is looked at alone against its record, rather than walking
-     * the folders it is in, so the cost is that of the files changed, not of their folders. Returns how many changes
-     * were recorded; -1, having recorded nothing, when one of them is no longer a plain file of the channel (gone, a
-     * folder, a link: FileScanner.lookAt) or its record predates content hashes: the caller walks their folders then.
+     * the folders it is in, so the cost is that of the files changed, not of their folders. A file the patterns leave
+     * out and that is not recorded is passed over. Returns how many changes were recorded; -1, having recorded nothing,
+     * when one of them is no longer a plain file of the channel (gone, a folder, a link, one with other names: see
+     * FileScanner.lookAt), cannot be read, or has a record that predates content hashes: the caller walks their folders.
      */
     public static int recordEdited(Connection c, String channel, FileScanner scanner, long nowMillis, List<String> paths)
             throws SQLException, java.io.IOException {
@@ -207,7 +208,15 @@ public final class FileOutbox {
             if (known != null && known.hash().equals(ContentHash.UNKNOWN)) {
                 return -1;
             }
-            FileMeta now = scanner.lookAt(path, known, nowMillis);
+            if (known == null && !scanner.matches(path)) {
+                continue; // left out by the patterns, and not recorded: nothing to record (a swap file, say)
+            }
+            FileMeta now;
+            try {
+                now = scanner.lookAt(path, known, nowMillis);
+            } catch (java.nio.file.FileSystemException e) {
+                return -1; // (not readable, say: the folder walk warns once and keeps the record)
+            }
             if (now == null) {
                 return -1;
             }

@@ -92,7 +92,8 @@ public final class FileScanner {
      * One file looked at alone, as a walk of its folder would look at it (hashed unless its record {@code known} says
      * it is unchanged): its state now, or {@code known} while it is being written (as a walk leaves it). Null when
      * {@code path} is not a plain file the channel takes (gone, a folder, a link or a way through one, left out by the
-     * patterns) or when it is new and being written: its folder must be walked to know what became of it.
+     * patterns), when the file has other names (hard links: written through one of them, the others changed too, and
+     * the file system names only the one written), or when it is new and being written: its folder must be walked.
      */
     public FileMeta lookAt(String path, FileMeta known, long nowMillis) throws IOException {
         if (!matches(path)) {
@@ -110,7 +111,19 @@ public final class FileScanner {
         } catch (io.syncline.api.UnsafePathException | NoSuchFileException e) {
             return null;
         }
-        return attrs.isRegularFile() ? look(file, path, attrs, known, null, nowMillis) : null;
+        if (!attrs.isRegularFile() || links(file) > 1) {
+            return null; // (a file with other names may have changed under them too, which a walk of the folders finds)
+        }
+        return look(file, path, attrs, known, null, nowMillis);
+    }
+
+    /** How many names the file has (hard links; 1 where the file system does not say). */
+    private static int links(Path file) throws IOException {
+        try {
+            return ((Number) Files.getAttribute(file, "unix:nlink", LinkOption.NOFOLLOW_LINKS)).intValue();
+        } catch (UnsupportedOperationException | IllegalArgumentException e) {
+            return 1;
+        }
     }
 
     /** True when the channel takes the file at relative path {@code path}. */

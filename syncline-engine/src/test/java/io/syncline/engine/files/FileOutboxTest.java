@@ -217,8 +217,20 @@ class FileOutboxTest {
         assertThat(FileOutbox.recordEdited(c, CH, scanner, System.currentTimeMillis(), List.of("d/b.txt"))).as("now a folder").isEqualTo(-1);
         Files.writeString(folder.resolve("d/c.tmp"), "left out");
         assertThat(FileOutbox.recordEdited(c, CH, scanner, System.currentTimeMillis(), List.of("d/c.tmp"))).as("left out by the patterns")
-                .isEqualTo(-1);
+                .isZero();
+        Path other = Files.createLink(folder.resolve("d/other-name.txt"), a);
+        Files.writeString(other, "through its other name");
+        assertThat(FileOutbox.recordEdited(c, CH, scanner, System.currentTimeMillis(), List.of("d/other-name.txt")))
+                .as("a file with two names: its folders must be walked (the other name changed too)").isEqualTo(-1);
         assertThat(FileOutbox.next(c, CH)).as("nothing recorded by the refused ones").isEqualTo(next + 1);
         assertThat(FileOutbox.recorded(c, CH, "d/a.txt").meta().hash()).isEqualTo(ContentHash.of("one, edited".getBytes()));
+        if (!"root".equals(System.getProperty("user.name"))) { // (root reads any file)
+            Path locked = Files.writeString(folder.resolve("d/locked.txt"), "secret");
+            FileOutbox.record(c, CH, List.of(new FileScanner.Put(scanner.lookAt("d/locked.txt", null, System.currentTimeMillis()))));
+            Files.writeString(locked, "secret, edited");
+            Files.setPosixFilePermissions(locked, java.nio.file.attribute.PosixFilePermissions.fromString("---------"));
+            assertThat(FileOutbox.recordEdited(c, CH, scanner, System.currentTimeMillis(), List.of("d/locked.txt")))
+                    .as("cannot be read: the folder walk warns").isEqualTo(-1);
+        }
     }
 }
