@@ -65,6 +65,34 @@ class FileChannelTest {
                 """.formatted(id, dbs().url(id), hubUrl, dir.resolve(id + "-images"), scanInterval), Role.SITE, Map.of());
     }
 
+    /**
+     * A hub whose file channel docs goes hub-to-sites from folder hub-docs; {@code more}: more of the channel's keys
+     * (", sites: ..."), or "".
+     */
+    private NodeConfig docsHub(String more, String scanInterval) {
+        return NodeConfig.parse("""
+                node: {id: hub}
+                database: {url: "%s"}
+                enrollment: {token: secret-token}
+                channels:
+                  - {name: products, tables: [{name: product}]}
+                fileChannels:
+                  - {name: docs, direction: hub-to-sites%s}
+                folders: {docs: "%s"}
+                files: {scanInterval: %s}
+                """.formatted(dbs().url("hub"), more, dir.resolve("hub-docs"), scanInterval), Role.HUB, Map.of());
+    }
+
+    /** A site taking file channel docs into folder {@code <id>-docs}. */
+    private NodeConfig docsSite(String id, String hubUrl) {
+        return NodeConfig.parse("""
+                node: {id: %s}
+                database: {url: "%s"}
+                hub: {url: "%s", token: secret-token}
+                folders: {docs: "%s"}
+                """.formatted(id, dbs().url(id), hubUrl, dir.resolve(id + "-docs")), Role.SITE, Map.of());
+    }
+
     private static byte[] random(int n, long seed) {
         byte[] b = new byte[n];
         new Random(seed).nextBytes(b);
@@ -180,17 +208,7 @@ class FileChannelTest {
         dbs().exec("s6", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
         Path hq = dir.resolve("hub-docs");
         write(hq.resolve("fine.txt"), "fine".getBytes());
-        NodeConfig hubCfg = NodeConfig.parse("""
-                node: {id: hub}
-                database: {url: "%s"}
-                enrollment: {token: secret-token}
-                channels:
-                  - {name: products, tables: [{name: product}]}
-                fileChannels:
-                  - {name: docs, direction: hub-to-sites}
-                folders: {docs: "%s"}
-                files: {scanInterval: 1h}
-                """.formatted(dbs().url("hub"), hq), Role.HUB, Map.of());
+        NodeConfig hubCfg = docsHub("", "1h");
         try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
             await("the hub's first walk").atMost(Duration.ofSeconds(10))
                     .until(() -> dbs().count("hub", "SELECT COUNT(*) FROM sync_file WHERE path = 'fine.txt'") == 1);
@@ -202,12 +220,7 @@ class FileChannelTest {
                                 io.syncline.engine.files.ContentHash.of("evil".getBytes())))));
                 c.commit();
             }
-            NodeConfig siteCfg = NodeConfig.parse("""
-                    node: {id: s6}
-                    database: {url: "%s"}
-                    hub: {url: "%s", token: secret-token}
-                    folders: {docs: "%s"}
-                    """.formatted(dbs().url("s6"), hub.url(), dir.resolve("s6-docs")), Role.SITE, Map.of());
+            NodeConfig siteCfg = docsSite("s6", hub.url());
             try (SiteNode s6 = SiteNode.start(siteCfg, Clock.systemUTC())) {
                 await("the site's error").atMost(Duration.ofSeconds(20)).until(() -> String.valueOf(s6.filesError()).contains("escaped"));
                 assertThat(s6.filesError()).contains("files of channel 'docs' from the hub").contains("'../escaped.txt'").contains("..");
@@ -227,26 +240,12 @@ class FileChannelTest {
         Path hq = dir.resolve("hub-docs");
         Path pdf = write(hq.resolve("a.pdf"), random(300_000, 5));
         write(hq.resolve("nested/x.txt"), "x".getBytes());
-        NodeConfig hubCfg = NodeConfig.parse("""
-                node: {id: hub}
-                database: {url: "%s"}
-                enrollment: {token: secret-token}
-                channels:
-                  - {name: products, tables: [{name: product}]}
-                fileChannels:
-                  - {name: docs, direction: hub-to-sites, sites: "id IN ('s1', 's2')"}
-                folders: {docs: "%s"}
-                """.formatted(dbs().url("hub"), hq), Role.HUB, Map.of());
+        NodeConfig hubCfg = docsHub(", sites: \"id IN ('s1', 's2')\"", "30s");
         try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
             NodeConfig[] cfgs = new NodeConfig[2];
             for (int i = 0; i < 2; i++) {
                 String id = "s" + (i + 1);
-                cfgs[i] = NodeConfig.parse("""
-                        node: {id: %s}
-                        database: {url: "%s"}
-                        hub: {url: "%s", token: secret-token}
-                        folders: {docs: "%s"}
-                        """.formatted(id, dbs().url(id), hub.url(), dir.resolve(id + "-docs")), Role.SITE, Map.of());
+                cfgs[i] = docsSite(id, hub.url());
             }
             try (SiteNode s1 = SiteNode.start(cfgs[0], Clock.systemUTC()); SiteNode s2 = SiteNode.start(cfgs[1], Clock.systemUTC())) {
                 List<Path> sites = List.of(dir.resolve("s1-docs"), dir.resolve("s2-docs"));
@@ -303,16 +302,7 @@ class FileChannelTest {
         for (int r = 0; r < rounds; r++) {
             write(hq.resolve("f" + r + ".txt"), ("file " + r).getBytes());
         }
-        NodeConfig hubCfg = NodeConfig.parse("""
-                node: {id: hub}
-                database: {url: "%s"}
-                enrollment: {token: secret-token}
-                channels:
-                  - {name: products, tables: [{name: product}]}
-                fileChannels:
-                  - {name: docs, direction: hub-to-sites}
-                folders: {docs: "%s"}
-                """.formatted(dbs().url("hub"), hq), Role.HUB, Map.of());
+        NodeConfig hubCfg = docsHub("", "30s");
         try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
             List<String> sites = List.of("s1", "s2", "s3", "s4", "s5", "s6");
             Map<String, RawHubClient> clients = new HashMap<>();
