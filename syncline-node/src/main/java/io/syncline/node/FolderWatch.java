@@ -226,11 +226,10 @@ final class FolderWatch implements AutoCloseable {
     }
 
     /**
-     * The files of {@code edits} in {@code folder}, relative to it and in path order; null when one of them is a
-     * folder or has a name that cannot travel (the folders are walked then).
+     * The files of {@code edits} in {@code folder}, relative to it and in path order; null when none is in it, or when
+     * one of them is a folder or has a name that cannot travel (the folders heard are walked then).
      */
     static List<String> edited(Path folder, List<Path> edits) {
-        // (none here, with folders heard, is a folder heard for another reason: it is walked)
         java.util.TreeSet<String> out = new java.util.TreeSet<>();
         for (Path f : edits) {
             if (!f.startsWith(folder) || f.equals(folder)) {

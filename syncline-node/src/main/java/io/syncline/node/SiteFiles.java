@@ -437,13 +437,9 @@ final class SiteFiles implements AutoCloseable {
     // ---- site to hub -----------------------------------------------------------------------------
 
     /**
-     * Records what changed in the folder since the last walk: in the folders {@code under} (FolderWatch.Walk), or all of
-     * it; {@code held}: as in FolderWatch.Walk.
-     */
-    /**
-     * Records what changed in a channel's folder: the folders {@code under} (null: all of it), or only the files
-     * {@code edited} when it is not null and the channel goes site-to-hub (FolderWatch.Walk); a two-way channel's walks
-     * also settle what the hub sent meanwhile, and look at folders.
+     * Records what changed in the folder since the last walk: in the folders {@code under} (null: all of it), or only
+     * the files {@code edited} when it is not null and the channel goes site-to-hub; {@code held}: as in
+     * FolderWatch.Walk.
      */
     private void walk(FileChannelSpec ch, Path folder, List<String> under, List<String> edited, Set<String> held)
             throws IOException, SQLException {
