@@ -66,10 +66,10 @@ class FileChannelTest {
     }
 
     /**
-     * A hub whose file channel docs goes hub-to-sites from folder hub-docs; {@code more}: more of the channel's keys
-     * (", sites: ..."), or "".
+     * A hub whose file channel {@code channel} has its folder in hub-{@code channel}; {@code keys}: the channel's other
+     * keys ("direction: hub-to-sites, sites: ...").
      */
-    private NodeConfig docsHub(String more, String scanInterval) {
+    private NodeConfig fileHub(String channel, String keys, String scanInterval) {
         return NodeConfig.parse("""
                 node: {id: hub}
                 database: {url: "%s"}
@@ -77,10 +77,10 @@ class FileChannelTest {
                 channels:
                   - {name: products, tables: [{name: product}]}
                 fileChannels:
-                  - {name: docs, direction: hub-to-sites%s}
-                folders: {docs: "%s"}
+                  - {name: %s, %s}
+                folders: {%s: "%s"}
                 files: {scanInterval: %s}
-                """.formatted(dbs().url("hub"), more, dir.resolve("hub-docs"), scanInterval), Role.HUB, Map.of());
+                """.formatted(dbs().url("hub"), channel, keys, channel, dir.resolve("hub-" + channel), scanInterval), Role.HUB, Map.of());
     }
 
     /** A site taking file channel docs into folder {@code <id>-docs}. */
@@ -208,7 +208,7 @@ class FileChannelTest {
         dbs().exec("s6", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
         Path hq = dir.resolve("hub-docs");
         write(hq.resolve("fine.txt"), "fine".getBytes());
-        NodeConfig hubCfg = docsHub("", "1h");
+        NodeConfig hubCfg = fileHub("docs", "direction: hub-to-sites", "1h");
         try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
             await("the hub's first walk").atMost(Duration.ofSeconds(10))
                     .until(() -> dbs().count("hub", "SELECT COUNT(*) FROM sync_file WHERE path = 'fine.txt'") == 1);
@@ -240,7 +240,7 @@ class FileChannelTest {
         Path hq = dir.resolve("hub-docs");
         Path pdf = write(hq.resolve("a.pdf"), random(300_000, 5));
         write(hq.resolve("nested/x.txt"), "x".getBytes());
-        NodeConfig hubCfg = docsHub(", sites: \"id IN ('s1', 's2')\"", "30s");
+        NodeConfig hubCfg = fileHub("docs", "direction: hub-to-sites, sites: \"id IN ('s1', 's2')\"", "30s");
         try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
             NodeConfig[] cfgs = new NodeConfig[2];
             for (int i = 0; i < 2; i++) {
@@ -302,7 +302,7 @@ class FileChannelTest {
         for (int r = 0; r < rounds; r++) {
             write(hq.resolve("f" + r + ".txt"), ("file " + r).getBytes());
         }
-        NodeConfig hubCfg = docsHub("", "30s");
+        NodeConfig hubCfg = fileHub("docs", "direction: hub-to-sites", "30s");
         try (HubNode hub = HubNode.start(hubCfg, Clock.systemUTC())) {
             List<String> sites = List.of("s1", "s2", "s3", "s4", "s5", "s6");
             Map<String, RawHubClient> clients = new HashMap<>();
@@ -459,7 +459,7 @@ class FileChannelTest {
         dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
         Path hq = dir.resolve("hub-shared");
         write(hq.resolve("a.txt"), "v0".getBytes());
-        try (HubNode hub = HubNode.start(twoWayHub(hq), Clock.systemUTC())) {
+        try (HubNode hub = HubNode.start(fileHub("shared", "direction: two-way", "30s"), Clock.systemUTC())) {
             Map<String, NodeConfig> cfgs = new HashMap<>();
             for (String id : List.of("s1", "s2")) {
                 cfgs.put(id, twoWaySite(id, hub.url()));
@@ -556,19 +556,6 @@ class FileChannelTest {
         }
     }
 
-    private NodeConfig twoWayHub(Path hq) {
-        return NodeConfig.parse("""
-                node: {id: hub}
-                database: {url: "%s"}
-                enrollment: {token: secret-token}
-                channels:
-                  - {name: products, tables: [{name: product}]}
-                fileChannels:
-                  - {name: shared, direction: two-way}
-                folders: {shared: "%s"}
-                """.formatted(dbs().url("hub"), hq), Role.HUB, Map.of());
-    }
-
     private NodeConfig twoWaySite(String id, String hubUrl) throws Exception {
         Files.createDirectories(dir.resolve(id + "-shared"));
         dbs().exec(id, "CREATE TABLE IF NOT EXISTS product (id INT PRIMARY KEY, name VARCHAR(100))");
@@ -587,7 +574,7 @@ class FileChannelTest {
         write(hq.resolve("draft.txt"), "the draft".getBytes());
         Path s1 = dir.resolve("s1-shared");
         Path s2 = dir.resolve("s2-shared");
-        try (HubNode hub = HubNode.start(twoWayHub(hq), Clock.systemUTC())) {
+        try (HubNode hub = HubNode.start(fileHub("shared", "direction: two-way", "30s"), Clock.systemUTC())) {
             NodeConfig c1 = twoWaySite("s1", hub.url());
             try (SiteNode site2 = SiteNode.start(twoWaySite("s2", hub.url()), Clock.systemUTC())) {
                 SiteNode site1 = SiteNode.start(c1, Clock.systemUTC());
