@@ -462,7 +462,7 @@ public final class FileFolder {
         FileChannel ch = createNew(fresh);
         try {
             Delta.Stats got;
-            Writeback out = new Writeback(new BufferedOutputStream(Channels.newOutputStream(ch), 64 * 1024), ch);
+            Writeback out = new Writeback(new BufferedOutputStream(Channels.newOutputStream(ch), 64 * 1024), () -> ch.force(false));
             try {
                 got = Delta.decode(in, basis, out, meta.path(), meta.size());
             } catch (Delta.CutException | IOException e) { // the data stopped (a cut connection, a peer gone): not malformed

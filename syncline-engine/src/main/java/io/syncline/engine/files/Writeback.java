@@ -3,7 +3,6 @@ package io.syncline.engine.files;
 import java.io.FilterOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
-import java.nio.channels.FileChannel;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -25,15 +24,21 @@ final class Writeback extends FilterOutputStream {
         t.setDaemon(true);
         return t;
     });
-    private final FileChannel ch;
+    private final Flush flush;
     private long unflushed;
     private Future<?> pending;
     private int started;
     private IOException failed;
 
-    Writeback(OutputStream out, FileChannel ch) {
+    /** Flushes the file's data written so far to disk (for a file channel: {@code () -> ch.force(false)}). */
+    @FunctionalInterface
+    interface Flush {
+        void force() throws IOException;
+    }
+
+    Writeback(OutputStream out, Flush flush) {
         super(out);
-        this.ch = ch;
+        this.flush = flush;
     }
 
     @Override
@@ -56,7 +61,7 @@ final class Writeback extends FilterOutputStream {
             unflushed = 0;
             started++;
             pending = FLUSHER.submit(() -> {
-                ch.force(false);
+                flush.force();
                 return null;
             });
         }
