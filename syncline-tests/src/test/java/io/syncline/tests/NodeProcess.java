@@ -71,6 +71,7 @@ public final class NodeProcess {
         cmd.add("-XX:+HeapDumpOnOutOfMemoryError");
         cmd.add("-XX:+ExitOnOutOfMemoryError"); // a heap too small for the work ends the process: the tests' failFast sees it
         cmd.add("-XX:HeapDumpPath=" + log.getParent());
+        cmd.add("--enable-native-access=ALL-UNNAMED"); // syncfs for received files, as the jar's manifest allows
         cmd.add("-cp");
         cmd.add(System.getProperty("java.class.path"));
         cmd.add("io.syncline.cli.Main");

@@ -57,8 +57,10 @@ public final class FileFolder {
     private final Path root;
     private final Path work;
     private final boolean posix;
-    /** At most this many files of {@link #receiveLater} are under way at a time. */
+    /** At most this many files of {@link #receiveLater} are under way at a time, each flushed on its own. */
     static final int MAX_UNSETTLED = 64;
+    /** The same with a {@link GroupFlush}, where a file waits for the next flush of many: what it holds is a name. */
+    static final int MAX_UNSETTLED_GROUPED = 1024;
     /** Files of {@link #receiveLater} up to this size are received into memory (see buildInMemory). */
     static final int SMALL_FILE = 256 << 10;
     /**
@@ -90,6 +92,9 @@ public final class FileFolder {
     private final java.util.ArrayDeque<Future<?>> unsettled = new java.util.ArrayDeque<>();
     /** Their contents' hashes: one content is built under one name at a time. */
     private final Set<String> underWay = new java.util.HashSet<>();
+    /** Flushes the files of {@link #receiveLater} to disk in groups; null where each is flushed on its own. */
+    private final GroupFlush group;
+    private final int maxUnsettled;
 
     public FileFolder(Path root) throws IOException {
         this(root, PARTIAL_MAX_AGE, java.time.Clock.systemUTC());
@@ -110,6 +115,8 @@ public final class FileFolder {
         }
         Files.createDirectories(work);
         this.posix = Files.getFileStore(this.root).supportsFileAttributeView("posix");
+        this.group = GroupFlush.of(this.root).orElse(null);
+        this.maxUnsettled = group == null ? MAX_UNSETTLED : MAX_UNSETTLED_GROUPED;
         if (SWEPT.add(this.root)) {
             sweepSha256Leftovers();
             Reaper.releaseLeftovers(work); // old versions a process that died had set aside
@@ -309,24 +316,32 @@ public final class FileFolder {
         if (underWay.contains(meta.hash())) {
             settle();
         }
-        while (unsettled.size() >= MAX_UNSETTLED) {
+        while (unsettled.size() >= maxUnsettled) {
             await(unsettled.poll());
         }
         if (!UNDER_WAY.tryAcquire()) {
             // Every flush thread has work enough (many exchanges at once): this one puts its file in place itself.
             return java.util.concurrent.CompletableFuture.completedFuture(putInPlace(build(meta, in, basis), target));
         }
-        Future<Delta.Stats> done;
+        java.util.concurrent.CompletableFuture<Delta.Stats> done = new java.util.concurrent.CompletableFuture<>();
         try {
+            long begun = group == null ? 0 : group.begin(); // before anything of the file is written
             Built b = meta.size() <= SMALL_FILE && IN_MEMORY.tryAcquire((int) meta.size())
                     ? buildInMemory(meta, in, basis) : build(meta, in, basis);
             underWay.add(meta.hash());
             try {
-                done = FLUSHERS.submit(() -> {
+                FLUSHERS.execute(() -> {
                     try {
-                        return putInPlace(b, target);
+                        if (group == null) {
+                            done.complete(putInPlace(b, target));
+                        } else {
+                            prepare(b, false);
+                            group.add(begun, meta.path(), () -> installBuilt(b, target), () -> Files.deleteIfExists(b.fresh()), done);
+                        }
+                    } catch (Throwable t) {
+                        done.completeExceptionally(t);
                     } finally {
-                        UNDER_WAY.release();
+                        UNDER_WAY.release(); // its file is closed: what is left to do holds neither memory nor a file
                     }
                 });
             } catch (java.util.concurrent.RejectedExecutionException e) {
@@ -492,14 +507,29 @@ public final class FileFolder {
 
     /** Flushes a built file to disk, gives it its attributes and renames it over {@code target}. */
     private Delta.Stats putInPlace(Built b, Path target) throws IOException {
-        FileMeta meta = b.meta();
+        prepare(b, true);
+        return installBuilt(b, target);
+    }
+
+    /**
+     * Writes a built file (if built in memory), gives it its attributes, flushes it to disk if {@code force} (else a
+     * {@link GroupFlush} does) and closes it. On failure it is deleted.
+     */
+    private void prepare(Built b, boolean force) throws IOException {
         try (FileChannel ch = b.content() == null ? b.channel() : written(b)) {
-            setAttributes(b.fresh(), meta); // before the flush, which then writes them with the file's creation
-            ch.force(true);
+            setAttributes(b.fresh(), b.meta()); // before the flush, which then writes them with the file's creation
+            if (force) {
+                ch.force(true);
+            }
         } catch (IOException | RuntimeException e) {
             Files.deleteIfExists(b.fresh()); // not known to be on disk: nothing of it is kept
             throw e;
         }
+    }
+
+    /** Renames a built file, flushed to disk, over {@code target}. */
+    private Delta.Stats installBuilt(Built b, Path target) throws IOException {
+        FileMeta meta = b.meta();
         try {
             install(b.fresh(), target, meta.path());
         } catch (IOException | RuntimeException e) {
