@@ -34,8 +34,10 @@ import java.util.concurrent.Future;
  * small files doubled their cost), before the receiver records the changes as applied. A transfer that breaks keeps what it wrote as <hash>.part, and the next attempt
  * offers those chunks in its basis, so only the rest travels again (chunks are known by the id of their content, so
  * a partial file can never contribute a wrong byte). Every path from the other side goes through
- * SafePath first. One writer per folder at a time (the caller's lock). receiveLater leaves the flush and the rename of
- * each file to the flush threads, so the flushes of many small files overlap; flush() waits for them first.
+ * SafePath first. One writer per folder at a time (the caller's lock). receiveLater leaves the writing, the flush and
+ * the rename of each file to the flush threads, so the flushes of many small files overlap, or, where a GroupFlush can
+ * be had, the writing to the flush threads and the flush and rename to the group flush, which flushes the files of
+ * many at once (one syncfs); flush() waits for them first.
  */
 public final class FileFolder {
     /**
@@ -92,9 +94,12 @@ public final class FileFolder {
     private final java.util.ArrayDeque<Future<?>> unsettled = new java.util.ArrayDeque<>();
     /** Their contents' hashes: one content is built under one name at a time. */
     private final Set<String> underWay = new java.util.HashSet<>();
+    /** Gives the group flush of a folder's file system, or null where each file is to be flushed on its own. */
+    private final java.util.function.Function<Path, GroupFlush> groups;
     /** Flushes the files of {@link #receiveLater} to disk in groups; null where each is flushed on its own. */
-    private final GroupFlush group;
-    private final int maxUnsettled;
+    private GroupFlush group;
+    /** Whether {@link #group} was looked for (at the first receiveLater: a folder that receives nothing needs none). */
+    private boolean grouped;
 
     public FileFolder(Path root) throws IOException {
         this(root, PARTIAL_MAX_AGE, java.time.Clock.systemUTC());
@@ -107,6 +112,13 @@ public final class FileFolder {
      *                      once an hour per folder (a transfer that comes later is sent whole again); at least an hour
      */
     public FileFolder(Path root, java.time.Duration partialMaxAge, java.time.Clock clock) throws IOException {
+        this(root, partialMaxAge, clock, GroupFlush::forFolder);
+    }
+
+    /** @param groups gives the group flush of a folder's file system, or null to flush each file on its own */
+    FileFolder(Path root, java.time.Duration partialMaxAge, java.time.Clock clock, java.util.function.Function<Path, GroupFlush> groups)
+            throws IOException {
+        this.groups = groups;
         Files.createDirectories(root);
         this.root = root.toRealPath();
         this.work = this.root.resolve(SafePath.WORK_DIR);
@@ -115,8 +127,6 @@ public final class FileFolder {
         }
         Files.createDirectories(work);
         this.posix = Files.getFileStore(this.root).supportsFileAttributeView("posix");
-        this.group = GroupFlush.of(this.root).orElse(null);
-        this.maxUnsettled = group == null ? MAX_UNSETTLED : MAX_UNSETTLED_GROUPED;
         if (SWEPT.add(this.root)) {
             sweepSha256Leftovers();
             Reaper.releaseLeftovers(work); // old versions a process that died had set aside
@@ -303,9 +313,12 @@ public final class FileFolder {
     /**
      * {@link #receive(FileMeta, DataInputStream, ChunkIndex)}, but the file's flush to disk, its attributes and its
      * rename are left to the flush threads: the flushes of many small files overlap, and the disk commits them together,
-     * while the next file arrives. The file is in place once the returned future is done, or failed as receive fails;
-     * {@link #settle} and {@link #flush} wait for every one. At most {@value #MAX_UNSETTLED} are under way at a time
-     * (each holds an open file): beyond, this waits for the oldest. A file with the same content as one under way waits
+     * while the next file arrives; with a {@link GroupFlush}, the flush threads write the file and give it its
+     * attributes, and the group flush flushes it with the others written meanwhile and renames it. The file is in place
+     * once the returned future is done, or failed as receive fails; {@link #settle} and {@link #flush} wait for every
+     * one. At most {@value #MAX_UNSETTLED} are under way at a time ({@value #MAX_UNSETTLED_GROUPED} with a group flush,
+     * where a file that waits for it holds neither memory nor an open file): beyond, this waits for the oldest. A file
+     * with the same content as one under way waits
      * for every one, since both are built under the content's name. Only for changes that need nothing else of the
      * folder in between: a deletion, a move or a check of what is here first settles.
      *
@@ -313,10 +326,14 @@ public final class FileFolder {
      */
     public Future<Delta.Stats> receiveLater(FileMeta meta, DataInputStream in, ChunkIndex basis) throws IOException {
         Path target = file(meta.path());
+        if (!grouped) {
+            group = groups.apply(root);
+            grouped = true;
+        }
         if (underWay.contains(meta.hash())) {
             settle();
         }
-        while (unsettled.size() >= maxUnsettled) {
+        while (unsettled.size() >= (group == null ? MAX_UNSETTLED : MAX_UNSETTLED_GROUPED)) {
             await(unsettled.poll());
         }
         if (!UNDER_WAY.tryAcquire()) {
@@ -325,18 +342,20 @@ public final class FileFolder {
         }
         java.util.concurrent.CompletableFuture<Delta.Stats> done = new java.util.concurrent.CompletableFuture<>();
         try {
-            long begun = group == null ? 0 : group.begin(); // before anything of the file is written
+            GroupFlush g = group;
+            long begun = g == null ? 0 : g.begin(); // before anything of the file is written
             Built b = meta.size() <= SMALL_FILE && IN_MEMORY.tryAcquire((int) meta.size())
                     ? buildInMemory(meta, in, basis) : build(meta, in, basis);
             underWay.add(meta.hash());
             try {
                 FLUSHERS.execute(() -> {
                     try {
-                        if (group == null) {
+                        if (g == null) {
                             done.complete(putInPlace(b, target));
                         } else {
                             prepare(b, false);
-                            group.add(begun, meta.path(), () -> installBuilt(b, target), () -> Files.deleteIfExists(b.fresh()), done);
+                            Built written = b.written(); // not its content: that memory goes back now
+                            g.add(begun, meta.path(), () -> installBuilt(written, target), () -> Files.deleteIfExists(written.fresh()), done);
                         }
                     } catch (Throwable t) {
                         done.completeExceptionally(t);
@@ -421,6 +440,11 @@ public final class FileFolder {
      * of {@link #receiveLater}) in {@code content}, holding that many bytes of {@link #IN_MEMORY}, not written yet.
      */
     private record Built(FileMeta meta, Path fresh, FileChannel channel, Delta.Stats stats, byte[] content) {
+        /** The file once written and closed: what is left to put it in place. */
+        Built written() {
+            return new Built(meta, fresh, null, stats, null);
+        }
+
         void close() {
             if (content != null) {
                 IN_MEMORY.release(content.length);

@@ -6,7 +6,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -65,34 +65,62 @@ final class GroupFlush {
     }
 
     /**
-     * The group flush of {@code folder}'s file system, or empty where the platform has no syncfs (each file is then
-     * flushed on its own).
+     * File system types (as {@link java.nio.file.FileStore#type} names them) on which a syncfs makes what was written
+     * durable and reports failures: local ones. Elsewhere (network and FUSE file systems, 9p, ...) syncfs may return
+     * without the data being anywhere safe, and each file is flushed on its own.
      */
-    static Optional<GroupFlush> of(Path folder) {
+    static final Set<String> FILE_SYSTEMS = Set.of("ext4", "xfs", "btrfs");
+    /** File systems (mount entries) a group flush could not be had for: said once each. */
+    private static final Set<Object> REFUSED = ConcurrentHashMap.newKeySet();
+
+    /**
+     * The group flush of {@code folder}'s file system (one per mount entry), or null where each file is to be flushed on
+     * its own: no syncfs here, a file system not in {@link #FILE_SYSTEMS}, or syncfs could not be opened (logged once).
+     */
+    static GroupFlush forFolder(Path folder) {
         if (SyncFs.unavailable() != null) {
             if (TOLD.compareAndSet(false, true)) {
                 LOG.info("received files are flushed to disk one by one, not in groups: no syncfs here ({})", SyncFs.unavailable());
             }
-            return Optional.empty();
+            return null;
         }
+        Object fileSystem;
         try {
-            Object fileSystem = Files.getFileStore(folder);
-            GroupFlush g = BY_FILE_SYSTEM.get(fileSystem);
-            if (g == null) {
-                synchronized (BY_FILE_SYSTEM) {
-                    g = BY_FILE_SYSTEM.get(fileSystem);
-                    if (g == null) {
+            java.nio.file.FileStore store = Files.getFileStore(folder);
+            fileSystem = store;
+            if (!FILE_SYSTEMS.contains(store.type())) {
+                if (REFUSED.add(fileSystem)) {
+                    LOG.info("received files in {} are flushed to disk one by one: its file system is {} (groups only on {})",
+                            folder, store.type(), FILE_SYSTEMS);
+                }
+                return null;
+            }
+        } catch (IOException | RuntimeException e) {
+            LOG.warn("received files in {} are flushed to disk one by one: {}", folder, e.toString());
+            return null;
+        }
+        if (REFUSED.contains(fileSystem)) {
+            return null;
+        }
+        GroupFlush g = BY_FILE_SYSTEM.get(fileSystem);
+        if (g == null) {
+            synchronized (BY_FILE_SYSTEM) {
+                g = BY_FILE_SYSTEM.get(fileSystem);
+                if (g == null) {
+                    try {
                         SyncFs fs = SyncFs.open(folder).orElseThrow();
                         g = new GroupFlush(fs::sync, String.valueOf(fileSystem));
                         BY_FILE_SYSTEM.put(fileSystem, g);
+                    } catch (IOException | RuntimeException e) {
+                        if (REFUSED.add(fileSystem)) {
+                            LOG.warn("received files in {} are flushed to disk one by one: {}", folder, e.toString());
+                        }
+                        return null;
                     }
                 }
             }
-            return Optional.of(g);
-        } catch (IOException | RuntimeException e) {
-            LOG.warn("received files in {} are flushed to disk one by one: {}", folder, e.toString());
-            return Optional.empty();
         }
+        return g;
     }
 
     /** Call before writing a file that is to be {@link #add added}: what to pass to add. */
@@ -117,30 +145,45 @@ final class GroupFlush {
                 continue; // a daemon thread of the process: it ends with it
             }
             queue.drainTo(group);
-            IOException failed = null;
             try {
-                sync.sync();
-            } catch (IOException | RuntimeException e) {
-                failed = e instanceof IOException io ? io : new IOException(e.toString(), e);
-            }
-            long now = ended.incrementAndGet();
-            if (failed != null) {
-                failedBefore = now;
-                LOG.error("flushing received files to disk failed; they are not put in place and are received again: {}", failed.toString());
-            }
-            long failedBefore = this.failedBefore;
-            for (Entry e : group) {
-                if (failed != null || e.begun() < failedBefore) {
-                    fail(e, failed);
-                    continue;
-                }
-                try {
-                    e.done().complete(e.install().install());
-                } catch (Throwable t) {
-                    e.done().completeExceptionally(t);
+                flush(group);
+            } catch (Throwable t) { // (an Error): this thread must go on, or every receiver on the file system waits for good
+                failedBefore = ended.incrementAndGet();
+                IOException failed = new IOException("the group flush failed: " + t, t);
+                for (Entry e : group) {
+                    if (!e.done().isDone()) {
+                        fail(e, failed);
+                    }
                 }
             }
             group.clear();
+        }
+    }
+
+    /** Flushes the file system, then puts each file of {@code group} in place, or fails it. */
+    private void flush(List<Entry> group) {
+        IOException failed = null;
+        try {
+            sync.sync();
+        } catch (IOException | RuntimeException e) {
+            failed = e instanceof IOException io ? io : new IOException(e.toString(), e);
+        }
+        long now = ended.incrementAndGet();
+        if (failed != null) {
+            failedBefore = now;
+            LOG.error("flushing received files to disk failed; they are not put in place and are received again: {}", failed.toString());
+        }
+        long failedBefore = this.failedBefore;
+        for (Entry e : group) {
+            if (failed != null || e.begun() < failedBefore) {
+                fail(e, failed);
+                continue;
+            }
+            try {
+                e.done().complete(e.install().install());
+            } catch (Throwable t) {
+                e.done().completeExceptionally(t);
+            }
         }
     }
 

@@ -8,12 +8,16 @@ import java.util.Optional;
 /**
  * Linux's {@code syncfs(2)}: one call that writes to disk everything written to a file system and not flushed yet, and
  * reports a write-back error that happened on it since the last call through the same descriptor (Linux 5.8 and
- * later). Called through the Foreign Function API, final in Java 22; reached by reflection, since this code is built for
- * Java 21. {@link #open} gives {@code Optional.empty()} where it is not to be had (another system, an older kernel,
- * Java 21, native access denied), and the caller then flushes each file.
+ * later; also the file system's own failures, such as a journal commit, from 5.17). Called through the Foreign Function
+ * API, final in Java 22; reached by reflection, since this code is built for Java 21. {@link #open} gives
+ * {@code Optional.empty()} where it is not to be had (another system, a kernel before 5.17, Java 21, native access
+ * denied with {@code --illegal-native-access=deny}), and the caller then flushes each file. Whether a given file system
+ * makes syncfs durable is the caller's question (GroupFlush allows a few local ones).
  */
 final class SyncFs implements AutoCloseable {
     private static final int O_RDONLY = 0;
+    /** Not inherited by a program the process starts (the same value on x86-64 and arm64). */
+    private static final int O_CLOEXEC = 02000000;
     /** open(2), syncfs(2) and close(2); null when not to be had (see {@link #unavailable}). */
     private static final MethodHandle OPEN;
     private static final MethodHandle SYNCFS;
@@ -30,8 +34,8 @@ final class SyncFs implements AutoCloseable {
         String why = null;
         if (!System.getProperty("os.name", "").equals("Linux")) {
             why = "not Linux";
-        } else if (!kernelAtLeast(System.getProperty("os.version", ""), 5, 8)) {
-            why = "Linux " + System.getProperty("os.version") + " (before 5.8, syncfs does not report write-back errors)";
+        } else if (!kernelAtLeast(System.getProperty("os.version", ""), 5, 17)) {
+            why = "Linux " + System.getProperty("os.version") + " (before 5.17, syncfs does not report every failure to write)";
         } else if (Runtime.version().feature() < 22) {
             why = "Java " + Runtime.version().feature() + " (the Foreign Function API is final from Java 22)";
         } else {
@@ -63,7 +67,8 @@ final class SyncFs implements AutoCloseable {
                 allocateFrom = Class.forName("java.lang.foreign.SegmentAllocator").getMethod("allocateFrom", String.class);
             } catch (ReflectiveOperationException | RuntimeException | LinkageError e) {
                 Throwable cause = e instanceof java.lang.reflect.InvocationTargetException t ? t.getCause() : e;
-                why = "the Foreign Function API is not usable (" + cause + "; run Java with --enable-native-access=ALL-UNNAMED)";
+                why = "the Foreign Function API is not usable (" + cause + "; Java started with --illegal-native-access=deny needs"
+                        + " --enable-native-access=ALL-UNNAMED)";
                 open = syncfs = close = null;
             }
         }
@@ -113,7 +118,7 @@ final class SyncFs implements AutoCloseable {
         int fd;
         try (AutoCloseable arena = (AutoCloseable) OF_CONFINED.invoke(null)) {
             Object path = ALLOCATE_FROM.invoke(arena, folder.toString());
-            fd = (int) OPEN.invoke(path, O_RDONLY);
+            fd = (int) OPEN.invoke(path, O_RDONLY | O_CLOEXEC);
         } catch (Throwable e) {
             throw new IOException("could not open " + folder + " for syncfs: " + e, e);
         }

@@ -267,8 +267,46 @@ class FileFolderTest {
 
     @Test
     void shouldPutFilesReceivedLaterInPlaceOnceSettledEvenWithTheSameContentTwice() throws Exception {
-        FileFolder folder = new FileFolder(tmp.resolve("hub"));
-        int n = FileFolder.MAX_UNSETTLED * 6 + 5; // more than may be under way at once
+        // each file flushed on its own (as where there is no syncfs)
+        receiveManyLater(new FileFolder(tmp.resolve("hub"), FileFolder.PARTIAL_MAX_AGE, java.time.Clock.systemUTC(), root -> null),
+                FileFolder.MAX_UNSETTLED * 6 + 5); // more than may be under way at once
+    }
+
+    @Test
+    void shouldPutFilesReceivedLaterInPlaceThroughAGroupFlush() throws Exception {
+        java.util.concurrent.atomic.AtomicInteger flushes = new java.util.concurrent.atomic.AtomicInteger();
+        GroupFlush group = new GroupFlush(flushes::incrementAndGet, "test");
+        receiveManyLater(new FileFolder(tmp.resolve("hub"), FileFolder.PARTIAL_MAX_AGE, java.time.Clock.systemUTC(), root -> group),
+                FileFolder.MAX_UNSETTLED_GROUPED + 5);
+        assertThat(flushes.get()).isPositive();
+    }
+
+    @Test
+    void aFailedGroupFlushPutsNothingInPlaceAndLeavesNothingBehind() throws Exception {
+        GroupFlush group = new GroupFlush(() -> {
+            throw new java.io.IOException("EIO");
+        }, "test");
+        FileFolder folder = new FileFolder(tmp.resolve("hub"), FileFolder.PARTIAL_MAX_AGE, java.time.Clock.systemUTC(), root -> group);
+        Files.writeString(folder.root().resolve("a.txt"), "old");
+        java.util.List<java.util.concurrent.Future<Delta.Stats>> done = new java.util.ArrayList<>();
+        for (String path : new String[] {"a.txt", "d/b.txt"}) {
+            byte[] content = ("new " + path).getBytes();
+            FileMeta meta = new FileMeta(path, content.length, 3L, 0644, hash(content));
+            done.add(folder.receiveLater(meta, new DataInputStream(new ByteArrayInputStream(delta(content, folder.basis(meta),
+                    new Delta.Stats[1]))), folder.basis(meta)));
+        }
+        folder.flush();
+        for (var f : done) {
+            assertThatThrownBy(f::get).cause().hasMessageContaining("is not known to be on disk").cause().hasMessage("EIO");
+        }
+        assertThat(Files.readString(folder.root().resolve("a.txt"))).isEqualTo("old");
+        assertThat(folder.root().resolve("d/b.txt")).doesNotExist();
+        try (var left = Files.list(folder.root().resolve(SafePath.WORK_DIR))) {
+            assertThat(left).as("nothing left in the working folder").isEmpty();
+        }
+    }
+
+    private void receiveManyLater(FileFolder folder, int n) throws Exception {
         java.util.List<java.util.concurrent.Future<Delta.Stats>> done = new java.util.ArrayList<>();
         for (int i = 0; i < n; i++) {
             byte[] content = random(1_000 + i, i % 7); // files 0, 7, 14... share a seed but not a length

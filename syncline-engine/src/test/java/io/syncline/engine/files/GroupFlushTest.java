@@ -2,6 +2,7 @@ package io.syncline.engine.files;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -101,21 +102,43 @@ class GroupFlushTest {
     }
 
     @Test
+    void anErrorInAFlushFailsItsGroupAndTheThreadGoesOn() throws Exception {
+        AtomicInteger syncs = new AtomicInteger();
+        GroupFlush g = new GroupFlush(() -> {
+            if (syncs.incrementAndGet() == 1) {
+                throw new StackOverflowError("deep");
+            }
+        }, "test");
+        CompletableFuture<Delta.Stats> a = add(g, g.begin(), "a");
+        assertThatThrownBy(() -> a.get(10, TimeUnit.SECONDS)).cause().hasMessageContaining("file 'a' was written but is not known to be on disk")
+                .cause().hasMessageContaining("StackOverflowError");
+        CompletableFuture<Delta.Stats> b = add(g, g.begin(), "b");
+        assertThat(b.get(10, TimeUnit.SECONDS)).isEqualTo(STATS);
+        assertThat(events).containsExactly("discard a", "install b");
+    }
+
+    @Test
     @EnabledOnOs(OS.LINUX)
-    void syncfsIsUsedOnLinuxWithJava22OrLaterAndFlushesTheFileSystem(@TempDir Path dir) throws IOException {
+    void syncfsIsUsedOnLocalFileSystemsOfLinuxWithJava22OrLater(@TempDir Path dir) throws IOException {
+        assumeTrue(SyncFs.kernelAtLeast(System.getProperty("os.version"), 5, 17), "a kernel before 5.17");
         if (Runtime.version().feature() < 22) {
             assertThat(SyncFs.unavailable()).contains("Java " + Runtime.version().feature());
+            assertThat(GroupFlush.forFolder(dir)).isNull();
             return;
         }
-        assertThat(SyncFs.unavailable()).isNull(); // the tests run with --enable-native-access, as the jar does
+        assertThat(SyncFs.unavailable()).isNull();
         Files.writeString(dir.resolve("f"), "not flushed yet");
         try (SyncFs fs = SyncFs.open(dir).orElseThrow()) {
             fs.sync(); // no write-back error on this file system: returns normally
             fs.close();
             assertThatThrownBy(fs::sync).hasMessageContaining("closed");
         }
-        assertThat(GroupFlush.of(dir)).isPresent().get().isSameAs(GroupFlush.of(dir.resolve("..").normalize()).orElseThrow());
         assertThatThrownBy(() -> SyncFs.open(dir.resolve("missing"))).isInstanceOf(IOException.class).hasMessageContaining("missing");
+        if (GroupFlush.FILE_SYSTEMS.contains(Files.getFileStore(dir).type())) {
+            assertThat(GroupFlush.forFolder(dir)).isNotNull().isSameAs(GroupFlush.forFolder(dir.resolve("f")));
+        } else {
+            assertThat(GroupFlush.forFolder(dir)).isNull();
+        }
     }
 
     @Test
