@@ -612,7 +612,14 @@ final class HubFiles implements AutoCloseable {
                 // Also after a failure of another kind (a refused path is answered 400): what is in place is applied.
                 settling.settleQuietly();
                 applied = Math.max(applied, settling.applied); // (settling starts from the hub's count)
-                folder.flush();
+                try {
+                    folder.flush();
+                } catch (IOException e) {
+                    // Not known to be on disk: nothing of the exchange counts as applied, and the site sends it again.
+                    LOG.warn("hub {}: files of channel '{}' from site {}: {}", cfg.nodeId(), ch.name(), site, e.getMessage());
+                    error = e.getMessage();
+                    applied = start;
+                }
                 if (sharedLock != null && (applied > start || !lost.isEmpty())) {
                     // What the folder became goes to every site of the channel (the site sent it: it takes it as its own):
                     // the folders the exchange changed are walked (the hub's FolderWatch walks those changed otherwise).

@@ -184,8 +184,11 @@ public final class FileFolder {
      * Flushes to disk the folders this object renamed files into or deleted files from since the last flush. Call it
      * before recording that the changes are applied: until then a crash may undo a rename (and the change is applied
      * again, which is harmless).
+     *
+     * @throws IOException when the disk failed to write a folder: its renames are not known to be on disk, and the
+     *                     changes must not be recorded as applied
      */
-    public void flush() {
+    public void flush() throws IOException {
         settle();
         for (Path dir : dirty) {
             syncDirectory(dir);
@@ -698,12 +701,22 @@ public final class FileFolder {
         return work.resolve(hash + ".part");
     }
 
-    /** Flushes a folder's entries (a rename or delete in it) to disk; a no-op where the platform cannot. */
-    private static void syncDirectory(Path dir) {
-        try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
+    /**
+     * Flushes a folder's entries (a rename or delete in it) to disk; a no-op where the platform cannot open a folder
+     * (Windows) or the folder is gone (pruned when it was left empty). A failed flush throws.
+     */
+    private static void syncDirectory(Path dir) throws IOException {
+        FileChannel ch;
+        try {
+            ch = FileChannel.open(dir, StandardOpenOption.READ);
+        } catch (IOException | UnsupportedOperationException e) {
+            return; // the rename itself is still atomic
+        }
+        try (ch) {
             ch.force(true);
-        } catch (IOException ignored) {
-            // not supported on every platform (Windows): the rename itself is still atomic
+        } catch (IOException e) {
+            throw new IOException("could not flush folder " + dir + " to disk: its renamed and deleted files are not known"
+                    + " to be on disk (" + e.getMessage() + ")", e);
         }
     }
 
