@@ -95,7 +95,9 @@ public final class FileFolder {
     /** Their contents' hashes: one content is built under one name at a time. */
     private final Set<String> underWay = new java.util.HashSet<>();
     /** Gives the group flush of a folder's file system, or null where each file is to be flushed on its own. */
-    private final java.util.function.Function<Path, GroupFlush> groups;
+    private final java.util.function.BiFunction<Path, java.nio.file.FileStore, GroupFlush> groups;
+    /** The file system of {@link #root} (looked up once: on Linux, each look reads the mount table). */
+    private final java.nio.file.FileStore store;
     /** Flushes the files of {@link #receiveLater} to disk in groups; null where each is flushed on its own. */
     private GroupFlush group;
     /** Whether {@link #group} was looked for (at the first receiveLater: a folder that receives nothing needs none). */
@@ -115,8 +117,9 @@ public final class FileFolder {
         this(root, partialMaxAge, clock, GroupFlush::forFolder);
     }
 
-    /** @param groups gives the group flush of a folder's file system, or null to flush each file on its own */
-    FileFolder(Path root, java.time.Duration partialMaxAge, java.time.Clock clock, java.util.function.Function<Path, GroupFlush> groups)
+    /** @param groups gives the group flush of a folder and its file system, or null to flush each file on its own */
+    FileFolder(Path root, java.time.Duration partialMaxAge, java.time.Clock clock,
+               java.util.function.BiFunction<Path, java.nio.file.FileStore, GroupFlush> groups)
             throws IOException {
         this.groups = groups;
         Files.createDirectories(root);
@@ -126,7 +129,8 @@ public final class FileFolder {
             throw new IOException(work + " is a symbolic link; Syncline's working folder must be a real folder inside " + this.root);
         }
         Files.createDirectories(work);
-        this.posix = Files.getFileStore(this.root).supportsFileAttributeView("posix");
+        this.store = Files.getFileStore(this.root);
+        this.posix = store.supportsFileAttributeView("posix");
         if (SWEPT.add(this.root)) {
             sweepSha256Leftovers();
             Reaper.releaseLeftovers(work); // old versions a process that died had set aside
@@ -330,7 +334,7 @@ public final class FileFolder {
     public Future<Delta.Stats> receiveLater(FileMeta meta, DataInputStream in, ChunkIndex basis) throws IOException {
         Path target = file(meta.path());
         if (!grouped) {
-            group = groups.apply(root);
+            group = groups.apply(root, store);
             grouped = true;
         }
         if (underWay.contains(meta.hash())) {

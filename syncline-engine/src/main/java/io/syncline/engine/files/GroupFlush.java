@@ -26,8 +26,8 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 final class GroupFlush {
     private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(GroupFlush.class);
-    /** One per file system, for the life of the process (a thread and a descriptor each). */
-    private static final Map<Object, GroupFlush> BY_FILE_SYSTEM = new ConcurrentHashMap<>();
+    /** One per file system (mount entry), for the life of the process (a thread and a descriptor each). */
+    private static final Map<java.nio.file.FileStore, GroupFlush> BY_FILE_SYSTEM = new ConcurrentHashMap<>();
     private static final AtomicInteger THREADS = new AtomicInteger();
     /** Whether the log said why there is no group flush. */
     private static final java.util.concurrent.atomic.AtomicBoolean TOLD = new java.util.concurrent.atomic.AtomicBoolean();
@@ -71,48 +71,38 @@ final class GroupFlush {
      */
     static final Set<String> FILE_SYSTEMS = Set.of("ext4", "xfs", "btrfs");
     /** File systems (mount entries) a group flush could not be had for: said once each. */
-    private static final Set<Object> REFUSED = ConcurrentHashMap.newKeySet();
+    private static final Set<java.nio.file.FileStore> REFUSED = ConcurrentHashMap.newKeySet();
 
     /**
-     * The group flush of {@code folder}'s file system (one per mount entry), or null where each file is to be flushed on
-     * its own: no syncfs here, a file system not in {@link #FILE_SYSTEMS}, or syncfs could not be opened (logged once).
+     * The group flush of {@code folder}'s file system {@code store} (one per mount entry), or null where each file is to
+     * be flushed on its own: no syncfs here, a file system not in {@link #FILE_SYSTEMS}, or syncfs could not be opened
+     * (logged once).
      */
-    static GroupFlush forFolder(Path folder) {
+    static GroupFlush forFolder(Path folder, java.nio.file.FileStore store) {
         if (SyncFs.unavailable() != null) {
             if (TOLD.compareAndSet(false, true)) {
                 LOG.info("received files are flushed to disk one by one, not in groups: no syncfs here ({})", SyncFs.unavailable());
             }
             return null;
         }
-        Object fileSystem;
-        try {
-            java.nio.file.FileStore store = Files.getFileStore(folder);
-            fileSystem = store;
-            if (!FILE_SYSTEMS.contains(store.type())) {
-                if (REFUSED.add(fileSystem)) {
-                    LOG.info("received files in {} are flushed to disk one by one: its file system is {} (groups only on {})",
-                            folder, store.type(), FILE_SYSTEMS);
-                }
-                return null;
+        if (!FILE_SYSTEMS.contains(store.type()) || REFUSED.contains(store)) {
+            if (REFUSED.add(store)) {
+                LOG.info("received files in {} are flushed to disk one by one: its file system is {} (groups only on {})",
+                        folder, store.type(), FILE_SYSTEMS);
             }
-        } catch (IOException | RuntimeException e) {
-            LOG.warn("received files in {} are flushed to disk one by one: {}", folder, e.toString());
             return null;
         }
-        if (REFUSED.contains(fileSystem)) {
-            return null;
-        }
-        GroupFlush g = BY_FILE_SYSTEM.get(fileSystem);
+        GroupFlush g = BY_FILE_SYSTEM.get(store);
         if (g == null) {
             synchronized (BY_FILE_SYSTEM) {
-                g = BY_FILE_SYSTEM.get(fileSystem);
+                g = BY_FILE_SYSTEM.get(store);
                 if (g == null) {
                     try {
                         SyncFs fs = SyncFs.open(folder).orElseThrow();
-                        g = new GroupFlush(fs::sync, String.valueOf(fileSystem));
-                        BY_FILE_SYSTEM.put(fileSystem, g);
+                        g = new GroupFlush(fs::sync, String.valueOf(store));
+                        BY_FILE_SYSTEM.put(store, g);
                     } catch (IOException | RuntimeException e) {
-                        if (REFUSED.add(fileSystem)) {
+                        if (REFUSED.add(store)) {
                             LOG.warn("received files in {} are flushed to disk one by one: {}", folder, e.toString());
                         }
                         return null;

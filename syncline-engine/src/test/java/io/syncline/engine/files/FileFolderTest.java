@@ -268,7 +268,7 @@ class FileFolderTest {
     @Test
     void shouldPutFilesReceivedLaterInPlaceOnceSettledEvenWithTheSameContentTwice() throws Exception {
         // each file flushed on its own (as where there is no syncfs)
-        receiveManyLater(new FileFolder(tmp.resolve("hub"), FileFolder.PARTIAL_MAX_AGE, java.time.Clock.systemUTC(), root -> null),
+        receiveManyLater(new FileFolder(tmp.resolve("hub"), FileFolder.PARTIAL_MAX_AGE, java.time.Clock.systemUTC(), (root, store) -> null),
                 FileFolder.MAX_UNSETTLED * 6 + 5); // more than may be under way at once
     }
 
@@ -276,7 +276,7 @@ class FileFolderTest {
     void shouldPutFilesReceivedLaterInPlaceThroughAGroupFlush() throws Exception {
         java.util.concurrent.atomic.AtomicInteger flushes = new java.util.concurrent.atomic.AtomicInteger();
         GroupFlush group = new GroupFlush(flushes::incrementAndGet, "test");
-        receiveManyLater(new FileFolder(tmp.resolve("hub"), FileFolder.PARTIAL_MAX_AGE, java.time.Clock.systemUTC(), root -> group),
+        receiveManyLater(new FileFolder(tmp.resolve("hub"), FileFolder.PARTIAL_MAX_AGE, java.time.Clock.systemUTC(), (root, store) -> group),
                 FileFolder.MAX_UNSETTLED_GROUPED + 5);
         assertThat(flushes.get()).isPositive();
     }
@@ -286,7 +286,7 @@ class FileFolderTest {
         GroupFlush group = new GroupFlush(() -> {
             throw new java.io.IOException("EIO");
         }, "test");
-        FileFolder folder = new FileFolder(tmp.resolve("hub"), FileFolder.PARTIAL_MAX_AGE, java.time.Clock.systemUTC(), root -> group);
+        FileFolder folder = new FileFolder(tmp.resolve("hub"), FileFolder.PARTIAL_MAX_AGE, java.time.Clock.systemUTC(), (root, store) -> group);
         Files.writeString(folder.root().resolve("a.txt"), "old");
         java.util.List<java.util.concurrent.Future<Delta.Stats>> done = new java.util.ArrayList<>();
         for (String path : new String[] {"a.txt", "d/b.txt"}) {

@@ -123,7 +123,7 @@ class GroupFlushTest {
         assumeTrue(SyncFs.kernelAtLeast(System.getProperty("os.version"), 5, 17), "a kernel before 5.17");
         if (Runtime.version().feature() < 22) {
             assertThat(SyncFs.unavailable()).contains("Java " + Runtime.version().feature());
-            assertThat(GroupFlush.forFolder(dir)).isNull();
+            assertThat(GroupFlush.forFolder(dir, Files.getFileStore(dir))).isNull();
             return;
         }
         assertThat(SyncFs.unavailable()).isNull();
@@ -134,10 +134,12 @@ class GroupFlushTest {
             assertThatThrownBy(fs::sync).hasMessageContaining("closed");
         }
         assertThatThrownBy(() -> SyncFs.open(dir.resolve("missing"))).isInstanceOf(IOException.class).hasMessageContaining("missing");
-        if (GroupFlush.FILE_SYSTEMS.contains(Files.getFileStore(dir).type())) {
-            assertThat(GroupFlush.forFolder(dir)).isNotNull().isSameAs(GroupFlush.forFolder(dir.resolve("f")));
+        java.nio.file.FileStore store = Files.getFileStore(dir);
+        if (GroupFlush.FILE_SYSTEMS.contains(store.type())) {
+            assertThat(GroupFlush.forFolder(dir, store)).isNotNull()
+                    .isSameAs(GroupFlush.forFolder(dir.resolve("f"), Files.getFileStore(dir.resolve("f"))));
         } else {
-            assertThat(GroupFlush.forFolder(dir)).isNull();
+            assertThat(GroupFlush.forFolder(dir, store)).isNull();
         }
     }
 
