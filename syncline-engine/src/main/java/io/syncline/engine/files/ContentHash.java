@@ -50,7 +50,7 @@ public final class ContentHash {
     /** The hash of a file's content, read in a stream. */
     public static String of(Path f) throws IOException {
         HashStream128 h = stream();
-        byte[] buf = new byte[64 * 1024];
+        byte[] buf = Chunker.buffer();
         try (InputStream in = Files.newInputStream(f)) {
             int n;
             while ((n = in.read(buf)) > 0) {

@@ -73,7 +73,7 @@ public final class Delta {
      */
     private static Stats literals(InputStream file, DataOutputStream out) throws IOException {
         Ops ops = new Ops(out);
-        byte[] buf = new byte[Chunker.MAX];
+        byte[] buf = Chunker.buffer();
         int n;
         while ((n = file.readNBytes(buf, 0, buf.length)) > 0) {
             ops.literal(buf, 0, n);
@@ -142,7 +142,7 @@ public final class Delta {
      */
     public static Stats decode(DataInputStream in, ChunkIndex basis, OutputStream out, String path, long expectedSize) throws IOException {
         HashStream128 hash = ContentHash.stream();
-        byte[] buf = new byte[Chunker.MAX];
+        byte[] buf = Chunker.buffer();
         long size = 0;
         long literal = 0;
         long copied = 0;

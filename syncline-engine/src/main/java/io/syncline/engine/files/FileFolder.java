@@ -94,6 +94,11 @@ public final class FileFolder {
     private final java.util.ArrayDeque<Future<?>> unsettled = new java.util.ArrayDeque<>();
     /** Their contents' hashes: one content is built under one name at a time. */
     private final Set<String> underWay = new java.util.HashSet<>();
+    /**
+     * Their paths: one file of a path is under way at a time (a GroupFlush puts the files of a group in place in any
+     * order, and a basis is read from the file at the path).
+     */
+    private final Set<String> pathsUnderWay = new java.util.HashSet<>();
     /** Gives the group flush of a folder's file system, or null where each file is to be flushed on its own. */
     private final java.util.function.BiFunction<Path, java.nio.file.FileStore, GroupFlush> groups;
     /** The file system of {@link #root} (looked up once: on Linux, each look reads the mount table). */
@@ -261,8 +266,8 @@ public final class FileFolder {
      * path and of a partial earlier transfer of the same content.
      */
     public ChunkIndex basis(FileMeta meta) throws IOException {
-        if (underWay.contains(meta.hash())) {
-            settle(); // its new file is in the working folder, not a leftover
+        if (underWay.contains(meta.hash()) || pathsUnderWay.contains(meta.path())) {
+            settle(); // its new file is in the working folder, not a leftover; the file at its path is the last one
         }
         Path fresh = work.resolve(meta.hash() + ".new");
         if (Files.exists(fresh)) { // left by a transfer whose process died: what it wrote is worth keeping too
@@ -325,8 +330,9 @@ public final class FileFolder {
      * once the returned future is done, or failed as receive fails; {@link #settle} and {@link #flush} wait for every
      * one. At most {@value #MAX_UNSETTLED} are under way at a time ({@value #MAX_UNSETTLED_GROUPED} with a group flush,
      * where a file that waits for it holds neither memory nor an open file): beyond, this waits for the oldest. A file
-     * with the same content as one under way waits
-     * for every one, since both are built under the content's name. Only for changes that need nothing else of the
+     * with the same content as one under way waits for every one, since both are built under the content's name, and so
+     * does a file for a path already under way (the later must end up in place, and files are put in place in any
+     * order). Only for changes that need nothing else of the
      * folder in between: a deletion, a move or a check of what is here first settles.
      *
      * @throws BadBatchException as receive, when what arrived is not the announced file (nothing is put in place)
@@ -337,7 +343,7 @@ public final class FileFolder {
             group = groups.apply(root, store);
             grouped = true;
         }
-        if (underWay.contains(meta.hash())) {
+        if (underWay.contains(meta.hash()) || pathsUnderWay.contains(meta.path())) {
             settle();
         }
         while (unsettled.size() >= (group == null ? MAX_UNSETTLED : MAX_UNSETTLED_GROUPED)) {
@@ -354,6 +360,7 @@ public final class FileFolder {
             Built b = meta.size() <= SMALL_FILE && IN_MEMORY.tryAcquire((int) meta.size())
                     ? buildInMemory(meta, in, basis) : build(meta, in, basis);
             underWay.add(meta.hash());
+            pathsUnderWay.add(meta.path());
             try {
                 FLUSHERS.execute(() -> {
                     try {
@@ -423,6 +430,7 @@ public final class FileFolder {
             await(f);
         }
         underWay.clear();
+        pathsUnderWay.clear();
     }
 
     private static void await(Future<?> f) {
@@ -473,12 +481,25 @@ public final class FileFolder {
      */
     private Built buildInMemory(FileMeta meta, DataInputStream in, ChunkIndex basis) throws IOException {
         try {
-            java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream((int) meta.size());
-            Delta.Stats got = Delta.decode(in, basis, out, meta.path(), meta.size());
+            byte[] content = new byte[(int) meta.size()];
+            int[] filled = new int[1];
+            // (decode never writes more than the announced size: the bytes go straight into the file's array, once)
+            Delta.Stats got = Delta.decode(in, basis, new java.io.OutputStream() {
+                @Override
+                public void write(int b) {
+                    content[filled[0]++] = (byte) b;
+                }
+
+                @Override
+                public void write(byte[] b, int off, int len) {
+                    System.arraycopy(b, off, content, filled[0], len);
+                    filled[0] += len;
+                }
+            }, meta.path(), meta.size());
             if (got.size() != meta.size() || !got.hash().equals(meta.hash())) {
                 throw notAnnounced(meta, got);
             }
-            return new Built(meta, work.resolve(meta.hash() + ".new"), null, got, out.toByteArray());
+            return new Built(meta, work.resolve(meta.hash() + ".new"), null, got, content);
         } catch (IOException | RuntimeException | Error e) {
             IN_MEMORY.release((int) meta.size());
             throw e;

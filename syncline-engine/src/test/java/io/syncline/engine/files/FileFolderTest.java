@@ -282,6 +282,41 @@ class FileFolderTest {
     }
 
     @Test
+    void aSecondFileForAPathUnderWayWaitsForTheFirstSoTheLaterEndsInPlace() throws Exception {
+        java.util.concurrent.Semaphore mayFlush = new java.util.concurrent.Semaphore(0);
+        GroupFlush group = new GroupFlush(mayFlush::acquireUninterruptibly, "test"); // installs in any order
+        FileFolder folder = new FileFolder(tmp.resolve("hub"), FileFolder.PARTIAL_MAX_AGE, java.time.Clock.systemUTC(), (root, store) -> group);
+        ChunkIndex none = ChunkIndex.ofIds(new long[0]);
+        byte[] first = "first version".getBytes();
+        byte[] later = "the later version".getBytes();
+        FileMeta m1 = new FileMeta("d/p.txt", first.length, 1_000L, 0644, hash(first));
+        FileMeta m2 = new FileMeta("d/p.txt", later.length, 2_000L, 0644, hash(later));
+        var f1 = folder.receiveLater(m1, new DataInputStream(new ByteArrayInputStream(delta(first, none, new Delta.Stats[1]))), none);
+        java.util.concurrent.atomic.AtomicReference<java.util.concurrent.Future<Delta.Stats>> f2 = new java.util.concurrent.atomic.AtomicReference<>();
+        java.util.concurrent.atomic.AtomicReference<Throwable> failed = new java.util.concurrent.atomic.AtomicReference<>();
+        Thread second = new Thread(() -> {
+            try {
+                f2.set(folder.receiveLater(m2, new DataInputStream(new ByteArrayInputStream(delta(later, none, new Delta.Stats[1]))), none));
+            } catch (Throwable t) {
+                failed.set(t);
+            }
+        }, "second-receiver");
+        second.start();
+        org.awaitility.Awaitility.await("the second file waits for the first, or is handed over").atMost(java.time.Duration.ofSeconds(10))
+                .until(() -> !second.isAlive() || (second.getState() == Thread.State.WAITING
+                        && java.util.Arrays.stream(second.getStackTrace()).anyMatch(e -> e.getMethodName().equals("settle"))));
+        assertThat(second.isAlive()).as("the second file for d/p.txt waits until the first is in place").isTrue();
+        assertThat(f1).isNotDone();
+        mayFlush.release(1_000);
+        second.join(10_000);
+        assertThat(failed.get()).isNull();
+        folder.flush();
+        assertThat(f1.get()).isNotNull();
+        assertThat(f2.get().get()).isNotNull();
+        assertThat(Files.readAllBytes(folder.root().resolve("d/p.txt"))).isEqualTo(later);
+    }
+
+    @Test
     void aFailedGroupFlushPutsNothingInPlaceAndLeavesNothingBehind() throws Exception {
         GroupFlush group = new GroupFlush(() -> {
             throw new java.io.IOException("EIO");
