@@ -90,10 +90,8 @@ class DistributionTest {
         return out.toString();
     }
 
-    private static int freePort() throws Exception {
-        try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
-            return s.getLocalPort();
-        }
+    private static int freePort() {
+        return io.syncline.testkit.FreePorts.take(); // (not bind(0) and release: see FreePorts)
     }
 
     /** Whether each site holds exactly its share of the hub's rows. */

@@ -3,7 +3,6 @@ package io.syncline.tests;
 import io.zonky.test.db.postgres.embedded.EmbeddedPostgres;
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.net.ServerSocket;
 import java.sql.Connection;
 import java.sql.DriverManager;
 import java.sql.SQLException;
@@ -72,39 +71,8 @@ public final class PgServer implements BeforeAllCallback, AfterAllCallback {
         return DriverManager.getConnection(url);
     }
 
+    /** A port for a server of a test: see FreePorts. */
     public static int freePort() {
-        // Below the kernel's range for ephemeral ports where it can be read: a port taken with bind(0) (a FaultProxy,
-        // an outgoing connection) is never one handed out here and not bound yet by the node it is for.
-        int low = ephemeralLow();
-        java.util.concurrent.ThreadLocalRandom random = java.util.concurrent.ThreadLocalRandom.current();
-        for (int attempt = 0; low > 12_000 && attempt < 100; attempt++) {
-            int port = random.nextInt(low - 10_000, low);
-            if (HANDED_OUT.add(port)) {
-                try (ServerSocket s = new ServerSocket(port, 1, java.net.InetAddress.getByName("127.0.0.1"))) {
-                    return port;
-                } catch (IOException e) {
-                    // taken: another one
-                }
-            }
-        }
-        try (ServerSocket s = new ServerSocket(0, 1, java.net.InetAddress.getByName("127.0.0.1"))) {
-            s.setReuseAddress(true);
-            return s.getLocalPort();
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
-    }
-
-    /** Ports handed out by {@link #freePort} in this process: never twice. */
-    private static final java.util.Set<Integer> HANDED_OUT = java.util.concurrent.ConcurrentHashMap.newKeySet();
-
-    /** The lowest ephemeral port (Linux), or 0 when unknown. */
-    private static int ephemeralLow() {
-        try {
-            String range = java.nio.file.Files.readString(java.nio.file.Path.of("/proc/sys/net/ipv4/ip_local_port_range")).trim();
-            return Integer.parseInt(range.split("\\s+")[0]);
-        } catch (IOException | RuntimeException e) {
-            return 0;
-        }
+        return io.syncline.testkit.FreePorts.take();
     }
 }
