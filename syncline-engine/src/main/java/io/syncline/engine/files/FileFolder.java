@@ -95,8 +95,8 @@ public final class FileFolder {
     /** Their contents' hashes: one content is built under one name at a time. */
     private final Set<String> underWay = new java.util.HashSet<>();
     /**
-     * Their paths: one file of a path is under way at a time (a GroupFlush puts the files of a group in place in any
-     * order, and a basis is read from the file at the path).
+     * Their paths: one file of a path is under way at a time (the flush threads end their files in any order, so files
+     * of one path under way together could be put in place in any order; and a basis is read from the file at the path).
      */
     private final Set<String> pathsUnderWay = new java.util.HashSet<>();
     /** Gives the group flush of a folder's file system, or null where each file is to be flushed on its own. */
@@ -331,8 +331,8 @@ public final class FileFolder {
      * one. At most {@value #MAX_UNSETTLED} are under way at a time ({@value #MAX_UNSETTLED_GROUPED} with a group flush,
      * where a file that waits for it holds neither memory nor an open file): beyond, this waits for the oldest. A file
      * with the same content as one under way waits for every one, since both are built under the content's name, and so
-     * does a file for a path already under way (the later must end up in place, and files are put in place in any
-     * order). Only for changes that need nothing else of the
+     * does a file for a path already under way (the later must end up in place, and the flush threads end their
+     * files in any order). Only for changes that need nothing else of the
      * folder in between: a deletion, a move or a check of what is here first settles.
      *
      * @throws BadBatchException as receive, when what arrived is not the announced file (nothing is put in place)

@@ -49,20 +49,7 @@ final class GroupFlush {
     private record Entry(long begun, String path, Install install, Discard discard, CompletableFuture<Delta.Stats> done) {
     }
 
-    /**
-     * Put flushed files in place, every file system's: several at once, while the group flush thread goes on with the
-     * next flush. Renaming a group of 1,000 small files took its thread 30 to 100 ms, during which nothing was flushed
-     * (bench/files, docs/benchmarks.md). Daemon threads: a receiver always waits for what it handed over.
-     */
-    private static final AtomicInteger INSTALLER_THREADS = new AtomicInteger();
-    private static final java.util.concurrent.ExecutorService INSTALLERS = java.util.concurrent.Executors.newFixedThreadPool(4, r -> {
-        Thread t = new Thread(r, "syncline-file-install-" + INSTALLER_THREADS.incrementAndGet());
-        t.setDaemon(true);
-        return t;
-    });
-
     private final Sync sync;
-    private final java.util.concurrent.Executor installers;
     private final LinkedBlockingQueue<Entry> queue = new LinkedBlockingQueue<>();
     /** Flushes ended so far. */
     private final AtomicLong ended = new AtomicLong();
@@ -70,13 +57,7 @@ final class GroupFlush {
     private volatile long failedBefore;
 
     GroupFlush(Sync sync, String name) {
-        this(sync, name, INSTALLERS);
-    }
-
-    /** @param installers runs the installs of a flushed group (each file's on its own, in any order) */
-    GroupFlush(Sync sync, String name, java.util.concurrent.Executor installers) {
         this.sync = sync;
-        this.installers = installers;
         Thread t = new Thread(this::run, "syncline-file-syncfs-" + THREADS.incrementAndGet() + " (" + name + ")");
         t.setDaemon(true); // like the flush threads: a receiver always waits for what it handed over
         t.start();
@@ -156,8 +137,6 @@ final class GroupFlush {
             try {
                 flush(group);
             } catch (Throwable t) { // (an Error): this thread must go on, or every receiver on the file system waits for good
-                // (A file already handed to an installer may be failed here too: it is then deleted, or in place but
-                // failed; either way the exchange fails and is sent again, and nothing unflushed is in place.)
                 failedBefore = ended.incrementAndGet();
                 IOException failed = new IOException("the group flush failed: " + t, t);
                 for (Entry e : group) {
@@ -170,11 +149,7 @@ final class GroupFlush {
         }
     }
 
-    /**
-     * Flushes the file system, then has each file of {@code group} put in place (by the installers, while this thread
-     * goes on with the next flush), or fails it. The files of a group may be put in place in any order: a receiver
-     * never has two files for one path under way (FileFolder.receiveLater).
-     */
+    /** Flushes the file system, then puts each file of {@code group} in place, or fails it. */
     private void flush(List<Entry> group) {
         IOException failed = null;
         try {
@@ -193,17 +168,10 @@ final class GroupFlush {
                 fail(e, failed);
                 continue;
             }
-            Runnable install = () -> {
-                try {
-                    e.done().complete(e.install().install());
-                } catch (Throwable t) {
-                    e.done().completeExceptionally(t);
-                }
-            };
             try {
-                installers.execute(install);
-            } catch (java.util.concurrent.RejectedExecutionException rejected) {
-                install.run();
+                e.done().complete(e.install().install());
+            } catch (Throwable t) {
+                e.done().completeExceptionally(t);
             }
         }
     }

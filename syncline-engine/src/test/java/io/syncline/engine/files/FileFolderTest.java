@@ -284,7 +284,7 @@ class FileFolderTest {
     @Test
     void aSecondFileForAPathUnderWayWaitsForTheFirstSoTheLaterEndsInPlace() throws Exception {
         java.util.concurrent.Semaphore mayFlush = new java.util.concurrent.Semaphore(0);
-        GroupFlush group = new GroupFlush(mayFlush::acquireUninterruptibly, "test"); // installs in any order
+        GroupFlush group = new GroupFlush(mayFlush::acquireUninterruptibly, "test");
         FileFolder folder = new FileFolder(tmp.resolve("hub"), FileFolder.PARTIAL_MAX_AGE, java.time.Clock.systemUTC(), (root, store) -> group);
         ChunkIndex none = ChunkIndex.ofIds(new long[0]);
         byte[] first = "first version".getBytes();

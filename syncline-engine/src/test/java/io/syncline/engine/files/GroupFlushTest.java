@@ -87,26 +87,6 @@ class GroupFlushTest {
     }
 
     @Test
-    void theNextFlushDoesNotWaitForTheLastGroupToBePutInPlace() throws Exception {
-        java.util.concurrent.LinkedBlockingQueue<Runnable> installs = new java.util.concurrent.LinkedBlockingQueue<>();
-        AtomicInteger syncs = new AtomicInteger();
-        GroupFlush g = new GroupFlush(() -> events.add("sync " + syncs.incrementAndGet()), "test", installs::add);
-        CompletableFuture<Delta.Stats> a = add(g, g.begin(), "a");
-        Runnable installA = installs.poll(10, TimeUnit.SECONDS); // handed over after the flush, not run yet
-        assertThat(installA).isNotNull();
-        CompletableFuture<Delta.Stats> b = add(g, g.begin(), "b");
-        Runnable installB = installs.poll(10, TimeUnit.SECONDS); // flushed although a is not in place yet
-        assertThat(installB).isNotNull();
-        assertThat(events).containsExactly("sync 1", "sync 2");
-        assertThat(a).isNotDone();
-        installB.run();
-        installA.run();
-        assertThat(b.get(10, TimeUnit.SECONDS)).isEqualTo(STATS);
-        assertThat(a.get(10, TimeUnit.SECONDS)).isEqualTo(STATS);
-        assertThat(events).containsExactly("sync 1", "sync 2", "install b", "install a");
-    }
-
-    @Test
     void aFailedInstallFailsThatFileAlone() throws Exception {
         Semaphore mayBegin = new Semaphore(0);
         GroupFlush g = new GroupFlush(mayBegin::acquireUninterruptibly, "test");
