@@ -588,7 +588,10 @@ public final class FileFolder {
             Files.deleteIfExists(b.fresh()); // (a folder in the way): nothing is left in the working folder
             throw e;
         }
-        Files.deleteIfExists(part(meta.hash()));
+        Path part = part(meta.hash());
+        if (part.toFile().exists()) { // (mostly not: a stat costs no exception, which deleteIfExists's does inside)
+            Files.deleteIfExists(part);
+        }
         NO_BASIS.remove(root + "/" + meta.hash());
         Indexes.prepare(target, meta.size()); // its next change finds its basis ready
         return b.stats();
