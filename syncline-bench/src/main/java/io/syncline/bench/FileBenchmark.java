@@ -40,9 +40,8 @@ import java.util.stream.Stream;
  * Syncline's time runs from the change on disk (its site sees it through the file system's notifications) until the
  * hub has recorded the last change; rsync's is the client's run. Each copy is compared with the source byte for byte.
  * Every timed run starts after sync(1) and a quiet disk, with nothing of the steps before it left to write. The JIT
- * compilers are idle before the first round, after a warm-up (passes of a 64 MiB file and as many small files as the
- * tree, copied and changed, until the JIT has little left to do; see warmUp). The benchmark deletes nothing before the
- * end (see diskSettled).
+ * compilers are idle before the first round, after a warm-up (twice a 64 MiB file and as many small files as the tree,
+ * copied and changed). The benchmark deletes nothing before the end (see diskSettled).
  * Each scenario also measures a durable floor: what only putting its new files in place with Syncline's guarantee
  * takes, copied locally, each to a temporary file flushed to disk and renamed, on FLOOR_THREADS threads (no network,
  * no hashing, no database): no receiver that flushes each file can be faster than that on this disk.
@@ -58,10 +57,6 @@ public final class FileBenchmark {
     private static final int FLOOR_THREADS = 32;
     /** Bytes between the durable floor's early flushes of a large file (as Syncline's Writeback.STEP). */
     private static final long FLOOR_STEP = 32L << 20;
-    /** Warm-up passes (see warmUp): at least, at most, and the compile time below which a pass counts as steady. */
-    private static final int MIN_WARM_UP_PASSES = 2;
-    private static final int MAX_WARM_UP_PASSES = 8;
-    private static final long STEADY_COMPILE_MS = 200;
     /**
      * Per scenario, in order, each round's figures: Syncline bytes, rsync bytes, Syncline s, rsync s, rsync --fsync s,
      * durable floor s.
@@ -121,10 +116,7 @@ public final class FileBenchmark {
         site = Files.createDirectories(dir.resolve("site"));
         hubFolder = dir.resolve("hub");
         // A file channel per warm-up pass and per round, each with a folder of its own (see run's loop).
-        List<String> channels = new ArrayList<>();
-        for (int w = 1; w <= MAX_WARM_UP_PASSES; w++) {
-            channels.add("w" + w);
-        }
+        List<String> channels = new ArrayList<>(List.of("w1", "w2"));
         for (int r = 1; r <= rounds; r++) {
             channels.add("r" + r);
         }
@@ -220,31 +212,21 @@ public final class FileBenchmark {
     }
 
     /**
-     * Not measured: passes of a 64 MiB file (copied, then changed) and as many small files as the tree (copied, then a
-     * share of them changed), at least MIN_WARM_UP_PASSES, then until a pass's syncs leave the JIT compilers less than
-     * STEADY_COMPILE_MS to do (at most MAX_WARM_UP_PASSES); then this waits until the compilers are idle. The measured
-     * runs then find the JVM's code compiled, as in a server that has been running (rsync is native code).
-     * <p>
-     * Why passes until steady and not a fixed two: HotSpot promotes a method to C2 when its counters pass a threshold
-     * that grows with the C2 queue, which is long in the first passes; methods the passes ran 20,000 times then stayed
-     * in C1's code and were compiled by C2 in the first round (JFR: FileFolder.receiveLater, FileScanner.look, the
-     * SHA-256 digest, H2's MVTable.updateRows), and C2 used 0.9 of the 3.4 processor seconds of its small-file copy.
-     * With one pass of 500 small files, as before 2026-11-30, C2 took 7.7 s during the first round's copy. On this
-     * machine (2 cores) the passes' compile time falls from 8 to 15 s in the first to 0.3 to 1.2 s by the eighth, never
-     * to nothing (methods a walk runs once, H2's, deoptimised ones); in the first round's small-file copy C2 then had
-     * 0.4 s of the 3.3 processor seconds (async-profiler, cpu samples) instead of 0.9.
+     * Not measured, twice: a 64 MiB file (copied, then changed) and as many small files as the tree (copied, then a
+     * share of them changed); then this waits until the JIT compilers are idle. The measured runs then find the JVM's
+     * code compiled, as in a server that has been running (rsync is native code). With one pass of 500 small files, as
+     * before 2026-11-30, the C2 compiler threads took 7.7 s of processor time during the first round's small-file copy
+     * and 3.3 s during the second's (per thread, from /proc) on this machine of 2 cores; with one pass of the tree's
+     * size, 4 s and 2 s.
      */
     private void warmUp() throws Exception {
-        java.lang.management.CompilationMXBean jit = java.lang.management.ManagementFactory.getCompilationMXBean();
-        boolean timed = jit != null && jit.isCompilationTimeMonitoringSupported();
-        for (int pass = 1; pass <= MAX_WARM_UP_PASSES; pass++) {
+        for (int pass = 1; pass <= 2; pass++) {
             channel = "w" + pass;
             String name = channel + "/warm-up";
             Path w = Files.createDirectories(dir.resolve("stage").resolve(name));
             writeUnique(w.resolve("big.bin"), 64L << 20, 5);
             Random rnd = new Random(3);
             List<Path> small = writeTree(w, name, rnd);
-            long compiled = timed ? jit.getTotalCompilationTime() : 0;
             long base = siteSeq();
             Files.move(w, site.resolve(name));
             awaitHub(base + files + 1);
@@ -261,11 +243,6 @@ public final class FileBenchmark {
                 overwriteMiddle(small.get(picked(i, changed)), rnd);
             }
             awaitHub(base + changed + 1);
-            long ms = timed ? jit.getTotalCompilationTime() - compiled : 0;
-            System.out.printf("warm-up pass %d: the JIT compilers worked %d ms during its syncs%n", pass, ms);
-            if (!timed || (pass >= MIN_WARM_UP_PASSES && ms < STEADY_COMPILE_MS)) {
-                break;
-            }
         }
         jitIdle(); // (the files stay until the end: see diskSettled)
     }
