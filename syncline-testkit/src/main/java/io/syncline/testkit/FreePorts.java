@@ -20,13 +20,15 @@ import java.util.concurrent.ThreadLocalRandom;
 public final class FreePorts {
     /** Ports handed out in this process: never twice. */
     private static final Set<Integer> HANDED_OUT = ConcurrentHashMap.newKeySet();
+    /** The lowest ephemeral port, read once. */
+    private static final int EPHEMERAL_LOW = ephemeralLow();
 
     private FreePorts() {
     }
 
     /** A port on 127.0.0.1 that is free now and that no other call in this process has handed out. */
     public static int take() {
-        int low = ephemeralLow();
+        int low = EPHEMERAL_LOW;
         ThreadLocalRandom random = ThreadLocalRandom.current();
         for (int attempt = 0; low > 12_000 && attempt < 100; attempt++) {
             int port = random.nextInt(low - 10_000, low);
@@ -39,7 +41,6 @@ public final class FreePorts {
             }
         }
         try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getByName("127.0.0.1"))) {
-            s.setReuseAddress(true);
             return s.getLocalPort();
         } catch (IOException e) {
             throw new UncheckedIOException(e);
