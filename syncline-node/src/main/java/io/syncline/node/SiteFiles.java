@@ -9,6 +9,7 @@ import io.syncline.engine.files.FileEntry;
 import io.syncline.engine.files.FileFolder;
 import io.syncline.engine.files.FileOutbox;
 import io.syncline.engine.files.FileScanner;
+import io.syncline.engine.files.OpenDirs;
 import io.syncline.engine.files.SafePath;
 import io.syncline.node.config.NodeConfig;
 import io.syncline.transport.http.Headers;
@@ -624,16 +625,16 @@ final class SiteFiles implements AutoCloseable {
         try {
             conn.setRequestProperty("Content-Type", "application/octet-stream");
             conn.setChunkedStreamingMode(64 * 1024);
-            try (DataOutputStream out = new DataOutputStream(new BufferedOutputStream(conn.getOutputStream(), 64 * 1024))) {
+            // (dirs null where folders cannot be opened so: files are read by path)
+            try (OpenDirs dirs = OpenDirs.of(folder);
+                 DataOutputStream out = new DataOutputStream(new BufferedOutputStream(conn.getOutputStream(), 64 * 1024))) {
                 for (FileEntry e : changes) {
                     Decision d = bySeq == null ? null : bySeq.get(e.seq());
                     boolean data = (d == null || d.need().equals("data")) && !e.deleted();
                     InputStream content = null;
-                    Path file = null;
                     if (data) {
                         try {
-                            file = SafePath.resolve(folder, e.path());
-                            content = Files.newInputStream(file);
+                            content = dirs != null ? dirs.read(e.path()) : Files.newInputStream(SafePath.resolve(folder, e.path()));
                         } catch (NoSuchFileException gone) {
                             break; // deleted since the walk: the changes before it go, the next walk records the deletion
                         }

@@ -107,6 +107,9 @@ public final class FileFolder {
     private GroupFlush group;
     /** Whether {@link #group} was looked for (at the first receiveLater: a folder that receives nothing needs none). */
     private boolean grouped;
+    /** See {@link #dirs()}; {@code noDirs}: they cannot be opened so here. */
+    private OpenDirs dirs;
+    private boolean noDirs;
 
     public FileFolder(Path root) throws IOException {
         this(root, PARTIAL_MAX_AGE, java.time.Clock.systemUTC());
@@ -199,10 +202,33 @@ public final class FileFolder {
      */
     public void flush() throws IOException {
         settle();
-        for (Path dir : dirty) {
-            syncDirectory(dir);
+        try {
+            for (Path dir : dirty) {
+                syncDirectory(dir);
+            }
+            dirty.clear();
+        } finally {
+            closeDirs(); // (nothing is under way after settle)
         }
-        dirty.clear();
+    }
+
+    /**
+     * The folders files are renamed into, opened as they are needed (see OpenDirs), or null where the platform cannot
+     * open them so. Closed by {@link #flush}, which every exchange ends with; opened again if more comes.
+     */
+    private synchronized OpenDirs dirs() {
+        if (dirs == null && !noDirs) {
+            dirs = OpenDirs.of(root);
+            noDirs = dirs == null;
+        }
+        return dirs;
+    }
+
+    private synchronized void closeDirs() {
+        if (dirs != null) {
+            dirs.close();
+            dirs = null;
+        }
     }
 
     public Path root() {
@@ -228,6 +254,20 @@ public final class FileFolder {
     /** The file a checked path names here (no links on the way). */
     public Path file(String path) throws IOException {
         return SafePath.resolve(root, path);
+    }
+
+    /**
+     * As {@link #file}, for a file to be put in place by {@link #install}: where folders can be opened without following
+     * links (OpenDirs), its folders are looked at once per exchange, and the rename goes through them.
+     */
+    private Path checked(String path) throws IOException {
+        OpenDirs d = dirs();
+        if (d == null) {
+            return file(path);
+        }
+        Path p = SafePath.join(root, path);
+        d.check(path);
+        return p;
     }
 
     /**
@@ -338,7 +378,7 @@ public final class FileFolder {
      * @throws BadBatchException as receive, when what arrived is not the announced file (nothing is put in place)
      */
     public Future<Delta.Stats> receiveLater(FileMeta meta, DataInputStream in, ChunkIndex basis) throws IOException {
-        Path target = file(meta.path());
+        Path target = checked(meta.path());
         if (!grouped) {
             group = groups.apply(root, store);
             grouped = true;
@@ -454,10 +494,10 @@ public final class FileFolder {
      * A file received and checked: in the working folder, its channel still open and not flushed yet, or (a small file
      * of {@link #receiveLater}) in {@code content}, holding that many bytes of {@link #IN_MEMORY}, not written yet.
      */
-    private record Built(FileMeta meta, Path fresh, FileChannel channel, Delta.Stats stats, byte[] content) {
+    private record Built(FileMeta meta, Path fresh, FileChannel channel, Delta.Stats stats, byte[] content, boolean fromBasis) {
         /** The file once written and closed: what is left to put it in place. */
         Built written() {
-            return new Built(meta, fresh, null, stats, null);
+            return new Built(meta, fresh, null, stats, null, fromBasis);
         }
 
         void close() {
@@ -499,7 +539,7 @@ public final class FileFolder {
             if (got.size() != meta.size() || !got.hash().equals(meta.hash())) {
                 throw notAnnounced(meta, got);
             }
-            return new Built(meta, work.resolve(meta.hash() + ".new"), null, got, content);
+            return new Built(meta, work.resolve(meta.hash() + ".new"), null, got, content, basis.size() > 0);
         } catch (IOException | RuntimeException | Error e) {
             IN_MEMORY.release((int) meta.size());
             throw e;
@@ -545,7 +585,7 @@ public final class FileFolder {
                 Files.deleteIfExists(part); // what was built is not that content: nothing of it is kept
                 throw refused;
             }
-            return new Built(meta, fresh, ch, got, null);
+            return new Built(meta, fresh, ch, got, null, basis.size() > 0);
         } catch (IOException | RuntimeException e) {
             ch.close();
             if (cut) {
@@ -589,7 +629,10 @@ public final class FileFolder {
             throw e;
         }
         Path part = part(meta.hash());
-        if (part.toFile().exists()) { // (mostly not: a stat costs no exception, which deleteIfExists's does inside)
+        // A partial earlier transfer is only looked for when a basis had chunks (it is one of a basis's sources): a stat in
+        // the working folder per file was a fifth of the group flush thread's time in a first copy. One a basis did not
+        // read (an empty one, or content that came without a basis) is left to the sweep of old partial files.
+        if (b.fromBasis() && part.toFile().exists()) { // (a stat costs no exception, which deleteIfExists's does inside)
             Files.deleteIfExists(part);
         }
         NO_BASIS.remove(root + "/" + meta.hash());
@@ -652,10 +695,13 @@ public final class FileFolder {
      * aside and freed afterwards (Reaper), not during the rename.
      */
     private void install(Path from, Path target, String path) throws IOException {
-        file(path); // the way is still made of real folders
+        OpenDirs d = from.getParent().equals(work) ? dirs() : null;
+        if (d == null) {
+            file(path); // the way is still made of real folders
+        }
         Path aside = Reaper.setAside(target, work);
         try {
-            moveOrMakeWay(from, target, path);
+            moveOrMakeWay(from, target, path, d);
         } catch (IOException | RuntimeException e) {
             Reaper.keep(aside);
             throw e;
@@ -665,9 +711,17 @@ public final class FileFolder {
         dirty.add(from.getParent());
     }
 
-    private void moveOrMakeWay(Path from, Path target, String path) throws IOException {
+    /** {@code d}: renames {@code from} (in the working folder) through the folders it opened, or null: by path. */
+    private void moveOrMakeWay(Path from, Path target, String path, OpenDirs d) throws IOException {
         try {
-            move(from, target);
+            if (d == null) {
+                move(from, target);
+            } else if (!d.rename(from.getFileName().toString(), path)) { // a folder of its way is missing
+                Files.createDirectories(target.getParent()); // (another flush thread may have just made them)
+                if (!d.rename(from.getFileName().toString(), path)) {
+                    throw new java.nio.file.NoSuchFileException(target.getParent().toString(), null, "made, then gone");
+                }
+            }
         } catch (java.nio.file.NoSuchFileException e) {
             if (!Files.exists(from, LinkOption.NOFOLLOW_LINKS)) {
                 throw e;

@@ -74,10 +74,7 @@ public final class SafePath {
         String[] segments = path.split("/");
         boolean exists = true;
         for (int i = 0; i < segments.length; i++) {
-            p = p.resolve(segments[i]);
-            if (!p.normalize().startsWith(root.normalize())) { // a segment the file system reads as a way up
-                throw new UnsafePathException("file path '" + path + "' leads outside the channel's folder");
-            }
+            p = step(root, p, segments[i], path);
             if (!exists) {
                 continue; // under a folder that is not there, nothing is: no need to ask the file system again
             }
@@ -94,6 +91,27 @@ public final class SafePath {
             }
         }
         return p;
+    }
+
+    /**
+     * The file {@code path} (checked as by {@link #check}) names under {@code root}, without looking at the file system:
+     * for a caller that puts the file in place through folders it opened without following links (OpenDirs).
+     */
+    static Path join(Path root, String path) {
+        check(path);
+        Path p = root;
+        for (String segment : path.split("/")) {
+            p = step(root, p, segment, path);
+        }
+        return p;
+    }
+
+    private static Path step(Path root, Path p, String segment, String path) {
+        Path next = p.resolve(segment);
+        if (!next.normalize().startsWith(root.normalize())) { // a segment the file system reads as a way up
+            throw new UnsafePathException("file path '" + path + "' leads outside the channel's folder");
+        }
+        return next;
     }
 
     /** The relative '/'-separated form of {@code file} under {@code root}. */

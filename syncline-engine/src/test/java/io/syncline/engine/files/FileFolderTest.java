@@ -394,6 +394,34 @@ class FileFolderTest {
     }
 
     @Test
+    void shouldRefuseAFileReceivedLaterWhoseWayGoesThroughALinkBeforeReadingItAndWriteNothingOutside() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        Path outside = Files.createDirectories(tmp.resolve("outside"));
+        Files.createDirectories(folder.root().resolve("a"));
+        Files.createSymbolicLink(folder.root().resolve("a/escape"), outside);
+        byte[] content = random(2_000, 5);
+        ChunkIndex none = ChunkIndex.ofIds(new long[0]);
+        byte[] d = delta(content, none, new Delta.Stats[1]);
+        ByteArrayInputStream in = new ByteArrayInputStream(d);
+        FileMeta meta = new FileMeta("a/escape/x", content.length, 1_000L, -1, hash(content));
+        assertThatThrownBy(() -> folder.receiveLater(meta, new DataInputStream(in), none))
+                .isInstanceOf(io.syncline.api.UnsafePathException.class).hasMessageContaining("symbolic link 'a/escape'");
+        assertThat(in.available()).as("nothing of its content read").isEqualTo(d.length);
+        // A file where a folder is needed is named too; a path whose folders are all real goes on.
+        Files.writeString(folder.root().resolve("a/plain"), "a file");
+        FileMeta underFile = new FileMeta("a/plain/x", content.length, 1_000L, -1, hash(content));
+        assertThatThrownBy(() -> folder.receiveLater(underFile, new DataInputStream(new ByteArrayInputStream(d)), none))
+                .isInstanceOf(io.syncline.api.UnsafePathException.class).hasMessageContaining("'a/plain' is a file, not a folder");
+        FileMeta fine = new FileMeta("a/b/x", content.length, 1_000L, -1, hash(content));
+        folder.receiveLater(fine, new DataInputStream(new ByteArrayInputStream(d)), none);
+        folder.flush();
+        assertThat(Files.readAllBytes(folder.root().resolve("a/b/x"))).isEqualTo(content);
+        try (var out = Files.list(outside)) {
+            assertThat(out).isEmpty();
+        }
+    }
+
+    @Test
     void shouldRefuseAtOnceAFileReceivedLaterThatIsNotWhatWasAnnounced() throws Exception {
         FileFolder folder = new FileFolder(tmp.resolve("hub"));
         byte[] content = random(2_000, 5);
