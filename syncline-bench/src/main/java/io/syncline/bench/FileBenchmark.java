@@ -40,8 +40,8 @@ import java.util.stream.Stream;
  * Syncline's time runs from the change on disk (its site sees it through the file system's notifications) until the
  * hub has recorded the last change; rsync's is the client's run. Each copy is compared with the source byte for byte.
  * Every timed run starts after sync(1) and a quiet disk, with nothing of the steps before it left to write. The JIT
- * compilers are idle before the first round, after a warm-up (twice a 64 MiB file and as many small files as the tree,
- * copied and changed). The benchmark deletes nothing before the end (see diskSettled).
+ * compilers are idle before the first round, after a warm-up (--warmup times, 6: a 64 MiB file and as many small files
+ * as the tree, copied and changed). The benchmark deletes nothing before the end (see diskSettled).
  * Each scenario also measures a durable floor: what only putting its new files in place with Syncline's guarantee
  * takes, copied locally, each to a temporary file flushed to disk and renamed, on FLOOR_THREADS threads (no network,
  * no hashing, no database): no receiver that flushes each file can be faster than that on this disk.
@@ -53,6 +53,8 @@ public final class FileBenchmark {
     private final int files;
     private final double changePct;
     private final int rounds;
+    /** Warm-up passes before the measured rounds (see warmUp). */
+    private final int warmups;
     /** Threads of the durable floor: more than Syncline's flush threads (8); on this disk 32 were the fastest of 2 to 64. */
     private static final int FLOOR_THREADS = 32;
     /** Bytes between the durable floor's early flushes of a large file (as Syncline's Writeback.STEP). */
@@ -90,6 +92,7 @@ public final class FileBenchmark {
         this.files = Integer.parseInt(o.getOrDefault("files", "10000"));
         this.changePct = Double.parseDouble(o.getOrDefault("change", "1"));
         this.rounds = Integer.parseInt(o.getOrDefault("rounds", "3"));
+        this.warmups = Integer.parseInt(o.getOrDefault("warmup", "6"));
     }
 
     public static void main(String[] args) throws Exception {
@@ -97,11 +100,11 @@ public final class FileBenchmark {
         for (String a : args) {
             if (a.equals("-h") || a.equals("--help")) {
                 System.out.println("usage: bench/files [--size-mib=1024 (the large file)] [--files=10000 (the tree)] [--change=1 (% changed)] "
-                        + "[--rounds=3 (each scenario again, on new files; medians reported)]");
+                        + "[--rounds=3 (each scenario again, on new files; medians reported)] [--warmup=6 (passes before the rounds)]");
                 return;
             }
-            if (!a.startsWith("--") || !a.contains("=") || !List.of("size-mib", "files", "change", "rounds").contains(a.substring(2, a.indexOf('=')))) {
-                System.err.println("unknown argument '" + a + "' (known: --size-mib=N, --files=N, --change=P, --rounds=N; --help)");
+            if (!a.startsWith("--") || !a.contains("=") || !List.of("size-mib", "files", "change", "rounds", "warmup").contains(a.substring(2, a.indexOf('=')))) {
+                System.err.println("unknown argument '" + a + "' (known: --size-mib=N, --files=N, --change=P, --rounds=N, --warmup=N; --help)");
                 System.exit(2);
             }
             opts.put(a.substring(2, a.indexOf('=')), a.substring(a.indexOf('=') + 1));
@@ -116,7 +119,10 @@ public final class FileBenchmark {
         site = Files.createDirectories(dir.resolve("site"));
         hubFolder = dir.resolve("hub");
         // A file channel per warm-up pass and per round, each with a folder of its own (see run's loop).
-        List<String> channels = new ArrayList<>(List.of("w1", "w2"));
+        List<String> channels = new ArrayList<>();
+        for (int w = 1; w <= warmups; w++) {
+            channels.add("w" + w);
+        }
         for (int r = 1; r <= rounds; r++) {
             channels.add("r" + r);
         }
@@ -212,15 +218,18 @@ public final class FileBenchmark {
     }
 
     /**
-     * Not measured, twice: a 64 MiB file (copied, then changed) and as many small files as the tree (copied, then a
-     * share of them changed); then this waits until the JIT compilers are idle. The measured runs then find the JVM's
-     * code compiled, as in a server that has been running (rsync is native code). With one pass of 500 small files, as
-     * before 2026-11-30, the C2 compiler threads took 7.7 s of processor time during the first round's small-file copy
-     * and 3.3 s during the second's (per thread, from /proc) on this machine of 2 cores; with one pass of the tree's
-     * size, 4 s and 2 s.
+     * Not measured, {@link #warmups} times: a 64 MiB file (copied, then changed) and as many small files as the tree
+     * (copied, then a share of them changed); then this waits until the JIT compilers are idle. The measured runs then
+     * find the JVM's code compiled, as in a server that has been running (rsync is native code). With one pass of 500
+     * small files, as before 2026-11-30, the C2 compiler threads took 7.7 s of processor time during the first round's
+     * small-file copy and 3.3 s during the second's (per thread, from /proc) on this machine of 2 cores; with one pass
+     * of the tree's size, 4 s and 2 s. Two passes (until 2026-12-01) still left the tree's copy running methods at C1's
+     * profiling tier that C2 compiled only then (Delta.decode, Jackson's deserializer; -XX:+PrintCompilation); six
+     * made that copy about 15 % faster (docs/benchmarks.md, eleventh session). C2 is busy during every small-file copy
+     * all the same (about a core, async-profiler), after any number of passes tried.
      */
     private void warmUp() throws Exception {
-        for (int pass = 1; pass <= 2; pass++) {
+        for (int pass = 1; pass <= warmups; pass++) {
             channel = "w" + pass;
             String name = channel + "/warm-up";
             Path w = Files.createDirectories(dir.resolve("stage").resolve(name));
