@@ -352,7 +352,7 @@ public final class FileFolder {
      */
     public Delta.Stats receive(FileMeta meta, DataInputStream in, ChunkIndex basis, Check stillWanted) throws IOException {
         settle();
-        Path target = file(meta.path());
+        Path target = checked(meta.path());
         Built b = build(meta, in, basis);
         if (!stillWanted.holds()) {
             b.close();
@@ -717,6 +717,7 @@ public final class FileFolder {
             if (d == null) {
                 move(from, target);
             } else if (!d.rename(from.getFileName().toString(), path)) { // a folder of its way is missing
+                file(path); // the way, by path as it is made below, has no link (one may have replaced an open folder)
                 Files.createDirectories(target.getParent()); // (another flush thread may have just made them)
                 if (!d.rename(from.getFileName().toString(), path)) {
                     throw new java.nio.file.NoSuchFileException(target.getParent().toString(), null, "made, then gone");

@@ -13,6 +13,7 @@ import java.nio.file.LinkOption;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.SecureDirectoryStream;
+import java.nio.file.attribute.BasicFileAttributeView;
 import java.nio.file.attribute.BasicFileAttributes;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
@@ -140,6 +141,9 @@ public final class OpenDirs implements Closeable {
         if (d != null) {
             return d;
         }
+        if (rel.isEmpty()) {
+            throw new java.nio.file.ClosedDirectoryStreamException(); // (the root goes only with close)
+        }
         if (trustMissing && missing.contains(rel)) {
             return null;
         }
@@ -149,9 +153,14 @@ public final class OpenDirs implements Closeable {
             return null;
         }
         Path name = root.getFileSystem().getPath(rel.substring(slash + 1));
-        // What it is first (lstat): a FIFO opened for reading would wait for a writer; a link or a file is refused by name.
-        BasicFileAttributes a = root.getFileSystem().provider().readAttributesIfExists(root.resolve(rel), BasicFileAttributes.class,
-                LinkOption.NOFOLLOW_LINKS);
+        // What it is first, in the parent as opened (fstatat, not by path: the path may lead elsewhere by now): a FIFO
+        // opened for reading would wait for a writer; a link or a file is refused by name.
+        BasicFileAttributes a;
+        try {
+            a = parent.getFileAttributeView(name, BasicFileAttributeView.class, LinkOption.NOFOLLOW_LINKS).readAttributes();
+        } catch (NoSuchFileException e) {
+            a = null;
+        }
         if (a == null) {
             if (missing.size() < MAX_MISSING) {
                 missing.add(rel);

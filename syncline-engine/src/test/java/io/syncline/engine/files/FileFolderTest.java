@@ -422,6 +422,29 @@ class FileFolderTest {
     }
 
     @Test
+    void shouldMakeNoFolderThroughALinkThatReplacedAFolderOpenedForTheExchange() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        Path outside = Files.createDirectories(tmp.resolve("outside"));
+        Path d = Files.createDirectories(folder.root().resolve("d"));
+        byte[] content = random(2_000, 5);
+        ChunkIndex none = ChunkIndex.ofIds(new long[0]);
+        byte[] delta = delta(content, none, new Delta.Stats[1]);
+        FileMeta meta = new FileMeta("d/e/f", content.length, 1_000L, -1, hash(content));
+        // Checked (d opened, e missing), then, before the rename, d moved away and a link to outside put at its name.
+        FileFolder.Check swap = () -> {
+            Files.move(d, folder.root().resolve("d-moved"));
+            Files.createSymbolicLink(d, outside);
+            return true;
+        };
+        assertThatThrownBy(() -> folder.receive(meta, new DataInputStream(new ByteArrayInputStream(delta)), none, swap))
+                .isInstanceOf(io.syncline.api.UnsafePathException.class).hasMessageContaining("symbolic link 'd'");
+        folder.flush();
+        try (var out = Files.list(outside)) {
+            assertThat(out).as("no folder made through the link").isEmpty();
+        }
+    }
+
+    @Test
     void shouldRefuseAtOnceAFileReceivedLaterThatIsNotWhatWasAnnounced() throws Exception {
         FileFolder folder = new FileFolder(tmp.resolve("hub"));
         byte[] content = random(2_000, 5);

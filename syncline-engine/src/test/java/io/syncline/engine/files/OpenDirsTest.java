@@ -91,6 +91,15 @@ class OpenDirsTest {
     }
 
     @Test
+    void isNotUsedOnceClosed() throws Exception {
+        OpenDirs d = dirs();
+        d.check("x.txt");
+        d.close();
+        assertThatThrownBy(() -> d.check("a/x.txt")).isInstanceOf(java.nio.file.ClosedDirectoryStreamException.class);
+        assertThatThrownBy(() -> d.rename("1.new", "x.txt")).isInstanceOf(java.nio.file.ClosedDirectoryStreamException.class);
+    }
+
+    @Test
     void aLinkMadeWhereACheckFoundNoFolderIsRefusedByTheRename() throws Exception {
         try (OpenDirs d = dirs()) {
             d.check("n/x.txt"); // n not there yet: passes, and is not looked for again by checks
