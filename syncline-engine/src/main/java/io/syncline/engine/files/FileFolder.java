@@ -727,6 +727,9 @@ public final class FileFolder {
             if (!Files.exists(from, LinkOption.NOFOLLOW_LINKS)) {
                 throw e;
             }
+            if (d != null) {
+                file(path); // (checked above only through the open folders, one of which is gone by now)
+            }
             Files.createDirectories(target.getParent()); // (another flush thread may have just made them)
             file(path); // also the folders just made
             move(from, target);

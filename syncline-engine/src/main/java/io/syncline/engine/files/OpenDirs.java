@@ -5,23 +5,26 @@ import java.io.Closeable;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.channels.Channels;
-import java.nio.file.StandardOpenOption;
-import java.util.Set;
+import java.nio.file.ClosedDirectoryStreamException;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.SecureDirectoryStream;
+import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.BasicFileAttributeView;
 import java.nio.file.attribute.BasicFileAttributes;
+import java.util.HashSet;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * The folders of a receiving folder that files are renamed into, each opened once without following symbolic links
- * (openat with O_NOFOLLOW, one segment at a time from the root) and kept open, so that a file is renamed into the folder
+ * (one segment at a time from the root, each looked at in its parent as opened, fstatat, then opened there with
+ * openat and O_NOFOLLOW) and kept open, so that a file is renamed into the folder
  * that was checked (renameat), whatever is put at its path afterwards. Checking a path segment by segment (lstat) and
  * then renaming by path, as SafePath allows, costs three or more lookups of the whole path per file and leaves a
  * window in which a link put in place of a folder would be followed; here a file costs one rename, and there is no
@@ -45,7 +48,7 @@ public final class OpenDirs implements Closeable {
      * first copy arrive before their folders are made (by the renames that follow), and each would cost a failed
      * lookup. A rename always looks (and refuses a link made there since).
      */
-    private final java.util.Set<String> missing = new java.util.HashSet<>();
+    private final Set<String> missing = new HashSet<>();
     static final int MAX_MISSING = 4096;
 
     private OpenDirs(Path root, SecureDirectoryStream<Path> rootDir) {
@@ -142,7 +145,7 @@ public final class OpenDirs implements Closeable {
             return d;
         }
         if (rel.isEmpty()) {
-            throw new java.nio.file.ClosedDirectoryStreamException(); // (the root goes only with close)
+            throw new ClosedDirectoryStreamException(); // (the root goes only with close)
         }
         if (trustMissing && missing.contains(rel)) {
             return null;
