@@ -225,7 +225,7 @@ public final class FileBenchmark {
      * small-file copy and 3.3 s during the second's (per thread, from /proc) on this machine of 2 cores; with one pass
      * of the tree's size, 4 s and 2 s. Two passes (until 2026-12-01) still left the tree's copy running methods at C1's
      * profiling tier that C2 compiled only then (Delta.decode, Jackson's deserializer; -XX:+PrintCompilation); six
-     * made that copy about 15 % faster (docs/benchmarks.md, eleventh session). C2 is busy during every small-file copy
+     * made that copy about 13 % faster (docs/benchmarks.md, eleventh session). C2 is busy during every small-file copy
      * all the same (about a core, async-profiler), after any number of passes tried.
      */
     private void warmUp() throws Exception {

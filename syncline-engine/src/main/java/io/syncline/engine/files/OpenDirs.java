@@ -171,10 +171,10 @@ public final class OpenDirs implements Closeable {
             return null;
         }
         if (a.isSymbolicLink()) {
-            throw new UnsafePathException("file path '" + path + "' goes through the symbolic link '" + rel + "'; Syncline does not follow links");
+            throw SafePath.throughLink(path, rel);
         }
         if (!a.isDirectory()) {
-            throw new UnsafePathException("file path '" + path + "': '" + rel + "' is a file, not a folder");
+            throw SafePath.notAFolder(path, rel);
         }
         try {
             d = parent.newDirectoryStream(name, LinkOption.NOFOLLOW_LINKS); // replaced by a link since: refused (ELOOP)

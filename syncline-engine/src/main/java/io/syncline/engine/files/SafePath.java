@@ -83,14 +83,22 @@ public final class SafePath {
             if (a == null) {
                 exists = false;
             } else if (a.isSymbolicLink()) {
-                throw new UnsafePathException("file path '" + path + "' goes through the symbolic link '"
-                        + String.join("/", java.util.Arrays.copyOf(segments, i + 1)) + "'; Syncline does not follow links");
+                throw throughLink(path, String.join("/", java.util.Arrays.copyOf(segments, i + 1)));
             } else if (i < segments.length - 1 && !a.isDirectory()) {
-                throw new UnsafePathException("file path '" + path + "': '" + String.join("/", java.util.Arrays.copyOf(segments, i + 1))
-                        + "' is a file, not a folder");
+                throw notAFolder(path, String.join("/", java.util.Arrays.copyOf(segments, i + 1)));
             }
         }
         return p;
+    }
+
+    /** {@code path}'s way passes through the symbolic link {@code way} (its first segments). */
+    static UnsafePathException throughLink(String path, String way) {
+        return new UnsafePathException("file path '" + path + "' goes through the symbolic link '" + way + "'; Syncline does not follow links");
+    }
+
+    /** {@code path}'s way passes through {@code way} (its first segments), which is not a folder (FileFolder reads this). */
+    static UnsafePathException notAFolder(String path, String way) {
+        return new UnsafePathException("file path '" + path + "': '" + way + "' is a file, not a folder");
     }
 
     /**
