@@ -40,8 +40,8 @@ import java.util.stream.Stream;
  * Syncline's time runs from the change on disk (its site sees it through the file system's notifications) until the
  * hub has recorded the last change; rsync's is the client's run. Each copy is compared with the source byte for byte.
  * Every timed run starts after sync(1) and a quiet disk, with nothing of the steps before it left to write. The JIT
- * compilers are idle before the first round, after a warm-up (--warmup times, 6: a 64 MiB file and as many small files
- * as the tree, copied and changed). The benchmark deletes nothing before the end (see diskSettled).
+ * compilers are idle before the first round, after a warm-up (--warmup times, 20: a round's scenarios, unmeasured, with
+ * a large file of at most 64 MiB; see warmUp). The benchmark deletes nothing before the end (see diskSettled).
  * Each scenario also measures a durable floor: what only putting its new files in place with Syncline's guarantee
  * takes, copied locally, each to a temporary file flushed to disk and renamed, on FLOOR_THREADS threads (no network,
  * no hashing, no database): no receiver that flushes each file can be faster than that on this disk.
@@ -59,6 +59,8 @@ public final class FileBenchmark {
     private static final int FLOOR_THREADS = 32;
     /** Bytes between the durable floor's early flushes of a large file (as Syncline's Writeback.STEP). */
     private static final long FLOOR_STEP = 32L << 20;
+    /** The largest file of a warm-up pass, MiB (a larger --size-mib is warmed up with this size). */
+    private static final long WARM_UP_MIB = 64;
     /**
      * Per scenario, in order, each round's figures: Syncline bytes, rsync bytes, Syncline s, rsync s, rsync --fsync s,
      * durable floor s.
@@ -92,7 +94,7 @@ public final class FileBenchmark {
         this.files = Integer.parseInt(o.getOrDefault("files", "10000"));
         this.changePct = Double.parseDouble(o.getOrDefault("change", "1"));
         this.rounds = Integer.parseInt(o.getOrDefault("rounds", "3"));
-        this.warmups = Integer.parseInt(o.getOrDefault("warmup", "6"));
+        this.warmups = Integer.parseInt(o.getOrDefault("warmup", "20"));
     }
 
     public static void main(String[] args) throws Exception {
@@ -100,7 +102,7 @@ public final class FileBenchmark {
         for (String a : args) {
             if (a.equals("-h") || a.equals("--help")) {
                 System.out.println("usage: bench/files [--size-mib=1024 (the large file)] [--files=10000 (the tree)] [--change=1 (% changed)] "
-                        + "[--rounds=3 (each scenario again, on new files; medians reported)] [--warmup=6 (passes before the rounds)]");
+                        + "[--rounds=3 (each scenario again, on new files; medians reported)] [--warmup=20 (passes before the rounds)]");
                 return;
             }
             if (!a.startsWith("--") || !a.contains("=") || !List.of("size-mib", "files", "change", "rounds", "warmup").contains(a.substring(2, a.indexOf('=')))) {
@@ -178,8 +180,8 @@ public final class FileBenchmark {
                     // A channel of its own: it holds only this round's files, as one channel did when each round's
                     // files were deleted after it, and nothing is deleted before the end (see diskSettled).
                     channel = "r" + r;
-                    bigFile(channel + "/big.bin");
-                    tree(channel + "/tree");
+                    bigFile(channel + "/big.bin", true, 42);
+                    tree(channel + "/tree", true, 11);
                 }
             }
         } finally {
@@ -218,40 +220,33 @@ public final class FileBenchmark {
     }
 
     /**
-     * Not measured, {@link #warmups} times: a 64 MiB file (copied, then changed) and as many small files as the tree
-     * (copied, then a share of them changed); then this waits until the JIT compilers are idle. The measured runs then
-     * find the JVM's code compiled, as in a server that has been running (rsync is native code). With one pass of 500
-     * small files, as before 2026-11-30, the C2 compiler threads took 7.7 s of processor time during the first round's
-     * small-file copy and 3.3 s during the second's (per thread, from /proc) on this machine of 2 cores; with one pass
-     * of the tree's size, 4 s and 2 s. Two passes (until 2026-12-01) still left the tree's copy running methods at C1's
-     * profiling tier that C2 compiled only then (Delta.decode, Jackson's deserializer; -XX:+PrintCompilation); six
-     * made that copy about 13 % faster (docs/benchmarks.md, eleventh session). C2 is busy during every small-file copy
-     * all the same (about a core, async-profiler), after any number of passes tried.
+     * Not measured, {@link #warmups} times: a round's scenarios, on the paths a round uses (its large file at the top of
+     * the channel's folder, of at most WARM_UP_MIB, its tree in tree/), on content of their own; then this waits until
+     * the JIT compilers are idle. The measured runs then find the JVM's code compiled, as in a server that has been
+     * running (rsync is native code). Each pass prints the JIT compilers' time during it.
+     * <ul>
+     * <li>Until 2026-12-01 (twelfth session) a pass put its large file and its tree together in one sub-folder: code
+     * compiled having seen only paths with a slash hit an uncommon trap at the round's top-level big.bin (OpenDirs.read,
+     * check and rename; -Xlog:deoptimization), and the small files' copy ran them at C1's profiling tier until C2
+     * compiled them again during it.</li>
+     * <li>Methods called once or a few times per exchange but with long loops or bodies (FileOutbox.pending, H2's
+     * SessionLocal.commit and MVMap.flushAppendBuffer) reach C2's thresholds only after many passes: with 6, C2
+     * compiled them during the second round's copy (jdk.Compilation events: 0.54 s for pending's loop alone, 1.5 s of
+     * C2 time within a copy of 2.3 s). A pass's small files took 9 s of JIT time in the first pass, about 3 s up to
+     * the 7th, 2 s up to the 11th, and 0.2 to 0.8 s from the 13th to the 24th (this machine, 10,000 files).</li>
+     * </ul>
      */
     private void warmUp() throws Exception {
+        java.lang.management.CompilationMXBean jit = java.lang.management.ManagementFactory.getCompilationMXBean();
         for (int pass = 1; pass <= warmups; pass++) {
             channel = "w" + pass;
-            String name = channel + "/warm-up";
-            Path w = Files.createDirectories(dir.resolve("stage").resolve(name));
-            writeUnique(w.resolve("big.bin"), 64L << 20, 5);
-            Random rnd = new Random(3);
-            List<Path> small = writeTree(w, name, rnd);
-            long base = siteSeq();
-            Files.move(w, site.resolve(name));
-            awaitHub(base + files + 1);
-            base = siteSeq();
-            try (FileChannel ch = FileChannel.open(site.resolve(name).resolve("big.bin"), StandardOpenOption.WRITE)) {
-                for (int i = 0; i < 100; i++) {
-                    byte[] junk = new byte[700];
-                    rnd.nextBytes(junk);
-                    ch.write(ByteBuffer.wrap(junk), (long) (rnd.nextDouble() * ((64L << 20) - junk.length)));
-                }
-            }
-            int changed = (int) Math.max(1, Math.round(files * changePct / 100));
-            for (int i = 0; i < changed; i++) {
-                overwriteMiddle(small.get(picked(i, changed)), rnd);
-            }
-            awaitHub(base + changed + 1);
+            long t0 = System.nanoTime();
+            long j0 = jit.getTotalCompilationTime();
+            bigFile(channel + "/big.bin", false, 1000 + pass);
+            long j1 = jit.getTotalCompilationTime();
+            tree(channel + "/tree", false, 2000 + pass);
+            System.out.printf("warm-up pass %d: %.2f s, JIT %d ms (large file), %d ms (small files)%n", pass,
+                    (System.nanoTime() - t0) / 1e9, j1 - j0, jit.getTotalCompilationTime() - j1);
         }
         jitIdle(); // (the files stay until the end: see diskSettled)
     }
@@ -273,25 +268,36 @@ public final class FileBenchmark {
         }
     }
 
-    private void bigFile(String name) throws Exception {
+    /**
+     * The large file's scenarios on the file {@code name} (a channel's folder, then the file's name), its content and
+     * changes drawn from {@code seed}; {@code timed} false: a warm-up pass, unmeasured, with a file of at most
+     * WARM_UP_MIB.
+     */
+    private void bigFile(String name, boolean timed, long seed) throws Exception {
+        long size = (timed ? sizeMib : Math.min(sizeMib, WARM_UP_MIB)) << 20;
         Path staged = dir.resolve("stage").resolve(name);
         Files.createDirectories(staged.getParent());
-        writeUnique(staged, sizeMib << 20, 42);
-        diskSettled();
+        writeUnique(staged, size, seed);
+        if (timed) {
+            diskSettled();
+        }
         long base = siteSeq();
         long t0 = System.nanoTime();
         long b0 = hubProxy.bytesForwarded();
         Files.move(staged, site.resolve(name));
         awaitHub(base + 1);
-        measured("large file " + sizeMib + " MiB, first copy", t0, b0, name, List.of(site.resolve(name)));
-        check(site.resolve(name), hubCopy(name), rsyncCopy.resolve(name), rsyncFsyncCopy.resolve(name));
+        if (timed) {
+            measured("large file " + sizeMib + " MiB, first copy", t0, b0, name, List.of(site.resolve(name)));
+            check(site.resolve(name), hubCopy(name), rsyncCopy.resolve(name), rsyncFsyncCopy.resolve(name));
+        }
 
-        long size = sizeMib << 20;
         int places = 1000;
         int each = (int) Math.max(1, size * changePct / 100 / places);
-        Random rnd = new Random(7);
+        Random rnd = new Random(seed + 1);
         byte[] junk = new byte[each];
-        diskSettled();
+        if (timed) {
+            diskSettled();
+        }
         base = siteSeq();
         t0 = System.nanoTime();
         b0 = hubProxy.bytesForwarded();
@@ -301,10 +307,14 @@ public final class FileBenchmark {
                 ch.write(ByteBuffer.wrap(junk), (long) (rnd.nextDouble() * (size - each)));
             }
         }
-        apartFromTheCopy(site.resolve(name));
+        if (timed) {
+            apartFromTheCopy(site.resolve(name));
+        }
         awaitHub(base + 1);
-        measured(String.format("large file, %.1f%% changed in %d places", changePct, places), t0, b0, name, List.of(site.resolve(name)));
-        check(site.resolve(name), hubCopy(name), rsyncCopy.resolve(name), rsyncFsyncCopy.resolve(name));
+        if (timed) {
+            measured(String.format("large file, %.1f%% changed in %d places", changePct, places), t0, b0, name, List.of(site.resolve(name)));
+            check(site.resolve(name), hubCopy(name), rsyncCopy.resolve(name), rsyncFsyncCopy.resolve(name));
+        }
     }
 
     /**
@@ -342,21 +352,31 @@ public final class FileBenchmark {
         }
     }
 
-    private void tree(String name) throws Exception {
+    /**
+     * The small files' scenarios in the folder {@code name} (a channel's folder, then tree), their content and changes
+     * drawn from {@code seed}; {@code timed} false: a warm-up pass, unmeasured.
+     */
+    private void tree(String name, boolean timed, long seed) throws Exception {
         Path staged = Files.createDirectories(dir.resolve("stage").resolve(name));
-        Random rnd = new Random(11);
+        Random rnd = new Random(seed);
         List<Path> all = writeTree(staged, name, rnd);
-        diskSettled();
+        if (timed) {
+            diskSettled();
+        }
         long base = siteSeq();
         long t0 = System.nanoTime();
         long b0 = hubProxy.bytesForwarded();
         Files.move(staged, site.resolve(name));
         awaitHub(base + files);
-        measured(String.format("%,d small files, first copy", files), t0, b0, name, all);
-        checkTrees(site.resolve(name), hubCopy(name), rsyncCopy.resolve(name), rsyncFsyncCopy.resolve(name));
+        if (timed) {
+            measured(String.format("%,d small files, first copy", files), t0, b0, name, all);
+            checkTrees(site.resolve(name), hubCopy(name), rsyncCopy.resolve(name), rsyncFsyncCopy.resolve(name));
+        }
 
         int changed = (int) Math.max(1, Math.round(files * changePct / 100));
-        diskSettled();
+        if (timed) {
+            diskSettled();
+        }
         base = siteSeq();
         t0 = System.nanoTime();
         b0 = hubProxy.bytesForwarded();
@@ -364,12 +384,16 @@ public final class FileBenchmark {
         for (int i = 0; i < changed; i++) {
             Path f = all.get(picked(i, changed));
             overwriteMiddle(f, rnd);
-            apartFromTheCopy(f);
+            if (timed) {
+                apartFromTheCopy(f);
+            }
             edited.add(f);
         }
         awaitHub(base + changed);
-        measured(String.format("%,d small files, %d changed", files, changed), t0, b0, name, edited);
-        checkTrees(site.resolve(name), hubCopy(name), rsyncCopy.resolve(name), rsyncFsyncCopy.resolve(name));
+        if (timed) {
+            measured(String.format("%,d small files, %d changed", files, changed), t0, b0, name, edited);
+            checkTrees(site.resolve(name), hubCopy(name), rsyncCopy.resolve(name), rsyncFsyncCopy.resolve(name));
+        }
     }
 
     /**
