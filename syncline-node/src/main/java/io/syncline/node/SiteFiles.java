@@ -86,6 +86,12 @@ final class SiteFiles implements AutoCloseable {
     /** Hub-to-sites channels being fetched, by name. */
     private final Map<String, Thread> fetchers = new ConcurrentHashMap<>();
     private final Map<String, ReentrantLock> folderLocks = new ConcurrentHashMap<>();
+    /** Per site-to-hub channel: its sending (see sendEarly). */
+    private final Map<String, ReentrantLock> sendLocks = new ConcurrentHashMap<>();
+    /** Per site-to-hub channel: whether an early send waits to run. */
+    private final Map<String, java.util.concurrent.atomic.AtomicBoolean> earlyWaiting = new ConcurrentHashMap<>();
+    /** The early sender's thread (syncline-site-<id>-files-send): sends a walk's first files while it goes on. */
+    private final java.util.concurrent.ExecutorService early;
     /** Per channel, its patterns (for rows that reference files). */
     private final Map<FileChannelSpec, FileScanner> matchers = new ConcurrentHashMap<>();
     /** The long polls under way, by channel: cut at close so it need not wait for them. */
@@ -118,16 +124,65 @@ final class SiteFiles implements AutoCloseable {
         this.clock = clock;
         this.registration = registration;
         this.arrived = arrived;
+        this.early = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
+            Thread th = new Thread(r, "syncline-site-" + cfg.nodeId() + "-files-send");
+            th.setDaemon(true);
+            return th;
+        });
         this.outgoing = new FolderWatch("syncline-site-" + cfg.nodeId() + "-files", cfg.fileScanInterval(),
                 () -> targets(ChannelSpec.Direction.SITE_TO_HUB), (t, under, edited, held) -> {
                     walk(t.channel(), t.folder(), under, edited, held);
+                    ReentrantLock sending = sendLock(t.channel().name());
+                    sending.lock(); // (after an early send of this walk's first files: see sendEarly)
                     try {
                         send(registration.get(), t.channel(), t.folder());
                     } catch (IOException | SQLException | RuntimeException e) {
                         throw new FolderWatch.AfterWalkException(e); // (the hub away: what was recorded is sent later)
+                    } finally {
+                        sending.unlock();
                     }
                     return true;
                 });
+    }
+
+    /**
+     * Sends, on the early sender's thread, what a walk of {@code ch} under way has recorded and committed so far (a
+     * whole walk's first new files: FileOutbox.recordWalk), so that the hub receives them while the walk goes on. At
+     * most one such send waits per channel; none runs while the walk's own send (after the walk) does, which sends
+     * everything recorded. A failure is left to that send, which reports it.
+     */
+    private void sendEarly(FileChannelSpec ch, Path folder) {
+        java.util.concurrent.atomic.AtomicBoolean waiting = earlyWaiting.computeIfAbsent(ch.name(), k -> new java.util.concurrent.atomic.AtomicBoolean());
+        if (!waiting.compareAndSet(false, true)) {
+            return;
+        }
+        try {
+            early.execute(() -> {
+                waiting.set(false);
+                ReentrantLock sending = sendLock(ch.name());
+                if (closed || !sending.tryLock()) {
+                    return; // the walk's own send runs (or the node stops)
+                }
+                try {
+                    Registration.Response r = registration.get();
+                    if (r != null) {
+                        send(r, ch, folder);
+                    }
+                } catch (IOException | SQLException | RuntimeException e) {
+                    LOG.debug("site {}: file channel '{}': an early send failed, the walk's own send tries again: {}", cfg.nodeId(),
+                            ch.name(), e.toString());
+                } finally {
+                    sending.unlock();
+                }
+            });
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            waiting.set(false); // stopping
+        }
+    }
+
+    /** The lock of a site-to-hub channel's sending (the walk's own send, and early ones). */
+    private ReentrantLock sendLock(String channel) {
+        return sendLocks.computeIfAbsent(channel, k -> new ReentrantLock());
     }
 
     /** The last problem with the site's file channels (walks and sends, or fetches), or null. */
@@ -461,7 +516,8 @@ final class SiteFiles implements AutoCloseable {
                         ? FileOutbox.recordEdited(c, ch.name(), scanner, clock.millis(), edited) : -1;
                 if (n < 0) { // (or one of the edited files is no longer a plain file: their folders are walked)
                     n = FileOutbox.recordWalk(c, ch.name(), scanner, clock.millis(), unsyncable,
-                            ch.direction() == ChannelSpec.Direction.TWO_WAY, under, held);
+                            ch.direction() == ChannelSpec.Direction.TWO_WAY, under, held,
+                            ch.direction() == ChannelSpec.Direction.SITE_TO_HUB ? () -> sendEarly(ch, folder) : null);
                 }
                 c.commit();
                 LOG.debug("site {}: file channel '{}': {} changes recorded", cfg.nodeId(), ch.name(), n);
@@ -683,6 +739,14 @@ final class SiteFiles implements AutoCloseable {
     public void close() {
         closed = true;
         outgoing.close();
+        early.shutdown();
+        try {
+            if (!early.awaitTermination(10, TimeUnit.SECONDS)) {
+                LOG.warn("site {}: the early file sender did not end within 10 s of stopping", cfg.nodeId());
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
         polls.values().forEach(HttpURLConnection::disconnect);
         for (Thread t : fetchers.values()) {
             try {

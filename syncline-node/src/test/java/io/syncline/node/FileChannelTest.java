@@ -203,6 +203,55 @@ class FileChannelTest {
     }
 
     @Test
+    void shouldSendALargeNewTreeWhileItIsWalkedWithAMoveAndADeletionOfTheSameWalkInOrder() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        dbs().exec("s1", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        Path src = dir.resolve("s1-images");
+        Path at = dir.resolve("hub-images").resolve("s1");
+        byte[] moving = random(256 * 1024, 7);
+        write(src.resolve("old.bin"), moving);
+        write(src.resolve("report"), "a file, then a folder".getBytes());
+        try (HubNode hub = HubNode.start(hub("30s"), Clock.systemUTC());
+             SiteNode s1 = SiteNode.start(site("s1", hub.url(), "30s"), Clock.systemUTC())) {
+            await().atMost(Duration.ofSeconds(20)).until(() -> same(src.resolve("old.bin"), at.resolve("old.bin"))
+                    && same(src.resolve("report"), at.resolve("report")));
+            long sent = hub.files().literalBytes.get();
+
+            // More new files than two of a walk's early portions (FileOutbox.EARLY_PORTION, 512), made elsewhere and
+            // moved in at the top level (a whole walk), in the same burst as a move and a deletion that makes room.
+            Path staged = Files.createDirectories(dir.resolve("staged"));
+            int n = 1_300;
+            long newBytes = 0;
+            for (int i = 0; i < n; i++) {
+                byte[] b = random(100 + i % 900, 1_000 + i);
+                write(staged.resolve(String.format("batch/d%02d/f%04d.bin", i % 20, i)), b);
+                newBytes += b.length;
+            }
+            Files.move(staged.resolve("batch"), src.resolve("batch"));
+            Files.move(src.resolve("old.bin"), src.resolve("batch/old-moved.bin"));
+            Files.delete(src.resolve("report"));
+            write(src.resolve("report/page1"), "where the file report was".getBytes());
+            await("every new file at the hub").atMost(Duration.ofSeconds(60)).until(() -> {
+                for (int i = 0; i < n; i++) {
+                    String f = String.format("batch/d%02d/f%04d.bin", i % 20, i);
+                    if (!same(src.resolve(f), at.resolve(f))) {
+                        return false;
+                    }
+                }
+                return same(src.resolve("batch/old-moved.bin"), at.resolve("batch/old-moved.bin"))
+                        && same(src.resolve("report/page1"), at.resolve("report/page1"));
+            });
+            assertThat(at.resolve("old.bin")).doesNotExist();
+            assertThat(hub.files().literalBytes.get() - sent).as("the new files' bytes, and not the moved file's again")
+                    .isGreaterThanOrEqualTo(newBytes).isLessThan(newBytes + moving.length);
+            await("every change acknowledged").atMost(Duration.ofSeconds(20)).until(() ->
+                    dbs().count("s1", "SELECT COUNT(*) FROM sync_file WHERE deleted = TRUE") == 0
+                            && dbs().count("s1", "SELECT COUNT(*) FROM sync_file WHERE base_hash IS NULL") == 0);
+            assertThat(dbs().count("s1", "SELECT COUNT(*) FROM sync_file")).as("one row per file").isEqualTo(n + 2);
+        }
+    }
+
+    @Test
     void shouldRefuseAtASiteAHostilePathFromTheHubWithAClearErrorAndWriteNothing() throws Exception {
         dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
         dbs().exec("s6", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");

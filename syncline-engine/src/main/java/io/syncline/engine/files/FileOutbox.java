@@ -107,12 +107,39 @@ public final class FileOutbox {
     public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
                                  java.util.function.Consumer<String> unsyncable, boolean forgetUnmatched, List<String> under,
                                  java.util.Set<String> held) throws SQLException, java.io.IOException {
+        return recordWalk(c, channel, scanner, nowMillis, unsyncable, forgetUnmatched, under, held, null);
+    }
+
+    /** The new files a walk records and commits before it ends, at a time (see recordWalk's {@code committed}). */
+    static final int EARLY_PORTION = 512;
+
+    /**
+     * As above. With {@code committed} (not null), a whole walk ({@code under} null) that is not forgetting unmatched
+     * files records new files as it finds them, {@link #EARLY_PORTION} at a time, each portion committed on {@code c}
+     * and then told to {@code committed} (the caller can send them while the walk goes on), rather than all at its
+     * end. Only files that cannot be part of another change are recorded so: no recorded file has their content (it
+     * could be a move's new end), their path or a folder of it (ignoring case) is no recorded file's, and no recorded
+     * file is below their path (the deletion that makes room for them comes at the end, and must be applied first).
+     * Each such portion is true whatever the rest of the walk finds: after an exception, it stays recorded.
+     */
+    public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
+                                 java.util.function.Consumer<String> unsyncable, boolean forgetUnmatched, List<String> under,
+                                 java.util.Set<String> held, Runnable committed) throws SQLException, java.io.IOException {
         if (under != null && under.isEmpty()) {
             return 0;
         }
         Map<String, FileMeta> known = known(c, channel, under);
         List<String> warnings = new ArrayList<>(); // told once the walk whose result is kept is known
-        List<FileScanner.Change> changes = new ArrayList<>(scanner.scan(known, nowMillis, warnings::add, under));
+        Early early = committed != null && under == null && !forgetUnmatched ? new Early(c, channel, known, committed) : null;
+        List<FileScanner.Change> changes;
+        try {
+            changes = new ArrayList<>(scanner.scan(known, nowMillis, warnings::add, under, Map.of(), early));
+        } catch (Early.Failed e) {
+            throw e.getCause();
+        }
+        if (early != null && !early.recorded.isEmpty()) {
+            changes.removeIf(ch -> ch instanceof FileScanner.Put p && early.recorded.contains(p.path()));
+        }
         boolean heard = held != null && under != null; // a walk of folders the file system named
         java.util.Set<String> heldBefore = held == null ? java.util.Set.of() : java.util.Set.copyOf(held);
         if (held != null) {
@@ -188,7 +215,83 @@ public final class FileOutbox {
                 ps.executeUpdate();
             }
         }
-        return changes.size();
+        return changes.size() + (early == null ? 0 : early.recorded.size());
+    }
+
+    /** Records a whole walk's new files as it finds them (see recordWalk). */
+    private static final class Early implements FileScanner.Fresh {
+        /** A failure to record, carried through the scanner. */
+        static final class Failed extends java.io.IOException {
+            Failed(SQLException cause) {
+                super(cause);
+            }
+
+            @Override
+            public synchronized SQLException getCause() {
+                return (SQLException) super.getCause();
+            }
+        }
+
+        private final Connection c;
+        private final String channel;
+        private final Runnable committed;
+        /** Content hash and length of every recorded file. */
+        private final java.util.Set<String> contents = new java.util.HashSet<>();
+        /** Every recorded file's path, and every folder of one, in lower case. */
+        private final java.util.Set<String> files = new java.util.HashSet<>();
+        private final java.util.Set<String> folders = new java.util.HashSet<>();
+        private final List<FileScanner.Change> portion = new ArrayList<>();
+        /** The paths recorded and committed. */
+        final java.util.Set<String> recorded = new java.util.HashSet<>();
+        private java.util.Set<String> tombstones;
+
+        Early(Connection c, String channel, Map<String, FileMeta> known, Runnable committed) {
+            this.c = c;
+            this.channel = channel;
+            this.committed = committed;
+            for (FileMeta k : known.values()) {
+                contents.add(k.hash() + ":" + k.size());
+                String path = k.path().toLowerCase(java.util.Locale.ROOT);
+                files.add(path);
+                for (int i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) {
+                    folders.add(path.substring(0, i));
+                }
+            }
+        }
+
+        @Override
+        public void found(FileMeta f) throws Failed {
+            String path = f.path().toLowerCase(java.util.Locale.ROOT);
+            if (contents.contains(f.hash() + ":" + f.size()) || files.contains(path) || folders.contains(path)) {
+                return;
+            }
+            for (int i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) {
+                if (files.contains(path.substring(0, i))) {
+                    return;
+                }
+            }
+            portion.add(new FileScanner.Put(f));
+            if (portion.size() >= EARLY_PORTION) {
+                try {
+                    if (tombstones == null) {
+                        tombstones = tombstones(c, channel);
+                    }
+                    java.util.Set<String> rowless = new java.util.HashSet<>();
+                    for (FileScanner.Change ch : portion) {
+                        if (!tombstones.contains(ch.path())) {
+                            rowless.add(ch.path());
+                        }
+                    }
+                    record(c, channel, portion, rowless);
+                    c.commit();
+                } catch (SQLException e) {
+                    throw new Failed(e);
+                }
+                portion.forEach(ch -> recorded.add(ch.path()));
+                portion.clear();
+                committed.run();
+            }
+        }
     }
 
     /**

@@ -169,6 +169,22 @@ public final class FileScanner {
      */
     public List<Change> scan(Map<String, FileMeta> known, long nowMillis, java.util.function.Consumer<String> unsyncable, List<String> under,
                              Map<String, FileMeta> hashed) throws IOException {
+        return scan(known, nowMillis, unsyncable, under, hashed, null);
+    }
+
+    /** Told of each file a walk finds that has no record, as soon as it is found (the walk goes on after it). */
+    @FunctionalInterface
+    public interface Fresh {
+        void found(FileMeta file) throws IOException;
+    }
+
+    /**
+     * As above; {@code fresh} (or null) is told of each file found that has no record in {@code known}, as soon as it
+     * is found, before the walk goes on: the returned list still has it as a Put, or a Move when it is a file of
+     * {@code known} gone from where it was.
+     */
+    public List<Change> scan(Map<String, FileMeta> known, long nowMillis, java.util.function.Consumer<String> unsyncable, List<String> under,
+                             Map<String, FileMeta> hashed, Fresh fresh) throws IOException {
         if (under != null) {
             Map<String, FileMeta> inside = new HashMap<>();
             for (FileMeta k : known.values()) {
@@ -179,7 +195,7 @@ public final class FileScanner {
             known = inside;
         }
         Map<String, FileMeta> found = new TreeMap<>();
-        Walk walk = new Walk(known, hashed, nowMillis, unsyncable, found);
+        Walk walk = new Walk(known, hashed, nowMillis, unsyncable, found, fresh);
         if (under == null) {
             walk.all();
         } else {
@@ -231,16 +247,18 @@ public final class FileScanner {
         private final long nowMillis;
         private final java.util.function.Consumer<String> unsyncable;
         private final Map<String, FileMeta> found;
+        private final Fresh fresh;
         private final boolean posix;
         private final Path work = root.resolve(SafePath.WORK_DIR);
 
         Walk(Map<String, FileMeta> known, Map<String, FileMeta> hashed, long nowMillis, java.util.function.Consumer<String> unsyncable,
-             Map<String, FileMeta> found) {
+             Map<String, FileMeta> found, Fresh fresh) {
             this.known = known;
             this.hashed = hashed;
             this.nowMillis = nowMillis;
             this.unsyncable = unsyncable;
             this.found = found;
+            this.fresh = fresh;
             boolean p;
             try {
                 p = Files.getFileStore(root).supportsFileAttributeView("posix");
@@ -357,6 +375,9 @@ public final class FileScanner {
             }
             if (now != null) {
                 found.put(path, now);
+                if (fresh != null && !known.containsKey(path)) {
+                    fresh.found(now);
+                }
             }
         }
 

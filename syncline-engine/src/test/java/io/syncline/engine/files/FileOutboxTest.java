@@ -20,10 +20,12 @@ import org.junit.jupiter.api.io.TempDir;
 class FileOutboxTest {
     private static final String CH = "docs";
     private Connection c;
+    private String url;
 
     @BeforeEach
     void open() throws Exception {
-        c = DriverManager.getConnection("jdbc:h2:mem:" + UUID.randomUUID());
+        url = "jdbc:h2:mem:" + UUID.randomUUID();
+        c = DriverManager.getConnection(url);
         c.setAutoCommit(false);
         SyncSchema.install(c, new H2Dialect());
         c.commit();
@@ -66,6 +68,62 @@ class FileOutboxTest {
 
         FileOutbox.acknowledge(c, CH, 7); // an older acknowledgement changes nothing
         assertThat(FileOutbox.acknowledged(c, CH)).isEqualTo(9);
+    }
+
+    @Test
+    void shouldCommitAWholeWalksNewFilesInPortionsWhileItGoesOnAndKeepEveryOtherChangeForItsEnd(@TempDir Path folder) throws Exception {
+        FileScanner scanner = new FileScanner(folder, List.of(), List.of());
+        long later = System.currentTimeMillis() + 60_000; // past the walk's two seconds of doubt
+        Files.writeString(folder.resolve("old.txt"), "moved later");
+        Files.writeString(folder.resolve("report"), "a file, then a folder");
+        Files.createDirectories(folder.resolve("keep"));
+        Files.writeString(folder.resolve("keep/a.txt"), "kept");
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { })).isEqualTo(3);
+        c.commit();
+
+        Files.createDirectories(folder.resolve("moved"));
+        Files.move(folder.resolve("old.txt"), folder.resolve("moved/new-name.txt"));
+        Files.delete(folder.resolve("report"));
+        Files.createDirectories(folder.resolve("report"));
+        Files.writeString(folder.resolve("report/page1"), "below a recorded file's path: after its deletion");
+        Files.writeString(folder.resolve("KEEP"), "a recorded folder's path but for case");
+        Files.writeString(folder.resolve("copy.txt"), "kept"); // a recorded file's content
+        int fresh = 2 * FileOutbox.EARLY_PORTION + 76;
+        Files.createDirectories(folder.resolve("n"));
+        for (int i = 0; i < fresh; i++) {
+            Files.writeString(folder.resolve(String.format("n/f%05d", i)), "new file " + i);
+        }
+        List<Long> visibleAtEachPortion = new ArrayList<>();
+        int n = FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, null, null, () -> {
+            try (Connection other = DriverManager.getConnection(url);
+                 java.sql.Statement st = other.createStatement();
+                 java.sql.ResultSet rs = st.executeQuery("SELECT COUNT(*) FROM sync_file")) {
+                rs.next();
+                visibleAtEachPortion.add(rs.getLong(1));
+            } catch (java.sql.SQLException e) {
+                throw new IllegalStateException(e);
+            }
+        });
+        assertThat(visibleAtEachPortion).as("each portion committed (seen by another connection) while the walk went on")
+                .containsExactly(3L + FileOutbox.EARLY_PORTION, 3L + 2 * FileOutbox.EARLY_PORTION);
+        c.commit();
+        // The move, report's deletion, report/page1, KEEP, copy.txt and the new files; a move is two rows.
+        assertThat(n).isEqualTo(1 + 1 + 3 + fresh);
+        List<FileEntry> all = FileOutbox.pending(c, CH, 3, 10_000);
+        assertThat(all).hasSize(n + 1);
+        assertThat(all).extracting(FileEntry::path).doesNotHaveDuplicates();
+        List<FileEntry> early = all.subList(0, 2 * FileOutbox.EARLY_PORTION);
+        assertThat(early).as("only new files no other change can touch").allMatch(e -> e.path().startsWith("n/") && e.from() == null);
+        List<String> rest = all.subList(2 * FileOutbox.EARLY_PORTION, all.size()).stream().map(FileEntry::path).toList();
+        assertThat(rest).as("at the walk's end, in its order: deletions, moves, then the other files")
+                .startsWith("report", "moved/new-name.txt", "old.txt")
+                .contains("report/page1", "KEEP", "copy.txt");
+        assertThat(all.get(2 * FileOutbox.EARLY_PORTION + 1).from()).as("a move, its content not sent again").isEqualTo("old.txt");
+
+        FileOutbox.acknowledge(c, CH, FileOutbox.next(c, CH) - 1);
+        c.commit();
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, null, null, () -> { }))
+                .as("nothing new for the next walk").isZero();
     }
 
     @Test
