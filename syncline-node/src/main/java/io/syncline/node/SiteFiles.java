@@ -90,6 +90,8 @@ final class SiteFiles implements AutoCloseable {
     private final Map<String, ReentrantLock> sendLocks = new ConcurrentHashMap<>();
     /** Per site-to-hub channel: whether an early send waits to run. */
     private final Map<String, java.util.concurrent.atomic.AtomicBoolean> earlyWaiting = new ConcurrentHashMap<>();
+    /** Site-to-hub channels whose counts an early send found at odds with the hub's: left to the walk's own send. */
+    private final Set<String> recount = ConcurrentHashMap.newKeySet();
     /** The early sender's thread (syncline-site-<id>-files-send): sends a walk's first files while it goes on. */
     private final java.util.concurrent.ExecutorService early;
     /** Per channel, its patterns (for rows that reference files). */
@@ -133,9 +135,15 @@ final class SiteFiles implements AutoCloseable {
                 () -> targets(ChannelSpec.Direction.SITE_TO_HUB), (t, under, edited, held) -> {
                     walk(t.channel(), t.folder(), under, edited, held);
                     ReentrantLock sending = sendLock(t.channel().name());
-                    sending.lock(); // (after an early send of this walk's first files: see sendEarly)
+                    // (after an early send of this walk's first files, see sendEarly; not once the node stops)
+                    while (!sending.tryLock(100, TimeUnit.MILLISECONDS)) {
+                        if (closed) {
+                            return true;
+                        }
+                    }
                     try {
-                        send(registration.get(), t.channel(), t.folder());
+                        recount.remove(t.channel().name());
+                        send(registration.get(), t.channel(), t.folder(), false);
                     } catch (IOException | SQLException | RuntimeException e) {
                         throw new FolderWatch.AfterWalkException(e); // (the hub away: what was recorded is sent later)
                     } finally {
@@ -153,7 +161,7 @@ final class SiteFiles implements AutoCloseable {
      */
     private void sendEarly(FileChannelSpec ch, Path folder) {
         java.util.concurrent.atomic.AtomicBoolean waiting = earlyWaiting.computeIfAbsent(ch.name(), k -> new java.util.concurrent.atomic.AtomicBoolean());
-        if (!waiting.compareAndSet(false, true)) {
+        if (recount.contains(ch.name()) || !waiting.compareAndSet(false, true)) {
             return;
         }
         try {
@@ -166,7 +174,7 @@ final class SiteFiles implements AutoCloseable {
                 try {
                     Registration.Response r = registration.get();
                     if (r != null) {
-                        send(r, ch, folder);
+                        send(r, ch, folder, true);
                     }
                 } catch (IOException | SQLException | RuntimeException e) {
                     LOG.debug("site {}: file channel '{}': an early send failed, the walk's own send tries again: {}", cfg.nodeId(),
@@ -535,8 +543,12 @@ final class SiteFiles implements AutoCloseable {
         return folderLocks.computeIfAbsent(channel, k -> new ReentrantLock());
     }
 
-    /** Sends every recorded change the hub has not acknowledged, a page at a time. */
-    private void send(Registration.Response r, FileChannelSpec ch, Path folder) throws IOException, SQLException {
+    /**
+     * Sends every recorded change the hub has not acknowledged, a page at a time. {@code early} (an early send, while a
+     * walk of the channel may be recording): when the hub's count and this site's disagree, it stops, leaving the
+     * renumbering (startOver, which rewrites the numbers a walk records with) to the walk's own send.
+     */
+    private void send(Registration.Response r, FileChannelSpec ch, Path folder, boolean early) throws IOException, SQLException {
         while (!closed) {
             long acked;
             long offered;
@@ -560,6 +572,10 @@ final class SiteFiles implements AutoCloseable {
             if (unoffered != null) {
                 ApplyAnswer res = apply(r, ch, folder, pending, null, "&unoffered=1&acked=" + acked + "&offered=" + offered);
                 if (res.stale()) {
+                    if (early) {
+                        recount.add(ch.name()); // no more early sends until the walk's own send has renumbered
+                        return;
+                    }
                     startOver(ch, res.applied(), offered, acked);
                     continue;
                 }
@@ -570,6 +586,10 @@ final class SiteFiles implements AutoCloseable {
             }
             OfferAnswer offer = offer(r, ch, pending);
             if (offer.applied() > offered || offer.applied() < acked) {
+                if (early) {
+                    recount.add(ch.name()); // no more early sends until the walk's own send has renumbered
+                    return;
+                }
                 startOver(ch, offer.applied(), offered, acked);
                 continue;
             }

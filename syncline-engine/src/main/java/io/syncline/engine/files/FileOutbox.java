@@ -18,7 +18,8 @@ import java.util.Map;
  * deleted file stays as a tombstone until the receiver acknowledges it. A move records the new path first and the
  * tombstone of the old one after it, so the receiver still has the old file to move when it reads the move. Numbers
  * come from a counter in sync_state that never goes back, even when the rows with the highest numbers are purged.
- * The caller runs each method in its transaction and serializes writers of one channel.
+ * The caller runs each method in its transaction and serializes writers of one channel; only recordWalk with
+ * {@code committed} commits on the caller's connection itself (portions of new files, as it finds them).
  */
 public final class FileOutbox {
     private static final String NEXT = "files.seq.";
@@ -120,7 +121,9 @@ public final class FileOutbox {
      * end. Only files that cannot be part of another change are recorded so: no recorded file has their content (it
      * could be a move's new end), their path or a folder of it (ignoring case) is no recorded file's, and no recorded
      * file is below their path (the deletion that makes room for them comes at the end, and must be applied first).
-     * Each such portion is true whatever the rest of the walk finds: after an exception, it stays recorded.
+     * Each such portion is true whatever the rest of the walk finds: after an exception, it stays recorded. Not while a
+     * record predates content hashes (its walk marks what was sent as hashed by number, which early numbers would
+     * upset).
      */
     public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
                                  java.util.function.Consumer<String> unsyncable, boolean forgetUnmatched, List<String> under,
@@ -234,12 +237,15 @@ public final class FileOutbox {
 
         private final Connection c;
         private final String channel;
+        private final Map<String, FileMeta> known;
         private final Runnable committed;
-        /** Content hash and length of every recorded file. */
-        private final java.util.Set<String> contents = new java.util.HashSet<>();
+        /** Content hash and length of every recorded file (null until a new file is found: most walks find none). */
+        private java.util.Set<String> contents;
         /** Every recorded file's path, and every folder of one, in lower case. */
         private final java.util.Set<String> files = new java.util.HashSet<>();
         private final java.util.Set<String> folders = new java.util.HashSet<>();
+        /** Whether a record predates content hashes: then the walk's end renumbers what it sent (hashed), not early. */
+        private boolean off;
         private final List<FileScanner.Change> portion = new ArrayList<>();
         /** The paths recorded and committed. */
         final java.util.Set<String> recorded = new java.util.HashSet<>();
@@ -248,8 +254,14 @@ public final class FileOutbox {
         Early(Connection c, String channel, Map<String, FileMeta> known, Runnable committed) {
             this.c = c;
             this.channel = channel;
+            this.known = known;
             this.committed = committed;
+        }
+
+        private void index() {
+            contents = new java.util.HashSet<>();
             for (FileMeta k : known.values()) {
+                off |= k.hash().equals(ContentHash.UNKNOWN);
                 contents.add(k.hash() + ":" + k.size());
                 String path = k.path().toLowerCase(java.util.Locale.ROOT);
                 files.add(path);
@@ -261,6 +273,12 @@ public final class FileOutbox {
 
         @Override
         public void found(FileMeta f) throws Failed {
+            if (contents == null) {
+                index();
+            }
+            if (off) {
+                return;
+            }
             String path = f.path().toLowerCase(java.util.Locale.ROOT);
             if (contents.contains(f.hash() + ":" + f.size()) || files.contains(path) || folders.contains(path)) {
                 return;

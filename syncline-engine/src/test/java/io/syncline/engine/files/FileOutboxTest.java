@@ -88,7 +88,9 @@ class FileOutboxTest {
         Files.writeString(folder.resolve("report/page1"), "below a recorded file's path: after its deletion");
         Files.writeString(folder.resolve("KEEP"), "a recorded folder's path but for case");
         Files.writeString(folder.resolve("copy.txt"), "kept"); // a recorded file's content
-        int fresh = 2 * FileOutbox.EARLY_PORTION + 76;
+        // One fewer than two portions: one is committed early, and a file recorded early that should not be (whatever
+        // the order the walk finds them in) would make a second.
+        int fresh = 2 * FileOutbox.EARLY_PORTION - 1;
         Files.createDirectories(folder.resolve("n"));
         for (int i = 0; i < fresh; i++) {
             Files.writeString(folder.resolve(String.format("n/f%05d", i)), "new file " + i);
@@ -105,25 +107,50 @@ class FileOutboxTest {
             }
         });
         assertThat(visibleAtEachPortion).as("each portion committed (seen by another connection) while the walk went on")
-                .containsExactly(3L + FileOutbox.EARLY_PORTION, 3L + 2 * FileOutbox.EARLY_PORTION);
+                .containsExactly(3L + FileOutbox.EARLY_PORTION);
         c.commit();
         // The move, report's deletion, report/page1, KEEP, copy.txt and the new files; a move is two rows.
         assertThat(n).isEqualTo(1 + 1 + 3 + fresh);
         List<FileEntry> all = FileOutbox.pending(c, CH, 3, 10_000);
         assertThat(all).hasSize(n + 1);
         assertThat(all).extracting(FileEntry::path).doesNotHaveDuplicates();
-        List<FileEntry> early = all.subList(0, 2 * FileOutbox.EARLY_PORTION);
+        List<FileEntry> early = all.subList(0, FileOutbox.EARLY_PORTION);
         assertThat(early).as("only new files no other change can touch").allMatch(e -> e.path().startsWith("n/") && e.from() == null);
-        List<String> rest = all.subList(2 * FileOutbox.EARLY_PORTION, all.size()).stream().map(FileEntry::path).toList();
+        List<String> rest = all.subList(FileOutbox.EARLY_PORTION, all.size()).stream().map(FileEntry::path).toList();
         assertThat(rest).as("at the walk's end, in its order: deletions, moves, then the other files")
                 .startsWith("report", "moved/new-name.txt", "old.txt")
                 .contains("report/page1", "KEEP", "copy.txt");
-        assertThat(all.get(2 * FileOutbox.EARLY_PORTION + 1).from()).as("a move, its content not sent again").isEqualTo("old.txt");
+        assertThat(all.get(FileOutbox.EARLY_PORTION + 1).from()).as("a move, its content not sent again").isEqualTo("old.txt");
 
         FileOutbox.acknowledge(c, CH, FileOutbox.next(c, CH) - 1);
         c.commit();
         assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, null, null, () -> { }))
                 .as("nothing new for the next walk").isZero();
+    }
+
+    @Test
+    void shouldRecordNothingEarlyWhileARecordPredatesContentHashesSoThatItsFileIsNotOfferedAgain(@TempDir Path folder) throws Exception {
+        FileScanner scanner = new FileScanner(folder, List.of(), List.of());
+        long later = System.currentTimeMillis() + 60_000;
+        Files.writeString(folder.resolve("old.txt"), "recorded before content hashes");
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { })).isEqualTo(1);
+        FileOutbox.acknowledge(c, CH, 1);
+        try (java.sql.Statement st = c.createStatement()) { // as SyncSchema's upgrade leaves it
+            st.executeUpdate("UPDATE sync_file SET content_hash = '" + ContentHash.UNKNOWN + "', base_hash = '" + ContentHash.UNKNOWN + "'");
+        }
+        c.commit();
+        Files.createDirectories(folder.resolve("n"));
+        for (int i = 0; i < FileOutbox.EARLY_PORTION; i++) {
+            Files.writeString(folder.resolve(String.format("n/f%05d", i)), "new file " + i);
+        }
+        List<String> portions = new ArrayList<>();
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, null, null, () -> portions.add("early")))
+                .isEqualTo(FileOutbox.EARLY_PORTION);
+        c.commit();
+        assertThat(portions).as("nothing committed early").isEmpty();
+        assertThat(FileOutbox.pending(c, CH, 1, 10_000)).as("the old file hashed in place, not offered again")
+                .hasSize(FileOutbox.EARLY_PORTION).noneMatch(e -> e.path().equals("old.txt"));
+        assertThat(FileOutbox.recorded(c, CH, "old.txt").meta().hash()).isNotEqualTo(ContentHash.UNKNOWN);
     }
 
     @Test
