@@ -18,6 +18,7 @@ import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.FileTime;
 import java.nio.file.attribute.PosixFilePermission;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.List;
@@ -432,10 +433,13 @@ public final class FileFolder {
         return done;
     }
 
-    /** Writes a file built in memory into the working folder; its channel is left open, not flushed yet. */
-    private static FileChannel written(Built b) throws IOException {
+    /**
+     * Writes a file built in memory into the working folder, created with {@code mode} (none: the process's default);
+     * its channel is left open, not flushed yet.
+     */
+    private static FileChannel written(Built b, java.nio.file.attribute.FileAttribute<?>... mode) throws IOException {
         try {
-            FileChannel ch = createNew(b.fresh());
+            FileChannel ch = createNew(b.fresh(), mode);
             try {
                 java.nio.ByteBuffer buf = java.nio.ByteBuffer.wrap(b.content());
                 while (buf.hasRemaining()) {
@@ -455,14 +459,57 @@ public final class FileFolder {
      * Creates {@code fresh}, replacing what a failed attempt left there. CREATE_NEW with NOFOLLOW_LINKS: a link planted
      * in the working folder is never written through (it is deleted and the file created in its place).
      */
-    private static FileChannel createNew(Path fresh) throws IOException {
+    private static FileChannel createNew(Path fresh, java.nio.file.attribute.FileAttribute<?>... mode) throws IOException {
+        Set<java.nio.file.OpenOption> options = Set.of(StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS);
         try {
-            return FileChannel.open(fresh, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS);
+            return FileChannel.open(fresh, options, mode);
         } catch (java.nio.file.FileAlreadyExistsException e) {
             Files.delete(fresh);
-            return FileChannel.open(fresh, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS);
+            return FileChannel.open(fresh, options, mode);
         }
     }
+
+    /** No attribute: created files get the process's default permissions, set afterwards. */
+    private static final java.nio.file.attribute.FileAttribute<?>[] DEFAULT_MODE = new java.nio.file.attribute.FileAttribute<?>[0];
+
+    /**
+     * The permissions to create {@code meta}'s file with, when creating it so gives exactly them: the bits the
+     * process's umask (or the working folder's default ACL) takes away from a new file's mode, found once by creating
+     * a file there, are none of them. Else none: the permissions are then set after, by a second open (fchmod).
+     */
+    private java.nio.file.attribute.FileAttribute<?>[] creationMode(FileMeta meta) {
+        if (!posix || meta.mode() < 0) {
+            return DEFAULT_MODE;
+        }
+        int masked = masked();
+        if ((meta.mode() & 0777 & masked) != 0) {
+            return DEFAULT_MODE;
+        }
+        return new java.nio.file.attribute.FileAttribute<?>[] {PosixFilePermissions.asFileAttribute(permissions(meta.mode()))};
+    }
+
+    /** The permission bits a file created in the working folder loses (see creationMode); all of them if not known. */
+    private int masked() {
+        int m = masked;
+        if (m < 0) {
+            Path probe = work.resolve(".mode-" + java.util.UUID.randomUUID());
+            try {
+                Files.createFile(probe, PosixFilePermissions.asFileAttribute(permissions(0777)));
+                try {
+                    m = ~mode(Files.getPosixFilePermissions(probe, LinkOption.NOFOLLOW_LINKS)) & 0777;
+                } finally {
+                    Files.deleteIfExists(probe);
+                }
+            } catch (IOException | RuntimeException e) {
+                m = 0777; // not known: permissions are set after creation, as always
+            }
+            masked = m;
+        }
+        return m;
+    }
+
+    /** See masked(); -1 until found. */
+    private volatile int masked = -1;
 
     /** Waits until every file of {@link #receiveLater} is in place or has failed (its future says which). */
     public void settle() {
@@ -608,8 +655,10 @@ public final class FileFolder {
      * {@link GroupFlush} does) and closes it. On failure it is deleted.
      */
     private void prepare(Built b, boolean force) throws IOException {
-        try (FileChannel ch = b.content() == null ? b.channel() : written(b)) {
-            setAttributes(b.fresh(), b.meta()); // before the flush, which then writes them with the file's creation
+        java.nio.file.attribute.FileAttribute<?>[] mode = b.content() == null ? DEFAULT_MODE : creationMode(b.meta());
+        try (FileChannel ch = b.content() == null ? b.channel() : written(b, mode)) {
+            // before the flush, which then writes them with the file's creation; the mode only if not given at it
+            setAttributes(b.fresh(), b.meta(), mode.length == 0);
             if (force) {
                 ch.force(true);
             }
@@ -807,7 +856,11 @@ public final class FileFolder {
     }
 
     private void setAttributes(Path f, FileMeta meta) throws IOException {
-        if (meta.mode() >= 0 && posix) {
+        setAttributes(f, meta, true);
+    }
+
+    private void setAttributes(Path f, FileMeta meta, boolean withMode) throws IOException {
+        if (withMode && meta.mode() >= 0 && posix) {
             Files.getFileAttributeView(f, java.nio.file.attribute.PosixFileAttributeView.class, LinkOption.NOFOLLOW_LINKS)
                     .setPermissions(permissions(meta.mode()));
         }

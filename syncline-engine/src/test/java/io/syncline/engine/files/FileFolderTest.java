@@ -266,6 +266,32 @@ class FileFolderTest {
     }
 
     @Test
+    void shouldGiveSmallFilesReceivedLaterExactlyTheirPermissionsWhetherTheUmaskWouldTakeBitsOrNot() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        // Modes the usual umask (022) leaves whole (given at creation) and modes it would cut (set after creation),
+        // and one no umask cuts (none).
+        String[] modes = {"rw-r-----", "rwxr-x---", "rw-rw-rw-", "rwxrwxrwx", "r--------", "---------", "rw--w--w-"};
+        java.util.List<java.util.concurrent.Future<Delta.Stats>> done = new java.util.ArrayList<>();
+        for (int i = 0; i < modes.length; i++) {
+            byte[] content = ("mode " + modes[i]).getBytes();
+            int mode = FileFolder.mode(PosixFilePermissions.fromString(modes[i]));
+            FileMeta meta = new FileMeta("m/f" + i, content.length, 1_700_000_000_000L + i, mode, hash(content));
+            done.add(folder.receiveLater(meta, new DataInputStream(new ByteArrayInputStream(delta(content, folder.basis(meta),
+                    new Delta.Stats[1]))), folder.basis(meta)));
+        }
+        folder.flush();
+        for (var f : done) {
+            f.get();
+        }
+        for (int i = 0; i < modes.length; i++) {
+            Path f = folder.root().resolve("m/f" + i);
+            assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(f))).as("m/f%d", i).isEqualTo(modes[i]);
+            assertThat(Files.size(f)).isEqualTo(("mode " + modes[i]).length()); // (not read: some modes forbid it)
+            assertThat(Files.getLastModifiedTime(f).toMillis()).isEqualTo(1_700_000_000_000L + i);
+        }
+    }
+
+    @Test
     void shouldPutFilesReceivedLaterInPlaceOnceSettledEvenWithTheSameContentTwice() throws Exception {
         // each file flushed on its own (as where there is no syncfs)
         receiveManyLater(new FileFolder(tmp.resolve("hub"), FileFolder.PARTIAL_MAX_AGE, java.time.Clock.systemUTC(), (root, store) -> null),
