@@ -60,6 +60,8 @@ public final class FileFolder {
     private final Path root;
     private final Path work;
     private final boolean posix;
+    /** The permission bits a file created in the working folder loses (see masked()); -1 until found. */
+    private volatile int masked = -1;
     /** At most this many files of {@link #receiveLater} are under way at a time, each flushed on its own. */
     static final int MAX_UNSETTLED = 64;
     /** The same with a {@link GroupFlush}, where a file waits for the next flush of many: what it holds is a name. */
@@ -507,9 +509,6 @@ public final class FileFolder {
         }
         return m;
     }
-
-    /** See masked(); -1 until found. */
-    private volatile int masked = -1;
 
     /** Waits until every file of {@link #receiveLater} is in place or has failed (its future says which). */
     public void settle() {

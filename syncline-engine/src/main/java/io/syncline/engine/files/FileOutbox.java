@@ -204,7 +204,7 @@ public final class FileOutbox {
             }
         }
         if (!rowless.isEmpty()) {
-            rowless.removeAll(tombstones(c, channel));
+            rowless.removeAll(early != null ? early.tombstones() : tombstones(c, channel)); // (read once per walk)
         }
         record(c, channel, changes, rowless);
         if (unknown) {
@@ -290,25 +290,37 @@ public final class FileOutbox {
             }
             portion.add(new FileScanner.Put(f));
             if (portion.size() >= EARLY_PORTION) {
-                try {
-                    if (tombstones == null) {
-                        tombstones = tombstones(c, channel);
-                    }
-                    java.util.Set<String> rowless = new java.util.HashSet<>();
-                    for (FileScanner.Change ch : portion) {
-                        if (!tombstones.contains(ch.path())) {
-                            rowless.add(ch.path());
-                        }
-                    }
-                    record(c, channel, portion, rowless);
-                    c.commit();
-                } catch (SQLException e) {
-                    throw new Failed(e);
-                }
-                portion.forEach(ch -> recorded.add(ch.path()));
-                portion.clear();
-                committed.run();
+                commitPortion();
             }
+        }
+
+        private void commitPortion() throws Failed {
+            try {
+                java.util.Set<String> rowless = new java.util.HashSet<>();
+                for (FileScanner.Change ch : portion) {
+                    if (!tombstones().contains(ch.path())) {
+                        rowless.add(ch.path());
+                    }
+                }
+                record(c, channel, portion, rowless);
+                c.commit();
+            } catch (SQLException e) {
+                throw new Failed(e);
+            }
+            portion.forEach(ch -> recorded.add(ch.path()));
+            portion.clear();
+            committed.run();
+        }
+
+        /**
+         * The channel's tombstones, read once per walk (one the receiver acknowledges meanwhile is gone: its path is then
+         * updated, else inserted, as any path with a row).
+         */
+        java.util.Set<String> tombstones() throws SQLException {
+            if (tombstones == null) {
+                tombstones = FileOutbox.tombstones(c, channel);
+            }
+            return tombstones;
         }
     }
 
