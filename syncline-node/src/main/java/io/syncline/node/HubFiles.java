@@ -110,6 +110,8 @@ final class HubFiles implements AutoCloseable {
     /** Two-way exchanges after which the whole shared folder was walked (not only the sub-folders they changed). */
     final AtomicLong wholeWalksAfterExchanges = new AtomicLong();
     final AtomicLong filesApplied = new AtomicLong();
+    /** Apply requests with new files sent without an offer (for tests). */
+    final AtomicLong unofferedExchanges = new AtomicLong();
 
     /** Offer answer for one change: skip (already applied), none (no content needed) or data (with the basis). */
     record Decision(long seq, String need, String basis) {
@@ -552,6 +554,9 @@ final class HubFiles implements AutoCloseable {
         FileFolder folder = folder(ch, site);
         ReentrantLock lock = lock(site, ch);
         ReentrantLock sharedLock = shared(ch, lock);
+        if (unoffered) {
+            unofferedExchanges.incrementAndGet();
+        }
         List<String> lost = new ArrayList<>();
         java.util.Set<Path> touched = new java.util.HashSet<>(); // two-way: the folders the exchange changed
         Settling settling = new Settling();

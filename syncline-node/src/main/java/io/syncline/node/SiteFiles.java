@@ -72,6 +72,12 @@ final class SiteFiles implements AutoCloseable {
      * of many small files spent a fifth of its time at the ends of pages of 256).
      */
     static final int UNOFFERED_PAGE = 2_048;
+    /**
+     * The most bytes, and new files, one exchange without an offer sends, its first page and the pages that follow it
+     * in the same request (More).
+     */
+    static final long EXCHANGE_MAX_BYTES = 128L << 20;
+    static final int EXCHANGE_MAX_FILES = 16_384;
     /** How long a fetch of the hub's file changes waits for one. */
     static final long LONG_POLL_MILLIS = 20_000;
 
@@ -570,7 +576,8 @@ final class SiteFiles implements AutoCloseable {
                 return;
             }
             if (unoffered != null) {
-                ApplyAnswer res = apply(r, ch, folder, pending, null, "&unoffered=1&acked=" + acked + "&offered=" + offered);
+                More more = new More(ch, pending);
+                ApplyAnswer res = apply(r, ch, folder, pending, null, "&unoffered=1&acked=" + acked + "&offered=" + offered, more);
                 if (res.stale()) {
                     if (early) {
                         recount.add(ch.name()); // no more early sends until the walk's own send has renumbered
@@ -579,7 +586,7 @@ final class SiteFiles implements AutoCloseable {
                     startOver(ch, res.applied(), offered, acked);
                     continue;
                 }
-                if (!applied(ch, pending, res, acked)) {
+                if (!applied(ch, more.last(), res, acked)) {
                     return;
                 }
                 continue;
@@ -614,8 +621,8 @@ final class SiteFiles implements AutoCloseable {
             if (toApply.isEmpty()) {
                 continue;
             }
-            ApplyAnswer res = apply(r, ch, folder, toApply, bySeq, "");
-            if (!applied(ch, toApply, res, acked)) {
+            ApplyAnswer res = apply(r, ch, folder, toApply, bySeq, "", null);
+            if (!applied(ch, toApply.get(toApply.size() - 1).seq(), res, acked)) {
                 return;
             }
         }
@@ -644,6 +651,59 @@ final class SiteFiles implements AutoCloseable {
         return n == 0 ? null : pending.subList(0, n);
     }
 
+    /**
+     * Further pages of new files for an exchange sent without an offer, as a walk records them (an early send): each
+     * read and marked offered as the one before has been written, so the hub's flushes go on rather than each page
+     * ending with the hub waiting for its files' flushes and the site for the answer. Up to {@link #EXCHANGE_MAX_BYTES}
+     * and {@link #EXCHANGE_MAX_FILES} in all: the hub records what it applied only at an exchange's end, and reads the
+     * whole of one it refuses (stale counts).
+     */
+    private final class More {
+        private final FileChannelSpec ch;
+        private long last;
+        private long bytes;
+        private int files;
+
+        More(FileChannelSpec ch, List<FileEntry> first) {
+            this.ch = ch;
+            counted(first);
+        }
+
+        /** The number of the last change handed out. */
+        long last() {
+            return last;
+        }
+
+        private void counted(List<FileEntry> page) {
+            for (FileEntry e : page) {
+                bytes += e.size();
+            }
+            files += page.size();
+            last = page.get(page.size() - 1).seq();
+        }
+
+        /** The next page, marked offered; null when there is none now, or the exchange is long enough. */
+        List<FileEntry> next() {
+            if (closed || bytes >= EXCHANGE_MAX_BYTES || files >= EXCHANGE_MAX_FILES) {
+                return null;
+            }
+            try (Connection c = db.connection()) {
+                List<FileEntry> page = unoffered(FileOutbox.pending(c, ch.name(), last, UNOFFERED_PAGE), FileOutbox.offered(c, ch.name()));
+                if (page == null) {
+                    return null;
+                }
+                FileOutbox.markOffered(c, ch.name(), page.get(page.size() - 1).seq());
+                c.commit();
+                counted(page);
+                return page;
+            } catch (SQLException e) {
+                // The exchange ends with what was sent; the send that follows meets the database's trouble on its own.
+                LOG.debug("site {}: file channel '{}': no further page for this exchange: {}", cfg.nodeId(), ch.name(), e.getMessage());
+                return null;
+            }
+        }
+    }
+
     /** A change the hub never took: a new file, not moved here, whose path has no content acknowledged by the hub. */
     private static boolean neverTaken(FileEntry e) {
         return !e.deleted() && e.from() == null && e.base() == null;
@@ -664,7 +724,8 @@ final class SiteFiles implements AutoCloseable {
      * Records what the hub applied of {@code sent}; throws when it stopped at an error; false when it stopped short
      * without one (a file went away while it was sent: the next walk records that), true to go on with the next page.
      */
-    private boolean applied(FileChannelSpec ch, List<FileEntry> sent, ApplyAnswer res, long acked) throws IOException, SQLException {
+    /** Acknowledges what the hub applied; true when that is every change sent, up to {@code sent}. */
+    private boolean applied(FileChannelSpec ch, long sent, ApplyAnswer res, long acked) throws IOException, SQLException {
         if (res.applied() > acked) {
             db.inTransaction(c -> {
                 FileOutbox.acknowledge(c, ch.name(), res.applied());
@@ -674,7 +735,7 @@ final class SiteFiles implements AutoCloseable {
         if (res.error() != null) {
             throw new IOException("the hub applied changes up to " + res.applied() + ", then: " + res.error());
         }
-        return res.applied() >= sent.get(sent.size() - 1).seq();
+        return res.applied() >= sent;
     }
 
     private OfferAnswer offer(Registration.Response r, FileChannelSpec ch, List<FileEntry> pending) throws IOException {
@@ -693,10 +754,10 @@ final class SiteFiles implements AutoCloseable {
     /**
      * Sends {@code changes} with their content where {@code bySeq} (the offer's answer) asks for it, as a delta against
      * the basis it lists; with {@code bySeq} null (changes not offered), the content of every change that is not a
-     * deletion, whole.
+     * deletion, whole, and then in the same request the pages {@code more} gives (null: none).
      */
     private ApplyAnswer apply(Registration.Response r, FileChannelSpec ch, Path folder, List<FileEntry> changes, Map<Long, Decision> bySeq,
-                              String query) throws IOException {
+                              String query, More more) throws IOException {
         HttpURLConnection conn = open(r, "/v1/files/apply", ch.name(), query, "POST");
         try {
             conn.setRequestProperty("Content-Type", "application/octet-stream");
@@ -704,26 +765,9 @@ final class SiteFiles implements AutoCloseable {
             // (dirs null where folders cannot be opened so: files are read by path)
             try (OpenDirs dirs = OpenDirs.of(folder);
                  DataOutputStream out = new DataOutputStream(new BufferedOutputStream(conn.getOutputStream(), 64 * 1024))) {
-                for (FileEntry e : changes) {
-                    Decision d = bySeq == null ? null : bySeq.get(e.seq());
-                    boolean data = (d == null || d.need().equals("data")) && !e.deleted();
-                    InputStream content = null;
-                    if (data) {
-                        try {
-                            content = dirs != null ? dirs.read(e.path()) : Files.newInputStream(SafePath.resolve(folder, e.path()));
-                        } catch (NoSuchFileException gone) {
-                            break; // deleted since the walk: the changes before it go, the next walk records the deletion
-                        }
-                    }
-                    byte[] header = WireFormat.MAPPER.writeValueAsBytes(e);
-                    out.writeInt(header.length);
-                    out.write(header);
-                    out.writeBoolean(data);
-                    if (content != null) {
-                        try (InputStream in = content) {
-                            Delta.encode(in, Chunker.Sizes.forFile(e.size()), ChunkIndex.ofIds(HubFiles.basisIds(d == null || d.basis() == null ? "" : d.basis())), out);
-                        }
-                    }
+                List<FileEntry> page = changes;
+                while (page != null && written(page, bySeq, folder, dirs, out)) {
+                    page = more == null ? null : more.next();
                 }
                 out.writeInt(0);
             }
@@ -731,6 +775,36 @@ final class SiteFiles implements AutoCloseable {
         } finally {
             conn.disconnect();
         }
+    }
+
+    /**
+     * Writes {@code page}'s changes to an apply request (see apply); false when it stopped at a file deleted since the walk
+     * (the changes before it go, the next walk records the deletion).
+     */
+    private static boolean written(List<FileEntry> page, Map<Long, Decision> bySeq, Path folder, OpenDirs dirs, DataOutputStream out)
+            throws IOException {
+        for (FileEntry e : page) {
+            Decision d = bySeq == null ? null : bySeq.get(e.seq());
+            boolean data = (d == null || d.need().equals("data")) && !e.deleted();
+            InputStream content = null;
+            if (data) {
+                try {
+                    content = dirs != null ? dirs.read(e.path()) : Files.newInputStream(SafePath.resolve(folder, e.path()));
+                } catch (NoSuchFileException gone) {
+                    return false;
+                }
+            }
+            byte[] header = WireFormat.MAPPER.writeValueAsBytes(e);
+            out.writeInt(header.length);
+            out.write(header);
+            out.writeBoolean(data);
+            if (content != null) {
+                try (InputStream in = content) {
+                    Delta.encode(in, Chunker.Sizes.forFile(e.size()), ChunkIndex.ofIds(HubFiles.basisIds(d == null || d.basis() == null ? "" : d.basis())), out);
+                }
+            }
+        }
+        return true;
     }
 
     private HttpURLConnection open(Registration.Response r, String path, String channel, String query, String method) throws IOException {

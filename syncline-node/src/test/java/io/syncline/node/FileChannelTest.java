@@ -254,6 +254,46 @@ class FileChannelTest {
     }
 
     @Test
+    void shouldSendNewFilesRecordedWhileTheHubWasAwayInOneExchangeOfManyPages() throws Exception {
+        dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        dbs().exec("s1", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
+        Path src = dir.resolve("s1-images");
+        Path at = dir.resolve("hub-images").resolve("s1");
+        write(src.resolve("first.txt"), "before the network went down".getBytes());
+        try (HubNode hub = HubNode.start(hub("30s"), Clock.systemUTC());
+             io.syncline.testkit.FaultProxy proxy = new io.syncline.testkit.FaultProxy("down", "127.0.0.1", hub.port());
+             SiteNode s1 = SiteNode.start(site("s1", proxy.url(), "30s"), Clock.systemUTC())) {
+            await().atMost(Duration.ofSeconds(20)).until(() -> same(src.resolve("first.txt"), at.resolve("first.txt")));
+            proxy.drop(true);
+            // More new files than two pages sent without an offer (SiteFiles.UNOFFERED_PAGE), recorded while no send gets
+            // through; the pages an attempt marked offered go with an offer after, the rest in one exchange (SiteFiles.More).
+            int n = 2 * SiteFiles.UNOFFERED_PAGE + 1_000;
+            Path staged = Files.createDirectories(dir.resolve("staged"));
+            for (int i = 0; i < n; i++) {
+                write(staged.resolve(String.format("batch/d%02d/f%04d.txt", i % 10, i)), ("file " + i).getBytes());
+            }
+            Files.move(staged.resolve("batch"), src.resolve("batch"));
+            await("the new files recorded at the site").atMost(Duration.ofSeconds(30)).until(() ->
+                    dbs().count("s1", "SELECT COUNT(*) FROM sync_file") == n + 1);
+            long offered = dbs().count("s1", "SELECT COALESCE(MAX(CAST(CAST(v AS VARCHAR) AS BIGINT)), 0) FROM sync_state WHERE k = 'files.offered.images'");
+            assertThat(n + 1 - offered).as("new files never offered").isGreaterThan(SiteFiles.UNOFFERED_PAGE);
+            long before = hub.files().unofferedExchanges.get();
+            proxy.drop(false);
+            await("every new file at the hub").atMost(Duration.ofSeconds(60)).until(() -> {
+                for (int i = 0; i < n; i++) {
+                    String f = String.format("batch/d%02d/f%04d.txt", i % 10, i);
+                    if (!same(src.resolve(f), at.resolve(f))) {
+                        return false;
+                    }
+                }
+                return true;
+            });
+            assertThat(hub.files().unofferedExchanges.get() - before).as("exchanges without an offer for the files never offered")
+                    .isEqualTo(1);
+        }
+    }
+
+    @Test
     void shouldRefuseAtASiteAHostilePathFromTheHubWithAClearErrorAndWriteNothing() throws Exception {
         dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
         dbs().exec("s6", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
