@@ -652,11 +652,11 @@ final class SiteFiles implements AutoCloseable {
     }
 
     /**
-     * Further pages of new files for an exchange sent without an offer, as a walk records them (an early send): each
-     * read and marked offered as the one before has been written, so the hub's flushes go on rather than each page
-     * ending with the hub waiting for its files' flushes and the site for the answer. Up to {@link #EXCHANGE_MAX_BYTES}
-     * and {@link #EXCHANGE_MAX_FILES} in all: the hub records what it applied only at an exchange's end, and reads the
-     * whole of one it refuses (stale counts).
+     * Further pages of new files for an exchange sent without an offer, those recorded by then (a walk records them
+     * while an early send is under way): each read and marked offered once the one before has been written, so the
+     * hub's flushes go on rather than each page ending with the hub waiting for its files' flushes and the site for the
+     * answer. Up to {@link #EXCHANGE_MAX_BYTES} and {@link #EXCHANGE_MAX_FILES} in all: the hub records what it applied
+     * only at an exchange's end, and reads the whole of one it refuses (stale counts).
      */
     private final class More {
         private final FileChannelSpec ch;
@@ -721,10 +721,10 @@ final class SiteFiles implements AutoCloseable {
     }
 
     /**
-     * Records what the hub applied of {@code sent}; throws when it stopped at an error; false when it stopped short
-     * without one (a file went away while it was sent: the next walk records that), true to go on with the next page.
+     * Records what the hub applied of the changes sent, up to number {@code sent}; throws when it stopped at an error;
+     * false when it stopped short without one (a file went away while it was sent: the next walk records that), true to
+     * go on with the next page.
      */
-    /** Acknowledges what the hub applied; true when that is every change sent, up to {@code sent}. */
     private boolean applied(FileChannelSpec ch, long sent, ApplyAnswer res, long acked) throws IOException, SQLException {
         if (res.applied() > acked) {
             db.inTransaction(c -> {
