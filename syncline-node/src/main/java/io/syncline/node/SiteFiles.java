@@ -78,6 +78,7 @@ final class SiteFiles implements AutoCloseable {
      */
     static final long EXCHANGE_MAX_BYTES = 128L << 20;
     static final int EXCHANGE_MAX_FILES = 16_384;
+    static final long EXCHANGE_MAX_MILLIS = 60_000;
     /** How long a fetch of the hub's file changes waits for one. */
     static final long LONG_POLL_MILLIS = 20_000;
 
@@ -565,7 +566,7 @@ final class SiteFiles implements AutoCloseable {
                 offered = FileOutbox.offered(c, ch.name());
                 boolean oneWay = ch.direction() == ChannelSpec.Direction.SITE_TO_HUB;
                 pending = FileOutbox.pending(c, ch.name(), acked, oneWay ? UNOFFERED_PAGE : PAGE);
-                unoffered = oneWay ? unoffered(pending, offered) : null;
+                unoffered = oneWay ? unoffered(pending, offered, UNOFFERED_MAX_BYTES) : null;
                 pending = unoffered != null ? unoffered : pending.subList(0, Math.min(PAGE, pending.size()));
                 if (!pending.isEmpty()) {
                     FileOutbox.markOffered(c, ch.name(), pending.get(pending.size() - 1).seq());
@@ -580,7 +581,7 @@ final class SiteFiles implements AutoCloseable {
                 ApplyAnswer res = apply(r, ch, folder, pending, null, "&unoffered=1&acked=" + acked + "&offered=" + offered, more);
                 if (res.stale()) {
                     if (early) {
-                        recount.add(ch.name()); // no more early sends until the walk's own send has renumbered
+                        leaveRecount(ch, offered);
                         return;
                     }
                     startOver(ch, res.applied(), offered, acked);
@@ -594,7 +595,7 @@ final class SiteFiles implements AutoCloseable {
             OfferAnswer offer = offer(r, ch, pending);
             if (offer.applied() > offered || offer.applied() < acked) {
                 if (early) {
-                    recount.add(ch.name()); // no more early sends until the walk's own send has renumbered
+                    leaveRecount(ch, offered);
                     return;
                 }
                 startOver(ch, offer.applied(), offered, acked);
@@ -631,18 +632,18 @@ final class SiteFiles implements AutoCloseable {
     /**
      * The changes at the start of {@code pending} that go to the hub without an offer, or null. New files only (a first
      * copy), never sent before: the hub has nothing of them from this site, so an offer would only hear "data, no basis"
-     * for each. Sent whole at once, up to {@link #UNOFFERED_MAX_BYTES}; the hub checks the counts as for an offer. (A
+     * for each. Sent whole at once, up to {@code maxBytes}; the hub checks the counts as for an offer. (A
      * page sent before, whose exchange broke, is offered: the hub lists what it kept of a file cut midway, and the
      * transfer resumes.) Site-to-hub channels only.
      */
-    private static List<FileEntry> unoffered(List<FileEntry> pending, long offered) {
+    private static List<FileEntry> unoffered(List<FileEntry> pending, long offered, long maxBytes) {
         if (pending.isEmpty() || pending.get(0).seq() <= offered) {
             return null;
         }
         long bytes = 0;
         int n = 0;
         for (FileEntry e : pending) {
-            if (!neverTaken(e) || bytes + e.size() > UNOFFERED_MAX_BYTES) {
+            if (!neverTaken(e) || bytes + e.size() > maxBytes) {
                 break;
             }
             bytes += e.size();
@@ -655,11 +656,13 @@ final class SiteFiles implements AutoCloseable {
      * Further pages of new files for an exchange sent without an offer, those recorded by then (a walk records them
      * while an early send is under way): each read and marked offered once the one before has been written, so the
      * hub's flushes go on rather than each page ending with the hub waiting for its files' flushes and the site for the
-     * answer. Up to {@link #EXCHANGE_MAX_BYTES} and {@link #EXCHANGE_MAX_FILES} in all: the hub records what it applied
-     * only at an exchange's end, and reads the whole of one it refuses (stale counts).
+     * answer. Up to {@link #EXCHANGE_MAX_BYTES} and {@link #EXCHANGE_MAX_FILES} in all, and no page begun after
+     * {@link #EXCHANGE_MAX_MILLIS}: the hub records what it applied only at an exchange's end, reads the whole of one it
+     * refuses (stale counts), and gives a request's body a time limit.
      */
     private final class More {
         private final FileChannelSpec ch;
+        private final long began = clock.millis();
         private long last;
         private long bytes;
         private int files;
@@ -684,11 +687,12 @@ final class SiteFiles implements AutoCloseable {
 
         /** The next page, marked offered; null when there is none now, or the exchange is long enough. */
         List<FileEntry> next() {
-            if (closed || bytes >= EXCHANGE_MAX_BYTES || files >= EXCHANGE_MAX_FILES) {
+            if (closed || bytes >= EXCHANGE_MAX_BYTES || files >= EXCHANGE_MAX_FILES || clock.millis() - began >= EXCHANGE_MAX_MILLIS) {
                 return null;
             }
             try (Connection c = db.connection()) {
-                List<FileEntry> page = unoffered(FileOutbox.pending(c, ch.name(), last, UNOFFERED_PAGE), FileOutbox.offered(c, ch.name()));
+                List<FileEntry> page = unoffered(FileOutbox.pending(c, ch.name(), last, Math.min(UNOFFERED_PAGE, EXCHANGE_MAX_FILES - files)),
+                        FileOutbox.offered(c, ch.name()), Math.min(UNOFFERED_MAX_BYTES, EXCHANGE_MAX_BYTES - bytes));
                 if (page == null) {
                     return null;
                 }
@@ -707,6 +711,20 @@ final class SiteFiles implements AutoCloseable {
     /** A change the hub never took: a new file, not moved here, whose path has no content acknowledged by the hub. */
     private static boolean neverTaken(FileEntry e) {
         return !e.deleted() && e.from() == null && e.base() == null;
+    }
+
+    /**
+     * An early send found the hub's count at odds with this site's: no more early sends until the walk's own send has
+     * renumbered the changes, and the count of changes offered goes back to {@code offered}, its value before this
+     * exchange (which the hub refused whole): else the pages the exchange marked offered could raise it to the hub's
+     * count, and the walk's own send would take the hub's count for its own and not renumber.
+     */
+    private void leaveRecount(FileChannelSpec ch, long offered) throws SQLException {
+        db.inTransaction(c -> {
+            FileOutbox.resetOffered(c, ch.name(), offered);
+            return null;
+        });
+        recount.add(ch.name());
     }
 
     /** The hub's count and this site's disagree (see FileOutbox.renumberAfter): every file is offered again. */

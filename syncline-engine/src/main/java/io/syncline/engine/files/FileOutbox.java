@@ -667,6 +667,14 @@ public final class FileOutbox {
         }
     }
 
+    /**
+     * Sets the highest change offered back to {@code upTo}, its value before an exchange the receiver refused whole (its
+     * count was at odds with this node's): nothing marked offered since reached it.
+     */
+    public static void resetOffered(Connection c, String channel, long upTo) throws SQLException {
+        SyncSchema.putState(c, OFFERED + channel, Long.toString(upTo));
+    }
+
     /** Whether {@code path} is recorded as a file of the channel (not deleted). */
     public static boolean isRecorded(Connection c, String channel, String path) throws SQLException {
         try (PreparedStatement ps = c.prepareStatement("SELECT 1 FROM sync_file WHERE channel = ? AND path_id = ? AND deleted = FALSE")) {
