@@ -279,7 +279,7 @@ public final class FileBenchmark {
         Files.createDirectories(staged.getParent());
         writeUnique(staged, size, seed);
         if (timed) {
-            diskSettled();
+            settled(size);
         }
         long base = siteSeq();
         long t0 = System.nanoTime();
@@ -296,7 +296,7 @@ public final class FileBenchmark {
         Random rnd = new Random(seed + 1);
         byte[] junk = new byte[each];
         if (timed) {
-            diskSettled();
+            settled(size);
         }
         base = siteSeq();
         t0 = System.nanoTime();
@@ -361,7 +361,9 @@ public final class FileBenchmark {
         Random rnd = new Random(seed);
         List<Path> all = writeTree(staged, name, rnd);
         if (timed) {
-            diskSettled();
+            try (var staging = Files.walk(staged)) {
+                settled(bytesOf(staging.filter(Files::isRegularFile).toList()));
+            }
         }
         long base = siteSeq();
         long t0 = System.nanoTime();
@@ -375,7 +377,7 @@ public final class FileBenchmark {
 
         int changed = (int) Math.max(1, Math.round(files * changePct / 100));
         if (timed) {
-            diskSettled();
+            settled(0);
         }
         base = siteSeq();
         t0 = System.nanoTime();
@@ -405,17 +407,18 @@ public final class FileBenchmark {
         double sSec = (System.nanoTime() - t0) / 1e9;
         long sBytes = hubProxy.bytesForwarded() - b0;
         awaitSynclineIdle();
-        diskSettled();
+        long bytes = bytesOf(written);
+        settled(bytes);
         long r0 = rsyncProxy.bytesForwarded();
         long t1 = System.nanoTime();
         rsync(false, name);
         double rSec = (System.nanoTime() - t1) / 1e9;
         long rBytes = rsyncProxy.bytesForwarded() - r0;
-        diskSettled();
+        settled(bytes);
         long t2 = System.nanoTime();
         rsync(true, name);
         double fSec = (System.nanoTime() - t2) / 1e9;
-        diskSettled();
+        settled(bytes);
         double floor = durableFloor(written);
         results.computeIfAbsent(scenario, k -> new ArrayList<>()).add(new double[] {sBytes, rBytes, sSec, rSec, fSec, floor});
         System.out.printf("  %s: Syncline %,d bytes in %.2f s; rsync %,d bytes in %.2f s (with --fsync %.2f s); durable floor %.2f s%n",
@@ -546,6 +549,47 @@ public final class FileBenchmark {
      * the share paid by each depending on when it ran. Both sides create every file; neither should pay for the
      * benchmark's own clean-up. (Run the benchmark 6 minutes or more after anything deleted many files.)
      */
+    private void settled(long bytes) throws Exception {
+        diskSettled();
+        memoryReady(bytes);
+    }
+
+    /** The files' lengths, all together. */
+    private static long bytesOf(List<Path> files) throws IOException {
+        long n = 0;
+        for (Path f : files) {
+            n += Files.size(f);
+        }
+        return n;
+    }
+
+    /** Least memory made ready before a timed run (memoryReady), whatever the run writes. */
+    private static final long MEMORY_READY_MIN = 64L << 20;
+
+    /**
+     * Makes ready the memory the next timed run will write files into: writes {@code bytes} and 64 MiB more (at least
+     * {@link #MEMORY_READY_MIN}) into a scratch file, not flushed, and truncates it at once (its pages are freed before
+     * any is written back, so the disk stays quiet). This machine is a virtual machine whose free memory the host takes
+     * back (virtio-balloon free page reporting): writing into pages not used for a while costs about ten times what
+     * writing into pages freed a moment ago does (dd of 2 GiB: 0.5 to 0.9 GB/s against 7.2 to 7.5 GB/s), and which
+     * writer gets which depended on the order of the runs: Syncline's change of the large file, run first, wrote its new
+     * version into such pages, and freed the old version's, which the rsync runs after it then wrote into. Each timed
+     * run now starts with the same: recently freed pages enough for what it writes.
+     */
+    private void memoryReady(long bytes) throws IOException {
+        long total = Math.max(MEMORY_READY_MIN, bytes + MEMORY_READY_MIN);
+        ByteBuffer buf = ByteBuffer.allocateDirect(1 << 20);
+        try (FileChannel ch = FileChannel.open(dir.resolve("memory-ready"), StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
+            for (long n = 0; n < total; n += buf.capacity()) {
+                buf.clear();
+                while (buf.hasRemaining()) {
+                    ch.write(buf);
+                }
+            }
+            ch.truncate(0);
+        }
+    }
+
     private static void diskSettled() throws Exception {
         Process p = new ProcessBuilder("sync").redirectErrorStream(true).start();
         if (!p.waitFor(5, TimeUnit.MINUTES) || p.exitValue() != 0) {

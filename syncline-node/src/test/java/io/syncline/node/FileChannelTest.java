@@ -149,6 +149,17 @@ class FileChannelTest {
         return Files.exists(b) && Arrays.equals(Files.readAllBytes(a), Files.readAllBytes(b));
     }
 
+    /** Whether files {@code String.format(pattern, i % folders, i)}, for i below n, are at {@code b} as at {@code a}. */
+    private static boolean allSame(Path a, Path b, String pattern, int folders, int n) throws Exception {
+        for (int i = 0; i < n; i++) {
+            String f = String.format(pattern, i % folders, i);
+            if (!same(a.resolve(f), b.resolve(f))) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     @Test
     void shouldSendNewChangedMovedAndDeletedFilesToTheHubSendingOnlyWhatChanged() throws Exception {
         dbs().exec("hub", "CREATE TABLE product (id INT PRIMARY KEY, name VARCHAR(100))");
@@ -233,16 +244,9 @@ class FileChannelTest {
             Files.move(src.resolve("old.bin"), src.resolve("batch/old-moved.bin"));
             Files.delete(src.resolve("report"));
             write(src.resolve("report/page1"), "where the file report was".getBytes());
-            await("every new file at the hub").atMost(Duration.ofSeconds(60)).until(() -> {
-                for (int i = 0; i < n; i++) {
-                    String f = String.format("batch/d%02d/f%04d.bin", i % 20, i);
-                    if (!same(src.resolve(f), at.resolve(f))) {
-                        return false;
-                    }
-                }
-                return same(src.resolve("batch/old-moved.bin"), at.resolve("batch/old-moved.bin"))
-                        && same(src.resolve("report/page1"), at.resolve("report/page1"));
-            });
+            await("every new file at the hub").atMost(Duration.ofSeconds(60)).until(() ->
+                    allSame(src, at, "batch/d%02d/f%04d.bin", 20, n) && same(src.resolve("batch/old-moved.bin"), at.resolve("batch/old-moved.bin"))
+                            && same(src.resolve("report/page1"), at.resolve("report/page1")));
             assertThat(at.resolve("old.bin")).doesNotExist();
             assertThat(hub.files().literalBytes.get() - sent).as("the new files' bytes, and not the moved file's again")
                     .isGreaterThanOrEqualTo(newBytes).isLessThan(newBytes + moving.length);
@@ -279,15 +283,7 @@ class FileChannelTest {
             assertThat(n + 1 - offered).as("new files never offered").isGreaterThan(SiteFiles.UNOFFERED_PAGE);
             long before = hub.files().unofferedExchanges.get();
             proxy.drop(false);
-            await("every new file at the hub").atMost(Duration.ofSeconds(60)).until(() -> {
-                for (int i = 0; i < n; i++) {
-                    String f = String.format("batch/d%02d/f%04d.txt", i % 10, i);
-                    if (!same(src.resolve(f), at.resolve(f))) {
-                        return false;
-                    }
-                }
-                return true;
-            });
+            await("every new file at the hub").atMost(Duration.ofSeconds(60)).until(() -> allSame(src, at, "batch/d%02d/f%04d.txt", 10, n));
             assertThat(hub.files().unofferedExchanges.get() - before).as("exchanges without an offer for the files never offered")
                     .isEqualTo(1);
         }
@@ -322,15 +318,7 @@ class FileChannelTest {
                 write(src.resolve(String.format("new/d%02d/f%04d.txt", i % 10, i)), ("new " + i).getBytes());
             }
             try (SiteNode s1 = SiteNode.start(site("s1", hub.url(), "30s"), Clock.systemUTC())) {
-                await("every new file at the hub").atMost(Duration.ofSeconds(60)).until(() -> {
-                    for (int i = 0; i < n; i++) {
-                        String f = String.format("new/d%02d/f%04d.txt", i % 10, i);
-                        if (!same(src.resolve(f), at.resolve(f))) {
-                            return false;
-                        }
-                    }
-                    return true;
-                });
+                await("every new file at the hub").atMost(Duration.ofSeconds(60)).until(() -> allSame(src, at, "new/d%02d/f%04d.txt", 10, n));
             }
         }
     }
