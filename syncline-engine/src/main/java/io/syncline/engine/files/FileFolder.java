@@ -701,8 +701,26 @@ public final class FileFolder {
         Path target = file(meta.path());
         if (move) {
             setAttributes(source, meta);
-            install(source, target, meta.path());
-            pruneEmptyParents(source);
+            Path moving = source;
+            if (source.startsWith(target) && Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS)) {
+                // Moved onto a folder of its own way (a/b to a): the sender emptied that folder, its deletions come
+                // before its moves, so the file goes to the working folder first and takes the folders it leaves empty.
+                moving = work.resolve(meta.hash() + ".new");
+                move(source, moving);
+                pruneEmptyParents(source);
+            }
+            try {
+                install(moving, target, meta.path());
+            } catch (IOException | RuntimeException e) {
+                if (moving != source) { // (the folder still holds other files): the file goes back, nothing changed
+                    Files.createDirectories(source.getParent());
+                    move(moving, source);
+                }
+                throw e;
+            }
+            if (moving == source) {
+                pruneEmptyParents(source);
+            }
             return true;
         }
         Path fresh = work.resolve(meta.hash() + ".new");

@@ -508,6 +508,34 @@ class FileFolderTest {
     }
 
     @Test
+    void shouldMoveAFileOntoTheFolderItWasIn() throws Exception {
+        // At the sender: mv a/deep/b.jpg x; rm -r a; mv x a. Its scanner records the move of a/deep/b.jpg to a.
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        Files.writeString(Files.createDirectories(folder.root().resolve("a/deep")).resolve("b.jpg"), "image");
+        FileMeta moved = new FileMeta("a", 5, 3_000L, -1, hash("image".getBytes()));
+        assertThat(folder.copyLocal("a/deep/b.jpg", moved, true)).isTrue();
+        assertThat(folder.root().resolve("a")).isRegularFile().hasContent("image");
+        assertThat(folder.root().resolve(SafePath.WORK_DIR)).isEmptyDirectory();
+    }
+
+    @Test
+    void shouldLeaveAFileWhereItWasWhenItsMoveOntoItsFolderFindsOtherFilesThere() throws Exception {
+        FileFolder folder = new FileFolder(tmp.resolve("hub"));
+        Path b = Files.createDirectories(folder.root().resolve("a/deep")).resolve("b.jpg");
+        Files.writeString(b, "image");
+        Path other = Files.writeString(folder.root().resolve("a/other.jpg"), "other");
+        FileMeta moved = new FileMeta("a", 5, 3_000L, -1, hash("image".getBytes()));
+        assertThatThrownBy(() -> folder.copyLocal("a/deep/b.jpg", moved, true))
+                .isInstanceOf(BadBatchException.class).hasMessageContaining("file 'a' cannot be written: a folder of that name is in the way");
+        assertThat(b).hasContent("image");
+        assertThat(other).hasContent("other");
+
+        folder.delete("a/other.jpg"); // as when the deletion comes after all
+        assertThat(folder.copyLocal("a/deep/b.jpg", moved, true)).isTrue();
+        assertThat(folder.root().resolve("a")).isRegularFile().hasContent("image");
+    }
+
+    @Test
     void shouldDeletePartialFilesOlderThanTheirAgeAtMostOnceAnHour() throws Exception {
         // Ages count from a file's last change (ctime; files made now): the clock is moved on instead.
         java.time.Instant now = java.time.Instant.now();
