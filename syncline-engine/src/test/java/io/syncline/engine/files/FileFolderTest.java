@@ -508,6 +508,15 @@ class FileFolderTest {
     }
 
     @Test
+    void shouldKeepTheWorkingFolderToItsOwnUser() throws Exception {
+        Path root = tmp.resolve("hub");
+        Path work = Files.createDirectories(root.resolve(SafePath.WORK_DIR));
+        Files.setPosixFilePermissions(work, PosixFilePermissions.fromString("rwxrwxrwx")); // as an older version left it
+        new FileFolder(root);
+        assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(work))).isEqualTo("rwx------");
+    }
+
+    @Test
     void shouldMoveAFileOntoTheFolderItWasIn() throws Exception {
         // At the sender: mv a/deep/b.jpg x; rm -r a; mv x a. Its scanner records the move of a/deep/b.jpg to a.
         FileFolder folder = new FileFolder(tmp.resolve("hub"));
