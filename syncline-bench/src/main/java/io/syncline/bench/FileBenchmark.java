@@ -66,6 +66,9 @@ public final class FileBenchmark {
      * durable floor s.
      */
     private final Map<String, List<double[]>> results = new LinkedHashMap<>();
+    /** --profile: async-profiler's jar; null: no profile. */
+    private final Path profile;
+    private Profiler profiler;
     private Path dir;
     private String siteUrl;
     private String hubUrl;
@@ -95,6 +98,46 @@ public final class FileBenchmark {
         this.changePct = Double.parseDouble(o.getOrDefault("change", "1"));
         this.rounds = Integer.parseInt(o.getOrDefault("rounds", "3"));
         this.warmups = Integer.parseInt(o.getOrDefault("warmup", "20"));
+        this.profile = o.containsKey("profile") ? Path.of(o.get("profile")) : null;
+    }
+
+    /** Starts the profiler (--profile) before Syncline's part of a timed scenario; measured stops it. */
+    private void profileFrom(boolean timed) throws Exception {
+        if (timed && profile != null) {
+            if (profiler == null) {
+                profiler = new Profiler(profile, Files.createTempDirectory("syncline-files-profiles-")); // (dir is deleted at the end)
+            }
+            profiler.start();
+        }
+    }
+
+    /**
+     * async-profiler, loaded from its jar (Maven Central's tools.profiler:async-profiler, which holds the native
+     * library too): cpu samples every millisecond, all threads, written as collapsed stacks, one file per scenario and
+     * round. Only Syncline's part of a scenario is sampled (until the hub has recorded its last change).
+     */
+    private static final class Profiler {
+        private final Object instance;
+        private final java.lang.reflect.Method execute;
+        private final Path out;
+
+        Profiler(Path jar, Path out) throws Exception {
+            ClassLoader loader = new java.net.URLClassLoader(new java.net.URL[] {jar.toUri().toURL()}, FileBenchmark.class.getClassLoader());
+            Class<?> c = Class.forName("one.profiler.AsyncProfiler", true, loader);
+            this.instance = c.getMethod("getInstance").invoke(null);
+            this.execute = c.getMethod("execute", String.class);
+            this.out = Files.createDirectories(out);
+        }
+
+        void start() throws Exception {
+            execute.invoke(instance, "start,event=cpu,interval=1ms");
+        }
+
+        void stop(String name) throws Exception {
+            Path f = out.resolve(name + ".collapsed");
+            execute.invoke(instance, "stop,file=" + f);
+            System.out.println("  profile: " + f);
+        }
     }
 
     public static void main(String[] args) throws Exception {
@@ -102,11 +145,12 @@ public final class FileBenchmark {
         for (String a : args) {
             if (a.equals("-h") || a.equals("--help")) {
                 System.out.println("usage: bench/files [--size-mib=1024 (the large file)] [--files=10000 (the tree)] [--change=1 (% changed)] "
-                        + "[--rounds=3 (each scenario again, on new files; medians reported)] [--warmup=20 (passes before the rounds)]");
+                        + "[--rounds=3 (each scenario again, on new files; medians reported)] [--warmup=20 (passes before the rounds)] "
+                        + "[--profile=<async-profiler jar> (cpu samples of Syncline's part of each timed scenario, as collapsed stacks)]");
                 return;
             }
-            if (!a.startsWith("--") || !a.contains("=") || !List.of("size-mib", "files", "change", "rounds", "warmup").contains(a.substring(2, a.indexOf('=')))) {
-                System.err.println("unknown argument '" + a + "' (known: --size-mib=N, --files=N, --change=P, --rounds=N, --warmup=N; --help)");
+            if (!a.startsWith("--") || !a.contains("=") || !List.of("size-mib", "files", "change", "rounds", "warmup", "profile").contains(a.substring(2, a.indexOf('=')))) {
+                System.err.println("unknown argument '" + a + "' (known: --size-mib=N, --files=N, --change=P, --rounds=N, --warmup=N, --profile=JAR; --help)");
                 System.exit(2);
             }
             opts.put(a.substring(2, a.indexOf('=')), a.substring(a.indexOf('=') + 1));
@@ -281,6 +325,7 @@ public final class FileBenchmark {
         if (timed) {
             settled(size);
         }
+        profileFrom(timed);
         long base = siteSeq();
         long t0 = System.nanoTime();
         long b0 = hubProxy.bytesForwarded();
@@ -298,6 +343,7 @@ public final class FileBenchmark {
         if (timed) {
             settled(size);
         }
+        profileFrom(timed);
         base = siteSeq();
         t0 = System.nanoTime();
         b0 = hubProxy.bytesForwarded();
@@ -365,6 +411,7 @@ public final class FileBenchmark {
                 settled(bytesOf(staging.filter(Files::isRegularFile).toList()));
             }
         }
+        profileFrom(timed);
         long base = siteSeq();
         long t0 = System.nanoTime();
         long b0 = hubProxy.bytesForwarded();
@@ -379,6 +426,7 @@ public final class FileBenchmark {
         if (timed) {
             settled(0);
         }
+        profileFrom(timed);
         base = siteSeq();
         t0 = System.nanoTime();
         b0 = hubProxy.bytesForwarded();
@@ -406,6 +454,9 @@ public final class FileBenchmark {
     private void measured(String scenario, long t0, long b0, String name, List<Path> written) throws Exception {
         double sSec = (System.nanoTime() - t0) / 1e9;
         long sBytes = hubProxy.bytesForwarded() - b0;
+        if (profiler != null) {
+            profiler.stop(name.substring(0, name.indexOf('/')) + "-" + scenario.replaceAll("[^A-Za-z0-9.%]+", "-"));
+        }
         awaitSynclineIdle();
         long bytes = bytesOf(written);
         settled(bytes);
