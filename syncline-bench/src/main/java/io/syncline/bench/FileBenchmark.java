@@ -126,7 +126,7 @@ public final class FileBenchmark {
             Class<?> c = Class.forName("one.profiler.AsyncProfiler", true, loader);
             this.instance = c.getMethod("getInstance").invoke(null);
             this.execute = c.getMethod("execute", String.class);
-            this.out = Files.createDirectories(out);
+            this.out = out;
         }
 
         void start() throws Exception {

@@ -51,7 +51,7 @@ public final class FileFolder {
             PosixFilePermission.OWNER_WRITE, PosixFilePermission.OWNER_EXECUTE);
     /**
      * Roots whose working folder was rid of what earlier processes left (files named before content hashes, old
-     * versions set aside), once per process each.
+     * versions set aside) and given its permissions, once per process each.
      */
     private static final Set<Path> SWEPT = java.util.concurrent.ConcurrentHashMap.newKeySet();
     /** How long a broken transfer's partial file is kept when the caller does not say (files.partialMaxAge). */
@@ -145,10 +145,10 @@ public final class FileFolder {
         Files.createDirectories(work);
         this.store = Files.getFileStore(this.root);
         this.posix = store.supportsFileAttributeView("posix");
-        if (posix && !Files.getPosixFilePermissions(work, LinkOption.NOFOLLOW_LINKS).equals(WORK_MODE)) {
-            Files.setPosixFilePermissions(work, WORK_MODE); // only this process's user writes in it (setAttributes)
-        }
-        if (SWEPT.add(this.root)) {
+        if (SWEPT.add(this.root)) { // once per process: a folder is made per exchange
+            if (posix && !Files.getPosixFilePermissions(work, LinkOption.NOFOLLOW_LINKS).equals(WORK_MODE)) {
+                Files.setPosixFilePermissions(work, WORK_MODE); // only this process's user writes in it (setAttributes)
+            }
             sweepSha256Leftovers();
             Reaper.releaseLeftovers(work); // old versions a process that died had set aside
         }
