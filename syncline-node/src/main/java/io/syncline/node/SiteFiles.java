@@ -9,6 +9,7 @@ import io.syncline.engine.files.FileEntry;
 import io.syncline.engine.files.FileFolder;
 import io.syncline.engine.files.FileOutbox;
 import io.syncline.engine.files.FileScanner;
+import io.syncline.engine.files.FreshContent;
 import io.syncline.engine.files.OpenDirs;
 import io.syncline.engine.files.SafePath;
 import io.syncline.node.config.NodeConfig;
@@ -97,6 +98,11 @@ final class SiteFiles implements AutoCloseable {
     private final Map<String, ReentrantLock> sendLocks = new ConcurrentHashMap<>();
     /** Per site-to-hub channel: whether an early send waits to run. */
     private final Map<String, java.util.concurrent.atomic.AtomicBoolean> earlyWaiting = new ConcurrentHashMap<>();
+    /**
+     * Per site-to-hub channel: the content of small new files its walk read, for the senders (dropped after the walk's
+     * own send: the folders are walked one at a time, so one channel's is filled at a time).
+     */
+    private final Map<String, FreshContent> fresh = new ConcurrentHashMap<>();
     /** Site-to-hub channels whose counts an early send found at odds with the hub's: left to the walk's own send. */
     private final Set<String> recount = ConcurrentHashMap.newKeySet();
     /** The early sender's thread (syncline-site-<id>-files-send): sends a walk's first files while it goes on. */
@@ -107,6 +113,8 @@ final class SiteFiles implements AutoCloseable {
     private final Map<String, HttpURLConnection> polls = new ConcurrentHashMap<>();
     private volatile boolean closed;
     volatile String lastError;
+    /** Files sent with the content their walk read (FreshContent), not read again (for tests). */
+    final java.util.concurrent.atomic.AtomicLong sentAsRead = new java.util.concurrent.atomic.AtomicLong();
 
     record Decision(long seq, String need, String basis) {
     }
@@ -155,6 +163,7 @@ final class SiteFiles implements AutoCloseable {
                         throw new FolderWatch.AfterWalkException(e); // (the hub away: what was recorded is sent later)
                     } finally {
                         sending.unlock();
+                        dropFresh(t.channel().name()); // (what was not sent is read from the folder)
                     }
                     return true;
                 });
@@ -192,6 +201,17 @@ final class SiteFiles implements AutoCloseable {
             });
         } catch (java.util.concurrent.RejectedExecutionException e) {
             waiting.set(false); // stopping
+        }
+    }
+
+    private FreshContent fresh(String channel) {
+        return fresh.computeIfAbsent(channel, k -> FreshContent.forHeap());
+    }
+
+    private void dropFresh(String channel) {
+        FreshContent kept = fresh.get(channel);
+        if (kept != null) {
+            kept.clear();
         }
     }
 
@@ -532,12 +552,14 @@ final class SiteFiles implements AutoCloseable {
                 if (n < 0) { // (or one of the edited files is no longer a plain file: their folders are walked)
                     n = FileOutbox.recordWalk(c, ch.name(), scanner, clock.millis(), unsyncable,
                             ch.direction() == ChannelSpec.Direction.TWO_WAY, under, held,
-                            ch.direction() == ChannelSpec.Direction.SITE_TO_HUB ? () -> sendEarly(ch, folder) : null);
+                            ch.direction() == ChannelSpec.Direction.SITE_TO_HUB ? () -> sendEarly(ch, folder) : null,
+                            ch.direction() == ChannelSpec.Direction.SITE_TO_HUB ? fresh(ch.name()) : null);
                 }
                 c.commit();
                 LOG.debug("site {}: file channel '{}': {} changes recorded", cfg.nodeId(), ch.name(), n);
             } catch (IOException | SQLException | RuntimeException e) {
                 c.rollback();
+                dropFresh(ch.name()); // (no send follows this walk)
                 throw e;
             }
         } finally {
@@ -784,7 +806,8 @@ final class SiteFiles implements AutoCloseable {
             try (OpenDirs dirs = OpenDirs.of(folder);
                  DataOutputStream out = new DataOutputStream(new BufferedOutputStream(conn.getOutputStream(), 64 * 1024))) {
                 List<FileEntry> page = changes;
-                while (page != null && written(page, bySeq, folder, dirs, out)) {
+                FreshContent kept = fresh.get(ch.name());
+                while (page != null && written(page, bySeq, folder, dirs, kept, out)) {
                     page = more == null ? null : more.next();
                 }
                 out.writeInt(0);
@@ -797,17 +820,23 @@ final class SiteFiles implements AutoCloseable {
 
     /**
      * Writes {@code page}'s changes to an apply request (see apply); false when it stopped at a file deleted since the walk
-     * (the changes before it go, the next walk records the deletion).
+     * (the changes before it go, the next walk records the deletion). A content the walk read and {@code kept} (or null)
+     * holds for the change's length and hash is sent from there, else the file is read.
      */
-    private static boolean written(List<FileEntry> page, Map<Long, Decision> bySeq, Path folder, OpenDirs dirs, DataOutputStream out)
-            throws IOException {
+    private boolean written(List<FileEntry> page, Map<Long, Decision> bySeq, Path folder, OpenDirs dirs, FreshContent kept,
+                                   DataOutputStream out) throws IOException {
         for (FileEntry e : page) {
             Decision d = bySeq == null ? null : bySeq.get(e.seq());
             boolean data = (d == null || d.need().equals("data")) && !e.deleted();
             InputStream content = null;
             if (data) {
+                byte[] bytes = kept == null ? null : kept.take(e.path(), e.size(), e.hash());
+                if (bytes != null) {
+                    sentAsRead.incrementAndGet();
+                }
                 try {
-                    content = dirs != null ? dirs.read(e.path()) : Files.newInputStream(SafePath.resolve(folder, e.path()));
+                    content = bytes != null ? new java.io.ByteArrayInputStream(bytes)
+                            : dirs != null ? dirs.read(e.path()) : Files.newInputStream(SafePath.resolve(folder, e.path()));
                 } catch (NoSuchFileException gone) {
                     return false;
                 }

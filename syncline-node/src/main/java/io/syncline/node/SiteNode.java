@@ -207,6 +207,11 @@ public final class SiteNode implements NodeControl {
         return files.lastError();
     }
 
+    /** The site's side of file channels (counters for tests). */
+    SiteFiles files() {
+        return files;
+    }
+
     /** Starts a site: opens its database, registers with the hub (or uses the stored registration), starts syncing. */
     public static SiteNode start(NodeConfig cfg, Clock clock) {
         try {

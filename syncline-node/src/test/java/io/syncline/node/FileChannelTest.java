@@ -227,6 +227,7 @@ class FileChannelTest {
             await().atMost(Duration.ofSeconds(20)).until(() -> same(src.resolve("old.bin"), at.resolve("old.bin"))
                     && same(src.resolve("report"), at.resolve("report")));
             long sent = hub.files().literalBytes.get();
+            long asRead = s1.files().sentAsRead.get();
 
             // More new files than two of a walk's early portions (FileOutbox.EARLY_PORTION, 512), made elsewhere and
             // moved in at the top level (a whole walk), in the same burst as a move and a deletion that makes room: the
@@ -250,6 +251,8 @@ class FileChannelTest {
             assertThat(at.resolve("old.bin")).doesNotExist();
             assertThat(hub.files().literalBytes.get() - sent).as("the new files' bytes, and not the moved file's again")
                     .isGreaterThanOrEqualTo(newBytes).isLessThan(newBytes + moving.length);
+            assertThat(s1.files().sentAsRead.get() - asRead).as("each new file sent as the walk read it, not read again (report/page1, "
+                    + "not a file that could be recorded early, is read again)").isEqualTo(n);
             await("every change acknowledged").atMost(Duration.ofSeconds(20)).until(() ->
                     dbs().count("s1", "SELECT COUNT(*) FROM sync_file WHERE deleted = TRUE") == 0
                             && dbs().count("s1", "SELECT COUNT(*) FROM sync_file WHERE base_hash IS NULL") == 0);

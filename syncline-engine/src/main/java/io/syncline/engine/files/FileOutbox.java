@@ -128,12 +128,22 @@ public final class FileOutbox {
     public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
                                  java.util.function.Consumer<String> unsyncable, boolean forgetUnmatched, List<String> under,
                                  java.util.Set<String> held, Runnable committed) throws SQLException, java.io.IOException {
+        return recordWalk(c, channel, scanner, nowMillis, unsyncable, forgetUnmatched, under, held, committed, null);
+    }
+
+    /**
+     * As above; {@code content} (or null): where the content of the small new files recorded early is kept, as the walk
+     * read it to hash it, for the sender (see FreshContent).
+     */
+    public static int recordWalk(Connection c, String channel, FileScanner scanner, long nowMillis,
+                                 java.util.function.Consumer<String> unsyncable, boolean forgetUnmatched, List<String> under,
+                                 java.util.Set<String> held, Runnable committed, FreshContent content) throws SQLException, java.io.IOException {
         if (under != null && under.isEmpty()) {
             return 0;
         }
         Map<String, FileMeta> known = known(c, channel, under);
         List<String> warnings = new ArrayList<>(); // told once the walk whose result is kept is known
-        Early early = committed != null && under == null && !forgetUnmatched ? new Early(c, channel, known, committed) : null;
+        Early early = committed != null && under == null && !forgetUnmatched ? new Early(c, channel, known, committed, content) : null;
         List<FileScanner.Change> changes;
         try {
             changes = new ArrayList<>(scanner.scan(known, nowMillis, warnings::add, under, Map.of(), early));
@@ -239,6 +249,7 @@ public final class FileOutbox {
         private final String channel;
         private final Map<String, FileMeta> known;
         private final Runnable committed;
+        private final FreshContent content;
         /** Content hash and length of every recorded file (null until a new file is found: most walks find none). */
         private java.util.Set<String> contents;
         /** Every recorded file's path, and every folder of one, in lower case. */
@@ -251,11 +262,17 @@ public final class FileOutbox {
         final java.util.Set<String> recorded = new java.util.HashSet<>();
         private java.util.Set<String> tombstones;
 
-        Early(Connection c, String channel, Map<String, FileMeta> known, Runnable committed) {
+        Early(Connection c, String channel, Map<String, FileMeta> known, Runnable committed, FreshContent content) {
             this.c = c;
             this.channel = channel;
             this.known = known;
             this.committed = committed;
+            this.content = content;
+        }
+
+        @Override
+        public int wholeUpTo() {
+            return content == null || off ? 0 : content.roomFor();
         }
 
         private void index() {
@@ -272,7 +289,7 @@ public final class FileOutbox {
         }
 
         @Override
-        public void found(FileMeta f) throws Failed {
+        public void found(FileMeta f, byte[] bytes) throws Failed {
             if (contents == null) {
                 index();
             }
@@ -289,6 +306,9 @@ public final class FileOutbox {
                 }
             }
             portion.add(new FileScanner.Put(f));
+            if (bytes != null && content != null) {
+                content.put(f, bytes); // (taken once the portion is committed and sent)
+            }
             if (portion.size() >= EARLY_PORTION) {
                 commitPortion();
             }

@@ -114,7 +114,7 @@ public final class FileScanner {
         if (!attrs.isRegularFile() || links(file) > 1) {
             return null; // (a file with other names may have changed under them too, which a walk of the folders finds)
         }
-        return look(file, path, attrs, known, null, nowMillis);
+        return look(file, path, attrs, known, null, nowMillis, 0).meta();
     }
 
     /** How many names the file has (hard links; 1 where the file system does not say). */
@@ -175,7 +175,16 @@ public final class FileScanner {
     /** Told of each file a walk finds that has no record, as soon as it is found (the walk goes on after it). */
     @FunctionalInterface
     public interface Fresh {
-        void found(FileMeta file) throws IOException;
+        /**
+         * {@code content}: the file's bytes, which hash to {@code file}'s hash, when the walk read it whole to hash it
+         * (it was no longer than {@link #wholeUpTo} then); else null.
+         */
+        void found(FileMeta file, byte[] content) throws IOException;
+
+        /** New files up to this length are read whole to hash them, and their content handed to {@link #found}. */
+        default int wholeUpTo() {
+            return 0;
+        }
     }
 
     /**
@@ -366,17 +375,18 @@ public final class FileScanner {
             if (!matches(path)) {
                 return;
             }
-            FileMeta now;
+            FileMeta was = known.get(path);
+            Looked now;
             try {
-                now = look(file, path, attrs, known.get(path), hashed.get(path), nowMillis);
+                now = look(file, path, attrs, was, hashed.get(path), nowMillis, fresh != null && was == null ? fresh.wholeUpTo() : 0);
             } catch (java.nio.file.AccessDeniedException e) {
                 unsyncable.accept("'" + path + "' cannot be read; it is left as it was");
-                now = known.get(path);
+                now = new Looked(was, null);
             }
-            if (now != null) {
-                found.put(path, now);
-                if (fresh != null && !known.containsKey(path)) {
-                    fresh.found(now);
+            if (now.meta() != null) {
+                found.put(path, now.meta());
+                if (fresh != null && was == null) {
+                    fresh.found(now.meta(), now.content());
                 }
             }
         }
@@ -394,37 +404,50 @@ public final class FileScanner {
         }
     }
 
+    /** What a look at a file found: its state (or null), and its content when it was read whole (else null). */
+    private record Looked(FileMeta meta, byte[] content) {
+    }
+
     /**
      * The file as it is now, hashing it unless the record says it is unchanged; when it changed while it was hashed (it
      * is being written), what was recorded of it ({@code known}, or null for a new file): it is looked at again at the
-     * next walk, and meanwhile is neither sent half-written nor taken as deleted. Null when it is gone.
+     * next walk, and meanwhile is neither sent half-written nor taken as deleted. Null when it is gone. A file no
+     * longer than {@code wholeUpTo} that is hashed is read whole, and its content comes with its new state.
      */
-    private FileMeta look(Path file, String path, BasicFileAttributes attrs, FileMeta known, FileMeta hashed, long nowMillis) throws IOException {
+    private Looked look(Path file, String path, BasicFileAttributes attrs, FileMeta known, FileMeta hashed, long nowMillis, int wholeUpTo)
+            throws IOException {
         long mtime = attrs.lastModifiedTime().toMillis();
         int mode = attrs instanceof PosixFileAttributes p ? FileFolder.mode(p.permissions()) : mode(file);
         if (hashed != null && hashed.size() == attrs.size() && hashed.mtimeMillis() == mtime && hashed.mode() == mode) {
-            return hashed;
+            return new Looked(hashed, null);
         }
         if (known != null && known.size() == attrs.size() && known.mtimeMillis() == mtime && known.mode() == mode
                 && nowMillis - mtime > RACY_MILLIS && !known.hash().equals(ContentHash.UNKNOWN)) {
-            return known;
+            return new Looked(known, null);
         }
         String hash;
+        byte[] content = null;
         try {
-            hash = ContentHash.of(file);
+            if (attrs.size() <= wholeUpTo) {
+                content = Files.readAllBytes(file);
+                hash = ContentHash.of(content);
+            } else {
+                hash = ContentHash.of(file);
+            }
         } catch (NoSuchFileException e) {
-            return null;
+            return new Looked(null, null);
         }
         BasicFileAttributes after;
         try {
             after = Files.readAttributes(file, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
         } catch (NoSuchFileException e) {
-            return null;
+            return new Looked(null, null);
         }
-        if (after.size() != attrs.size() || after.lastModifiedTime().toMillis() != mtime) {
-            return known; // being written: the next scan takes it
+        if (after.size() != attrs.size() || after.lastModifiedTime().toMillis() != mtime
+                || content != null && content.length != attrs.size()) {
+            return new Looked(known, null); // being written: the next scan takes it
         }
-        return new FileMeta(path, attrs.size(), mtime, mode, hash);
+        return new Looked(new FileMeta(path, attrs.size(), mtime, mode, hash), content);
     }
 
     /** True when relative path {@code path} is in one of the folders {@code under} (at any depth). */

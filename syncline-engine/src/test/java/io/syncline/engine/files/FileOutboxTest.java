@@ -129,6 +129,51 @@ class FileOutboxTest {
     }
 
     @Test
+    void shouldKeepTheContentOfSmallNewFilesRecordedEarlyAsTheWalkReadItAndNothingElse(@TempDir Path folder) throws Exception {
+        FileScanner scanner = new FileScanner(folder, List.of(), List.of());
+        long later = System.currentTimeMillis() + 60_000;
+        Files.writeString(folder.resolve("old.txt"), "recorded before");
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { })).isEqualTo(1);
+        c.commit();
+        Files.writeString(folder.resolve("copy.txt"), "recorded before"); // a recorded file's content: not recorded early
+        Files.write(folder.resolve("large.bin"), new byte[FreshContent.MAX_FILE + 1]);
+        Files.createDirectories(folder.resolve("n"));
+        java.util.Random rnd = new java.util.Random(7);
+        for (int i = 0; i < FileOutbox.EARLY_PORTION; i++) {
+            byte[] b = new byte[rnd.nextInt(2048)];
+            rnd.nextBytes(b);
+            Files.write(folder.resolve(String.format("n/f%05d", i)), b);
+        }
+        FreshContent kept = new FreshContent(64L << 20);
+        int n = FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, null, null, () -> { }, kept);
+        c.commit();
+        assertThat(n).isEqualTo(FileOutbox.EARLY_PORTION + 2);
+        int found = 0;
+        for (FileEntry e : FileOutbox.pending(c, CH, 1, 10_000)) {
+            byte[] b = kept.take(e.path(), e.size(), e.hash());
+            if (e.path().startsWith("n/")) {
+                assertThat(b).as(e.path()).isEqualTo(Files.readAllBytes(folder.resolve(e.path())));
+                found++;
+            } else {
+                assertThat(b).as(e.path() + ": not recorded early, or too large").isNull();
+            }
+        }
+        assertThat(found).isEqualTo(FileOutbox.EARLY_PORTION);
+        assertThat(kept.bytes()).as("nothing else kept").isZero();
+
+        // A bound of 10 KiB: the walk keeps what fits and reads no more whole than that.
+        Files.createDirectories(folder.resolve("m"));
+        for (int i = 0; i < FileOutbox.EARLY_PORTION; i++) {
+            Files.write(folder.resolve(String.format("m/f%05d", i)), new byte[1024 + i]);
+        }
+        FreshContent small = new FreshContent(10 * 1024);
+        assertThat(FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, null, null, () -> { }, small))
+                .isEqualTo(FileOutbox.EARLY_PORTION);
+        c.commit();
+        assertThat(small.bytes()).isBetween(9L * 1024, 10L * 1024);
+    }
+
+    @Test
     void shouldRecordNothingEarlyWhileARecordPredatesContentHashesSoThatItsFileIsNotOfferedAgain(@TempDir Path folder) throws Exception {
         FileScanner scanner = new FileScanner(folder, List.of(), List.of());
         long later = System.currentTimeMillis() + 60_000;
