@@ -69,6 +69,8 @@ public final class FileBenchmark {
     /** --profile: async-profiler's jar; null: no profile. */
     private final Path profile;
     private Profiler profiler;
+    /** --profile-event: cpu (samples every millisecond) or alloc (a sample every 256 KiB allocated, by allocating stack). */
+    private final String profileEvent;
     private Path dir;
     private String siteUrl;
     private String hubUrl;
@@ -99,13 +101,17 @@ public final class FileBenchmark {
         this.rounds = Integer.parseInt(o.getOrDefault("rounds", "3"));
         this.warmups = Integer.parseInt(o.getOrDefault("warmup", "20"));
         this.profile = o.containsKey("profile") ? Path.of(o.get("profile")) : null;
+        this.profileEvent = o.getOrDefault("profile-event", "cpu");
+        if (!List.of("cpu", "alloc").contains(profileEvent)) {
+            throw new IllegalArgumentException("--profile-event is cpu or alloc, not '" + profileEvent + "'");
+        }
     }
 
     /** Starts the profiler (--profile) before Syncline's part of a timed scenario; measured stops it. */
     private void profileFrom(boolean timed) throws Exception {
         if (timed && profile != null) {
             if (profiler == null) {
-                profiler = new Profiler(profile, Files.createTempDirectory("syncline-files-profiles-")); // (dir is deleted at the end)
+                profiler = new Profiler(profile, profileEvent, Files.createTempDirectory("syncline-files-profiles-")); // (dir is deleted at the end)
             }
             profiler.start();
         }
@@ -113,24 +119,27 @@ public final class FileBenchmark {
 
     /**
      * async-profiler, loaded from its jar (Maven Central's tools.profiler:async-profiler, which holds the native
-     * library too): cpu samples every millisecond, all threads, written as collapsed stacks, one file per scenario and
-     * round. Only Syncline's part of a scenario is sampled (until the hub has recorded its last change).
+     * library too): cpu samples every millisecond, all threads (or allocations: a sample every 256 KiB, weighted by
+     * bytes), written as collapsed stacks, one file per scenario and round. Only Syncline's part of a scenario is sampled
+     * (until the hub has recorded its last change).
      */
     private static final class Profiler {
         private final Object instance;
         private final java.lang.reflect.Method execute;
         private final Path out;
+        private final String event;
 
-        Profiler(Path jar, Path out) throws Exception {
+        Profiler(Path jar, String event, Path out) throws Exception {
             ClassLoader loader = new java.net.URLClassLoader(new java.net.URL[] {jar.toUri().toURL()}, FileBenchmark.class.getClassLoader());
             Class<?> c = Class.forName("one.profiler.AsyncProfiler", true, loader);
             this.instance = c.getMethod("getInstance").invoke(null);
             this.execute = c.getMethod("execute", String.class);
             this.out = out;
+            this.event = event;
         }
 
         void start() throws Exception {
-            execute.invoke(instance, "start,event=cpu,interval=1ms");
+            execute.invoke(instance, event.equals("alloc") ? "start,event=alloc,alloc=256k,total" : "start,event=cpu,interval=1ms");
         }
 
         void stop(String name) throws Exception {
@@ -146,11 +155,12 @@ public final class FileBenchmark {
             if (a.equals("-h") || a.equals("--help")) {
                 System.out.println("usage: bench/files [--size-mib=1024 (the large file)] [--files=10000 (the tree)] [--change=1 (% changed)] "
                         + "[--rounds=3 (each scenario again, on new files; medians reported)] [--warmup=20 (passes before the rounds)] "
-                        + "[--profile=<async-profiler jar> (cpu samples of Syncline's part of each timed scenario, as collapsed stacks)]");
+                        + "[--profile=<async-profiler jar> (cpu samples of Syncline's part of each timed scenario, as collapsed stacks)] "
+                        + "[--profile-event=cpu|alloc (alloc: allocated bytes by stack instead)]");
                 return;
             }
-            if (!a.startsWith("--") || !a.contains("=") || !List.of("size-mib", "files", "change", "rounds", "warmup", "profile").contains(a.substring(2, a.indexOf('=')))) {
-                System.err.println("unknown argument '" + a + "' (known: --size-mib=N, --files=N, --change=P, --rounds=N, --warmup=N, --profile=JAR; --help)");
+            if (!a.startsWith("--") || !a.contains("=") || !List.of("size-mib", "files", "change", "rounds", "warmup", "profile", "profile-event").contains(a.substring(2, a.indexOf('=')))) {
+                System.err.println("unknown argument '" + a + "' (known: --size-mib=N, --files=N, --change=P, --rounds=N, --warmup=N, --profile=JAR, --profile-event=cpu|alloc; --help)");
                 System.exit(2);
             }
             opts.put(a.substring(2, a.indexOf('=')), a.substring(a.indexOf('=') + 1));

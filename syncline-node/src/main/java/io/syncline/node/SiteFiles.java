@@ -99,10 +99,10 @@ final class SiteFiles implements AutoCloseable {
     /** Per site-to-hub channel: whether an early send waits to run. */
     private final Map<String, java.util.concurrent.atomic.AtomicBoolean> earlyWaiting = new ConcurrentHashMap<>();
     /**
-     * Per site-to-hub channel: the content of small new files its walk read, for the senders (dropped after the walk's
-     * own send: the folders are walked one at a time, so one channel's is filled at a time).
+     * The content of small new files a walk of a site-to-hub channel read, for the senders (freed after the walk's own
+     * send: the folders are walked one at a time).
      */
-    private final Map<String, FreshContent> fresh = new ConcurrentHashMap<>();
+    private final FreshContent fresh = FreshContent.forHeap();
     /** Site-to-hub channels whose counts an early send found at odds with the hub's: left to the walk's own send. */
     private final Set<String> recount = ConcurrentHashMap.newKeySet();
     /** The early sender's thread (syncline-site-<id>-files-send): sends a walk's first files while it goes on. */
@@ -163,7 +163,7 @@ final class SiteFiles implements AutoCloseable {
                         throw new FolderWatch.AfterWalkException(e); // (the hub away: what was recorded is sent later)
                     } finally {
                         sending.unlock();
-                        dropFresh(t.channel().name()); // (what was not sent is read from the folder)
+                        fresh.clear(); // (what was not sent is read from the folder)
                     }
                     return true;
                 });
@@ -201,17 +201,6 @@ final class SiteFiles implements AutoCloseable {
             });
         } catch (java.util.concurrent.RejectedExecutionException e) {
             waiting.set(false); // stopping
-        }
-    }
-
-    private FreshContent fresh(String channel) {
-        return fresh.computeIfAbsent(channel, k -> FreshContent.forHeap());
-    }
-
-    private void dropFresh(String channel) {
-        FreshContent kept = fresh.get(channel);
-        if (kept != null) {
-            kept.clear();
         }
     }
 
@@ -553,13 +542,13 @@ final class SiteFiles implements AutoCloseable {
                     n = FileOutbox.recordWalk(c, ch.name(), scanner, clock.millis(), unsyncable,
                             ch.direction() == ChannelSpec.Direction.TWO_WAY, under, held,
                             ch.direction() == ChannelSpec.Direction.SITE_TO_HUB ? () -> sendEarly(ch, folder) : null,
-                            ch.direction() == ChannelSpec.Direction.SITE_TO_HUB ? fresh(ch.name()) : null);
+                            ch.direction() == ChannelSpec.Direction.SITE_TO_HUB ? fresh : null);
                 }
                 c.commit();
                 LOG.debug("site {}: file channel '{}': {} changes recorded", cfg.nodeId(), ch.name(), n);
             } catch (IOException | SQLException | RuntimeException e) {
                 c.rollback();
-                dropFresh(ch.name()); // (no send follows this walk)
+                fresh.clear(); // (no send follows this walk)
                 throw e;
             }
         } finally {
@@ -806,8 +795,7 @@ final class SiteFiles implements AutoCloseable {
             try (OpenDirs dirs = OpenDirs.of(folder);
                  DataOutputStream out = new DataOutputStream(new BufferedOutputStream(conn.getOutputStream(), 64 * 1024))) {
                 List<FileEntry> page = changes;
-                FreshContent kept = fresh.get(ch.name());
-                while (page != null && written(page, bySeq, folder, dirs, kept, out)) {
+                while (page != null && written(ch.name(), page, bySeq, folder, dirs, out)) {
                     page = more == null ? null : more.next();
                 }
                 out.writeInt(0);
@@ -820,17 +808,17 @@ final class SiteFiles implements AutoCloseable {
 
     /**
      * Writes {@code page}'s changes to an apply request (see apply); false when it stopped at a file deleted since the walk
-     * (the changes before it go, the next walk records the deletion). A content the walk read and {@code kept} (or null)
-     * holds for the change's length and hash is sent from there, else the file is read.
+     * (the changes before it go, the next walk records the deletion). A content the walk read and kept (FreshContent) for
+     * the change's length and hash is sent from there, else the file is read.
      */
-    private boolean written(List<FileEntry> page, Map<Long, Decision> bySeq, Path folder, OpenDirs dirs, FreshContent kept,
-                                   DataOutputStream out) throws IOException {
+    private boolean written(String channel, List<FileEntry> page, Map<Long, Decision> bySeq, Path folder, OpenDirs dirs,
+                            DataOutputStream out) throws IOException {
         for (FileEntry e : page) {
             Decision d = bySeq == null ? null : bySeq.get(e.seq());
             boolean data = (d == null || d.need().equals("data")) && !e.deleted();
             InputStream content = null;
             if (data) {
-                byte[] bytes = kept == null ? null : kept.take(e.path(), e.size(), e.hash());
+                byte[] bytes = fresh.take(channel, e.path(), e.size(), e.hash());
                 if (bytes != null) {
                     sentAsRead.incrementAndGet();
                 }
@@ -896,5 +884,6 @@ final class SiteFiles implements AutoCloseable {
                 Thread.currentThread().interrupt();
             }
         }
+        fresh.close(); // (its ring to another node of this process)
     }
 }

@@ -47,6 +47,11 @@ public final class ContentHash {
         return hex(Hashing.xxh3_128().hashBytesTo128Bits(bytes));
     }
 
+    /** The hash of {@code length} bytes of {@code bytes} from {@code offset}. */
+    static String of(byte[] bytes, int offset, int length) {
+        return hex(Hashing.xxh3_128().hashBytesTo128Bits(bytes, offset, length));
+    }
+
     /** The hash of a file's content, read in a stream. */
     public static String of(Path f) throws IOException {
         HashStream128 h = stream();

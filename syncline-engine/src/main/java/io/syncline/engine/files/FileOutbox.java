@@ -271,8 +271,8 @@ public final class FileOutbox {
         }
 
         @Override
-        public int wholeUpTo() {
-            return content == null || off ? 0 : content.roomFor();
+        public FreshContent content() {
+            return off ? null : content;
         }
 
         private void index() {
@@ -289,7 +289,7 @@ public final class FileOutbox {
         }
 
         @Override
-        public void found(FileMeta f, byte[] bytes) throws Failed {
+        public void found(FileMeta f, boolean whole) throws Failed {
             if (contents == null) {
                 index();
             }
@@ -306,8 +306,8 @@ public final class FileOutbox {
                 }
             }
             portion.add(new FileScanner.Put(f));
-            if (bytes != null && content != null) {
-                content.put(f, bytes); // (taken once the portion is committed and sent)
+            if (whole && content != null) {
+                content.keep(channel, f); // (taken once the portion is committed and sent)
             }
             if (portion.size() >= EARLY_PORTION) {
                 commitPortion();

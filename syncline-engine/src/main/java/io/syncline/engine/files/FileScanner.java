@@ -114,7 +114,7 @@ public final class FileScanner {
         if (!attrs.isRegularFile() || links(file) > 1) {
             return null; // (a file with other names may have changed under them too, which a walk of the folders finds)
         }
-        return look(file, path, attrs, known, null, nowMillis, 0).meta();
+        return look(file, path, attrs, known, null, nowMillis, null).meta();
     }
 
     /** How many names the file has (hard links; 1 where the file system does not say). */
@@ -176,14 +176,14 @@ public final class FileScanner {
     @FunctionalInterface
     public interface Fresh {
         /**
-         * {@code content}: the file's bytes, which hash to {@code file}'s hash, when the walk read it whole to hash it
-         * (it was no longer than {@link #wholeUpTo} then); else null.
+         * {@code whole}: the walk read the file whole, into the room {@link #content} reserved for it last, and its
+         * bytes there hash to {@code file}'s hash (the receiver may keep them).
          */
-        void found(FileMeta file, byte[] content) throws IOException;
+        void found(FileMeta file, boolean whole) throws IOException;
 
-        /** New files up to this length are read whole to hash them, and their content handed to {@link #found}. */
-        default int wholeUpTo() {
-            return 0;
+        /** Where a new file is read whole to hash it, when it has room for it; null: hashed as a stream. */
+        default FreshContent content() {
+            return null;
         }
     }
 
@@ -378,15 +378,15 @@ public final class FileScanner {
             FileMeta was = known.get(path);
             Looked now;
             try {
-                now = look(file, path, attrs, was, hashed.get(path), nowMillis, fresh != null && was == null ? fresh.wholeUpTo() : 0);
+                now = look(file, path, attrs, was, hashed.get(path), nowMillis, fresh != null && was == null ? fresh.content() : null);
             } catch (java.nio.file.AccessDeniedException e) {
                 unsyncable.accept("'" + path + "' cannot be read; it is left as it was");
-                now = new Looked(was, null);
+                now = new Looked(was, false);
             }
             if (now.meta() != null) {
                 found.put(path, now.meta());
                 if (fresh != null && was == null) {
-                    fresh.found(now.meta(), now.content());
+                    fresh.found(now.meta(), now.whole());
                 }
             }
         }
@@ -404,50 +404,57 @@ public final class FileScanner {
         }
     }
 
-    /** What a look at a file found: its state (or null), and its content when it was read whole (else null). */
-    private record Looked(FileMeta meta, byte[] content) {
+    /** What a look at a file found: its state (or null), and whether it was read whole into the room reserved for it. */
+    private record Looked(FileMeta meta, boolean whole) {
     }
 
     /**
      * The file as it is now, hashing it unless the record says it is unchanged; when it changed while it was hashed (it
      * is being written), what was recorded of it ({@code known}, or null for a new file): it is looked at again at the
-     * next walk, and meanwhile is neither sent half-written nor taken as deleted. Null when it is gone. A file no
-     * longer than {@code wholeUpTo} that is hashed is read whole, and its content comes with its new state.
+     * next walk, and meanwhile is neither sent half-written nor taken as deleted. Null when it is gone. A file that is
+     * hashed is read whole into {@code content} (or null) when it has room for it.
      */
-    private Looked look(Path file, String path, BasicFileAttributes attrs, FileMeta known, FileMeta hashed, long nowMillis, int wholeUpTo)
+    private Looked look(Path file, String path, BasicFileAttributes attrs, FileMeta known, FileMeta hashed, long nowMillis, FreshContent content)
             throws IOException {
         long mtime = attrs.lastModifiedTime().toMillis();
         int mode = attrs instanceof PosixFileAttributes p ? FileFolder.mode(p.permissions()) : mode(file);
         if (hashed != null && hashed.size() == attrs.size() && hashed.mtimeMillis() == mtime && hashed.mode() == mode) {
-            return new Looked(hashed, null);
+            return new Looked(hashed, false);
         }
         if (known != null && known.size() == attrs.size() && known.mtimeMillis() == mtime && known.mode() == mode
                 && nowMillis - mtime > RACY_MILLIS && !known.hash().equals(ContentHash.UNKNOWN)) {
-            return new Looked(known, null);
+            return new Looked(known, false);
         }
         String hash;
-        byte[] content = null;
+        int at = content == null || attrs.size() > FreshContent.MAX_FILE ? -1 : content.reserve((int) attrs.size());
         try {
-            if (attrs.size() <= wholeUpTo) {
-                content = Files.readAllBytes(file);
-                hash = ContentHash.of(content);
+            if (at >= 0) {
+                byte[] ring = content.buffer();
+                int size = (int) attrs.size();
+                int n;
+                try (java.io.InputStream in = Files.newInputStream(file)) {
+                    n = in.readNBytes(ring, at, size); // (no more: a file that grows as it is read is not read on)
+                }
+                if (n < size) {
+                    return new Looked(known, false); // shortened while read: being written, the next scan takes it
+                }
+                hash = ContentHash.of(ring, at, size);
             } else {
                 hash = ContentHash.of(file);
             }
         } catch (NoSuchFileException e) {
-            return new Looked(null, null);
+            return new Looked(null, false);
         }
         BasicFileAttributes after;
         try {
             after = Files.readAttributes(file, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
         } catch (NoSuchFileException e) {
-            return new Looked(null, null);
+            return new Looked(null, false);
         }
-        if (after.size() != attrs.size() || after.lastModifiedTime().toMillis() != mtime
-                || content != null && content.length != attrs.size()) {
-            return new Looked(known, null); // being written: the next scan takes it
+        if (after.size() != attrs.size() || after.lastModifiedTime().toMillis() != mtime) {
+            return new Looked(known, false); // being written: the next scan takes it
         }
-        return new Looked(new FileMeta(path, attrs.size(), mtime, mode, hash), content);
+        return new Looked(new FileMeta(path, attrs.size(), mtime, mode, hash), at >= 0);
     }
 
     /** True when relative path {@code path} is in one of the folders {@code under} (at any depth). */

@@ -1,94 +1,182 @@
 package io.syncline.engine.files;
 
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.atomic.AtomicLong;
+import java.util.HashMap;
+import java.util.Map;
 
 /**
  * The content of small new files a walk has just read to hash them, kept for the sender so that it need not open and
- * read each of them again (a first copy of many small files read each one twice: a fifth of the site's work). Bounded:
- * at most {@code maxBytes} in all, no file longer than {@link #MAX_FILE}; a file that does not fit is read from the
- * folder as before. Each content is taken once, by path, and only for the length and hash it was kept with: the bytes
- * are those that hash, so what is sent is exactly the content recorded (if the file changed since, the next walk
- * records that). Safe for one walk putting and senders taking at once; {@link #clear} drops what was not taken.
+ * read each of them again (a first copy of many small files read each one twice: a fifth of the site's work).
+ *
+ * <p>Bounded, and without garbage: the walk reads each file straight into one ring buffer, allocated once (at the first
+ * file) and then reused for the node's life, of at most {@code capacity} bytes and {@link #MAX_ENTRIES} files (see
+ * {@link #forHeap} for the process's limit); a file longer than
+ * {@link #MAX_FILE}, or one that finds no room, is hashed as a stream and read from the folder again when sent, as before.
+ * (Kept as an array per file, the contents outlived young collections by the thousand, and the collector's copying
+ * and old-generation work cost more than the second read saved.)
+ *
+ * <p>Each content is taken once, by channel and path, and only for the length and hash it was kept with: the bytes are
+ * those that hash, so what is sent is exactly the content recorded (a file changed since is recorded again by the next
+ * walk). Contents are taken in about the order they were kept (the order changes are numbered and sent in): taking one
+ * frees it and every content kept before it, taken or not. One walk keeps at a time (the caller's thread); senders take
+ * on other threads. {@link #clear} frees everything, when no walk runs.
  */
 public final class FreshContent {
     /** Files up to this length are kept. */
     public static final int MAX_FILE = 256 * 1024;
+    /** At most this many files are kept at once (empty files take no room in the ring). */
+    public static final int MAX_ENTRIES = 16_384;
 
-    private record Kept(long size, String hash, byte[] content) {
+    private record Kept(long size, String hash, long start) {
     }
 
-    private final long maxBytes;
-    private final ConcurrentHashMap<String, Kept> kept = new ConcurrentHashMap<>();
-    private final AtomicLong bytes = new AtomicLong();
+    /** What the rings of {@link #forHeap} may take in all, in the process (null until the first is made). */
+    private static java.util.concurrent.atomic.AtomicLong processBudget;
 
-    /** Keeps at most {@code maxBytes} of content at a time. */
-    public FreshContent(long maxBytes) {
-        if (maxBytes < 0) {
-            throw new IllegalArgumentException("maxBytes must not be negative: " + maxBytes);
+    private final int capacity;
+    /** Where the ring's bytes come from (null: no limit but capacity). */
+    private final java.util.concurrent.atomic.AtomicLong budget;
+    private byte[] ring; // (allocated at the first file)
+    /** Positions in the ring's stream of bytes: kept contents are in [tail, head); reserved is the next one's start. */
+    private long head;
+    private long tail;
+    private long reserved = -1;
+    private boolean closed;
+    private final Map<String, Kept> kept = new HashMap<>();
+
+    /** Keeps at most {@code capacity} bytes of content at a time. */
+    public FreshContent(int capacity) {
+        this(capacity, null);
+    }
+
+    /** As above, its ring taken from {@code budget} when it is made (none while the budget has less left). */
+    FreshContent(int capacity, java.util.concurrent.atomic.AtomicLong budget) {
+        if (capacity < 0) {
+            throw new IllegalArgumentException("capacity must not be negative: " + capacity);
         }
-        this.maxBytes = maxBytes;
+        this.capacity = capacity;
+        this.budget = budget;
     }
 
-    /** A size for a node: a sixteenth of the largest heap, at most 32 MiB. */
+    /**
+     * One for a node: a ring of at most 32 MiB, made when first needed, while the rings made so far in the process take
+     * less than a sixteenth of the largest heap (one node per process: its ring; several, as in the demo: the first to
+     * need one, the others read files again).
+     */
     public static FreshContent forHeap() {
-        return new FreshContent(Math.min(32L << 20, Runtime.getRuntime().maxMemory() / 16));
+        java.util.concurrent.atomic.AtomicLong b;
+        synchronized (FreshContent.class) {
+            if (processBudget == null) {
+                processBudget = new java.util.concurrent.atomic.AtomicLong(Runtime.getRuntime().maxMemory() / 16);
+            }
+            b = processBudget;
+        }
+        return new FreshContent((int) Math.min(32L << 20, b.get()), b);
     }
 
-    /** The longest file worth reading whole now: 0 when there is no room for even an empty one's worth. */
-    int roomFor() {
-        long room = maxBytes - bytes.get();
-        return room <= 0 ? 0 : (int) Math.min(MAX_FILE, room);
+    /** Whether the ring is there, or could be made now. */
+    private boolean ringMade() {
+        if (ring != null) {
+            return true;
+        }
+        while (budget != null) {
+            long left = budget.get();
+            if (left < capacity) {
+                return false;
+            }
+            if (budget.compareAndSet(left, left - capacity)) {
+                break;
+            }
+        }
+        ring = new byte[capacity];
+        return true;
+    }
+
+    private static String key(String channel, String path) {
+        return channel + '\0' + path;
     }
 
     /**
-     * Keeps {@code content}, which is {@code file}'s and hashes to its hash, if there is room for it; else drops it. A
-     * content kept before for the same path is dropped either way.
+     * Room for a file of {@code size} bytes: the offset in {@link #buffer} to read it into (then {@link #keep} it, or
+     * leave it: the room is offered again), or -1 when there is none. One walk asks at a time.
      */
-    void put(FileMeta file, byte[] content) {
-        if (content.length != file.size() || content.length > MAX_FILE) {
-            throw new IllegalArgumentException("content of " + content.length + " bytes kept for '" + file.path() + "' of "
-                    + file.size() + " bytes (at most " + MAX_FILE + ")");
+    synchronized int reserve(int size) {
+        reserved = -1;
+        if (closed || size > MAX_FILE || size > capacity || kept.size() >= MAX_ENTRIES) {
+            return -1;
         }
-        Kept before = kept.remove(file.path());
-        if (before != null) {
-            bytes.addAndGet(-before.content().length);
+        long start = head;
+        long at = start % Math.max(1, capacity);
+        if (at + size > capacity) {
+            start += capacity - at; // (to the ring's start: a content is never split)
         }
-        if (bytes.addAndGet(content.length) > maxBytes) {
-            bytes.addAndGet(-content.length);
-            return;
+        if (start + size - tail > capacity || !ringMade()) {
+            return -1;
         }
-        before = kept.put(file.path(), new Kept(file.size(), file.hash(), content));
-        if (before != null) { // (one walk puts: only if two did at once)
-            bytes.addAndGet(-before.content().length);
-        }
+        reserved = start;
+        return (int) (start % Math.max(1, capacity));
+    }
+
+    /** The ring: the bytes at the offset {@link #reserve} gave are the reserving walk's to write until it keeps them. */
+    synchronized byte[] buffer() {
+        return ring;
     }
 
     /**
-     * The content kept for {@code path}, if it was kept with this length and hash; it is no longer kept either way. Null
-     * when there is none: the caller reads the file.
+     * Keeps the content of {@code file} (of channel {@code channel}), which the walk has read into the room it reserved
+     * last and which hashes to the file's hash. A content kept before for the same path is dropped.
      */
-    public byte[] take(String path, long size, String hash) {
-        Kept k = kept.remove(path);
-        if (k == null) {
+    synchronized void keep(String channel, FileMeta file) {
+        if (reserved < 0) {
+            throw new IllegalStateException("'" + file.path() + "' kept without room reserved for it");
+        }
+        kept.put(key(channel, file.path()), new Kept(file.size(), file.hash(), reserved));
+        head = reserved + file.size();
+        reserved = -1;
+    }
+
+    /**
+     * A copy of the content kept for {@code path} of channel {@code channel}, if it was kept with this length and hash and
+     * has not been freed; it is no longer kept either way. Null when there is none: the caller reads the file.
+     */
+    public synchronized byte[] take(String channel, String path, long size, String hash) {
+        Kept k = kept.remove(key(channel, path));
+        if (k == null || k.start() < tail || ring == null) {
+            return null; // (freed with a content taken after it)
+        }
+        tail = k.start() + k.size();
+        if (k.size() != size || !k.hash().equals(hash)) {
             return null;
         }
-        bytes.addAndGet(-k.content().length);
-        return k.size() == size && k.hash().equals(hash) ? k.content() : null;
+        int at = (int) (k.start() % Math.max(1, capacity));
+        return java.util.Arrays.copyOfRange(ring, at, at + (int) size);
     }
 
-    /** Drops everything kept. */
-    public void clear() {
-        for (String path : kept.keySet()) {
-            Kept k = kept.remove(path);
-            if (k != null) {
-                bytes.addAndGet(-k.content().length);
+    /** Frees everything kept (the ring itself stays, for the next walk). */
+    public synchronized void clear() {
+        kept.clear();
+        tail = head;
+        reserved = -1;
+    }
+
+    /** Frees everything, and gives the ring back to the process's budget: nothing is kept from now on. */
+    public synchronized void close() {
+        clear();
+        closed = true;
+        if (ring != null) {
+            ring = null;
+            if (budget != null) {
+                budget.addAndGet(capacity);
             }
         }
     }
 
-    /** Bytes kept now. */
-    public long bytes() {
-        return bytes.get();
+    /** Bytes of the ring in use now (kept, or freed only by a later take). */
+    public synchronized long bytes() {
+        return head - tail;
+    }
+
+    /** Contents kept now (some perhaps freed already, by a later take). */
+    synchronized int entries() {
+        return kept.size();
     }
 }

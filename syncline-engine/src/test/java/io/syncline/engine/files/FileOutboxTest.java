@@ -144,13 +144,13 @@ class FileOutboxTest {
             rnd.nextBytes(b);
             Files.write(folder.resolve(String.format("n/f%05d", i)), b);
         }
-        FreshContent kept = new FreshContent(64L << 20);
+        FreshContent kept = new FreshContent(64 << 20);
         int n = FileOutbox.recordWalk(c, CH, scanner, later, why -> { }, false, null, null, () -> { }, kept);
         c.commit();
         assertThat(n).isEqualTo(FileOutbox.EARLY_PORTION + 2);
         int found = 0;
         for (FileEntry e : FileOutbox.pending(c, CH, 1, 10_000)) {
-            byte[] b = kept.take(e.path(), e.size(), e.hash());
+            byte[] b = kept.take(CH, e.path(), e.size(), e.hash());
             if (e.path().startsWith("n/")) {
                 assertThat(b).as(e.path()).isEqualTo(Files.readAllBytes(folder.resolve(e.path())));
                 found++;
@@ -159,9 +159,9 @@ class FileOutboxTest {
             }
         }
         assertThat(found).isEqualTo(FileOutbox.EARLY_PORTION);
-        assertThat(kept.bytes()).as("nothing else kept").isZero();
+        assertThat(kept.entries()).as("nothing else kept").isZero();
 
-        // A bound of 10 KiB: the walk keeps what fits and reads no more whole than that.
+        // A ring of 10 KiB: the walk keeps what fits.
         Files.createDirectories(folder.resolve("m"));
         for (int i = 0; i < FileOutbox.EARLY_PORTION; i++) {
             Files.write(folder.resolve(String.format("m/f%05d", i)), new byte[1024 + i]);
@@ -171,6 +171,7 @@ class FileOutboxTest {
                 .isEqualTo(FileOutbox.EARLY_PORTION);
         c.commit();
         assertThat(small.bytes()).isBetween(9L * 1024, 10L * 1024);
+        assertThat(small.entries()).as("1,024 to 1,032 bytes each").isBetween(8, 9);
     }
 
     @Test

@@ -6,119 +6,145 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.Test;
 
 class FreshContentTest {
+    private static final String CH = "images";
+
     private static FileMeta meta(String path, byte[] content) {
         return new FileMeta(path, content.length, 1_000, 0644, ContentHash.of(content));
     }
 
-    private static byte[] bytes(String s) {
-        return s.getBytes(StandardCharsets.UTF_8);
+    /** What a walk does: reserves room, reads the file into it, keeps it. False when there was no room. */
+    private static boolean keep(FreshContent kept, String path, byte[] content) {
+        int at = kept.reserve(content.length);
+        if (at < 0) {
+            return false;
+        }
+        System.arraycopy(content, 0, kept.buffer(), at, content.length);
+        kept.keep(CH, meta(path, content));
+        return true;
     }
 
     @Test
-    void shouldGiveEachContentOnceAndOnlyForTheLengthAndHashItWasKeptWith() {
+    void shouldGiveEachContentOnceAndOnlyForTheChannelLengthAndHashItWasKeptWith() {
         FreshContent kept = new FreshContent(1024);
-        byte[] a = bytes("content of a");
-        kept.put(meta("a", a), a);
-        assertThat(kept.bytes()).isEqualTo(a.length);
-        assertThat(kept.take("a", a.length, ContentHash.of(a))).isEqualTo(a);
-        assertThat(kept.take("a", a.length, ContentHash.of(a))).as("taken once").isNull();
-        assertThat(kept.bytes()).isZero();
+        byte[] a = "content of a".getBytes(StandardCharsets.UTF_8);
+        assertThat(keep(kept, "a", a)).isTrue();
+        assertThat(kept.take("other", "a", a.length, ContentHash.of(a))).as("another channel's a").isNull();
+        assertThat(kept.take(CH, "a", a.length, ContentHash.of(a))).isEqualTo(a);
+        assertThat(kept.take(CH, "a", a.length, ContentHash.of(a))).as("taken once").isNull();
 
-        byte[] b = bytes("content of b");
-        kept.put(meta("b", b), b);
-        assertThat(kept.take("b", b.length, ContentHash.of(bytes("content of B")))).as("the file was recorded with other content").isNull();
-        assertThat(kept.bytes()).as("dropped all the same").isZero();
-        kept.put(meta("b", b), b);
-        assertThat(kept.take("b", b.length + 1, ContentHash.of(b))).isNull();
-        assertThat(kept.take("c", 0, ContentHash.of(new byte[0]))).as("never kept").isNull();
+        byte[] b = "content of b".getBytes(StandardCharsets.UTF_8);
+        keep(kept, "b", b);
+        assertThat(kept.take(CH, "b", b.length, ContentHash.of("content of B".getBytes(StandardCharsets.UTF_8))))
+                .as("the file was recorded with other content").isNull();
+        keep(kept, "b", b);
+        assertThat(kept.take(CH, "b", b.length + 1, ContentHash.of(b))).isNull();
+        assertThat(kept.take(CH, "c", 0, ContentHash.of(new byte[0]))).as("never kept").isNull();
+        byte[] empty = new byte[0];
+        keep(kept, "e", empty);
+        assertThat(kept.take(CH, "e", 0, ContentHash.of(empty))).isEmpty();
+        assertThat(kept.bytes()).as("all taken").isZero();
     }
 
     @Test
-    void shouldKeepNoMoreThanItsBoundAndMakeRoomAsContentIsTakenOrCleared() {
+    void shouldFreeWithEachContentTakenThoseKeptBeforeItAndRefuseWhatHasNoRoom() {
         FreshContent kept = new FreshContent(100);
-        byte[] sixty = new byte[60];
-        byte[] fifty = new byte[50];
-        assertThat(kept.roomFor()).isEqualTo(100);
-        kept.put(meta("x", sixty), sixty);
-        assertThat(kept.roomFor()).isEqualTo(40);
-        kept.put(meta("y", fifty), fifty);
-        assertThat(kept.bytes()).as("no room for y").isEqualTo(60);
-        assertThat(kept.take("y", 50, ContentHash.of(fifty))).isNull();
-        kept.put(meta("x", fifty), fifty);
-        assertThat(kept.bytes()).as("x's new content replaces its old").isEqualTo(50);
+        byte[] x = new byte[40];
+        byte[] y = new byte[40];
+        byte[] z = new byte[30];
+        y[0] = 1;
+        z[0] = 2;
+        assertThat(keep(kept, "x", x)).isTrue();
+        assertThat(keep(kept, "y", y)).isTrue();
+        assertThat(keep(kept, "z", z)).as("40 + 40 + 30 > 100").isFalse();
+        assertThat(kept.take(CH, "y", 40, ContentHash.of(y))).isEqualTo(y);
+        assertThat(kept.bytes()).as("y and x before it freed").isZero();
+        assertThat(kept.take(CH, "x", 40, ContentHash.of(x))).as("freed with y").isNull();
+        assertThat(keep(kept, "z", z)).as("room at the ring's end: 80 to 100 is too short, so from 0").isTrue();
+        assertThat(kept.bytes()).as("the 20 bytes skipped at the end count until z is taken").isEqualTo(50);
+        assertThat(keep(kept, "w", new byte[60])).as("50 + 60 > 100").isFalse();
+        assertThat(kept.take(CH, "z", 30, ContentHash.of(z))).isEqualTo(z);
+        assertThat(keep(kept, "w", new byte[60])).as("at 30 to 90").isTrue();
         kept.clear();
         assertThat(kept.bytes()).isZero();
-        assertThat(kept.roomFor()).isEqualTo(100);
-        assertThat(kept.take("x", 50, ContentHash.of(fifty))).isNull();
+        assertThat(kept.take(CH, "w", 60, ContentHash.of(new byte[60]))).as("cleared").isNull();
 
-        assertThat(new FreshContent(10L << 20).roomFor()).as("no file longer than MAX_FILE").isEqualTo(FreshContent.MAX_FILE);
-        byte[] large = new byte[FreshContent.MAX_FILE + 1];
-        assertThatThrownBy(() -> new FreshContent(10L << 20).put(meta("large", large), large)).isInstanceOf(IllegalArgumentException.class)
-                .hasMessageContaining("'large'");
-        assertThatThrownBy(() -> kept.put(meta("short", sixty), fifty)).isInstanceOf(IllegalArgumentException.class)
-                .hasMessageContaining("'short'");
+        assertThat(new FreshContent(10 << 20).reserve(FreshContent.MAX_FILE + 1)).as("no file longer than MAX_FILE").isNegative();
+        assertThatThrownBy(() -> new FreshContent(100).keep(CH, meta("n", new byte[1]))).isInstanceOf(IllegalStateException.class)
+                .hasMessageContaining("'n'");
+        FreshContent many = new FreshContent(100);
+        for (int i = 0; i < FreshContent.MAX_ENTRIES; i++) {
+            assertThat(keep(many, "e" + i, new byte[0])).isTrue();
+        }
+        assertThat(keep(many, "one more", new byte[0])).as("at most MAX_ENTRIES files, empty ones too").isFalse();
     }
 
     @Test
-    void shouldCountItsBytesRightWhileOneThreadPutsAndOthersTakeAndClear() throws Exception {
+    void shouldMakeRingsOnlyWhileTheProcesssBudgetLasts() {
+        AtomicLong budget = new AtomicLong(250);
+        FreshContent first = new FreshContent(100, budget);
+        FreshContent second = new FreshContent(100, budget);
+        FreshContent third = new FreshContent(100, budget);
+        assertThat(budget.get()).as("nothing taken before a file needs it").isEqualTo(250);
+        assertThat(keep(first, "a", new byte[10])).isTrue();
+        assertThat(keep(second, "a", new byte[10])).isTrue();
+        assertThat(keep(third, "a", new byte[10])).as("50 left").isFalse();
+        assertThat(budget.get()).isEqualTo(50);
+        assertThat(keep(first, "b", new byte[10])).as("its ring, made once").isTrue();
+        assertThat(budget.get()).isEqualTo(50);
+        first.close();
+        assertThat(budget.get()).as("given back").isEqualTo(150);
+        assertThat(first.take(CH, "b", 10, ContentHash.of(new byte[10]))).isNull();
+        assertThat(keep(first, "c", new byte[10])).as("nothing kept once closed").isFalse();
+        assertThat(keep(third, "a", new byte[10])).isTrue();
+        assertThat(budget.get()).isEqualTo(50);
+    }
+
+    @Test
+    void shouldHandOutExactlyWhatWasKeptWhileOneThreadKeepsAndAnotherTakes() throws Exception {
         FreshContent kept = new FreshContent(64 * 1024);
         int files = 20_000;
-        List<FileMeta> metas = new ArrayList<>();
+        List<byte[]> contents = new ArrayList<>();
         for (int i = 0; i < files; i++) {
-            byte[] b = bytes("file " + i);
-            metas.add(meta("f" + i, b));
+            contents.add(("file " + i + " ").repeat(1 + i % 50).getBytes(StandardCharsets.UTF_8));
         }
-        ExecutorService pool = Executors.newFixedThreadPool(3);
-        CountDownLatch start = new CountDownLatch(1);
+        AtomicLong keptCount = new AtomicLong();
+        ExecutorService pool = Executors.newFixedThreadPool(2);
         try {
-            Future<?> putter = pool.submit(() -> {
-                start.await();
-                for (FileMeta m : metas) {
-                    kept.put(m, bytes("file " + m.path().substring(1)));
+            Future<?> walk = pool.submit(() -> {
+                for (int i = 0; i < files; i++) {
+                    if (keep(kept, "f" + i, contents.get(i))) {
+                        keptCount.incrementAndGet();
+                    }
                 }
                 return null;
             });
-            Future<Integer> taker = pool.submit(() -> {
-                start.await();
+            Future<Integer> sender = pool.submit(() -> {
                 int got = 0;
-                for (FileMeta m : metas) {
-                    byte[] b = kept.take(m.path(), m.size(), m.hash());
-                    if (b != null) {
-                        assertThat(ContentHash.of(b)).isEqualTo(m.hash());
-                        got++;
+                for (int round = 0; round < 100 && got < files; round++) {
+                    for (int i = 0; i < files; i++) {
+                        byte[] c = contents.get(i);
+                        byte[] b = kept.take(CH, "f" + i, c.length, ContentHash.of(c));
+                        if (b != null) {
+                            assertThat(b).as("f" + i).isEqualTo(c);
+                            got++;
+                        }
                     }
                 }
                 return got;
             });
-            Future<?> clearer = pool.submit(() -> {
-                start.await();
-                for (int i = 0; i < 200; i++) {
-                    kept.clear();
-                    Thread.yield();
-                }
-                return null;
-            });
-            start.countDown();
-            putter.get(60, TimeUnit.SECONDS);
-            taker.get(60, TimeUnit.SECONDS);
-            clearer.get(60, TimeUnit.SECONDS);
+            walk.get(60, TimeUnit.SECONDS);
+            int got = sender.get(60, TimeUnit.SECONDS);
+            assertThat(got).as("some taken, none twice").isPositive().isLessThanOrEqualTo((int) keptCount.get());
         } finally {
             pool.shutdownNow();
         }
-        long left = 0;
-        for (FileMeta m : metas) {
-            byte[] b = kept.take(m.path(), m.size(), m.hash());
-            left += b == null ? 0 : b.length;
-        }
-        assertThat(kept.bytes()).as("the count matches what is kept: nothing, once all is taken").isZero();
-        assertThat(left).isLessThanOrEqualTo(64 * 1024);
     }
 }
