@@ -113,7 +113,7 @@ final class SiteFiles implements AutoCloseable {
     private final Map<String, HttpURLConnection> polls = new ConcurrentHashMap<>();
     private volatile boolean closed;
     volatile String lastError;
-    /** Files sent with the content their walk read (FreshContent), not read again (for tests). */
+    /** Files whose content was written to a request from what their walk read (FreshContent), not read again (for tests). */
     final java.util.concurrent.atomic.AtomicLong sentAsRead = new java.util.concurrent.atomic.AtomicLong();
 
     record Decision(long seq, String need, String basis) {
@@ -807,9 +807,10 @@ final class SiteFiles implements AutoCloseable {
     }
 
     /**
-     * Writes {@code page}'s changes to an apply request (see apply); false when it stopped at a file deleted since the walk
-     * (the changes before it go, the next walk records the deletion). A content the walk read and kept (FreshContent) for
-     * the change's length and hash is sent from there, else the file is read.
+     * Writes {@code page}'s changes to an apply request (see apply). A content the walk read and kept (FreshContent) for
+     * the change's length and hash is sent from there (even if the file has changed or gone since: the next walk records
+     * that), else the file is read; false when it stopped at a file deleted since the walk (the changes before it go, the
+     * next walk records the deletion).
      */
     private boolean written(String channel, List<FileEntry> page, Map<Long, Decision> bySeq, Path folder, OpenDirs dirs,
                             DataOutputStream out) throws IOException {

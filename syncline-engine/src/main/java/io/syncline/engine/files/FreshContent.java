@@ -32,7 +32,8 @@ public final class FreshContent {
     /** What the rings of {@link #forHeap} may take in all, in the process (null until the first is made). */
     private static java.util.concurrent.atomic.AtomicLong processBudget;
 
-    private final int capacity;
+    /** The ring's length: as asked, or (from a budget) what was left of it when the ring was made. */
+    private int capacity;
     /** Where the ring's bytes come from (null: no limit but capacity). */
     private final java.util.concurrent.atomic.AtomicLong budget;
     private byte[] ring; // (allocated at the first file)
@@ -70,24 +71,40 @@ public final class FreshContent {
             }
             b = processBudget;
         }
-        return new FreshContent((int) Math.min(32L << 20, b.get()), b);
+        return new FreshContent(32 << 20, b);
     }
 
-    /** Whether the ring is there, or could be made now. */
+    /** A ring from a budget is no shorter than this (else there is none). */
+    static final int MIN_RING = 1 << 20;
+
+    /**
+     * Whether the ring is there, or could be made now: from a budget, of its capacity or what is left of the budget if
+     * that is less, but at least {@link #MIN_RING}.
+     */
     private boolean ringMade() {
         if (ring != null) {
             return true;
         }
+        int length = capacity;
         while (budget != null) {
             long left = budget.get();
-            if (left < capacity) {
+            length = (int) Math.min(capacity, left);
+            if (length < Math.min(capacity, MIN_RING)) {
                 return false;
             }
-            if (budget.compareAndSet(left, left - capacity)) {
+            if (budget.compareAndSet(left, left - length)) {
                 break;
             }
         }
-        ring = new byte[capacity];
+        try {
+            ring = new byte[length];
+        } catch (OutOfMemoryError e) {
+            if (budget != null) {
+                budget.addAndGet(length);
+            }
+            return false;
+        }
+        capacity = length;
         return true;
     }
 
@@ -101,15 +118,15 @@ public final class FreshContent {
      */
     synchronized int reserve(int size) {
         reserved = -1;
-        if (closed || size > MAX_FILE || size > capacity || kept.size() >= MAX_ENTRIES) {
-            return -1;
+        if (closed || size > MAX_FILE || size > capacity || kept.size() >= MAX_ENTRIES || !ringMade() || size > capacity) {
+            return -1; // (a ring from a budget can be shorter than asked)
         }
         long start = head;
         long at = start % Math.max(1, capacity);
         if (at + size > capacity) {
             start += capacity - at; // (to the ring's start: a content is never split)
         }
-        if (start + size - tail > capacity || !ringMade()) {
+        if (start + size - tail > capacity) {
             return -1;
         }
         reserved = start;
@@ -126,6 +143,9 @@ public final class FreshContent {
      * last and which hashes to the file's hash. A content kept before for the same path is dropped.
      */
     synchronized void keep(String channel, FileMeta file) {
+        if (closed) {
+            return; // (the node stopped while its walk went on)
+        }
         if (reserved < 0) {
             throw new IllegalStateException("'" + file.path() + "' kept without room reserved for it");
         }
@@ -140,7 +160,7 @@ public final class FreshContent {
      */
     public synchronized byte[] take(String channel, String path, long size, String hash) {
         Kept k = kept.remove(key(channel, path));
-        if (k == null || k.start() < tail || ring == null) {
+        if (k == null || k.start() < tail || closed) {
             return null; // (freed with a content taken after it)
         }
         tail = k.start() + k.size();
@@ -158,16 +178,16 @@ public final class FreshContent {
         reserved = -1;
     }
 
-    /** Frees everything, and gives the ring back to the process's budget: nothing is kept from now on. */
+    /**
+     * Frees everything, and gives the ring's length back to the process's budget: nothing is kept from now on. (The
+     * ring itself goes with this object: a walk still under way may be reading into it.)
+     */
     public synchronized void close() {
         clear();
-        closed = true;
-        if (ring != null) {
-            ring = null;
-            if (budget != null) {
-                budget.addAndGet(capacity);
-            }
+        if (!closed && ring != null && budget != null) {
+            budget.addAndGet(capacity);
         }
+        closed = true;
     }
 
     /** Bytes of the ring in use now (kept, or freed only by a later take). */

@@ -35,6 +35,11 @@ class ContentHashTest {
             h.putBytes(as, off, Math.min(7_001, as.length - off));
         }
         assertThat(ContentHash.hex(h.get())).isEqualTo("819d5302938c790308f809ef04c54838");
+        // A part of a larger array (a walk hashes a file where it read it, in a ring buffer).
+        byte[] around = new byte[pattern.length + 300];
+        Arrays.fill(around, (byte) 7);
+        System.arraycopy(pattern, 0, around, 100, pattern.length);
+        assertThat(ContentHash.of(around, 100, pattern.length)).isEqualTo("d92ab3a1cb0542a74844b009e164352e");
     }
 
     @Test
