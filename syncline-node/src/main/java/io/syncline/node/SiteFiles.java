@@ -795,7 +795,8 @@ final class SiteFiles implements AutoCloseable {
             try (OpenDirs dirs = OpenDirs.of(folder);
                  DataOutputStream out = new DataOutputStream(new BufferedOutputStream(conn.getOutputStream(), 64 * 1024))) {
                 List<FileEntry> page = changes;
-                while (page != null && written(ch.name(), page, bySeq, folder, dirs, out)) {
+                byte[] kept = new byte[FreshContent.MAX_FILE]; // (each content taken from the walk's, in turn)
+                while (page != null && written(ch.name(), page, bySeq, folder, dirs, kept, out)) {
                     page = more == null ? null : more.next();
                 }
                 out.writeInt(0);
@@ -813,19 +814,17 @@ final class SiteFiles implements AutoCloseable {
      * next walk records the deletion).
      */
     private boolean written(String channel, List<FileEntry> page, Map<Long, Decision> bySeq, Path folder, OpenDirs dirs,
-                            DataOutputStream out) throws IOException {
+                            byte[] kept, DataOutputStream out) throws IOException {
         for (FileEntry e : page) {
             Decision d = bySeq == null ? null : bySeq.get(e.seq());
             boolean data = (d == null || d.need().equals("data")) && !e.deleted();
+            int keptLength = data ? fresh.take(channel, e.path(), e.size(), e.hash(), kept) : -1;
             InputStream content = null;
-            if (data) {
-                byte[] bytes = fresh.take(channel, e.path(), e.size(), e.hash());
-                if (bytes != null) {
-                    sentAsRead.incrementAndGet();
-                }
+            if (keptLength >= 0) {
+                sentAsRead.incrementAndGet();
+            } else if (data) {
                 try {
-                    content = bytes != null ? new java.io.ByteArrayInputStream(bytes)
-                            : dirs != null ? dirs.read(e.path()) : Files.newInputStream(SafePath.resolve(folder, e.path()));
+                    content = dirs != null ? dirs.read(e.path()) : Files.newInputStream(SafePath.resolve(folder, e.path()));
                 } catch (NoSuchFileException gone) {
                     return false;
                 }
@@ -834,9 +833,15 @@ final class SiteFiles implements AutoCloseable {
             out.writeInt(header.length);
             out.write(header);
             out.writeBoolean(data);
-            if (content != null) {
-                try (InputStream in = content) {
-                    Delta.encode(in, Chunker.Sizes.forFile(e.size()), ChunkIndex.ofIds(HubFiles.basisIds(d == null || d.basis() == null ? "" : d.basis())), out);
+            if (data) {
+                Chunker.Sizes sizes = Chunker.Sizes.forFile(e.size());
+                ChunkIndex basis = ChunkIndex.ofIds(HubFiles.basisIds(d == null || d.basis() == null ? "" : d.basis()));
+                if (keptLength >= 0) {
+                    Delta.encode(kept, keptLength, sizes, basis, out);
+                } else {
+                    try (InputStream in = content) {
+                        Delta.encode(in, sizes, basis, out);
+                    }
                 }
             }
         }

@@ -16,12 +16,13 @@ import java.util.List;
  */
 public final class ChunkIndex {
     private final List<Path> sources = new ArrayList<>();
-    private long[] ids = new long[64];
-    private long[] offsets = new long[64];
-    private int[] lengths = new int[64];
-    private int[] sourceOf = new int[64];
+    // (small to start with: most indexes are of one small file, or empty, one per file sent or received)
+    private long[] ids = new long[8];
+    private long[] offsets = new long[8];
+    private int[] lengths = new int[8];
+    private int[] sourceOf = new int[8];
     private int size;
-    private int[] table = new int[128]; // entry + 1; 0 is empty
+    private int[] table = new int[16]; // entry + 1; 0 is empty
 
     /** An index of the chunks of {@code files} (those that exist and are regular files), cut with {@code sizes}, read once each. */
     public static ChunkIndex of(List<Path> files, Chunker.Sizes sizes) throws IOException {

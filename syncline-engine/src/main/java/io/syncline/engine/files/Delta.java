@@ -67,6 +67,18 @@ public final class Delta {
         return ops.end();
     }
 
+    /** As {@link #encode(InputStream, Chunker.Sizes, ChunkIndex, DataOutputStream)}, of the first {@code length} bytes of {@code content}. */
+    public static Stats encode(byte[] content, int length, Chunker.Sizes sizes, ChunkIndex have, DataOutputStream out) throws IOException {
+        if (have.size() > 0) {
+            return encode(new java.io.ByteArrayInputStream(content, 0, length), sizes, have, out);
+        }
+        Ops ops = new Ops(out); // (literals straight from the array, each no longer than a read of literals would be)
+        for (int at = 0; at < length; at += Chunker.MAX) {
+            ops.literal(content, at, Math.min(Chunker.MAX, length - at));
+        }
+        return ops.end();
+    }
+
     /**
      * The delta of a file the receiver has no chunk of (a first copy): its bytes as literals of the largest size, with
      * no chunking at all, since no boundary could match anything.

@@ -118,11 +118,11 @@ public final class FreshContent {
      */
     synchronized int reserve(int size) {
         reserved = -1;
-        if (closed || size > MAX_FILE || size > capacity || kept.size() >= MAX_ENTRIES || !ringMade() || size > capacity) {
-            return -1; // (a ring from a budget can be shorter than asked)
+        if (closed || size > MAX_FILE || kept.size() >= MAX_ENTRIES || !ringMade() || size > capacity) {
+            return -1; // (capacity once the ring is made: a ring from a budget can be shorter than asked)
         }
         long start = head;
-        long at = start % Math.max(1, capacity);
+        long at = offset(start);
         if (at + size > capacity) {
             start += capacity - at; // (to the ring's start: a content is never split)
         }
@@ -130,7 +130,7 @@ public final class FreshContent {
             return -1;
         }
         reserved = start;
-        return (int) (start % Math.max(1, capacity));
+        return offset(start);
     }
 
     /** The ring: the bytes at the offset {@link #reserve} gave are the reserving walk's to write until it keeps them. */
@@ -155,20 +155,33 @@ public final class FreshContent {
     }
 
     /**
-     * A copy of the content kept for {@code path} of channel {@code channel}, if it was kept with this length and hash and
-     * has not been freed; it is no longer kept either way. Null when there is none: the caller reads the file.
+     * Copies the content kept for {@code path} of channel {@code channel} into {@code into} (from its start), if it was
+     * kept with this length and hash and has not been freed; it is no longer kept either way. Returns the length copied,
+     * or -1 when there is none: the caller reads the file. The caller's array, reused from file to file, is the only
+     * copy made (the ring is the walk's to write again once a content is taken).
+     *
+     * @throws IllegalArgumentException when {@code into} is shorter than {@code size} and {@code size} is not over
+     *     {@link #MAX_FILE} (an array of MAX_FILE bytes always has room)
      */
-    public synchronized byte[] take(String channel, String path, long size, String hash) {
+    public synchronized int take(String channel, String path, long size, String hash, byte[] into) {
+        if (size > into.length && size <= MAX_FILE) {
+            throw new IllegalArgumentException("an array of " + into.length + " bytes has no room for '" + path + "' (" + size + " bytes)");
+        }
         Kept k = kept.remove(key(channel, path));
         if (k == null || k.start() < tail || closed) {
-            return null; // (freed with a content taken after it)
+            return -1; // (freed with a content taken after it)
         }
         tail = k.start() + k.size();
         if (k.size() != size || !k.hash().equals(hash)) {
-            return null;
+            return -1;
         }
-        int at = (int) (k.start() % Math.max(1, capacity));
-        return java.util.Arrays.copyOfRange(ring, at, at + (int) size);
+        System.arraycopy(ring, offset(k.start()), into, 0, (int) size);
+        return (int) size;
+    }
+
+    /** Where the ring's stream position {@code position} is in the ring. */
+    private int offset(long position) {
+        return (int) (position % Math.max(1, capacity));
     }
 
     /** Frees everything kept (the ring itself stays, for the next walk). */

@@ -31,26 +31,38 @@ class FreshContentTest {
         return true;
     }
 
+    /** What a sender does: takes a content into its array (one of MAX_FILE bytes); here a copy of what it got, or null. */
+    static byte[] taken(FreshContent kept, String channel, String path, long size, String hash) {
+        byte[] into = new byte[FreshContent.MAX_FILE];
+        int n = kept.take(channel, path, size, hash, into);
+        return n < 0 ? null : java.util.Arrays.copyOf(into, n);
+    }
+
     @Test
     void shouldGiveEachContentOnceAndOnlyForTheChannelLengthAndHashItWasKeptWith() {
         FreshContent kept = new FreshContent(1024);
         byte[] a = "content of a".getBytes(StandardCharsets.UTF_8);
         assertThat(keep(kept, "a", a)).isTrue();
-        assertThat(kept.take("other", "a", a.length, ContentHash.of(a))).as("another channel's a").isNull();
-        assertThat(kept.take(CH, "a", a.length, ContentHash.of(a))).isEqualTo(a);
-        assertThat(kept.take(CH, "a", a.length, ContentHash.of(a))).as("taken once").isNull();
+        assertThat(taken(kept, "other", "a", a.length, ContentHash.of(a))).as("another channel's a").isNull();
+        assertThat(taken(kept, CH, "a", a.length, ContentHash.of(a))).isEqualTo(a);
+        assertThat(taken(kept, CH, "a", a.length, ContentHash.of(a))).as("taken once").isNull();
 
         byte[] b = "content of b".getBytes(StandardCharsets.UTF_8);
         keep(kept, "b", b);
-        assertThat(kept.take(CH, "b", b.length, ContentHash.of("content of B".getBytes(StandardCharsets.UTF_8))))
+        assertThat(taken(kept, CH, "b", b.length, ContentHash.of("content of B".getBytes(StandardCharsets.UTF_8))))
                 .as("the file was recorded with other content").isNull();
         keep(kept, "b", b);
-        assertThat(kept.take(CH, "b", b.length + 1, ContentHash.of(b))).isNull();
-        assertThat(kept.take(CH, "c", 0, ContentHash.of(new byte[0]))).as("never kept").isNull();
+        assertThat(taken(kept, CH, "b", b.length + 1, ContentHash.of(b))).isNull();
+        assertThat(taken(kept, CH, "c", 0, ContentHash.of(new byte[0]))).as("never kept").isNull();
         byte[] empty = new byte[0];
         keep(kept, "e", empty);
-        assertThat(kept.take(CH, "e", 0, ContentHash.of(empty))).isEmpty();
+        assertThat(taken(kept, CH, "e", 0, ContentHash.of(empty))).isEmpty();
         assertThat(kept.bytes()).as("all taken").isZero();
+
+        keep(kept, "d", a);
+        assertThatThrownBy(() -> kept.take(CH, "d", a.length, ContentHash.of(a), new byte[a.length - 1]))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("'d'");
+        assertThat(taken(kept, CH, "d", a.length, ContentHash.of(a))).as("still kept after the refusal").isEqualTo(a);
     }
 
     @Test
@@ -64,17 +76,17 @@ class FreshContentTest {
         assertThat(keep(kept, "x", x)).isTrue();
         assertThat(keep(kept, "y", y)).isTrue();
         assertThat(keep(kept, "z", z)).as("40 + 40 + 30 > 100").isFalse();
-        assertThat(kept.take(CH, "y", 40, ContentHash.of(y))).isEqualTo(y);
+        assertThat(taken(kept, CH, "y", 40, ContentHash.of(y))).isEqualTo(y);
         assertThat(kept.bytes()).as("y and x before it freed").isZero();
-        assertThat(kept.take(CH, "x", 40, ContentHash.of(x))).as("freed with y").isNull();
+        assertThat(taken(kept, CH, "x", 40, ContentHash.of(x))).as("freed with y").isNull();
         assertThat(keep(kept, "z", z)).as("room at the ring's end: 80 to 100 is too short, so from 0").isTrue();
         assertThat(kept.bytes()).as("the 20 bytes skipped at the end count until z is taken").isEqualTo(50);
         assertThat(keep(kept, "w", new byte[60])).as("50 + 60 > 100").isFalse();
-        assertThat(kept.take(CH, "z", 30, ContentHash.of(z))).isEqualTo(z);
+        assertThat(taken(kept, CH, "z", 30, ContentHash.of(z))).isEqualTo(z);
         assertThat(keep(kept, "w", new byte[60])).as("at 30 to 90").isTrue();
         kept.clear();
         assertThat(kept.bytes()).isZero();
-        assertThat(kept.take(CH, "w", 60, ContentHash.of(new byte[60]))).as("cleared").isNull();
+        assertThat(taken(kept, CH, "w", 60, ContentHash.of(new byte[60]))).as("cleared").isNull();
 
         assertThat(new FreshContent(10 << 20).reserve(FreshContent.MAX_FILE + 1)).as("no file longer than MAX_FILE").isNegative();
         assertThatThrownBy(() -> new FreshContent(100).keep(CH, meta("n", new byte[1]))).isInstanceOf(IllegalStateException.class)
@@ -101,7 +113,7 @@ class FreshContentTest {
         assertThat(budget.get()).isEqualTo(50);
         first.close();
         assertThat(budget.get()).as("given back").isEqualTo(150);
-        assertThat(first.take(CH, "b", 10, ContentHash.of(new byte[10]))).isNull();
+        assertThat(taken(first, CH, "b", 10, ContentHash.of(new byte[10]))).isNull();
         assertThat(keep(first, "c", new byte[10])).as("nothing kept once closed").isFalse();
         assertThat(keep(third, "a", new byte[10])).isTrue();
         assertThat(budget.get()).isEqualTo(50);
@@ -125,6 +137,7 @@ class FreshContentTest {
         for (int i = 0; i < files; i++) {
             contents.add(("file " + i + " ").repeat(1 + i % 50).getBytes(StandardCharsets.UTF_8));
         }
+        List<String> hashes = contents.stream().map(ContentHash::of).toList();
         AtomicLong keptCount = new AtomicLong();
         ExecutorService pool = Executors.newFixedThreadPool(2);
         try {
@@ -138,12 +151,13 @@ class FreshContentTest {
             });
             Future<Integer> sender = pool.submit(() -> {
                 int got = 0;
+                byte[] into = new byte[FreshContent.MAX_FILE]; // (one array for every take, as a sender has)
                 for (int round = 0; round < 100 && got < files; round++) {
                     for (int i = 0; i < files; i++) {
                         byte[] c = contents.get(i);
-                        byte[] b = kept.take(CH, "f" + i, c.length, ContentHash.of(c));
-                        if (b != null) {
-                            assertThat(b).as("f" + i).isEqualTo(c);
+                        int n = kept.take(CH, "f" + i, c.length, hashes.get(i), into);
+                        if (n >= 0) {
+                            assertThat(java.util.Arrays.copyOf(into, n)).as("f" + i).isEqualTo(c);
                             got++;
                         }
                     }
