@@ -69,7 +69,10 @@ public final class FileBenchmark {
     /** --profile: async-profiler's jar; null: no profile. */
     private final Path profile;
     private Profiler profiler;
-    /** --profile-event: cpu (samples every millisecond) or alloc (a sample every 256 KiB allocated, by allocating stack). */
+    /**
+     * --profile-event: cpu (samples every millisecond), alloc (a sample every 256 KiB allocated, by allocating stack), or
+     * jfr (cpu samples with their thread and time, as a JFR recording: a timeline of which threads were busy when).
+     */
     private final String profileEvent;
     private Path dir;
     private String siteUrl;
@@ -102,8 +105,8 @@ public final class FileBenchmark {
         this.warmups = Integer.parseInt(o.getOrDefault("warmup", "20"));
         this.profile = o.containsKey("profile") ? Path.of(o.get("profile")) : null;
         this.profileEvent = o.getOrDefault("profile-event", "cpu");
-        if (!List.of("cpu", "alloc").contains(profileEvent)) {
-            throw new IllegalArgumentException("--profile-event is cpu or alloc, not '" + profileEvent + "'");
+        if (!List.of("cpu", "alloc", "jfr").contains(profileEvent)) {
+            throw new IllegalArgumentException("--profile-event is cpu, alloc or jfr, not '" + profileEvent + "'");
         }
     }
 
@@ -111,7 +114,7 @@ public final class FileBenchmark {
     private void profileFrom(boolean timed) throws Exception {
         if (timed && profile != null) {
             if (profiler == null) {
-                profiler = new Profiler(profile, profileEvent, Files.createTempDirectory("syncline-files-profiles-")); // (dir is deleted at the end)
+                profiler = new Profiler(profile, profileEvent, Files.createTempDirectory("syncline-files-profiles-")); // (kept: read after the run)
             }
             profiler.start();
         }
@@ -139,12 +142,17 @@ public final class FileBenchmark {
         }
 
         void start() throws Exception {
-            execute.invoke(instance, event.equals("alloc") ? "start,event=alloc,alloc=256k,total" : "start,event=cpu,interval=1ms");
+            execute.invoke(instance, event.equals("alloc") ? "start,event=alloc,alloc=256k,total" : event.equals("jfr") ? "start,event=cpu,interval=1ms,threads,jfr,file=" + out.resolve("current.jfr") : "start,event=cpu,interval=1ms");
         }
 
         void stop(String name) throws Exception {
-            Path f = out.resolve(name + ".collapsed");
-            execute.invoke(instance, "stop,file=" + f);
+            Path f = out.resolve(name + (event.equals("jfr") ? ".jfr" : ".collapsed"));
+            if (event.equals("jfr")) {
+                execute.invoke(instance, "stop");
+                Files.move(out.resolve("current.jfr"), f);
+            } else {
+                execute.invoke(instance, "stop,file=" + f);
+            }
             System.out.println("  profile: " + f);
         }
     }
@@ -156,11 +164,11 @@ public final class FileBenchmark {
                 System.out.println("usage: bench/files [--size-mib=1024 (the large file)] [--files=10000 (the tree)] [--change=1 (% changed)] "
                         + "[--rounds=3 (each scenario again, on new files; medians reported)] [--warmup=20 (passes before the rounds)] "
                         + "[--profile=<async-profiler jar> (cpu samples of Syncline's part of each timed scenario, as collapsed stacks)] "
-                        + "[--profile-event=cpu|alloc (alloc: allocated bytes by stack instead)]");
+                        + "[--profile-event=cpu|alloc|jfr (alloc: allocated bytes by stack instead; jfr: cpu samples with thread and time, as JFR)]");
                 return;
             }
             if (!a.startsWith("--") || !a.contains("=") || !List.of("size-mib", "files", "change", "rounds", "warmup", "profile", "profile-event").contains(a.substring(2, a.indexOf('=')))) {
-                System.err.println("unknown argument '" + a + "' (known: --size-mib=N, --files=N, --change=P, --rounds=N, --warmup=N, --profile=JAR, --profile-event=cpu|alloc; --help)");
+                System.err.println("unknown argument '" + a + "' (known: --size-mib=N, --files=N, --change=P, --rounds=N, --warmup=N, --profile=JAR, --profile-event=cpu|alloc|jfr; --help)");
                 System.exit(2);
             }
             opts.put(a.substring(2, a.indexOf('=')), a.substring(a.indexOf('=') + 1));

@@ -26,7 +26,7 @@ public final class FreshContent {
     /** At most this many files are kept at once (empty files take no room in the ring). */
     public static final int MAX_ENTRIES = 16_384;
 
-    private record Kept(long size, String hash, long start) {
+    private record Kept(String key, long size, String hash, long start) {
     }
 
     /** What the rings of {@link #forHeap} may take in all, in the process (null until the first is made). */
@@ -43,6 +43,8 @@ public final class FreshContent {
     private long reserved = -1;
     private boolean closed;
     private final Map<String, Kept> kept = new HashMap<>();
+    /** What was kept, in the order kept: those a take freed leave the map with it (see forget). */
+    private final java.util.ArrayDeque<Kept> order = new java.util.ArrayDeque<>();
 
     /** Keeps at most {@code capacity} bytes of content at a time. */
     public FreshContent(int capacity) {
@@ -118,7 +120,7 @@ public final class FreshContent {
      */
     synchronized int reserve(int size) {
         reserved = -1;
-        if (closed || size > MAX_FILE || kept.size() >= MAX_ENTRIES || !ringMade() || size > capacity) {
+        if (closed || size > MAX_FILE || order.size() >= MAX_ENTRIES || !ringMade() || size > capacity) {
             return -1; // (capacity once the ring is made: a ring from a budget can be shorter than asked)
         }
         long start = head;
@@ -149,7 +151,9 @@ public final class FreshContent {
         if (reserved < 0) {
             throw new IllegalStateException("'" + file.path() + "' kept without room reserved for it");
         }
-        kept.put(key(channel, file.path()), new Kept(file.size(), file.hash(), reserved));
+        Kept k = new Kept(key(channel, file.path()), file.size(), file.hash(), reserved);
+        kept.put(k.key(), k);
+        order.add(k);
         head = reserved + file.size();
         reserved = -1;
     }
@@ -172,11 +176,24 @@ public final class FreshContent {
             return -1; // (freed with a content taken after it)
         }
         tail = k.start() + k.size();
+        forgetFreed();
         if (k.size() != size || !k.hash().equals(hash)) {
             return -1;
         }
         System.arraycopy(ring, offset(k.start()), into, 0, (int) size);
         return (int) size;
+    }
+
+    /**
+     * Drops what the tail has passed from the map (kept before a content taken since, and not taken): they are freed,
+     * and would otherwise count toward {@link #MAX_ENTRIES} until the next clear.
+     */
+    private void forgetFreed() {
+        Kept first;
+        while ((first = order.peek()) != null && first.start() < tail) {
+            order.poll();
+            kept.remove(first.key(), first); // (unless kept again since, later in the ring)
+        }
     }
 
     /** Where the ring's stream position {@code position} is in the ring. */
@@ -187,6 +204,7 @@ public final class FreshContent {
     /** Frees everything kept (the ring itself stays, for the next walk). */
     public synchronized void clear() {
         kept.clear();
+        order.clear();
         tail = head;
         reserved = -1;
     }

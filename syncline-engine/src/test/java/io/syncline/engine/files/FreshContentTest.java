@@ -130,6 +130,20 @@ class FreshContentTest {
     }
 
     @Test
+    void shouldForgetWhatATakeFreedSoThatAWalkOfManyFilesKeepsGoing() {
+        FreshContent kept = new FreshContent(1024);
+        byte[] one = {1};
+        for (int i = 0; i < 2 * FreshContent.MAX_ENTRIES; i += 2) {
+            assertThat(keep(kept, "f" + i, one)).as("f" + i).isTrue();
+            assertThat(keep(kept, "f" + (i + 1), one)).as("f" + (i + 1)).isTrue();
+            // The sender takes only the second (the first was, say, skipped by the hub): the first is freed with it.
+            assertThat(taken(kept, CH, "f" + (i + 1), 1, ContentHash.of(one))).isEqualTo(one);
+            assertThat(kept.entries()).as("nothing left kept after f" + (i + 1)).isZero();
+        }
+        assertThat(taken(kept, CH, "f0", 1, ContentHash.of(one))).as("freed").isNull();
+    }
+
+    @Test
     void shouldHandOutExactlyWhatWasKeptWhileOneThreadKeepsAndAnotherTakes() throws Exception {
         FreshContent kept = new FreshContent(64 * 1024);
         int files = 20_000;
