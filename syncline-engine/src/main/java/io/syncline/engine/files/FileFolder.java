@@ -142,9 +142,13 @@ public final class FileFolder {
         if (Files.isSymbolicLink(work)) {
             throw new IOException(work + " is a symbolic link; Syncline's working folder must be a real folder inside " + this.root);
         }
-        Files.createDirectories(work);
         this.store = Files.getFileStore(this.root);
         this.posix = store.supportsFileAttributeView("posix");
+        if (posix) { // (made again with its permissions if someone deleted it since the process started)
+            Files.createDirectories(work, java.nio.file.attribute.PosixFilePermissions.asFileAttribute(WORK_MODE));
+        } else {
+            Files.createDirectories(work);
+        }
         if (SWEPT.add(this.root)) { // once per process: a folder is made per exchange
             if (posix && !Files.getPosixFilePermissions(work, LinkOption.NOFOLLOW_LINKS).equals(WORK_MODE)) {
                 Files.setPosixFilePermissions(work, WORK_MODE); // only this process's user writes in it (setAttributes)

@@ -514,6 +514,12 @@ class FileFolderTest {
         Files.setPosixFilePermissions(work, PosixFilePermissions.fromString("rwxrwxrwx")); // as an older version left it
         new FileFolder(root);
         assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(work))).isEqualTo("rwx------");
+
+        // Deleted while the process runs (its permissions are set once per process, at the first folder of a root):
+        // the next exchange's folder makes it again, as it was.
+        Files.delete(work);
+        new FileFolder(root);
+        assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(work))).isEqualTo("rwx------");
     }
 
     @Test
