@@ -66,6 +66,10 @@ public final class FileBenchmark {
      * durable floor s.
      */
     private final Map<String, List<double[]>> results = new LinkedHashMap<>();
+    /** This process's processor time when Syncline's part of the scenario under way began (ns). */
+    private long cpu0;
+    /** The rsync daemon's process id. */
+    private long rsyncdPid;
     /** --profile: async-profiler's jar; null: no profile. */
     private final Path profile;
     private Profiler profiler;
@@ -110,8 +114,12 @@ public final class FileBenchmark {
         }
     }
 
-    /** Starts the profiler (--profile) before Syncline's part of a timed scenario; measured stops it. */
+    /**
+     * Right before Syncline's part of a timed scenario: notes the process's processor time, and starts the profiler
+     * (--profile; measured stops it).
+     */
     private void profileFrom(boolean timed) throws Exception {
+        cpu0 = processCpuNanos();
         if (timed && profile != null) {
             if (profiler == null) {
                 profiler = new Profiler(profile, profileEvent, Files.createTempDirectory("syncline-files-profiles-")); // (kept: read after the run)
@@ -209,6 +217,7 @@ public final class FileBenchmark {
             return t;
         });
         Process rsyncd = startRsyncDaemon();
+        rsyncdPid = rsyncd.pid();
         siteUrl = "jdbc:h2:" + dir.resolve("site-db").toAbsolutePath();
         hubUrl = "jdbc:h2:" + dir.resolve("hub-db").toAbsolutePath();
         for (String url : List.of(siteUrl, hubUrl)) {
@@ -258,15 +267,19 @@ public final class FileBenchmark {
         }
         System.out.println();
         System.out.printf("Medians of %d round(s); a ratio is the median of the rounds' ratios (Syncline / rsync), with their range%n", rounds);
-        System.out.printf("%-44s %14s %14s %6s %10s %8s %17s %13s %17s %8s %17s%n", "scenario", "Syncline bytes", "rsync bytes", "ratio",
-                "Syncline s", "rsync s", "ratio (range)", "rsync fsync s", "ratio (range)", "floor s", "rsync/floor");
+        System.out.printf("%-44s %14s %14s %6s %10s %8s %17s %13s %17s %8s %17s %12s %9s %17s%n", "scenario", "Syncline bytes", "rsync bytes", "ratio",
+                "Syncline s", "rsync s", "ratio (range)", "rsync fsync s", "ratio (range)", "floor s", "rsync/floor",
+                "Syncline cpu", "rsync cpu", "ratio (range)");
         for (Map.Entry<String, List<double[]>> e : results.entrySet()) {
             List<double[]> rs = e.getValue();
             double[] floorRatios = rs.stream().mapToDouble(r -> r[3] / r[5]).sorted().toArray();
-            System.out.printf("%-44s %,14.0f %,14.0f %6.2f %10.2f %8.2f %17s %13.2f %17s %8.2f %17s%n", e.getKey(), median(rs, r -> r[0]),
+            double[] cpuRatios = rs.stream().mapToDouble(r -> r[6] / r[7]).sorted().toArray();
+            System.out.printf("%-44s %,14.0f %,14.0f %6.2f %10.2f %8.2f %17s %13.2f %17s %8.2f %17s %12.2f %9.2f %17s%n", e.getKey(), median(rs, r -> r[0]),
                     median(rs, r -> r[1]), median(rs, r -> r[0] / r[1]), median(rs, r -> r[2]), median(rs, r -> r[3]), ratio(rs, 3),
                     median(rs, r -> r[4]), ratio(rs, 4), median(rs, r -> r[5]), String.format("%.2f (%.2f-%.2f)", median(rs, r -> r[3] / r[5]),
-                            floorRatios[0], floorRatios[floorRatios.length - 1]));
+                            floorRatios[0], floorRatios[floorRatios.length - 1]),
+                    median(rs, r -> r[6]), median(rs, r -> r[7]), String.format("%.2f (%.2f-%.2f)", median(rs, r -> r[6] / r[7]),
+                            cpuRatios[0], cpuRatios[cpuRatios.length - 1]));
         }
     }
 
@@ -471,6 +484,7 @@ public final class FileBenchmark {
      */
     private void measured(String scenario, long t0, long b0, String name, List<Path> written) throws Exception {
         double sSec = (System.nanoTime() - t0) / 1e9;
+        double sCpu = (processCpuNanos() - cpu0) / 1e9;
         long sBytes = hubProxy.bytesForwarded() - b0;
         if (profiler != null) {
             profiler.stop(name.substring(0, name.indexOf('/')) + "-" + scenario.replaceAll("[^A-Za-z0-9.%]+", "-"));
@@ -479,19 +493,29 @@ public final class FileBenchmark {
         long bytes = bytesOf(written);
         settled(bytes);
         long r0 = rsyncProxy.bytesForwarded();
+        long self = ProcessHandle.current().pid();
+        long daemon0 = cpuTicks(rsyncdPid, true, true);
+        long client0 = cpuTicks(self, false, true);
+        long jvm0 = processCpuNanos();
         long t1 = System.nanoTime();
         rsync(false, name);
         double rSec = (System.nanoTime() - t1) / 1e9;
         long rBytes = rsyncProxy.bytesForwarded() - r0;
+        // rsync's processor time: the client's (a child of this process, reaped: its time and its own children's are in
+        // this process's children's time), the daemon's with the child it forked for the connection (once reaped), and
+        // this process's meanwhile (the proxy rsync's bytes went through).
+        awaitNoChildren(rsyncdPid);
+        double rCpu = (cpuTicks(self, false, true) - client0 + cpuTicks(rsyncdPid, true, true) - daemon0) / (double) CLOCK_TICKS
+                + (processCpuNanos() - jvm0) / 1e9;
         settled(bytes);
         long t2 = System.nanoTime();
         rsync(true, name);
         double fSec = (System.nanoTime() - t2) / 1e9;
         settled(bytes);
         double floor = durableFloor(written);
-        results.computeIfAbsent(scenario, k -> new ArrayList<>()).add(new double[] {sBytes, rBytes, sSec, rSec, fSec, floor});
-        System.out.printf("  %s: Syncline %,d bytes in %.2f s; rsync %,d bytes in %.2f s (with --fsync %.2f s); durable floor %.2f s%n",
-                scenario, sBytes, sSec, rBytes, rSec, fSec, floor);
+        results.computeIfAbsent(scenario, k -> new ArrayList<>()).add(new double[] {sBytes, rBytes, sSec, rSec, fSec, floor, sCpu, rCpu});
+        System.out.printf("  %s: Syncline %,d bytes in %.2f s (cpu %.2f s); rsync %,d bytes in %.2f s (cpu %.2f s; with --fsync %.2f s); durable floor %.2f s%n",
+                scenario, sBytes, sSec, sCpu, rBytes, rSec, rCpu, fSec, floor);
     }
 
     /**
@@ -704,6 +728,33 @@ public final class FileBenchmark {
         String out = new String(p.getInputStream().readAllBytes());
         if (p.waitFor() != 0) {
             throw new IllegalStateException("rsync failed: " + out);
+        }
+    }
+
+    /** Linux's clock ticks per second, the unit of /proc's processor times (USER_HZ: 100 on every common platform). */
+    private static final int CLOCK_TICKS = 100;
+
+    /** This process's processor time (user and system, every thread), ns. */
+    private static long processCpuNanos() {
+        return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getProcessCpuTime();
+    }
+
+    /**
+     * A process's processor time (user and system), with {@code children} its reaped children's too, from /proc, in
+     * clock ticks.
+     */
+    private static long cpuTicks(long pid, boolean own, boolean children) throws IOException {
+        String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+        String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" "); // f[0] is the state, field 3 of proc(5)
+        return (own ? Long.parseLong(f[11]) + Long.parseLong(f[12]) : 0) // utime stime
+                + (children ? Long.parseLong(f[13]) + Long.parseLong(f[14]) : 0); // cutime cstime
+    }
+
+    /** Waits (at most 5 s) until the process has no child left (the rsync daemon has reaped its connection's). */
+    private static void awaitNoChildren(long pid) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (ProcessHandle.of(pid).map(h -> h.children().findAny().isPresent()).orElse(false) && System.nanoTime() < deadline) {
+            Thread.sleep(10);
         }
     }
 
