@@ -43,7 +43,7 @@ public final class FreshContent {
     private long reserved = -1;
     private boolean closed;
     private final Map<String, Kept> kept = new HashMap<>();
-    /** What was kept, in the order kept: those a take freed leave the map with it (see forget). */
+    /** What was kept, in the order kept: those a take freed leave the map with it (see forgetFreed). */
     private final java.util.ArrayDeque<Kept> order = new java.util.ArrayDeque<>();
 
     /** Keeps at most {@code capacity} bytes of content at a time. */
