@@ -272,6 +272,9 @@ public final class FileOutbox {
 
         @Override
         public FreshContent content() {
+            if (contents == null) {
+                index(); // (so that off is known before the first new file is read into the ring)
+            }
             return off ? null : content;
         }
 
