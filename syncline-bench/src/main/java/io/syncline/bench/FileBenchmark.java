@@ -63,7 +63,7 @@ public final class FileBenchmark {
     private static final long WARM_UP_MIB = 64;
     /**
      * Per scenario, in order, each round's figures: Syncline bytes, rsync bytes, Syncline s, rsync s, rsync --fsync s,
-     * durable floor s.
+     * durable floor s, Syncline processor s, plain rsync processor s.
      */
     private final Map<String, List<double[]>> results = new LinkedHashMap<>();
     /** This process's processor time when Syncline's part of the scenario under way began (ns). */
