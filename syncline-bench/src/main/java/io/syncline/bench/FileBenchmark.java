@@ -150,7 +150,11 @@ public final class FileBenchmark {
         }
 
         void start() throws Exception {
-            execute.invoke(instance, event.equals("alloc") ? "start,event=alloc,alloc=256k,total" : event.equals("jfr") ? "start,event=cpu,interval=1ms,threads,jfr,file=" + out.resolve("current.jfr") : "start,event=cpu,interval=1ms");
+            execute.invoke(instance, switch (event) {
+                case "alloc" -> "start,event=alloc,alloc=256k,total";
+                case "jfr" -> "start,event=cpu,interval=1ms,threads,jfr,file=" + out.resolve("current.jfr"); // (named at stop)
+                default -> "start,event=cpu,interval=1ms";
+            });
         }
 
         void stop(String name) throws Exception {

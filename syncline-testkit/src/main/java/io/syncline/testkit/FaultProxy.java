@@ -533,7 +533,10 @@ public final class FaultProxy implements AutoCloseable {
                 InputStream in = from.getInputStream();
                 while (awaitFlowing(this)) {
                     byte[] buf = free.poll();
-                    int n = in.read(buf == null ? buf = new byte[CHUNK] : buf);
+                    if (buf == null) {
+                        buf = new byte[CHUNK];
+                    }
+                    int n = in.read(buf);
                     if (n < 0) {
                         queue.put(Chunk.END);
                         return;
